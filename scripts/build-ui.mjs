@@ -1,0 +1,1 @@
+// Placeholder: the browser UI bundle is built here (issue 6).

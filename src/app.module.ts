@@ -1,0 +1,39 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import { ClientModule } from './client/client.module';
+import { RelayExceptionFilter } from './common/relay-exception.filter';
+import { RelayConfigModule, type RelayConfigOptions } from './config/relay-config.module';
+import { HealthModule } from './health/health.module';
+import { LifecycleModule } from './health/lifecycle.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { RegistryModule } from './registry/registry.module';
+import { SinkModule } from './sink/sink.module';
+import { SourceModule } from './source/source.module';
+import { StateModule } from './state/state.module';
+import { UiModule } from './ui/ui.module';
+import { pinoHttpOptions } from './common/logging';
+
+/** Composes the relay; holds no logic of its own. */
+@Module({})
+export class AppModule {
+  static register(options: RelayConfigOptions): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        RelayConfigModule.forRoot(options),
+        LoggerModule.forRoot({ pinoHttp: pinoHttpOptions(options.config) }),
+        StateModule,
+        MetricsModule,
+        LifecycleModule,
+        RegistryModule,
+        SinkModule,
+        SourceModule,
+        ClientModule,
+        HealthModule,
+        UiModule.register(options.config.uiEnabled),
+      ],
+      providers: [{ provide: APP_FILTER, useClass: RelayExceptionFilter }],
+    };
+  }
+}

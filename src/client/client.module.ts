@@ -1,0 +1,17 @@
+import { Module } from '@nestjs/common';
+import { LifecycleModule } from '../health/lifecycle.module';
+import { MetricsModule } from '../metrics/metrics.module';
+import { RegistryModule } from '../registry/registry.module';
+import { StateModule } from '../state/state.module';
+import { LegacyClientController, V1ClientController } from './client.controller';
+import { ClientService } from './client.service';
+import { DiscoveryController, RelayApiStubController } from './discovery.controller';
+import { DiscoveryService } from './discovery.service';
+
+@Module({
+  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
+  controllers: [LegacyClientController, V1ClientController, DiscoveryController, RelayApiStubController],
+  providers: [ClientService, DiscoveryService],
+  exports: [DiscoveryService],
+})
+export class ClientModule {}

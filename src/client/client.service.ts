@@ -1,0 +1,309 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
+import { newJobId } from '../common/ids';
+import { Errors } from '../common/relay-error';
+import { WireResponse } from '../common/wire-response';
+import { RelayConfig } from '../config/relay-config';
+import { LifecycleService } from '../health/lifecycle.service';
+import { RelayMetrics } from '../metrics/relay-metrics';
+import { DEFAULT_MODEL, resolveModel } from '../registry/capabilities';
+import { RegistryService } from '../registry/registry.service';
+import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
+import {
+  CONTEXT_TIERS,
+  TERMINAL_REASONS,
+  type ContextTier,
+  type Envelope,
+  type JobInput,
+  type TerminalReason,
+} from '../state/state.types';
+import type { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
+
+const SELECTION_POLICY = 'best_fit_smallest_capable_least_loaded_v1';
+/** Most a client may ask a retrieve to be held (`Prefer: wait=N`), inside browsers' fetch budgets. */
+export const MAX_RETRIEVE_WAIT_SECONDS = 8;
+const CANCEL_REASONS = new Set<string>(TERMINAL_REASONS.filter((r) => r !== 'response_ttl_exceeded'));
+
+const seconds = (ms: number): number => Math.max(0, ms) / 1000;
+
+/** Envelope bytes counted against the queue's byte cap. */
+function envelopeBytes(e: Envelope): number {
+  return e.ciphertext.length + e.cipherkey.length + e.iv.length;
+}
+
+/** Browser- and client-facing routes of both dialects: pick a node, submit, retrieve, cancel. */
+@Injectable()
+export class ClientService {
+  constructor(
+    @Inject(STATE_STORE) private readonly store: StateStore,
+    @Inject(CLOCK) private readonly clock: Clock,
+    private readonly config: RelayConfig,
+    private readonly registry: RegistryService,
+    private readonly metrics: RelayMetrics,
+    private readonly lifecycle: LifecycleService,
+  ) {}
+
+  // ------------------------------------------------------------ legacy
+
+  async nextServer(): Promise<object> {
+    const key = await this.registry.pickLegacy();
+    if (key === null) {
+      throw Errors.noServers();
+    }
+    return { server_public_key: key };
+  }
+
+  async faucet(dto: FaucetDto): Promise<object> {
+    const stream = Boolean(dto.stream);
+    const clientKey = dto.client_public_key ?? null;
+    if (stream && !clientKey) {
+      throw Errors.streamNeedsClientKey();
+    }
+    if (!clientKey) {
+      // The existing relay queued such work, and nodes then dropped it (their schema needs a string).
+      throw Errors.missingClientKey();
+    }
+    this.refuseWhileDrainingInMemory();
+    const envelope: Envelope = { ciphertext: dto.chat_history, cipherkey: dto.cipherkey, iv: dto.iv, extra: {} };
+    await this.admit({
+      jobId: newJobId(),
+      dialect: 'legacy',
+      nodeId: dto.server_public_key,
+      clientKey,
+      requestId: null,
+      cancelToken: null,
+      stream,
+      envelope,
+      bytes: envelopeBytes(envelope),
+    });
+    return { message: 'Request received' };
+  }
+
+  async legacyRetrieve(dto: LegacyRetrieveDto, abort: AbortSignal): Promise<object> {
+    const until = this.clock.now() + (this.lifecycle.draining ? 0 : this.config.retrieveHoldMs);
+    for (;;) {
+      const result = await this.store.takeResponse({
+        dialect: 'legacy',
+        clientKey: dto.client_public_key,
+        requestId: null,
+        now: this.clock.now(),
+      });
+      if (result.status === 'ok') {
+        return { chat_history: result.envelope.ciphertext, cipherkey: result.envelope.cipherkey, iv: result.envelope.iv };
+      }
+      if (this.clock.now() >= until || abort.aborted || this.lifecycle.draining) {
+        return { error: 'No response available for the given public key' };
+      }
+      await this.store.waitForResponse(dto.client_public_key, null, until, AbortSignal.any([abort, this.lifecycle.drainSignal]));
+    }
+  }
+
+  async streamRetrieve(dto: LegacyRetrieveDto): Promise<object> {
+    const result = await this.store.takeStream(dto.client_public_key, this.clock.now());
+    if (result.status === 'none') {
+      return { error: 'No active stream for the given public key' };
+    }
+    return {
+      stream: true,
+      session_id: result.sessionId,
+      chunks: result.chunks,
+      ...(result.final ? { final: true } : {}),
+    };
+  }
+
+  // ------------------------------------------------------------ API v1
+
+  async next(modelQuery: unknown, tierQuery: unknown): Promise<object> {
+    const requestedModel = typeof modelQuery === 'string' && modelQuery.trim() !== '' ? modelQuery.trim() : DEFAULT_MODEL;
+    const requestedTier = typeof tierQuery === 'string' && tierQuery.trim() !== '' ? tierQuery.trim() : '8k-fast';
+    const model = resolveModel(requestedModel.slice(0, 256));
+    const tierValid = Object.hasOwn(CONTEXT_TIERS, requestedTier);
+    const result = await this.registry.select(model, (tierValid ? requestedTier : '8k-fast') as ContextTier);
+    if (result.status === 'no_nodes') {
+      throw Errors.noComputeNodes();
+    }
+    if (!tierValid) {
+      throw Errors.invalidContextTier();
+    }
+    const base = {
+      selection_policy: SELECTION_POLICY,
+      requested_context_tier: requestedTier,
+      requested_model: requestedModel,
+      eligible_node_count: result.eligibleCount,
+      eligible_tier_counts: result.eligibleTierCounts,
+    };
+    if (result.status === 'no_match') {
+      throw Errors.unavailable(
+        'no_matching_compute_node',
+        'Registered compute nodes are available, but none match the requested model/context tier.',
+        base,
+      );
+    }
+    if (result.status !== 'selected') {
+      throw Errors.unavailable(
+        'no_available_capacity',
+        'Registered compute nodes match the requested model/context tier, but all matching nodes are at capacity. Retry with backoff.',
+        {
+          ...base,
+          capacity_limited_node_count: result.capacityLimitedCount,
+          capacity_limited_tier_counts: result.capacityLimitedTierCounts,
+        },
+        { 'Retry-After': '2' },
+      );
+    }
+    const { selected } = result;
+    const spillover = CONTEXT_TIERS[selected.tier] > CONTEXT_TIERS[requestedTier as ContextTier];
+    return {
+      server_public_key: selected.nodeId,
+      requested_context_tier: requestedTier,
+      requested_model: requestedModel,
+      resolved_model: model,
+      selected_context_tier: selected.tier,
+      selected_context_window_tokens: CONTEXT_TIERS[selected.tier],
+      selected_model_support: selected.modelSupport,
+      selection_policy: SELECTION_POLICY,
+      eligible_node_count: result.eligibleCount,
+      eligible_tier_counts: result.eligibleTierCounts,
+      selected_queue_depth: selected.queueDepth,
+      selected_in_flight_count: selected.inFlightCount,
+      selected_load_score: selected.loadScore,
+      spillover,
+      ...(spillover ? { spillover_reason: 'no_smaller_eligible_node_available' } : {}),
+    };
+  }
+
+  async submit(dto: RequestsDto): Promise<object> {
+    this.refuseWhileDrainingInMemory();
+    const extra: Record<string, string | number> = {};
+    if (dto.protocol !== undefined) {
+      extra.protocol = dto.protocol;
+    }
+    if (dto.version !== undefined) {
+      extra.version = dto.version;
+    }
+    const envelope: Envelope = {
+      ciphertext: (dto.ciphertext ?? dto.chat_history) as string,
+      cipherkey: dto.cipherkey,
+      iv: dto.iv,
+      extra,
+    };
+    const result = await this.admit({
+      jobId: newJobId(),
+      dialect: 'v1',
+      nodeId: dto.server_public_key,
+      clientKey: dto.client_public_key,
+      requestId: dto.request_id ?? null,
+      cancelToken: dto.cancel_token ?? null,
+      stream: false,
+      envelope,
+      bytes: envelopeBytes(envelope),
+    });
+    const remaining = seconds(result.deadlineAt - this.clock.now());
+    return {
+      message: 'Request received',
+      request_deadline_remaining_seconds: remaining,
+      request_ttl_seconds: remaining,
+    };
+  }
+
+  async cancel(dto: CancelDto): Promise<object> {
+    if (dto.cancel_token === undefined || dto.cancel_token === '') {
+      throw Errors.cancelProof();
+    }
+    const status = dto.status === 'expired' ? 'expired' : 'cancelled';
+    const reason: TerminalReason =
+      typeof dto.reason === 'string' && CANCEL_REASONS.has(dto.reason) ? (dto.reason as TerminalReason) : status;
+    const result = await this.store.cancel({
+      clientKey: dto.client_public_key,
+      requestId: dto.request_id,
+      cancelToken: dto.cancel_token,
+      status,
+      reason,
+      now: this.clock.now(),
+    });
+    this.metrics.recordTransitions(result.transitions);
+    if (result.status === 'forbidden') {
+      throw Errors.cancelProof();
+    }
+    return { status, request_id: dto.request_id, removed_from_queue: result.removedFromQueue };
+  }
+
+  /**
+   * `/responses/retrieve`: 200 answer, 202 pending (with progress once), 404, 410. With
+   * `Prefer: wait=N` a pending retrieve is held up to N seconds for the answer, progress or an end.
+   */
+  async retrieve(dto: RetrieveDto, waitSeconds: number, abort: AbortSignal): Promise<WireResponse> {
+    const requestId = dto.request_id ?? null;
+    const hold = this.lifecycle.draining ? 0 : Math.min(Math.max(waitSeconds, 0), MAX_RETRIEVE_WAIT_SECONDS);
+    const until = this.clock.now() + hold * 1000;
+    for (;;) {
+      const now = this.clock.now();
+      const result = await this.store.takeResponse({ dialect: 'v1', clientKey: dto.client_public_key, requestId, now });
+      this.metrics.recordTransitions(result.transitions);
+      switch (result.status) {
+        case 'ok': {
+          const e = result.envelope;
+          return new WireResponse(200, { ...e.extra, ciphertext: e.ciphertext, chat_history: e.ciphertext, cipherkey: e.cipherkey, iv: e.iv });
+        }
+        case 'terminal':
+          throw Errors.requestEnded(result.terminal, result.reason);
+        case 'unknown':
+          throw requestId !== null ? Errors.unknownRequestId(requestId) : Errors.noResponse();
+        case 'pending': {
+          if (result.progress !== null || now >= until || abort.aborted || this.lifecycle.draining) {
+            const remaining = seconds(result.deadlineAt - now);
+            const body: Record<string, unknown> = {
+              status: 'pending',
+              request_deadline_remaining_seconds: remaining,
+              request_ttl_seconds: remaining,
+            };
+            if (result.progress !== null) {
+              const p = result.progress;
+              body.encrypted_progress = { ...p.extra, ciphertext: p.ciphertext, cipherkey: p.cipherkey, iv: p.iv };
+            }
+            return new WireResponse(202, body);
+          }
+          await this.store.waitForResponse(
+            dto.client_public_key,
+            requestId,
+            Math.min(until, result.deadlineAt + 1),
+            AbortSignal.any([abort, this.lifecycle.drainSignal]),
+          );
+          break;
+        }
+        default: {
+          const never: never = result;
+          return never;
+        }
+      }
+    }
+  }
+
+  private async admit(job: JobInput): Promise<Extract<EnqueueResult, { status: 'queued' }>> {
+    const result = await this.store.enqueue({ job, now: this.clock.now() });
+    this.metrics.recordTransitions(result.transitions);
+    switch (result.status) {
+      case 'queued':
+        return result;
+      case 'node_not_found':
+        throw Errors.serverNotFound();
+      case 'node_queue_full':
+        throw Errors.capacity('The compute node queue is full; retry with backoff', 5);
+      case 'client_pending_full':
+        throw Errors.capacity('Too many pending requests for this client; retry when one finishes', 5);
+      case 'queue_full':
+        throw Errors.capacity('The relay queue is full; retry shortly', 5, 503);
+      default: {
+        const never: never = result;
+        return never;
+      }
+    }
+  }
+
+  /** With the memory store, work accepted now would die with the process: send it elsewhere. */
+  private refuseWhileDrainingInMemory(): void {
+    if (this.lifecycle.draining && this.config.stateStore === 'memory') {
+      throw Errors.draining();
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { Controller, Get, Header, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
+import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { RelayError } from '../common/relay-error';
+import { Inject } from '@nestjs/common';
+import { DiscoveryService } from './discovery.service';
+
+/** Public read-only routes: diagnostics, models, release metadata, API health. */
+@Controller()
+export class DiscoveryController {
+  constructor(
+    private readonly discovery: DiscoveryService,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
+
+  @Get('relay/diagnostics')
+  @Header('Cache-Control', 'no-store')
+  diagnostics(): Promise<object> {
+    return this.discovery.diagnostics(this.clock.now());
+  }
+
+  @Get(['api/v1/models', 'v1/models'])
+  @UseGuards(RateLimitGuard)
+  @PublicRateLimit('models')
+  models(): Promise<object> {
+    return this.discovery.models();
+  }
+
+  @Get(['api/v1/meta', 'api/v1/version'])
+  @Header('Cache-Control', 'no-store')
+  meta(@Headers('host') host: string | undefined): object {
+    return this.discovery.meta(host);
+  }
+
+  @Get(['api/v1/health', 'v1/health'])
+  @Header('Cache-Control', 'no-store')
+  apiHealth(): object {
+    return { status: 'ok', version: 'v1', service: 'token.place', timestamp: Math.floor(this.clock.now() / 1000) };
+  }
+}
+
+const STUB = (what: string): RelayError =>
+  new RelayError(
+    503,
+    `Distributed relay API v1 ${what} are disabled pending an end-to-end encrypted relay design.`,
+    'distributed_api_v1_relay_disabled',
+    { type: 'service_unavailable_error' },
+  );
+
+/** `/relay/api/v1/*`: fail-closed stubs (spec §4.4.13). */
+@Controller('relay/api/v1')
+export class RelayApiStubController {
+  @Post('chat/completions')
+  @HttpCode(503)
+  completions(): never {
+    throw STUB('chat completions');
+  }
+
+  @Post('source')
+  @HttpCode(503)
+  source(): never {
+    throw STUB('source dispatch');
+  }
+}

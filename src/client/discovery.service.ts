@@ -1,0 +1,119 @@
+import { Injectable } from '@nestjs/common';
+import { RelayConfig } from '../config/relay-config';
+import { DEFAULT_MODEL } from '../registry/capabilities';
+import { RegistryService } from '../registry/registry.service';
+import { loadScore } from '../state/scheduler';
+import type { NodeView } from '../state/state.types';
+
+const ENV_ALIASES: Record<string, 'prod' | 'staging' | 'dev'> = {
+  prod: 'prod',
+  production: 'prod',
+  staging: 'staging',
+  stage: 'staging',
+  dev: 'dev',
+  development: 'dev',
+  local: 'dev',
+  localhost: 'dev',
+  testing: 'dev',
+  test: 'dev',
+};
+
+/** Node view as `/relay/diagnostics` and `/healthz` print it (spec §4.4.11). */
+export function describeNode(node: NodeView, now: number, key: string): Record<string, unknown> {
+  const v1 = node.dialect === 'v1';
+  return {
+    server_public_key: key,
+    age_seconds: Math.round((now - node.lastPingAt)) / 1000,
+    next_ping_in_x_seconds: node.leaseMs / 1000,
+    queue_depth: node.queueDepth,
+    in_flight_count: v1 ? node.inFlightCount : 0,
+    max_concurrency: v1 ? (node.capabilities?.max_concurrency ?? null) : null,
+    load_score: v1
+      ? loadScore({ nodeId: node.nodeId, seq: 0, capabilities: node.capabilities, queueDepth: node.queueDepth, inFlightCount: node.inFlightCount })
+      : node.queueDepth,
+    capabilities: v1 ? node.capabilities : null,
+  };
+}
+
+/** Read-only views of the relay for browsers and operators: diagnostics, models, release metadata. */
+@Injectable()
+export class DiscoveryService {
+  constructor(
+    private readonly config: RelayConfig,
+    private readonly registry: RegistryService,
+  ) {}
+
+  /** The upstream fields shared by `/healthz` and `/relay/diagnostics` (spec §5.3). */
+  upstream(): { relayOnly: boolean; active: string[]; required: string[]; configured: string[] } {
+    const c = this.config;
+    const relayOnly = !c.requireUpstreamHealth && !c.explicitUpstreamConfig;
+    const active = relayOnly ? [] : c.upstreamUrl && c.explicitUpstreamConfig ? [c.upstreamUrl] : c.configuredUpstreams;
+    return {
+      relayOnly,
+      active,
+      required: c.requireUpstreamHealth ? [c.upstreamUrl] : [],
+      configured: c.configuredUpstreams,
+    };
+  }
+
+  async diagnostics(now: number): Promise<object> {
+    const nodes = (await this.registry.nodes()).sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    const all = nodes.map((n) => describeNode(n, now, n.nodeId));
+    const v1 = nodes.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, now, n.nodeId));
+    const up = this.upstream();
+    return {
+      relay_only: up.relayOnly,
+      upstream_health_required: this.config.requireUpstreamHealth,
+      active_upstream_servers: up.active,
+      required_upstream_servers: up.required,
+      registered_compute_nodes: all,
+      total_registered_compute_nodes: all.length,
+      api_v1_registered_compute_nodes: v1,
+      total_api_v1_registered_compute_nodes: v1.length,
+      configured_upstream_servers: up.configured,
+    };
+  }
+
+  /** Models the live API v1 nodes serve, most widely served first (the web page picks the first). */
+  async models(): Promise<object> {
+    const counts = new Map<string, number>();
+    for (const node of await this.registry.nodes()) {
+      if (node.dialect !== 'v1' || !node.capabilities) {
+        continue;
+      }
+      for (const model of node.capabilities.supported_model_ids) {
+        counts.set(model, (counts.get(model) ?? 0) + 1);
+      }
+    }
+    const ids = [...counts.entries()]
+      .sort((a, b) => b[1] - a[1] || (a[0] === DEFAULT_MODEL ? -1 : b[0] === DEFAULT_MODEL ? 1 : a[0].localeCompare(b[0])))
+      .map(([id]) => id);
+    return {
+      object: 'list',
+      data: ids.map((id) => ({ id, object: 'model', created: 0, owned_by: 'token.place', node_count: counts.get(id) })),
+    };
+  }
+
+  /** `/api/v1/meta` and `/api/v1/version` (spec §4.4.12). */
+  meta(host: string | undefined): object {
+    const c = this.config;
+    const explicit = (c.deployEnv || '').trim().toLowerCase();
+    const byProfile = ENV_ALIASES[c.tokenPlaceEnv.trim().toLowerCase()];
+    const hostname = (host ?? '').split(':')[0]?.toLowerCase() ?? '';
+    const byHost = hostname === 'token.place' ? 'prod' : hostname === 'staging.token.place' ? 'staging' : undefined;
+    const environment = explicit ? (ENV_ALIASES[explicit] ?? 'dev') : (byHost ?? (c.tokenPlaceEnv !== 'development' ? byProfile : undefined) ?? 'dev');
+    const release = sanitise(c.releaseVersion);
+    const version = release && release !== 'dev' ? release : sanitise(c.imageTag) || 'dev';
+    const ref = c.imageTag && /^(main-[0-9a-f]{7,40}|sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+.*)$/.test(c.imageTag)
+      ? c.imageTag
+      : c.gitSha
+        ? `main-${c.gitSha.slice(0, 7)}`
+        : undefined;
+    const display = environment === 'prod' ? version : (ref ?? version);
+    return { environment, version, label: `${environment} ${display}`, ...(ref ? { ref } : {}) };
+  }
+}
+
+function sanitise(value: string): string {
+  return value.replace(/[^A-Za-z0-9._-]/g, '').slice(0, 64);
+}

@@ -1,0 +1,165 @@
+import type { NextFunction, Request, Response } from 'express';
+import helmet from 'helmet';
+import type { RelayMetrics } from '../metrics/relay-metrics';
+import { newRequestId } from './ids';
+import { Errors, RelayError } from './relay-error';
+import { sendRelayError } from './relay-exception.filter';
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** Echoes a sane incoming `X-Request-Id` or generates 16 hex chars; on every response. */
+export function requestId(req: Request, res: Response, next: NextFunction): void {
+  const incoming = req.headers['x-request-id'];
+  const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : newRequestId();
+  (req as Request & { id: string }).id = id;
+  res.setHeader('X-Request-Id', id);
+  next();
+}
+
+const PUBLIC_CORS = new Set([
+  '/api/v1/relay/requests',
+  '/api/v1/relay/requests/cancel',
+  '/api/v1/relay/responses/retrieve',
+  '/api/v1/relay/servers/next',
+  '/api/v1/public-key',
+  '/api/v1/chat/completions',
+  '/api/v1/health',
+  '/v1/relay/requests',
+  '/v1/relay/requests/cancel',
+  '/v1/relay/responses/retrieve',
+  '/v1/relay/servers/next',
+  '/v1/public-key',
+  '/v1/chat/completions',
+  '/v1/health',
+]);
+
+export function isPublicCorsPath(path: string): boolean {
+  return (
+    PUBLIC_CORS.has(path) ||
+    path === '/api/v1/models' ||
+    path.startsWith('/api/v1/models/') ||
+    path === '/v1/models' ||
+    path.startsWith('/v1/models/')
+  );
+}
+
+/** The fixed, non-credentialed wildcard CORS policy of spec §2.3, before routing and limits. */
+export function publicCors(req: Request, res: Response, next: NextFunction): void {
+  if (!isPublicCorsPath(req.path)) {
+    next();
+    return;
+  }
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  res.setHeader('Access-Control-Expose-Headers', 'Retry-After');
+  if (req.method === 'OPTIONS') {
+    res.setHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+    res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Accept');
+    res.setHeader('Access-Control-Max-Age', '600');
+    res.status(204).end();
+    return;
+  }
+  next();
+}
+
+/** Counts and times every exchange under a bounded route label. */
+export function httpMetrics(metrics: RelayMetrics) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const start = process.hrtime.bigint();
+    res.once('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const template = (req.route as { path?: string } | undefined)?.path ?? null;
+      metrics.observeHttp(req.method, req.path, typeof template === 'string' ? template : null, res.statusCode, seconds);
+    });
+    next();
+  };
+}
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/** A POST with a body that is not JSON gets 415 (the existing relay's framework did the same). */
+export function requireJson(req: Request, res: Response, next: NextFunction): void {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  if (BODY_METHODS.has(req.method) && hasBody && !req.is(['application/json', 'application/*+json'])) {
+    sendRelayError(res, Errors.unsupportedMediaType(), 'object');
+    return;
+  }
+  next();
+}
+
+/** `/api/v1/relay/progress` is size-checked before parsing and before auth (spec §2.4). */
+export function progressSizeCheck(req: Request, res: Response, next: NextFunction): void {
+  if (Number(req.headers['content-length'] ?? 0) > 16384) {
+    sendRelayError(res, Errors.progressTooLarge(), 'object');
+    return;
+  }
+  next();
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  limit?: number;
+}
+
+/** Renders body-parser failures (size, syntax, encoding) as wire errors; never logs the body. */
+export function bodyErrors(err: unknown, req: Request, res: Response, next: NextFunction): void {
+  const e = err as BodyParserError;
+  if (res.headersSent) {
+    next(err);
+    return;
+  }
+  let error: RelayError;
+  switch (e.type) {
+    case 'entity.too.large':
+      error = req.path === '/api/v1/relay/progress' ? Errors.progressTooLarge() : Errors.bodyTooLarge(e.limit ?? 0);
+      break;
+    case 'entity.parse.failed':
+      error = Errors.malformedJson();
+      break;
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      error = Errors.unsupportedMediaType();
+      break;
+    case 'request.aborted':
+      res.destroy();
+      return;
+    default:
+      error = new RelayError(e.status && e.status >= 400 && e.status < 500 ? e.status : 400, 'Unreadable request body');
+  }
+  sendRelayError(res, error, 'object');
+}
+
+/** Browser UI routes get a strict CSP and friends; API routes keep their plain JSON and CORS. */
+export function uiSecurityHeaders() {
+  const mw = helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    referrerPolicy: { policy: 'no-referrer' },
+    frameguard: { action: 'deny' },
+    strictTransportSecurity: false,
+  });
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if ((req.method === 'GET' || req.method === 'HEAD') && isUiPath(req.path)) {
+      mw(req, res, next);
+      return;
+    }
+    next();
+  };
+}
+
+export function isUiPath(path: string): boolean {
+  return path === '/' || path === '/index.html' || path.startsWith('/static/') || path === '/favicon.ico';
+}

@@ -1,0 +1,44 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** 16 random bytes, URL-safe base64 without padding (22 chars): job and stream-session ids. */
+export function newJobId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** 16 lowercase hex chars, the X-Request-Id the relay generates. */
+export function newRequestId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** 32 random bytes, URL-safe base64 (43 chars): an API v1 control credential. */
+export function newControlCredential(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('hex');
+}
+
+/**
+ * Short, stable, non-reversible name for a public key, for logs and health output.
+ * Keys are long PEM-b64 strings; logging them whole is noise and links users across systems.
+ */
+export function fingerprint(key: string): string {
+  return `sha256:${sha256Hex(key).slice(0, 16)}`;
+}
+
+/** Constant-time equality of two byte strings (both digested first so their lengths match). */
+export function constantTimeEquals(a: string | Buffer, b: string | Buffer): boolean {
+  const da = createHash('sha256').update(a).digest();
+  const db = createHash('sha256').update(b).digest();
+  return timingSafeEqual(da, db);
+}
+
+/** True when `candidate` equals any of `expected`, comparing against every entry (no early exit). */
+export function matchesAny(candidate: Buffer, expected: readonly Buffer[]): boolean {
+  let matched = false;
+  for (const token of expected) {
+    matched = constantTimeEquals(candidate, token) || matched;
+  }
+  return matched;
+}

@@ -1,0 +1,100 @@
+/**
+ * A failure with a wire meaning: status, message, the `code` inside the error object, and any extra
+ * fields or headers the protocol spec gives it. Services throw these; one filter renders them in the
+ * shape each route speaks (see {@link ErrorStyle}).
+ */
+export class RelayError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: number | string = status,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'RelayError';
+  }
+}
+
+const obj = (status: number, message: string, code: number | string = status, extra = {}, headers = {}) =>
+  new RelayError(status, message, code, extra, headers);
+
+/** The error catalogue of spec §2–4, one factory per distinct wire error. */
+export const Errors = {
+  invalidRequest: () => obj(400, 'Invalid request data'),
+  invalidPublicKey: () => obj(400, 'Invalid public key'),
+  invalidBatchSize: () => obj(400, 'Invalid max_batch_size'),
+  missingServerKey: () => obj(400, 'Missing server public key'),
+  missingClientKey: () => obj(400, 'Missing client public key'),
+  streamNeedsClientKey: () => obj(400, 'Streaming requests require a client public key'),
+  plaintextForbidden: () =>
+    obj(400, 'Plaintext relay payload fields are forbidden; send ciphertext envelope only'),
+  unexpectedFields: () =>
+    obj(400, 'Unexpected relay payload fields are forbidden; send ciphertext envelope only'),
+  invalidCapabilities: (message: string) => obj(400, message, 'invalid_capabilities'),
+  invalidContextTier: () => obj(400, 'Unsupported context_tier', 'invalid_context_tier'),
+  progressSchema: () => obj(400, 'Invalid encrypted progress schema'),
+  progressProtocol: () => obj(400, 'Invalid encrypted progress protocol'),
+  progressEnvelope: () => obj(400, 'Invalid encrypted progress envelope'),
+  progressTooLarge: () => obj(413, 'Progress envelope too large'),
+  bodyTooLarge: (limit: number) => obj(413, `Request body too large (limit ${limit} bytes)`),
+  malformedJson: () => obj(400, 'Malformed JSON body'),
+  unsupportedMediaType: () => obj(415, 'Content-Type must be application/json'),
+  notFoundRoute: () => obj(404, 'Not found'),
+  methodNotAllowed: () => obj(405, 'Method not allowed'),
+  serverToken: () => obj(401, 'Missing or invalid relay server token'),
+  controlCredential: () => obj(403, 'Missing or invalid relay server control credential'),
+  cancelProof: () => obj(403, 'Missing or invalid cancel proof'),
+  serverNotFound: () => obj(404, 'Server with the specified public key not found'),
+  unknownStream: () => obj(404, 'Unknown stream session'),
+  streamFull: () => obj(413, 'Stream session buffer is full'),
+  unknownRequestId: (requestId: string) => obj(404, `Unknown request_id: ${requestId}`),
+  noResponse: () => obj(404, 'No response available for the given public key'),
+  noLongerWaiting: (code: string) =>
+    obj(410, 'Request is no longer waiting for a response', code, { status: code }),
+  requestEnded: (status: string, reason: string) =>
+    obj(410, `Request ${status}`, status, { status, reason }),
+  progressNotActive: () => obj(410, 'Progress request is not active for this owner'),
+  progressExpired: () => obj(410, 'Progress request has expired'),
+  legacyDisabled: (route: string) =>
+    obj(
+      410,
+      `Legacy relay endpoint '${route}' is deprecated. Use API v1 relay E2EE routes.`,
+      'legacy_relay_endpoint_deprecated',
+      { deprecated: true },
+    ),
+  rateLimited: (text: string, retryAfter: number) =>
+    obj(
+      429,
+      `Rate limit exceeded: ${text}. Try again in ${retryAfter} seconds.`,
+      'rate_limit_exceeded',
+      { type: 'rate_limit_error', param: null },
+      { 'Retry-After': String(retryAfter) },
+    ),
+  capacity: (message: string, retryAfter: number, status = 429) =>
+    obj(status, message, status === 429 ? 'relay_capacity_exceeded' : 'relay_overloaded', {}, {
+      'Retry-After': String(retryAfter),
+    }),
+  noServers: () => obj(503, 'No servers available'),
+  noComputeNodes: () =>
+    obj(503, 'No registered compute nodes are available on this relay.', 'no_registered_compute_nodes'),
+  unavailable: (
+    code: string,
+    message: string,
+    extra: Record<string, unknown>,
+    headers: Record<string, string> = {},
+  ) => obj(503, message, code, extra, headers),
+  storeUnavailable: () =>
+    obj(503, 'Relay state store is unavailable; retry shortly', 'state_store_unavailable', {}, {
+      'Retry-After': '2',
+    }),
+  draining: () => obj(503, 'Relay is shutting down; retry', 'relay_draining', {}, { 'Retry-After': '1' }),
+  operatorNotConfigured: () =>
+    obj(503, 'Operator authentication is not configured', 'operator_auth_not_configured', {
+      type: 'authentication_error',
+    }),
+  operatorToken: () =>
+    obj(401, 'Operator token missing or invalid', 'operator_token_invalid', {
+      type: 'authentication_error',
+    }),
+} as const;

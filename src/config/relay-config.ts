@@ -1,0 +1,340 @@
+import { plainToInstance } from 'class-transformer';
+import { validateSync, type ValidationError } from 'class-validator';
+import type { StoreLimits } from '../state/state.types';
+import { envSpecs } from './env.decorator';
+import { RelayEnvSchema } from './relay-env.schema';
+
+export type EnvSource = Readonly<Record<string, string | undefined>>;
+
+/** A parsed rate limit: `limit` hits per `windowMs`, and the text used in 429 messages. */
+export interface RateLimit {
+  limit: number;
+  windowMs: number;
+  text: string;
+  windowSeconds: number;
+}
+
+const UNIT_SECONDS: Record<string, number> = { second: 1, minute: 60, hour: 3600, day: 86400 };
+
+export function parseRateLimit(value: string): RateLimit | null {
+  const m = /^(\d+)\s*(?:\/|per)\s*(\d+)?\s*(second|minute|hour|day)s?$/i.exec(value.trim());
+  if (!m) {
+    return null;
+  }
+  const count = Number(m[2] ?? 1);
+  const unit = (m[3] as string).toLowerCase();
+  const windowSeconds = count * (UNIT_SECONDS[unit] as number);
+  return {
+    limit: Number(m[1]),
+    windowMs: windowSeconds * 1000,
+    windowSeconds,
+    text: `${m[1]} per ${count} ${unit}`,
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid relay configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const CONTROL_ROUTES = ['register', 'unregister', 'poll', 'control', 'response', 'progress'] as const;
+export type ControlRoute = (typeof CONTROL_ROUTES)[number];
+
+const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
+  register: '240/hour',
+  unregister: '240/hour',
+  poll: '1200/hour',
+  control: '1200/hour',
+  response: '1200/hour',
+  progress: '7200/hour',
+};
+
+/**
+ * The relay's configuration, parsed and validated once at boot. `process.env` is read only in
+ * `src/config/`; everything else receives this object.
+ */
+export class RelayConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly publicUrl: string | null;
+  readonly trustProxy: number | string[] | null;
+  readonly tokenPlaceEnv: string;
+  readonly deployEnv: string;
+  readonly releaseVersion: string;
+  readonly imageTag: string;
+  readonly gitSha: string;
+  readonly chartVersion: string;
+  readonly logLevel: string;
+
+  readonly upstreamUrl: string;
+  readonly gpuHost: string;
+  readonly gpuPort: number;
+  readonly requireUpstreamHealth: boolean;
+  readonly explicitUpstreamConfig: boolean;
+  readonly configuredUpstreams: string[];
+
+  /** Tokens from the environment (the token file is read by the token service). */
+  readonly serverTokens: string[];
+  readonly serverTokensFile: string | null;
+  readonly operatorToken: string | null;
+  readonly metricsToken: string | undefined;
+  readonly metricsDisabled: boolean;
+
+  readonly legacyRoutesEnabled: boolean;
+  readonly sinkPingSeconds: number;
+  readonly sinkHoldMs: number;
+  readonly retrieveHoldMs: number;
+  readonly maxBodyBytes: number;
+
+  readonly v1LeaseSeconds: number;
+  readonly pollWaitSeconds: number;
+  readonly maxQueuePerNode: number;
+
+  readonly publicRateLimits: RateLimit[];
+  readonly controlRateLimits: Record<ControlRoute, RateLimit | null>;
+  readonly controlIpRateLimit: RateLimit | null;
+
+  readonly stateStore: 'memory' | 'redis';
+  readonly redisUrl: string;
+  readonly redisKeyPrefix: string;
+  readonly redisCommandTimeoutMs: number;
+
+  readonly drainMs: number;
+  readonly shutdownGraceMs: number;
+  readonly sweepIntervalMs: number;
+  readonly healthExposeKeys: boolean;
+  readonly uiEnabled: boolean;
+
+  readonly limits: StoreLimits;
+
+  constructor(s: RelayEnvSchema) {
+    this.host = s.host;
+    this.port = s.port;
+    this.publicUrl = s.publicUrl ? s.publicUrl.replace(/\/+$/, '') : null;
+    this.trustProxy = parseTrustProxy(s.trustProxy);
+    this.tokenPlaceEnv = s.tokenPlaceEnv;
+    this.deployEnv = s.deployEnv;
+    this.releaseVersion = s.releaseVersion;
+    this.imageTag = s.imageTag;
+    this.gitSha = s.gitSha;
+    this.chartVersion = s.chartVersion;
+    this.logLevel = s.logLevel;
+
+    const upstream = parseUrl(s.upstreamUrl);
+    this.gpuHost = s.gpuHost || upstream?.hostname || 'gpu-server';
+    this.gpuPort = s.gpuPort ?? (upstream?.port ? Number(upstream.port) : 3000);
+    this.upstreamUrl = s.upstreamUrl || `http://${this.gpuHost}:${this.gpuPort}`;
+    this.requireUpstreamHealth = s.requireUpstreamHealth;
+    const pool = [...splitList(s.upstreams), ...splitList(s.personalGamingPcUrl)];
+    this.configuredUpstreams = pool.length > 0 ? pool : ['https://token.place'];
+    this.explicitUpstreamConfig = pool.length > 0 || s.upstreamUrl !== '';
+
+    this.serverTokens = [
+      ...new Set([s.serverToken, s.serverTokenLegacy, ...s.serverTokens.split(/[,\n]/)].map((t) => t.trim()).filter(Boolean)),
+    ];
+    this.serverTokensFile = s.serverTokensFile.trim() || null;
+    this.operatorToken = s.operatorToken.trim() || null;
+    this.metricsToken = s.metricsToken === undefined ? undefined : s.metricsToken.trim();
+    this.metricsDisabled = s.metricsDisabled;
+
+    this.legacyRoutesEnabled = s.legacyRoutesEnabled;
+    this.sinkPingSeconds = s.sinkPingSeconds;
+    this.sinkHoldMs = s.sinkHoldSeconds * 1000;
+    this.retrieveHoldMs = s.retrieveHoldSeconds * 1000;
+    this.maxBodyBytes = s.maxBodyBytes;
+
+    this.v1LeaseSeconds = s.v1LeaseSeconds;
+    this.pollWaitSeconds = s.pollWaitSeconds;
+    this.maxQueuePerNode = s.maxQueuePerNode;
+
+    this.publicRateLimits = [s.apiRateLimit, s.apiDailyQuota]
+      .map(parseRateLimit)
+      .filter((r): r is RateLimit => r !== null);
+    const shared = s.controlPlaneRateLimit;
+    const perRoute: Record<ControlRoute, string> = {
+      register: s.registerRateLimit,
+      unregister: s.unregisterRateLimit,
+      poll: s.pollRateLimit,
+      control: s.controlRateLimit,
+      response: s.responseRateLimit,
+      progress: s.progressRateLimit,
+    };
+    const control = {} as Record<ControlRoute, RateLimit | null>;
+    for (const route of CONTROL_ROUTES) {
+      control[route] = parseRateLimit(perRoute[route] || shared || CONTROL_DEFAULTS[route]);
+    }
+    this.controlRateLimits = control;
+    this.controlIpRateLimit = parseRateLimit(s.controlPlaneIpRateLimit);
+
+    this.stateStore = s.stateStore === 'redis' ? 'redis' : 'memory';
+    this.redisUrl = s.redisUrl;
+    this.redisKeyPrefix = s.redisKeyPrefix;
+    this.redisCommandTimeoutMs = s.redisCommandTimeoutMs;
+
+    this.drainMs = s.drainSeconds * 1000;
+    this.shutdownGraceMs = s.shutdownGraceSeconds * 1000;
+    this.sweepIntervalMs = s.sweepIntervalSeconds * 1000;
+    this.healthExposeKeys = s.healthExposeKeys;
+    this.uiEnabled = s.uiEnabled;
+
+    const deadlineMin = clamp(s.deadlineMinSeconds, 1, 3600);
+    const deadlineMax = clamp(s.deadlineMaxSeconds, deadlineMin, 3600);
+    const deadline = clamp(s.deadlineSeconds, deadlineMin, deadlineMax);
+    this.limits = {
+      maxNodes: s.maxNodes,
+      maxQueuePerNode: s.maxQueuePerNode,
+      maxQueuedTotal: s.maxQueuedTotal,
+      maxQueuedBytes: s.maxQueuedBytes,
+      maxPendingPerClient: s.maxPendingPerClient,
+      maxResponsesPerClient: s.maxResponsesPerClient,
+      maxStoredResponses: s.maxStoredResponses,
+      maxTerminalRecords: s.maxTerminalRecords,
+      maxStreamSessions: s.maxStreamSessions,
+      maxStreamChunks: 4096,
+      maxStreamBytes: s.maxStreamBytes,
+      maxRateLimitBuckets: s.maxRateLimitBuckets,
+      legacyLeaseMs: s.sinkStaleSeconds * 1000,
+      v1LeaseMs: s.v1LeaseSeconds * 1000,
+      inFlightTtlMs: (s.inFlightTtlSeconds ?? s.v1LeaseSeconds) * 1000,
+      v1DeadlineMs: deadline * 1000,
+      legacyRequestTtlMs: s.legacyRequestTtlSeconds * 1000,
+      responseTtlMs: s.responseTtlSeconds * 1000,
+      terminalTtlMs: s.terminalTtlSeconds * 1000,
+      tombstoneTtlMs: s.tombstoneTtlSeconds * 1000,
+      streamTtlMs: s.streamTtlSeconds * 1000,
+    };
+  }
+
+  /** `next_poll_seconds` hint for active control answers (spec §4.4.3). */
+  get controlNextPollSeconds(): number {
+    const hint = Math.max(this.limits.inFlightTtlMs / 2000, 1);
+    return Math.max(1, Math.min(this.pollWaitSeconds, 10, hint));
+  }
+
+  /** Names and docs of every variable, for the README table check. */
+  static describe(): Array<{ property: string; names: readonly string[]; doc: string }> {
+    return envSpecs(RelayEnvSchema.prototype).map(([property, spec]) => ({
+      property,
+      names: spec.names,
+      doc: spec.doc,
+    }));
+  }
+
+  /**
+   * Reads the relay's variables from `env` (first alias found wins) plus `--host`/`--port` flags,
+   * validates all of them, and throws one {@link ConfigError} listing every problem.
+   */
+  static load(env: EnvSource, argv: readonly string[] = []): RelayConfig {
+    const raw: Record<string, string> = {};
+    const source: Record<string, string> = {};
+    const secret = new Set<string>();
+    for (const [property, spec] of envSpecs(RelayEnvSchema.prototype)) {
+      const name = spec.names.find((n) => env[n] !== undefined);
+      if (name !== undefined) {
+        raw[property] = env[name] as string;
+        source[property] = name;
+      }
+      if (spec.secret) {
+        secret.add(property);
+      }
+    }
+    const problems: string[] = [];
+    const flags = parseFlags(argv, problems);
+    Object.assign(raw, flags);
+    for (const key of Object.keys(flags)) {
+      source[key] = `--${key}`;
+    }
+
+    const schema = plainToInstance(RelayEnvSchema, raw);
+    const errors = validateSync(schema, { forbidUnknownValues: false });
+    for (const error of errors) {
+      problems.push(describeError(error, source, secret));
+    }
+    if (problems.length === 0) {
+      if (schema.stateStore === 'redis' && !schema.redisUrl) {
+        problems.push('TOKENPLACE_RELAY_STATE_STORE=redis needs TOKENPLACE_RELAY_REDIS_URL');
+      }
+      if (schema.stateStore === 'memory' && schema.redisUrl && source.redisUrl === 'TOKENPLACE_RELAY_REDIS_URL') {
+        problems.push(
+          'TOKENPLACE_RELAY_REDIS_URL is set but TOKENPLACE_RELAY_STATE_STORE is memory: set TOKENPLACE_RELAY_STATE_STORE=redis or unset the URL',
+        );
+      }
+      if (schema.shutdownGraceSeconds <= schema.drainSeconds) {
+        problems.push(
+          `TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS (${schema.shutdownGraceSeconds}) must be greater than TOKENPLACE_RELAY_DRAIN_SECONDS (${schema.drainSeconds})`,
+        );
+      }
+      if (schema.inFlightTtlSeconds !== undefined && schema.inFlightTtlSeconds > 86400) {
+        problems.push('TOKEN_PLACE_API_V1_IN_FLIGHT_TTL_SECONDS is too large');
+      }
+    }
+    if (problems.length > 0) {
+      throw new ConfigError(problems);
+    }
+    return new RelayConfig(schema);
+  }
+}
+
+function describeError(error: ValidationError, source: Record<string, string>, secret: Set<string>): string {
+  const name = source[error.property] ?? envSpecs(RelayEnvSchema.prototype).find(([p]) => p === error.property)?.[1].names[0];
+  const shown = secret.has(error.property) ? '(hidden)' : JSON.stringify(error.value);
+  const reasons = Object.values(error.constraints ?? {}).map((m) => m.replace(error.property, 'value'));
+  return `${name}=${shown}: ${reasons.join('; ')}`;
+}
+
+function parseFlags(argv: readonly string[], problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i] as string;
+    const m = /^--(host|port)(?:=(.*))?$/.exec(arg);
+    if (!m) {
+      if (arg.startsWith('--')) {
+        problems.push(`unknown flag ${arg} (accepted: --host, --port)`);
+      }
+      continue;
+    }
+    const value = m[2] ?? argv[i + 1];
+    if (m[2] === undefined) {
+      i += 1;
+    }
+    if (value === undefined) {
+      problems.push(`--${m[1]} needs a value`);
+    } else {
+      out[m[1] as string] = value;
+    }
+  }
+  return out;
+}
+
+function parseTrustProxy(value: string): number | string[] | null {
+  if (value === '') {
+    return null;
+  }
+  if (/^\d+$/.test(value)) {
+    return Number(value);
+  }
+  return value.split(',').map((v) => v.trim()).filter(Boolean);
+}
+
+function parseUrl(value: string): URL | null {
+  try {
+    return value ? new URL(value) : null;
+  } catch {
+    return null;
+  }
+}
+
+function splitList(value: string): string[] {
+  return value.split(/[,\s]+/).map((v) => v.trim()).filter(Boolean);
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(Math.max(value, min), max);
+}
+
+/** The process environment and command line; the only place `process.env` is read. */
+export function loadProcessConfig(): RelayConfig {
+  return RelayConfig.load(process.env, process.argv.slice(2));
+}

@@ -1,0 +1,87 @@
+import { Controller, Get, Header, HttpException, UseInterceptors } from '@nestjs/common';
+import { HealthCheckService, type HealthCheckResult } from '@nestjs/terminus';
+import { Inject } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
+import { fingerprint } from '../common/ids';
+import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
+import { RelayConfig } from '../config/relay-config';
+import { describeNode, DiscoveryService } from '../client/discovery.service';
+import { RegistryService } from '../registry/registry.service';
+import { LifecycleService } from './lifecycle.service';
+import { RelayHealthIndicators } from './store.health';
+
+const NO_STORE = { 'Cache-Control': 'no-store' };
+
+/** `/livez` touches nothing; `/healthz` is readiness: draining flag, state store, optional DNS. */
+@Controller()
+@UseInterceptors(WireResponseInterceptor)
+export class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly indicators: RelayHealthIndicators,
+    private readonly lifecycle: LifecycleService,
+    private readonly registry: RegistryService,
+    private readonly discovery: DiscoveryService,
+    private readonly config: RelayConfig,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
+
+  @Get('livez')
+  @Header('Cache-Control', 'no-store')
+  livez(): object {
+    return { status: 'alive' };
+  }
+
+  @Get('healthz')
+  async healthz(): Promise<WireResponse> {
+    const c = this.config;
+    const up = this.discovery.upstream();
+    const body: Record<string, unknown> = {
+      status: 'ok',
+      upstream: c.upstreamUrl,
+      gpuHost: c.gpuHost,
+      upstreamHealthRequired: c.requireUpstreamHealth,
+      relayOnly: up.relayOnly,
+      activeUpstreamServers: up.active,
+      requiredUpstreamServers: up.required,
+      configuredUpstreamServers: up.configured,
+      store: c.stateStore,
+      ...(c.publicUrl ? { publicUrl: c.publicUrl, publicBaseUrl: c.publicUrl } : {}),
+    };
+    const details: Record<string, unknown> = {};
+    if (this.lifecycle.draining) {
+      details.shutdown = true;
+      return new WireResponse(503, { ...body, status: 'draining', details }, { ...NO_STORE, 'Retry-After': '0' });
+    }
+    const checks = [() => this.indicators.store_()];
+    if (c.requireUpstreamHealth) {
+      checks.push(() => this.indicators.upstreamDns());
+    }
+    let result: HealthCheckResult;
+    try {
+      result = await this.health.check(checks);
+    } catch (error) {
+      if (!(error instanceof HttpException)) {
+        throw error;
+      }
+      result = error.getResponse() as HealthCheckResult;
+    }
+    const failed = result.error ?? {};
+    if (failed.store) {
+      details.store = `unreachable: ${String((failed.store as { reason?: string }).reason ?? 'unknown')}`;
+    }
+    if (failed.gpuHost) {
+      details.gpuHostResolution = 'failed';
+    }
+    if (result.status !== 'ok') {
+      return new WireResponse(503, { ...body, status: 'degraded', knownServers: 0, registeredServers: [], details }, NO_STORE);
+    }
+    const now = this.clock.now();
+    const nodes = await this.registry.nodes();
+    if (nodes.length === 0) {
+      details.knownServers = 'empty';
+    }
+    const registered = nodes.map((n) => describeNode(n, now, c.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId)));
+    return new WireResponse(200, { ...body, knownServers: nodes.length, registeredServers: registered, details }, NO_STORE);
+  }
+}

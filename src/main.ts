@@ -1,0 +1,71 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Logger } from '@nestjs/common';
+import { AppModule } from './app.module';
+import { setupApp } from './app.setup';
+import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
+import { LifecycleService } from './health/lifecycle.service';
+
+/** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
+const KEEP_ALIVE_MS = 65_000;
+
+async function bootstrap(): Promise<void> {
+  let config: RelayConfig;
+  try {
+    config = loadProcessConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${JSON.stringify({ level: 'fatal', msg: error.message, problems: error.problems })}\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
+
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.register({ config }), {
+    bodyParser: false,
+    bufferLogs: true,
+  });
+  setupApp(app, config);
+  await app.listen(config.port, config.host);
+  const server = app.getHttpServer() as import('node:http').Server;
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  server.headersTimeout = KEEP_ALIVE_MS + 1000;
+
+  const logger = new Logger('Main');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.log({ msg: 'relay listening', host: config.host, port, store: config.stateStore, legacyRoutes: config.legacyRoutesEnabled });
+
+  const lifecycle = app.get(LifecycleService);
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.log({ msg: 'second signal: skipping the drain window', signal });
+      lifecycle.skipDrainWindow();
+      return;
+    }
+    stopping = true;
+    const deadline = setTimeout(() => {
+      logger.warn({ msg: 'grace period over: closing remaining connections', graceMs: config.shutdownGraceMs });
+      server.closeAllConnections();
+      setTimeout(() => process.exit(0), 200).unref();
+    }, config.shutdownGraceMs);
+    deadline.unref();
+    lifecycle.startDraining(signal);
+    void (async () => {
+      await lifecycle.waitDrainWindow(signal === 'SIGINT' ? 0 : config.drainMs);
+      server.closeIdleConnections();
+      await app.close();
+      logger.log({ msg: 'relay stopped', signal });
+      process.exit(0);
+    })().catch((error: unknown) => {
+      logger.error({ msg: 'shutdown failed', reason: (error as Error).message });
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+void bootstrap();

@@ -1,0 +1,80 @@
+import { Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { readFileSync, statSync } from 'node:fs';
+import { matchesAny } from '../common/ids';
+import { RelayConfig } from '../config/relay-config';
+
+const RELOAD_CHECK_MS = 2000;
+
+/**
+ * The compute-node shared secrets: every token from the environment plus those in an optional
+ * file (one per line) that is re-read when it changes, so tokens rotate without a restart.
+ * Comparison is on bytes, in constant time, against every token (no early exit).
+ */
+@Injectable()
+export class TokenService implements OnModuleDestroy {
+  private readonly logger = new Logger(TokenService.name);
+  private readonly envTokens: Buffer[];
+  private fileTokens: Buffer[] = [];
+  private fileStamp = '';
+  private lastCheck = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly config: RelayConfig) {
+    this.envTokens = config.serverTokens.map((t) => Buffer.from(t, 'utf8'));
+    if (config.serverTokensFile) {
+      this.reloadFile(true);
+      this.timer = setInterval(() => this.reloadFile(false), RELOAD_CHECK_MS);
+      this.timer.unref();
+    }
+  }
+
+  onModuleDestroy(): void {
+    if (this.timer) {
+      clearInterval(this.timer);
+    }
+  }
+
+  /** True when no token is configured at all (every caller accepted, as upstream). */
+  get open(): boolean {
+    return this.envTokens.length === 0 && this.fileTokens.length === 0 && !this.config.serverTokensFile;
+  }
+
+  /** Checks a header value; the header's raw bytes are compared (latin1 keeps them as sent). */
+  accepts(header: string | string[] | undefined): boolean {
+    if (this.open) {
+      return true;
+    }
+    if (typeof header !== 'string') {
+      return false;
+    }
+    const trimmed = header.trim();
+    if (trimmed === '') {
+      return false;
+    }
+    return matchesAny(Buffer.from(trimmed, 'latin1'), [...this.envTokens, ...this.fileTokens]);
+  }
+
+  private reloadFile(initial: boolean): void {
+    const path = this.config.serverTokensFile;
+    if (!path) {
+      return;
+    }
+    this.lastCheck = Date.now();
+    try {
+      const st = statSync(path);
+      const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      if (stamp === this.fileStamp) {
+        return;
+      }
+      const tokens = readFileSync(path, 'utf8')
+        .split(/[\n,]/)
+        .map((t) => t.trim())
+        .filter((t) => t !== '' && !t.startsWith('#'));
+      this.fileTokens = tokens.map((t) => Buffer.from(t, 'utf8'));
+      this.fileStamp = stamp;
+      this.logger.log({ msg: initial ? 'node tokens loaded from file' : 'node tokens reloaded from file', count: tokens.length });
+    } catch (error) {
+      this.logger.warn({ msg: 'node token file unreadable; keeping the previous tokens', code: (error as NodeJS.ErrnoException).code });
+    }
+  }
+}

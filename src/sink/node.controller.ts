@@ -1,0 +1,73 @@
+import { Body, Controller, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
+import { BodyOf } from '../common/body.pipe';
+import { ClientGone } from '../common/client-gone.decorator';
+import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { NodeTokenGuard } from '../registry/node-token.guard';
+import { OperatorService } from '../registry/operator.service';
+import { RegistryService } from '../registry/registry.service';
+import { RelayConfig } from '../config/relay-config';
+import { ControlDto, NodeHelloDto, UnregisterDto } from './sink.dto';
+import { SinkService, type PollBody } from './sink.service';
+
+/** API v1 compute-node routes (spec §4.4.1–4.4.4). */
+@Controller('api/v1/relay')
+@UseGuards(NodeTokenGuard, RateLimitGuard)
+export class NodeController {
+  constructor(
+    private readonly sink: SinkService,
+    private readonly registry: RegistryService,
+    private readonly config: RelayConfig,
+  ) {}
+
+  @Post('servers/register')
+  @HttpCode(200)
+  @ControlRateLimit('register')
+  async register(@Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto): Promise<object> {
+    const { credential } = await this.registry.registerV1(dto.server_public_key, dto.capabilities);
+    return {
+      next_ping_in_x_seconds: this.config.v1LeaseSeconds,
+      poll_wait_seconds: this.config.pollWaitSeconds,
+      relay_capabilities: { encrypted_progress_v1: true },
+      ...(credential !== null ? { control_credential: credential } : {}),
+    };
+  }
+
+  @Post('servers/poll')
+  @HttpCode(200)
+  @ControlRateLimit('poll')
+  poll(@Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto, @ClientGone() gone: AbortSignal): Promise<PollBody> {
+    return this.sink.poll(dto.server_public_key, dto.capabilities, gone);
+  }
+
+  @Post('servers/control')
+  @HttpCode(200)
+  @ControlRateLimit('control')
+  control(@Body(new BodyOf(ControlDto)) dto: ControlDto): Promise<object> {
+    const acknowledge = dto.acknowledge === true || dto.ack === true;
+    return this.sink.control(dto.server_public_key, dto.request_id, dto.control_credential, acknowledge);
+  }
+
+  @Post('servers/unregister')
+  @HttpCode(200)
+  @ControlRateLimit('unregister')
+  async unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
+    const removed = await this.registry.unregister(dto.server_public_key, dto.control_credential ?? null);
+    return { message: 'Server unregistered', removed };
+  }
+}
+
+/** Operator removal of any node (spec §4.4.4 operator variant); not a compute-node route. */
+@Controller()
+export class OperatorController {
+  constructor(private readonly operator: OperatorService) {}
+
+  @Post(['api/v1/relay/unregister', 'v1/relay/unregister', 'api/v2/relay/unregister', 'v2/relay/unregister'])
+  @HttpCode(200)
+  unregister(
+    @Headers('x-token-place-operator') operatorHeader: string | undefined,
+    @Headers('authorization') authorization: string | undefined,
+    @Body() body: unknown,
+  ): Promise<object> {
+    return this.operator.unregister(operatorHeader, authorization, body);
+  }
+}

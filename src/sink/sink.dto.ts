@@ -1,0 +1,86 @@
+import { Transform } from 'class-transformer';
+import { Allow, IsBoolean, IsInt, IsOptional, Min } from 'class-validator';
+import { BodyShape, FailsAs } from '../common/envelope-body';
+import { Errors } from '../common/relay-error';
+import { MAX_ID_CHARS, MAX_KEY_CHARS, MAX_TOKEN_CHARS, Present, Str } from '../common/validators';
+
+/** Legacy `max_batch_size`: integer truncation like the existing relay ("3" → 3, 2.9 → 2, true → 1). */
+function toBatchSize({ value }: { value: unknown }): unknown {
+  if (typeof value === 'boolean') {
+    return value ? 1 : 0;
+  }
+  if (typeof value === 'number' && Number.isFinite(value)) {
+    return Math.trunc(value);
+  }
+  if (typeof value === 'string' && /^\s*[+-]?\d+(\.\d+)?\s*$/.test(value)) {
+    return Math.trunc(Number(value));
+  }
+  return value;
+}
+
+/** `POST /sink` (legacy): heartbeat plus batch dequeue. */
+@BodyShape({ invalid: Errors.invalidRequest })
+export class SinkDto {
+  @FailsAs(Errors.invalidBatchSize)
+  @IsOptional()
+  @Transform(toBatchSize)
+  @IsInt()
+  @Min(1)
+  max_batch_size?: number;
+
+  @FailsAs(Errors.invalidPublicKey)
+  @Str(MAX_KEY_CHARS)
+  server_public_key!: string;
+}
+
+/** `POST /unregister` (legacy alias) and `POST /api/v1/relay/servers/unregister`. */
+@BodyShape({ invalid: Errors.invalidRequest })
+export class UnregisterDto {
+  @FailsAs(Errors.invalidPublicKey)
+  @Str(MAX_KEY_CHARS)
+  server_public_key!: string;
+
+  @FailsAs(Errors.controlCredential)
+  @IsOptional()
+  @Str(MAX_TOKEN_CHARS, { allowEmpty: true })
+  control_credential?: string;
+}
+
+/** `POST /api/v1/relay/servers/register` and `/servers/poll`. */
+@BodyShape({ invalid: Errors.invalidRequest })
+export class NodeHelloDto {
+  @FailsAs(Errors.missingServerKey)
+  @Str(MAX_KEY_CHARS)
+  server_public_key!: string;
+
+  /** Validated with the exact capability messages by the registry. */
+  @Allow()
+  capabilities?: unknown;
+}
+
+/** `POST /api/v1/relay/servers/control`. */
+@BodyShape({ invalid: Errors.invalidRequest })
+export class ControlDto {
+  @FailsAs()
+  @Str(MAX_KEY_CHARS)
+  server_public_key!: string;
+
+  @FailsAs()
+  @Str(MAX_ID_CHARS)
+  request_id!: string;
+
+  @FailsAs(Errors.controlCredential)
+  @Present()
+  @Str(MAX_TOKEN_CHARS, { allowEmpty: true })
+  control_credential!: string;
+
+  @FailsAs()
+  @IsOptional()
+  @IsBoolean()
+  acknowledge?: boolean;
+
+  @FailsAs()
+  @IsOptional()
+  @IsBoolean()
+  ack?: boolean;
+}

@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { LifecycleModule } from '../health/lifecycle.module';
+import { MetricsModule } from '../metrics/metrics.module';
+import { RegistryModule } from '../registry/registry.module';
+import { StateModule } from '../state/state.module';
+import { LegacySinkController } from './legacy-sink.controller';
+import { NodeController, OperatorController } from './node.controller';
+import { SinkService } from './sink.service';
+
+@Module({
+  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
+  controllers: [LegacySinkController, NodeController, OperatorController],
+  providers: [SinkService],
+})
+export class SinkModule {}

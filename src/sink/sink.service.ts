@@ -1,0 +1,173 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
+import { sha256Hex } from '../common/ids';
+import { Errors } from '../common/relay-error';
+import { RelayConfig } from '../config/relay-config';
+import { LifecycleService } from '../health/lifecycle.service';
+import { RelayMetrics } from '../metrics/relay-metrics';
+import { RegistryService } from '../registry/registry.service';
+import { STATE_STORE, type StateStore } from '../state/state-store';
+import type { ClaimedJob, Dialect } from '../state/state.types';
+
+export type LegacySinkBody = Record<string, unknown> & { next_ping_in_x_seconds: number };
+export type PollBody = Record<string, unknown>;
+
+/** Legacy work item as the existing compute nodes parse it (all fields strings). */
+function legacyItem(job: ClaimedJob): Record<string, unknown> {
+  const item: Record<string, unknown> = {
+    chat_history: job.envelope.ciphertext,
+    client_public_key: job.clientKey,
+    cipherkey: job.envelope.cipherkey,
+    iv: job.envelope.iv,
+    stream: job.stream,
+  };
+  if (job.stream) {
+    item.stream_session_id = job.jobId;
+  }
+  return item;
+}
+
+const seconds = (ms: number): number => Math.max(0, Math.round(ms) / 1000);
+
+/**
+ * Compute nodes taking work, in both dialects: `/sink` (batch, optional bounded hold) and
+ * `/servers/poll` (one item, long-poll woken the moment work arrives, answered at once on drain).
+ */
+@Injectable()
+export class SinkService {
+  constructor(
+    @Inject(STATE_STORE) private readonly store: StateStore,
+    @Inject(CLOCK) private readonly clock: Clock,
+    private readonly config: RelayConfig,
+    private readonly registry: RegistryService,
+    private readonly metrics: RelayMetrics,
+    private readonly lifecycle: LifecycleService,
+  ) {}
+
+  async sink(nodeId: string, maxBatch: number, abort: AbortSignal): Promise<LegacySinkBody> {
+    const holdMs = this.lifecycle.draining ? 0 : this.config.sinkHoldMs;
+    const until = this.clock.now() + holdMs;
+    const body: LegacySinkBody = { next_ping_in_x_seconds: this.config.sinkPingSeconds };
+    if (!(await this.registry.pingLegacy(nodeId, holdMs > 0 ? until : undefined))) {
+      return body;
+    }
+    const jobs = await this.claimOrWait(nodeId, 'legacy', maxBatch, until, abort);
+    const first = jobs?.[0];
+    if (!jobs || !first) {
+      return body;
+    }
+    const items = jobs.map(legacyItem);
+    const head = items[0] as Record<string, unknown>;
+    Object.assign(body, {
+      client_public_key: head.client_public_key,
+      chat_history: head.chat_history,
+      cipherkey: head.cipherkey,
+      iv: head.iv,
+    });
+    if (first.stream) {
+      body.stream = true;
+      body.stream_session_id = first.jobId;
+    }
+    if (maxBatch > 1) {
+      body.batch = items;
+    }
+    return body;
+  }
+
+  async poll(nodeId: string, capabilities: unknown, abort: AbortSignal): Promise<PollBody> {
+    const waitSeconds = this.config.pollWaitSeconds;
+    const draining = this.lifecycle.draining;
+    const until = this.clock.now() + (draining ? 0 : waitSeconds * 1000);
+    await this.registry.renewV1(nodeId, capabilities, until);
+    const jobs = await this.claimOrWait(nodeId, 'v1', 1, until, abort);
+    if (jobs === null) {
+      throw Errors.serverNotFound();
+    }
+    const job = jobs[0];
+    if (!job) {
+      const nextPing = draining ? 1 : waitSeconds > 0 ? 0 : Math.max(this.config.v1LeaseSeconds, 1);
+      return { message: 'No requests available', next_ping_in_x_seconds: nextPing, poll_wait_seconds: waitSeconds };
+    }
+    const remaining = seconds(job.deadlineAt - this.clock.now());
+    return {
+      client_public_key: job.clientKey,
+      ciphertext: job.envelope.ciphertext,
+      chat_history: job.envelope.ciphertext,
+      cipherkey: job.envelope.cipherkey,
+      iv: job.envelope.iv,
+      ...job.envelope.extra,
+      ...(job.requestId !== null ? { request_id: job.requestId } : {}),
+      ...(job.cancelToken !== null ? { cancel_token: job.cancelToken } : {}),
+      e2ee_v1: true,
+      request_deadline_remaining_seconds: remaining,
+      request_ttl_seconds: remaining,
+    };
+  }
+
+  /** `/servers/control`: renews an in-flight lease or reports the request's fate (spec §4.4.3). */
+  async control(
+    nodeId: string,
+    requestId: string,
+    credential: string,
+    acknowledge: boolean,
+  ): Promise<Record<string, unknown>> {
+    const now = this.clock.now();
+    const result = await this.store.control({
+      nodeId,
+      requestId,
+      credentialDigest: sha256Hex(credential),
+      acknowledge,
+      now,
+    });
+    this.metrics.recordTransitions(result.transitions);
+    if (result.status === 'forbidden') {
+      throw Errors.controlCredential();
+    }
+    const { state, deadlineAt } = result;
+    const metricState = acknowledge && (state === 'cancelled' || state === 'expired') ? 'acknowledged' : state;
+    this.metrics.recordControl(metricState, state === 'active');
+    const nextPoll = state === 'active' ? this.config.controlNextPollSeconds : Math.max(1, Math.min(this.config.pollWaitSeconds, 10));
+    const body: Record<string, unknown> = {
+      status: state === 'completed_unavailable' ? 'completed/unavailable' : state,
+      next_poll_seconds: nextPoll,
+    };
+    if (deadlineAt !== null && state !== 'completed_unavailable') {
+      const remaining = seconds(deadlineAt - now);
+      body.request_deadline_remaining_seconds = remaining;
+      body.request_ttl_seconds = remaining;
+    }
+    return body;
+  }
+
+  /**
+   * Claims work now, or waits until work is signalled, `until` passes, the caller disconnects or
+   * the relay starts draining; then claims once more. Null when the node vanished meanwhile.
+   */
+  private async claimOrWait(
+    nodeId: string,
+    dialect: Dialect,
+    max: number,
+    until: number,
+    abort: AbortSignal,
+  ): Promise<ClaimedJob[] | null> {
+    const signal = AbortSignal.any([abort, this.lifecycle.drainSignal]);
+    for (;;) {
+      if (abort.aborted) {
+        return [];
+      }
+      const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });
+      this.metrics.recordTransitions(result.transitions);
+      if (result.status !== 'ok') {
+        return dialect === 'legacy' ? [] : null;
+      }
+      if (result.jobs.length > 0 || signal.aborted || this.clock.now() >= until) {
+        return result.jobs;
+      }
+      await this.store.waitForWork(nodeId, until, signal);
+      if (signal.aborted && !abort.aborted) {
+        // Draining: hand out what is already queued, then stop waiting.
+        until = this.clock.now();
+      }
+    }
+  }
+}

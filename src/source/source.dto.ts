@@ -1,0 +1,104 @@
+import { Transform } from 'class-transformer';
+import { Allow, IsOptional, ValidateIf } from 'class-validator';
+import { BodyShape, FailsAs } from '../common/envelope-body';
+import { Errors } from '../common/relay-error';
+import {
+  MAX_CIPHERTEXT_CHARS,
+  MAX_ID_CHARS,
+  MAX_KEY_CHARS,
+  MAX_TOKEN_CHARS,
+  Present,
+  Str,
+  VersionLike,
+} from '../common/validators';
+import { PROTOCOL_ID } from '../state/state.types';
+
+/** `POST /source` (legacy): a node's answer for a client. */
+@BodyShape({ invalid: Errors.invalidRequest })
+export class SourceDto {
+  @FailsAs() @Str(MAX_KEY_CHARS) client_public_key!: string;
+  @FailsAs() @Str(MAX_CIPHERTEXT_CHARS) chat_history!: string;
+  @FailsAs() @Str(MAX_TOKEN_CHARS * 8) cipherkey!: string;
+  @FailsAs() @Str(MAX_ID_CHARS, { allowEmpty: true }) iv!: string;
+}
+
+/** `POST /stream/source` (legacy): one chunk of a stream session. */
+@BodyShape({ invalid: Errors.invalidRequest })
+export class StreamSourceDto {
+  @FailsAs() @Str(MAX_ID_CHARS) session_id!: string;
+  @FailsAs() @Present() chunk!: unknown;
+
+  @FailsAs()
+  @Transform(({ value }: { value: unknown }) => Boolean(value))
+  @Allow()
+  final = false;
+}
+
+export const RESPONSE_KEYS = [
+  'client_public_key',
+  'ciphertext',
+  'chat_history',
+  'cipherkey',
+  'iv',
+  'request_id',
+  'protocol',
+  'version',
+  'cancel_token',
+] as const;
+
+/** `POST /api/v1/relay/responses` (spec §4.4.7). */
+@BodyShape({ invalid: Errors.invalidRequest, allowlist: RESPONSE_KEYS })
+export class ResponsesDto {
+  @FailsAs()
+  @ValidateIf((o: ResponsesDto) => o.chat_history === undefined || o.ciphertext !== undefined)
+  @Str(MAX_CIPHERTEXT_CHARS)
+  ciphertext?: string;
+
+  @FailsAs()
+  @ValidateIf((o: ResponsesDto) => o.chat_history !== undefined)
+  @Str(MAX_CIPHERTEXT_CHARS)
+  chat_history?: string;
+
+  @FailsAs() @Str(MAX_TOKEN_CHARS * 8) cipherkey!: string;
+  @FailsAs() @Str(MAX_ID_CHARS, { allowEmpty: true }) iv!: string;
+  @FailsAs() @IsOptional() @Str(MAX_ID_CHARS) request_id?: string;
+  @FailsAs() @IsOptional() @Str(64) protocol?: string;
+  @FailsAs() @IsOptional() @VersionLike() version?: number | string;
+  @FailsAs() @IsOptional() @Str(MAX_TOKEN_CHARS) cancel_token?: string;
+  @FailsAs() @Str(MAX_KEY_CHARS) client_public_key!: string;
+}
+
+export const PROGRESS_KEYS = [
+  'server_public_key',
+  'client_public_key',
+  'request_id',
+  'control_credential',
+  'protocol',
+  'version',
+  'ciphertext',
+  'cipherkey',
+  'iv',
+] as const;
+
+/** `POST /api/v1/relay/progress`: exactly nine keys (spec §4.4.10). */
+@BodyShape({ invalid: Errors.progressSchema, allowlist: PROGRESS_KEYS, exactKeys: Errors.progressSchema })
+export class ProgressDto {
+  @FailsAs(Errors.progressProtocol)
+  @ValidateIf(() => true)
+  @Transform(({ value }: { value: unknown }) => (value === PROTOCOL_ID ? value : undefined))
+  @Present()
+  protocol!: string;
+
+  @FailsAs(Errors.progressProtocol)
+  @Transform(({ value }: { value: unknown }) => (value === 1 ? value : undefined))
+  @Present()
+  version!: number;
+
+  @FailsAs(Errors.progressEnvelope) @Str(MAX_KEY_CHARS) server_public_key!: string;
+  @FailsAs(Errors.progressEnvelope) @Str(MAX_KEY_CHARS) client_public_key!: string;
+  @FailsAs(Errors.progressEnvelope) @Str(MAX_ID_CHARS) request_id!: string;
+  @FailsAs(Errors.progressEnvelope) @Str(MAX_TOKEN_CHARS) control_credential!: string;
+  @FailsAs(Errors.progressEnvelope) @Str(16384) ciphertext!: string;
+  @FailsAs(Errors.progressEnvelope) @Str(16384) cipherkey!: string;
+  @FailsAs(Errors.progressEnvelope) @Str(MAX_ID_CHARS) iv!: string;
+}

@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+import { MetricsModule } from '../metrics/metrics.module';
+import { RegistryModule } from '../registry/registry.module';
+import { StateModule } from '../state/state.module';
+import { LegacySourceController, V1SourceController } from './source.controller';
+import { SourceService } from './source.service';
+
+@Module({
+  imports: [StateModule, MetricsModule, RegistryModule],
+  controllers: [LegacySourceController, V1SourceController],
+  providers: [SourceService],
+})
+export class SourceModule {}

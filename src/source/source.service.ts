@@ -1,0 +1,125 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
+import { sha256Hex } from '../common/ids';
+import { Errors } from '../common/relay-error';
+import { RelayMetrics } from '../metrics/relay-metrics';
+import { STATE_STORE, type StateStore } from '../state/state-store';
+import type { Envelope } from '../state/state.types';
+import type { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
+
+/** Compute nodes answering: `/source`, `/stream/source`, `/responses`, `/progress`. */
+@Injectable()
+export class SourceService {
+  constructor(
+    @Inject(STATE_STORE) private readonly store: StateStore,
+    @Inject(CLOCK) private readonly clock: Clock,
+    private readonly metrics: RelayMetrics,
+  ) {}
+
+  async legacySource(dto: SourceDto): Promise<object> {
+    const envelope: Envelope = { ciphertext: dto.chat_history, cipherkey: dto.cipherkey, iv: dto.iv, extra: {} };
+    const result = await this.store.complete({
+      dialect: 'legacy',
+      clientKey: dto.client_public_key,
+      requestId: null,
+      envelope,
+      now: this.clock.now(),
+    });
+    this.metrics.recordTransitions(result.transitions);
+    if (result.status === 'responses_full') {
+      throw Errors.capacity('Relay response storage is full; retry shortly', 5, 503);
+    }
+    return { message: 'Response received and queued for client' };
+  }
+
+  async streamChunk(dto: StreamSourceDto): Promise<object> {
+    const result = await this.store.appendStreamChunk({
+      sessionId: dto.session_id,
+      chunk: dto.chunk,
+      chunkBytes: Buffer.byteLength(JSON.stringify(dto.chunk) ?? ''),
+      final: dto.final,
+      now: this.clock.now(),
+    });
+    if (result.status === 'unknown') {
+      throw Errors.unknownStream();
+    }
+    if (result.status === 'full') {
+      throw Errors.streamFull();
+    }
+    return { message: 'Chunk stored', final: dto.final };
+  }
+
+  async responses(dto: ResponsesDto): Promise<object> {
+    const extra: Record<string, string | number> = { client_public_key: dto.client_public_key };
+    for (const key of ['request_id', 'protocol', 'version', 'cancel_token'] as const) {
+      const value = dto[key];
+      if (value !== undefined) {
+        extra[key] = value;
+      }
+    }
+    const envelope: Envelope = {
+      ciphertext: (dto.ciphertext ?? dto.chat_history) as string,
+      cipherkey: dto.cipherkey,
+      iv: dto.iv,
+      extra,
+    };
+    const result = await this.store.complete({
+      dialect: 'v1',
+      clientKey: dto.client_public_key,
+      requestId: dto.request_id ?? null,
+      envelope,
+      now: this.clock.now(),
+    });
+    this.metrics.recordTransitions(result.transitions);
+    switch (result.status) {
+      case 'stored':
+        return { message: 'Response received and queued for client' };
+      case 'duplicate':
+        return { message: 'Response already queued for client' };
+      case 'gone':
+        throw Errors.noLongerWaiting(result.code);
+      case 'responses_full':
+        throw Errors.capacity('Too many unretrieved responses for this client; retry later', 5);
+      default: {
+        const never: never = result;
+        return never;
+      }
+    }
+  }
+
+  async progress(dto: ProgressDto): Promise<object> {
+    const result = await this.store.putProgress({
+      nodeId: dto.server_public_key,
+      credentialDigest: sha256Hex(dto.control_credential),
+      clientKey: dto.client_public_key,
+      requestId: dto.request_id,
+      envelope: {
+        ciphertext: dto.ciphertext,
+        cipherkey: dto.cipherkey,
+        iv: dto.iv,
+        extra: {
+          client_public_key: dto.client_public_key,
+          request_id: dto.request_id,
+          protocol: dto.protocol,
+          version: dto.version,
+        },
+      },
+      now: this.clock.now(),
+    });
+    this.metrics.recordTransitions(result.transitions);
+    switch (result.status) {
+      case 'accepted':
+        return { message: 'Encrypted progress accepted' };
+      case 'forbidden':
+        throw Errors.controlCredential();
+      case 'not_active':
+        throw Errors.progressNotActive();
+      case 'expired':
+        throw Errors.progressExpired();
+      default: {
+        const never: never = result.status;
+        return never;
+      }
+    }
+  }
+}

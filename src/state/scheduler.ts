@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import type { SelectNodeResult, SelectionCandidate } from './state-store';
+import { CONTEXT_TIERS, type ContextTier, type NodeCapabilities } from './state.types';
+
+/** A live API v1 node as the scheduler sees it. */
+export interface SchedulableNode {
+  nodeId: string;
+  /** Registration sequence number (registration order). */
+  seq: number;
+  capabilities: NodeCapabilities | null;
+  queueDepth: number;
+  inFlightCount: number;
+}
+
+/** Round-robin memory of the scheduler: a global cursor plus one cursor per tie set. */
+export interface CursorState {
+  globalCursor: number;
+  /** Tie-set digest → seq of the node picked last from that set. */
+  tieCursors: Map<string, number>;
+}
+
+const MAX_TIE_CURSORS = 1024;
+
+export function loadScore(node: SchedulableNode): number {
+  const concurrency = node.capabilities?.max_concurrency ?? 1;
+  return Math.round(((node.queueDepth + node.inFlightCount) / concurrency) * 1e6) / 1e6;
+}
+
+/**
+ * `best_fit_smallest_capable_least_loaded_v1`: among nodes serving the model with a tier at least
+ * as large as requested, skip those at capacity, take the smallest tier, then the lowest load, and
+ * break ties round-robin. Pure apart from the cursor state it advances.
+ */
+export function schedule(
+  nodes: readonly SchedulableNode[],
+  model: string,
+  tier: ContextTier,
+  maxQueueDepth: number,
+  cursors: CursorState,
+): SelectNodeResult {
+  if (nodes.length === 0) {
+    return { status: 'no_nodes' };
+  }
+  const wanted = CONTEXT_TIERS[tier];
+  const eligibleTierCounts: Partial<Record<ContextTier, number>> = {};
+  const capacityLimitedTierCounts: Partial<Record<ContextTier, number>> = {};
+  let eligibleCount = 0;
+  let capacityLimitedCount = 0;
+  const available: SchedulableNode[] = [];
+  for (const node of nodes) {
+    const caps = node.capabilities;
+    if (
+      !caps ||
+      CONTEXT_TIERS[caps.active_context_tier] < wanted ||
+      caps.maximum_total_context_tokens < wanted ||
+      !caps.supported_model_ids.includes(model)
+    ) {
+      continue;
+    }
+    const nodeTier = caps.active_context_tier;
+    eligibleCount += 1;
+    eligibleTierCounts[nodeTier] = (eligibleTierCounts[nodeTier] ?? 0) + 1;
+    if (node.inFlightCount >= caps.max_concurrency || node.queueDepth >= maxQueueDepth) {
+      capacityLimitedCount += 1;
+      capacityLimitedTierCounts[nodeTier] = (capacityLimitedTierCounts[nodeTier] ?? 0) + 1;
+      continue;
+    }
+    available.push(node);
+  }
+  if (eligibleCount === 0 || available.length === 0) {
+    return {
+      status: eligibleCount === 0 ? 'no_match' : 'no_capacity',
+      eligibleTierCounts,
+      eligibleCount,
+      capacityLimitedCount,
+      capacityLimitedTierCounts,
+    };
+  }
+
+  const tierOf = (n: SchedulableNode): number =>
+    CONTEXT_TIERS[(n.capabilities as NodeCapabilities).active_context_tier];
+  const smallestTier = Math.min(...available.map(tierOf));
+  const sameTier = available.filter((n) => tierOf(n) === smallestTier);
+  const lowestLoad = Math.min(...sameTier.map(loadScore));
+  const ties = sameTier.filter((n) => loadScore(n) === lowestLoad).sort((a, b) => a.seq - b.seq);
+
+  const picked = pickRoundRobin(ties, cursors);
+  const caps = picked.capabilities as NodeCapabilities;
+  const selected: SelectionCandidate = {
+    nodeId: picked.nodeId,
+    tier: caps.active_context_tier,
+    modelSupport: [...caps.supported_model_ids],
+    queueDepth: picked.queueDepth,
+    inFlightCount: picked.inFlightCount,
+    loadScore: loadScore(picked),
+  };
+  return { status: 'selected', selected, eligibleTierCounts, eligibleCount };
+}
+
+function pickRoundRobin(ties: SchedulableNode[], cursors: CursorState): SchedulableNode {
+  const first = ties[0] as SchedulableNode;
+  if (ties.length === 1) {
+    cursors.globalCursor = first.seq + 1;
+    return first;
+  }
+  const tieKey = createHash('sha256')
+    .update(ties.map((n) => n.nodeId).join('\n'))
+    .digest('hex');
+  const previous = cursors.tieCursors.get(tieKey);
+  let picked: SchedulableNode;
+  if (previous === undefined) {
+    picked = ties.find((n) => n.seq >= cursors.globalCursor) ?? first;
+  } else {
+    picked = ties.find((n) => n.seq > previous) ?? first;
+  }
+  cursors.tieCursors.delete(tieKey);
+  cursors.tieCursors.set(tieKey, picked.seq);
+  if (cursors.tieCursors.size > MAX_TIE_CURSORS) {
+    const oldest = cursors.tieCursors.keys().next().value;
+    if (oldest !== undefined) {
+      cursors.tieCursors.delete(oldest);
+    }
+  }
+  cursors.globalCursor = picked.seq + 1;
+  return picked;
+}

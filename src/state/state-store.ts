@@ -1,0 +1,276 @@
+import type {
+  ClaimedJob,
+  ContextTier,
+  ControlState,
+  Dialect,
+  Envelope,
+  JobInput,
+  NodeCapabilities,
+  NodeView,
+  StoreStats,
+  TerminalReason,
+  TerminalStatus,
+  TransitionCounts,
+} from './state.types';
+
+/** Injection token of the one {@link StateStore} the process uses. */
+export const STATE_STORE = Symbol('STATE_STORE');
+
+export interface UpsertNodeCommand {
+  nodeId: string;
+  dialect: Dialect;
+  /** Replace the capabilities (v1); `undefined` keeps what is stored. */
+  capabilities?: NodeCapabilities | null;
+  /** Digest to store when the node has none yet (first v1 registration). */
+  newCredentialDigest?: string;
+  /** Fail with `not_found` instead of creating (API v1 poll). */
+  requireExisting?: boolean;
+  /** Mark the node as long-polling until this instant (protects it from eviction). */
+  pollingUntil?: number;
+  now: number;
+}
+
+export type UpsertNodeResult =
+  | { status: 'created' | 'renewed'; credentialIssued: boolean; transitions: TransitionCounts }
+  | { status: 'not_found' | 'nodes_full' | 'dialect_conflict'; transitions: TransitionCounts };
+
+export interface UnregisterNodeCommand {
+  nodeId: string;
+  /** SHA-256 hex of the credential the caller presented, or null when none was sent. */
+  credentialDigest: string | null;
+  /** Operator removal: skips the ownership check. */
+  force?: boolean;
+  now: number;
+}
+
+export type UnregisterNodeResult = {
+  status: 'removed' | 'absent' | 'forbidden';
+  transitions: TransitionCounts;
+};
+
+export interface SelectNodeCommand {
+  model: string;
+  tier: ContextTier;
+  maxQueueDepth: number;
+  now: number;
+}
+
+export interface SelectionCandidate {
+  nodeId: string;
+  tier: ContextTier;
+  modelSupport: string[];
+  queueDepth: number;
+  inFlightCount: number;
+  loadScore: number;
+}
+
+export type SelectNodeResult =
+  | { status: 'no_nodes' }
+  | {
+      status: 'no_match' | 'no_capacity';
+      eligibleTierCounts: Partial<Record<ContextTier, number>>;
+      eligibleCount: number;
+      capacityLimitedCount: number;
+      capacityLimitedTierCounts: Partial<Record<ContextTier, number>>;
+    }
+  | {
+      status: 'selected';
+      selected: SelectionCandidate;
+      eligibleTierCounts: Partial<Record<ContextTier, number>>;
+      eligibleCount: number;
+    };
+
+export interface EnqueueCommand {
+  job: JobInput;
+  now: number;
+}
+
+export type EnqueueResult =
+  | { status: 'queued'; deadlineAt: number; transitions: TransitionCounts }
+  | {
+      status:
+        | 'node_not_found'
+        | 'node_queue_full'
+        | 'queue_full'
+        | 'client_pending_full';
+      transitions: TransitionCounts;
+    };
+
+export interface ClaimCommand {
+  nodeId: string;
+  dialect: Dialect;
+  /** Most jobs to hand out (legacy `max_batch_size`; API v1 always 1). */
+  max: number;
+  now: number;
+}
+
+export type ClaimResult =
+  | { status: 'not_found' | 'dialect_conflict'; transitions: TransitionCounts }
+  | { status: 'ok'; jobs: ClaimedJob[]; transitions: TransitionCounts };
+
+export interface ControlCommand {
+  nodeId: string;
+  requestId: string;
+  credentialDigest: string;
+  acknowledge: boolean;
+  now: number;
+}
+
+export type ControlResult =
+  | { status: 'forbidden'; transitions: TransitionCounts }
+  | {
+      status: 'ok';
+      state: ControlState;
+      /** Deadline of the request when known (for the deadline fields). */
+      deadlineAt: number | null;
+      transitions: TransitionCounts;
+    };
+
+export interface CompleteCommand {
+  dialect: Dialect;
+  clientKey: string;
+  /** API v1 request id; null for untracked v1 responses and for legacy `/source`. */
+  requestId: string | null;
+  envelope: Envelope;
+  now: number;
+}
+
+export type CompleteResult =
+  | { status: 'stored' | 'duplicate'; transitions: TransitionCounts }
+  | { status: 'gone'; code: TerminalStatus | 'completed' | 'gone'; transitions: TransitionCounts }
+  | { status: 'responses_full'; transitions: TransitionCounts };
+
+export interface TakeResponseCommand {
+  dialect: Dialect;
+  clientKey: string;
+  requestId: string | null;
+  now: number;
+}
+
+export type TakeResponseResult =
+  | { status: 'ok'; envelope: Envelope; transitions: TransitionCounts }
+  | { status: 'pending'; deadlineAt: number; progress: Envelope | null; transitions: TransitionCounts }
+  | {
+      status: 'terminal';
+      terminal: TerminalStatus;
+      reason: TerminalReason;
+      transitions: TransitionCounts;
+    }
+  | { status: 'unknown'; transitions: TransitionCounts };
+
+export interface CancelCommand {
+  clientKey: string;
+  requestId: string;
+  cancelToken: string;
+  status: TerminalStatus;
+  reason: TerminalReason;
+  now: number;
+}
+
+export type CancelResult =
+  | { status: 'forbidden'; transitions: TransitionCounts }
+  | { status: 'ok'; removedFromQueue: number; transitions: TransitionCounts };
+
+export interface ProgressCommand {
+  nodeId: string;
+  credentialDigest: string;
+  clientKey: string;
+  requestId: string;
+  envelope: Envelope;
+  now: number;
+}
+
+export type ProgressResult =
+  | { status: 'accepted' | 'forbidden' | 'not_active' | 'expired'; transitions: TransitionCounts };
+
+export interface StreamChunkCommand {
+  sessionId: string;
+  chunk: unknown;
+  chunkBytes: number;
+  final: boolean;
+  now: number;
+}
+
+export type StreamChunkResult = { status: 'stored' | 'unknown' | 'full' };
+
+export type StreamTakeResult =
+  | { status: 'none' }
+  | { status: 'ok'; sessionId: string; chunks: unknown[]; final: boolean };
+
+export interface RateLimitCommand {
+  key: string;
+  limit: number;
+  windowMs: number;
+  now: number;
+}
+
+export interface RateLimitResult {
+  allowed: boolean;
+  /** Seconds until the window resets (at least 1). */
+  resetSeconds: number;
+}
+
+/**
+ * The relay's state, behind one seam with an in-memory and a Redis implementation.
+ *
+ * Every method is one atomic transition: it reads and writes in one step (one Lua script or
+ * MULTI/EXEC in Redis, one synchronous section in memory), so several replicas can share a store.
+ * Every stored thing has a cap and a TTL or an explicit removal path. Methods that end requests or
+ * remove nodes report what they did in `transitions`, so each outcome is counted exactly once, by
+ * whichever replica performed it. The store never knows HTTP.
+ */
+export interface StateStore {
+  /** Registers or renews a node; replaces capabilities when given; issues a credential digest once. */
+  upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult>;
+  /**
+   * Removes a node: queued work becomes `cancelled/server_unregistered`, in-flight work leaves a
+   * control tombstone. A v1 node needs the matching credential digest (`forbidden` otherwise).
+   */
+  unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult>;
+  /** Live nodes in registration order. */
+  listNodes(now: number): Promise<NodeView[]>;
+  /** Runs the `best_fit_smallest_capable_least_loaded_v1` scheduler and advances its cursor. */
+  selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult>;
+  /** A uniformly random live legacy node, or null. */
+  pickLegacyNode(now: number): Promise<string | null>;
+  /**
+   * Admits a job to a node's FIFO within every cap. A v1 job with a `(client, request_id)` that is
+   * still live supersedes the old one; a terminal record for the pair is cleared.
+   */
+  enqueue(cmd: EnqueueCommand): Promise<EnqueueResult>;
+  /** Hands out up to `max` jobs of the node's dialect; past-deadline jobs expire instead. */
+  claimNext(cmd: ClaimCommand): Promise<ClaimResult>;
+  /** `/servers/control`: renews an in-flight lease or reports the request's fate. */
+  control(cmd: ControlCommand): Promise<ControlResult>;
+  /** Stores a node's answer (first answer wins; late answers to ended requests are refused). */
+  complete(cmd: CompleteCommand): Promise<CompleteResult>;
+  /** Pops a stored answer, or reports pending (with progress, once), terminal or unknown. */
+  takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult>;
+  /** Cancels a request with the client's proof. */
+  cancel(cmd: CancelCommand): Promise<CancelResult>;
+  /** Stores the latest encrypted progress of an in-flight request (one per request). */
+  putProgress(cmd: ProgressCommand): Promise<ProgressResult>;
+  /** Appends a chunk to a legacy stream session. */
+  appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult>;
+  /** Drains a client's legacy stream session; removes it once final. */
+  takeStream(clientKey: string, now: number): Promise<StreamTakeResult>;
+  /** Counts one hit in a fixed window; refuses past `limit`. */
+  hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult>;
+  /** Expires deadlines and TTLs and evicts stale nodes. Safe to run on every replica at once. */
+  sweep(now: number): Promise<TransitionCounts>;
+  /** Gauges for `/metrics`, `/healthz` and benchmarks. */
+  stats(now: number): Promise<StoreStats>;
+  /** Throws when the store cannot serve requests. */
+  ping(): Promise<void>;
+  /**
+   * Resolves when work may be available for `nodeId`, when `until` passes, or when `signal`
+   * aborts; whichever comes first. Wake-ups reach waiters on every replica.
+   */
+  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void>;
+  /** Resolves when an answer for the client (and request id) may be available, or as above. */
+  waitForResponse(clientKey: string, requestId: string | null, until: number, signal: AbortSignal): Promise<void>;
+  /** Wakes every waiter at once (used when draining). */
+  wakeAll(): void;
+  /** Releases connections and timers. */
+  close(): Promise<void>;
+}

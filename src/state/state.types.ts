@@ -1,0 +1,164 @@
+/** Vocabulary of the relay's domain, shared by both protocol dialects and both stores. */
+
+export const DIALECTS = ['legacy', 'v1'] as const;
+/** Which protocol a node registered with; work never crosses dialects. */
+export type Dialect = (typeof DIALECTS)[number];
+
+export const CONTEXT_TIERS = { '8k-fast': 8192, '64k-full': 65536 } as const;
+export type ContextTier = keyof typeof CONTEXT_TIERS;
+
+export const TERMINAL_STATUSES = ['cancelled', 'expired'] as const;
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+
+export const TERMINAL_REASONS = [
+  'cancelled',
+  'client_timeout',
+  'expired',
+  'requester_cancelled',
+  'requester_gave_up',
+  'provider_timeout',
+  'pending_request_ttl_exceeded',
+  'server_unregistered',
+  'response_ttl_exceeded',
+] as const;
+export type TerminalReason = (typeof TERMINAL_REASONS)[number];
+
+export const REQUEST_OUTCOMES = [
+  'completed',
+  'cancelled',
+  'expired',
+  'timed_out',
+  'rate_limited',
+  'dependency_failure',
+  'failed',
+] as const;
+export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
+
+export const EVICTION_REASONS = ['stale_lease', 'unregistered', 'capacity_loss'] as const;
+export type EvictionReason = (typeof EVICTION_REASONS)[number];
+
+export const CONTROL_STATES = [
+  'active',
+  'cancelled',
+  'expired',
+  'acknowledged',
+  'completed_unavailable',
+] as const;
+export type ControlState = (typeof CONTROL_STATES)[number];
+
+/** Normalised API v1 node capabilities (exactly these eight keys). */
+export interface NodeCapabilities {
+  api_version: 'v1';
+  supported_model_ids: string[];
+  active_context_tier: ContextTier;
+  maximum_total_context_tokens: number;
+  default_output_token_reservation: number;
+  maximum_output_tokens: number;
+  max_concurrency: number;
+  backend_class: string;
+}
+
+/**
+ * The opaque envelope fields a request or response carries. The relay stores them and hands them
+ * on byte for byte; it never parses them.
+ */
+export interface Envelope {
+  ciphertext: string;
+  cipherkey: string;
+  iv: string;
+  /** Allowlisted pass-through fields (`protocol`, `version`, `request_id`, ...), copied verbatim. */
+  extra: Record<string, string | number>;
+}
+
+/** What a client submits, after validation. */
+export interface JobInput {
+  jobId: string;
+  dialect: Dialect;
+  nodeId: string;
+  clientKey: string | null;
+  /** API v1 `request_id`; requests with one get full lifecycle tracking. */
+  requestId: string | null;
+  cancelToken: string | null;
+  /** Legacy streaming request. */
+  stream: boolean;
+  envelope: Envelope;
+  /** Size in bytes used for the total-bytes cap. */
+  bytes: number;
+}
+
+/** A job handed to a node by `claimNext`. */
+export interface ClaimedJob {
+  jobId: string;
+  clientKey: string | null;
+  requestId: string | null;
+  cancelToken: string | null;
+  stream: boolean;
+  envelope: Envelope;
+  deadlineAt: number;
+}
+
+/** Snapshot of a node for the scheduler, diagnostics and health. */
+export interface NodeView {
+  nodeId: string;
+  dialect: Dialect;
+  lastPingAt: number;
+  leaseMs: number;
+  queueDepth: number;
+  inFlightCount: number;
+  capabilities: NodeCapabilities | null;
+}
+
+/** Counts of transitions an operation caused, so the caller can record each once. */
+export interface TransitionCounts {
+  outcomes: Partial<Record<RequestOutcome, number>>;
+  evictions: Partial<Record<EvictionReason, number>>;
+}
+
+export interface StoreStats {
+  queueDepth: number;
+  oldestQueuedAgeSeconds: number;
+  inFlight: number;
+  oldestInFlightAgeSeconds: number;
+  nodesRegistered: number;
+  v1NodesRegistered: number;
+  v1NodesHealthy: number;
+  maxLeaseAgeSeconds: number;
+  queuedBytes: number;
+  storedResponses: number;
+  terminalRecords: number;
+  tombstones: number;
+  streamSessions: number;
+  rateLimitBuckets: number;
+}
+
+/** Limits the store enforces; every stored thing is capped and expires. */
+export interface StoreLimits {
+  maxNodes: number;
+  maxQueuePerNode: number;
+  maxQueuedTotal: number;
+  maxQueuedBytes: number;
+  maxPendingPerClient: number;
+  maxResponsesPerClient: number;
+  maxStoredResponses: number;
+  maxTerminalRecords: number;
+  maxStreamSessions: number;
+  maxStreamChunks: number;
+  maxStreamBytes: number;
+  maxRateLimitBuckets: number;
+  /** Staleness window of a `/sink` node. */
+  legacyLeaseMs: number;
+  /** API v1 node lease. */
+  v1LeaseMs: number;
+  /** API v1 in-flight accounting lease, renewed by `/servers/control`. */
+  inFlightTtlMs: number;
+  /** Authoritative API v1 deadline. */
+  v1DeadlineMs: number;
+  /** How long a legacy request may wait in a queue or in a node's hands. */
+  legacyRequestTtlMs: number;
+  responseTtlMs: number;
+  terminalTtlMs: number;
+  tombstoneTtlMs: number;
+  streamTtlMs: number;
+}
+
+export const PROTOCOL_ID = 'tokenplace_api_v1_relay_e2ee';
