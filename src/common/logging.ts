@@ -29,7 +29,14 @@ export function pinoHttpOptions(config: RelayConfig): Options {
       res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
       err: (err: { type?: string; message?: string }) => ({ type: err.type }),
     },
-    customProps: (req: IncomingMessage) => ({ route: (req as Req).route?.path ?? 'unmatched' }),
+    customSuccessObject: (req: IncomingMessage, _res: ServerResponse, val: Record<string, unknown>) => ({
+      ...val,
+      route: (req as Req).route?.path ?? 'unmatched',
+    }),
+    customErrorObject: (req: IncomingMessage, _res: ServerResponse, _err: Error, val: Record<string, unknown>) => ({
+      ...val,
+      route: (req as Req).route?.path ?? 'unmatched',
+    }),
     customSuccessMessage: () => 'request completed',
     customErrorMessage: () => 'request failed',
     customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) =>
