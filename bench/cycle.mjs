@@ -1,0 +1,234 @@
+#!/usr/bin/env node
+// Cycle benchmark against a running relay: N pipelines, each a simulated compute node plus a
+// client doing full request cycles, as fast as the relay answers.
+//   legacy: /faucet -> /sink -> /source -> /retrieve
+//   v1:     /servers/poll (long-poll, started first) + /requests -> /responses -> /responses/retrieve
+// Prints one JSON line: cycles/s, requests/s, p50/p99 cycle latency and, for v1, the delivery
+// latency (/requests answered -> the node's held long-poll answered).
+//
+// usage: node bench/cycle.mjs --url http://127.0.0.1:5010 --protocol legacy|v1
+//          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'http://127.0.0.1:5010' },
+    protocol: { type: 'string', default: 'legacy' },
+    pipelines: { type: 'string', default: '16' },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
+    payload: { type: 'string', default: '2048' },
+    token: { type: 'string', default: '' },
+    'node-url': { type: 'string', default: '' },
+  },
+});
+
+const clientUrl = new URL(args.url);
+const nodeUrl = new URL(args['node-url'] || args.url);
+const pipelines = Number(args.pipelines);
+const durationMs = Number(args.duration) * 1000;
+const warmupMs = Number(args.warmup) * 1000;
+const payload = randomBytes(Math.ceil((Number(args.payload) * 3) / 4)).toString('base64');
+const agent = new http.Agent({ keepAlive: true, maxSockets: pipelines * 3 });
+const nodeHeaders = args.token ? { 'X-Relay-Server-Token': args.token } : {};
+
+let requests = 0;
+let errors = 0;
+const firstErrors = [];
+
+function post(base, path, body, headers = {}) {
+  return send(base, 'POST', path, JSON.stringify(body), headers);
+}
+
+function send(base, method, path, data, headers = {}) {
+  return new Promise((resolve) => {
+    const req = http.request(
+      {
+        agent,
+        host: base.hostname,
+        port: base.port,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers } : headers,
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          requests += 1;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body = null;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = text;
+          }
+          resolve({ status: res.statusCode, body });
+        });
+      },
+    );
+    req.on('error', (error) => {
+      resolve({ status: 0, body: String(error) });
+    });
+    if (data) {
+      req.write(data);
+    }
+    req.end();
+  });
+}
+
+function fail(what, res) {
+  errors += 1;
+  if (firstErrors.length < 5) {
+    firstErrors.push(`${what}: ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+  }
+}
+
+const key = (label, i) => Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}-${i}-${randomBytes(24).toString('base64')}\n-----END PUBLIC KEY-----\n`).toString('base64');
+
+async function legacyCycle(p) {
+  let res = await post(clientUrl, '/faucet', {
+    server_public_key: p.node,
+    client_public_key: p.client,
+    chat_history: payload,
+    cipherkey: p.cipherkey,
+    iv: p.iv,
+  });
+  if (res.status !== 200) return fail('faucet', res);
+  res = await post(nodeUrl, '/sink', { server_public_key: p.node }, nodeHeaders);
+  if (res.status !== 200 || res.body.chat_history !== payload) return fail('sink', res);
+  res = await post(nodeUrl, '/source', { client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv }, nodeHeaders);
+  if (res.status !== 200) return fail('source', res);
+  res = await post(clientUrl, '/retrieve', { client_public_key: p.client });
+  if (res.status !== 200 || res.body.chat_history !== payload) return fail('retrieve', res);
+  return true;
+}
+
+async function v1Cycle(p, deliveries) {
+  const requestId = randomBytes(8).toString('hex');
+  const poll = post(nodeUrl, '/api/v1/relay/servers/poll', { server_public_key: p.node }, nodeHeaders).then((r) => ({
+    ...r,
+    at: performance.now(),
+  }));
+  const submitted = await post(clientUrl, '/api/v1/relay/requests', {
+    server_public_key: p.node,
+    client_public_key: p.client,
+    request_id: requestId,
+    protocol: 'tokenplace_api_v1_relay_e2ee',
+    version: 1,
+    ciphertext: payload,
+    cipherkey: p.cipherkey,
+    iv: p.iv,
+    cancel_token: 'c',
+  });
+  const acceptedAt = performance.now();
+  if (submitted.status !== 200) {
+    await poll;
+    return fail('requests', submitted);
+  }
+  let work = await poll;
+  while (work.status === 200 && work.body.request_id === undefined) {
+    work = await post(nodeUrl, '/api/v1/relay/servers/poll', { server_public_key: p.node }, nodeHeaders).then((r) => ({ ...r, at: performance.now() }));
+  }
+  if (work.status !== 200 || work.body.request_id !== requestId) return fail('poll', work);
+  deliveries.push(Math.max(0, work.at - acceptedAt));
+  let res = await post(nodeUrl, '/api/v1/relay/responses', {
+    client_public_key: p.client,
+    request_id: requestId,
+    protocol: 'tokenplace_api_v1_relay_e2ee',
+    version: 1,
+    chat_history: payload,
+    cipherkey: p.cipherkey,
+    iv: p.iv,
+  }, nodeHeaders);
+  if (res.status !== 200) return fail('responses', res);
+  res = await post(clientUrl, '/api/v1/relay/responses/retrieve', { client_public_key: p.client, request_id: requestId });
+  if (res.status !== 200 || res.body.ciphertext !== payload) return fail('retrieve', res);
+  return true;
+}
+
+async function setup(i) {
+  const p = {
+    node: key('node', i),
+    client: key('client', i),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+  };
+  const res =
+    args.protocol === 'v1'
+      ? await post(nodeUrl, '/api/v1/relay/servers/register', {
+          server_public_key: p.node,
+          capabilities: { supported_model_ids: [`bench-${i}`], max_concurrency: 4 },
+        }, nodeHeaders)
+      : await post(nodeUrl, '/sink', { server_public_key: p.node }, nodeHeaders);
+  if (res.status !== 200) {
+    throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return p;
+}
+
+function percentile(sorted, q) {
+  if (sorted.length === 0) return null;
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] * 100) / 100;
+}
+
+async function main() {
+  const pipes = await Promise.all(Array.from({ length: pipelines }, (_, i) => setup(i)));
+  const latencies = [];
+  const deliveries = [];
+  let measuring = false;
+  let stop = false;
+  let measuredRequestsStart = 0;
+  const cycle = args.protocol === 'v1' ? v1Cycle : legacyCycle;
+
+  const workers = pipes.map(async (p) => {
+    while (!stop) {
+      const started = performance.now();
+      const d = [];
+      const ok = await cycle(p, d);
+      if (measuring && ok === true) {
+        latencies.push(performance.now() - started);
+        deliveries.push(...d);
+      }
+    }
+  });
+  await new Promise((r) => setTimeout(r, warmupMs));
+  errors = 0;
+  measuring = true;
+  measuredRequestsStart = requests;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, durationMs));
+  measuring = false;
+  const elapsed = (performance.now() - t0) / 1000;
+  const measuredRequests = requests - measuredRequestsStart;
+  stop = true;
+  await Promise.all(workers);
+  agent.destroy();
+
+  latencies.sort((a, b) => a - b);
+  deliveries.sort((a, b) => a - b);
+  const out = {
+    protocol: args.protocol,
+    pipelines,
+    durationSeconds: Math.round(elapsed * 100) / 100,
+    cycles: latencies.length,
+    cyclesPerSecond: Math.round((latencies.length / elapsed) * 10) / 10,
+    requestsPerSecond: Math.round((measuredRequests / elapsed) * 10) / 10,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    errors,
+  };
+  if (args.protocol === 'v1') {
+    out.deliveryP50Ms = percentile(deliveries, 0.5);
+    out.deliveryP99Ms = percentile(deliveries, 0.99);
+  }
+  if (firstErrors.length) out.firstErrors = firstErrors;
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+main().catch((error) => {
+  process.stderr.write(`${error.stack ?? error}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,73 @@
+// Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
+import { spawn, execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = promisify(execFile);
+
+/** Env for benchmarking: no rate limits, big caps, quiet logs. */
+export const BENCH_ENV = {
+  TOKENPLACE_LOG_LEVEL: 'warn',
+  API_RATE_LIMIT: 'off',
+  API_DAILY_QUOTA: 'off',
+  API_RELAY_CONTROL_PLANE_RATE_LIMIT: 'off',
+  API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT: 'off',
+  TOKENPLACE_RELAY_MAX_PENDING_PER_CLIENT: '100000',
+  TOKENPLACE_RELAY_MAX_QUEUED_REQUESTS: '1000000',
+  TOKENPLACE_RELAY_MAX_NODES: '100000',
+  TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE: '100000',
+};
+
+/** Starts `node dist/main.js` on a port and waits until /livez answers. */
+export async function startRelay(port, env = {}, nodeArgs = []) {
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/main.js')], {
+    env: { ...process.env, ...BENCH_ENV, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i += 1) {
+    if (child.exitCode !== null) {
+      throw new Error(`relay on ${port} exited with ${child.exitCode}`);
+    }
+    try {
+      const res = await fetch(`${base}/livez`);
+      if (res.ok) {
+        return { child, base, stop: () => stopProcess(child) };
+      }
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`relay on ${port} did not start`);
+}
+
+export function stopProcess(child, signal = 'SIGINT') {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) {
+      resolve(child.exitCode);
+      return;
+    }
+    child.once('exit', (code) => resolve(code));
+    child.kill(signal);
+  });
+}
+
+/** Runs bench/cycle.mjs in its own process and returns its JSON line. */
+export async function cycle(options) {
+  const argv = [join(ROOT, 'bench/cycle.mjs')];
+  for (const [k, v] of Object.entries(options)) {
+    argv.push(`--${k}`, String(v));
+  }
+  const { stdout } = await run(process.execPath, argv, { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop());
+}
+
+export function table(rows, columns) {
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c ?? '').padEnd(widths[i])).join(' | ')} |`;
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => r[c])))].join('\n');
+}
