@@ -31,7 +31,11 @@ export function setupApp(app: NestExpressApplication, config: RelayConfig): void
   app.use(publicCors);
   app.use(uiSecurityHeaders());
   app.use(requireJson);
-  app.use('/api/v1/relay/progress', progressSizeCheck, json({ limit: PROGRESS_LIMIT, strict: false, type: JSON_TYPES }));
+  app.use(
+    '/api/v1/relay/progress',
+    progressSizeCheck,
+    json({ limit: PROGRESS_LIMIT, strict: false, type: JSON_TYPES }),
+  );
   app.use(json({ limit: config.maxBodyBytes, strict: false, type: JSON_TYPES }));
   app.use(bodyErrors);
 }

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Logger } from '@nestjs/common';
+import type { Server } from 'node:http';
 import { AppModule } from './app.module';
 import { setupApp } from './app.setup';
 import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
@@ -16,7 +17,9 @@ async function bootstrap(): Promise<void> {
     config = loadProcessConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`${JSON.stringify({ level: 'fatal', msg: error.message, problems: error.problems })}\n`);
+      process.stderr.write(
+        `${JSON.stringify({ level: 'fatal', msg: error.message, problems: error.problems })}\n`,
+      );
       process.exit(78);
     }
     throw error;
@@ -28,14 +31,20 @@ async function bootstrap(): Promise<void> {
   });
   setupApp(app, config);
   await app.listen(config.port, config.host);
-  const server = app.getHttpServer() as import('node:http').Server;
+  const server: Server = app.getHttpServer();
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   server.headersTimeout = KEEP_ALIVE_MS + 1000;
 
   const logger = new Logger('Main');
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.log({ msg: 'relay listening', host: config.host, port, store: config.stateStore, legacyRoutes: config.legacyRoutesEnabled });
+  logger.log({
+    msg: 'relay listening',
+    host: config.host,
+    port,
+    store: config.stateStore,
+    legacyRoutes: config.legacyRoutesEnabled,
+  });
 
   const lifecycle = app.get(LifecycleService);
   let stopping = false;
@@ -47,7 +56,10 @@ async function bootstrap(): Promise<void> {
     }
     stopping = true;
     const deadline = setTimeout(() => {
-      logger.warn({ msg: 'grace period over: closing remaining connections', graceMs: config.shutdownGraceMs });
+      logger.warn({
+        msg: 'grace period over: closing remaining connections',
+        graceMs: config.shutdownGraceMs,
+      });
       server.closeAllConnections();
       setTimeout(() => process.exit(0), 200).unref();
     }, config.shutdownGraceMs);

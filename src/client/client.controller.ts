@@ -1,4 +1,15 @@
-import { Body, Controller, Get, Header, Headers, HttpCode, Post, Query, UseGuards, UseInterceptors } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Get,
+  Header,
+  Headers,
+  HttpCode,
+  Post,
+  Query,
+  UseGuards,
+  UseInterceptors,
+} from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone } from '../common/client-gone.decorator';
 import { TextErrors } from '../common/error-style.decorator';
@@ -38,7 +49,10 @@ export class LegacyClientController {
   @HttpCode(200)
   @TextErrors()
   @UseGuards(LegacyGateGuard)
-  retrieve(@Body(new BodyOf(LegacyRetrieveDto)) dto: LegacyRetrieveDto, @ClientGone() gone: AbortSignal): Promise<object> {
+  retrieve(
+    @Body(new BodyOf(LegacyRetrieveDto)) dto: LegacyRetrieveDto,
+    @ClientGone() gone: AbortSignal,
+  ): Promise<object> {
     return this.client.legacyRetrieve(dto, gone);
   }
 

@@ -10,7 +10,14 @@ import {
   VersionLike,
 } from '../common/validators';
 
-export const FAUCET_KEYS = ['client_public_key', 'server_public_key', 'chat_history', 'cipherkey', 'iv', 'stream'] as const;
+export const FAUCET_KEYS = [
+  'client_public_key',
+  'server_public_key',
+  'chat_history',
+  'cipherkey',
+  'iv',
+  'stream',
+] as const;
 
 /** `POST /faucet` (legacy, HEAD guardrails: no plaintext, no unknown keys). */
 @BodyShape({ invalid: Errors.invalidRequest, allowlist: FAUCET_KEYS })
@@ -78,7 +85,10 @@ export class RetrieveDto {
 export class CancelDto {
   @FailsAs() @Str(MAX_KEY_CHARS) client_public_key!: string;
   @FailsAs() @Str(MAX_ID_CHARS) request_id!: string;
-  @FailsAs(Errors.cancelProof) @IsOptional() @Str(MAX_TOKEN_CHARS, { allowEmpty: true }) cancel_token?: string;
+  @FailsAs(Errors.cancelProof)
+  @IsOptional()
+  @Str(MAX_TOKEN_CHARS, { allowEmpty: true })
+  cancel_token?: string;
   @Allow() status?: unknown;
   @Allow() reason?: unknown;
 }

@@ -10,7 +10,12 @@ import { DiscoveryService } from './discovery.service';
 
 @Module({
   imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
-  controllers: [LegacyClientController, V1ClientController, DiscoveryController, RelayApiStubController],
+  controllers: [
+    LegacyClientController,
+    V1ClientController,
+    DiscoveryController,
+    RelayApiStubController,
+  ],
   providers: [ClientService, DiscoveryService],
   exports: [DiscoveryService],
 })

@@ -17,12 +17,20 @@ import {
   type JobInput,
   type TerminalReason,
 } from '../state/state.types';
-import type { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
+import type {
+  CancelDto,
+  FaucetDto,
+  LegacyRetrieveDto,
+  RequestsDto,
+  RetrieveDto,
+} from './client.dto';
 
 const SELECTION_POLICY = 'best_fit_smallest_capable_least_loaded_v1';
 /** Most a client may ask a retrieve to be held (`Prefer: wait=N`), inside browsers' fetch budgets. */
 export const MAX_RETRIEVE_WAIT_SECONDS = 8;
-const CANCEL_REASONS = new Set<string>(TERMINAL_REASONS.filter((r) => r !== 'response_ttl_exceeded'));
+const CANCEL_REASONS = new Set<string>(
+  TERMINAL_REASONS.filter((r) => r !== 'response_ttl_exceeded'),
+);
 
 const seconds = (ms: number): number => Math.max(0, ms) / 1000;
 
@@ -64,7 +72,12 @@ export class ClientService {
       throw Errors.missingClientKey();
     }
     this.refuseWhileDrainingInMemory();
-    const envelope: Envelope = { ciphertext: dto.chat_history, cipherkey: dto.cipherkey, iv: dto.iv, extra: {} };
+    const envelope: Envelope = {
+      ciphertext: dto.chat_history,
+      cipherkey: dto.cipherkey,
+      iv: dto.iv,
+      extra: {},
+    };
     await this.admit({
       jobId: newJobId(),
       dialect: 'legacy',
@@ -89,12 +102,21 @@ export class ClientService {
         now: this.clock.now(),
       });
       if (result.status === 'ok') {
-        return { chat_history: result.envelope.ciphertext, cipherkey: result.envelope.cipherkey, iv: result.envelope.iv };
+        return {
+          chat_history: result.envelope.ciphertext,
+          cipherkey: result.envelope.cipherkey,
+          iv: result.envelope.iv,
+        };
       }
       if (this.clock.now() >= until || abort.aborted || this.lifecycle.draining) {
         return { error: 'No response available for the given public key' };
       }
-      await this.store.waitForResponse(dto.client_public_key, null, until, AbortSignal.any([abort, this.lifecycle.drainSignal]));
+      await this.store.waitForResponse(
+        dto.client_public_key,
+        null,
+        until,
+        AbortSignal.any([abort, this.lifecycle.drainSignal]),
+      );
     }
   }
 
@@ -114,11 +136,18 @@ export class ClientService {
   // ------------------------------------------------------------ API v1
 
   async next(modelQuery: unknown, tierQuery: unknown): Promise<object> {
-    const requestedModel = typeof modelQuery === 'string' && modelQuery.trim() !== '' ? modelQuery.trim() : DEFAULT_MODEL;
-    const requestedTier = typeof tierQuery === 'string' && tierQuery.trim() !== '' ? tierQuery.trim() : '8k-fast';
+    const requestedModel =
+      typeof modelQuery === 'string' && modelQuery.trim() !== ''
+        ? modelQuery.trim()
+        : DEFAULT_MODEL;
+    const requestedTier =
+      typeof tierQuery === 'string' && tierQuery.trim() !== '' ? tierQuery.trim() : '8k-fast';
     const model = resolveModel(requestedModel.slice(0, 256));
     const tierValid = Object.hasOwn(CONTEXT_TIERS, requestedTier);
-    const result = await this.registry.select(model, (tierValid ? requestedTier : '8k-fast') as ContextTier);
+    const result = await this.registry.select(
+      model,
+      (tierValid ? requestedTier : '8k-fast') as ContextTier,
+    );
     if (result.status === 'no_nodes') {
       throw Errors.noComputeNodes();
     }
@@ -212,7 +241,9 @@ export class ClientService {
     }
     const status = dto.status === 'expired' ? 'expired' : 'cancelled';
     const reason: TerminalReason =
-      typeof dto.reason === 'string' && CANCEL_REASONS.has(dto.reason) ? (dto.reason as TerminalReason) : status;
+      typeof dto.reason === 'string' && CANCEL_REASONS.has(dto.reason)
+        ? (dto.reason as TerminalReason)
+        : status;
     const result = await this.store.cancel({
       clientKey: dto.client_public_key,
       requestId: dto.request_id,
@@ -234,23 +265,41 @@ export class ClientService {
    */
   async retrieve(dto: RetrieveDto, waitSeconds: number, abort: AbortSignal): Promise<WireResponse> {
     const requestId = dto.request_id ?? null;
-    const hold = this.lifecycle.draining ? 0 : Math.min(Math.max(waitSeconds, 0), MAX_RETRIEVE_WAIT_SECONDS);
+    const hold = this.lifecycle.draining
+      ? 0
+      : Math.min(Math.max(waitSeconds, 0), MAX_RETRIEVE_WAIT_SECONDS);
     const until = this.clock.now() + hold * 1000;
     for (;;) {
       const now = this.clock.now();
-      const result = await this.store.takeResponse({ dialect: 'v1', clientKey: dto.client_public_key, requestId, now });
+      const result = await this.store.takeResponse({
+        dialect: 'v1',
+        clientKey: dto.client_public_key,
+        requestId,
+        now,
+      });
       this.metrics.recordTransitions(result.transitions);
       switch (result.status) {
         case 'ok': {
           const e = result.envelope;
-          return new WireResponse(200, { ...e.extra, ciphertext: e.ciphertext, chat_history: e.ciphertext, cipherkey: e.cipherkey, iv: e.iv });
+          return new WireResponse(200, {
+            ...e.extra,
+            ciphertext: e.ciphertext,
+            chat_history: e.ciphertext,
+            cipherkey: e.cipherkey,
+            iv: e.iv,
+          });
         }
         case 'terminal':
           throw Errors.requestEnded(result.terminal, result.reason);
         case 'unknown':
           throw requestId !== null ? Errors.unknownRequestId(requestId) : Errors.noResponse();
         case 'pending': {
-          if (result.progress !== null || now >= until || abort.aborted || this.lifecycle.draining) {
+          if (
+            result.progress !== null ||
+            now >= until ||
+            abort.aborted ||
+            this.lifecycle.draining
+          ) {
             const remaining = seconds(result.deadlineAt - now);
             const body: Record<string, unknown> = {
               status: 'pending',
@@ -259,7 +308,12 @@ export class ClientService {
             };
             if (result.progress !== null) {
               const p = result.progress;
-              body.encrypted_progress = { ...p.extra, ciphertext: p.ciphertext, cipherkey: p.cipherkey, iv: p.iv };
+              body.encrypted_progress = {
+                ...p.extra,
+                ciphertext: p.ciphertext,
+                cipherkey: p.cipherkey,
+                iv: p.iv,
+              };
             }
             return new WireResponse(202, body);
           }
@@ -290,7 +344,10 @@ export class ClientService {
       case 'node_queue_full':
         throw Errors.capacity('The compute node queue is full; retry with backoff', 5);
       case 'client_pending_full':
-        throw Errors.capacity('Too many pending requests for this client; retry when one finishes', 5);
+        throw Errors.capacity(
+          'Too many pending requests for this client; retry when one finishes',
+          5,
+        );
       case 'queue_full':
         throw Errors.capacity('The relay queue is full; retry shortly', 5, 503);
       default: {

@@ -35,7 +35,12 @@ export class DiscoveryController {
   @Get(['api/v1/health', 'v1/health'])
   @Header('Cache-Control', 'no-store')
   apiHealth(): object {
-    return { status: 'ok', version: 'v1', service: 'token.place', timestamp: Math.floor(this.clock.now() / 1000) };
+    return {
+      status: 'ok',
+      version: 'v1',
+      service: 'token.place',
+      timestamp: Math.floor(this.clock.now() / 1000),
+    };
   }
 }
 

@@ -23,13 +23,19 @@ export function describeNode(node: NodeView, now: number, key: string): Record<s
   const v1 = node.dialect === 'v1';
   return {
     server_public_key: key,
-    age_seconds: Math.round((now - node.lastPingAt)) / 1000,
+    age_seconds: Math.round(now - node.lastPingAt) / 1000,
     next_ping_in_x_seconds: node.leaseMs / 1000,
     queue_depth: node.queueDepth,
     in_flight_count: v1 ? node.inFlightCount : 0,
     max_concurrency: v1 ? (node.capabilities?.max_concurrency ?? null) : null,
     load_score: v1
-      ? loadScore({ nodeId: node.nodeId, seq: 0, capabilities: node.capabilities, queueDepth: node.queueDepth, inFlightCount: node.inFlightCount })
+      ? loadScore({
+          nodeId: node.nodeId,
+          seq: 0,
+          capabilities: node.capabilities,
+          queueDepth: node.queueDepth,
+          inFlightCount: node.inFlightCount,
+        })
       : node.queueDepth,
     capabilities: v1 ? node.capabilities : null,
   };
@@ -47,7 +53,11 @@ export class DiscoveryService {
   upstream(): { relayOnly: boolean; active: string[]; required: string[]; configured: string[] } {
     const c = this.config;
     const relayOnly = !c.requireUpstreamHealth && !c.explicitUpstreamConfig;
-    const active = relayOnly ? [] : c.upstreamUrl && c.explicitUpstreamConfig ? [c.upstreamUrl] : c.configuredUpstreams;
+    const active = relayOnly
+      ? []
+      : c.upstreamUrl && c.explicitUpstreamConfig
+        ? [c.upstreamUrl]
+        : c.configuredUpstreams;
     return {
       relayOnly,
       active,
@@ -57,7 +67,9 @@ export class DiscoveryService {
   }
 
   async diagnostics(now: number): Promise<object> {
-    const nodes = (await this.registry.nodes()).sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    const nodes = (await this.registry.nodes()).sort((a, b) =>
+      a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0,
+    );
     const all = nodes.map((n) => describeNode(n, now, n.nodeId));
     const v1 = nodes.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, now, n.nodeId));
     const up = this.upstream();
@@ -86,11 +98,21 @@ export class DiscoveryService {
       }
     }
     const ids = [...counts.entries()]
-      .sort((a, b) => b[1] - a[1] || (a[0] === DEFAULT_MODEL ? -1 : b[0] === DEFAULT_MODEL ? 1 : a[0].localeCompare(b[0])))
+      .sort(
+        (a, b) =>
+          b[1] - a[1] ||
+          (a[0] === DEFAULT_MODEL ? -1 : b[0] === DEFAULT_MODEL ? 1 : a[0].localeCompare(b[0])),
+      )
       .map(([id]) => id);
     return {
       object: 'list',
-      data: ids.map((id) => ({ id, object: 'model', created: 0, owned_by: 'token.place', node_count: counts.get(id) })),
+      data: ids.map((id) => ({
+        id,
+        object: 'model',
+        created: 0,
+        owned_by: 'token.place',
+        node_count: counts.get(id),
+      })),
     };
   }
 
@@ -100,15 +122,23 @@ export class DiscoveryService {
     const explicit = (c.deployEnv || '').trim().toLowerCase();
     const byProfile = ENV_ALIASES[c.tokenPlaceEnv.trim().toLowerCase()];
     const hostname = (host ?? '').split(':')[0]?.toLowerCase() ?? '';
-    const byHost = hostname === 'token.place' ? 'prod' : hostname === 'staging.token.place' ? 'staging' : undefined;
-    const environment = explicit ? (ENV_ALIASES[explicit] ?? 'dev') : (byHost ?? (c.tokenPlaceEnv !== 'development' ? byProfile : undefined) ?? 'dev');
+    const byHost =
+      hostname === 'token.place'
+        ? 'prod'
+        : hostname === 'staging.token.place'
+          ? 'staging'
+          : undefined;
+    const environment = explicit
+      ? (ENV_ALIASES[explicit] ?? 'dev')
+      : (byHost ?? (c.tokenPlaceEnv !== 'development' ? byProfile : undefined) ?? 'dev');
     const release = sanitise(c.releaseVersion);
     const version = release && release !== 'dev' ? release : sanitise(c.imageTag) || 'dev';
-    const ref = c.imageTag && /^(main-[0-9a-f]{7,40}|sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+.*)$/.test(c.imageTag)
-      ? c.imageTag
-      : c.gitSha
-        ? `main-${c.gitSha.slice(0, 7)}`
-        : undefined;
+    const ref =
+      c.imageTag && /^(main-[0-9a-f]{7,40}|sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+.*)$/.test(c.imageTag)
+        ? c.imageTag
+        : c.gitSha
+          ? `main-${c.gitSha.slice(0, 7)}`
+          : undefined;
     const display = environment === 'prod' ? version : (ref ?? version);
     return { environment, version, label: `${environment} ${display}`, ...(ref ? { ref } : {}) };
   }

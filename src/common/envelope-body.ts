@@ -4,7 +4,14 @@ import 'reflect-metadata';
 import { Errors, RelayError } from './relay-error';
 
 /** Keys that would mean plaintext reached the relay (spec §4.3). */
-export const PLAINTEXT_KEYS = ['messages', 'prompt', 'input', 'content', 'response', 'text'] as const;
+export const PLAINTEXT_KEYS = [
+  'messages',
+  'prompt',
+  'input',
+  'content',
+  'response',
+  'text',
+] as const;
 
 export interface BodyRules {
   /** Error for a body that is not a JSON object, and the default for an invalid field. */
@@ -32,8 +39,9 @@ export function BodyShape(rules: BodyRules): ClassDecorator {
  */
 export function FailsAs(error?: () => RelayError): PropertyDecorator {
   return (target, property) => {
-    const list: Array<[string, (() => RelayError) | undefined]> =
-      Reflect.getMetadata(FIELD_ERRORS, target) ?? [];
+    const list = (Reflect.getMetadata(FIELD_ERRORS, target) ?? []) as Array<
+      [string, (() => RelayError) | undefined]
+    >;
     Reflect.defineMetadata(FIELD_ERRORS, [...list, [String(property), error]], target);
   };
 }
@@ -71,10 +79,14 @@ export function parseBody<T extends object>(cls: ClassConstructor<T>, body: unkn
     }
   }
   const dto = plainToInstance(cls, body, { excludeExtraneousValues: false });
-  const errors = validateSync(dto, { whitelist: true, forbidUnknownValues: false, stopAtFirstError: true });
+  const errors = validateSync(dto, {
+    whitelist: true,
+    forbidUnknownValues: false,
+    stopAtFirstError: true,
+  });
   if (errors.length > 0) {
     const failing = new Set(errors.map((e) => e.property));
-    const fields = (Reflect.getMetadata(FIELD_ERRORS, cls.prototype) ?? []) as Array<
+    const fields = (Reflect.getMetadata(FIELD_ERRORS, cls.prototype as object) ?? []) as Array<
       [string, (() => RelayError) | undefined]
     >;
     const first = fields.find(([property]) => failing.has(property));

@@ -68,7 +68,13 @@ export function httpMetrics(metrics: RelayMetrics) {
     res.once('finish', () => {
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       const template = (req.route as { path?: string } | undefined)?.path ?? null;
-      metrics.observeHttp(req.method, req.path, typeof template === 'string' ? template : null, res.statusCode, seconds);
+      metrics.observeHttp(
+        req.method,
+        req.path,
+        typeof template === 'string' ? template : null,
+        res.statusCode,
+        seconds,
+      );
     });
     next();
   };
@@ -78,8 +84,14 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
 /** A POST with a body that is not JSON gets 415 (the existing relay's framework did the same). */
 export function requireJson(req: Request, res: Response, next: NextFunction): void {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-  if (BODY_METHODS.has(req.method) && hasBody && !req.is(['application/json', 'application/*+json'])) {
+  const hasBody =
+    req.headers['transfer-encoding'] !== undefined ||
+    Number(req.headers['content-length'] ?? 0) > 0;
+  if (
+    BODY_METHODS.has(req.method) &&
+    hasBody &&
+    !req.is(['application/json', 'application/*+json'])
+  ) {
     sendRelayError(res, Errors.unsupportedMediaType(), 'object');
     return;
   }
@@ -109,9 +121,12 @@ export function bodyErrors(err: unknown, req: Request, res: Response, next: Next
     return;
   }
   let error: RelayError;
-  switch (e.type) {
+  switch (e.type ?? 'unknown') {
     case 'entity.too.large':
-      error = req.path === '/api/v1/relay/progress' ? Errors.progressTooLarge() : Errors.bodyTooLarge(e.limit ?? 0);
+      error =
+        req.path === '/api/v1/relay/progress'
+          ? Errors.progressTooLarge()
+          : Errors.bodyTooLarge(e.limit ?? 0);
       break;
     case 'entity.parse.failed':
       error = Errors.malformedJson();
@@ -124,7 +139,10 @@ export function bodyErrors(err: unknown, req: Request, res: Response, next: Next
       res.destroy();
       return;
     default:
-      error = new RelayError(e.status && e.status >= 400 && e.status < 500 ? e.status : 400, 'Unreadable request body');
+      error = new RelayError(
+        e.status && e.status >= 400 && e.status < 500 ? e.status : 400,
+        'Unreadable request body',
+      );
   }
   sendRelayError(res, error, 'object');
 }
@@ -161,5 +179,7 @@ export function uiSecurityHeaders() {
 }
 
 export function isUiPath(path: string): boolean {
-  return path === '/' || path === '/index.html' || path.startsWith('/static/') || path === '/favicon.ico';
+  return (
+    path === '/' || path === '/index.html' || path.startsWith('/static/') || path === '/favicon.ico'
+  );
 }

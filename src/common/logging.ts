@@ -6,8 +6,8 @@ const QUIET = new Set(['/healthz', '/livez', '/metrics']);
 
 type Req = IncomingMessage & { route?: { path?: string }; originalUrl?: string };
 
-function pathOf(req: Req): string {
-  const url = req.originalUrl ?? req.url ?? '/';
+function pathOf(req: IncomingMessage): string {
+  const url = (req as Req).originalUrl ?? req.url ?? '/';
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
 }
@@ -21,7 +21,7 @@ export function pinoHttpOptions(config: RelayConfig): Options {
   return {
     level: config.logLevel,
     genReqId: (req: IncomingMessage) => (req as { id?: string }).id ?? '',
-    autoLogging: { ignore: (req: IncomingMessage) => QUIET.has(pathOf(req as Req)) },
+    autoLogging: { ignore: (req: IncomingMessage) => QUIET.has(pathOf(req)) },
     quietReqLogger: true,
     customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
     serializers: {
@@ -29,11 +29,20 @@ export function pinoHttpOptions(config: RelayConfig): Options {
       res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
       err: (err: { type?: string; message?: string }) => ({ type: err.type }),
     },
-    customSuccessObject: (req: IncomingMessage, _res: ServerResponse, val: Record<string, unknown>) => ({
+    customSuccessObject: (
+      req: IncomingMessage,
+      _res: ServerResponse,
+      val: Record<string, unknown>,
+    ) => ({
       ...val,
       route: (req as Req).route?.path ?? 'unmatched',
     }),
-    customErrorObject: (req: IncomingMessage, _res: ServerResponse, _err: Error, val: Record<string, unknown>) => ({
+    customErrorObject: (
+      req: IncomingMessage,
+      _res: ServerResponse,
+      _err: Error,
+      val: Record<string, unknown>,
+    ) => ({
       ...val,
       route: (req as Req).route?.path ?? 'unmatched',
     }),

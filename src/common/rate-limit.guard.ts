@@ -24,7 +24,8 @@ export const PublicRateLimit = (bucket: string): MethodDecorator =>
 export const ControlRateLimit = (
   route: ControlRoute,
   identity: 'server_public_key' | 'client_public_key' = 'server_public_key',
-): MethodDecorator => SetMetadata(POLICY, { kind: 'control', route, identity } satisfies RateLimitPolicy);
+): MethodDecorator =>
+  SetMetadata(POLICY, { kind: 'control', route, identity } satisfies RateLimitPolicy);
 
 /**
  * Fixed-window rate limits kept in the state store (so replicas share them). Routes without a

@@ -16,8 +16,13 @@ export class RelayError extends Error {
   }
 }
 
-const obj = (status: number, message: string, code: number | string = status, extra = {}, headers = {}) =>
-  new RelayError(status, message, code, extra, headers);
+const obj = (
+  status: number,
+  message: string,
+  code: number | string = status,
+  extra = {},
+  headers = {},
+) => new RelayError(status, message, code, extra, headers);
 
 /** The error catalogue of spec §2–4, one factory per distinct wire error. */
 export const Errors = {
@@ -72,12 +77,22 @@ export const Errors = {
       { 'Retry-After': String(retryAfter) },
     ),
   capacity: (message: string, retryAfter: number, status = 429) =>
-    obj(status, message, status === 429 ? 'relay_capacity_exceeded' : 'relay_overloaded', {}, {
-      'Retry-After': String(retryAfter),
-    }),
+    obj(
+      status,
+      message,
+      status === 429 ? 'relay_capacity_exceeded' : 'relay_overloaded',
+      {},
+      {
+        'Retry-After': String(retryAfter),
+      },
+    ),
   noServers: () => obj(503, 'No servers available'),
   noComputeNodes: () =>
-    obj(503, 'No registered compute nodes are available on this relay.', 'no_registered_compute_nodes'),
+    obj(
+      503,
+      'No registered compute nodes are available on this relay.',
+      'no_registered_compute_nodes',
+    ),
   unavailable: (
     code: string,
     message: string,
@@ -85,10 +100,17 @@ export const Errors = {
     headers: Record<string, string> = {},
   ) => obj(503, message, code, extra, headers),
   storeUnavailable: () =>
-    obj(503, 'Relay state store is unavailable; retry shortly', 'state_store_unavailable', {}, {
-      'Retry-After': '2',
-    }),
-  draining: () => obj(503, 'Relay is shutting down; retry', 'relay_draining', {}, { 'Retry-After': '1' }),
+    obj(
+      503,
+      'Relay state store is unavailable; retry shortly',
+      'state_store_unavailable',
+      {},
+      {
+        'Retry-After': '2',
+      },
+    ),
+  draining: () =>
+    obj(503, 'Relay is shutting down; retry', 'relay_draining', {}, { 'Retry-After': '1' }),
   operatorNotConfigured: () =>
     obj(503, 'Operator authentication is not configured', 'operator_auth_not_configured', {
       type: 'authentication_error',

@@ -74,12 +74,19 @@ export class RelayExceptionFilter implements ExceptionFilter {
         msg: 'unhandled error',
         method: req.method,
         route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched',
-        err: exception instanceof Error ? { name: exception.name, message: exception.message, stack: exception.stack } : String(exception),
+        err:
+          exception instanceof Error
+            ? { name: exception.name, message: exception.message, stack: exception.stack }
+            : String(exception),
       });
       error = new RelayError(500, 'Internal relay error', 500);
     }
     if (error.status === 503 && exception instanceof StoreUnavailableError) {
-      this.logger.warn({ msg: 'state store unavailable', method: req.method, reason: exception.message });
+      this.logger.warn({
+        msg: 'state store unavailable',
+        method: req.method,
+        reason: exception.message,
+      });
     }
     sendRelayError(res, error, style);
   }

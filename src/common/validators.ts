@@ -11,7 +11,11 @@ export const MAX_CIPHERTEXT_CHARS = 64 * 1024 * 1024;
  * A string of at most `max` UTF-16 units, non-blank unless `allowEmpty`. O(1): ciphertext can be
  * megabytes and the relay never looks inside it.
  */
-export function Str(max: number, opts: { allowEmpty?: boolean } = {}, validation?: ValidationOptions): PropertyDecorator {
+export function Str(
+  max: number,
+  opts: { allowEmpty?: boolean } = {},
+  validation?: ValidationOptions,
+): PropertyDecorator {
   return ValidateBy(
     {
       name: 'boundedString',
@@ -19,7 +23,8 @@ export function Str(max: number, opts: { allowEmpty?: boolean } = {}, validation
         validate: (value: unknown) =>
           typeof value === 'string' &&
           value.length <= max &&
-          (opts.allowEmpty === true || (value.length > 0 && (value.length > 64 || value.trim() !== ''))),
+          (opts.allowEmpty === true ||
+            (value.length > 0 && (value.length > 64 || value.trim() !== ''))),
         defaultMessage: () => `must be a non-empty string of at most ${max} characters`,
       },
     },

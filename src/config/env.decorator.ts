@@ -12,14 +12,21 @@ export interface EnvSpec {
 const ENV_KEY = Symbol('relay:env');
 
 /** Declares where a config property comes from. The property initialiser is its default. */
-export function Env(names: string | readonly string[], doc: string, secret = false): PropertyDecorator {
+export function Env(
+  names: string | readonly string[],
+  doc: string,
+  secret = false,
+): PropertyDecorator {
   return (target, property) => {
-    const list: Array<[string, EnvSpec]> = Reflect.getMetadata(ENV_KEY, target) ?? [];
-    list.push([String(property), { names: typeof names === 'string' ? [names] : names, doc, secret }]);
+    const list = (Reflect.getMetadata(ENV_KEY, target) ?? []) as Array<[string, EnvSpec]>;
+    list.push([
+      String(property),
+      { names: typeof names === 'string' ? [names] : names, doc, secret },
+    ]);
     Reflect.defineMetadata(ENV_KEY, list, target);
   };
 }
 
 export function envSpecs(target: object): Array<[string, EnvSpec]> {
-  return Reflect.getMetadata(ENV_KEY, target) ?? [];
+  return (Reflect.getMetadata(ENV_KEY, target) ?? []) as Array<[string, EnvSpec]>;
 }

@@ -32,7 +32,8 @@ export class RelayConfigModule {
         {
           provide: RelayConfig,
           inject: [ConfigService],
-          useFactory: (service: ConfigService): RelayConfig => service.getOrThrow<RelayConfig>('relay'),
+          useFactory: (service: ConfigService): RelayConfig =>
+            service.getOrThrow<RelayConfig>('relay'),
         },
         { provide: CLOCK, useValue: options.clock ?? new SystemClock() },
       ],

@@ -39,7 +39,14 @@ export class ConfigError extends Error {
   }
 }
 
-export const CONTROL_ROUTES = ['register', 'unregister', 'poll', 'control', 'response', 'progress'] as const;
+export const CONTROL_ROUTES = [
+  'register',
+  'unregister',
+  'poll',
+  'control',
+  'response',
+  'progress',
+] as const;
 export type ControlRoute = (typeof CONTROL_ROUTES)[number];
 
 const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
@@ -132,7 +139,11 @@ export class RelayConfig {
     this.explicitUpstreamConfig = pool.length > 0 || s.upstreamUrl !== '';
 
     this.serverTokens = [
-      ...new Set([s.serverToken, s.serverTokenLegacy, ...s.serverTokens.split(/[,\n]/)].map((t) => t.trim()).filter(Boolean)),
+      ...new Set(
+        [s.serverToken, s.serverTokenLegacy, ...s.serverTokens.split(/[,\n]/)]
+          .map((t) => t.trim())
+          .filter(Boolean),
+      ),
     ];
     this.serverTokensFile = s.serverTokensFile.trim() || null;
     this.operatorToken = s.operatorToken.trim() || null;
@@ -256,7 +267,11 @@ export class RelayConfig {
       if (schema.stateStore === 'redis' && !schema.redisUrl) {
         problems.push('TOKENPLACE_RELAY_STATE_STORE=redis needs TOKENPLACE_RELAY_REDIS_URL');
       }
-      if (schema.stateStore === 'memory' && schema.redisUrl && source.redisUrl === 'TOKENPLACE_RELAY_REDIS_URL') {
+      if (
+        schema.stateStore === 'memory' &&
+        schema.redisUrl &&
+        source.redisUrl === 'TOKENPLACE_RELAY_REDIS_URL'
+      ) {
         problems.push(
           'TOKENPLACE_RELAY_REDIS_URL is set but TOKENPLACE_RELAY_STATE_STORE is memory: set TOKENPLACE_RELAY_STATE_STORE=redis or unset the URL',
         );
@@ -277,10 +292,18 @@ export class RelayConfig {
   }
 }
 
-function describeError(error: ValidationError, source: Record<string, string>, secret: Set<string>): string {
-  const name = source[error.property] ?? envSpecs(RelayEnvSchema.prototype).find(([p]) => p === error.property)?.[1].names[0];
+function describeError(
+  error: ValidationError,
+  source: Record<string, string>,
+  secret: Set<string>,
+): string {
+  const name =
+    source[error.property] ??
+    envSpecs(RelayEnvSchema.prototype).find(([p]) => p === error.property)?.[1].names[0];
   const shown = secret.has(error.property) ? '(hidden)' : JSON.stringify(error.value);
-  const reasons = Object.values(error.constraints ?? {}).map((m) => m.replace(error.property, 'value'));
+  const reasons = Object.values(error.constraints ?? {}).map((m) =>
+    m.replace(error.property, 'value'),
+  );
   return `${name}=${shown}: ${reasons.join('; ')}`;
 }
 
@@ -315,7 +338,10 @@ function parseTrustProxy(value: string): number | string[] | null {
   if (/^\d+$/.test(value)) {
     return Number(value);
   }
-  return value.split(',').map((v) => v.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 function parseUrl(value: string): URL | null {
@@ -327,7 +353,10 @@ function parseUrl(value: string): URL | null {
 }
 
 function splitList(value: string): string[] {
-  return value.split(/[,\s]+/).map((v) => v.trim()).filter(Boolean);
+  return value
+    .split(/[,\s]+/)
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 function clamp(value: number, min: number, max: number): number {

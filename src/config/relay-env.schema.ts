@@ -74,20 +74,33 @@ export class RelayEnvSchema {
   @Matches(/^(https?:\/\/[^\s/]+[^\s]*)?$/, { message: 'must be an http(s) URL' })
   publicUrl = '';
 
-  @Env('TOKENPLACE_RELAY_TRUST_PROXY', 'Trusted reverse proxies: a hop count, or a comma list of IPs/CIDRs or loopback/linklocal/uniquelocal; empty trusts none')
+  @Env(
+    'TOKENPLACE_RELAY_TRUST_PROXY',
+    'Trusted reverse proxies: a hop count, or a comma list of IPs/CIDRs or loopback/linklocal/uniquelocal; empty trusts none',
+  )
   @Trim()
-  @Matches(/^(\d{1,2}|((loopback|linklocal|uniquelocal|[0-9a-fA-F.:]+(\/\d{1,3})?)\s*(,\s*|$))+)?$/, {
-    message: 'must be a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal',
-  })
+  @Matches(
+    /^(\d{1,2}|((loopback|linklocal|uniquelocal|[0-9a-fA-F.:]+(\/\d{1,3})?)\s*(,\s*|$))+)?$/,
+    {
+      message:
+        'must be a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal',
+    },
+  )
   trustProxy = '';
 
   // ---- deployment metadata
-  @Env('TOKEN_PLACE_ENV', 'Deployment profile reported by /api/v1/meta (development, staging, production)')
+  @Env(
+    'TOKEN_PLACE_ENV',
+    'Deployment profile reported by /api/v1/meta (development, staging, production)',
+  )
   @IsString()
   @MaxLength(64)
   tokenPlaceEnv = 'development';
 
-  @Env('TOKENPLACE_DEPLOY_ENV', 'prod, staging or dev for /api/v1/meta; inferred from TOKEN_PLACE_ENV or the Host header when unset')
+  @Env(
+    'TOKENPLACE_DEPLOY_ENV',
+    'prod, staging or dev for /api/v1/meta; inferred from TOKEN_PLACE_ENV or the Host header when unset',
+  )
   @IsString()
   @MaxLength(64)
   deployEnv = '';
@@ -97,7 +110,10 @@ export class RelayEnvSchema {
   @MaxLength(128)
   releaseVersion = '';
 
-  @Env('TOKENPLACE_IMAGE_TAG', 'Image tag for /api/v1/meta and tokenplace_build_info (the chart sets it)')
+  @Env(
+    'TOKENPLACE_IMAGE_TAG',
+    'Image tag for /api/v1/meta and tokenplace_build_info (the chart sets it)',
+  )
   @IsString()
   @MaxLength(256)
   imageTag = '';
@@ -112,25 +128,42 @@ export class RelayEnvSchema {
   @MaxLength(64)
   chartVersion = '';
 
-  @Env('TOKENPLACE_LOG_LEVEL', 'trace, debug, info, warn, error, fatal or silent (JSON lines on stdout)')
+  @Env(
+    'TOKENPLACE_LOG_LEVEL',
+    'trace, debug, info, warn, error, fatal or silent (JSON lines on stdout)',
+  )
   @Transform(({ value }: { value: unknown }) =>
-    typeof value === 'string' ? value.trim().toLowerCase().replace(/^warning$/, 'warn') : value,
+    typeof value === 'string'
+      ? value
+          .trim()
+          .toLowerCase()
+          .replace(/^warning$/, 'warn')
+      : value,
   )
   @IsIn(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
   logLevel = 'info';
 
   // ---- upstream (health output only; the relay never calls an upstream)
-  @Env('TOKENPLACE_RELAY_UPSTREAM_URL', 'Upstream GPU endpoint of legacy deployments; reported by /healthz')
+  @Env(
+    'TOKENPLACE_RELAY_UPSTREAM_URL',
+    'Upstream GPU endpoint of legacy deployments; reported by /healthz',
+  )
   @Trim()
   @Matches(/^(https?:\/\/\S+)?$/, { message: 'must be an http(s) URL' })
   upstreamUrl = '';
 
-  @Env(['TOKENPLACE_GPU_HOST', 'GPU_SERVER_HOST'], 'GPU host name reported by /healthz (default: from the upstream URL, else gpu-server)')
+  @Env(
+    ['TOKENPLACE_GPU_HOST', 'GPU_SERVER_HOST'],
+    'GPU host name reported by /healthz (default: from the upstream URL, else gpu-server)',
+  )
   @IsString()
   @MaxLength(253)
   gpuHost = '';
 
-  @Env(['TOKENPLACE_GPU_PORT', 'GPU_SERVER_PORT'], 'GPU port reported by /healthz (default: from the upstream URL, else 3000)')
+  @Env(
+    ['TOKENPLACE_GPU_PORT', 'GPU_SERVER_PORT'],
+    'GPU port reported by /healthz (default: from the upstream URL, else 3000)',
+  )
   @ToNumber()
   @IsOptional()
   @IsInt()
@@ -138,12 +171,18 @@ export class RelayEnvSchema {
   @Max(65535)
   gpuPort?: number;
 
-  @Env('TOKENPLACE_RELAY_REQUIRE_UPSTREAM_HEALTH', 'When on, /healthz resolves the GPU host and reports degraded (503) if it does not resolve')
+  @Env(
+    'TOKENPLACE_RELAY_REQUIRE_UPSTREAM_HEALTH',
+    'When on, /healthz resolves the GPU host and reports degraded (503) if it does not resolve',
+  )
   @ToBoolean()
   @IsBoolean()
   requireUpstreamHealth = false;
 
-  @Env('TOKEN_PLACE_RELAY_UPSTREAMS', 'Comma list of configured upstream URLs (affects relayOnly in /healthz)')
+  @Env(
+    'TOKEN_PLACE_RELAY_UPSTREAMS',
+    'Comma list of configured upstream URLs (affects relayOnly in /healthz)',
+  )
   @IsString()
   @MaxLength(4096)
   upstreams = '';
@@ -154,33 +193,56 @@ export class RelayEnvSchema {
   personalGamingPcUrl = '';
 
   // ---- compute-node authentication
-  @Env('TOKENPLACE_RELAY_SERVER_TOKEN', 'Shared secret compute nodes send in X-Relay-Server-Token (runbook name)', true)
+  @Env(
+    'TOKENPLACE_RELAY_SERVER_TOKEN',
+    'Shared secret compute nodes send in X-Relay-Server-Token (runbook name)',
+    true,
+  )
   @IsString()
   @MaxLength(4096)
   serverToken = '';
 
-  @Env('TOKEN_PLACE_RELAY_SERVER_TOKEN', 'Same, under the existing relay\'s name; all configured tokens are accepted', true)
+  @Env(
+    'TOKEN_PLACE_RELAY_SERVER_TOKEN',
+    "Same, under the existing relay's name; all configured tokens are accepted",
+    true,
+  )
   @IsString()
   @MaxLength(4096)
   serverTokenLegacy = '';
 
-  @Env(['TOKEN_PLACE_RELAY_SERVER_TOKENS', 'TOKENPLACE_RELAY_SERVER_TOKENS'], 'Several node tokens, separated by commas or newlines; any may match', true)
+  @Env(
+    ['TOKEN_PLACE_RELAY_SERVER_TOKENS', 'TOKENPLACE_RELAY_SERVER_TOKENS'],
+    'Several node tokens, separated by commas or newlines; any may match',
+    true,
+  )
   @IsString()
   @MaxLength(65536)
   serverTokens = '';
 
-  @Env('TOKENPLACE_RELAY_SERVER_TOKENS_FILE', 'File with node tokens (one per line), re-read when it changes: rotation without restart')
+  @Env(
+    'TOKENPLACE_RELAY_SERVER_TOKENS_FILE',
+    'File with node tokens (one per line), re-read when it changes: rotation without restart',
+  )
   @IsString()
   @MaxLength(4096)
   serverTokensFile = '';
 
-  @Env(['TOKEN_PLACE_OPERATOR_TOKEN', 'TOKEN_PLACE_KEY_ROTATION_TOKEN', 'PUBLIC_KEY_ROTATION_TOKEN'], 'Operator token for POST /api/v1/relay/unregister (unset: operator routes answer 503)', true)
+  @Env(
+    ['TOKEN_PLACE_OPERATOR_TOKEN', 'TOKEN_PLACE_KEY_ROTATION_TOKEN', 'PUBLIC_KEY_ROTATION_TOKEN'],
+    'Operator token for POST /api/v1/relay/unregister (unset: operator routes answer 503)',
+    true,
+  )
   @IsString()
   @MaxLength(4096)
   operatorToken = '';
 
   // ---- metrics
-  @Env('TOKENPLACE_METRICS_TOKEN', 'Bearer token required by /metrics; unset: open; set but empty: always 401', true)
+  @Env(
+    'TOKENPLACE_METRICS_TOKEN',
+    'Bearer token required by /metrics; unset: open; set but empty: always 401',
+    true,
+  )
   @IsOptional()
   @IsString()
   @MaxLength(4096)
@@ -192,7 +254,10 @@ export class RelayEnvSchema {
   metricsDisabled = false;
 
   // ---- legacy protocol
-  @Env('TOKENPLACE_ENABLE_LEGACY_RELAY_ROUTES', 'Serve the legacy routes (/sink, /faucet, ...); off: they answer 410')
+  @Env(
+    'TOKENPLACE_ENABLE_LEGACY_RELAY_ROUTES',
+    'Serve the legacy routes (/sink, /faucet, ...); off: they answer 410',
+  )
   @ToBoolean()
   @IsBoolean()
   legacyRoutesEnabled = true;
@@ -204,28 +269,40 @@ export class RelayEnvSchema {
   @Max(60)
   sinkPingSeconds = 10;
 
-  @Env(['TOKENPLACE_RELAY_SINK_STALE_SECONDS', 'TOKEN_PLACE_RELAY_SERVER_TTL_SECONDS'], 'A /sink node silent this long is evicted and no longer handed out')
+  @Env(
+    ['TOKENPLACE_RELAY_SINK_STALE_SECONDS', 'TOKEN_PLACE_RELAY_SERVER_TTL_SECONDS'],
+    'A /sink node silent this long is evicted and no longer handed out',
+  )
   @ToNumber()
   @IsNumber()
   @Min(1)
   @Max(3600)
   sinkStaleSeconds = 60;
 
-  @Env('TOKENPLACE_RELAY_SINK_HOLD_SECONDS', 'Long-poll: hold an idle /sink up to this long for work (0: answer at once; keep below the nodes\' 10 s timeout)')
+  @Env(
+    'TOKENPLACE_RELAY_SINK_HOLD_SECONDS',
+    "Long-poll: hold an idle /sink up to this long for work (0: answer at once; keep below the nodes' 10 s timeout)",
+  )
   @ToNumber()
   @IsNumber()
   @Min(0)
   @Max(8)
   sinkHoldSeconds = 0;
 
-  @Env('TOKENPLACE_RELAY_RETRIEVE_HOLD_SECONDS', 'Long-poll: hold an empty /retrieve up to this long for the answer (0: answer at once)')
+  @Env(
+    'TOKENPLACE_RELAY_RETRIEVE_HOLD_SECONDS',
+    'Long-poll: hold an empty /retrieve up to this long for the answer (0: answer at once)',
+  )
   @ToNumber()
   @IsNumber()
   @Min(0)
   @Max(8)
   retrieveHoldSeconds = 0;
 
-  @Env(['TOKENPLACE_RELAY_LEGACY_REQUEST_TTL_SECONDS', 'TOKENPLACE_PENDING_REQUEST_TTL_SECONDS'], 'How long a legacy request may wait for a node and its answer')
+  @Env(
+    ['TOKENPLACE_RELAY_LEGACY_REQUEST_TTL_SECONDS', 'TOKENPLACE_PENDING_REQUEST_TTL_SECONDS'],
+    'How long a legacy request may wait for a node and its answer',
+  )
   @ToNumber()
   @IsNumber()
   @Min(1)
@@ -240,21 +317,30 @@ export class RelayEnvSchema {
   streamTtlSeconds = 300;
 
   // ---- bounds
-  @Env('TOKENPLACE_RELAY_MAX_BODY_BYTES', 'Largest accepted request body (413 beyond); /api/v1/relay/progress is fixed at 16384')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_BODY_BYTES',
+    'Largest accepted request body (413 beyond); /api/v1/relay/progress is fixed at 16384',
+  )
   @ToNumber()
   @IsInt()
   @Min(16384)
   @Max(64 * 1024 * 1024)
   maxBodyBytes = 1024 * 1024;
 
-  @Env('TOKENPLACE_RELAY_MAX_NODES', 'Most registered compute nodes (new registrations get 503 beyond; renewals always succeed)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_NODES',
+    'Most registered compute nodes (new registrations get 503 beyond; renewals always succeed)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(1_000_000)
   maxNodes = 1024;
 
-  @Env('TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE', 'Most queued requests per node: the scheduler skips a full node and admission answers 429')
+  @Env(
+    'TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE',
+    'Most queued requests per node: the scheduler skips a full node and admission answers 429',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
@@ -268,63 +354,90 @@ export class RelayEnvSchema {
   @Max(10_000_000)
   maxQueuedTotal = 20000;
 
-  @Env('TOKENPLACE_RELAY_MAX_QUEUED_BYTES', 'Most bytes of queued ciphertext over all nodes (503 beyond)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_QUEUED_BYTES',
+    'Most bytes of queued ciphertext over all nodes (503 beyond)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1024 * 1024)
   @Max(64 * 1024 * 1024 * 1024)
   maxQueuedBytes = 512 * 1024 * 1024;
 
-  @Env('TOKENPLACE_RELAY_MAX_PENDING_PER_CLIENT', 'Most live requests (queued, in flight or answered) per client key (429 beyond)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_PENDING_PER_CLIENT',
+    'Most live requests (queued, in flight or answered) per client key (429 beyond)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(100_000)
   maxPendingPerClient = 16;
 
-  @Env('TOKENPLACE_RELAY_MAX_RESPONSES_PER_CLIENT', 'Most stored untracked answers per client key (429 beyond)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_RESPONSES_PER_CLIENT',
+    'Most stored untracked answers per client key (429 beyond)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(100_000)
   maxResponsesPerClient = 8;
 
-  @Env('TOKENPLACE_RELAY_MAX_STORED_RESPONSES', 'Most answers waiting to be retrieved over all clients (503 beyond)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_STORED_RESPONSES',
+    'Most answers waiting to be retrieved over all clients (503 beyond)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(10_000_000)
   maxStoredResponses = 20000;
 
-  @Env('TOKENPLACE_RELAY_RESPONSE_TTL_SECONDS', 'An answer nobody retrieves is dropped after this long')
+  @Env(
+    'TOKENPLACE_RELAY_RESPONSE_TTL_SECONDS',
+    'An answer nobody retrieves is dropped after this long',
+  )
   @ToNumber()
   @IsNumber()
   @Min(1)
   @Max(86400)
   responseTtlSeconds = 300;
 
-  @Env('TOKENPLACE_RELAY_MAX_TERMINAL_RECORDS', 'Most remembered cancelled/expired request records (oldest dropped first)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_TERMINAL_RECORDS',
+    'Most remembered cancelled/expired request records (oldest dropped first)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(10_000_000)
   maxTerminalRecords = 50000;
 
-  @Env('TOKENPLACE_RELAY_MAX_STREAM_SESSIONS', 'Most open legacy stream sessions (oldest dropped first)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_STREAM_SESSIONS',
+    'Most open legacy stream sessions (oldest dropped first)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(1_000_000)
   maxStreamSessions = 1024;
 
-  @Env('TOKENPLACE_RELAY_MAX_STREAM_BYTES', 'Most buffered bytes per legacy stream session (chunks beyond get 413)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_STREAM_BYTES',
+    'Most buffered bytes per legacy stream session (chunks beyond get 413)',
+  )
   @ToNumber()
   @IsInt()
   @Min(1024)
   @Max(1024 * 1024 * 1024)
   maxStreamBytes = 4 * 1024 * 1024;
 
-  @Env('TOKENPLACE_RELAY_MAX_RATE_LIMIT_BUCKETS', 'Most rate-limit buckets held at once (new callers get 429 beyond)')
+  @Env(
+    'TOKENPLACE_RELAY_MAX_RATE_LIMIT_BUCKETS',
+    'Most rate-limit buckets held at once (new callers get 429 beyond)',
+  )
   @ToNumber()
   @IsInt()
   @Min(100)
@@ -332,21 +445,30 @@ export class RelayEnvSchema {
   maxRateLimitBuckets = 200000;
 
   // ---- API v1 lifecycle (spec §4.2)
-  @Env('TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS', 'API v1 node lease; next_ping_in_x_seconds in /servers/register')
+  @Env(
+    'TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS',
+    'API v1 node lease; next_ping_in_x_seconds in /servers/register',
+  )
   @ToNumber()
   @IsInt()
   @Min(1)
   @Max(3600)
   v1LeaseSeconds = 30;
 
-  @Env('TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS', 'Long-poll hold of /servers/poll (poll_wait_seconds)')
+  @Env(
+    'TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS',
+    'Long-poll hold of /servers/poll (poll_wait_seconds)',
+  )
   @ToNumber()
   @IsNumber()
   @Min(0)
   @Max(120)
   pollWaitSeconds = 10;
 
-  @Env('TOKEN_PLACE_API_V1_IN_FLIGHT_TTL_SECONDS', 'In-flight accounting lease renewed by /servers/control (default: the node lease)')
+  @Env(
+    'TOKEN_PLACE_API_V1_IN_FLIGHT_TTL_SECONDS',
+    'In-flight accounting lease renewed by /servers/control (default: the node lease)',
+  )
   @ToNumber()
   @IsOptional()
   @IsNumber()
@@ -354,7 +476,10 @@ export class RelayEnvSchema {
   @Max(3600)
   inFlightTtlSeconds?: number;
 
-  @Env('TOKEN_PLACE_API_V1_REQUEST_DEADLINE_SECONDS', 'Authoritative request deadline (clamped to [MIN, MAX])')
+  @Env(
+    'TOKEN_PLACE_API_V1_REQUEST_DEADLINE_SECONDS',
+    'Authoritative request deadline (clamped to [MIN, MAX])',
+  )
   @ToNumber()
   @IsNumber()
   @Min(0.001)
@@ -368,21 +493,30 @@ export class RelayEnvSchema {
   @Max(86400)
   deadlineMinSeconds = 1;
 
-  @Env('TOKEN_PLACE_API_V1_REQUEST_DEADLINE_MAX_SECONDS', 'Deadline ceiling (clamped to [MIN, 3600])')
+  @Env(
+    'TOKEN_PLACE_API_V1_REQUEST_DEADLINE_MAX_SECONDS',
+    'Deadline ceiling (clamped to [MIN, 3600])',
+  )
   @ToNumber()
   @IsNumber()
   @Min(0.001)
   @Max(86400)
   deadlineMaxSeconds = 3600;
 
-  @Env('TOKEN_PLACE_API_V1_CONTROL_TOMBSTONE_TTL_SECONDS', 'Lifetime of node-facing control tombstones')
+  @Env(
+    'TOKEN_PLACE_API_V1_CONTROL_TOMBSTONE_TTL_SECONDS',
+    'Lifetime of node-facing control tombstones',
+  )
   @ToNumber()
   @IsNumber()
   @Min(1)
   @Max(300)
   tombstoneTtlSeconds = 60;
 
-  @Env('TOKENPLACE_TERMINAL_REQUEST_TTL_SECONDS', 'Lifetime of client-facing cancelled/expired/completed records')
+  @Env(
+    'TOKENPLACE_TERMINAL_REQUEST_TTL_SECONDS',
+    'Lifetime of client-facing cancelled/expired/completed records',
+  )
   @ToNumber()
   @IsNumber()
   @Min(1)
@@ -390,7 +524,10 @@ export class RelayEnvSchema {
   terminalTtlSeconds = 300;
 
   // ---- rate limits (spec §2.4)
-  @Env('API_RATE_LIMIT', 'Public limit per client address per route (submit/cancel/models/legacy submit)')
+  @Env(
+    'API_RATE_LIMIT',
+    'Public limit per client address per route (submit/cancel/models/legacy submit)',
+  )
   @Trim()
   @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
   apiRateLimit = '60/hour';
@@ -400,7 +537,10 @@ export class RelayEnvSchema {
   @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
   apiDailyQuota = '1000/day';
 
-  @Env('API_RELAY_CONTROL_PLANE_RATE_LIMIT', 'Identity limit for all six compute-node routes (overridden per route below)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_RATE_LIMIT',
+    'Identity limit for all six compute-node routes (overridden per route below)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   controlPlaneRateLimit = '';
@@ -442,20 +582,31 @@ export class RelayEnvSchema {
 
   // ---- state store
   @Env('TOKENPLACE_RELAY_STATE_STORE', 'memory (one process) or redis (several replicas)')
-  @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
+  @Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' ? value.trim().toLowerCase() : value,
+  )
   @IsIn(['memory', 'redis'])
   stateStore = 'memory';
 
-  @Env(['TOKENPLACE_RELAY_REDIS_URL', 'REDIS_URL'], 'redis:// or rediss:// URL with optional password and db (required with the redis store)', true)
+  @Env(
+    ['TOKENPLACE_RELAY_REDIS_URL', 'REDIS_URL'],
+    'redis:// or rediss:// URL with optional password and db (required with the redis store)',
+    true,
+  )
   @Trim()
   @Matches(/^(rediss?:\/\/\S+)?$/, { message: 'must be a redis:// or rediss:// URL' })
   redisUrl = '';
 
   @Env('TOKENPLACE_RELAY_REDIS_KEY_PREFIX', 'Prefix of every Redis key the relay writes')
-  @Matches(/^[A-Za-z0-9:_{}.-]{1,64}$/, { message: 'must be 1-64 characters of A-Z a-z 0-9 : _ { } . -' })
+  @Matches(/^[A-Za-z0-9:_{}.-]{1,64}$/, {
+    message: 'must be 1-64 characters of A-Z a-z 0-9 : _ { } . -',
+  })
   redisKeyPrefix = 'tokenplace:';
 
-  @Env('TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS', 'A Redis command slower than this fails the request with 503')
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS',
+    'A Redis command slower than this fails the request with 503',
+  )
   @ToNumber()
   @IsInt()
   @Min(10)
@@ -463,28 +614,40 @@ export class RelayEnvSchema {
   redisCommandTimeoutMs = 2000;
 
   // ---- process life
-  @Env('TOKENPLACE_RELAY_DRAIN_SECONDS', 'After SIGTERM, keep serving this long with /healthz at 503 so load balancers stop routing')
+  @Env(
+    'TOKENPLACE_RELAY_DRAIN_SECONDS',
+    'After SIGTERM, keep serving this long with /healthz at 503 so load balancers stop routing',
+  )
   @ToNumber()
   @IsNumber()
   @Min(0)
   @Max(300)
   drainSeconds = 5;
 
-  @Env('TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS', 'Hard limit from the signal to exit; open connections are closed then')
+  @Env(
+    'TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS',
+    'Hard limit from the signal to exit; open connections are closed then',
+  )
   @ToNumber()
   @IsNumber()
   @Min(1)
   @Max(900)
   shutdownGraceSeconds = 20;
 
-  @Env('TOKENPLACE_RELAY_SWEEP_INTERVAL_SECONDS', 'How often expiry and eviction run on a timer (they also run on requests)')
+  @Env(
+    'TOKENPLACE_RELAY_SWEEP_INTERVAL_SECONDS',
+    'How often expiry and eviction run on a timer (they also run on requests)',
+  )
   @ToNumber()
   @IsNumber()
   @Min(0.05)
   @Max(60)
   sweepIntervalSeconds = 1;
 
-  @Env('TOKENPLACE_RELAY_HEALTH_EXPOSE_KEYS', 'Show whole node public keys in /healthz and /relay/diagnostics instead of fingerprints in /healthz')
+  @Env(
+    'TOKENPLACE_RELAY_HEALTH_EXPOSE_KEYS',
+    'Show whole node public keys in /healthz and /relay/diagnostics instead of fingerprints in /healthz',
+  )
   @ToBoolean()
   @IsBoolean()
   healthExposeKeys = false;

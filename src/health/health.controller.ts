@@ -51,7 +51,11 @@ export class HealthController {
     const details: Record<string, unknown> = {};
     if (this.lifecycle.draining) {
       details.shutdown = true;
-      return new WireResponse(503, { ...body, status: 'draining', details }, { ...NO_STORE, 'Retry-After': '0' });
+      return new WireResponse(
+        503,
+        { ...body, status: 'draining', details },
+        { ...NO_STORE, 'Retry-After': '0' },
+      );
     }
     const checks = [() => this.indicators.store_()];
     if (c.requireUpstreamHealth) {
@@ -74,14 +78,24 @@ export class HealthController {
       details.gpuHostResolution = 'failed';
     }
     if (result.status !== 'ok') {
-      return new WireResponse(503, { ...body, status: 'degraded', knownServers: 0, registeredServers: [], details }, NO_STORE);
+      return new WireResponse(
+        503,
+        { ...body, status: 'degraded', knownServers: 0, registeredServers: [], details },
+        NO_STORE,
+      );
     }
     const now = this.clock.now();
     const nodes = await this.registry.nodes();
     if (nodes.length === 0) {
       details.knownServers = 'empty';
     }
-    const registered = nodes.map((n) => describeNode(n, now, c.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId)));
-    return new WireResponse(200, { ...body, knownServers: nodes.length, registeredServers: registered, details }, NO_STORE);
+    const registered = nodes.map((n) =>
+      describeNode(n, now, c.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId)),
+    );
+    return new WireResponse(
+      200,
+      { ...body, knownServers: nodes.length, registeredServers: registered, details },
+      NO_STORE,
+    );
   }
 }

@@ -46,6 +46,8 @@ export class RelayHealthIndicators {
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), DNS_TIMEOUT_MS).unref()),
       ]);
     }
-    return this.dnsOk ? session.up({ host: this.config.gpuHost }) : session.down({ host: this.config.gpuHost });
+    return this.dnsOk
+      ? session.up({ host: this.config.gpuHost })
+      : session.down({ host: this.config.gpuHost });
   }
 }

@@ -44,10 +44,20 @@ export function normaliseRoute(path: string): string {
   if (SELF_ROUTES.has(path)) {
     return path;
   }
-  if (path === '/api/v1' || path.startsWith('/api/v1/') || path === '/v1' || path.startsWith('/v1/')) {
+  if (
+    path === '/api/v1' ||
+    path.startsWith('/api/v1/') ||
+    path === '/v1' ||
+    path.startsWith('/v1/')
+  ) {
     return '/api/v1/*';
   }
-  if (path === '/api/v2' || path.startsWith('/api/v2/') || path === '/v2' || path.startsWith('/v2/')) {
+  if (
+    path === '/api/v2' ||
+    path.startsWith('/api/v2/') ||
+    path === '/v2' ||
+    path.startsWith('/v2/')
+  ) {
     return '/api/v2/*';
   }
   return 'other';
@@ -173,7 +183,11 @@ export class RelayMetrics {
   constructor(config: RelayConfig) {
     collectDefaultMetrics({ register: this.registry });
     // prom-client names these gauges *_total, which promtool rejects for non-counters.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ]) {
       this.registry.removeSingleMetric(name);
     }
     for (const outcome of REQUEST_OUTCOMES) {
@@ -196,16 +210,32 @@ export class RelayMetrics {
   }
 
   /** One HTTP exchange; labels are bounded by construction. */
-  observeHttp(method: string, path: string, template: string | null, status: number, seconds: number): void {
+  observeHttp(
+    method: string,
+    path: string,
+    template: string | null,
+    status: number,
+    seconds: number,
+  ): void {
     const m = methodLabel(method);
     const route = normaliseRoute(template ?? path);
     const key = `${m} ${route} ${status}`;
     let child = this.children.get(key);
     if (!child) {
-      const statusClass = status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'unknown';
+      const statusClass =
+        status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'unknown';
       const outcome = status === 429 ? 'rate_limited' : status < 400 ? 'completed' : 'failed';
-      const labels = { method: m, route, status_class: statusClass, provider_mode: 'relay', outcome };
-      child = { count: this.httpRequests.labels(labels), duration: this.httpDuration.labels(labels) };
+      const labels = {
+        method: m,
+        route,
+        status_class: statusClass,
+        provider_mode: 'relay',
+        outcome,
+      };
+      child = {
+        count: this.httpRequests.labels(labels),
+        duration: this.httpDuration.labels(labels),
+      };
       this.children.set(key, child);
     }
     child.count.inc();

@@ -71,7 +71,11 @@ export function normaliseCapabilities(raw: unknown): NodeCapabilities {
   const reservation = raw.default_output_token_reservation ?? 1024;
   const maxOutput = raw.maximum_output_tokens ?? 8192;
   const concurrency = raw.max_concurrency ?? 1;
-  if (!isInt(reservation, 1, MAX_TOKENS) || !isInt(maxOutput, 1, MAX_TOKENS) || !isInt(concurrency, 1, MAX_CONCURRENCY)) {
+  if (
+    !isInt(reservation, 1, MAX_TOKENS) ||
+    !isInt(maxOutput, 1, MAX_TOKENS) ||
+    !isInt(concurrency, 1, MAX_CONCURRENCY)
+  ) {
     throw fail('capability token reservations and concurrency must be positive integers');
   }
   if (reservation > maxOutput) {

@@ -14,14 +14,21 @@ export class OperatorService {
     private readonly registry: RegistryService,
   ) {}
 
-  async unregister(header: string | undefined, authorization: string | undefined, body: unknown): Promise<object> {
+  async unregister(
+    header: string | undefined,
+    authorization: string | undefined,
+    body: unknown,
+  ): Promise<object> {
     const expected = this.config.operatorToken;
     if (expected === null) {
       throw Errors.operatorNotConfigured();
     }
     const bearer = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1];
     const presented = (header ?? bearer ?? '').trim();
-    if (presented === '' || !constantTimeEquals(Buffer.from(presented, 'latin1'), Buffer.from(expected, 'utf8'))) {
+    if (
+      presented === '' ||
+      !constantTimeEquals(Buffer.from(presented, 'latin1'), Buffer.from(expected, 'utf8'))
+    ) {
       throw Errors.operatorToken();
     }
     const key = isPlainObject(body) ? body.server_public_key : undefined;

@@ -62,7 +62,9 @@ export class RegistryService {
   /** `/servers/poll` heartbeat: renews the lease, replaces capabilities when sent; 404 if unknown. */
   async renewV1(nodeId: string, rawCapabilities: unknown, pollingUntil: number): Promise<void> {
     const capabilities =
-      rawCapabilities === undefined || rawCapabilities === null ? undefined : normaliseCapabilities(rawCapabilities);
+      rawCapabilities === undefined || rawCapabilities === null
+        ? undefined
+        : normaliseCapabilities(rawCapabilities);
     const result = await this.store.upsertNode({
       nodeId,
       dialect: 'v1',

@@ -36,7 +36,9 @@ export class TokenService implements OnModuleDestroy {
 
   /** True when no token is configured at all (every caller accepted, as upstream). */
   get open(): boolean {
-    return this.envTokens.length === 0 && this.fileTokens.length === 0 && !this.config.serverTokensFile;
+    return (
+      this.envTokens.length === 0 && this.fileTokens.length === 0 && !this.config.serverTokensFile
+    );
   }
 
   /** Checks a header value; the header's raw bytes are compared (latin1 keeps them as sent). */
@@ -72,9 +74,15 @@ export class TokenService implements OnModuleDestroy {
         .filter((t) => t !== '' && !t.startsWith('#'));
       this.fileTokens = tokens.map((t) => Buffer.from(t, 'utf8'));
       this.fileStamp = stamp;
-      this.logger.log({ msg: initial ? 'node tokens loaded from file' : 'node tokens reloaded from file', count: tokens.length });
+      this.logger.log({
+        msg: initial ? 'node tokens loaded from file' : 'node tokens reloaded from file',
+        count: tokens.length,
+      });
     } catch (error) {
-      this.logger.warn({ msg: 'node token file unreadable; keeping the previous tokens', code: (error as NodeJS.ErrnoException).code });
+      this.logger.warn({
+        msg: 'node token file unreadable; keeping the previous tokens',
+        code: (error as NodeJS.ErrnoException).code,
+      });
     }
   }
 }

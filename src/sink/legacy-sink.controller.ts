@@ -22,7 +22,10 @@ export class LegacySinkController {
   @HttpCode(200)
   @UseGuards(LegacyGateGuard, NodeTokenGuard, RateLimitGuard)
   @ControlRateLimit('poll')
-  take(@Body(new BodyOf(SinkDto)) dto: SinkDto, @ClientGone() gone: AbortSignal): Promise<LegacySinkBody> {
+  take(
+    @Body(new BodyOf(SinkDto)) dto: SinkDto,
+    @ClientGone() gone: AbortSignal,
+  ): Promise<LegacySinkBody> {
     return this.sink.sink(dto.server_public_key, dto.max_batch_size ?? 1, gone);
   }
 
@@ -32,7 +35,10 @@ export class LegacySinkController {
   @UseGuards(NodeTokenGuard, RateLimitGuard)
   @ControlRateLimit('unregister')
   async unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
-    const removed = await this.registry.unregister(dto.server_public_key, dto.control_credential ?? null);
+    const removed = await this.registry.unregister(
+      dto.server_public_key,
+      dto.control_credential ?? null,
+    );
     return { message: 'Server unregistered', removed };
   }
 }

@@ -35,7 +35,10 @@ export class NodeController {
   @Post('servers/poll')
   @HttpCode(200)
   @ControlRateLimit('poll')
-  poll(@Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto, @ClientGone() gone: AbortSignal): Promise<PollBody> {
+  poll(
+    @Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto,
+    @ClientGone() gone: AbortSignal,
+  ): Promise<PollBody> {
     return this.sink.poll(dto.server_public_key, dto.capabilities, gone);
   }
 
@@ -44,14 +47,22 @@ export class NodeController {
   @ControlRateLimit('control')
   control(@Body(new BodyOf(ControlDto)) dto: ControlDto): Promise<object> {
     const acknowledge = dto.acknowledge === true || dto.ack === true;
-    return this.sink.control(dto.server_public_key, dto.request_id, dto.control_credential, acknowledge);
+    return this.sink.control(
+      dto.server_public_key,
+      dto.request_id,
+      dto.control_credential,
+      acknowledge,
+    );
   }
 
   @Post('servers/unregister')
   @HttpCode(200)
   @ControlRateLimit('unregister')
   async unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
-    const removed = await this.registry.unregister(dto.server_public_key, dto.control_credential ?? null);
+    const removed = await this.registry.unregister(
+      dto.server_public_key,
+      dto.control_credential ?? null,
+    );
     return { message: 'Server unregistered', removed };
   }
 }
@@ -61,7 +72,12 @@ export class NodeController {
 export class OperatorController {
   constructor(private readonly operator: OperatorService) {}
 
-  @Post(['api/v1/relay/unregister', 'v1/relay/unregister', 'api/v2/relay/unregister', 'v2/relay/unregister'])
+  @Post([
+    'api/v1/relay/unregister',
+    'v1/relay/unregister',
+    'api/v2/relay/unregister',
+    'v2/relay/unregister',
+  ])
   @HttpCode(200)
   unregister(
     @Headers('x-token-place-operator') operatorHeader: string | undefined,

@@ -86,7 +86,11 @@ export class SinkService {
     const job = jobs[0];
     if (!job) {
       const nextPing = draining ? 1 : waitSeconds > 0 ? 0 : Math.max(this.config.v1LeaseSeconds, 1);
-      return { message: 'No requests available', next_ping_in_x_seconds: nextPing, poll_wait_seconds: waitSeconds };
+      return {
+        message: 'No requests available',
+        next_ping_in_x_seconds: nextPing,
+        poll_wait_seconds: waitSeconds,
+      };
     }
     const remaining = seconds(job.deadlineAt - this.clock.now());
     return {
@@ -124,9 +128,13 @@ export class SinkService {
       throw Errors.controlCredential();
     }
     const { state, deadlineAt } = result;
-    const metricState = acknowledge && (state === 'cancelled' || state === 'expired') ? 'acknowledged' : state;
+    const metricState =
+      acknowledge && (state === 'cancelled' || state === 'expired') ? 'acknowledged' : state;
     this.metrics.recordControl(metricState, state === 'active');
-    const nextPoll = state === 'active' ? this.config.controlNextPollSeconds : Math.max(1, Math.min(this.config.pollWaitSeconds, 10));
+    const nextPoll =
+      state === 'active'
+        ? this.config.controlNextPollSeconds
+        : Math.max(1, Math.min(this.config.pollWaitSeconds, 10));
     const body: Record<string, unknown> = {
       status: state === 'completed_unavailable' ? 'completed/unavailable' : state,
       next_poll_seconds: nextPoll,

@@ -31,9 +31,16 @@ export interface Sealed {
 }
 
 export function newIdentity(): Identity {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 65537 });
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicExponent: 65537,
+  });
   const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  return { privateKey, publicKeyPem: pem, publicKeyB64: Buffer.from(pem, 'utf8').toString('base64') };
+  return {
+    privateKey,
+    publicKeyPem: pem,
+    publicKeyB64: Buffer.from(pem, 'utf8').toString('base64'),
+  };
 }
 
 export function pemFromB64(publicKeyB64: string): string {
@@ -48,11 +55,19 @@ export function seal(value: unknown, recipientB64: string, padding: Padding = 'o
   const data = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
   const wrapped = publicEncrypt(
     padding === 'oaep'
-      ? { key: pemFromB64(recipientB64), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }
+      ? {
+          key: pemFromB64(recipientB64),
+          padding: constants.RSA_PKCS1_OAEP_PADDING,
+          oaepHash: 'sha256',
+        }
       : { key: pemFromB64(recipientB64), padding: constants.RSA_PKCS1_PADDING },
     Buffer.from(key.toString('base64'), 'ascii'),
   );
-  return { ciphertext: data.toString('base64'), cipherkey: wrapped.toString('base64'), iv: iv.toString('base64') };
+  return {
+    ciphertext: data.toString('base64'),
+    cipherkey: wrapped.toString('base64'),
+    iv: iv.toString('base64'),
+  };
 }
 
 /** Unwraps an OAEP-wrapped key. (Node 20 refuses PKCS#1 v1.5 decryption; tests use node-forge.) */
@@ -66,8 +81,15 @@ export function unwrapOaep(identity: Identity, cipherkey: string): Buffer {
 
 /** Decrypts with an already unwrapped AES key. */
 export function openWithKey(aesKey: Buffer, sealed: { ciphertext: string; iv: string }): unknown {
-  const decipher = createDecipheriv(`aes-${aesKey.length * 8}-cbc`, aesKey, Buffer.from(sealed.iv, 'base64'));
-  const text = Buffer.concat([decipher.update(Buffer.from(sealed.ciphertext, 'base64')), decipher.final()]).toString('utf8');
+  const decipher = createDecipheriv(
+    `aes-${aesKey.length * 8}-cbc`,
+    aesKey,
+    Buffer.from(sealed.iv, 'base64'),
+  );
+  const text = Buffer.concat([
+    decipher.update(Buffer.from(sealed.ciphertext, 'base64')),
+    decipher.final(),
+  ]).toString('utf8');
   return JSON.parse(text);
 }
 

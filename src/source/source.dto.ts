@@ -81,7 +81,11 @@ export const PROGRESS_KEYS = [
 ] as const;
 
 /** `POST /api/v1/relay/progress`: exactly nine keys (spec §4.4.10). */
-@BodyShape({ invalid: Errors.progressSchema, allowlist: PROGRESS_KEYS, exactKeys: Errors.progressSchema })
+@BodyShape({
+  invalid: Errors.progressSchema,
+  allowlist: PROGRESS_KEYS,
+  exactKeys: Errors.progressSchema,
+})
 export class ProgressDto {
   @FailsAs(Errors.progressProtocol)
   @ValidateIf(() => true)

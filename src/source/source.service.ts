@@ -17,7 +17,12 @@ export class SourceService {
   ) {}
 
   async legacySource(dto: SourceDto): Promise<object> {
-    const envelope: Envelope = { ciphertext: dto.chat_history, cipherkey: dto.cipherkey, iv: dto.iv, extra: {} };
+    const envelope: Envelope = {
+      ciphertext: dto.chat_history,
+      cipherkey: dto.cipherkey,
+      iv: dto.iv,
+      extra: {},
+    };
     const result = await this.store.complete({
       dialect: 'legacy',
       clientKey: dto.client_public_key,

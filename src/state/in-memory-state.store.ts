@@ -306,7 +306,10 @@ export class InMemoryStateStore implements StateStore {
     if (!node || node.dialect !== job.dialect || this.isStale(node, now)) {
       return Promise.resolve({ status: 'node_not_found', transitions: t });
     }
-    const pk = job.requestId !== null && job.clientKey !== null ? pairKey(job.clientKey, job.requestId) : null;
+    const pk =
+      job.requestId !== null && job.clientKey !== null
+        ? pairKey(job.clientKey, job.requestId)
+        : null;
     const supersedes = pk !== null ? this.pairs.get(pk) : undefined;
     if (node.queue.size >= this.limits.maxQueuePerNode) {
       return Promise.resolve({ status: 'node_queue_full', transitions: t });
@@ -394,7 +397,10 @@ export class InMemoryStateStore implements StateStore {
           this.claimed.set(job.jobId, cmd.now);
           node.claims.set(job.requestId, job.jobId);
           node.activeClaims.add(job.jobId);
-          this.claimLeases.set(job.jobId, Math.min(cmd.now + this.limits.inFlightTtlMs, job.deadlineAt));
+          this.claimLeases.set(
+            job.jobId,
+            Math.min(cmd.now + this.limits.inFlightTtlMs, job.deadlineAt),
+          );
         }
       } else {
         this.claimed.set(job.jobId, cmd.now);
@@ -570,7 +576,12 @@ export class InMemoryStateStore implements StateStore {
     }
     const progress = job.progress;
     job.progress = null;
-    return Promise.resolve({ status: 'pending', deadlineAt: job.deadlineAt, progress, transitions: t });
+    return Promise.resolve({
+      status: 'pending',
+      deadlineAt: job.deadlineAt,
+      progress,
+      transitions: t,
+    });
   }
 
   cancel(cmd: CancelCommand): Promise<CancelResult> {
@@ -594,7 +605,11 @@ export class InMemoryStateStore implements StateStore {
   putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
     const t = emptyCounts();
     const node = this.nodes.get(cmd.nodeId);
-    if (!node || node.dialect !== 'v1' || !this.credentialMatches(node.credentialDigest, cmd.credentialDigest)) {
+    if (
+      !node ||
+      node.dialect !== 'v1' ||
+      !this.credentialMatches(node.credentialDigest, cmd.credentialDigest)
+    ) {
       return Promise.resolve({ status: 'forbidden', transitions: t });
     }
     const jobId = node.claims.get(cmd.requestId);
@@ -698,7 +713,8 @@ export class InMemoryStateStore implements StateStore {
       for (const jobId of this.deadlines[dialect].takeExpired(now)) {
         const job = this.jobs.get(jobId);
         if (job && job.state !== 'answered') {
-          const reason = job.state === 'inflight' ? 'provider_timeout' : 'pending_request_ttl_exceeded';
+          const reason =
+            job.state === 'inflight' ? 'provider_timeout' : 'pending_request_ttl_exceeded';
           this.endJob(job, 'expired', reason, t);
         }
       }
@@ -713,7 +729,12 @@ export class InMemoryStateStore implements StateStore {
       if (job && job.state === 'answered') {
         this.forgetJob(job);
         if (job.requestId !== null && job.clientKey !== null) {
-          this.writeTerminal(pairKey(job.clientKey, job.requestId), 'expired', 'response_ttl_exceeded', now);
+          this.writeTerminal(
+            pairKey(job.clientKey, job.requestId),
+            'expired',
+            'response_ttl_exceeded',
+            now,
+          );
         }
       }
     }
@@ -749,9 +770,13 @@ export class InMemoryStateStore implements StateStore {
     const oldestClaimed = this.claimed.values().next();
     return Promise.resolve({
       queueDepth: this.queued.size,
-      oldestQueuedAgeSeconds: oldestQueued.done ? 0 : Math.max(0, (now - oldestQueued.value) / 1000),
+      oldestQueuedAgeSeconds: oldestQueued.done
+        ? 0
+        : Math.max(0, (now - oldestQueued.value) / 1000),
       inFlight: this.claimed.size,
-      oldestInFlightAgeSeconds: oldestClaimed.done ? 0 : Math.max(0, (now - oldestClaimed.value) / 1000),
+      oldestInFlightAgeSeconds: oldestClaimed.done
+        ? 0
+        : Math.max(0, (now - oldestClaimed.value) / 1000),
       nodesRegistered: this.nodes.size,
       v1NodesRegistered: v1Registered,
       v1NodesHealthy: v1Healthy,
@@ -863,7 +888,12 @@ export class InMemoryStateStore implements StateStore {
     }
   }
 
-  private removeNode(node: NodeRec, reason: EvictionReason, t: TransitionCounts, count = true): void {
+  private removeNode(
+    node: NodeRec,
+    reason: EvictionReason,
+    t: TransitionCounts,
+    count = true,
+  ): void {
     for (const jobId of [...node.queue]) {
       const job = this.jobs.get(jobId);
       if (job) {
@@ -984,7 +1014,12 @@ export class InMemoryStateStore implements StateStore {
     }
   }
 
-  private writeTerminal(pk: string, status: TerminalStatus, reason: TerminalReason, now: number): void {
+  private writeTerminal(
+    pk: string,
+    status: TerminalStatus,
+    reason: TerminalReason,
+    now: number,
+  ): void {
     if (!this.terminals.has(pk) && this.terminals.size >= this.limits.maxTerminalRecords) {
       const oldest = this.terminalTtl.first();
       if (oldest) {

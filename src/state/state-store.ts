@@ -88,11 +88,7 @@ export interface EnqueueCommand {
 export type EnqueueResult =
   | { status: 'queued'; deadlineAt: number; transitions: TransitionCounts }
   | {
-      status:
-        | 'node_not_found'
-        | 'node_queue_full'
-        | 'queue_full'
-        | 'client_pending_full';
+      status: 'node_not_found' | 'node_queue_full' | 'queue_full' | 'client_pending_full';
       transitions: TransitionCounts;
     };
 
@@ -149,7 +145,12 @@ export interface TakeResponseCommand {
 
 export type TakeResponseResult =
   | { status: 'ok'; envelope: Envelope; transitions: TransitionCounts }
-  | { status: 'pending'; deadlineAt: number; progress: Envelope | null; transitions: TransitionCounts }
+  | {
+      status: 'pending';
+      deadlineAt: number;
+      progress: Envelope | null;
+      transitions: TransitionCounts;
+    }
   | {
       status: 'terminal';
       terminal: TerminalStatus;
@@ -180,8 +181,10 @@ export interface ProgressCommand {
   now: number;
 }
 
-export type ProgressResult =
-  | { status: 'accepted' | 'forbidden' | 'not_active' | 'expired'; transitions: TransitionCounts };
+export type ProgressResult = {
+  status: 'accepted' | 'forbidden' | 'not_active' | 'expired';
+  transitions: TransitionCounts;
+};
 
 export interface StreamChunkCommand {
   sessionId: string;
@@ -194,8 +197,7 @@ export interface StreamChunkCommand {
 export type StreamChunkResult = { status: 'stored' | 'unknown' | 'full' };
 
 export type StreamTakeResult =
-  | { status: 'none' }
-  | { status: 'ok'; sessionId: string; chunks: unknown[]; final: boolean };
+  { status: 'none' } | { status: 'ok'; sessionId: string; chunks: unknown[]; final: boolean };
 
 export interface RateLimitCommand {
   key: string;
@@ -268,7 +270,12 @@ export interface StateStore {
    */
   waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void>;
   /** Resolves when an answer for the client (and request id) may be available, or as above. */
-  waitForResponse(clientKey: string, requestId: string | null, until: number, signal: AbortSignal): Promise<void>;
+  waitForResponse(
+    clientKey: string,
+    requestId: string | null,
+    until: number,
+    signal: AbortSignal,
+  ): Promise<void>;
   /** Wakes every waiter at once (used when draining). */
   wakeAll(): void;
   /** Releases connections and timers. */

@@ -1,11 +1,15 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import { existsSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 
 /** Where the browser UI lives: `public/` next to `dist/` (works from src/ under Jest too). */
 export function publicDir(): string {
-  const candidates = [join(__dirname, '..', '..', 'public'), join(__dirname, '..', '..', '..', 'public')];
+  const candidates = [
+    join(__dirname, '..', '..', 'public'),
+    join(__dirname, '..', '..', '..', 'public'),
+  ];
   return candidates.find((dir) => existsSync(join(dir, 'index.html'))) ?? (candidates[0] as string);
 }
 
@@ -28,9 +32,12 @@ export class UiModule {
           serveStaticOptions: {
             index: false,
             fallthrough: true,
-            setHeaders: (res, path) => {
+            setHeaders: (res: ServerResponse, path: string) => {
               const immutable = /\.[0-9a-f]{8,}\.(js|css|svg|png|woff2)$/.test(path);
-              res.setHeader('Cache-Control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+              res.setHeader(
+                'Cache-Control',
+                immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+              );
             },
           },
         }),

@@ -1,4 +1,10 @@
-import { LegacyClientSim, LegacyNodeSim, simulatedAnswer, V1ClientSim, V1NodeSim } from '../helpers/simulators';
+import {
+  LegacyClientSim,
+  LegacyNodeSim,
+  simulatedAnswer,
+  V1ClientSim,
+  V1NodeSim,
+} from '../helpers/simulators';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 
 describe('encrypted chat round trips', () => {

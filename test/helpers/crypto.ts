@@ -6,7 +6,10 @@ import { openWithKey, unwrapOaep, type Identity, type Sealed } from '../../src/s
  * JSEncrypt produce). Node 20 refuses v1.5 private decryption, so that step uses node-forge, as the
  * browser bundle does.
  */
-export function unwrapAny(identity: Identity, cipherkey: string): { key: Buffer; padding: 'oaep' | 'pkcs1' } {
+export function unwrapAny(
+  identity: Identity,
+  cipherkey: string,
+): { key: Buffer; padding: 'oaep' | 'pkcs1' } {
   try {
     return { key: unwrapOaep(identity, cipherkey), padding: 'oaep' };
   } catch {
@@ -17,7 +20,10 @@ export function unwrapAny(identity: Identity, cipherkey: string): { key: Buffer;
   }
 }
 
-export function openAny(identity: Identity, sealed: Sealed): { value: unknown; padding: 'oaep' | 'pkcs1' } {
+export function openAny(
+  identity: Identity,
+  sealed: Sealed,
+): { value: unknown; padding: 'oaep' | 'pkcs1' } {
   const { key, padding } = unwrapAny(identity, sealed.cipherkey);
   return { value: openWithKey(key, sealed), padding };
 }

@@ -38,7 +38,13 @@ export class LegacyNodeSim {
   }
 
   sink(extra: Record<string, unknown> = {}): Promise<WireResult> {
-    return call(this.baseUrl, 'POST', '/sink', { server_public_key: this.key, ...extra }, this.headers());
+    return call(
+      this.baseUrl,
+      'POST',
+      '/sink',
+      { server_public_key: this.key, ...extra },
+      this.headers(),
+    );
   }
 
   /** One `/sink`; when work came back, answers it. Returns whether work was handled. */
@@ -54,14 +60,21 @@ export class LegacyNodeSim {
       iv: res.body.iv as string,
     };
     const { value } = openAny(this.identity, sealed);
-    const history = (Array.isArray(value) ? value : (value as { chat_history: ChatMessage[] }).chat_history) as ChatMessage[];
+    const history = (
+      Array.isArray(value) ? value : (value as { chat_history: ChatMessage[] }).chat_history
+    ) as ChatMessage[];
     const reply = [...history, { role: 'assistant', content: simulatedAnswer(history) }];
     const out = seal(reply, res.body.client_public_key as string, this.opts.replyPadding ?? 'oaep');
     const posted = await call(
       this.baseUrl,
       'POST',
       '/source',
-      { client_public_key: res.body.client_public_key, chat_history: out.ciphertext, cipherkey: out.cipherkey, iv: out.iv },
+      {
+        client_public_key: res.body.client_public_key,
+        chat_history: out.ciphertext,
+        cipherkey: out.cipherkey,
+        iv: out.iv,
+      },
       this.headers(),
     );
     if (posted.status !== 200) {
@@ -201,18 +214,37 @@ export class V1NodeSim {
       iv: raw.iv as string,
     });
     const inner = value as Record<string, unknown>;
-    if (inner.client_public_key !== raw.client_public_key || inner.request_id !== raw.request_id || inner.protocol !== PROTOCOL) {
+    if (
+      inner.client_public_key !== raw.client_public_key ||
+      inner.request_id !== raw.request_id ||
+      inner.protocol !== PROTOCOL
+    ) {
       throw new Error('inner envelope does not match the outer fields');
     }
-    return { raw, requestId: raw.request_id as string, clientKey: raw.client_public_key as string, inner, padding };
+    return {
+      raw,
+      requestId: raw.request_id as string,
+      clientKey: raw.client_public_key as string,
+      inner,
+      padding,
+    };
   }
 
-  control(requestId: string, acknowledge = false, credential = this.credential): Promise<WireResult> {
+  control(
+    requestId: string,
+    acknowledge = false,
+    credential = this.credential,
+  ): Promise<WireResult> {
     return call(
       this.baseUrl,
       'POST',
       '/api/v1/relay/servers/control',
-      { server_public_key: this.key, request_id: requestId, control_credential: credential, acknowledge },
+      {
+        server_public_key: this.key,
+        request_id: requestId,
+        control_credential: credential,
+        acknowledge,
+      },
       this.headers(),
     );
   }
@@ -313,10 +345,18 @@ export class V1ClientSim {
   }
 
   next(model = 'qwen3-8b-instruct', tier = '8k-fast'): Promise<WireResult> {
-    return call(this.baseUrl, 'GET', `/api/v1/relay/servers/next?model=${encodeURIComponent(model)}&context_tier=${tier}`);
+    return call(
+      this.baseUrl,
+      'GET',
+      `/api/v1/relay/servers/next?model=${encodeURIComponent(model)}&context_tier=${tier}`,
+    );
   }
 
-  async submit(serverKey: string, content: string, extra: Record<string, unknown> = {}): Promise<V1Submission> {
+  async submit(
+    serverKey: string,
+    content: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<V1Submission> {
     const requestId = randomBytes(16).toString('hex');
     const cancelToken = randomBytes(16).toString('hex');
     const sealed = seal(
@@ -355,20 +395,31 @@ export class V1ClientSim {
       this.baseUrl,
       'POST',
       '/api/v1/relay/responses/retrieve',
-      { client_public_key: this.key, ...(requestId !== undefined ? { request_id: requestId } : {}) },
+      {
+        client_public_key: this.key,
+        ...(requestId !== undefined ? { request_id: requestId } : {}),
+      },
       headers,
     );
   }
 
   /** Decrypts a 200 retrieve body and checks the inner identity fields like the web page. */
-  openResponse(body: Record<string, unknown>, requestId: string): { content: string; padding: Padding } {
+  openResponse(
+    body: Record<string, unknown>,
+    requestId: string,
+  ): { content: string; padding: Padding } {
     const { value, padding } = openAny(this.identity, {
       ciphertext: (body.chat_history ?? body.ciphertext) as string,
       cipherkey: body.cipherkey as string,
       iv: body.iv as string,
     });
     const inner = value as Record<string, unknown>;
-    if (inner.protocol !== PROTOCOL || inner.version !== 1 || inner.request_id !== requestId || inner.client_public_key !== this.key) {
+    if (
+      inner.protocol !== PROTOCOL ||
+      inner.version !== 1 ||
+      inner.request_id !== requestId ||
+      inner.client_public_key !== this.key
+    ) {
       throw new Error('response identity check failed');
     }
     const response = inner.api_v1_response as { message: { content: string } };
@@ -387,7 +438,11 @@ export class V1ClientSim {
     throw new Error('still pending');
   }
 
-  cancel(requestId: string, cancelToken: string, extra: Record<string, unknown> = {}): Promise<WireResult> {
+  cancel(
+    requestId: string,
+    cancelToken: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<WireResult> {
     return call(this.baseUrl, 'POST', '/api/v1/relay/requests/cancel', {
       client_public_key: this.key,
       request_id: requestId,

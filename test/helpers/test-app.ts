@@ -33,15 +33,21 @@ export const TEST_ENV: Record<string, string> = {
  * Boots the real AppModule through the same setupApp() as main.ts, listening on an ephemeral
  * loopback port. Only configuration and the clock differ from production.
  */
-export async function createTestApp(env: Record<string, string> = {}, clock?: Clock): Promise<TestApp> {
+export async function createTestApp(
+  env: Record<string, string> = {},
+  clock?: Clock,
+): Promise<TestApp> {
   const config = RelayConfig.load({ ...TEST_ENV, ...env });
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.register({ config, clock }), {
-    bodyParser: false,
-    logger: false,
-  });
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.register({ config, clock }),
+    {
+      bodyParser: false,
+      logger: false,
+    },
+  );
   setupApp(app, config);
   await app.listen(0, '127.0.0.1');
-  const server = app.getHttpServer() as Server;
+  const server: Server = app.getHttpServer();
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const sweeper = app.get(SweepService);
