@@ -78,7 +78,20 @@ export function parseBody<T extends object>(cls: ClassConstructor<T>, body: unkn
       throw Errors.unexpectedFields();
     }
   }
-  const dto = plainToInstance(cls, body, { excludeExtraneousValues: false });
+  // class-transformer recurses into nested values and overflows the stack on deeply nested
+  // bodies; DTO fields are flat, so it only ever sees a shallow copy (nested values stand in as
+  // empty containers of the same kind, which every field validator treats like the original).
+  const shallow: Record<string, unknown> = {};
+  for (const key of keys) {
+    const value = body[key];
+    Object.defineProperty(shallow, key, {
+      value: typeof value === 'object' && value !== null ? (Array.isArray(value) ? [] : {}) : value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  const dto = plainToInstance(cls, shallow, { excludeExtraneousValues: false });
   const errors = validateSync(dto, {
     whitelist: true,
     forbidUnknownValues: false,
@@ -91,6 +104,11 @@ export function parseBody<T extends object>(cls: ClassConstructor<T>, body: unkn
     >;
     const first = fields.find(([property]) => failing.has(property));
     throw (first?.[1] ?? rules.invalid)();
+  }
+  for (const key of keys) {
+    if (shallow[key] !== body[key] && Object.hasOwn(dto, key)) {
+      (dto as Record<string, unknown>)[key] = body[key];
+    }
   }
   return dto;
 }
