@@ -1,0 +1,270 @@
+import { randomBytes } from 'node:crypto';
+import { call, type TestApp, type WireResult } from '../helpers/test-app';
+
+/**
+ * Shared wire-level helpers for the API v1 conformance suites. The relay treats keys and
+ * ciphertext as opaque strings, so most suites use cheap fake values; the chat suites use the
+ * real-crypto simulators of test/helpers/simulators.ts.
+ */
+export const V1 = '/api/v1/relay';
+export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+
+/** A distinct opaque "PEM-b64" identity (the relay never parses keys). */
+export function fakeKey(label = 'k'): string {
+  return Buffer.from(
+    `-----BEGIN PUBLIC KEY-----\n${label}-${randomBytes(12).toString('hex')}\n-----END PUBLIC KEY-----\n`,
+  ).toString('base64');
+}
+
+export function hex(bytes = 16): string {
+  return randomBytes(bytes).toString('hex');
+}
+
+export function capabilities(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    api_version: 'v1',
+    supported_model_ids: ['qwen3-8b-instruct'],
+    active_context_tier: '8k-fast',
+    maximum_total_context_tokens: 8192,
+    default_output_token_reservation: 1024,
+    maximum_output_tokens: 8192,
+    max_concurrency: 1,
+    backend_class: 'cuda',
+    ...overrides,
+  };
+}
+
+export function caps64k(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return capabilities({
+    active_context_tier: '64k-full',
+    maximum_total_context_tokens: 65536,
+    ...overrides,
+  });
+}
+
+export function post(
+  t: TestApp,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<WireResult> {
+  return call(t.baseUrl, 'POST', path, body, headers);
+}
+
+export function get(
+  t: TestApp,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<WireResult> {
+  return call(t.baseUrl, 'GET', path, undefined, headers);
+}
+
+/** The `{"error":{"message","code"}}` body of API v1 errors. */
+export function apiError(
+  message: string,
+  code: number | string,
+  extra: Record<string, unknown> = {},
+): unknown {
+  return { error: { message, code, ...extra } };
+}
+
+export interface FakeNode {
+  key: string;
+  credential: string;
+  headers: Record<string, string>;
+}
+
+/** Registers an API v1 node with a fake key; returns its key and control credential. */
+export async function registerNode(
+  t: TestApp,
+  opts: { key?: string; caps?: Record<string, unknown> | null; token?: string } = {},
+): Promise<FakeNode> {
+  const key = opts.key ?? fakeKey('node');
+  const headers: Record<string, string> = opts.token ? { 'X-Relay-Server-Token': opts.token } : {};
+  const body: Record<string, unknown> = { server_public_key: key };
+  if (opts.caps !== null) {
+    body.capabilities = opts.caps ?? capabilities();
+  }
+  const res = await post(t, `${V1}/servers/register`, body, headers);
+  if (res.status !== 200 || typeof res.body.control_credential !== 'string') {
+    throw new Error(`register answered ${res.status}: ${res.text}`);
+  }
+  return { key, credential: res.body.control_credential, headers };
+}
+
+export interface FakeRequest {
+  clientKey: string;
+  requestId: string;
+  cancelToken: string;
+  body: Record<string, unknown>;
+  res: WireResult;
+}
+
+/** A browser-shaped `/requests` body with opaque ciphertext. */
+export function requestBody(
+  nodeKey: string,
+  clientKey: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    server_public_key: nodeKey,
+    client_public_key: clientKey,
+    request_id: hex(),
+    protocol: PROTOCOL,
+    version: 1,
+    ciphertext: randomBytes(96).toString('base64'),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+    cancel_token: hex(),
+    ...extra,
+  };
+}
+
+export async function submit(
+  t: TestApp,
+  nodeKey: string,
+  opts: {
+    clientKey?: string;
+    extra?: Record<string, unknown>;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<FakeRequest> {
+  const clientKey = opts.clientKey ?? fakeKey('client');
+  const body = requestBody(nodeKey, clientKey, opts.extra);
+  const res = await post(t, `${V1}/requests`, body, opts.headers);
+  return {
+    clientKey,
+    requestId: body.request_id as string,
+    cancelToken: body.cancel_token as string,
+    body,
+    res,
+  };
+}
+
+export function poll(
+  t: TestApp,
+  node: FakeNode,
+  extra: Record<string, unknown> = {},
+): Promise<WireResult> {
+  return post(t, `${V1}/servers/poll`, { server_public_key: node.key, ...extra }, node.headers);
+}
+
+export function control(
+  t: TestApp,
+  node: FakeNode,
+  requestId: string,
+  extra: Record<string, unknown> = {},
+): Promise<WireResult> {
+  return post(
+    t,
+    `${V1}/servers/control`,
+    {
+      server_public_key: node.key,
+      request_id: requestId,
+      control_credential: node.credential,
+      ...extra,
+    },
+    node.headers,
+  );
+}
+
+/** A node-shaped `/responses` body with opaque ciphertext. */
+export function responseBody(
+  req: { clientKey: string; requestId: string },
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    client_public_key: req.clientKey,
+    request_id: req.requestId,
+    protocol: PROTOCOL,
+    version: 1,
+    chat_history: randomBytes(64).toString('base64'),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+    ...extra,
+  };
+}
+
+export function respond(
+  t: TestApp,
+  req: { clientKey: string; requestId: string },
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<WireResult> {
+  return post(t, `${V1}/responses`, responseBody(req, extra), headers);
+}
+
+export function retrieve(t: TestApp, clientKey: string, requestId?: string): Promise<WireResult> {
+  return post(t, `${V1}/responses/retrieve`, {
+    client_public_key: clientKey,
+    ...(requestId !== undefined ? { request_id: requestId } : {}),
+  });
+}
+
+export function cancel(
+  t: TestApp,
+  req: FakeRequest,
+  extra: Record<string, unknown> = {},
+): Promise<WireResult> {
+  return post(t, `${V1}/requests/cancel`, {
+    client_public_key: req.clientKey,
+    request_id: req.requestId,
+    cancel_token: req.cancelToken,
+    status: 'cancelled',
+    reason: 'requester_cancelled',
+    ...extra,
+  });
+}
+
+export function progressBody(
+  node: FakeNode,
+  req: { clientKey: string; requestId: string },
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    server_public_key: node.key,
+    client_public_key: req.clientKey,
+    request_id: req.requestId,
+    control_credential: node.credential,
+    protocol: PROTOCOL,
+    version: 1,
+    ciphertext: randomBytes(48).toString('base64'),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+    ...extra,
+  };
+}
+
+/** Scrapes /metrics and returns the value of one sample (0 when absent). */
+export async function metric(
+  t: TestApp,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const res = await get(t, '/metrics');
+  return sampleValue(res.text, name, labels);
+}
+
+export function sampleValue(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) {
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) {
+      continue;
+    }
+    const have: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      have[pair[1] as string] = pair[2] as string;
+    }
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) {
+      return Number(m[4]);
+    }
+  }
+  return 0;
+}
