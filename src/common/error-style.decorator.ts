@@ -1,4 +1,5 @@
-import { SetMetadata } from '@nestjs/common';
+import { UseFilters } from '@nestjs/common';
+import { LegacyTextExceptionFilter } from './relay-exception.filter';
 
 /**
  * How a route renders 400/404 errors. The legacy routes `/sink`, `/source`, `/retrieve`, `/stream/*`
@@ -6,5 +7,7 @@ import { SetMetadata } from '@nestjs/common';
  * answers `{"error":{"message","code",...}}` (spec §3, §4).
  */
 export type ErrorStyle = 'text' | 'object';
-export const ERROR_STYLE = 'relay:error-style';
-export const TextErrors = (): MethodDecorator & ClassDecorator => SetMetadata(ERROR_STYLE, 'text');
+
+/** Binds the legacy text-shaped error filter to a controller or route. */
+export const TextErrors = (): MethodDecorator & ClassDecorator =>
+  UseFilters(LegacyTextExceptionFilter);

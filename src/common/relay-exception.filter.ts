@@ -3,13 +3,13 @@ import {
   Catch,
   ExceptionFilter,
   HttpException,
+  Injectable,
   Logger,
-  type ExecutionContext,
 } from '@nestjs/common';
-import { Reflector } from '@nestjs/core';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { StoreUnavailableError } from '../state/store-unavailable.error';
-import { ERROR_STYLE, type ErrorStyle } from './error-style.decorator';
+import type { ErrorStyle } from './error-style.decorator';
 import { Errors, RelayError } from './relay-error';
 
 /** Writes a {@link RelayError} in the route's style. */
@@ -48,12 +48,18 @@ export function toRelayError(exception: unknown): RelayError | null {
   return null;
 }
 
-/** The one error path: domain errors, store outages and framework exceptions become wire errors. */
+/**
+ * The one error path: domain errors, store outages and framework exceptions become wire errors in
+ * the `{"error":{"message","code",...}}` shape. Routes that speak the legacy text shape bind
+ * {@link LegacyTextExceptionFilter} instead (route metadata, see `@TextErrors()`).
+ */
 @Catch()
+@Injectable()
 export class RelayExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('RelayExceptionFilter');
+  protected readonly style: ErrorStyle = 'object';
 
-  constructor(private readonly reflector: Reflector) {}
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
@@ -62,13 +68,15 @@ export class RelayExceptionFilter implements ExceptionFilter {
     if (res.headersSent) {
       return;
     }
-    const ctx = host as ExecutionContext;
-    const handler = typeof ctx.getHandler === 'function' ? ctx.getHandler() : undefined;
-    const style =
-      (handler &&
-        this.reflector.getAllAndOverride<ErrorStyle>(ERROR_STYLE, [handler, ctx.getClass()])) ||
-      'object';
+    const style = this.style;
     let error = toRelayError(exception);
+    if (error?.status === 404 && exception instanceof HttpException) {
+      const allowed = this.allowedMethods(req.path);
+      if (allowed.length > 0 && !allowed.includes(req.method)) {
+        res.setHeader('Allow', allowed.join(', '));
+        error = Errors.methodNotAllowed();
+      }
+    }
     if (error === null) {
       this.logger.error({
         msg: 'unhandled error',
@@ -90,4 +98,29 @@ export class RelayExceptionFilter implements ExceptionFilter {
     }
     sendRelayError(res, error, style);
   }
+
+  /** Methods routed for `path`: a known path with the wrong method is 405, not 404. */
+  private allowedMethods(path: string): string[] {
+    const instance = this.adapterHost.httpAdapter?.getInstance<{
+      router?: { stack?: Array<{ route?: { path?: unknown; methods?: Record<string, boolean> } }> };
+    }>();
+    const methods = new Set<string>();
+    for (const layer of instance?.router?.stack ?? []) {
+      if (layer.route?.path === path) {
+        for (const [method, on] of Object.entries(layer.route.methods ?? {})) {
+          if (on) {
+            methods.add(method.toUpperCase());
+          }
+        }
+      }
+    }
+    return [...methods].sort();
+  }
+}
+
+/** The legacy `{"error":"<message>"}` shape for 400/404 (spec §3.5–3.8, §3.10). */
+@Catch()
+@Injectable()
+export class LegacyTextExceptionFilter extends RelayExceptionFilter {
+  protected override readonly style: ErrorStyle = 'text';
 }
