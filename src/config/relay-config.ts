@@ -259,9 +259,9 @@ export class RelayConfig {
     }
 
     const schema = plainToInstance(RelayEnvSchema, raw);
-    const errors = validateSync(schema, { forbidUnknownValues: false });
+    const errors = validateSync(schema, { forbidUnknownValues: false, stopAtFirstError: true });
     for (const error of errors) {
-      problems.push(describeError(error, source, secret));
+      problems.push(describeError(error, source, secret, raw));
     }
     if (problems.length === 0) {
       if (schema.stateStore === 'redis' && !schema.redisUrl) {
@@ -296,11 +296,14 @@ function describeError(
   error: ValidationError,
   source: Record<string, string>,
   secret: Set<string>,
+  raw: Record<string, string>,
 ): string {
   const name =
     source[error.property] ??
     envSpecs(RelayEnvSchema.prototype).find(([p]) => p === error.property)?.[1].names[0];
-  const shown = secret.has(error.property) ? '(hidden)' : JSON.stringify(error.value);
+  const shown = secret.has(error.property)
+    ? '(hidden)'
+    : JSON.stringify(raw[error.property] ?? error.value);
   const reasons = Object.values(error.constraints ?? {}).map((m) =>
     m.replace(error.property, 'value'),
   );

@@ -646,7 +646,7 @@ export class RelayEnvSchema {
 
   @Env(
     'TOKENPLACE_RELAY_HEALTH_EXPOSE_KEYS',
-    'Show whole node public keys in /healthz and /relay/diagnostics instead of fingerprints in /healthz',
+    'Show whole node public keys in /healthz registeredServers instead of sha256 fingerprints (/relay/diagnostics always shows keys, as the existing relay)',
   )
   @ToBoolean()
   @IsBoolean()

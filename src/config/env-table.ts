@@ -1,0 +1,18 @@
+import { envSpecs } from './env.decorator';
+import { RelayEnvSchema } from './relay-env.schema';
+
+/** The README's environment table, generated from the schema (a test keeps the README in sync). */
+export function envTable(): string {
+  const defaults = new RelayEnvSchema() as unknown as Record<string, unknown>;
+  const rows = envSpecs(RelayEnvSchema.prototype).map(([property, spec]) => {
+    const value = defaults[property];
+    const shown = value === undefined || value === '' ? '_(unset)_' : `\`${String(value)}\``;
+    const names = spec.names.map((n) => `\`${n}\``).join(' / ');
+    return `| ${names} | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`;
+  });
+  return ['| Variable | Default | Purpose |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+if (require.main === module) {
+  process.stdout.write(`${envTable()}\n`);
+}

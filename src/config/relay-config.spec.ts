@@ -1,0 +1,159 @@
+import { ConfigError, parseRateLimit, RelayConfig } from './relay-config';
+
+function problemsOf(env: Record<string, string>, argv: string[] = []): string[] {
+  try {
+    RelayConfig.load(env, argv);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      return error.problems;
+    }
+    throw error;
+  }
+  return [];
+}
+
+describe(RelayConfig.name, () => {
+  it('should default to 127.0.0.1:5010, the memory store and legacy routes on', () => {
+    const config = RelayConfig.load({});
+
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.port).toBe(5010);
+    expect(config.stateStore).toBe('memory');
+    expect(config.legacyRoutesEnabled).toBe(true);
+    expect(config.drainMs).toBe(5000);
+    expect(config.limits.v1DeadlineMs).toBe(480_000);
+    expect(config.limits.v1LeaseMs).toBe(30_000);
+    expect(config.limits.inFlightTtlMs).toBe(30_000);
+  });
+
+  it('should list every bad variable in one error', () => {
+    const problems = problemsOf({
+      RELAY_PORT: 'eighty',
+      TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '0',
+      TOKENPLACE_LOG_LEVEL: 'loud',
+      API_RATE_LIMIT: 'lots',
+      TOKENPLACE_RELAY_STATE_STORE: 'postgres',
+    });
+
+    expect(problems).toHaveLength(5);
+    expect(problems.join('\n')).toMatch(/RELAY_PORT="eighty"/);
+    expect(problems.join('\n')).toMatch(/TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS="0"/);
+    expect(problems.join('\n')).toMatch(/TOKENPLACE_LOG_LEVEL="loud"/);
+    expect(problems.join('\n')).toMatch(/API_RATE_LIMIT="lots"/);
+    expect(problems.join('\n')).toMatch(/TOKENPLACE_RELAY_STATE_STORE="postgres"/);
+  });
+
+  it('should never echo a secret value in an error', () => {
+    const problems = problemsOf({ TOKENPLACE_RELAY_REDIS_URL: 'http://user:hunter2@host' });
+
+    expect(problems.join('\n')).toContain('TOKENPLACE_RELAY_REDIS_URL=(hidden)');
+    expect(problems.join('\n')).not.toContain('hunter2');
+  });
+
+  it.each([
+    ['TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS', '-1'],
+    ['TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS', 'Infinity'],
+    ['TOKEN_PLACE_API_V1_CONTROL_TOMBSTONE_TTL_SECONDS', '301'],
+    ['TOKENPLACE_TERMINAL_REQUEST_TTL_SECONDS', 'soon'],
+    ['TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE', '0'],
+    ['TOKENPLACE_RELAY_SINK_HOLD_SECONDS', '9'],
+    ['TOKENPLACE_RELAY_MAX_BODY_BYTES', '100'],
+    ['TOKENPLACE_METRICS_DISABLED', 'maybe'],
+    ['RELAY_PORT', '70000'],
+    ['TOKENPLACE_RELAY_TRUST_PROXY', 'everyone'],
+  ])('should reject %s=%s at boot', (name, value) => {
+    expect(problemsOf({ [name]: value })).toEqual([expect.stringContaining(`${name}=`)]);
+  });
+
+  it('should clamp the request deadline into [min, max] as the spec says', () => {
+    const config = RelayConfig.load({
+      TOKEN_PLACE_API_V1_REQUEST_DEADLINE_SECONDS: '9000',
+      TOKEN_PLACE_API_V1_REQUEST_DEADLINE_MAX_SECONDS: '600',
+    });
+
+    expect(config.limits.v1DeadlineMs).toBe(600_000);
+  });
+
+  it('should let --host/--port flags override RELAY_HOST/RELAY_PORT and reject unknown flags', () => {
+    const config = RelayConfig.load({ RELAY_HOST: '0.0.0.0', RELAY_PORT: '6000' }, [
+      '--host',
+      '127.0.0.2',
+      '--port=7000',
+    ]);
+
+    expect(config.host).toBe('127.0.0.2');
+    expect(config.port).toBe(7000);
+    expect(problemsOf({}, ['--verbose'])).toEqual([
+      'unknown flag --verbose (accepted: --host, --port)',
+    ]);
+    expect(problemsOf({}, ['--port', 'x'])).toEqual([expect.stringContaining('--port="x"')]);
+  });
+
+  it('should accept the runbook, the existing relay and the plural token names together', () => {
+    const config = RelayConfig.load({
+      TOKENPLACE_RELAY_SERVER_TOKEN: ' a ',
+      TOKEN_PLACE_RELAY_SERVER_TOKEN: 'b',
+      TOKEN_PLACE_RELAY_SERVER_TOKENS: 'c, d\ne,,a',
+    });
+
+    expect(config.serverTokens).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it.each(['TOKENPLACE_RELAY_PUBLIC_URL', 'TOKEN_PLACE_RELAY_PUBLIC_URL', 'RELAY_PUBLIC_URL'])(
+    'should read the public URL from %s',
+    (name) => {
+      expect(RelayConfig.load({ [name]: 'https://staging.token.place/' }).publicUrl).toBe(
+        'https://staging.token.place',
+      );
+    },
+  );
+
+  it('should prefer the runbook name when both public URL names are set', () => {
+    const config = RelayConfig.load({
+      TOKENPLACE_RELAY_PUBLIC_URL: 'https://a.example',
+      RELAY_PUBLIC_URL: 'https://b.example',
+    });
+
+    expect(config.publicUrl).toBe('https://a.example');
+  });
+
+  it('should distinguish an unset metrics token (open) from an empty one (always 401)', () => {
+    expect(RelayConfig.load({}).metricsToken).toBeUndefined();
+    expect(RelayConfig.load({ TOKENPLACE_METRICS_TOKEN: '' }).metricsToken).toBe('');
+  });
+
+  it('should refuse the redis store without a URL, and a drain window longer than the grace period', () => {
+    expect(problemsOf({ TOKENPLACE_RELAY_STATE_STORE: 'redis' })).toEqual([
+      'TOKENPLACE_RELAY_STATE_STORE=redis needs TOKENPLACE_RELAY_REDIS_URL',
+    ]);
+    expect(
+      problemsOf({
+        TOKENPLACE_RELAY_DRAIN_SECONDS: '30',
+        TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS: '10',
+      }),
+    ).toEqual([expect.stringContaining('must be greater than TOKENPLACE_RELAY_DRAIN_SECONDS')]);
+  });
+
+  it('should derive GPU host and port from the upstream URL', () => {
+    const config = RelayConfig.load({ TOKENPLACE_RELAY_UPSTREAM_URL: 'http://gpu.internal:8080' });
+
+    expect(config.gpuHost).toBe('gpu.internal');
+    expect(config.gpuPort).toBe(8080);
+    expect(config.explicitUpstreamConfig).toBe(true);
+  });
+});
+
+describe(parseRateLimit.name, () => {
+  it.each([
+    ['60/hour', { limit: 60, windowMs: 3_600_000, text: '60 per 1 hour' }],
+    ['10 per minute', { limit: 10, windowMs: 60_000, text: '10 per 1 minute' }],
+    ['1000/day', { limit: 1000, windowMs: 86_400_000, text: '1000 per 1 day' }],
+    ['5/2 seconds', { limit: 5, windowMs: 2000, text: '5 per 2 second' }],
+  ])('should parse %s', (value, expected) => {
+    expect(parseRateLimit(value)).toMatchObject(expected);
+  });
+
+  it('should treat off as no limit', () => {
+    expect(parseRateLimit('off')).toBeNull();
+  });
+});
