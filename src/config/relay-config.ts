@@ -259,7 +259,7 @@ export class RelayConfig {
     }
 
     const schema = plainToInstance(RelayEnvSchema, raw);
-    const errors = validateSync(schema, { forbidUnknownValues: false, stopAtFirstError: true });
+    const errors = validateSync(schema, { forbidUnknownValues: false });
     for (const error of errors) {
       problems.push(describeError(error, source, secret, raw));
     }
@@ -292,6 +292,8 @@ export class RelayConfig {
   }
 }
 
+const KIND_CONSTRAINTS = ['isInt', 'isNumber', 'isBoolean', 'isString', 'isIn'];
+
 function describeError(
   error: ValidationError,
   source: Record<string, string>,
@@ -304,9 +306,11 @@ function describeError(
   const shown = secret.has(error.property)
     ? '(hidden)'
     : JSON.stringify(raw[error.property] ?? error.value);
-  const reasons = Object.values(error.constraints ?? {}).map((m) =>
-    m.replace(error.property, 'value'),
-  );
+  const constraints = error.constraints ?? {};
+  // A value of the wrong kind gets one clear reason ("must be a number"), not its range checks.
+  const kind = KIND_CONSTRAINTS.find((name) => constraints[name] !== undefined);
+  const messages = kind !== undefined ? [constraints[kind] as string] : Object.values(constraints);
+  const reasons = messages.map((m) => m.replace(error.property, 'value'));
   return `${name}=${shown}: ${reasons.join('; ')}`;
 }
 
