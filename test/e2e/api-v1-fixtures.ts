@@ -268,3 +268,21 @@ export function sampleValue(
   }
   return 0;
 }
+
+/**
+ * Resolves once the relay has parked `count` more waiters on the manual clock (a long-poll is
+ * holding). Checks on each event-loop turn; it waits for an event, never for time to pass.
+ */
+export async function parked(
+  clock: { pendingTimers(): number },
+  count = 1,
+  before = 0,
+): Promise<void> {
+  const giveUp = Date.now() + 5000;
+  while (clock.pendingTimers() < before + count) {
+    if (Date.now() > giveUp) {
+      throw new Error(`expected ${before + count} parked waiters, found ${clock.pendingTimers()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
