@@ -1,0 +1,292 @@
+import type { Progress, Role } from './envelope.protocol';
+import type { RelayHealth } from './relay.api';
+
+/**
+ * The page's DOM, and nothing else: every text goes in through textContent (no HTML parsing, so the
+ * page runs under `require-trusted-types-for 'script'`), every control keeps its label.
+ */
+function byId<T extends HTMLElement>(doc: Document, id: string, type: { new (): T }): T {
+  const el = doc.getElementById(id);
+  if (!(el instanceof type)) {
+    throw new Error(`the page lacks #${id}`);
+  }
+  return el;
+}
+
+const ROLE_LABELS: Record<Role, string> = {
+  user: 'You',
+  assistant: 'Assistant',
+  system: 'System',
+};
+
+export interface MessageNote {
+  text: string;
+}
+
+export class ChatView {
+  readonly form: HTMLFormElement;
+  readonly input: HTMLTextAreaElement;
+  readonly send: HTMLButtonElement;
+  readonly stop: HTMLButtonElement;
+  readonly clear: HTMLButtonElement;
+  readonly model: HTMLSelectElement;
+  readonly tier: HTMLSelectElement;
+  private readonly log: HTMLOListElement;
+  private readonly emptyNote: HTMLElement;
+  private readonly statusText: HTMLElement;
+  private readonly progressRow: HTMLElement;
+  private readonly progress: HTMLProgressElement;
+  private readonly progressDetail: HTMLElement;
+  private readonly alert: HTMLElement;
+  private readonly nodeCount: HTMLElement;
+  private readonly health: HTMLElement;
+  private readonly release: HTMLElement;
+  private lastPhase: string | null = null;
+
+  constructor(private readonly doc: Document) {
+    this.form = byId(doc, 'composer', HTMLFormElement);
+    this.input = byId(doc, 'composer-input', HTMLTextAreaElement);
+    this.send = byId(doc, 'send', HTMLButtonElement);
+    this.stop = byId(doc, 'stop', HTMLButtonElement);
+    this.clear = byId(doc, 'clear', HTMLButtonElement);
+    this.model = byId(doc, 'model', HTMLSelectElement);
+    this.tier = byId(doc, 'tier', HTMLSelectElement);
+    this.log = byId(doc, 'log', HTMLOListElement);
+    this.emptyNote = byId(doc, 'empty-note', HTMLElement);
+    this.statusText = byId(doc, 'status-text', HTMLElement);
+    this.progressRow = byId(doc, 'progress-row', HTMLElement);
+    this.progress = byId(doc, 'progress', HTMLProgressElement);
+    this.progressDetail = byId(doc, 'progress-detail', HTMLElement);
+    this.alert = byId(doc, 'alert', HTMLElement);
+    this.nodeCount = byId(doc, 'node-count', HTMLElement);
+    this.health = byId(doc, 'relay-health', HTMLElement);
+    this.release = byId(doc, 'release', HTMLElement);
+    doc.getElementById('no-bundle')?.remove();
+  }
+
+  /** Enter sends, Shift+Enter (or an IME composition) keeps typing. */
+  bindEnterToSend(): void {
+    this.input.addEventListener('keydown', (event) => {
+      if (
+        event.key === 'Enter' &&
+        !event.shiftKey &&
+        !event.ctrlKey &&
+        !event.altKey &&
+        !event.metaKey &&
+        !event.isComposing
+      ) {
+        event.preventDefault();
+        if (!this.send.disabled) {
+          this.form.requestSubmit(this.send);
+        }
+      }
+    });
+  }
+
+  setReady(ready: boolean): void {
+    this.send.disabled = !ready;
+  }
+
+  setBusy(busy: boolean): void {
+    const hadFocus = this.doc.activeElement;
+    this.send.disabled = busy;
+    this.stop.disabled = !busy;
+    this.clear.disabled = busy;
+    this.model.disabled = busy;
+    this.tier.disabled = busy;
+    if (!busy) {
+      this.hideProgress();
+      if (hadFocus instanceof HTMLButtonElement && hadFocus.disabled) {
+        this.input.focus();
+      }
+    }
+  }
+
+  takeInput(): string {
+    const text = this.input.value;
+    this.input.value = '';
+    return text;
+  }
+
+  restoreInput(text: string): void {
+    if (this.input.value.trim() === '') {
+      this.input.value = text;
+    }
+  }
+
+  setStatus(text: string): void {
+    if (this.statusText.textContent !== text) {
+      this.statusText.textContent = text;
+    }
+  }
+
+  showAlert(text: string | null): void {
+    this.alert.textContent = text ?? '';
+    this.alert.hidden = text === null;
+  }
+
+  appendMessage(role: Role, content: string, note?: string): HTMLLIElement {
+    const li = this.doc.createElement('li');
+    li.className = `msg msg-${role}`;
+    const head = this.doc.createElement('div');
+    head.className = 'msg-head';
+    const who = this.doc.createElement('span');
+    who.className = 'msg-role';
+    who.textContent = ROLE_LABELS[role];
+    head.append(who);
+    if (role === 'assistant') {
+      head.append(this.copyButton(content));
+    }
+    const body = this.doc.createElement('p');
+    body.className = 'msg-content';
+    body.textContent = content;
+    li.append(head, body);
+    if (note) {
+      this.addNote(li, note);
+    }
+    this.log.append(li);
+    this.emptyNote.hidden = true;
+    li.scrollIntoView?.({ block: 'end' });
+    return li;
+  }
+
+  markUnanswered(li: HTMLLIElement, note: string): void {
+    li.classList.add('msg-failed');
+    this.addNote(li, note);
+  }
+
+  clearLog(): void {
+    this.log.replaceChildren();
+    this.emptyNote.hidden = false;
+    this.showAlert(null);
+  }
+
+  /** Phases in the live region (announced once per phase), counts beside a determinate bar. */
+  showProgress(p: Progress): void {
+    const phaseText: Record<Progress['phase'], string> = {
+      preparing: 'The compute node is preparing…',
+      prefill: 'The compute node is reading the conversation…',
+      generating: 'The compute node is writing the answer…',
+    };
+    if (this.lastPhase !== p.phase) {
+      this.lastPhase = p.phase;
+      this.setStatus(phaseText[p.phase]);
+    }
+    this.progressRow.hidden = false;
+    this.progressRow.dataset.phase = p.phase;
+    const seconds = (p.elapsedMs / 1000).toFixed(1);
+    if (p.phase === 'prefill' && p.totalPromptTokens > 0) {
+      this.progress.max = p.totalPromptTokens;
+      this.progress.value = p.processedPromptTokens;
+      const cached = p.cachedPromptTokens > 0 ? `, ${p.cachedPromptTokens} cached` : '';
+      this.progressDetail.textContent = `Prompt: ${p.processedPromptTokens} of ${p.totalPromptTokens} tokens${cached} · ${seconds} s`;
+    } else {
+      this.progress.removeAttribute('value');
+      this.progressDetail.textContent =
+        p.phase === 'generating'
+          ? `Generated ${p.generatedTokens} tokens · ${seconds} s`
+          : `Preparing · ${seconds} s`;
+    }
+  }
+
+  hideProgress(): void {
+    this.lastPhase = null;
+    this.progressRow.hidden = true;
+    this.progressDetail.textContent = '';
+  }
+
+  setNodeCount(count: number | null): void {
+    if (count === null) {
+      this.pill(this.nodeCount, 'warn', 'Compute nodes: unknown');
+    } else if (count === 0) {
+      this.pill(this.nodeCount, 'bad', 'No compute nodes online');
+    } else {
+      this.pill(this.nodeCount, 'ok', `${count} compute node${count === 1 ? '' : 's'} online`);
+    }
+  }
+
+  setHealth(health: RelayHealth): void {
+    switch (health) {
+      case 'ok':
+        this.pill(this.health, 'ok', 'Relay: OK');
+        break;
+      case 'degraded':
+        this.pill(this.health, 'warn', 'Relay: degraded');
+        break;
+      case 'draining':
+        this.pill(this.health, 'warn', 'Relay: restarting');
+        break;
+      case 'unreachable':
+        this.pill(this.health, 'bad', 'Relay: unreachable');
+        break;
+      default: {
+        const never: never = health;
+        return never;
+      }
+    }
+  }
+
+  setRelease(label: string): void {
+    this.release.textContent = `token.place relay · ${label}`;
+  }
+
+  /** Replaces the model list, keeping the current choice when it is still offered. */
+  setModels(ids: readonly string[]): void {
+    const current = this.model.value;
+    const options = ids.map((id) => {
+      const option = this.doc.createElement('option');
+      option.value = id;
+      option.textContent = id;
+      return option;
+    });
+    this.model.replaceChildren(...options);
+    if (ids.includes(current)) {
+      this.model.value = current;
+    }
+  }
+
+  private pill(el: HTMLElement, state: 'ok' | 'warn' | 'bad', text: string): void {
+    el.dataset.state = state;
+    if (el.textContent !== text) {
+      el.textContent = text;
+    }
+  }
+
+  private addNote(li: HTMLLIElement, text: string): void {
+    const note = this.doc.createElement('p');
+    note.className = 'msg-note';
+    note.textContent = text;
+    li.append(note);
+  }
+
+  private copyButton(content: string): HTMLButtonElement {
+    const button = this.doc.createElement('button');
+    button.type = 'button';
+    button.className = 'copy';
+    button.textContent = 'Copy';
+    button.setAttribute('aria-label', 'Copy this answer');
+    button.addEventListener('click', () => {
+      const clipboard = this.doc.defaultView?.navigator.clipboard;
+      const done = (ok: boolean): void => {
+        button.textContent = ok ? 'Copied' : 'Copy failed';
+        this.setStatus(
+          ok
+            ? 'Answer copied to the clipboard.'
+            : 'Copying failed: select the text and copy it by hand.',
+        );
+        this.doc.defaultView?.setTimeout(() => {
+          button.textContent = 'Copy';
+        }, 2000);
+      };
+      if (!clipboard) {
+        done(false);
+        return;
+      }
+      clipboard.writeText(content).then(
+        () => done(true),
+        () => done(false),
+      );
+    });
+    return button;
+  }
+}
