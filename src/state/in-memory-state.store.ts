@@ -329,7 +329,10 @@ export class InMemoryStateStore implements StateStore {
     }
     if (supersedes !== undefined) {
       const old = this.jobs.get(supersedes);
-      if (old) {
+      if (old?.state === 'answered') {
+        // Already counted as completed: drop the unretrieved answer, count nothing more.
+        this.forgetJob(old);
+      } else if (old) {
         this.endJob(old, 'cancelled', 'requester_cancelled', t, { terminal: false });
       }
     }
