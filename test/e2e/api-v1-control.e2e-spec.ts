@@ -5,6 +5,7 @@ import {
   cancel,
   control,
   fakeKey,
+  MANUAL_SWEEP,
   get,
   poll,
   post,
@@ -31,7 +32,7 @@ describe('API v1 /servers/control', () => {
 
   beforeEach(async () => {
     clock = new ManualClock();
-    t = await createTestApp({}, clock);
+    t = await createTestApp(MANUAL_SWEEP, clock);
     node = await registerNode(t);
   });
 

@@ -9,6 +9,12 @@ import { call, type TestApp, type WireResult } from '../helpers/test-app';
 export const V1 = '/api/v1/relay';
 export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
 
+/**
+ * For suites on a ManualClock: the background sweep runs on a real interval, so keep it out of
+ * the way (tests call `t.sweep()` when they want one) and every expiry path stays deterministic.
+ */
+export const MANUAL_SWEEP = { TOKENPLACE_RELAY_SWEEP_INTERVAL_SECONDS: '60' };
+
 /** A distinct opaque "PEM-b64" identity (the relay never parses keys). */
 export function fakeKey(label = 'k'): string {
   return Buffer.from(

@@ -5,6 +5,7 @@ import {
   apiError,
   cancel,
   fakeKey,
+  MANUAL_SWEEP,
   poll,
   post,
   progressBody,
@@ -66,7 +67,7 @@ describe('API v1 /progress', () => {
 
   beforeEach(async () => {
     clock = new ManualClock();
-    t = await createTestApp({}, clock);
+    t = await createTestApp(MANUAL_SWEEP, clock);
     node = await registerNode(t);
     req = await submit(t, node.key);
     await poll(t, node);
