@@ -2,7 +2,8 @@
 // runtime network, one script the page's CSP allows. node-forge is reduced to the RSA modules the
 // PKCS#1 v1.5 unwrap needs. Written atomically so a running relay never serves half a file.
 import { build } from 'esbuild';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,11 +44,31 @@ const result = await build({
   logLevel: 'warning',
 });
 
+/** Writes via a temporary file and a rename, so readers see the old file or the new one. */
+async function writeAtomically(path, bytes) {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, path);
+}
+
 const [file] = result.outputFiles;
 await mkdir(dirname(outfile), { recursive: true });
-const tmp = `${outfile}.${process.pid}.tmp`;
-await writeFile(tmp, file.contents);
-await rename(tmp, outfile);
-console.log(
-  `build:ui: public/static/app.js ${file.contents.length} bytes in ${Date.now() - started} ms`,
-);
+const js = Buffer.from(file.contents);
+await writeAtomically(outfile, js);
+// Precompressed copies for src/ui/precompressed.middleware.ts (written after the plain file, so
+// they are never older than it).
+const css = join(root, 'public', 'static', 'app.css');
+const sizes = [`app.js ${js.length}`];
+for (const [path, bytes] of [
+  [outfile, js],
+  [css, await readFile(css)],
+]) {
+  const br = brotliCompressSync(bytes, {
+    params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length },
+  });
+  const gz = gzipSync(bytes, { level: 9 });
+  await writeAtomically(`${path}.br`, br);
+  await writeAtomically(`${path}.gz`, gz);
+  sizes.push(`${path.endsWith('.js') ? 'app.js' : 'app.css'} br ${br.length} gz ${gz.length}`);
+}
+console.log(`build:ui: public/static/ ${sizes.join(', ')} (${Date.now() - started} ms)`);

@@ -1,8 +1,15 @@
-import { Module, type DynamicModule } from '@nestjs/common';
+import {
+  Module,
+  RequestMethod,
+  type DynamicModule,
+  type MiddlewareConsumer,
+  type NestModule,
+} from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import { existsSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { precompressedAssets } from './precompressed.middleware';
 
 /** Where the browser UI lives: `public/` next to `dist/` (works from src/ under Jest too). */
 export function publicDir(): string {
@@ -13,9 +20,19 @@ export function publicDir(): string {
   return candidates.find((dir) => existsSync(join(dir, 'index.html'))) ?? (candidates[0] as string);
 }
 
+/** Brotli/gzip copies of the bundle, ahead of the plain static files. */
+@Module({})
+class UiAssetsModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer
+      .apply(precompressedAssets(publicDir()))
+      .forRoutes({ path: 'static/{*path}', method: RequestMethod.ALL });
+  }
+}
+
 /**
- * Serves `public/` at `/` (index) and `/static/*` (assets). Only `/` renders the page: unknown
- * paths stay 404, and no API route is ever shadowed.
+ * Serves `public/` at `/` (index) and `/static/*` (assets, built by scripts/build-ui.mjs). Only
+ * `/` renders the page: unknown paths stay 404, and no API route is ever shadowed.
  */
 @Module({})
 export class UiModule {
@@ -26,6 +43,7 @@ export class UiModule {
     return {
       module: UiModule,
       imports: [
+        UiAssetsModule,
         ServeStaticModule.forRoot({
           rootPath: publicDir(),
           renderPath: '/',

@@ -18,6 +18,10 @@ import {
 } from '../helpers/simulators';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
 
+function urlOf(input: string | URL | Request): string {
+  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+}
+
 /** Time that moves only when the flow sleeps: no real waiting, and every wait is recorded. */
 class VirtualTimers implements Timers {
   current = 0;
@@ -183,7 +187,7 @@ describe(ChatFlow.name, () => {
     await node.register();
     const retrieves: Array<string | null> = [];
     const counting: typeof fetch = (input, init) => {
-      if (String(input).endsWith('/responses/retrieve')) {
+      if (urlOf(input).endsWith('/responses/retrieve')) {
         retrieves.push(new Headers(init?.headers).get('prefer'));
       }
       return fetch(input, init);
@@ -423,7 +427,7 @@ describe('ChatFlow against a relay that ignores Prefer: wait', () => {
     let picked = 0;
     const retrieveTimes: number[] = [];
     const scripted: typeof fetch = (input) => {
-      const path = new URL(String(input)).pathname;
+      const path = new URL(urlOf(input)).pathname;
       if (path === '/api/v1/relay/servers/next') {
         return Promise.resolve(
           json(200, {

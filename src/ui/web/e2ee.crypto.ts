@@ -184,6 +184,12 @@ export class TabIdentity {
   }
 }
 
+/** A short, human-comparable name for a PEM-b64 key: the first 12 hex digits of its SHA-256. */
+export async function keyFingerprint(publicKeyB64: string): Promise<string> {
+  const digest = new Uint8Array(await subtle().digest('SHA-256', utf8.encode(publicKeyB64.trim())));
+  return [...digest.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /** Imports a node's PEM-b64 key for RSA-OAEP-SHA256 wrapping. */
 export async function importRecipient(publicKeyB64: string): Promise<CryptoKey> {
   try {

@@ -134,6 +134,20 @@ export type NodeAnswer =
   | { kind: 'message'; content: string; finishReason: string | null; usage: Usage | null }
   | { kind: 'error'; code: string; message: string };
 
+function readUsage(value: unknown): Usage | null {
+  if (!isRecord(value)) {
+    return null;
+  }
+  const usage: Usage = {};
+  for (const key of ['prompt_tokens', 'completion_tokens', 'total_tokens'] as const) {
+    const n = value[key];
+    if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) {
+      usage[key] = n;
+    }
+  }
+  return usage;
+}
+
 /** Reads `api_v1_response` after the identity checks. */
 export function readAnswer(inner: unknown, expected: Expected): NodeAnswer {
   const body = checkIdentity(inner, expected).api_v1_response;
@@ -153,7 +167,7 @@ export function readAnswer(inner: unknown, expected: Expected): NodeAnswer {
     kind: 'message',
     content: message.content,
     finishReason: typeof body.finish_reason === 'string' ? body.finish_reason : null,
-    usage: isRecord(body.usage) ? (body.usage as Usage) : null,
+    usage: readUsage(body.usage),
   };
 }
 

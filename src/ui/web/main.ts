@@ -1,6 +1,6 @@
 import { ChatFlow, type ActiveRequest, type Stage } from './chat.flow';
 import { ChatView } from './chat.view';
-import { TabIdentity } from './e2ee.crypto';
+import { TabIdentity, keyFingerprint } from './e2ee.crypto';
 import {
   FALLBACK_MODEL,
   type ChatMessage,
@@ -33,10 +33,6 @@ function stageText(stage: Stage, attempt: number, tier: ContextTier): string {
       return never;
     }
   }
-}
-
-function shortKey(key: string): string {
-  return key.length > 12 ? `…${key.slice(-12, -4)}` : key;
 }
 
 function repeat(task: () => Promise<void>, everyMs: number): void {
@@ -172,7 +168,7 @@ async function start(): Promise<void> {
         view.appendMessage(
           'assistant',
           outcome.content,
-          `Decrypted in this tab · node ${shortKey(outcome.nodeKey)} · key wrap ${wrap}${tokens !== undefined ? ` · ${tokens} tokens` : ''}`,
+          `Decrypted in this tab · node ${await keyFingerprint(outcome.nodeKey)} · key wrap ${wrap}${tokens !== undefined ? ` · ${tokens} tokens` : ''}`,
         );
         view.setStatus('Answer received and decrypted.');
         break;

@@ -1,0 +1,343 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
+import { simulatedAnswer, V1NodeSim } from '../helpers/simulators';
+import { describeIf } from '../helpers/requirements';
+import { createTestApp, type TestApp } from '../helpers/test-app';
+import { ARTIFACTS, ensureUiBundle, hasChromium, launchChromium } from './chromium';
+
+/** What a page did on the wire and in its console while a test ran. */
+interface Watch {
+  requests: Request[];
+  cspViolations: string[];
+  pageErrors: string[];
+}
+
+const CSP_MESSAGE =
+  /Content Security Policy|Content-Security-Policy|Trusted ?Type|TrustedHTML|TrustedScript/i;
+
+function log(line: string): void {
+  process.stdout.write(`[browser] ${line}\n`);
+}
+
+describeIf(hasChromium())('browser chat in real Chromium', () => {
+  let browser: Browser;
+  let t: TestApp;
+  let context: BrowserContext;
+  let page: Page;
+  let watch: Watch;
+
+  beforeAll(async () => {
+    ensureUiBundle();
+    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  beforeEach(async () => {
+    t = await createTestApp();
+  });
+
+  afterEach(async () => {
+    await context?.close();
+    await t.close();
+  });
+
+  async function open(
+    options: { colorScheme?: 'light' | 'dark'; viewport?: { width: number; height: number } } = {},
+  ) {
+    context = await browser.newContext({
+      colorScheme: options.colorScheme ?? 'light',
+      viewport: options.viewport,
+    });
+    page = await context.newPage();
+    watch = { requests: [], cspViolations: [], pageErrors: [] };
+    page.on('request', (r) => watch.requests.push(r));
+    page.on('console', (m) => {
+      if (CSP_MESSAGE.test(m.text())) {
+        watch.cspViolations.push(m.text());
+      }
+    });
+    page.on('pageerror', (e) => watch.pageErrors.push(e.message));
+    await page.goto(`${t.baseUrl}/`);
+    await page.locator('#send:not([disabled])').waitFor();
+  }
+
+  /** Only the relay's own origin, and the page ran clean under its CSP. */
+  function expectCleanRun(): void {
+    const foreign = watch.requests
+      .map((r) => r.url())
+      .filter((u) => /^https?:/.test(u) && new URL(u).origin !== t.baseUrl);
+    expect(foreign).toEqual([]);
+    expect(watch.requests.filter((r) => !/^https?:/.test(r.url())).map((r) => r.url())).toEqual([]);
+    expect(watch.cspViolations).toEqual([]);
+    expect(watch.pageErrors).toEqual([]);
+  }
+
+  async function nodeCount(text: string): Promise<void> {
+    await page.locator('#node-count', { hasText: text }).waitFor();
+  }
+
+  it.each(['oaep', 'pkcs1'] as const)(
+    'should send a message and show the answer a %s-wrapping node sent, decrypted',
+    async (replyPadding) => {
+      const node = new V1NodeSim(t.baseUrl, { replyPadding });
+      await node.register();
+      await open();
+      await nodeCount('1 compute node online');
+      const pending = node.take();
+
+      await page.locator('#composer-input').fill('Hello, token.place');
+      const sentAt = Date.now();
+      await page.locator('#composer-input').press('Enter');
+      const work = await pending;
+      await node.respond(work!);
+      const answer = page.locator('.msg-assistant .msg-content');
+      await answer.waitFor();
+      const elapsed = Date.now() - sentAt;
+
+      expect(await answer.textContent()).toBe(
+        simulatedAnswer([{ role: 'user', content: 'Hello, token.place' }]),
+      );
+      expect(await page.locator('.msg-user .msg-content').textContent()).toBe('Hello, token.place');
+      expect(await page.locator('.msg-assistant .msg-note').textContent()).toBe(
+        `Decrypted in this tab · node ${createHash('sha256').update(node.key).digest('hex').slice(0, 12)} · key wrap ${replyPadding === 'pkcs1' ? 'PKCS#1 v1.5' : 'RSA-OAEP'} · 8 tokens`,
+      );
+      expect(await page.locator('#status-text').textContent()).toBe(
+        'Answer received and decrypted.',
+      );
+      expect(await page.locator('#composer-input').inputValue()).toBe('');
+      expect(work!.raw.client_public_key).toMatch(/^[A-Za-z0-9+/]+=*$/);
+      expectCleanRun();
+      log(`send → decrypted answer on screen (${replyPadding} reply): ${elapsed} ms`);
+    },
+  );
+
+  it('should hold a conversation, keep Shift+Enter as a newline, copy an answer and clear', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    await open();
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.baseUrl });
+    await nodeCount('1 compute node online');
+    const input = page.locator('#composer-input');
+
+    let pending = node.take();
+    await input.fill('first line');
+    await input.press('Shift+Enter');
+    await input.pressSequentially('second line');
+    await input.press('Enter');
+    let work = await pending;
+    await node.respond(work!);
+    await page.locator('.msg-assistant').first().waitFor();
+    pending = node.take();
+    await input.fill('And a follow-up?');
+    await page.locator('#send').click();
+    work = await pending;
+    await node.respond(work!);
+    await page.locator('.msg-assistant').nth(1).waitFor();
+    await page.setViewportSize({ width: 1100, height: 900 });
+    await page.screenshot({ path: join(ARTIFACTS, 'ui-chat.png') });
+    await page.locator('.msg-assistant .copy').nth(1).click();
+    await page.locator('#status-text', { hasText: 'Answer copied' }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+
+    expect(await page.locator('.msg-user .msg-content').first().textContent()).toBe(
+      'first line\nsecond line',
+    );
+    expect((work!.inner.api_v1_request as { messages: unknown }).messages).toEqual([
+      { role: 'user', content: 'first line\nsecond line' },
+      {
+        role: 'assistant',
+        content: simulatedAnswer([{ role: 'user', content: 'first line\nsecond line' }]),
+      },
+      { role: 'user', content: 'And a follow-up?' },
+    ]);
+    expect(copied).toBe(simulatedAnswer([{ role: 'user', content: 'And a follow-up?' }]));
+
+    await page.locator('#clear').click();
+
+    expect(await page.locator('#log li').count()).toBe(0);
+    expect(await page.locator('#empty-note').isVisible()).toBe(true);
+    expectCleanRun();
+  });
+
+  it('should show encrypted progress: phases, and a determinate bar during prefill', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    await open();
+    await nodeCount('1 compute node online');
+    const pending = node.take();
+    await page.locator('#composer-input').fill('Tell me a story');
+    await page.locator('#composer-input').press('Enter');
+    const work = (await pending)!;
+    const progress = {
+      schema_version: 1,
+      cached_prompt_tokens: 16,
+      generated_tokens: 0,
+    };
+
+    await node.progress(work, {
+      ...progress,
+      sequence: 1,
+      phase: 'prefill',
+      total_prompt_tokens: 200,
+      processed_prompt_tokens: 50,
+      elapsed_ms: 300,
+    });
+    await page
+      .locator('#progress-detail', { hasText: 'Prompt: 50 of 200 tokens, 16 cached' })
+      .waitFor();
+    const bar = await page
+      .locator('#progress')
+      .evaluate((p: HTMLProgressElement) => ({ value: p.value, max: p.max, position: p.position }));
+    const prefillStatus = await page.locator('#status-text').textContent();
+    await page.screenshot({ path: join(ARTIFACTS, 'ui-progress.png') });
+    await node.progress(work, {
+      ...progress,
+      sequence: 2,
+      phase: 'generating',
+      total_prompt_tokens: 200,
+      processed_prompt_tokens: 200,
+      generated_tokens: 12,
+      elapsed_ms: 900,
+    });
+    await page.locator('#progress-detail', { hasText: 'Generated 12 tokens' }).waitFor();
+    const generatingStatus = await page.locator('#status-text').textContent();
+    const indeterminate = await page
+      .locator('#progress')
+      .evaluate((p: HTMLProgressElement) => p.position);
+    await node.respond(work);
+    await page.locator('.msg-assistant').waitFor();
+
+    expect(bar).toEqual({ value: 50, max: 200, position: 0.25 });
+    expect(prefillStatus).toBe('The compute node is reading the conversation…');
+    expect(generatingStatus).toBe('The compute node is writing the answer…');
+    expect(indeterminate).toBe(-1);
+    expect(await page.locator('#progress-row').isHidden()).toBe(true);
+    expectCleanRun();
+  });
+
+  it('should cancel with proof when Stop is pressed, and the node should see it cancelled', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    await open();
+    await nodeCount('1 compute node online');
+    const pending = node.take();
+    await page.locator('#composer-input').fill('Actually, stop');
+    await page.locator('#composer-input').press('Enter');
+    const work = (await pending)!;
+
+    await page.locator('#stop:not([disabled])').click();
+    await page.locator('#status-text', { hasText: 'Stopped.' }).waitFor();
+    const control = await node.control(work.requestId);
+
+    expect(await page.locator('#status-text').textContent()).toBe(
+      'Stopped. The relay confirmed the request is cancelled.',
+    );
+    expect(control.body.status).toBe('cancelled');
+    expect(await page.locator('.msg-user.msg-failed').count()).toBe(1);
+    expect(await page.locator('#composer-input').inputValue()).toBe('Actually, stop');
+    expect(await page.locator('#stop').isDisabled()).toBe(true);
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('composer-input');
+    expectCleanRun();
+  });
+
+  it('should say that no compute node is online, and why a message was not answered', async () => {
+    await open();
+    await nodeCount('No compute nodes online');
+
+    await page.locator('#composer-input').fill('Anyone there?');
+    await page.locator('#composer-input').press('Enter');
+    const alert = page.locator('#alert[role="alert"]');
+    await alert.waitFor();
+
+    expect(await alert.textContent()).toContain(
+      'No compute nodes are connected to this relay right now',
+    );
+    expect(await page.locator('#relay-health').textContent()).toBe('Relay: OK');
+    expect(await page.locator('#composer-input').inputValue()).toBe('Anyone there?');
+    expectCleanRun();
+  });
+
+  it('should fit a phone screen and follow a dark colour scheme', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    await open({ colorScheme: 'dark', viewport: { width: 375, height: 720 } });
+    await nodeCount('1 compute node online');
+    const pending = node.take();
+    await page
+      .locator('#composer-input')
+      .fill('A long message that has to wrap on a narrow phone screen without scrolling sideways.');
+    await page.locator('#composer-input').press('Enter');
+    await node.respond((await pending)!);
+    await page.locator('.msg-assistant').waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'ui-chat-phone-dark.png'), fullPage: true });
+
+    const layout = await page.evaluate(() => ({
+      overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      background: getComputedStyle(document.body).backgroundColor,
+    }));
+
+    expect(layout.overflow).toBeLessThanOrEqual(0);
+    expect(layout.background).toBe('rgb(20, 21, 24)');
+    expectCleanRun();
+  });
+
+  it('should label every control and reach the message box first from the skip link', async () => {
+    await open();
+
+    const unlabelled = await page.evaluate(() =>
+      [...document.querySelectorAll('textarea, select, input, button')]
+        .filter((el) => {
+          const labelled = (el as HTMLInputElement).labels?.length || el.getAttribute('aria-label');
+          return !labelled && (el.textContent ?? '').trim() === '';
+        })
+        .map((el) => el.id),
+    );
+    await page.keyboard.press('Tab');
+    const first = await page.evaluate(() => document.activeElement?.textContent);
+    await page.keyboard.press('Enter');
+    const afterSkip = await page.evaluate(() => document.activeElement?.id);
+    await page.keyboard.press('Tab');
+    const afterBox = await page.evaluate(() => document.activeElement?.id);
+
+    expect(unlabelled).toEqual([]);
+    expect(first).toBe('Skip to the message box');
+    expect(afterSkip).toBe('composer-input');
+    expect(afterBox).toBe('send');
+    expect(await page.locator('[role="log"]').count()).toBe(1);
+    expect(await page.locator('[role="status"][aria-live="polite"]').count()).toBe(1);
+    expectCleanRun();
+  });
+
+  it('should report the bytes of a first load', async () => {
+    await open();
+    await page.locator('#relay-health', { hasText: 'Relay: OK' }).waitFor();
+
+    const sizes = await Promise.all(
+      watch.requests.map(async (r) => {
+        const s = await r.sizes();
+        const response = await r.response();
+        return {
+          path: new URL(r.url()).pathname,
+          bytes: s.responseBodySize + s.responseHeadersSize,
+          encoding: (await response?.headerValue('content-encoding')) ?? 'identity',
+        };
+      }),
+    );
+    const statics = sizes.filter((s) => s.path === '/' || s.path.startsWith('/static/'));
+    const total = (list: typeof sizes): number => list.reduce((n, s) => n + s.bytes, 0);
+
+    expect(statics.map((s) => s.path).sort()).toEqual(['/', '/static/app.css', '/static/app.js']);
+    expect(statics.find((s) => s.path === '/static/app.js')?.encoding).toMatch(/^(br|gzip)$/);
+    log(
+      `first load: page + assets ${total(statics)} bytes on the wire (${statics.map((s) => `${s.path} ${s.bytes} ${s.encoding}`).join(', ')})`,
+    );
+    log(`first load: all ${sizes.length} requests incl. first API calls ${total(sizes)} bytes`);
+    expectCleanRun();
+  });
+});
