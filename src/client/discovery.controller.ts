@@ -26,6 +26,13 @@ export class DiscoveryController {
     return this.discovery.models();
   }
 
+  @Get(['api/v1/relay/server-nodes', 'v1/relay/server-nodes'])
+  @UseGuards(RateLimitGuard)
+  @PublicRateLimit('server_nodes')
+  serverNodes(): object {
+    return this.discovery.serverNodes();
+  }
+
   @Get(['api/v1/meta', 'api/v1/version'])
   @Header('Cache-Control', 'no-store')
   meta(@Headers('host') host: string | undefined): object {
@@ -57,12 +64,16 @@ const STUB = (what: string): RelayError =>
 export class RelayApiStubController {
   @Post('chat/completions')
   @HttpCode(503)
+  @UseGuards(RateLimitGuard)
+  @PublicRateLimit('relay_api_v1_chat')
   completions(): never {
     throw STUB('chat completions');
   }
 
   @Post('source')
   @HttpCode(503)
+  @UseGuards(RateLimitGuard)
+  @PublicRateLimit('relay_api_v1_source')
   source(): never {
     throw STUB('source dispatch');
   }

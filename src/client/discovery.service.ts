@@ -86,6 +86,17 @@ export class DiscoveryService {
     };
   }
 
+  /** `GET /api/v1/relay/server-nodes`: the configured upstream pool (spec §4.4.14). */
+  serverNodes(): object {
+    const pool = this.config.configuredUpstreams;
+    return {
+      configured_servers: pool,
+      primary: pool[0] ?? null,
+      secondary: pool.slice(1),
+      total: pool.length,
+    };
+  }
+
   /** Models the live API v1 nodes serve, most widely served first (the web page picks the first). */
   async models(): Promise<object> {
     const counts = new Map<string, number>();
