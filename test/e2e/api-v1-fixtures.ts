@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { call, type TestApp, type WireResult } from '../helpers/test-app';
 
 /**
@@ -291,4 +292,51 @@ export async function parked(
     }
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
+}
+
+export interface RawResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  body: unknown;
+}
+
+/**
+ * A request through node:http, for what fetch cannot send: a Host header, chunked bodies without
+ * Content-Length, exact header bytes.
+ */
+export function raw(
+  t: TestApp,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: string; chunked?: boolean } = {},
+): Promise<RawResult> {
+  const url = new URL(t.baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, path, method, headers: opts.headers ?? {} },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // not JSON
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (opts.body !== undefined && opts.chunked) {
+      const half = Math.floor(opts.body.length / 2);
+      req.write(opts.body.slice(0, half));
+      req.end(opts.body.slice(half));
+    } else {
+      req.end(opts.body);
+    }
+  });
 }

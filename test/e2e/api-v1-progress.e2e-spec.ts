@@ -1,4 +1,3 @@
-import { request as httpRequest } from 'node:http';
 import { ManualClock } from '../../src/common/clock';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 import {
@@ -9,6 +8,7 @@ import {
   poll,
   post,
   progressBody,
+  raw,
   registerNode,
   respond,
   retrieve,
@@ -23,41 +23,6 @@ const SCHEMA = apiError('Invalid encrypted progress schema', 400);
 const PROTOCOL_ERROR = apiError('Invalid encrypted progress protocol', 400);
 const ENVELOPE = apiError('Invalid encrypted progress envelope', 400);
 const TOO_LARGE = apiError('Progress envelope too large', 413);
-
-/** Posts a body with chunked transfer encoding (no Content-Length). */
-function postChunked(
-  t: TestApp,
-  path: string,
-  body: string,
-): Promise<{ status: number; body: unknown }> {
-  const url = new URL(`${t.baseUrl}${path}`);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: url.hostname,
-        port: url.port,
-        path,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body: text ? (JSON.parse(text) as unknown) : null,
-          }),
-        );
-      },
-    );
-    req.on('error', reject);
-    const half = Math.floor(body.length / 2);
-    req.write(body.slice(0, half));
-    req.end(body.slice(half));
-  });
-}
 
 describe('API v1 /progress', () => {
   let t: TestApp;
@@ -268,7 +233,11 @@ describe('API v1 /progress', () => {
     );
 
     const declared = await post(t, PROGRESS, big);
-    const chunked = await postChunked(t, PROGRESS, big);
+    const chunked = await raw(t, 'POST', PROGRESS, {
+      headers: { 'content-type': 'application/json' },
+      body: big,
+      chunked: true,
+    });
     const ok = await post(t, PROGRESS, fits);
 
     expect(Buffer.byteLength(fits)).toBe(16_384);
