@@ -55,7 +55,7 @@ export class DiscoveryService {
     const relayOnly = !c.requireUpstreamHealth && !c.explicitUpstreamConfig;
     const active = relayOnly
       ? []
-      : c.upstreamUrl && c.explicitUpstreamConfig
+      : c.upstreamUrlConfigured
         ? [c.upstreamUrl]
         : c.configuredUpstreams;
     return {

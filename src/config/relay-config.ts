@@ -80,6 +80,8 @@ export class RelayConfig {
   readonly gpuPort: number;
   readonly requireUpstreamHealth: boolean;
   readonly explicitUpstreamConfig: boolean;
+  /** TOKENPLACE_RELAY_UPSTREAM_URL was set (it then is the one active upstream in /healthz). */
+  readonly upstreamUrlConfigured: boolean;
   readonly configuredUpstreams: string[];
 
   /** Tokens from the environment (the token file is read by the token service). */
@@ -137,6 +139,7 @@ export class RelayConfig {
     const pool = [...splitList(s.upstreams), ...splitList(s.personalGamingPcUrl)];
     this.configuredUpstreams = pool.length > 0 ? pool : ['https://token.place'];
     this.explicitUpstreamConfig = pool.length > 0 || s.upstreamUrl !== '';
+    this.upstreamUrlConfigured = s.upstreamUrl !== '';
 
     this.serverTokens = [
       ...new Set(

@@ -94,7 +94,12 @@ export class HealthController {
     );
     return new WireResponse(
       200,
-      { ...body, knownServers: nodes.length, registeredServers: registered, details },
+      {
+        ...body,
+        knownServers: nodes.length,
+        registeredServers: registered,
+        ...(Object.keys(details).length > 0 ? { details } : {}),
+      },
       NO_STORE,
     );
   }
