@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
 import { simulatedAnswer, V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
-import { createTestApp, type TestApp } from '../helpers/test-app';
+import { call, createTestApp, type TestApp } from '../helpers/test-app';
 import { ARTIFACTS, ensureUiBundle, hasChromium, launchChromium } from './chromium';
 
 /** What a page did on the wire and in its console while a test ran. */
@@ -136,9 +136,11 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     pending = node.take();
     await input.fill('And a follow-up?');
     await page.locator('#send').click();
+    const focusWhileBusy = await page.evaluate(() => document.activeElement?.id);
     work = await pending;
     await node.respond(work!);
     await page.locator('.msg-assistant').nth(1).waitFor();
+    const focusAfter = await page.evaluate(() => document.activeElement?.id);
     await page.setViewportSize({ width: 1100, height: 900 });
     await page.screenshot({ path: join(ARTIFACTS, 'ui-chat.png') });
     await page.locator('.msg-assistant .copy').nth(1).click();
@@ -157,6 +159,7 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
       { role: 'user', content: 'And a follow-up?' },
     ]);
     expect(copied).toBe(simulatedAnswer([{ role: 'user', content: 'And a follow-up?' }]));
+    expect([focusWhileBusy, focusAfter]).toEqual(['stop', 'composer-input']);
 
     await page.locator('#clear').click();
 
@@ -244,6 +247,35 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expect(await page.locator('#stop').isDisabled()).toBe(true);
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('composer-input');
     expectCleanRun();
+  });
+
+  it('should cancel the request when the tab goes away', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    await open();
+    await nodeCount('1 compute node online');
+    const pending = node.take();
+    await page.locator('#composer-input').fill('Leaving now');
+    await page.locator('#composer-input').press('Enter');
+    const work = (await pending)!;
+    await page.locator('#status-text', { hasText: 'Waiting for the compute node' }).waitFor();
+
+    await page.goto('about:blank');
+    // A held retrieve for the page's request returns the moment the cancellation lands.
+    const ended = await call(
+      t.baseUrl,
+      'POST',
+      '/api/v1/relay/responses/retrieve',
+      { client_public_key: work.clientKey, request_id: work.requestId },
+      { Prefer: 'wait=8' },
+    );
+    const control = await node.control(work.requestId);
+
+    expect(ended.status).toBe(410);
+    expect(ended.body).toMatchObject({
+      error: { status: 'cancelled', reason: 'requester_cancelled' },
+    });
+    expect(control.body.status).toBe('cancelled');
   });
 
   it('should say that no compute node is online, and why a message was not answered', async () => {

@@ -87,16 +87,20 @@ export class ChatView {
     this.send.disabled = !ready;
   }
 
+  /** Keeps keyboard focus on a usable control: Send hands it to Stop, Stop back to the box. */
   setBusy(busy: boolean): void {
-    const hadFocus = this.doc.activeElement;
+    const focused = this.doc.activeElement;
     this.send.disabled = busy;
     this.stop.disabled = !busy;
     this.clear.disabled = busy;
     this.model.disabled = busy;
     this.tier.disabled = busy;
+    if (busy && focused === this.send) {
+      this.stop.focus();
+    }
     if (!busy) {
       this.hideProgress();
-      if (hadFocus instanceof HTMLButtonElement && hadFocus.disabled) {
+      if (focused === this.stop || focused === this.send || focused === this.clear) {
         this.input.focus();
       }
     }
