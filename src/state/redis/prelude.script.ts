@@ -1,0 +1,238 @@
+/**
+ * Lua shared by every relay script (prepended to each one). Every script is called with
+ * `ARGV[1]` = key prefix, `ARGV[2]` = the store limits as JSON, `ARGV[3]` = now (epoch ms from the
+ * relay's injected clock; scripts never read Redis TIME), then its own arguments from `ARGV[4]`.
+ *
+ * Key schema (all under the prefix P; see docs/redis.md for lifetimes):
+ *   schema                      string  data-layout version; a replica speaking another refuses
+ *   n:<node>                    hash    d seq ping poll dig caps tier mctx conc mset models
+ *   nodes  (zset seq)  lease (zset expiry)  legacy (set)     registry indexes
+ *   q:<node> zset fifo-seq     c:<node> hash request_id -> job    a:<node> set active claims
+ *   sn:<node> set stream ids   j:<job> hash                     job record (envelope, state)
+ *   dl (deadline) queued (queued-at) claimed (claimed-at) cl (claim lease) answered (expiry)  zsets
+ *   qbytes string              pairs hash client\nrequest_id -> job    live hash client -> count
+ *   lc:<client> zset           legacy claims of a client in claim order
+ *   u:<id> hash, ut zset, uc:<client> zset   untracked API v1 answers
+ *   lr:<client> string, lrt zset             legacy mailbox
+ *   term hash + termt zset, done zset, tomb hash + tombt zset   terminal records, tombstones
+ *   s:<sid> hash, sc:<sid> list, sbc hash, stt zset            legacy stream sessions
+ *   rl hash + rlt zset        rate-limit buckets      rr hash + rro zset   scheduler cursors
+ *   ctr:node ctr:q ctr:u ctr:rr                      counters
+ * Wake-ups are published on channel P..'wake' with the waiter key as the message.
+ */
+/** Layout of the relay's keys; replicas that speak another layout refuse to serve. */
+export const SCHEMA_VERSION = 'tokenplace-relay/1';
+
+export const PRELUDE = `
+local P = ARGV[1]
+local L = cjson.decode(ARGV[2])
+local NOW = tonumber(ARGV[3])
+local SCHEMA = '${SCHEMA_VERSION}'
+local SAFETY = 86400000
+
+local schema = redis.call('GET', P .. 'schema')
+if not schema then
+  redis.call('SET', P .. 'schema', SCHEMA)
+elseif schema ~= SCHEMA then
+  return redis.error_reply('TPSCHEMA Redis holds relay state of layout ' .. schema .. '; this replica speaks ' .. SCHEMA)
+end
+
+local function num(x) return string.format('%.17g', x) end
+local function ttl(ms) return math.ceil(ms + SAFETY) end
+local function opt(s) if s == nil or s == '' then return nil end return string.sub(s, 2) end
+
+local WOKEN = {}
+local function wake(k)
+  if not WOKEN[k] then
+    WOKEN[k] = true
+    redis.call('PUBLISH', P .. 'wake', k)
+  end
+end
+
+local T = {}
+local function bump(name) T[name] = (T[name] or 0) + 1 end
+local function enc()
+  local parts = {}
+  for k, v in pairs(T) do parts[#parts + 1] = k .. '=' .. v end
+  return table.concat(parts, ',')
+end
+
+local function leaseMs(d) if d == 'v1' then return L.v1LeaseMs end return L.legacyLeaseMs end
+
+local function getNode(id)
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'dig')
+  if not r[1] then return nil end
+  return { id = id, d = r[1], seq = tonumber(r[2]), ping = tonumber(r[3]), poll = tonumber(r[4]), dig = r[5] }
+end
+
+local function isStale(n, now)
+  if now - n.ping <= leaseMs(n.d) then return false end
+  return n.poll <= now and redis.call('SCARD', P .. 'a:' .. n.id) == 0
+end
+
+local function getJob(id)
+  local r = redis.call('HMGET', P .. 'j:' .. id, 'd', 'node', 'ck', 'rid', 'tok', 'st', 'b', 's', 'dl')
+  if not r[1] then return nil end
+  return { id = id, d = r[1], node = r[2], ck = r[3], rid = r[4], tok = r[5], st = r[6],
+    b = tonumber(r[7]), s = r[8], dl = tonumber(r[9]) }
+end
+
+local function unqueue(j)
+  if redis.call('ZREM', P .. 'queued', j.id) == 1 then
+    redis.call('DECRBY', P .. 'qbytes', j.b)
+  end
+  redis.call('ZREM', P .. 'q:' .. j.node, j.id)
+end
+
+local function detach(j)
+  if j.s == 'q' then
+    unqueue(j)
+    return
+  end
+  redis.call('ZREM', P .. 'claimed', j.id)
+  redis.call('ZREM', P .. 'cl', j.id)
+  if j.rid and redis.call('HGET', P .. 'c:' .. j.node, j.rid) == j.id then
+    redis.call('HDEL', P .. 'c:' .. j.node, j.rid)
+  end
+  redis.call('SREM', P .. 'a:' .. j.node, j.id)
+  if j.d == 'legacy' and j.ck then
+    redis.call('ZREM', P .. 'lc:' .. j.ck, j.id)
+  end
+end
+
+local function forget(j)
+  detach(j)
+  redis.call('ZREM', P .. 'dl', j.id)
+  redis.call('ZREM', P .. 'answered', j.id)
+  redis.call('DEL', P .. 'j:' .. j.id)
+  if j.ck then
+    if j.rid then
+      local pk = j.ck .. '\\n' .. j.rid
+      if redis.call('HGET', P .. 'pairs', pk) == j.id then redis.call('HDEL', P .. 'pairs', pk) end
+    end
+    if redis.call('HINCRBY', P .. 'live', j.ck, -1) <= 0 then redis.call('HDEL', P .. 'live', j.ck) end
+  end
+end
+
+local function clearTerminal(pk)
+  redis.call('HDEL', P .. 'term', pk)
+  redis.call('ZREM', P .. 'termt', pk)
+end
+
+local function writeTerminal(pk, status, reason)
+  if redis.call('HEXISTS', P .. 'term', pk) == 0 and redis.call('HLEN', P .. 'term') >= L.maxTerminalRecords then
+    local oldest = redis.call('ZRANGE', P .. 'termt', 0, 0)[1]
+    if oldest then clearTerminal(oldest) end
+  end
+  redis.call('HSET', P .. 'term', pk, status .. '\\n' .. reason)
+  redis.call('ZADD', P .. 'termt', num(NOW + L.terminalTtlMs), pk)
+end
+
+local function split(s)
+  local out = {}
+  local from = 1
+  while true do
+    local at = string.find(s, '\\n', from, true)
+    if not at then
+      out[#out + 1] = string.sub(s, from)
+      return out
+    end
+    out[#out + 1] = string.sub(s, from, at - 1)
+    from = at + 1
+  end
+end
+
+local function outcomeOf(status, reason)
+  if status == 'cancelled' then return 'cancelled' end
+  if reason == 'provider_timeout' then return 'timed_out' end
+  return 'expired'
+end
+
+local function endJob(j, status, reason, terminal)
+  if j.s == 'i' and j.d == 'v1' and j.rid then
+    local dig = redis.call('HGET', P .. 'n:' .. j.node, 'dig')
+    local tk = j.node .. '\\n' .. j.rid
+    redis.call('HSET', P .. 'tomb', tk, status .. '\\n' .. (dig or '') .. '\\n' .. num(j.dl))
+    redis.call('ZADD', P .. 'tombt', num(NOW + L.tombstoneTtlMs), tk)
+  end
+  forget(j)
+  bump(outcomeOf(status, reason))
+  if j.ck and j.rid then
+    if terminal then writeTerminal(j.ck .. '\\n' .. j.rid, status, reason) end
+    wake('r\\n' .. j.ck .. '\\n' .. j.rid)
+  end
+end
+
+local function dropStream(sid)
+  local s = redis.call('HMGET', P .. 's:' .. sid, 'c', 'n')
+  redis.call('DEL', P .. 's:' .. sid, P .. 'sc:' .. sid)
+  redis.call('ZREM', P .. 'stt', sid)
+  if s[1] and redis.call('HGET', P .. 'sbc', s[1]) == sid then redis.call('HDEL', P .. 'sbc', s[1]) end
+  if s[2] then redis.call('SREM', P .. 'sn:' .. s[2], sid) end
+end
+
+local function openStream(sid, ck, node)
+  local prev = redis.call('HGET', P .. 'sbc', ck)
+  if prev then dropStream(prev) end
+  if redis.call('ZCARD', P .. 'stt') >= L.maxStreamSessions then
+    local oldest = redis.call('ZRANGE', P .. 'stt', 0, 0)[1]
+    if oldest then dropStream(oldest) end
+  end
+  redis.call('HSET', P .. 's:' .. sid, 'c', ck, 'n', node, 'b', 0, 'k', 0, 'f', '0')
+  redis.call('PEXPIRE', P .. 's:' .. sid, ttl(L.streamTtlMs))
+  redis.call('HSET', P .. 'sbc', ck, sid)
+  redis.call('ZADD', P .. 'stt', num(NOW + L.streamTtlMs), sid)
+  redis.call('SADD', P .. 'sn:' .. node, sid)
+  redis.call('PEXPIRE', P .. 'sn:' .. node, ttl(L.streamTtlMs))
+end
+
+local function removeNode(n, reason, count)
+  local id = n.id
+  for _, jid in ipairs(redis.call('ZRANGE', P .. 'q:' .. id, 0, -1)) do
+    local j = getJob(jid)
+    if j then endJob(j, 'cancelled', 'server_unregistered', true) end
+  end
+  for _, jid in ipairs(redis.call('HVALS', P .. 'c:' .. id)) do
+    local j = getJob(jid)
+    if j then endJob(j, 'cancelled', 'server_unregistered', true) end
+  end
+  for _, sid in ipairs(redis.call('SMEMBERS', P .. 'sn:' .. id)) do
+    local s = redis.call('HMGET', P .. 's:' .. sid, 'n', 'f')
+    if s[1] == id and s[2] ~= '1' then dropStream(sid) end
+  end
+  redis.call('DEL', P .. 'n:' .. id, P .. 'q:' .. id, P .. 'c:' .. id, P .. 'a:' .. id, P .. 'sn:' .. id)
+  redis.call('ZREM', P .. 'nodes', id)
+  redis.call('ZREM', P .. 'lease', id)
+  redis.call('SREM', P .. 'legacy', id)
+  if count then bump(reason) end
+  wake('w\\n' .. id)
+end
+
+local function storedCount()
+  return redis.call('ZCARD', P .. 'answered') + redis.call('ZCARD', P .. 'ut') + redis.call('ZCARD', P .. 'lrt')
+end
+
+local function completeLegacyClaim(ck, jid, count)
+  local id = jid
+  if id then
+    if not redis.call('ZSCORE', P .. 'lc:' .. ck, id) then return end
+  else
+    id = redis.call('ZRANGE', P .. 'lc:' .. ck, 0, 0)[1]
+    if not id then return end
+  end
+  local j = getJob(id)
+  if j then
+    forget(j)
+    if count then bump('completed') end
+  else
+    redis.call('ZREM', P .. 'lc:' .. ck, id)
+  end
+end
+
+local function dropUntracked(id)
+  local c = redis.call('HGET', P .. 'u:' .. id, 'c')
+  redis.call('DEL', P .. 'u:' .. id)
+  redis.call('ZREM', P .. 'ut', id)
+  if c then redis.call('ZREM', P .. 'uc:' .. c, id) end
+end
+`;

@@ -1,0 +1,128 @@
+/**
+ * Housekeeping: sweep, stats and rate-limit windows. Script bodies run after the shared prelude;
+ * arguments start at ARGV[4].
+ */
+
+/**
+ * Expires everything due at NOW, at most ARGV[4] entries per index per call, and evicts stale
+ * nodes. Idempotent and atomic, so every replica may run it. Reply: { transitions, more (0|1) }.
+ */
+export const SWEEP = `
+local B = tonumber(ARGV[4])
+local more = 0
+local function due(zkey, strict)
+  local max = num(NOW)
+  if strict then max = '(' .. max end
+  local r = redis.call('ZRANGEBYSCORE', P .. zkey, '-inf', max, 'LIMIT', 0, B)
+  if #r >= B then more = 1 end
+  return r
+end
+for _, pk in ipairs(due('termt')) do clearTerminal(pk) end
+for _, pk in ipairs(due('done')) do redis.call('ZREM', P .. 'done', pk) end
+for _, tk in ipairs(due('tombt')) do
+  redis.call('HDEL', P .. 'tomb', tk)
+  redis.call('ZREM', P .. 'tombt', tk)
+end
+for _, jid in ipairs(due('dl')) do
+  local j = getJob(jid)
+  if j and j.s ~= 'a' then
+    endJob(j, 'expired', j.s == 'i' and 'provider_timeout' or 'pending_request_ttl_exceeded', true)
+  else
+    redis.call('ZREM', P .. 'dl', jid)
+  end
+end
+for _, jid in ipairs(due('cl')) do
+  redis.call('ZREM', P .. 'cl', jid)
+  local node = redis.call('HGET', P .. 'j:' .. jid, 'node')
+  if node then redis.call('SREM', P .. 'a:' .. node, jid) end
+end
+for _, jid in ipairs(due('answered')) do
+  local j = getJob(jid)
+  if j and j.s == 'a' then
+    forget(j)
+    if j.ck and j.rid then writeTerminal(j.ck .. '\\n' .. j.rid, 'expired', 'response_ttl_exceeded') end
+  else
+    redis.call('ZREM', P .. 'answered', jid)
+  end
+end
+for _, id in ipairs(due('ut')) do dropUntracked(id) end
+for _, ck in ipairs(due('lrt')) do
+  redis.call('DEL', P .. 'lr:' .. ck)
+  redis.call('ZREM', P .. 'lrt', ck)
+end
+for _, sid in ipairs(due('stt')) do dropStream(sid) end
+for _, id in ipairs(due('lease', true)) do
+  local n = getNode(id)
+  if not n then
+    redis.call('ZREM', P .. 'lease', id)
+    redis.call('ZREM', P .. 'nodes', id)
+    redis.call('SREM', P .. 'legacy', id)
+  elseif isStale(n, NOW) then
+    removeNode(n, 'stale_lease', true)
+  else
+    redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(n.d)), id)
+  end
+end
+for _, bk in ipairs(due('rlt')) do
+  redis.call('HDEL', P .. 'rl', bk)
+  redis.call('ZREM', P .. 'rlt', bk)
+end
+return { enc(), more }
+`;
+
+/**
+ * Reply: { queued, oldest queued-at|nil, in flight, oldest claimed-at|nil, nodes, v1 nodes,
+ * healthy v1 nodes, max lease age s, queued bytes, stored answers, terminal records, tombstones,
+ * stream sessions, rate-limit buckets }.
+ */
+export const STATS = `
+local nodes, v1, healthy, maxAge = 0, 0, 0, 0
+for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
+  local n = getNode(id)
+  if n then
+    nodes = nodes + 1
+    if n.d == 'v1' then
+      v1 = v1 + 1
+      if not isStale(n, NOW) then healthy = healthy + 1 end
+    end
+    maxAge = math.max(maxAge, (NOW - n.ping) / 1000)
+  end
+end
+local oq = redis.call('ZRANGE', P .. 'queued', 0, 0, 'WITHSCORES')
+local oc = redis.call('ZRANGE', P .. 'claimed', 0, 0, 'WITHSCORES')
+return {
+  redis.call('ZCARD', P .. 'queued'), oq[2] or false,
+  redis.call('ZCARD', P .. 'claimed'), oc[2] or false,
+  nodes, v1, healthy, num(maxAge),
+  redis.call('GET', P .. 'qbytes') or '0',
+  storedCount(),
+  redis.call('HLEN', P .. 'term') + redis.call('ZCARD', P .. 'done'),
+  redis.call('HLEN', P .. 'tomb'),
+  redis.call('ZCARD', P .. 'stt'),
+  redis.call('HLEN', P .. 'rl'),
+}
+`;
+
+/** ARGV: key, limit, window ms. Reply: { allowed (0|1), reset seconds }. */
+export const HIT_RATE_LIMIT = `
+local bk = ARGV[6] .. '\\n' .. ARGV[4]
+local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+local resetAt = tonumber(redis.call('ZSCORE', P .. 'rlt', bk))
+local count = tonumber(redis.call('HGET', P .. 'rl', bk) or '0')
+if not resetAt or resetAt <= NOW then
+  if not resetAt and redis.call('HLEN', P .. 'rl') >= L.maxRateLimitBuckets then
+    for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'rlt', '-inf', num(NOW), 'LIMIT', 0, 1000)) do
+      redis.call('HDEL', P .. 'rl', old)
+      redis.call('ZREM', P .. 'rlt', old)
+    end
+    if redis.call('HLEN', P .. 'rl') >= L.maxRateLimitBuckets then return { 0, 1 } end
+  end
+  resetAt = NOW + window
+  count = 0
+  redis.call('ZADD', P .. 'rlt', num(resetAt), bk)
+end
+local resetSeconds = math.max(1, math.ceil((resetAt - NOW) / 1000))
+if count >= limit then return { 0, resetSeconds } end
+redis.call('HSET', P .. 'rl', bk, count + 1)
+return { 1, resetSeconds }
+`;

@@ -1,0 +1,86 @@
+import type { Redis } from 'ioredis';
+import type { Clock } from '../../common/clock';
+import { Waiters } from '../waiters';
+
+/** While the subscription is down, waits re-check the store this often instead of hanging. */
+const UNSUBSCRIBED_RECHECK_MS = 250;
+
+/**
+ * Long-poll wake-ups across replicas: every transition that may end a wait publishes the waiter's
+ * key on one channel (from inside its Lua script); each process holds one dedicated subscriber
+ * connection and wakes its local waiters for that key.
+ *
+ * No wake-up is lost between "found nothing" and "waiting": a wait registers its local waiter
+ * first and then asks the store once more (`recheck`), so a change is either seen by that check
+ * or published after the waiter exists. While the subscription is down, waits fall back to short
+ * re-checks; when it comes back every local waiter is woken to look again.
+ */
+export class WakeChannel {
+  private readonly waiters: Waiters;
+  private subscribed = false;
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly channel: string,
+    private readonly clock: Clock,
+  ) {
+    this.waiters = new Waiters(clock);
+    subscriber.on('message', (from: string, key: string) => {
+      if (from === this.channel) {
+        this.waiters.notify(key);
+      }
+    });
+  }
+
+  get ready(): boolean {
+    return this.subscribed;
+  }
+
+  /** (Re)subscribes, then wakes every local waiter: anything published meanwhile was missed. */
+  async subscribe(): Promise<void> {
+    await this.subscriber.subscribe(this.channel);
+    this.subscribed = true;
+    this.waiters.notifyAll();
+  }
+
+  /** The subscriber connection dropped: waits end now and fall back to re-checks. */
+  lost(): void {
+    this.subscribed = false;
+    this.waiters.notifyAll();
+  }
+
+  /** Wakes every waiter of this process. */
+  wakeAll(): void {
+    this.waiters.notifyAll();
+  }
+
+  /**
+   * Resolves on a wake-up for `key`, at `until`, on abort, or at once when `recheck` (run after the
+   * waiter is registered) reports that there is something to look at. A failing re-check also
+   * resolves: the caller's next store call then reports the outage.
+   */
+  async wait(
+    key: string,
+    until: number,
+    signal: AbortSignal,
+    recheck: () => Promise<boolean>,
+  ): Promise<void> {
+    const now = this.clock.now();
+    if (until <= now || signal.aborted) {
+      return;
+    }
+    const bounded = this.subscribed ? until : Math.min(until, now + UNSUBSCRIBED_RECHECK_MS);
+    const local = new AbortController();
+    const waiting = this.waiters.wait(key, bounded, AbortSignal.any([signal, local.signal]));
+    let ready: boolean;
+    try {
+      ready = await recheck();
+    } catch {
+      ready = true;
+    }
+    if (ready) {
+      local.abort();
+    }
+    await waiting;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Request transitions on the node side: admission, claiming, control, cancel, progress.
+ * Script bodies run after the shared prelude; arguments start at ARGV[4].
+ */
+
+/** ARGV: job id, dialect, node, client (opt), request id (opt), cancel token (opt), stream, envelope JSON, bytes. */
+export const ENQUEUE = `
+local jid, dialect, node = ARGV[4], ARGV[5], ARGV[6]
+local ck, rid, tok = opt(ARGV[7]), opt(ARGV[8]), opt(ARGV[9])
+local bytes = tonumber(ARGV[12])
+local n = getNode(node)
+if not n or n.d ~= dialect or isStale(n, NOW) then return { 'node_not_found', enc() } end
+local pk = nil
+if ck and rid then pk = ck .. '\\n' .. rid end
+local sup = nil
+if pk then sup = redis.call('HGET', P .. 'pairs', pk) or nil end
+if redis.call('ZCARD', P .. 'q:' .. node) >= L.maxQueuePerNode then return { 'node_queue_full', enc() } end
+if redis.call('ZCARD', P .. 'queued') >= L.maxQueuedTotal
+  or tonumber(redis.call('GET', P .. 'qbytes') or '0') + bytes > L.maxQueuedBytes then
+  return { 'queue_full', enc() }
+end
+if ck and not sup and tonumber(redis.call('HGET', P .. 'live', ck) or '0') >= L.maxPendingPerClient then
+  return { 'client_pending_full', enc() }
+end
+if sup then
+  local old = getJob(sup)
+  if old and old.s == 'a' then
+    forget(old)
+  elseif old then
+    endJob(old, 'cancelled', 'requester_cancelled', false)
+  end
+end
+if pk then
+  clearTerminal(pk)
+  redis.call('ZREM', P .. 'done', pk)
+end
+local dl = NOW + (dialect == 'v1' and L.v1DeadlineMs or L.legacyRequestTtlMs)
+local jkey = P .. 'j:' .. jid
+redis.call('HSET', jkey, 'd', dialect, 'node', node, 'st', ARGV[10], 'env', ARGV[11], 'b', bytes,
+  's', 'q', 'qa', num(NOW), 'dl', num(dl))
+if ck then redis.call('HSET', jkey, 'ck', ck) end
+if rid then redis.call('HSET', jkey, 'rid', rid) end
+if tok then redis.call('HSET', jkey, 'tok', tok) end
+redis.call('PEXPIRE', jkey, ttl(dl - NOW + L.responseTtlMs))
+redis.call('ZADD', P .. 'dl', num(dl), jid)
+redis.call('ZADD', P .. 'queued', num(NOW), jid)
+redis.call('INCRBY', P .. 'qbytes', bytes)
+redis.call('ZADD', P .. 'q:' .. node, redis.call('INCR', P .. 'ctr:q'), jid)
+redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
+if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
+if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
+wake('w\\n' .. node)
+return { 'queued', enc(), num(dl) }
+`;
+
+/**
+ * ARGV: node, dialect, max.
+ * Reply: { status, transitions, [job id, client|nil, request id|nil, token|nil, stream, envelope, deadline]* }.
+ */
+export const CLAIM_NEXT = `
+local node, dialect, max = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local n = getNode(node)
+if not n then return { 'not_found', enc() } end
+if n.d ~= dialect then return { 'dialect_conflict', enc() } end
+local out = { 'ok', '' }
+local got = 0
+local qkey = P .. 'q:' .. node
+while got < max do
+  local head = redis.call('ZRANGE', qkey, 0, 0)[1]
+  if not head then break end
+  local j = getJob(head)
+  if not j then
+    redis.call('ZREM', qkey, head)
+    redis.call('ZREM', P .. 'queued', head)
+  elseif j.dl <= NOW then
+    endJob(j, 'expired', 'provider_timeout', true)
+  else
+    local jkey = P .. 'j:' .. head
+    local env = redis.call('HGET', jkey, 'env')
+    unqueue(j)
+    j.s = 'i'
+    if j.d == 'v1' and not j.rid then
+      forget(j)
+    else
+      redis.call('HSET', jkey, 's', 'i', 'ca', num(NOW))
+      redis.call('HDEL', jkey, 'prog')
+      redis.call('ZADD', P .. 'claimed', num(NOW), head)
+      if j.d == 'v1' then
+        redis.call('HSET', P .. 'c:' .. node, j.rid, head)
+        redis.call('SADD', P .. 'a:' .. node, head)
+        redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), head)
+        redis.call('PEXPIRE', P .. 'c:' .. node, ttl(j.dl - NOW))
+        redis.call('PEXPIRE', P .. 'a:' .. node, ttl(j.dl - NOW))
+      elseif j.ck then
+        redis.call('ZADD', P .. 'lc:' .. j.ck, redis.call('INCR', P .. 'ctr:q'), head)
+        redis.call('PEXPIRE', P .. 'lc:' .. j.ck, ttl(j.dl - NOW))
+        if j.st == '1' then openStream(head, j.ck, node) end
+      end
+    end
+    got = got + 1
+    out[#out + 1] = head
+    out[#out + 1] = j.ck or false
+    out[#out + 1] = j.rid or false
+    out[#out + 1] = j.tok or false
+    out[#out + 1] = j.st
+    out[#out + 1] = env
+    out[#out + 1] = num(j.dl)
+  end
+end
+out[2] = enc()
+return out
+`;
+
+/** ARGV: node, request id, credential digest, acknowledge. Reply: { status, transitions, state, deadline|nil }. */
+export const CONTROL = `
+local node, rid, digest = ARGV[4], ARGV[5], ARGV[6]
+local n = getNode(node)
+local liveV1 = n and n.d == 'v1'
+if liveV1 and not (n.dig and n.dig == digest) then return { 'forbidden', enc() } end
+if liveV1 then
+  local jid = redis.call('HGET', P .. 'c:' .. node, rid)
+  local j = jid and getJob(jid)
+  if j and j.s == 'i' then
+    if j.dl <= NOW then
+      endJob(j, 'expired', 'provider_timeout', true)
+    else
+      redis.call('SADD', P .. 'a:' .. node, jid)
+      redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), jid)
+      return { 'ok', enc(), 'active', num(j.dl) }
+    end
+  end
+end
+local tk = node .. '\\n' .. rid
+local tomb = redis.call('HGET', P .. 'tomb', tk)
+if tomb then
+  local f = split(tomb)
+  if f[2] == '' or f[2] ~= digest then return { 'forbidden', enc() } end
+  if ARGV[7] == '1' then
+    redis.call('HDEL', P .. 'tomb', tk)
+    redis.call('ZREM', P .. 'tombt', tk)
+  end
+  return { 'ok', enc(), f[1], f[3] ~= '' and f[3] or false }
+end
+if liveV1 then return { 'ok', enc(), 'completed_unavailable', false } end
+return { 'forbidden', enc() }
+`;
+
+/** ARGV: client, request id, cancel token, status, reason. Reply: { status, transitions, removed from queue }. */
+export const CANCEL = `
+local pk = ARGV[4] .. '\\n' .. ARGV[5]
+local jid = redis.call('HGET', P .. 'pairs', pk)
+local j = jid and getJob(jid)
+if not j or j.s == 'a' or not j.tok or redis.sha1hex(j.tok) ~= redis.sha1hex(ARGV[6]) then
+  return { 'forbidden', enc() }
+end
+local removed = 0
+if j.s == 'q' then removed = 1 end
+endJob(j, ARGV[7], ARGV[8], true)
+return { 'ok', enc(), removed }
+`;
+
+/** ARGV: node, credential digest, client, request id, envelope JSON. */
+export const PUT_PROGRESS = `
+local node, digest, ck, rid = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local n = getNode(node)
+if not n or n.d ~= 'v1' or not n.dig or n.dig ~= digest then return { 'forbidden', enc() } end
+local jid = redis.call('HGET', P .. 'c:' .. node, rid)
+local j = jid and getJob(jid)
+if not j or j.s ~= 'i' or j.ck ~= ck then return { 'not_active', enc() } end
+if j.dl <= NOW then
+  endJob(j, 'expired', 'provider_timeout', true)
+  return { 'expired', enc() }
+end
+redis.call('HSET', P .. 'j:' .. jid, 'prog', ARGV[8])
+wake('r\\n' .. ck .. '\\n' .. rid)
+return { 'accepted', enc() }
+`;
+
+/** Re-check after a waiter subscribed: 1 when the node has queued work or is gone. ARGV: node. */
+export const HAS_WORK = `
+if redis.call('EXISTS', P .. 'n:' .. ARGV[4]) == 0 then return 1 end
+if redis.call('ZCARD', P .. 'q:' .. ARGV[4]) > 0 then return 1 end
+return 0
+`;

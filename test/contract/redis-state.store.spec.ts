@@ -1,0 +1,358 @@
+import { Redis } from 'ioredis';
+import { ManualClock } from '../../src/common/clock';
+import { RedisStateStore } from '../../src/state/redis-state.store';
+import type { StoreLimits } from '../../src/state/state.types';
+import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
+import { CapturedLog, deletePrefix, keysWithTtl, randomPrefix } from '../helpers/redis-server';
+import { describeIf, requirement } from '../helpers/requirements';
+import {
+  CAPS,
+  CONTRACT_LIMITS,
+  counts,
+  envelope,
+  job,
+  runStateStoreContract,
+} from './state-store.contract';
+
+const REDIS_URL = process.env.REDIS_URL ?? '';
+const available = requirement(
+  'Redis state store',
+  REDIS_URL !== '',
+  'TOKENPLACE_REQUIRE_REDIS',
+  'set REDIS_URL (e.g. `redis-server --port 6391 --save "" --daemonize yes` and REDIS_URL=redis://127.0.0.1:6391)',
+);
+
+function openStore(
+  prefix: string,
+  clock: ManualClock,
+  limits: StoreLimits = CONTRACT_LIMITS,
+): Promise<RedisStateStore> {
+  return RedisStateStore.open(
+    { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 2000, limits },
+    clock,
+    new CapturedLog(),
+  );
+}
+
+if (available) {
+  runStateStoreContract(RedisStateStore.name, async (limits, clock) => {
+    const prefix = randomPrefix('contract');
+    const store = await openStore(prefix, clock, limits);
+    return { store, dispose: () => deletePrefix(REDIS_URL, prefix) };
+  });
+}
+
+describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
+  let clock: ManualClock;
+  let prefix: string;
+  let a: RedisStateStore;
+  let b: RedisStateStore;
+  let admin: Redis;
+  const digest = 'digest-of-node-a';
+
+  beforeEach(async () => {
+    clock = new ManualClock();
+    prefix = randomPrefix('replicas');
+    a = await openStore(prefix, clock);
+    b = await openStore(prefix, clock);
+    admin = new Redis(REDIS_URL);
+  });
+
+  afterEach(async () => {
+    await a.close();
+    await b.close();
+    admin.disconnect();
+    await deletePrefix(REDIS_URL, prefix);
+  });
+
+  async function registerNode(): Promise<void> {
+    await a.upsertNode({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      capabilities: CAPS,
+      newCredentialDigest: digest,
+      now: clock.now(),
+    });
+  }
+
+  it('should wake a node long-polling one replica when a client submits on another', async () => {
+    await registerNode();
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    const waiting = a.waitForWork('node-a', clock.now() + 60_000, new AbortController().signal);
+
+    const input = job();
+    await b.enqueue({ job: input, now: clock.now() });
+    await waiting;
+    const claimed = await a.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+
+    expect(claimed.status === 'ok' && claimed.jobs[0]?.jobId).toBe(input.jobId);
+  });
+
+  it('should not lose a wake-up published between an empty claim and the wait', async () => {
+    await registerNode();
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    await b.enqueue({ job: job(), now: clock.now() });
+
+    await a.waitForWork('node-a', clock.now() + 60_000, new AbortController().signal);
+
+    const claimed = await a.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+    expect(claimed.status === 'ok' && claimed.jobs.length).toBe(1);
+  });
+
+  it('should wake a client retrieving on one replica when the node answers on another', async () => {
+    await registerNode();
+    const input = job();
+    await a.enqueue({ job: input, now: clock.now() });
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    await a.takeResponse({
+      dialect: 'v1',
+      clientKey: 'client-1',
+      requestId: input.requestId,
+      now: clock.now(),
+    });
+    const waiting = a.waitForResponse(
+      'client-1',
+      input.requestId,
+      clock.now() + 60_000,
+      new AbortController().signal,
+    );
+
+    await b.complete({
+      dialect: 'v1',
+      clientKey: 'client-1',
+      requestId: input.requestId,
+      envelope: envelope('answer'),
+      now: clock.now(),
+    });
+    await waiting;
+
+    expect(
+      await a.takeResponse({
+        dialect: 'v1',
+        clientKey: 'client-1',
+        requestId: input.requestId,
+        now: clock.now(),
+      }),
+    ).toMatchObject({ status: 'ok', envelope: envelope('answer') });
+  });
+
+  it('should wake only local waiters on wakeAll', async () => {
+    await registerNode();
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    const onA = a.waitForWork('node-a', clock.now() + 60_000, new AbortController().signal);
+    let bWoke = false;
+    const onB = b
+      .waitForWork('node-a', clock.now() + 5000, new AbortController().signal)
+      .then(() => {
+        bWoke = true;
+      });
+
+    a.wakeAll();
+    await onA;
+    const bBefore = bWoke;
+    clock.advance(5000);
+    await onB;
+
+    expect(bBefore).toBe(false);
+  });
+
+  it('should count each expiry once when every replica sweeps at the same time', async () => {
+    await a.upsertNode({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      capabilities: CAPS,
+      newCredentialDigest: digest,
+      pollingUntil: clock.now() + 10 * CONTRACT_LIMITS.v1DeadlineMs,
+      now: clock.now(),
+    });
+    for (let i = 0; i < 3; i += 1) {
+      await a.enqueue({ job: job({ clientKey: `c${i}` }), now: clock.now() });
+    }
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    clock.advance(CONTRACT_LIMITS.v1DeadlineMs);
+
+    const results = await Promise.all([
+      a.sweep(clock.now()),
+      b.sweep(clock.now()),
+      a.sweep(clock.now()),
+    ]);
+
+    const total = { expired: 0, timed_out: 0 };
+    for (const r of results) {
+      total.expired += r.outcomes.expired ?? 0;
+      total.timed_out += r.outcomes.timed_out ?? 0;
+    }
+    expect(total).toEqual({ expired: 2, timed_out: 1 });
+  });
+
+  it('should enforce caps atomically under concurrent admission from two replicas', async () => {
+    await registerNode();
+
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        (i % 2 === 0 ? a : b).enqueue({ job: job({ clientKey: `c${i}` }), now: clock.now() }),
+      ),
+    );
+
+    expect(results.filter((r) => r.status === 'queued')).toHaveLength(
+      CONTRACT_LIMITS.maxQueuePerNode,
+    );
+    expect((await b.stats(clock.now())).queueDepth).toBe(CONTRACT_LIMITS.maxQueuePerNode);
+  });
+
+  it('should hand each job to exactly one of two replicas claiming at once', async () => {
+    await registerNode();
+    for (let i = 0; i < 3; i += 1) {
+      await a.enqueue({ job: job({ clientKey: `c${i}` }), now: clock.now() });
+    }
+
+    const claims = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        (i % 2 === 0 ? a : b).claimNext({
+          nodeId: 'node-a',
+          dialect: 'v1',
+          max: 1,
+          now: clock.now(),
+        }),
+      ),
+    );
+
+    const ids = claims.flatMap((c) => (c.status === 'ok' ? c.jobs.map((j) => j.jobId) : []));
+    expect(ids).toHaveLength(3);
+    expect(new Set(ids).size).toBe(3);
+  });
+
+  it('should recover when Redis forgets its scripts (SCRIPT FLUSH, restart, failover)', async () => {
+    await registerNode();
+    await a.enqueue({ job: job(), now: clock.now() });
+
+    await admin.script('FLUSH');
+    const claimed = await b.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+    await admin.script('FLUSH');
+    const stats = await a.stats(clock.now());
+
+    expect(claimed.status === 'ok' && claimed.jobs).toHaveLength(1);
+    expect(stats.inFlight).toBe(1);
+  });
+
+  it('should refuse to serve state written in another data layout', async () => {
+    await admin.set(`${prefix}schema`, 'tokenplace-relay/0');
+
+    const attempt = a.listNodes(clock.now());
+
+    await expect(attempt).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(a.ping()).rejects.toThrow(/layout tokenplace-relay\/0/);
+    await admin.set(`${prefix}schema`, 'tokenplace-relay/1');
+    await expect(a.ping()).resolves.toBeUndefined();
+    await expect(a.listNodes(clock.now())).resolves.toEqual([]);
+  });
+
+  it('should keep every key under its prefix, with a TTL or an index that removes it, and leave nothing behind', async () => {
+    await registerNode();
+    await a.upsertNode({ nodeId: 'node-l', dialect: 'legacy', now: clock.now() });
+    await a.selectNode({
+      model: 'qwen3-8b-instruct',
+      tier: '8k-fast',
+      maxQueueDepth: 10,
+      now: clock.now(),
+    });
+    const tracked = job();
+    await a.enqueue({ job: tracked, now: clock.now() });
+    await a.enqueue({ job: job({ clientKey: 'c2' }), now: clock.now() });
+    await a.enqueue({
+      job: job({
+        dialect: 'legacy',
+        nodeId: 'node-l',
+        requestId: null,
+        cancelToken: null,
+        stream: true,
+        clientKey: 'c3',
+      }),
+      now: clock.now(),
+    });
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    await a.claimNext({ nodeId: 'node-l', dialect: 'legacy', max: 1, now: clock.now() });
+    await a.complete({
+      dialect: 'v1',
+      clientKey: 'c9',
+      requestId: null,
+      envelope: envelope('u'),
+      now: clock.now(),
+    });
+    await a.complete({
+      dialect: 'legacy',
+      clientKey: 'c8',
+      requestId: null,
+      envelope: envelope('l'),
+      now: clock.now(),
+    });
+    await a.hitRateLimit({ key: 'k', limit: 3, windowMs: 1000, now: clock.now() });
+    const during = await keysWithTtl(REDIS_URL, prefix);
+
+    for (let round = 0; round < 2; round += 1) {
+      clock.advance(24 * 3600 * 1000);
+      await a.sweep(clock.now());
+    }
+    const after = await keysWithTtl(REDIS_URL, prefix);
+
+    const perEntity = [...during].filter(([k]) => /^(n|q|c|a|sn|j|u|uc|lr|lc|s|sc):/.test(k));
+    expect(perEntity.length).toBeGreaterThan(8);
+    expect(perEntity.filter(([, ttl]) => ttl < 0)).toEqual([]);
+    expect([...after.keys()].sort()).toEqual(
+      ['ctr:node', 'ctr:q', 'ctr:u', 'qbytes', 'rr', 'schema'].sort(),
+    );
+  });
+
+  it('should publish wake-ups only on the prefix channel', async () => {
+    const listener = new Redis(REDIS_URL);
+    const seen: string[] = [];
+    await listener.psubscribe('*');
+    listener.on('pmessage', (_pattern: string, channel: string) => {
+      if (channel.startsWith('tpt:') && channel.includes(prefix.split(':')[2] as string)) {
+        seen.push(channel);
+      }
+    });
+    await registerNode();
+
+    await a.enqueue({ job: job(), now: clock.now() });
+    await a.ping();
+    await listener.ping();
+    listener.disconnect();
+
+    expect(new Set(seen)).toEqual(new Set([`${prefix}wake`]));
+  });
+
+  it('should report transitions to the replica that performed them', async () => {
+    await registerNode();
+    const input = job();
+    await a.enqueue({ job: input, now: clock.now() });
+
+    const cancel = await b.cancel({
+      clientKey: 'client-1',
+      requestId: input.requestId as string,
+      cancelToken: input.cancelToken as string,
+      status: 'cancelled',
+      reason: 'requester_cancelled',
+      now: clock.now(),
+    });
+    const again = await a.sweep(clock.now());
+
+    expect(counts(cancel.transitions)).toEqual({ outcomes: { cancelled: 1 }, evictions: {} });
+    expect(counts(again)).toEqual({ outcomes: {}, evictions: {} });
+  });
+});
