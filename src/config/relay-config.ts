@@ -270,6 +270,12 @@ export class RelayConfig {
       if (schema.stateStore === 'redis' && !schema.redisUrl) {
         problems.push('TOKENPLACE_RELAY_STATE_STORE=redis needs TOKENPLACE_RELAY_REDIS_URL');
       }
+      const redisUrlProblem = schema.stateStore === 'redis' ? checkRedisUrl(schema.redisUrl) : null;
+      if (redisUrlProblem !== null) {
+        problems.push(
+          `${source.redisUrl ?? 'TOKENPLACE_RELAY_REDIS_URL'}=(hidden): ${redisUrlProblem}`,
+        );
+      }
       if (
         schema.stateStore === 'memory' &&
         schema.redisUrl &&
@@ -339,6 +345,26 @@ function parseFlags(argv: readonly string[], problems: string[]): Record<string,
     }
   }
   return out;
+}
+
+/** Why a Redis URL cannot be used (unparsable, no host, a non-numeric db), or null. */
+function checkRedisUrl(value: string): string | null {
+  if (value === '') {
+    return null;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a valid URL (redis://[:password@]host[:port][/db] or rediss://...)';
+  }
+  if (url.hostname === '') {
+    return 'needs a host';
+  }
+  if (!/^\/?(\d{1,5})?$/.test(url.pathname)) {
+    return 'the database after the host must be a number (e.g. redis://redis:6379/0)';
+  }
+  return null;
 }
 
 function parseTrustProxy(value: string): number | string[] | null {
