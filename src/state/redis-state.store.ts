@@ -181,6 +181,7 @@ export class RedisStateStore implements StateStore {
         keyPrefix: config.redisKeyPrefix,
         commandTimeoutMs: config.redisCommandTimeoutMs,
         limits: config.limits,
+        connectWaitMs: Math.min(5000, Math.max(1000, config.redisCommandTimeoutMs)),
       },
       clock,
     );
@@ -214,6 +215,7 @@ export class RedisStateStore implements StateStore {
       commandTimeout: options.commandTimeoutMs,
       connectTimeout: Math.max(1000, options.commandTimeoutMs),
       keepAlive: 10_000,
+      disconnectTimeout: 200,
       retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
     };
     this.cmd = new Redis(options.url, { ...base, connectionName: 'tokenplace-relay' });
@@ -844,12 +846,17 @@ async function quit(connection: Redis): Promise<void> {
     return;
   }
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    connection.quit().catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+  const quitted = await Promise.race([
+    connection.quit().then(
+      () => true,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), QUIT_TIMEOUT_MS);
     }),
   ]);
   clearTimeout(timer);
-  connection.disconnect();
+  if (!quitted) {
+    connection.disconnect();
+  }
 }

@@ -35,7 +35,11 @@ export function randomPrefix(label = 't'): string {
 
 /** Deletes every key under `prefix`. */
 export async function deletePrefix(url: string, prefix: string): Promise<void> {
-  const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const admin = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    disconnectTimeout: 10,
+  });
   try {
     await admin.connect();
     let cursor = '0';
@@ -53,7 +57,11 @@ export async function deletePrefix(url: string, prefix: string): Promise<void> {
 
 /** Every key under `prefix` with its TTL in ms (-1: none). */
 export async function keysWithTtl(url: string, prefix: string): Promise<Map<string, number>> {
-  const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const admin = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    disconnectTimeout: 10,
+  });
   const out = new Map<string, number>();
   try {
     await admin.connect();
@@ -84,6 +92,8 @@ export async function freePort(): Promise<number> {
 }
 
 export interface RedisServerOptions {
+  /** A port reserved earlier (e.g. to boot a relay before its Redis exists). */
+  port?: number;
   /** Append-only file with fsync on every write (survives kill -9). */
   aof?: boolean;
   password?: string;
@@ -102,7 +112,7 @@ export class RedisServer {
   ) {}
 
   static async start(bin: string, options: RedisServerOptions = {}): Promise<RedisServer> {
-    const server = new RedisServer(bin, await freePort(), options);
+    const server = new RedisServer(bin, options.port ?? (await freePort()), options);
     await server.spawn();
     return server;
   }
@@ -119,7 +129,7 @@ export class RedisServer {
 
   /** An admin connection (caller disconnects it). */
   admin(): Redis {
-    return new Redis(this.url, { maxRetriesPerRequest: 1, lazyConnect: false });
+    return new Redis(this.url, { maxRetriesPerRequest: 1, disconnectTimeout: 10 });
   }
 
   /** Starts the server again on the same port and data directory. */
@@ -158,6 +168,7 @@ export class RedisServer {
         lazyConnect: true,
         maxRetriesPerRequest: 0,
         retryStrategy: () => null,
+        disconnectTimeout: 10,
       });
       probe.on('error', () => undefined);
       try {

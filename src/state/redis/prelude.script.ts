@@ -23,19 +23,26 @@
 /** Layout of the relay's keys; replicas that speak another layout refuse to serve. */
 export const SCHEMA_VERSION = 'tokenplace-relay/1';
 
-export const PRELUDE = `
+/**
+ * The script header: Redis 7 flags (a script that may write is refused up front when Redis is
+ * out of memory, instead of failing halfway), then the layout check. Read-only scripts run even
+ * when memory is full and never create the layout key.
+ */
+export function header(readOnly: boolean): string {
+  return `#!lua${readOnly ? ' flags=no-writes' : ''}
 local P = ARGV[1]
+local schema = redis.call('GET', P .. 'schema')
+if schema and schema ~= '${SCHEMA_VERSION}' then
+  return redis.error_reply('TPSCHEMA Redis holds relay state of layout ' .. schema .. '; this replica speaks ${SCHEMA_VERSION}')
+end
+${readOnly ? '' : `if not schema then redis.call('SET', P .. 'schema', '${SCHEMA_VERSION}') end`}
+`;
+}
+
+export const PRELUDE = `
 local L = cjson.decode(ARGV[2])
 local NOW = tonumber(ARGV[3])
-local SCHEMA = '${SCHEMA_VERSION}'
 local SAFETY = 86400000
-
-local schema = redis.call('GET', P .. 'schema')
-if not schema then
-  redis.call('SET', P .. 'schema', SCHEMA)
-elseif schema ~= SCHEMA then
-  return redis.error_reply('TPSCHEMA Redis holds relay state of layout ' .. schema .. '; this replica speaks ' .. SCHEMA)
-end
 
 local function num(x) return string.format('%.17g', x) end
 local function ttl(ms) return math.ceil(ms + SAFETY) end

@@ -12,7 +12,7 @@ import {
   UNREGISTER_NODE,
   UPSERT_NODE,
 } from './node.script';
-import { PRELUDE } from './prelude.script';
+import { header, PRELUDE } from './prelude.script';
 import { HIT_RATE_LIMIT, STATS, SWEEP } from './upkeep.script';
 import { CANCEL, CLAIM_NEXT, CONTROL, ENQUEUE, HAS_WORK, PUT_PROGRESS } from './work.script';
 
@@ -45,7 +45,16 @@ export const RELAY_SCRIPTS = {
 
 export type RelayScriptName = keyof typeof RELAY_SCRIPTS;
 
-/** Full source of a script (prelude + body). */
+/** Scripts that never write: they run even when Redis is out of memory. */
+const READ_ONLY: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
+  'tpListNodes',
+  'tpPickLegacyNode',
+  'tpHasWork',
+  'tpHasResponse',
+  'tpStats',
+]);
+
+/** Full source of a script (header with flags, prelude, body). */
 export function scriptSource(name: RelayScriptName): string {
-  return `${PRELUDE}\n${RELAY_SCRIPTS[name]}`;
+  return `${header(READ_ONLY.has(name))}${PRELUDE}\n${RELAY_SCRIPTS[name]}`;
 }
