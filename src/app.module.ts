@@ -1,6 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import { LoggerModule } from 'nestjs-pino';
 import { ClientModule } from './client/client.module';
 import { RelayExceptionFilter } from './common/relay-exception.filter';
 import { RelayConfigModule, type RelayConfigOptions } from './config/relay-config.module';
@@ -12,7 +11,6 @@ import { SinkModule } from './sink/sink.module';
 import { SourceModule } from './source/source.module';
 import { StateModule } from './state/state.module';
 import { UiModule } from './ui/ui.module';
-import { pinoHttpOptions } from './common/logging';
 
 /** Composes the relay; holds no logic of its own. */
 @Module({})
@@ -22,7 +20,6 @@ export class AppModule {
       module: AppModule,
       imports: [
         RelayConfigModule.forRoot(options),
-        LoggerModule.forRoot({ pinoHttp: pinoHttpOptions(options.config) }),
         StateModule,
         MetricsModule,
         LifecycleModule,

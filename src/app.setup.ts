@@ -1,15 +1,16 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { json } from 'express';
-import { Logger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import {
   bodyErrors,
-  httpMetrics,
+  observeRequests,
   progressSizeCheck,
   publicCors,
   requestId,
   requireJson,
   uiSecurityHeaders,
 } from './common/http-middleware';
+import { PinoLoggerService, RELAY_LOGGER } from './common/logging';
 import type { RelayConfig } from './config/relay-config';
 import { RelayMetrics } from './metrics/relay-metrics';
 
@@ -22,12 +23,13 @@ const PROGRESS_LIMIT = 16384;
  * helper both call, so tests run the same app as production.
  */
 export function setupApp(app: NestExpressApplication, config: RelayConfig): void {
-  app.useLogger(app.get(Logger));
+  const logger = app.get<Logger>(RELAY_LOGGER);
+  app.useLogger(new PinoLoggerService(logger));
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('trust proxy', config.trustProxy ?? false);
   app.use(requestId);
-  app.use(httpMetrics(app.get(RelayMetrics)));
+  app.use(observeRequests(app.get(RelayMetrics), logger));
   app.use(publicCors);
   app.use(uiSecurityHeaders());
   app.use(requireJson);

@@ -4,6 +4,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Logger } from '@nestjs/common';
 import type { Server } from 'node:http';
 import { AppModule } from './app.module';
+import { createRootLogger, PinoLoggerService } from './common/logging';
 import { setupApp } from './app.setup';
 import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
 import { LifecycleService } from './health/lifecycle.service';
@@ -25,20 +26,24 @@ async function bootstrap(): Promise<void> {
     throw error;
   }
 
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.register({ config }), {
-    bodyParser: false,
-    bufferLogs: true,
-  });
+  const logger = createRootLogger(config);
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.register({ config, logger }),
+    {
+      bodyParser: false,
+      logger: new PinoLoggerService(logger),
+    },
+  );
   setupApp(app, config);
   await app.listen(config.port, config.host);
   const server: Server = app.getHttpServer();
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   server.headersTimeout = KEEP_ALIVE_MS + 1000;
 
-  const logger = new Logger('Main');
+  const log = new Logger('Main');
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.log({
+  log.log({
     msg: 'relay listening',
     host: config.host,
     port,
@@ -50,13 +55,13 @@ async function bootstrap(): Promise<void> {
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      logger.log({ msg: 'second signal: skipping the drain window', signal });
+      log.log({ msg: 'second signal: skipping the drain window', signal });
       lifecycle.skipDrainWindow();
       return;
     }
     stopping = true;
     const deadline = setTimeout(() => {
-      logger.warn({
+      log.warn({
         msg: 'grace period over: closing remaining connections',
         graceMs: config.shutdownGraceMs,
       });
@@ -69,10 +74,10 @@ async function bootstrap(): Promise<void> {
       await lifecycle.waitDrainWindow(signal === 'SIGINT' ? 0 : config.drainMs);
       server.closeIdleConnections();
       await app.close();
-      logger.log({ msg: 'relay stopped', signal });
+      log.log({ msg: 'relay stopped', signal });
       process.exit(0);
     })().catch((error: unknown) => {
-      logger.error({ msg: 'shutdown failed', reason: (error as Error).message });
+      log.error({ msg: 'shutdown failed', reason: (error as Error).message });
       process.exit(1);
     });
   };

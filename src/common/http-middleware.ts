@@ -1,5 +1,6 @@
 import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
+import type { Logger } from 'pino';
 import type { RelayMetrics } from '../metrics/relay-metrics';
 import { newRequestId } from './ids';
 import { Errors, RelayError } from './relay-error';
@@ -61,20 +62,36 @@ export function publicCors(req: Request, res: Response, next: NextFunction): voi
   next();
 }
 
-/** Counts and times every exchange under a bounded route label. */
-export function httpMetrics(metrics: RelayMetrics) {
+const QUIET = new Set(['/healthz', '/livez', '/metrics']);
+
+/**
+ * Counts and times every exchange under a bounded route label, and writes one JSON log line per
+ * request: method, route template, status, duration, request id. Never bodies, headers, query
+ * strings or keys. Probes and scrapes are not logged per hit.
+ */
+export function observeRequests(metrics: RelayMetrics, logger: Logger) {
+  const logging = logger.isLevelEnabled('info');
   return (req: Request, res: Response, next: NextFunction): void => {
     const start = process.hrtime.bigint();
     res.once('finish', () => {
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const template = (req.route as { path?: string } | undefined)?.path ?? null;
-      metrics.observeHttp(
-        req.method,
-        req.path,
-        typeof template === 'string' ? template : null,
-        res.statusCode,
-        seconds,
-      );
+      const template = (req.route as { path?: unknown } | undefined)?.path;
+      const route = typeof template === 'string' ? template : null;
+      metrics.observeHttp(req.method, req.path, route, res.statusCode, seconds);
+      if (logging && !QUIET.has(req.path)) {
+        const line = {
+          request_id: (req as Request & { id?: string }).id,
+          method: req.method,
+          route: route ?? 'unmatched',
+          status: res.statusCode,
+          duration_ms: Math.round(seconds * 1e6) / 1e3,
+        };
+        if (res.statusCode >= 500) {
+          logger.error(line, 'request failed');
+        } else {
+          logger.info(line, 'request completed');
+        }
+      }
     });
     next();
   };

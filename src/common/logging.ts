@@ -1,57 +1,73 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Options } from 'pino-http';
+import type { LoggerService } from '@nestjs/common';
+import pino, { type Logger } from 'pino';
 import type { RelayConfig } from '../config/relay-config';
 
-const QUIET = new Set(['/healthz', '/livez', '/metrics']);
-
-type Req = IncomingMessage & { route?: { path?: string }; originalUrl?: string };
-
-function pathOf(req: IncomingMessage): string {
-  const url = (req as Req).originalUrl ?? req.url ?? '/';
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
-}
+/** Injection token of the process's root pino logger. */
+export const RELAY_LOGGER = Symbol('RELAY_LOGGER');
 
 /**
- * One JSON line per request: method, route template, status, duration, request id. Never bodies,
- * headers, query strings or keys: the relay must not log ciphertext or tokens. Probes and scrapes
- * are not logged per hit.
+ * JSON lines on stdout through pino, written asynchronously (lines queued while a write is in
+ * flight go out together) and flushed synchronously when the process exits, so no line is lost.
  */
-export function pinoHttpOptions(config: RelayConfig): Options {
-  return {
-    level: config.logLevel,
-    genReqId: (req: IncomingMessage) => (req as { id?: string }).id ?? '',
-    autoLogging: { ignore: (req: IncomingMessage) => QUIET.has(pathOf(req)) },
-    quietReqLogger: true,
-    customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
-    serializers: {
-      req: (req: { method?: string }) => ({ method: req.method }),
-      res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
-      err: (err: { type?: string; message?: string }) => ({ type: err.type }),
+export function createRootLogger(config: RelayConfig): Logger {
+  const destination = pino.destination({ dest: 1, sync: false });
+  process.once('exit', () => destination.flushSync());
+  return pino(
+    {
+      level: config.logLevel,
+      base: { service: 'tokenplace-relay' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label: string) => ({ level: label }) },
     },
-    customSuccessObject: (
-      req: IncomingMessage,
-      _res: ServerResponse,
-      val: Record<string, unknown>,
-    ) => ({
-      ...val,
-      route: (req as Req).route?.path ?? 'unmatched',
-    }),
-    customErrorObject: (
-      req: IncomingMessage,
-      _res: ServerResponse,
-      _err: Error,
-      val: Record<string, unknown>,
-    ) => ({
-      ...val,
-      route: (req as Req).route?.path ?? 'unmatched',
-    }),
-    customSuccessMessage: () => 'request completed',
-    customErrorMessage: () => 'request failed',
-    customLogLevel: (_req: IncomingMessage, res: ServerResponse, err?: Error) =>
-      err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'info',
-    base: { service: 'tokenplace-relay' },
-    timestamp: () => `,"time":"${new Date().toISOString()}"`,
-    formatters: { level: (label: string) => ({ level: label }) },
-  };
+    destination,
+  );
+}
+
+/** Nest's per-module and per-route boot lines: useful when debugging, noise otherwise. */
+const BOOT_CHATTER = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer']);
+
+/** Nest's LoggerService on top of pino: framework and service logs share the JSON format. */
+export class PinoLoggerService implements LoggerService {
+  constructor(private readonly logger: Logger) {}
+
+  log(message: unknown, ...rest: unknown[]): void {
+    this.write('info', message, rest);
+  }
+
+  error(message: unknown, ...rest: unknown[]): void {
+    this.write('error', message, rest);
+  }
+
+  warn(message: unknown, ...rest: unknown[]): void {
+    this.write('warn', message, rest);
+  }
+
+  debug(message: unknown, ...rest: unknown[]): void {
+    this.write('debug', message, rest);
+  }
+
+  verbose(message: unknown, ...rest: unknown[]): void {
+    this.write('trace', message, rest);
+  }
+
+  fatal(message: unknown, ...rest: unknown[]): void {
+    this.write('fatal', message, rest);
+  }
+
+  private write(requested: pino.Level, message: unknown, rest: unknown[]): void {
+    // Nest passes the context last; an error's stack comes before it.
+    const last = rest[rest.length - 1];
+    const context = typeof last === 'string' ? last : undefined;
+    const level =
+      requested === 'info' && context && BOOT_CHATTER.has(context) ? 'debug' : requested;
+    if (!this.logger.isLevelEnabled(level)) {
+      return;
+    }
+    const fields: Record<string, unknown> = context ? { context } : {};
+    if (typeof message === 'object' && message !== null && !(message instanceof Error)) {
+      this.logger[level]({ ...fields, ...(message as Record<string, unknown>) });
+    } else {
+      this.logger[level](fields, message instanceof Error ? message.message : String(message));
+    }
+  }
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// CPU profile of the relay under load: starts `node --cpu-prof dist/main.js`, drives one route (or a
+// full cycle) for a few seconds, stops the relay and prints the top self-time functions and the
+// share of time per package, from the .cpuprofile Node writes on exit.
+//
+// usage: node bench/profile.mjs [--scenario retrieve|sink|next|v1cycle|legacycycle] [--duration 6]
+import autocannon from 'autocannon';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { cycle, startRelay } from './lib.mjs';
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'retrieve' },
+    duration: { type: 'string', default: '6' },
+    top: { type: 'string', default: '25' },
+  },
+});
+const dir = mkdtempSync(join(tmpdir(), 'relay-prof-'));
+const relay = await startRelay(5096, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' }, ['--cpu-prof', '--cpu-prof-dir', dir]);
+const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const key = Buffer.from('-----BEGIN PUBLIC KEY-----\n' + 'A'.repeat(400) + '\n-----END PUBLIC KEY-----\n').toString('base64');
+await fetch(`${relay.base}/sink`, json({ server_public_key: key }));
+await fetch(`${relay.base}/api/v1/relay/servers/register`, json({ server_public_key: `v1${key}`, capabilities: { supported_model_ids: ['qwen3-8b-instruct'] } }));
+
+const routes = {
+  retrieve: ['/retrieve', json({ client_public_key: key })],
+  sink: ['/sink', json({ server_public_key: key })],
+  next: ['/api/v1/relay/servers/next?model=qwen3-8b-instruct', { method: 'GET' }],
+};
+if (values.scenario.endsWith('cycle')) {
+  const result = await cycle({ url: relay.base, protocol: values.scenario.replace('cycle', ''), pipelines: 64, duration: values.duration, warmup: 1 });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} else {
+  const [path, init] = routes[values.scenario];
+  const result = await new Promise((resolve, reject) =>
+    autocannon({ url: `${relay.base}${path}`, connections: 64, duration: Number(values.duration), ...init }, (e, r) => (e ? reject(e) : resolve(r))),
+  );
+  process.stdout.write(`${values.scenario}: ${Math.round(result.requests.average)} req/s, p99 ${result.latency.p99} ms\n`);
+}
+await relay.stop();
+
+const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+const profile = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const self = new Map();
+const dt = profile.timeDeltas;
+for (let i = 0; i < profile.samples.length; i += 1) {
+  self.set(profile.samples[i], (self.get(profile.samples[i]) ?? 0) + (dt[i] ?? 0));
+}
+const total = [...self.values()].reduce((a, b) => a + b, 0);
+const fn = new Map();
+const pkg = new Map();
+for (const [id, us] of self) {
+  const { callFrame } = byId.get(id);
+  const where = callFrame.url.replace(/^file:\/\//, '').replace(/.*node_modules\//, 'nm:').replace(/.*\/dist\//, 'dist/');
+  const name = `${callFrame.functionName || '(anonymous)'} ${where}:${callFrame.lineNumber + 1}`;
+  fn.set(name, (fn.get(name) ?? 0) + us);
+  const group = where.startsWith('nm:') ? where.split('/').slice(0, where.startsWith('nm:@') ? 2 : 1).join('/') : where.startsWith('dist/') ? 'dist (relay code)' : callFrame.url ? 'node:internal' : callFrame.functionName || '(native)';
+  pkg.set(group, (pkg.get(group) ?? 0) + us);
+}
+const pct = (us) => `${((us / total) * 100).toFixed(1)}%`;
+process.stdout.write(`\nprofile: ${join(dir, file)}\n\nself time by package:\n`);
+for (const [k, v] of [...pkg].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stdout.write(`  ${pct(v).padStart(6)}  ${k}\n`);
+process.stdout.write('\ntop functions (self time):\n');
+for (const [k, v] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) process.stdout.write(`  ${pct(v).padStart(6)}  ${k}\n`);
