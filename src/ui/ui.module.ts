@@ -1,4 +1,7 @@
 import {
+  Controller,
+  Get,
+  Header,
   Module,
   RequestMethod,
   type DynamicModule,
@@ -6,7 +9,7 @@ import {
   type NestModule,
 } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { precompressedAssets } from './precompressed.middleware';
@@ -30,9 +33,23 @@ class UiAssetsModule implements NestModule {
   }
 }
 
+/** `GET /`: the page, read once at boot (no filesystem access per request). */
+@Controller()
+class UiController {
+  private readonly html = readFileSync(join(publicDir(), 'index.html'), 'utf8');
+
+  @Get(['/', 'index.html'])
+  @Header('Content-Type', 'text/html; charset=utf-8')
+  @Header('Cache-Control', 'no-cache')
+  page(): string {
+    return this.html;
+  }
+}
+
 /**
- * Serves `public/` at `/` (index) and `/static/*` (assets, built by scripts/build-ui.mjs). Only
- * `/` renders the page: unknown paths stay 404, and no API route is ever shadowed.
+ * Serves the page at `/` and the built assets under `/static/*` (scripts/build-ui.mjs). Only those
+ * paths touch the UI: unknown paths stay 404, no API route is ever shadowed, and API requests never
+ * cost a filesystem lookup (serve-static mounted at `/` would `stat` every GET).
  */
 @Module({})
 export class UiModule {
@@ -42,11 +59,15 @@ export class UiModule {
     }
     return {
       module: UiModule,
+      controllers: [UiController],
       imports: [
         UiAssetsModule,
         ServeStaticModule.forRoot({
-          rootPath: publicDir(),
-          renderPath: '/',
+          rootPath: join(publicDir(), 'static'),
+          serveRoot: '/static',
+          // serve-static always registers a page route under serveRoot; pointing it at the bundle
+          // itself, which the static handler mounted first always answers, keeps it inert.
+          renderPath: '/app.js',
           serveStaticOptions: {
             index: false,
             fallthrough: true,
