@@ -1,5 +1,6 @@
 import { Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { dirname } from 'node:path';
 import { matchesAny } from '../common/ids';
 import { RelayConfig } from '../config/relay-config';
 
@@ -16,13 +17,21 @@ export class TokenService implements OnModuleDestroy {
   private readonly envTokens: Buffer[];
   private fileTokens: Buffer[] = [];
   private fileStamp = '';
-  private lastCheck = 0;
   private timer: NodeJS.Timeout | null = null;
+  private watcher: FSWatcher | null = null;
 
   constructor(private readonly config: RelayConfig) {
     this.envTokens = config.serverTokens.map((t) => Buffer.from(t, 'utf8'));
     if (config.serverTokensFile) {
       this.reloadFile(true);
+      // Kubernetes swaps mounted Secrets through a symlink in the directory, so watch the directory
+      // for a prompt reload and poll as a fallback for filesystems without change events.
+      try {
+        this.watcher = watch(dirname(config.serverTokensFile), () => this.reloadFile(false));
+        this.watcher.unref();
+      } catch {
+        this.watcher = null;
+      }
       this.timer = setInterval(() => this.reloadFile(false), RELOAD_CHECK_MS);
       this.timer.unref();
     }
@@ -32,6 +41,7 @@ export class TokenService implements OnModuleDestroy {
     if (this.timer) {
       clearInterval(this.timer);
     }
+    this.watcher?.close();
   }
 
   /** True when no token is configured at all (every caller accepted, as upstream). */
@@ -61,7 +71,6 @@ export class TokenService implements OnModuleDestroy {
     if (!path) {
       return;
     }
-    this.lastCheck = Date.now();
     try {
       const st = statSync(path);
       const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;

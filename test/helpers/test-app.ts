@@ -1,6 +1,7 @@
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Server } from 'node:http';
+import type { Logger } from 'pino';
 import { AppModule } from '../../src/app.module';
 import { setupApp } from '../../src/app.setup';
 import { CLOCK, type Clock } from '../../src/common/clock';
@@ -31,15 +32,16 @@ export const TEST_ENV: Record<string, string> = {
 
 /**
  * Boots the real AppModule through the same setupApp() as main.ts, listening on an ephemeral
- * loopback port. Only configuration and the clock differ from production.
+ * loopback port. Only configuration, the clock and (optionally) the log sink differ from production.
  */
 export async function createTestApp(
   env: Record<string, string> = {},
   clock?: Clock,
+  logger?: Logger,
 ): Promise<TestApp> {
   const config = RelayConfig.load({ ...TEST_ENV, ...env });
   const app = await NestFactory.create<NestExpressApplication>(
-    AppModule.register({ config, clock }),
+    AppModule.register({ config, clock, logger }),
     {
       bodyParser: false,
       logger: false,
