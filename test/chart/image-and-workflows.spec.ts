@@ -237,7 +237,9 @@ describe('Dockerfile', () => {
 
   it('should bake in no secrets and fetch nothing by URL', () => {
     expect(
-      instructions.filter((l) => /^(ARG|ENV)\b.*(?:^|\s)\w*(?:TOKENS?|SECRET|PASSWORD|_KEY)=/i.test(l)),
+      instructions.filter((l) =>
+        /^(ARG|ENV)\b.*(?:^|\s)\w*(?:TOKENS?|SECRET|PASSWORD|_KEY)=/i.test(l),
+      ),
     ).toEqual([]);
     expect(instructions.filter((l) => /^ADD\s+https?:/i.test(l))).toEqual([]);
     expect(dockerfile).not.toMatch(/:latest\b/);
