@@ -130,6 +130,19 @@ describeIf(ready)(
         expect(matches(testLabels, serviceSelector)).toBe(false);
       });
 
+      it('should render no legacy GPU upstream objects (fixed name gpu-server, ExternalName, v1 Endpoints)', () => {
+        for (const { docs } of all) {
+          expect(
+            docs.filter(
+              (d) =>
+                d.kind === 'Endpoints' ||
+                d.metadata.name === 'gpu-server' ||
+                get(d, 'spec.type') === 'ExternalName',
+            ),
+          ).toEqual([]);
+        }
+      });
+
       it('should tolerate the top-level environment key and an empty env', () => {
         const { docs } = render({ values: ['test/chart/fixtures/sugarkube-dev.values.yaml'] });
 

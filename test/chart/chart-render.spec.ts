@@ -318,6 +318,11 @@ describeIf(ready)(
         { set: ['relay.drainSeconds=20', 'relay.shutdownGraceSeconds=20'] },
         'relay.shutdownGraceSeconds (20) must be greater than relay.drainSeconds (20): the relay refuses to start otherwise',
       ],
+      [
+        'the native sleep action on Kubernetes 1.29',
+        { set: ['lifecycle.sleepAction=true'], extra: ['--kube-version', '1.29.0'] },
+        'lifecycle.sleepAction=true needs Kubernetes 1.30 or later (this cluster is v1.29.0); leave it false to use exec sleep',
+      ],
     ];
 
     it.each(FAILURES)('should refuse %s with a clear message', (_label, options, message) => {

@@ -222,6 +222,9 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- if le (float64 .Values.relay.shutdownGraceSeconds) (float64 .Values.relay.drainSeconds) }}
 {{- fail (printf "relay.shutdownGraceSeconds (%v) must be greater than relay.drainSeconds (%v): the relay refuses to start otherwise" .Values.relay.shutdownGraceSeconds .Values.relay.drainSeconds) }}
 {{- end }}
+{{- if and .Values.lifecycle.sleepAction (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "lifecycle.sleepAction=true needs Kubernetes 1.30 or later (this cluster is %s); leave it false to use exec sleep" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- $_ := include "tokenplace-relay.terminationGracePeriodSeconds" . }}
 {{- $_ = include "tokenplace-relay.env" . }}
 {{- end }}
