@@ -170,6 +170,18 @@ export class RelayMetrics {
     help: '1 when every collector was created',
     registers: [this.registry],
   });
+  /** Size of every bounded collection in the store, for soak checks and capacity alerts. */
+  readonly stateEntries = new Gauge({
+    name: 'tokenplace_relay_state_entries',
+    help: 'Entries held by the state store, by kind (every kind is capped and expires)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly queuedBytes = new Gauge({
+    name: 'tokenplace_relay_queued_bytes',
+    help: 'Bytes of queued ciphertext over all nodes',
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({
     name: 'tokenplace_relay_state_store_up',
     help: '1 when the state store answered the last check',
@@ -282,5 +294,14 @@ export class RelayMetrics {
     this.leaseAge.set(stats.maxLeaseAgeSeconds);
     this.inFlight.set(stats.inFlight);
     this.oldestInFlightAge.set(stats.oldestInFlightAgeSeconds);
+    this.queuedBytes.set(stats.queuedBytes);
+    this.stateEntries.set({ kind: 'nodes' }, stats.nodesRegistered);
+    this.stateEntries.set({ kind: 'queued_requests' }, stats.queueDepth);
+    this.stateEntries.set({ kind: 'in_flight_requests' }, stats.inFlight);
+    this.stateEntries.set({ kind: 'stored_responses' }, stats.storedResponses);
+    this.stateEntries.set({ kind: 'terminal_records' }, stats.terminalRecords);
+    this.stateEntries.set({ kind: 'tombstones' }, stats.tombstones);
+    this.stateEntries.set({ kind: 'stream_sessions' }, stats.streamSessions);
+    this.stateEntries.set({ kind: 'rate_limit_buckets' }, stats.rateLimitBuckets);
   }
 }
