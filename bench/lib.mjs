@@ -21,8 +21,8 @@ export const BENCH_ENV = {
 };
 
 /** Starts `node dist/main.js` on a port and waits until /livez answers. */
-export async function startRelay(port, env = {}, nodeArgs = []) {
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/main.js')], {
+export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/main.js') {
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, script)], {
     env: { ...process.env, ...BENCH_ENV, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

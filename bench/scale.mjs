@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+// Scale checks for one relay process (memory store unless --store redis with REDIS_URL):
+//  1. held: 2,000 long-polling API v1 nodes and 2,000 clients holding a pending retrieve
+//     (`Prefer: wait=8`) at once; then every one of them is answered. Errors/timeouts counted.
+//  2. queued: 10,000 queued 2 KiB requests; RSS and heap growth per request.
+//  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests.
+// usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis]  (needs npm run build)
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import { startRelay, table } from './lib.mjs';
+
+const { values } = parseArgs({
+  options: {
+    parts: { type: 'string', default: 'held,queued,curve' },
+    store: { type: 'string', default: 'memory' },
+    held: { type: 'string', default: '2000' },
+    queued: { type: 'string', default: '10000' },
+    curve: { type: 'string', default: '10,100,1000,10000' },
+    samples: { type: 'string', default: '300' },
+  },
+});
+const storeEnv =
+  values.store === 'redis'
+    ? { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', TOKENPLACE_RELAY_REDIS_KEY_PREFIX: `bench${Date.now()}:` }
+    : {};
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+
+function request(base, method, path, body, headers = {}) {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      { hostname: url.hostname, port: url.port, agent, method, path, timeout: 60_000, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers } : headers },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let parsed = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            // text body (metrics)
+          }
+          resolve({ status: res.statusCode, body: parsed });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+const post = (base, path, body, headers) => request(base, 'POST', path, body, headers);
+const PAYLOAD = 'c'.repeat(2048);
+const caps = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
+
+async function processStats(base) {
+  const { body } = await request(base, 'GET', '/metrics');
+  const read = (name) => Number((body.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm')) ?? [])[1] ?? NaN);
+  return { rssMiB: read('process_resident_memory_bytes') / 2 ** 20, heapMiB: read('nodejs_heap_size_used_bytes') / 2 ** 20 };
+}
+
+async function inBatches(n, size, fn) {
+  for (let i = 0; i < n; i += size) {
+    await Promise.all(Array.from({ length: Math.min(size, n - i) }, (_, k) => fn(i + k)));
+  }
+}
+
+async function held() {
+  const N = Number(values.held);
+  const relay = await startRelay(5101, { ...storeEnv, TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '60', TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '120' });
+  try {
+    const before = await processStats(relay.base);
+    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/servers/register', { server_public_key: `held-node-${i}`, capabilities: caps }));
+    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: 'parking', capabilities: caps });
+    await inBatches(N, 200, (i) =>
+      post(relay.base, '/api/v1/relay/requests', { server_public_key: 'parking', client_public_key: `held-client-${i}`, request_id: `p${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
+    );
+    const t0 = performance.now();
+    const polls = Array.from({ length: N }, (_, i) => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: `held-node-${i}` }).then((r) => ({ ...r, at: performance.now() }), (e) => ({ status: 0, error: String(e) })));
+    const waits = Array.from({ length: N }, (_, i) =>
+      post(relay.base, '/api/v1/relay/responses/retrieve', { client_public_key: `held-client-${i}`, request_id: `p${i}` }, { Prefer: 'wait=8' }).then((r) => ({ ...r, at: performance.now() }), (e) => ({ status: 0, error: String(e) })),
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    const during = await processStats(relay.base);
+    const release = performance.now();
+    await inBatches(N, 200, (i) =>
+      Promise.all([
+        post(relay.base, '/api/v1/relay/requests', { server_public_key: `held-node-${i}`, client_public_key: `w${i}`, request_id: `w${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
+        post(relay.base, '/api/v1/relay/responses', { client_public_key: `held-client-${i}`, request_id: `p${i}`, chat_history: 'a', cipherkey: 'k', iv: 'i' }),
+      ]),
+    );
+    const [p, w] = await Promise.all([Promise.all(polls), Promise.all(waits)]);
+    const releaseMs = Math.round(Math.max(...p.map((x) => x.at ?? 0), ...w.map((x) => x.at ?? 0)) - release);
+    return {
+      part: 'held',
+      nodes: N,
+      clients: N,
+      pollsAnsweredWithWork: p.filter((x) => x.status === 200 && typeof x.body?.request_id === 'string').length,
+      retrievesAnswered200: w.filter((x) => x.status === 200).length,
+      errors: p.filter((x) => x.status !== 200).length + w.filter((x) => x.status !== 200).length,
+      heldForMs: Math.round(release - t0),
+      allAnsweredWithinMs: releaseMs,
+      rssIdleMiB: Math.round(before.rssMiB),
+      rssHoldingMiB: Math.round(during.rssMiB),
+    };
+  } finally {
+    await relay.stop();
+  }
+}
+
+async function queued() {
+  const N = Number(values.queued);
+  const relay = await startRelay(5102, { ...storeEnv, TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' }, ['--expose-gc'], 'bench/gc-relay.cjs');
+  const collect = async () => {
+    relay.child.kill('SIGUSR2');
+    await new Promise((r) => setTimeout(r, 500));
+  };
+  try {
+    for (let n = 0; n < 10; n += 1) await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: `q-node-${n}`, capabilities: caps });
+    const warm = 500;
+    await inBatches(warm, 100, (i) => post(relay.base, '/api/v1/relay/requests', { server_public_key: `q-node-${i % 10}`, client_public_key: `warm-${i}`, request_id: `w${i}`, ciphertext: PAYLOAD, cipherkey: 'k'.repeat(344), iv: 'i'.repeat(24) }));
+    await collect();
+    const before = await processStats(relay.base);
+    const statuses = new Map();
+    await inBatches(N, 200, async (i) => {
+      const r = await post(relay.base, '/api/v1/relay/requests', { server_public_key: `q-node-${i % 10}`, client_public_key: `qc-${i}`, request_id: `q${i}`, ciphertext: PAYLOAD, cipherkey: 'k'.repeat(344), iv: 'i'.repeat(24) });
+      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+    });
+    await collect();
+    const after = await processStats(relay.base);
+    return {
+      part: 'queued',
+      queued: N,
+      accepted: statuses.get(200) ?? 0,
+      rssBeforeMiB: Math.round(before.rssMiB),
+      rssAfterMiB: Math.round(after.rssMiB),
+      rssPerRequestBytes: Math.round(((after.rssMiB - before.rssMiB) * 2 ** 20) / N),
+      heapPerRequestBytes: Math.round(((after.heapMiB - before.heapMiB) * 2 ** 20) / N),
+    };
+  } finally {
+    await relay.stop();
+  }
+}
+
+async function timed(samples, fn) {
+  for (let i = 0; i < 50; i += 1) {
+    await fn(samples + i).catch(() => undefined); // warm-up (JIT), not measured
+  }
+  const times = [];
+  for (let i = 0; i < samples; i += 1) {
+    const t = performance.now();
+    await fn(i);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return Math.round(times[Math.floor(times.length / 2)] * 1000) / 1000;
+}
+
+async function curvePoint(N, port) {
+  const relay = await startRelay(port, { ...storeEnv, TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_RELAY_SINK_STALE_SECONDS: '3600' });
+  const S = Number(values.samples);
+  try {
+    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/servers/register', { server_public_key: `n${i}`, capabilities: caps }));
+    await inBatches(N, 200, (i) => post(relay.base, '/sink', { server_public_key: `l${i}` }));
+    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/requests', { server_public_key: `n${i}`, client_public_key: `bg${i}`, request_id: `bg${i}`, ciphertext: PAYLOAD, cipherkey: 'k', iv: 'i' }));
+    const target = (i) => `n${(i * 7919) % N}`;
+    const row = { nodes: N, queued: N };
+    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: 'probe', capabilities: { supported_model_ids: ['probe-model'], max_concurrency: S + 10 } });
+    row['requests'] = await timed(S, (i) => post(relay.base, '/api/v1/relay/requests', { server_public_key: 'probe', client_public_key: `pc${i}`, request_id: `pr${i}`, ciphertext: PAYLOAD, cipherkey: 'k', iv: 'i' }));
+    row['poll(claim)'] = await timed(S, () => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: 'probe' }));
+    row['responses'] = await timed(S, (i) => post(relay.base, '/api/v1/relay/responses', { client_public_key: `pc${i}`, request_id: `pr${i}`, chat_history: 'a', cipherkey: 'k', iv: 'i' }));
+    row['retrieve'] = await timed(S, (i) => post(relay.base, '/api/v1/relay/responses/retrieve', { client_public_key: `pc${i}`, request_id: `pr${i}` }));
+    row['servers/next'] = await timed(S, () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=probe-model'));
+    row['servers/next(all N match)'] = await timed(S, () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=qwen3-8b-instruct'));
+    row['faucet'] = await timed(S, (i) => post(relay.base, '/faucet', { server_public_key: `l${i % N}`, client_public_key: `lc${i}`, chat_history: PAYLOAD, cipherkey: 'k', iv: 'i' }));
+    row['sink(claim)'] = await timed(S, (i) => post(relay.base, '/sink', { server_public_key: `l${i % N}` }));
+    row['next_server'] = await timed(S, () => request(relay.base, 'GET', '/next_server'));
+    return row;
+  } finally {
+    await relay.stop();
+  }
+}
+
+const results = [];
+const parts = values.parts.split(',');
+if (parts.includes('held')) results.push(await held());
+if (parts.includes('queued')) results.push(await queued());
+for (const r of results) process.stdout.write(`${JSON.stringify(r)}\n`);
+if (parts.includes('curve')) {
+  const rows = [];
+  let port = 5110;
+  for (const N of values.curve.split(',').map(Number)) {
+    const row = await curvePoint(N, port++);
+    process.stdout.write(`${JSON.stringify({ part: 'curve', ...row })}\n`);
+    rows.push(row);
+  }
+  process.stdout.write(`\nmedian ms per operation (sequential, one client):\n${table(rows, Object.keys(rows[0]))}\n`);
+}
+agent.destroy();
+process.exit(0);
