@@ -520,6 +520,14 @@ export class InMemoryStateStore implements StateStore {
     job.response = cmd.envelope;
     job.progress = null;
     this.answered.set(job.jobId, cmd.now + this.limits.responseTtlMs);
+    if (!this.completedTtl.has(pk) && this.completedTtl.size >= this.limits.maxTerminalRecords) {
+      // Capped like terminal records: the oldest completion marker goes first (a very late
+      // duplicate answer then reads 410 `gone` instead of `completed`).
+      const oldest = this.completedTtl.first();
+      if (oldest) {
+        this.completedTtl.delete(oldest[0]);
+      }
+    }
     this.completedTtl.set(pk, cmd.now + this.limits.terminalTtlMs);
     bump(t.outcomes, 'completed');
     this.waiters.notify(responseKey(cmd.clientKey, cmd.requestId));
