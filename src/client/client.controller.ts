@@ -11,7 +11,7 @@ import {
   UseInterceptors,
 } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
-import { ClientGone } from '../common/client-gone.decorator';
+import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { TextErrors } from '../common/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
@@ -51,7 +51,7 @@ export class LegacyClientController {
   @UseGuards(LegacyGateGuard)
   retrieve(
     @Body(new BodyOf(LegacyRetrieveDto)) dto: LegacyRetrieveDto,
-    @ClientGone() gone: AbortSignal,
+    @ClientGone() gone: CallerWatch,
   ): Promise<object> {
     return this.client.legacyRetrieve(dto, gone);
   }
@@ -98,7 +98,7 @@ export class V1ClientController {
   retrieve(
     @Body(new BodyOf(RetrieveDto)) dto: RetrieveDto,
     @Headers('prefer') prefer: string | undefined,
-    @ClientGone() gone: AbortSignal,
+    @ClientGone() gone: CallerWatch,
   ): Promise<WireResponse> {
     return this.client.retrieve(dto, preferWait(prefer), gone);
   }

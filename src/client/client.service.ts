@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { CallerWatch } from '../common/client-gone.decorator';
 import { CLOCK, type Clock } from '../common/clock';
 import { newJobId } from '../common/ids';
 import { Errors } from '../common/relay-error';
@@ -92,7 +93,7 @@ export class ClientService {
     return { message: 'Request received' };
   }
 
-  async legacyRetrieve(dto: LegacyRetrieveDto, abort: AbortSignal): Promise<object> {
+  async legacyRetrieve(dto: LegacyRetrieveDto, caller: CallerWatch): Promise<object> {
     const until = this.clock.now() + (this.lifecycle.draining ? 0 : this.config.retrieveHoldMs);
     for (;;) {
       const result = await this.store.takeResponse({
@@ -108,15 +109,10 @@ export class ClientService {
           iv: result.envelope.iv,
         };
       }
-      if (this.clock.now() >= until || abort.aborted || this.lifecycle.draining) {
+      if (this.clock.now() >= until || caller.gone || this.lifecycle.draining) {
         return { error: 'No response available for the given public key' };
       }
-      await this.store.waitForResponse(
-        dto.client_public_key,
-        null,
-        until,
-        AbortSignal.any([abort, this.lifecycle.drainSignal]),
-      );
+      await this.store.waitForResponse(dto.client_public_key, null, until, this.waitSignal(caller));
     }
   }
 
@@ -263,7 +259,11 @@ export class ClientService {
    * `/responses/retrieve`: 200 answer, 202 pending (with progress once), 404, 410. With
    * `Prefer: wait=N` a pending retrieve is held up to N seconds for the answer, progress or an end.
    */
-  async retrieve(dto: RetrieveDto, waitSeconds: number, abort: AbortSignal): Promise<WireResponse> {
+  async retrieve(
+    dto: RetrieveDto,
+    waitSeconds: number,
+    caller: CallerWatch,
+  ): Promise<WireResponse> {
     const requestId = dto.request_id ?? null;
     const hold = this.lifecycle.draining
       ? 0
@@ -294,12 +294,7 @@ export class ClientService {
         case 'unknown':
           throw requestId !== null ? Errors.unknownRequestId(requestId) : Errors.noResponse();
         case 'pending': {
-          if (
-            result.progress !== null ||
-            now >= until ||
-            abort.aborted ||
-            this.lifecycle.draining
-          ) {
+          if (result.progress !== null || now >= until || caller.gone || this.lifecycle.draining) {
             const remaining = seconds(result.deadlineAt - now);
             const body: Record<string, unknown> = {
               status: 'pending',
@@ -321,7 +316,7 @@ export class ClientService {
             dto.client_public_key,
             requestId,
             Math.min(until, result.deadlineAt + 1),
-            AbortSignal.any([abort, this.lifecycle.drainSignal]),
+            this.waitSignal(caller),
           );
           break;
         }
@@ -331,6 +326,11 @@ export class ClientService {
         }
       }
     }
+  }
+
+  /** Ends a wait when the caller leaves or the relay starts draining. */
+  private waitSignal(caller: CallerWatch): AbortSignal {
+    return AbortSignal.any([caller.signal(), this.lifecycle.drainSignal]);
   }
 
   private async admit(job: JobInput): Promise<Extract<EnqueueResult, { status: 'queued' }>> {

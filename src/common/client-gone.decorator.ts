@@ -1,14 +1,41 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Response } from 'express';
 
-/** An AbortSignal that fires when the caller disconnects before the answer is sent (long-polls). */
-export const ClientGone = createParamDecorator((_: unknown, ctx: ExecutionContext): AbortSignal => {
-  const res = ctx.switchToHttp().getResponse<Response>();
-  const controller = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) {
-      controller.abort();
+/**
+ * Tells a long-poll whether its caller is still there. The AbortSignal (and its `close`
+ * listener) is only created when a request actually waits, so routes answered at once pay nothing.
+ */
+export class CallerWatch {
+  private controller: AbortController | null = null;
+
+  constructor(private readonly res: Response) {}
+
+  /** True once the caller has disconnected (or the answer is already sent). */
+  get gone(): boolean {
+    return this.res.closed || this.controller?.signal.aborted === true;
+  }
+
+  /** Aborts when the caller disconnects before the answer is sent. */
+  signal(): AbortSignal {
+    if (this.controller === null) {
+      const controller = new AbortController();
+      this.controller = controller;
+      if (this.res.closed) {
+        controller.abort();
+      } else {
+        this.res.once('close', () => {
+          if (!this.res.writableFinished) {
+            controller.abort();
+          }
+        });
+      }
     }
-  });
-  return controller.signal;
-});
+    return this.controller.signal;
+  }
+}
+
+/** Injects a {@link CallerWatch} for the current response (long-poll routes). */
+export const ClientGone = createParamDecorator(
+  (_: unknown, ctx: ExecutionContext): CallerWatch =>
+    new CallerWatch(ctx.switchToHttp().getResponse<Response>()),
+);

@@ -6,6 +6,28 @@ import { newRequestId } from './ids';
 import { Errors, RelayError } from './relay-error';
 import { sendRelayError } from './relay-exception.filter';
 
+type Middleware = (req: Request, res: Response, next: NextFunction) => void;
+
+/** Runs middlewares one after another inside a single Express layer; any of them may answer. */
+export function inSequence(...steps: Middleware[]): Middleware {
+  return (req, res, next) => {
+    let i = 0;
+    const step = (err?: unknown): void => {
+      if (err !== undefined) {
+        next(err);
+        return;
+      }
+      const current = steps[i++];
+      if (current === undefined) {
+        next();
+        return;
+      }
+      current(req, res, step);
+    };
+    step();
+  };
+}
+
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 /** Echoes a sane incoming `X-Request-Id` or generates 16 hex chars; on every response. */

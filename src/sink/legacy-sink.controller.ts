@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
-import { ClientGone } from '../common/client-gone.decorator';
+import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { TextErrors } from '../common/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
@@ -24,7 +24,7 @@ export class LegacySinkController {
   @ControlRateLimit('poll')
   take(
     @Body(new BodyOf(SinkDto)) dto: SinkDto,
-    @ClientGone() gone: AbortSignal,
+    @ClientGone() gone: CallerWatch,
   ): Promise<LegacySinkBody> {
     return this.sink.sink(dto.server_public_key, dto.max_batch_size ?? 1, gone);
   }

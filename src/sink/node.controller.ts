@@ -1,6 +1,6 @@
 import { Body, Controller, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
-import { ClientGone } from '../common/client-gone.decorator';
+import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
 import { NodeTokenGuard } from '../registry/node-token.guard';
 import { OperatorService } from '../registry/operator.service';
@@ -37,7 +37,7 @@ export class NodeController {
   @ControlRateLimit('poll')
   poll(
     @Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto,
-    @ClientGone() gone: AbortSignal,
+    @ClientGone() gone: CallerWatch,
   ): Promise<PollBody> {
     return this.sink.poll(dto.server_public_key, dto.capabilities, gone);
   }

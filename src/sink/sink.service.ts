@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { CallerWatch } from '../common/client-gone.decorator';
 import { CLOCK, type Clock } from '../common/clock';
 import { sha256Hex } from '../common/ids';
 import { Errors } from '../common/relay-error';
@@ -44,14 +45,14 @@ export class SinkService {
     private readonly lifecycle: LifecycleService,
   ) {}
 
-  async sink(nodeId: string, maxBatch: number, abort: AbortSignal): Promise<LegacySinkBody> {
+  async sink(nodeId: string, maxBatch: number, caller: CallerWatch): Promise<LegacySinkBody> {
     const holdMs = this.lifecycle.draining ? 0 : this.config.sinkHoldMs;
     const until = this.clock.now() + holdMs;
     const body: LegacySinkBody = { next_ping_in_x_seconds: this.config.sinkPingSeconds };
     if (!(await this.registry.pingLegacy(nodeId, holdMs > 0 ? until : undefined))) {
       return body;
     }
-    const jobs = await this.claimOrWait(nodeId, 'legacy', maxBatch, until, abort);
+    const jobs = await this.claimOrWait(nodeId, 'legacy', maxBatch, until, caller);
     const first = jobs?.[0];
     if (!jobs || !first) {
       return body;
@@ -74,12 +75,12 @@ export class SinkService {
     return body;
   }
 
-  async poll(nodeId: string, capabilities: unknown, abort: AbortSignal): Promise<PollBody> {
+  async poll(nodeId: string, capabilities: unknown, caller: CallerWatch): Promise<PollBody> {
     const waitSeconds = this.config.pollWaitSeconds;
     const draining = this.lifecycle.draining;
     const until = this.clock.now() + (draining ? 0 : waitSeconds * 1000);
     await this.registry.renewV1(nodeId, capabilities, until);
-    const jobs = await this.claimOrWait(nodeId, 'v1', 1, until, abort);
+    const jobs = await this.claimOrWait(nodeId, 'v1', 1, until, caller);
     if (jobs === null) {
       throw Errors.serverNotFound();
     }
@@ -156,11 +157,11 @@ export class SinkService {
     dialect: Dialect,
     max: number,
     until: number,
-    abort: AbortSignal,
+    caller: CallerWatch,
   ): Promise<ClaimedJob[] | null> {
-    const signal = AbortSignal.any([abort, this.lifecycle.drainSignal]);
+    let signal: AbortSignal | null = null;
     for (;;) {
-      if (abort.aborted) {
+      if (caller.gone) {
         return [];
       }
       const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });
@@ -168,11 +169,12 @@ export class SinkService {
       if (result.status !== 'ok') {
         return dialect === 'legacy' ? [] : null;
       }
-      if (result.jobs.length > 0 || signal.aborted || this.clock.now() >= until) {
+      if (result.jobs.length > 0 || this.lifecycle.draining || this.clock.now() >= until) {
         return result.jobs;
       }
+      signal ??= AbortSignal.any([caller.signal(), this.lifecycle.drainSignal]);
       await this.store.waitForWork(nodeId, until, signal);
-      if (signal.aborted && !abort.aborted) {
+      if (this.lifecycle.draining && !caller.gone) {
         // Draining: hand out what is already queued, then stop waiting.
         until = this.clock.now();
       }
