@@ -3,7 +3,7 @@
 // pipelines, 10% of clients abandon their answer (exercises the response TTL), nodes come and go
 // with fresh keys (registry churn and evictions), random clients probe retrieve. Every --every
 // seconds it samples RSS, heap, event-loop delay p99, active handles and the size of every store
-// collection (tokenplace_relay_state_entries), and prints the curve. Flat = no leak.
+// collection (tokenplace_relay_* gauges), and prints the curve. Flat = no leak.
 // usage: node bench/soak.mjs [--minutes 10] [--every 30] [--pipelines 8] [--store memory|redis]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -130,7 +130,7 @@ async function sample(elapsedS) {
     return m ? Number(m[1]) : NaN;
   };
   const handles = [...body.matchAll(/^nodejs_active_handles\{[^}]*\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
-  const entry = (kind) => read('tokenplace_relay_state_entries', `kind="${kind}"`);
+
   return {
     t: `${Math.round(elapsedS)}s`,
     cycles,
@@ -139,13 +139,13 @@ async function sample(elapsedS) {
     heapMiB: Math.round(read('nodejs_heap_size_used_bytes') / 2 ** 20),
     loopP99Ms: Math.round(read('nodejs_eventloop_lag_p99_seconds') * 1000 * 10) / 10,
     handles,
-    nodes: entry('nodes'),
-    queued: entry('queued_requests'),
-    inFlight: entry('in_flight_requests'),
-    responses: entry('stored_responses'),
-    terminal: entry('terminal_records'),
-    tombstones: entry('tombstones'),
-    buckets: entry('rate_limit_buckets'),
+    nodes: read('tokenplace_relay_registered_nodes'),
+    queued: read('tokenplace_relay_queue_depth'),
+    inFlight: read('tokenplace_relay_in_flight_requests'),
+    responses: read('tokenplace_relay_stored_responses'),
+    terminal: read('tokenplace_relay_terminal_records'),
+    tombstones: read('tokenplace_relay_control_tombstones'),
+    buckets: read('tokenplace_relay_rate_limit_buckets'),
   };
 }
 

@@ -25,10 +25,10 @@ export class RelayHealthIndicators {
     const session = this.indicators.check('store');
     try {
       await this.store.ping();
-      this.metrics.storeUp.set({ store: this.config.stateStore }, 1);
+      this.metrics.storeUp.set(1);
       return session.up({ backend: this.config.stateStore });
     } catch (error) {
-      this.metrics.storeUp.set({ store: this.config.stateStore }, 0);
+      this.metrics.storeUp.set(0);
       return session.down({ backend: this.config.stateStore, reason: (error as Error).message });
     }
   }

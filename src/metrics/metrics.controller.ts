@@ -26,9 +26,9 @@ export class MetricsController {
     }
     try {
       this.metrics.applyStats(await this.store.stats(this.clock.now()));
-      this.metrics.storeUp.set({ store: this.config.stateStore }, 1);
+      this.metrics.storeUp.set(1);
     } catch {
-      this.metrics.storeUp.set({ store: this.config.stateStore }, 0);
+      this.metrics.storeUp.set(0);
     }
     try {
       const text = await this.metrics.registry.metrics();

@@ -45,7 +45,10 @@ export async function startRelayProcess(
     stderr += c.toString('utf8');
   });
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`relay did not start: ${stderr}`));
+    }, 20_000);
     child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('utf8');
       let nl = buffer.indexOf('\n');
