@@ -7,6 +7,27 @@ import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { Envelope } from '../state/state.types';
 import type { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
 
+/** Stream chunks are small JSON values; deeper nesting is refused rather than stored. */
+const MAX_CHUNK_DEPTH = 64;
+
+/** Iterative nesting check (recursion is what deep values are built to break). */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [unknown, number];
+    if (typeof current !== 'object' || current === null) {
+      continue;
+    }
+    if (depth >= limit) {
+      return true;
+    }
+    for (const child of Object.values(current)) {
+      stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
 /** Compute nodes answering: `/source`, `/stream/source`, `/responses`, `/progress`. */
 @Injectable()
 export class SourceService {
@@ -38,6 +59,10 @@ export class SourceService {
   }
 
   async streamChunk(dto: StreamSourceDto): Promise<object> {
+    if (nestedDeeperThan(dto.chunk, MAX_CHUNK_DEPTH)) {
+      // It could not be serialised back to the client (nor measured) without overflowing the stack.
+      throw Errors.invalidRequest();
+    }
     const result = await this.store.appendStreamChunk({
       sessionId: dto.session_id,
       chunk: dto.chunk,
