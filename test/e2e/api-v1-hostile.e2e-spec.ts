@@ -164,6 +164,18 @@ describe('hostile input on every API v1 route and field never yields a 500', () 
     expect((await get(t, '/livez')).status).toBe(200);
   });
 
+  it('should refuse a deeply nested legacy stream chunk with 400 instead of overflowing', async () => {
+    const res = await post(t, '/stream/source', `{"session_id":"s","chunk":${deep(20_000)}}`);
+    const shallow = await post(t, '/stream/source', {
+      session_id: 's',
+      chunk: { ciphertext: 'x' },
+    });
+
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'Invalid request data' });
+    expect(shallow.status).toBe(404);
+  });
+
   it('should still serve the original request after the barrage', async () => {
     const control = await post(t, `${V1}/servers/control`, {
       server_public_key: node.key,
