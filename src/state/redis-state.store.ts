@@ -82,6 +82,7 @@ const SWEEP_BATCH = 500;
 const SWEEP_MAX_ROUNDS = 20;
 /** How often readiness re-reads the server's eviction policy. */
 const SERVER_RECHECK_MS = 30_000;
+const RECHECK_WHEN_REFUSED_MS = 1_000;
 const LOG_REPEAT_MS = 10_000;
 const QUIT_TIMEOUT_MS = 1_000;
 
@@ -675,6 +676,12 @@ export class RedisStateStore implements StateStore {
   // ---------------------------------------------------------------- connection
 
   private async call(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<unknown> {
+    if (!this.usable && !this.closed && this.cmd.status === 'ready') {
+      // Connected but refused earlier (policy, layout, a failed check): look again, at most 1/s.
+      if (Date.now() - this.checkedAt > RECHECK_WHEN_REFUSED_MS) {
+        await this.checkServer();
+      }
+    }
     if (!this.usable) {
       throw new StoreUnavailableError(this.problem);
     }
