@@ -6,7 +6,7 @@
 // Prints one JSON line: cycles/s, requests/s, p50/p99 cycle latency and, for v1, the delivery
 // latency (/requests answered -> the node's held long-poll answered).
 //
-// usage: node bench/cycle.mjs --url http://127.0.0.1:5010 --protocol legacy|v1
+// usage: node bench/cycle.mjs --url http://127.0.0.1:5010 --protocol legacy|v1|bare
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -149,6 +149,20 @@ async function v1Cycle(p, deliveries) {
   return true;
 }
 
+/** The framework floor for the same client code: four POSTs of the same sizes to a bare route. */
+async function bareCycle(p) {
+  for (const body of [
+    { server_public_key: p.node, client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv },
+    { server_public_key: p.node },
+    { client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv },
+    { client_public_key: p.client },
+  ]) {
+    const res = await post(clientUrl, '/bare', body);
+    if (res.status !== 200) return fail('bare', res);
+  }
+  return true;
+}
+
 async function setup(i) {
   const p = {
     node: key('node', i),
@@ -156,6 +170,9 @@ async function setup(i) {
     cipherkey: randomBytes(256).toString('base64'),
     iv: randomBytes(16).toString('base64'),
   };
+  if (args.protocol === 'bare') {
+    return p;
+  }
   const res =
     args.protocol === 'v1'
       ? await post(nodeUrl, '/api/v1/relay/servers/register', {
@@ -181,7 +198,7 @@ async function main() {
   let measuring = false;
   let stop = false;
   let measuredRequestsStart = 0;
-  const cycle = args.protocol === 'v1' ? v1Cycle : legacyCycle;
+  const cycle = args.protocol === 'v1' ? v1Cycle : args.protocol === 'bare' ? bareCycle : legacyCycle;
 
   const workers = pipes.map(async (p) => {
     while (!stop) {

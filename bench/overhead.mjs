@@ -55,7 +55,7 @@ async function startBare(port, size) {
 }
 
 const port = Number(values.port);
-const relay = await startRelay(port);
+const relay = await startRelay(port, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' });
 const base = relay.base;
 const node = pemKey('node');
 const v1node = pemKey('v1node');
@@ -97,21 +97,22 @@ try {
       process.stdout.write(`${JSON.stringify(row)}\n`);
       rows.push(row);
     }
-    // Full cycles: every relay route in turn, 64 pipelines, against the bare POST floor.
+    // Full cycles: every relay route in turn, 64 pipelines, against the same client code doing four
+    // POSTs of the same sizes to the bare route (same load generator on both sides).
     const bare = await startBare(port + 1, 60);
-    const bareResult = await measure(`http://127.0.0.1:${port + 1}/bare`, json({ client_public_key: client }));
+    const floor = await cycle({ url: `http://127.0.0.1:${port + 1}`, protocol: 'bare', pipelines: CONNECTIONS, duration: DURATION, warmup: 2 });
     await stopProcess(bare, 'SIGKILL');
     for (const protocol of ['legacy', 'v1']) {
       const c = await cycle({ url: base, protocol, pipelines: CONNECTIONS, duration: DURATION, warmup: 2 });
       const row = {
         scenario: `${protocol} full cycle (4 routes)`,
         responseBytes: '-',
-        bareRps: bareResult.rps,
+        bareRps: floor.requestsPerSecond,
         relayRps: c.requestsPerSecond,
-        ratio: Math.round((c.requestsPerSecond / bareResult.rps) * 100) / 100,
+        ratio: Math.round((c.requestsPerSecond / floor.requestsPerSecond) * 100) / 100,
         relayP99Ms: c.p99Ms,
-        bareP99Ms: bareResult.p99,
-        errors: c.errors,
+        bareP99Ms: floor.p99Ms,
+        errors: c.errors + floor.errors,
       };
       process.stdout.write(`${JSON.stringify(row)}\n`);
       rows.push(row);

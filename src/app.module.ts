@@ -20,15 +20,16 @@ export class AppModule {
       module: AppModule,
       imports: [
         RelayConfigModule.forRoot(options),
+        // Route modules first, busiest first: Express matches routes in registration order.
+        ClientModule,
+        SinkModule,
+        SourceModule,
+        HealthModule,
+        UiModule.register(options.config.uiEnabled),
         StateModule,
         MetricsModule,
         LifecycleModule,
         RegistryModule,
-        SinkModule,
-        SourceModule,
-        ClientModule,
-        HealthModule,
-        UiModule.register(options.config.uiEnabled),
       ],
       providers: [{ provide: APP_FILTER, useClass: RelayExceptionFilter }],
     };

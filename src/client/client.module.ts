@@ -11,8 +11,8 @@ import { DiscoveryService } from './discovery.service';
 @Module({
   imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
   controllers: [
-    LegacyClientController,
     V1ClientController,
+    LegacyClientController,
     DiscoveryController,
     RelayApiStubController,
   ],

@@ -93,31 +93,36 @@ const QUIET = new Set(['/healthz', '/livez', '/metrics']);
  */
 export function observeRequests(metrics: RelayMetrics, logger: Logger) {
   const logging = logger.isLevelEnabled('info');
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const start = process.hrtime.bigint();
-    res.once('finish', () => {
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const template = (req.route as { path?: unknown } | undefined)?.path;
-      const route = typeof template === 'string' ? template : null;
-      metrics.observeHttp(req.method, req.path, route, res.statusCode, seconds);
-      if (logging && !QUIET.has(req.path)) {
-        const line = {
-          request_id: (req as Request & { id?: string }).id,
-          method: req.method,
-          route: route ?? 'unmatched',
-          status: res.statusCode,
-          duration_ms: Math.round(seconds * 1e6) / 1e3,
-        };
-        if (res.statusCode >= 500) {
-          logger.error(line, 'request failed');
-        } else {
-          logger.info(line, 'request completed');
-        }
+  // One shared listener (no closure per request); the start time rides on the response.
+  function finished(this: TimedResponse): void {
+    const req = this.req as Request & { id?: string };
+    const seconds = Number(process.hrtime.bigint() - this.startedAt) / 1e9;
+    const template = (req.route as { path?: unknown } | undefined)?.path;
+    const route = typeof template === 'string' ? template : null;
+    metrics.observeHttp(req.method, req.path, route, this.statusCode, seconds);
+    if (logging && !QUIET.has(req.path)) {
+      const line = {
+        request_id: req.id,
+        method: req.method,
+        route: route ?? 'unmatched',
+        status: this.statusCode,
+        duration_ms: Math.round(seconds * 1e6) / 1e3,
+      };
+      if (this.statusCode >= 500) {
+        logger.error(line, 'request failed');
+      } else {
+        logger.info(line, 'request completed');
       }
-    });
+    }
+  }
+  return (_req: Request, res: Response, next: NextFunction): void => {
+    (res as TimedResponse).startedAt = process.hrtime.bigint();
+    res.on('finish', finished);
     next();
   };
 }
+
+type TimedResponse = Response & { startedAt: bigint };
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 

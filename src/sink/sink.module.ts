@@ -9,7 +9,7 @@ import { SinkService } from './sink.service';
 
 @Module({
   imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
-  controllers: [LegacySinkController, NodeController, OperatorController],
+  controllers: [NodeController, LegacySinkController, OperatorController],
   providers: [SinkService],
 })
 export class SinkModule {}

@@ -7,7 +7,7 @@ import { SourceService } from './source.service';
 
 @Module({
   imports: [StateModule, MetricsModule, RegistryModule],
-  controllers: [LegacySourceController, V1SourceController],
+  controllers: [V1SourceController, LegacySourceController],
   providers: [SourceService],
 })
 export class SourceModule {}
