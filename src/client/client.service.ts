@@ -139,16 +139,16 @@ export class ClientService {
     const requestedTier =
       typeof tierQuery === 'string' && tierQuery.trim() !== '' ? tierQuery.trim() : '8k-fast';
     const model = resolveModel(requestedModel.slice(0, 256));
-    const tierValid = Object.hasOwn(CONTEXT_TIERS, requestedTier);
-    const result = await this.registry.select(
-      model,
-      (tierValid ? requestedTier : '8k-fast') as ContextTier,
-    );
+    if (!Object.hasOwn(CONTEXT_TIERS, requestedTier)) {
+      // Spec order: no node known at all (either protocol) is 503, before the tier is checked.
+      if ((await this.registry.nodes()).length === 0) {
+        throw Errors.noComputeNodes();
+      }
+      throw Errors.invalidContextTier();
+    }
+    const result = await this.registry.select(model, requestedTier as ContextTier);
     if (result.status === 'no_nodes') {
       throw Errors.noComputeNodes();
-    }
-    if (!tierValid) {
-      throw Errors.invalidContextTier();
     }
     const base = {
       selection_policy: SELECTION_POLICY,

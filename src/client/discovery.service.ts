@@ -1,9 +1,25 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Injectable } from '@nestjs/common';
 import { RelayConfig } from '../config/relay-config';
 import { DEFAULT_MODEL } from '../registry/capabilities';
 import { RegistryService } from '../registry/registry.service';
 import { loadScore } from '../state/scheduler';
 import type { NodeView } from '../state/state.types';
+
+/** The relay's own package version (package.json ships next to dist/ in every build). */
+const PACKAGE_VERSION = readPackageVersion();
+
+function readPackageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+      version?: unknown;
+    };
+    return typeof pkg.version === 'string' ? sanitise(pkg.version) || 'dev' : 'dev';
+  } catch {
+    return 'dev';
+  }
+}
 
 const ENV_ALIASES: Record<string, 'prod' | 'staging' | 'dev'> = {
   prod: 'prod',
@@ -142,8 +158,9 @@ export class DiscoveryService {
     const environment = explicit
       ? (ENV_ALIASES[explicit] ?? 'dev')
       : (byHost ?? (c.tokenPlaceEnv !== 'development' ? byProfile : undefined) ?? 'dev');
+    // Spec §4.4.12: release version, else the packaged version, else `dev`; the image tag is the ref.
     const release = sanitise(c.releaseVersion);
-    const version = release && release !== 'dev' ? release : sanitise(c.imageTag) || 'dev';
+    const version = release && release !== 'dev' ? release : PACKAGE_VERSION;
     const ref =
       c.imageTag && /^(main-[0-9a-f]{7,40}|sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+.*)$/.test(c.imageTag)
         ? c.imageTag

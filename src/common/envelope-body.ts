@@ -105,9 +105,13 @@ export function parseBody<T extends object>(cls: ClassConstructor<T>, body: unkn
     const first = fields.find(([property]) => failing.has(property));
     throw (first?.[1] ?? rules.invalid)();
   }
+  // Put the real nested values back where the DTO still holds a (copied) placeholder container,
+  // not where a transform replaced it with something else.
+  const out = dto as Record<string, unknown>;
   for (const key of keys) {
-    if (shallow[key] !== body[key] && Object.hasOwn(dto, key)) {
-      (dto as Record<string, unknown>)[key] = body[key];
+    const held = out[key];
+    if (shallow[key] !== body[key] && typeof held === 'object' && held !== null) {
+      out[key] = body[key];
     }
   }
   return dto;

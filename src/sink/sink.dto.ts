@@ -40,9 +40,11 @@ export class UnregisterDto {
   @Str(MAX_KEY_CHARS)
   server_public_key!: string;
 
-  @FailsAs(Errors.controlCredential)
-  @IsOptional()
-  @Str(MAX_TOKEN_CHARS, { allowEmpty: true })
+  /** Anything but a bounded string counts as "no credential": 403 for a v1 node, ignored otherwise. */
+  @Transform(({ value }: { value: unknown }) =>
+    typeof value === 'string' && value.length <= MAX_TOKEN_CHARS ? value : undefined,
+  )
+  @Allow()
   control_credential?: string;
 }
 

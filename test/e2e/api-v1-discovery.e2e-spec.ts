@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ManualClock } from '../../src/common/clock';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
 import {
@@ -13,6 +15,13 @@ import {
   submit,
   V1,
 } from './api-v1-fixtures';
+
+/** Spec §4.4.12: release version, else the packaged version (here: this relay's package.json). */
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 describe('GET /relay/diagnostics', () => {
   let t: TestApp;
@@ -189,10 +198,14 @@ describe('GET /api/v1/meta and /api/v1/version', () => {
     }
   }
 
-  it('should default to dev', async () => {
+  it('should default to the dev environment and the packaged version', async () => {
     const res = await meta({});
 
-    expect(res.body).toEqual({ environment: 'dev', version: 'dev', label: 'dev dev' });
+    expect(res.body).toEqual({
+      environment: 'dev',
+      version: PACKAGE_VERSION,
+      label: `dev ${PACKAGE_VERSION}`,
+    });
     expect(res.cache).toBe('no-store');
   });
 
@@ -256,7 +269,7 @@ describe('GET /api/v1/meta and /api/v1/version', () => {
     const dev = await meta({ TOKENPLACE_RELEASE_VERSION: 'dev' });
 
     expect(dirty.body).toMatchObject({ version: 'v2.0beta' });
-    expect(dev.body).toMatchObject({ version: 'dev' });
+    expect(dev.body).toMatchObject({ version: PACKAGE_VERSION });
   });
 });
 
