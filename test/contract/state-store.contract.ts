@@ -1071,6 +1071,25 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(forgotten).toEqual({ status: 'gone', code: 'gone', transitions: NONE });
       });
 
+      it('should keep at most the terminal-record cap of completion markers, dropping the oldest first', async () => {
+        const s = await open({ maxQueuePerNode: 10, maxQueuedTotal: 10 });
+        await upsert(s, 'node-a', 'v1');
+        const inputs = [1, 2, 3, 4].map((i) => job({ clientKey: `c${i}` }));
+        for (const input of inputs) {
+          await enqueueOk(s, input);
+          await complete(s, input);
+          await take(s, input);
+          clock.advance(1);
+        }
+
+        const oldest = await complete(s, inputs[0] as JobInput);
+        const newest = await complete(s, inputs[3] as JobInput);
+
+        expect(oldest).toEqual({ status: 'gone', code: 'gone', transitions: NONE });
+        expect(newest).toEqual({ status: 'gone', code: 'completed', transitions: NONE });
+        expect((await s.stats(now())).terminalRecords).toBe(limits.maxTerminalRecords);
+      });
+
       it('should refuse answers to cancelled, expired and unknown requests with their code', async () => {
         store = await open({ terminalTtlMs: CONTRACT_LIMITS.v1DeadlineMs * 2 });
         await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });

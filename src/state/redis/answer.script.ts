@@ -48,6 +48,9 @@ redis.call('ZREM', P .. 'dl', jid)
 redis.call('HSET', P .. 'j:' .. jid, 's', 'a', 'resp', env)
 redis.call('HDEL', P .. 'j:' .. jid, 'prog')
 redis.call('ZADD', P .. 'answered', num(NOW + L.responseTtlMs), jid)
+if not redis.call('ZSCORE', P .. 'done', pk) and redis.call('ZCARD', P .. 'done') >= L.maxTerminalRecords then
+  redis.call('ZPOPMIN', P .. 'done')
+end
 redis.call('ZADD', P .. 'done', num(NOW + L.terminalTtlMs), pk)
 bump('completed')
 wake('r\\n' .. pk)
