@@ -724,9 +724,9 @@ export class InMemoryStateStore implements StateStore {
       for (const jobId of this.deadlines[dialect].takeExpired(now)) {
         const job = this.jobs.get(jobId);
         if (job && job.state !== 'answered') {
-          const reason =
-            job.state === 'inflight' ? 'provider_timeout' : 'pending_request_ttl_exceeded';
-          this.endJob(job, 'expired', reason, t);
+          // Spec §4.6: a deadline the sweep finds, queued or in flight, is
+          // `expired/pending_request_ttl_exceeded`; the node learns it from its tombstone.
+          this.endJob(job, 'expired', 'pending_request_ttl_exceeded', t);
         }
       }
     }

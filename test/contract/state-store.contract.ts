@@ -1643,7 +1643,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         const again = await store.sweep(now());
 
         expect(early).toEqual(NONE);
-        expect(counts(swept)).toEqual({ outcomes: { expired: 1, timed_out: 1 }, evictions: {} });
+        expect(counts(swept)).toEqual({ outcomes: { expired: 2 }, evictions: {} });
         expect(counts(again)).toEqual(NONE);
         expect(await take(store, queued)).toMatchObject({
           terminal: 'expired',
@@ -1651,7 +1651,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         });
         expect(await take(store, inFlight)).toMatchObject({
           terminal: 'expired',
-          reason: 'provider_timeout',
+          reason: 'pending_request_ttl_exceeded',
         });
         expect(await control(store, 'node-a', inFlight.requestId as string)).toMatchObject({
           state: 'expired',
@@ -1669,7 +1669,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
 
         const swept = await store.sweep(now());
 
-        expect(counts(swept)).toEqual({ outcomes: { expired: 1, timed_out: 1 }, evictions: {} });
+        expect(counts(swept)).toEqual({ outcomes: { expired: 2 }, evictions: {} });
         expect(await store.stats(now())).toMatchObject({ queueDepth: 0, inFlight: 0 });
       });
 

@@ -26,7 +26,7 @@ end
 for _, jid in ipairs(due('dl')) do
   local j = getJob(jid)
   if j and j.s ~= 'a' then
-    endJob(j, 'expired', j.s == 'i' and 'provider_timeout' or 'pending_request_ttl_exceeded', true)
+    endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
   else
     redis.call('ZREM', P .. 'dl', jid)
   end
