@@ -6,7 +6,12 @@ export function envTable(): string {
   const defaults = new RelayEnvSchema() as unknown as Record<string, unknown>;
   const rows = envSpecs(RelayEnvSchema.prototype).map(([property, spec]) => {
     const value = defaults[property];
-    const shown = value === undefined || value === '' ? '_(unset)_' : `\`${String(value)}\``;
+    const shown =
+      typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+        ? value === ''
+          ? '_(unset)_'
+          : `\`${value}\``
+        : '_(unset)_';
     const names = spec.names.map((n) => `\`${n}\``).join(' / ');
     return `| ${names} | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`;
   });

@@ -134,10 +134,18 @@ describe('hostile input (property-based)', () => {
           const token = sendable(h.token);
           const requestId = sendable(h.requestId);
           const prefer = sendable(h.prefer);
-          if (token) headers['X-Relay-Server-Token'] = token;
-          if (requestId) headers['X-Request-Id'] = requestId;
-          if (prefer) headers.Prefer = prefer;
-          if (h.contentType) headers['content-type'] = h.contentType;
+          if (token) {
+            headers['X-Relay-Server-Token'] = token;
+          }
+          if (requestId) {
+            headers['X-Request-Id'] = requestId;
+          }
+          if (prefer) {
+            headers.Prefer = prefer;
+          }
+          if (h.contentType) {
+            headers['content-type'] = h.contentType;
+          }
           const res = await fetch(
             `${t.baseUrl}${path}${method === 'GET' ? '?model=x&context_tier=y' : ''}`,
             {
