@@ -70,6 +70,7 @@ export class SourceService {
       final: dto.final,
       now: this.clock.now(),
     });
+    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'unknown') {
       throw Errors.unknownStream();
     }

@@ -284,14 +284,15 @@ export class InMemoryStateStore implements StateStore {
   }
 
   pickLegacyNode(now: number): Promise<string | null> {
-    while (this.legacyIds.length > 0) {
-      const id = this.legacyIds[randomInt(this.legacyIds.length)] as string;
+    // Random among live nodes: start anywhere, take the first live one. Stale nodes are left to
+    // the sweep, which evicts and counts them.
+    const count = this.legacyIds.length;
+    const start = count > 0 ? randomInt(count) : 0;
+    for (let i = 0; i < count; i += 1) {
+      const id = this.legacyIds[(start + i) % count] as string;
       const node = this.nodes.get(id);
       if (node && !this.isStale(node, now)) {
         return Promise.resolve(id);
-      }
-      if (node) {
-        this.removeNode(node, 'stale_lease', emptyCounts());
       }
     }
     return Promise.resolve(null);
@@ -642,23 +643,24 @@ export class InMemoryStateStore implements StateStore {
   appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
     const session = this.streams.get(cmd.sessionId);
     if (!session) {
-      return Promise.resolve({ status: 'unknown' });
+      return Promise.resolve({ status: 'unknown', transitions: emptyCounts() });
     }
     if (
       session.chunks.length >= this.limits.maxStreamChunks ||
       session.bytes + cmd.chunkBytes > this.limits.maxStreamBytes
     ) {
-      return Promise.resolve({ status: 'full' });
+      return Promise.resolve({ status: 'full', transitions: emptyCounts() });
     }
     session.chunks.push(cmd.chunk);
     session.bytes += cmd.chunkBytes;
     session.final = session.final || cmd.final;
     this.streamTtl.set(cmd.sessionId, cmd.now + this.limits.streamTtlMs);
+    const t = emptyCounts();
     if (cmd.final) {
-      this.completeLegacyClaim(session.clientKey, cmd.sessionId, emptyCounts());
+      this.completeLegacyClaim(session.clientKey, cmd.sessionId, t);
     }
     this.waiters.notify(responseKey(session.clientKey, null));
-    return Promise.resolve({ status: 'stored' });
+    return Promise.resolve({ status: 'stored', transitions: t });
   }
 
   takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {

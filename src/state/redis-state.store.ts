@@ -547,7 +547,7 @@ export class RedisStateStore implements StateStore {
     if (status !== 'stored' && status !== 'unknown' && status !== 'full') {
       throw new Error(`unexpected stream status ${status}`);
     }
-    return { status };
+    return { status, transitions: parseTransitions(reply[1]) };
   }
 
   async takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {

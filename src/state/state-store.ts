@@ -194,7 +194,11 @@ export interface StreamChunkCommand {
   now: number;
 }
 
-export type StreamChunkResult = { status: 'stored' | 'unknown' | 'full' };
+export type StreamChunkResult = {
+  status: 'stored' | 'unknown' | 'full';
+  /** A final chunk completes the legacy request (outcome `completed`). */
+  transitions: TransitionCounts;
+};
 
 export type StreamTakeResult =
   { status: 'none' } | { status: 'ok'; sessionId: string; chunks: unknown[]; final: boolean };

@@ -1519,7 +1519,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       ) => s.appendStreamChunk({ sessionId, chunk, chunkBytes, final, now: now() });
 
       it('should refuse chunks for an unknown session and report no stream for an unknown client', async () => {
-        expect(await append(store, 'nope', 'x')).toEqual({ status: 'unknown' });
+        expect(await append(store, 'nope', 'x')).toEqual({ status: 'unknown', transitions: NONE });
         expect(await store.takeStream('nobody', now())).toEqual({ status: 'none' });
       });
 
@@ -1529,11 +1529,11 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         const stored = await append(store, sessionId, { part: 1, text: 'é' });
         const drained = await store.takeStream('client-1', now());
         await append(store, sessionId, [2, 'two']);
-        await append(store, sessionId, 'three', true);
+        const final = await append(store, sessionId, 'three', true);
         const last = await store.takeStream('client-1', now());
         const gone = await store.takeStream('client-1', now());
 
-        expect(stored).toEqual({ status: 'stored' });
+        expect(stored).toEqual({ status: 'stored', transitions: NONE });
         expect(drained).toEqual({
           status: 'ok',
           sessionId,
@@ -1547,6 +1547,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           final: true,
         });
         expect(gone).toEqual({ status: 'none' });
+        expect(counts(final.transitions)).toEqual({ outcomes: { completed: 1 }, evictions: {} });
         expect(await store.stats(now())).toMatchObject({ streamSessions: 0, inFlight: 0 });
       });
 
@@ -1559,8 +1560,8 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         await append(store, sessionId, 3);
         const fourth = await append(store, sessionId, 4);
 
-        expect(big).toEqual({ status: 'full' });
-        expect(fourth).toEqual({ status: 'full' });
+        expect(big).toEqual({ status: 'full', transitions: NONE });
+        expect(fourth).toEqual({ status: 'full', transitions: NONE });
       });
 
       it('should replace an older session of the same client and evict the oldest past the cap', async () => {
@@ -1572,8 +1573,8 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         clock.advance(1);
         await openStream(store, 'c3');
 
-        expect(await append(store, first, 'x')).toEqual({ status: 'unknown' });
-        expect(await append(store, second, 'x')).toEqual({ status: 'unknown' });
+        expect(await append(store, first, 'x')).toEqual({ status: 'unknown', transitions: NONE });
+        expect(await append(store, second, 'x')).toEqual({ status: 'unknown', transitions: NONE });
         expect(await store.takeStream('c3', now())).toMatchObject({ status: 'ok' });
         expect((await store.stats(now())).streamSessions).toBe(2);
       });
@@ -1583,7 +1584,10 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
 
         await store.unregisterNode({ nodeId: 'node-l', credentialDigest: null, now: now() });
 
-        expect(await append(store, sessionId, 'x')).toEqual({ status: 'unknown' });
+        expect(await append(store, sessionId, 'x')).toEqual({
+          status: 'unknown',
+          transitions: NONE,
+        });
         expect(await store.takeStream('client-1', now())).toEqual({ status: 'none' });
       });
     });

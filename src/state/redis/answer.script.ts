@@ -126,8 +126,8 @@ export const APPEND_STREAM_CHUNK = `
 local sid, bytes = ARGV[4], tonumber(ARGV[6])
 local skey = P .. 's:' .. sid
 local s = redis.call('HMGET', skey, 'c', 'k', 'b')
-if not s[1] then return { 'unknown' } end
-if tonumber(s[2]) >= L.maxStreamChunks or tonumber(s[3]) + bytes > L.maxStreamBytes then return { 'full' } end
+if not s[1] then return { 'unknown', enc() } end
+if tonumber(s[2]) >= L.maxStreamChunks or tonumber(s[3]) + bytes > L.maxStreamBytes then return { 'full', enc() } end
 redis.call('RPUSH', P .. 'sc:' .. sid, ARGV[5])
 redis.call('HINCRBY', skey, 'k', 1)
 redis.call('HINCRBY', skey, 'b', bytes)
@@ -135,9 +135,9 @@ if ARGV[7] == '1' then redis.call('HSET', skey, 'f', '1') end
 redis.call('ZADD', P .. 'stt', num(NOW + L.streamTtlMs), sid)
 redis.call('PEXPIRE', skey, ttl(L.streamTtlMs))
 redis.call('PEXPIRE', P .. 'sc:' .. sid, ttl(L.streamTtlMs))
-if ARGV[7] == '1' then completeLegacyClaim(s[1], sid, false) end
+if ARGV[7] == '1' then completeLegacyClaim(s[1], sid, true) end
 wake('r\\n' .. s[1] .. '\\n')
-return { 'stored' }
+return { 'stored', enc() }
 `;
 
 /** ARGV: client. Reply: { 'none' } | { 'ok', session id, final, chunk JSON... }. */
