@@ -5,13 +5,28 @@ import type { RelayConfig } from '../config/relay-config';
 /** Injection token of the process's root pino logger. */
 export const RELAY_LOGGER = Symbol('RELAY_LOGGER');
 
+const destinations = new Set<ReturnType<typeof pino.destination>>();
+
+function flushAll(): void {
+  for (const destination of destinations) {
+    try {
+      destination.flushSync();
+    } catch {
+      // nothing buffered, or stdout already closed
+    }
+  }
+}
+
 /**
  * JSON lines on stdout through pino, written asynchronously (lines queued while a write is in
  * flight go out together) and flushed synchronously when the process exits, so no line is lost.
  */
 export function createRootLogger(config: RelayConfig): Logger {
   const destination = pino.destination({ dest: 1, sync: false });
-  process.once('exit', () => destination.flushSync());
+  if (destinations.size === 0) {
+    process.once('exit', flushAll);
+  }
+  destinations.add(destination);
   return pino(
     {
       level: config.logLevel,
