@@ -379,6 +379,7 @@ export class RedisStateStore implements StateStore {
     const transitions = parseTransitions(reply[1]);
     switch (status) {
       case 'queued':
+        this.wake.notifyLocal(workKey(job.nodeId));
         return { status, deadlineAt: numeric(reply[2]), transitions };
       case 'node_not_found':
       case 'node_queue_full':
@@ -447,6 +448,8 @@ export class RedisStateStore implements StateStore {
     const transitions = parseTransitions(reply[1]);
     switch (status) {
       case 'stored':
+        this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
+        return { status, transitions };
       case 'duplicate':
       case 'responses_full':
         return { status, transitions };
@@ -528,6 +531,9 @@ export class RedisStateStore implements StateStore {
       status !== 'expired'
     ) {
       throw new Error(`unexpected progress status ${status}`);
+    }
+    if (status === 'accepted') {
+      this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
     }
     return { status, transitions: parseTransitions(reply[1]) };
   }
