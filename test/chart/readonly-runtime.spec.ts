@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describeIf, requirement } from '../helpers/requirements';
 import { ROOT, commandWorks, run, scratch, writeScratch } from './chart.helper';
 
@@ -62,6 +62,9 @@ async function startSandboxed(): Promise<Sandbox> {
     'bwrap',
     [
       ...['--ro-bind', '/', '/', '--tmpfs', '/tmp', '--dev', '/dev', '--proc', '/proc'],
+      // The checkout (and the probe beside it) may itself live under /tmp (CI clones there):
+      // bind it back read-only over the fresh tmpfs.
+      ...['--ro-bind', ROOT, ROOT, '--ro-bind', dirname(probe), dirname(probe)],
       ...[
         '--unshare-user',
         '--uid',
