@@ -73,6 +73,8 @@ interface JobRec extends JobInput {
   claimedAt: number;
   response: Envelope | null;
   progress: Envelope | null;
+  /** The claiming node has confirmed it holds the work (a `/servers/control` or progress call). */
+  acked: boolean;
 }
 
 interface TerminalRec {
@@ -350,6 +352,7 @@ export class InMemoryStateStore implements StateStore {
       claimedAt: 0,
       response: null,
       progress: null,
+      acked: false,
     };
     this.jobs.set(job.jobId, rec);
     this.deadlines[job.dialect].set(job.jobId, deadlineAt);
@@ -447,6 +450,7 @@ export class InMemoryStateStore implements StateStore {
         if (job.deadlineAt <= cmd.now) {
           this.endJob(job, 'expired', 'provider_timeout', t);
         } else {
+          job.acked = true;
           node.activeClaims.add(job.jobId);
           this.claimLeases.set(
             job.jobId,
@@ -634,6 +638,7 @@ export class InMemoryStateStore implements StateStore {
       return Promise.resolve({ status: 'expired', transitions: t });
     }
     job.progress = cmd.envelope;
+    job.acked = true;
     this.waiters.notify(responseKey(cmd.clientKey, cmd.requestId));
     return Promise.resolve({ status: 'accepted', transitions: t });
   }
@@ -736,6 +741,9 @@ export class InMemoryStateStore implements StateStore {
       const job = this.jobs.get(jobId);
       const node = job ? this.nodes.get(job.nodeId) : undefined;
       node?.activeClaims.delete(jobId);
+      if (job && node && job.state === 'inflight' && !job.acked && job.deadlineAt > now) {
+        this.requeue(job, node);
+      }
     }
     for (const jobId of this.answered.takeExpired(now)) {
       const job = this.jobs.get(jobId);
@@ -971,6 +979,24 @@ export class InMemoryStateStore implements StateStore {
       }
       this.waiters.notify(responseKey(job.clientKey, job.requestId));
     }
+  }
+
+  /**
+   * Puts a claim its node never confirmed back at the head of the node's queue. Today's nodes call
+   * `/servers/control` right after claiming, so silence for a whole in-flight lease means the poll
+   * answer never reached them (node crashed, connection cut, replica killed mid-answer).
+   */
+  private requeue(job: JobRec, node: NodeRec): void {
+    this.claimed.delete(job.jobId);
+    if (job.requestId !== null && node.claims.get(job.requestId) === job.jobId) {
+      node.claims.delete(job.requestId);
+    }
+    job.state = 'queued';
+    job.claimedAt = 0;
+    this.queued.set(job.jobId, job.queuedAt);
+    this.queuedBytes += job.bytes;
+    node.queue = new Set([job.jobId, ...node.queue]);
+    this.waiters.notify(workKey(node.nodeId));
   }
 
   /** Removes every trace of a job except terminal records and tombstones. */

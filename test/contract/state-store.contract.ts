@@ -1632,6 +1632,44 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
     });
 
     describe('sweep', () => {
+      it('should put a claim its node never confirmed back at the head of the queue after the in-flight lease', async () => {
+        await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        const lost = job({ clientKey: 'c1' });
+        const next = job({ clientKey: 'c2' });
+        await enqueueOk(store, lost);
+        await enqueueOk(store, next);
+        const first = await claimOne(store);
+        clock.advance(limits.inFlightTtlMs - 1);
+        await store.sweep(now());
+        const stillClaimed = await store.stats(now());
+
+        clock.advance(1);
+        const swept = await store.sweep(now());
+        const again = await claimOne(store);
+        const pending = await take(store, lost);
+
+        expect(first?.jobId).toBe(lost.jobId);
+        expect(stillClaimed).toMatchObject({ inFlight: 1, queueDepth: 1 });
+        expect(counts(swept)).toEqual(NONE);
+        expect(again?.jobId).toBe(lost.jobId);
+        expect(pending.status).toBe('pending');
+      });
+
+      it('should keep a confirmed claim in flight when its accounting lease lapses', async () => {
+        await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        const held = job();
+        await enqueueOk(store, held);
+        await claimOne(store);
+        await control(store, 'node-a', held.requestId as string);
+
+        clock.advance(limits.inFlightTtlMs + 1);
+        await store.sweep(now());
+        const next = await store.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: now() });
+
+        expect(next.status === 'ok' && next.jobs).toEqual([]);
+        expect(await store.stats(now())).toMatchObject({ inFlight: 1, queueDepth: 0 });
+      });
+
       it('should expire queued and in-flight work at its deadline with the matching reason', async () => {
         await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
         const inFlight = job({ clientKey: 'c1' });
@@ -1639,6 +1677,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         await enqueueOk(store, inFlight);
         await enqueueOk(store, queued);
         await claimOne(store);
+        await control(store, 'node-a', inFlight.requestId as string);
         clock.advance(limits.v1DeadlineMs - 1);
         const early = await store.sweep(now());
 

@@ -348,6 +348,7 @@ describe('encrypted API v1 chats against time (ManualClock)', () => {
       const lost = await client.submit(node.key, 'lost in a crash');
       const queued = await client.submit(node.key, 'queued behind it');
       const work = await node.take();
+      await node.control(work!.requestId); // today's nodes confirm a claim at once
 
       clock.advance(2_001);
       await t.sweep();

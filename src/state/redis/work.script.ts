@@ -124,6 +124,7 @@ if liveV1 then
     if j.dl <= NOW then
       endJob(j, 'expired', 'provider_timeout', true)
     else
+      redis.call('HSET', P .. 'j:' .. jid, 'ack', '1')
       redis.call('SADD', P .. 'a:' .. node, jid)
       redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), jid)
       return { 'ok', enc(), 'active', num(j.dl) }
@@ -171,7 +172,7 @@ if j.dl <= NOW then
   endJob(j, 'expired', 'provider_timeout', true)
   return { 'expired', enc() }
 end
-redis.call('HSET', P .. 'j:' .. jid, 'prog', ARGV[8])
+redis.call('HSET', P .. 'j:' .. jid, 'prog', ARGV[8], 'ack', '1')
 wake('r\\n' .. ck .. '\\n' .. rid)
 return { 'accepted', enc() }
 `;
