@@ -1,5 +1,6 @@
 // Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
 import { spawn, execFile } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,7 +25,8 @@ export const BENCH_ENV = {
 export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/main.js') {
   const child = spawn(process.execPath, [...nodeArgs, join(ROOT, script)], {
     env: { ...process.env, ...BENCH_ENV, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // BENCH_RELAY_LOGS=<dir> keeps each relay's JSON log in <dir>/relay-<port>.log.
+    stdio: ['ignore', process.env.BENCH_RELAY_LOGS ? openSync(join(process.env.BENCH_RELAY_LOGS, `relay-${port}.log`), 'a') : 'ignore', 'inherit'],
   });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i += 1) {
@@ -47,11 +49,11 @@ export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/m
 
 export function stopProcess(child, signal = 'SIGINT') {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) {
-      resolve(child.exitCode);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve(child.exitCode ?? child.signalCode);
       return;
     }
-    child.once('exit', (code) => resolve(code));
+    child.once('exit', (code, signal) => resolve(code ?? signal));
     child.kill(signal);
   });
 }

@@ -14,6 +14,7 @@ import {
   CONTEXT_TIERS,
   TERMINAL_REASONS,
   type ContextTier,
+  type Dialect,
   type Envelope,
   type JobInput,
   type TerminalReason,
@@ -103,6 +104,7 @@ export class ClientService {
         now: this.clock.now(),
       });
       if (result.status === 'ok') {
+        this.confirmWhenDelivered(caller, 'legacy', dto.client_public_key, null);
         return {
           chat_history: result.envelope.ciphertext,
           cipherkey: result.envelope.cipherkey,
@@ -281,6 +283,7 @@ export class ClientService {
       switch (result.status) {
         case 'ok': {
           const e = result.envelope;
+          this.confirmWhenDelivered(caller, 'v1', dto.client_public_key, requestId);
           return new WireResponse(200, {
             ...e.extra,
             ciphertext: e.ciphertext,
@@ -326,6 +329,23 @@ export class ClientService {
         }
       }
     }
+  }
+
+  /**
+   * An answer leaves the store only once it was written out: if this process dies first, a retry
+   * (on any replica) gets it again within the delivery grace.
+   */
+  private confirmWhenDelivered(
+    caller: CallerWatch,
+    dialect: Dialect,
+    clientKey: string,
+    requestId: string | null,
+  ): void {
+    caller.afterDelivered(() => {
+      this.store
+        .confirmDelivery({ dialect, clientKey, requestId, now: this.clock.now() })
+        .catch(() => undefined); // the grace timeout forgets it anyway
+    });
   }
 
   /** Ends a wait when the caller leaves or the relay starts draining. */

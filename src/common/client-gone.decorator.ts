@@ -15,6 +15,11 @@ export class CallerWatch {
     return this.res.closed || this.controller?.signal.aborted === true;
   }
 
+  /** Runs `fn` once the answer has been completely written out to the caller. */
+  afterDelivered(fn: () => void): void {
+    this.res.once('finish', fn);
+  }
+
   /** Aborts when the caller disconnects before the answer is sent. */
   signal(): AbortSignal {
     if (this.controller === null) {

@@ -215,6 +215,7 @@ export class RelayConfig {
       v1DeadlineMs: deadline * 1000,
       legacyRequestTtlMs: s.legacyRequestTtlSeconds * 1000,
       responseTtlMs: s.responseTtlSeconds * 1000,
+      deliveryGraceMs: s.deliveryGraceSeconds * 1000,
       terminalTtlMs: s.terminalTtlSeconds * 1000,
       tombstoneTtlMs: s.tombstoneTtlSeconds * 1000,
       streamTtlMs: s.streamTtlSeconds * 1000,

@@ -405,6 +405,16 @@ export class RelayEnvSchema {
   responseTtlSeconds = 300;
 
   @Env(
+    'TOKENPLACE_RELAY_DELIVERY_GRACE_SECONDS',
+    'An answer handed to a client stays retrievable this long until its delivery is confirmed (survives a replica dying mid-answer)',
+  )
+  @ToNumber()
+  @IsNumber()
+  @Min(1)
+  @Max(600)
+  deliveryGraceSeconds = 30;
+
+  @Env(
     'TOKENPLACE_RELAY_MAX_TERMINAL_RECORDS',
     'Most remembered cancelled/expired request records (oldest dropped first)',
   )

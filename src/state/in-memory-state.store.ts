@@ -5,6 +5,7 @@ import { schedule, type CursorState, type SchedulableNode } from './scheduler';
 import type {
   CancelCommand,
   CancelResult,
+  ConfirmDeliveryCommand,
   ClaimCommand,
   ClaimResult,
   CompleteCommand,
@@ -75,6 +76,8 @@ interface JobRec extends JobInput {
   progress: Envelope | null;
   /** The claiming node has confirmed it holds the work (a `/servers/control` or progress call). */
   acked: boolean;
+  /** The answer was handed to the client; kept until the delivery is confirmed or the grace ends. */
+  handed: boolean;
 }
 
 interface TerminalRec {
@@ -160,6 +163,10 @@ export class InMemoryStateStore implements StateStore {
   private untrackedSeq = 0;
   private readonly legacyResponses = new Map<string, Envelope>();
   private readonly legacyResponseTtl = new TtlIndex<string>();
+  /** Answers handed out and not yet confirmed delivered: tracked jobs, and legacy by client. */
+  private readonly handed = new TtlIndex<string>();
+  private readonly legacyHanded = new Map<string, Envelope>();
+  private readonly legacyHandedTtl = new TtlIndex<string>();
 
   private readonly terminals = new Map<string, TerminalRec>();
   private readonly terminalTtl = new TtlIndex<string>();
@@ -353,6 +360,7 @@ export class InMemoryStateStore implements StateStore {
       response: null,
       progress: null,
       acked: false,
+      handed: false,
     };
     this.jobs.set(job.jobId, rec);
     this.deadlines[job.dialect].set(job.jobId, deadlineAt);
@@ -542,13 +550,20 @@ export class InMemoryStateStore implements StateStore {
   takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
     const t = emptyCounts();
     if (cmd.dialect === 'legacy') {
-      const envelope = this.legacyResponses.get(cmd.clientKey);
-      if (!envelope) {
-        return Promise.resolve({ status: 'unknown', transitions: t });
+      const fresh = this.legacyResponses.get(cmd.clientKey);
+      if (fresh) {
+        this.legacyResponses.delete(cmd.clientKey);
+        this.legacyResponseTtl.delete(cmd.clientKey);
+        this.legacyHanded.set(cmd.clientKey, fresh);
+        this.legacyHandedTtl.set(cmd.clientKey, cmd.now + this.limits.deliveryGraceMs);
+        return Promise.resolve({ status: 'ok', envelope: fresh, transitions: t });
       }
-      this.legacyResponses.delete(cmd.clientKey);
-      this.legacyResponseTtl.delete(cmd.clientKey);
-      return Promise.resolve({ status: 'ok', envelope, transitions: t });
+      const again = this.legacyHanded.get(cmd.clientKey);
+      return Promise.resolve(
+        again
+          ? { status: 'ok', envelope: again, transitions: t }
+          : { status: 'unknown', transitions: t },
+      );
     }
     if (cmd.requestId === null) {
       const ids = this.untrackedByClient.get(cmd.clientKey);
@@ -576,10 +591,12 @@ export class InMemoryStateStore implements StateStore {
       return Promise.resolve({ status: 'unknown', transitions: t });
     }
     if (job.state === 'answered') {
-      const envelope = job.response as Envelope;
-      this.answered.delete(job.jobId);
-      this.forgetJob(job);
-      return Promise.resolve({ status: 'ok', envelope, transitions: t });
+      if (!job.handed) {
+        job.handed = true;
+        this.answered.delete(job.jobId);
+        this.handed.set(job.jobId, cmd.now + this.limits.deliveryGraceMs);
+      }
+      return Promise.resolve({ status: 'ok', envelope: job.response as Envelope, transitions: t });
     }
     if (job.deadlineAt <= cmd.now) {
       this.endJob(job, 'expired', 'pending_request_ttl_exceeded', t);
@@ -598,6 +615,22 @@ export class InMemoryStateStore implements StateStore {
       progress,
       transitions: t,
     });
+  }
+
+  confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
+    if (cmd.dialect === 'legacy') {
+      this.legacyHanded.delete(cmd.clientKey);
+      this.legacyHandedTtl.delete(cmd.clientKey);
+      return Promise.resolve();
+    }
+    if (cmd.requestId !== null) {
+      const jobId = this.pairs.get(pairKey(cmd.clientKey, cmd.requestId));
+      const job = jobId !== undefined ? this.jobs.get(jobId) : undefined;
+      if (job && job.state === 'answered' && job.handed) {
+        this.forgetJob(job);
+      }
+    }
+    return Promise.resolve();
   }
 
   cancel(cmd: CancelCommand): Promise<CancelResult> {
@@ -759,6 +792,15 @@ export class InMemoryStateStore implements StateStore {
         }
       }
     }
+    for (const jobId of this.handed.takeExpired(now)) {
+      const job = this.jobs.get(jobId);
+      if (job && job.state === 'answered' && job.handed) {
+        this.forgetJob(job);
+      }
+    }
+    for (const client of this.legacyHandedTtl.takeExpired(now)) {
+      this.legacyHanded.delete(client);
+    }
     for (const id of this.untrackedTtl.takeExpired(now)) {
       this.dropUntracked(id);
     }
@@ -803,7 +845,7 @@ export class InMemoryStateStore implements StateStore {
       v1NodesHealthy: v1Healthy,
       maxLeaseAgeSeconds: maxLeaseAge,
       queuedBytes: this.queuedBytes,
-      storedResponses: this.answered.size + this.untracked.size + this.legacyResponses.size,
+      storedResponses: this.storedResponseCount() + this.handed.size + this.legacyHanded.size,
       terminalRecords: this.terminals.size + this.completedTtl.size,
       tombstones: this.tombstones.size,
       streamSessions: this.streams.size,
@@ -1007,6 +1049,7 @@ export class InMemoryStateStore implements StateStore {
     this.detachFromNode(job);
     this.deadlines[job.dialect].delete(job.jobId);
     this.answered.delete(job.jobId);
+    this.handed.delete(job.jobId);
     this.jobs.delete(job.jobId);
     if (job.clientKey !== null) {
       if (job.requestId !== null) {

@@ -8,6 +8,7 @@ import { scriptSource, RELAY_SCRIPTS, type RelayScriptName } from './redis/scrip
 import { WakeChannel } from './redis/wake.channel';
 import type {
   CancelCommand,
+  ConfirmDeliveryCommand,
   CancelResult,
   ClaimCommand,
   ClaimResult,
@@ -494,6 +495,10 @@ export class RedisStateStore implements StateStore {
       default:
         throw new Error(`unexpected take status ${status}`);
     }
+  }
+
+  async confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
+    await this.call('tpConfirmDelivery', cmd.now, [cmd.dialect, cmd.clientKey, opt(cmd.requestId)]);
   }
 
   async cancel(cmd: CancelCommand): Promise<CancelResult> {

@@ -159,6 +159,13 @@ export type TakeResponseResult =
     }
   | { status: 'unknown'; transitions: TransitionCounts };
 
+export interface ConfirmDeliveryCommand {
+  dialect: Dialect;
+  clientKey: string;
+  requestId: string | null;
+  now: number;
+}
+
 export interface CancelCommand {
   clientKey: string;
   requestId: string;
@@ -250,8 +257,14 @@ export interface StateStore {
   control(cmd: ControlCommand): Promise<ControlResult>;
   /** Stores a node's answer (first answer wins; late answers to ended requests are refused). */
   complete(cmd: CompleteCommand): Promise<CompleteResult>;
-  /** Pops a stored answer, or reports pending (with progress, once), terminal or unknown. */
+  /**
+   * Hands out a stored answer, or reports pending (with progress, once), terminal or unknown. A
+   * handed-out answer is handed out again to the same (client, request) until
+   * {@link confirmDelivery} or the delivery grace ends, so a replica dying mid-answer loses nothing.
+   */
   takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult>;
+  /** The answer was written out to the client: forget it (a later retrieve is 404). */
+  confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void>;
   /** Cancels a request with the client's proof. */
   cancel(cmd: CancelCommand): Promise<CancelResult>;
   /** Stores the latest encrypted progress of an in-flight request (one per request). */

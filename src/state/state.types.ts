@@ -156,6 +156,11 @@ export interface StoreLimits {
   /** How long a legacy request may wait in a queue or in a node's hands. */
   legacyRequestTtlMs: number;
   responseTtlMs: number;
+  /**
+   * How long an answer handed to a client stays retrievable until the relay saw it written out
+   * (a replica killed mid-answer must not lose it); a confirmed delivery removes it at once.
+   */
+  deliveryGraceMs: number;
   terminalTtlMs: number;
   tombstoneTtlMs: number;
   streamTtlMs: number;

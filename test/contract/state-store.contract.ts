@@ -39,6 +39,7 @@ export const CONTRACT_LIMITS: StoreLimits = {
   v1DeadlineMs: 480_000,
   legacyRequestTtlMs: 300_000,
   responseTtlMs: 300_000,
+  deliveryGraceMs: 30_000,
   terminalTtlMs: 300_000,
   tombstoneTtlMs: 60_000,
   streamTtlMs: 120_000,
@@ -169,6 +170,20 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         requestId: input.requestId,
         now: now(),
       });
+    }
+
+    /** A retrieval as the relay does it: hand the answer out, then confirm it was written. */
+    async function retrieve(s: StateStore, input: JobInput) {
+      const result = await take(s, input);
+      if (result.status === 'ok') {
+        await s.confirmDelivery({
+          dialect: input.dialect,
+          clientKey: input.clientKey as string,
+          requestId: input.requestId,
+          now: now(),
+        });
+      }
+      return result;
     }
 
     function control(
@@ -683,7 +698,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
 
         const refused = await s.enqueue({ job: job(), now: now() });
         const otherClient = await s.enqueue({ job: job({ clientKey: 'client-2' }), now: now() });
-        await take(s, first);
+        await retrieve(s, first);
         const afterRetrieval = await s.enqueue({ job: job(), now: now() });
 
         expect(refused).toEqual({ status: 'client_pending_full', transitions: NONE });
@@ -1055,7 +1070,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
 
         const stored = await complete(store, input, 'a1');
         const duplicate = await complete(store, input, 'a2');
-        const taken = await take(store, input);
+        const taken = await retrieve(store, input);
         const late = await complete(store, input, 'a3');
         clock.advance(limits.terminalTtlMs + 1);
         await store.sweep(now());
@@ -1078,7 +1093,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         for (const input of inputs) {
           await enqueueOk(s, input);
           await complete(s, input);
-          await take(s, input);
+          await retrieve(s, input);
           clock.advance(1);
         }
 
@@ -1214,6 +1229,12 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           requestId: null,
           now: now(),
         });
+        await store.confirmDelivery({
+          dialect: 'legacy',
+          clientKey: 'client-1',
+          requestId: null,
+          now: now(),
+        });
         const again = await store.takeResponse({
           dialect: 'legacy',
           clientKey: 'client-1',
@@ -1276,7 +1297,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         });
       });
 
-      it('should pop the answer once, then report the request unknown', async () => {
+      it('should hand the answer out again until its delivery is confirmed, then report it unknown', async () => {
         await upsert(store, 'node-a', 'v1');
         const input = job();
         await enqueueOk(store, input);
@@ -1284,10 +1305,70 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         await complete(store, input, 'answer-1');
 
         const first = await take(store, input);
-        const second = await take(store, input);
+        const retry = await take(store, input);
+        await store.confirmDelivery({
+          dialect: 'v1',
+          clientKey: 'client-1',
+          requestId: input.requestId,
+          now: now(),
+        });
+        const after = await take(store, input);
 
         expect(first).toEqual({ status: 'ok', envelope: envelope('answer-1'), transitions: NONE });
-        expect(second).toEqual({ status: 'unknown', transitions: NONE });
+        expect(retry).toEqual(first);
+        expect(after).toEqual({ status: 'unknown', transitions: NONE });
+        expect((await store.stats(now())).storedResponses).toBe(0);
+      });
+
+      it('should drop a handed-out answer nobody confirmed after the delivery grace', async () => {
+        await upsert(store, 'node-a', 'v1');
+        const input = job();
+        await enqueueOk(store, input);
+        await claimOne(store);
+        await complete(store, input, 'answer-1');
+        await take(store, input);
+
+        clock.advance(limits.deliveryGraceMs - 1);
+        await store.sweep(now());
+        const within = await take(store, input);
+        clock.advance(1);
+        await store.sweep(now());
+        const after = await take(store, input);
+
+        expect(within.status).toBe('ok');
+        expect(after).toEqual({ status: 'unknown', transitions: NONE });
+        expect((await store.stats(now())).storedResponses).toBe(0);
+      });
+
+      it('should hand a legacy answer out again until confirmed, and prefer a newer one', async () => {
+        const legacyTake = () =>
+          store.takeResponse({ dialect: 'legacy', clientKey: 'c', requestId: null, now: now() });
+        const legacyAnswer = (tag: string) =>
+          store.complete({
+            dialect: 'legacy',
+            clientKey: 'c',
+            requestId: null,
+            envelope: envelope(tag),
+            now: now(),
+          });
+        await legacyAnswer('l1');
+
+        const first = await legacyTake();
+        const retry = await legacyTake();
+        await legacyAnswer('l2');
+        const newer = await legacyTake();
+        await store.confirmDelivery({
+          dialect: 'legacy',
+          clientKey: 'c',
+          requestId: null,
+          now: now(),
+        });
+        const after = await legacyTake();
+
+        expect(first.status === 'ok' && first.envelope).toEqual(envelope('l1'));
+        expect(retry.status === 'ok' && retry.envelope).toEqual(envelope('l1'));
+        expect(newer.status === 'ok' && newer.envelope).toEqual(envelope('l2'));
+        expect(after).toEqual({ status: 'unknown', transitions: NONE });
       });
 
       it('should report a terminal request with its status and reason', async () => {

@@ -66,9 +66,15 @@ export const TAKE_RESPONSE = `
 local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
 if dialect == 'legacy' then
   local e = redis.call('GET', P .. 'lr:' .. ck)
-  if not e then return { 'unknown', enc() } end
+  if not e then
+    -- Handed out before and not yet confirmed delivered: hand it out again.
+    local again = redis.call('GET', P .. 'lh:' .. ck)
+    if again then return { 'ok', enc(), again } end
+    return { 'unknown', enc() }
+  end
   redis.call('DEL', P .. 'lr:' .. ck)
   redis.call('ZREM', P .. 'lrt', ck)
+  redis.call('SET', P .. 'lh:' .. ck, e, 'PX', ttl(L.deliveryGraceMs))
   return { 'ok', enc(), e }
 end
 if not rid then
@@ -92,9 +98,14 @@ local j = jid and getJob(jid)
 if not j then return { 'unknown', enc() } end
 local jkey = P .. 'j:' .. jid
 if j.s == 'a' then
-  local e = redis.call('HGET', jkey, 'resp')
-  forget(j)
-  return { 'ok', enc(), e }
+  local r = redis.call('HMGET', jkey, 'resp', 'h')
+  if not r[2] then
+    -- Handed out, kept until the delivery is confirmed or the grace ends.
+    redis.call('HSET', jkey, 'h', '1')
+    redis.call('ZREM', P .. 'answered', jid)
+    redis.call('ZADD', P .. 'handed', num(NOW + L.deliveryGraceMs), jid)
+  end
+  return { 'ok', enc(), r[1] }
 end
 if j.dl <= NOW then
   endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
@@ -112,13 +123,27 @@ return { 'pending', enc(), num(j.dl), prog }
  */
 export const HAS_RESPONSE = `
 local ck, rid = ARGV[4], opt(ARGV[5])
-if not rid then return redis.call('EXISTS', P .. 'lr:' .. ck) end
+if not rid then return redis.call('EXISTS', P .. 'lr:' .. ck, P .. 'lh:' .. ck) end
 local pk = ck .. '\\n' .. rid
 if redis.call('HEXISTS', P .. 'term', pk) == 1 then return 1 end
 local jid = redis.call('HGET', P .. 'pairs', pk)
 local j = jid and getJob(jid)
 if not j or j.s == 'a' or j.dl <= NOW then return 1 end
 return redis.call('HEXISTS', P .. 'j:' .. jid, 'prog')
+`;
+
+/** The answer was written out: forget it. ARGV: dialect, client, request id (opt). Reply: 1. */
+export const CONFIRM_DELIVERY = `
+local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
+if dialect == 'legacy' then
+  redis.call('DEL', P .. 'lh:' .. ck)
+  return 1
+end
+if not rid then return 1 end
+local jid = redis.call('HGET', P .. 'pairs', ck .. '\\n' .. rid)
+local j = jid and getJob(jid)
+if j and j.s == 'a' and redis.call('HEXISTS', P .. 'j:' .. jid, 'h') == 1 then forget(j) end
+return 1
 `;
 
 /** ARGV: session id, chunk JSON, chunk bytes, final. Reply: { status }. */

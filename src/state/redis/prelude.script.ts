@@ -111,6 +111,7 @@ local function forget(j)
   detach(j)
   redis.call('ZREM', P .. 'dl', j.id)
   redis.call('ZREM', P .. 'answered', j.id)
+  redis.call('ZREM', P .. 'handed', j.id)
   redis.call('DEL', P .. 'j:' .. j.id)
   if j.ck then
     if j.rid then

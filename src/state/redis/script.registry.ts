@@ -1,6 +1,7 @@
 import {
   APPEND_STREAM_CHUNK,
   COMPLETE,
+  CONFIRM_DELIVERY,
   HAS_RESPONSE,
   TAKE_RESPONSE,
   TAKE_STREAM,
@@ -35,6 +36,7 @@ export const RELAY_SCRIPTS = {
   tpHasWork: HAS_WORK,
   tpComplete: COMPLETE,
   tpTakeResponse: TAKE_RESPONSE,
+  tpConfirmDelivery: CONFIRM_DELIVERY,
   tpHasResponse: HAS_RESPONSE,
   tpAppendStreamChunk: APPEND_STREAM_CHUNK,
   tpTakeStream: TAKE_STREAM,

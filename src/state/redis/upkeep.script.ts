@@ -64,6 +64,10 @@ for _, jid in ipairs(due('answered')) do
     redis.call('ZREM', P .. 'answered', jid)
   end
 end
+for _, jid in ipairs(due('handed')) do
+  local j = getJob(jid)
+  if j and j.s == 'a' then forget(j) else redis.call('ZREM', P .. 'handed', jid) end
+end
 for _, id in ipairs(due('ut')) do dropUntracked(id) end
 for _, ck in ipairs(due('lrt')) do
   redis.call('DEL', P .. 'lr:' .. ck)
@@ -114,7 +118,7 @@ return {
   redis.call('ZCARD', P .. 'claimed'), oc[2] or false,
   nodes, v1, healthy, num(maxAge),
   redis.call('GET', P .. 'qbytes') or '0',
-  storedCount(),
+  storedCount() + redis.call('ZCARD', P .. 'handed'),
   redis.call('HLEN', P .. 'term') + redis.call('ZCARD', P .. 'done'),
   redis.call('HLEN', P .. 'tomb'),
   redis.call('ZCARD', P .. 'stt'),
