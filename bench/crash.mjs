@@ -6,6 +6,7 @@
 // `lost` counts accepted requests never answered (target 0). Claims A was answering when it died
 // are redelivered after the in-flight lease (set short here with --inflight).
 // usage: node bench/crash.mjs [--pipelines 32] [--before 5] [--after 10] [--inflight 3]
+//   [--signal SIGKILL|SIGTERM]  (SIGTERM: graceful drain of A while B takes over)
 //   Uses REDIS_URL when set, else starts its own redis-server.          (needs npm run build)
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     before: { type: 'string', default: '5' },
     after: { type: 'string', default: '10' },
     inflight: { type: 'string', default: '3' },
+    signal: { type: 'string', default: 'SIGKILL' },
   },
 });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -134,7 +136,7 @@ const runs = Array.from({ length: Number(values.pipelines) }, (_, k) => pipeline
 await sleep(Number(values.before) * 1000);
 const acceptedBeforeKill = accepted.size;
 const answeredBeforeKill = answered.size;
-a.child.kill('SIGKILL');
+a.child.kill(values.signal);
 const killedAt = Date.now();
 await sleep(Number(values.after) * 1000);
 stop = true;
@@ -158,6 +160,7 @@ process.stdout.write(
     failureKinds: Object.fromEntries(failureKinds),
     secondsAfterKill: Math.round((Date.now() - killedAt) / 1000),
     inFlightTtlSeconds: Number(values.inflight),
+    signal: values.signal,
   })}\n`,
 );
 process.exit(lost.length === 0 ? 0 : 1);
