@@ -23,7 +23,8 @@ export const BENCH_ENV = {
 
 /** Starts `node dist/main.js` on a port and waits until /livez answers. */
 export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/main.js') {
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, script)], {
+  // BENCH_RELAY_ROOT=<checkout> runs another build of the relay (before/after comparisons).
+  const child = spawn(process.execPath, [...nodeArgs, join(process.env.BENCH_RELAY_ROOT ?? ROOT, script)], {
     env: { ...process.env, ...BENCH_ENV, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), ...env },
     // BENCH_RELAY_LOGS=<dir> keeps each relay's JSON log in <dir>/relay-<port>.log.
     stdio: ['ignore', process.env.BENCH_RELAY_LOGS ? openSync(join(process.env.BENCH_RELAY_LOGS, `relay-${port}.log`), 'a') : 'ignore', 'inherit'],

@@ -1,5 +1,6 @@
-import { Allow, IsOptional, ValidateIf } from 'class-validator';
+import { Allow, IsOptional } from 'class-validator';
 import { BodyShape, FailsAs } from '../common/envelope-body';
+import { V1_ENVELOPE_KEYS, V1EnvelopeFields } from '../common/v1-envelope.dto';
 import { Errors } from '../common/relay-error';
 import {
   MAX_CIPHERTEXT_CHARS,
@@ -7,7 +8,6 @@ import {
   MAX_KEY_CHARS,
   MAX_TOKEN_CHARS,
   Str,
-  VersionLike,
 } from '../common/validators';
 
 export const FAUCET_KEYS = [
@@ -39,37 +39,14 @@ export class LegacyRetrieveDto {
 export const REQUEST_KEYS = [
   'server_public_key',
   'client_public_key',
-  'ciphertext',
-  'chat_history',
-  'cipherkey',
-  'iv',
-  'request_id',
-  'protocol',
-  'version',
-  'cancel_token',
+  ...V1_ENVELOPE_KEYS,
 ] as const;
 
 /** `POST /api/v1/relay/requests` (spec §4.4.6, guardrails of §4.3). */
 @BodyShape({ invalid: Errors.invalidRequest, allowlist: REQUEST_KEYS })
-export class RequestsDto {
+export class RequestsDto extends V1EnvelopeFields {
   @FailsAs() @Str(MAX_KEY_CHARS) server_public_key!: string;
-
-  @FailsAs()
-  @ValidateIf((o: RequestsDto) => o.chat_history === undefined || o.ciphertext !== undefined)
-  @Str(MAX_CIPHERTEXT_CHARS)
-  ciphertext?: string;
-
-  @FailsAs()
-  @ValidateIf((o: RequestsDto) => o.chat_history !== undefined)
-  @Str(MAX_CIPHERTEXT_CHARS)
-  chat_history?: string;
-
-  @FailsAs() @Str(MAX_TOKEN_CHARS * 8) cipherkey!: string;
-  @FailsAs() @Str(MAX_ID_CHARS, { allowEmpty: true }) iv!: string;
-  @FailsAs() @IsOptional() @Str(MAX_ID_CHARS) request_id?: string;
-  @FailsAs() @IsOptional() @Str(64) protocol?: string;
-  @FailsAs() @IsOptional() @VersionLike() version?: number | string;
-  @FailsAs() @IsOptional() @Str(MAX_TOKEN_CHARS) cancel_token?: string;
+  /** Checked last: its own message only when everything else is in order (spec §4.3). */
   @FailsAs(Errors.missingClientKey) @Str(MAX_KEY_CHARS) client_public_key!: string;
 }
 

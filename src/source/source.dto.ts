@@ -1,6 +1,7 @@
 import { Transform } from 'class-transformer';
-import { Allow, IsOptional, ValidateIf } from 'class-validator';
+import { Allow, ValidateIf } from 'class-validator';
 import { BodyShape, FailsAs } from '../common/envelope-body';
+import { V1_ENVELOPE_KEYS, V1EnvelopeFields } from '../common/v1-envelope.dto';
 import { Errors } from '../common/relay-error';
 import {
   MAX_CIPHERTEXT_CHARS,
@@ -9,7 +10,6 @@ import {
   MAX_TOKEN_CHARS,
   Present,
   Str,
-  VersionLike,
 } from '../common/validators';
 import { PROTOCOL_ID } from '../state/state.types';
 
@@ -34,37 +34,11 @@ export class StreamSourceDto {
   final = false;
 }
 
-export const RESPONSE_KEYS = [
-  'client_public_key',
-  'ciphertext',
-  'chat_history',
-  'cipherkey',
-  'iv',
-  'request_id',
-  'protocol',
-  'version',
-  'cancel_token',
-] as const;
+export const RESPONSE_KEYS = ['client_public_key', ...V1_ENVELOPE_KEYS] as const;
 
 /** `POST /api/v1/relay/responses` (spec §4.4.7). */
 @BodyShape({ invalid: Errors.invalidRequest, allowlist: RESPONSE_KEYS })
-export class ResponsesDto {
-  @FailsAs()
-  @ValidateIf((o: ResponsesDto) => o.chat_history === undefined || o.ciphertext !== undefined)
-  @Str(MAX_CIPHERTEXT_CHARS)
-  ciphertext?: string;
-
-  @FailsAs()
-  @ValidateIf((o: ResponsesDto) => o.chat_history !== undefined)
-  @Str(MAX_CIPHERTEXT_CHARS)
-  chat_history?: string;
-
-  @FailsAs() @Str(MAX_TOKEN_CHARS * 8) cipherkey!: string;
-  @FailsAs() @Str(MAX_ID_CHARS, { allowEmpty: true }) iv!: string;
-  @FailsAs() @IsOptional() @Str(MAX_ID_CHARS) request_id?: string;
-  @FailsAs() @IsOptional() @Str(64) protocol?: string;
-  @FailsAs() @IsOptional() @VersionLike() version?: number | string;
-  @FailsAs() @IsOptional() @Str(MAX_TOKEN_CHARS) cancel_token?: string;
+export class ResponsesDto extends V1EnvelopeFields {
   @FailsAs() @Str(MAX_KEY_CHARS) client_public_key!: string;
 }
 
