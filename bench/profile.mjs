@@ -29,7 +29,9 @@ const routes = {
   retrieve: ['/retrieve', json({ client_public_key: key })],
   sink: ['/sink', json({ server_public_key: key })],
   next: ['/api/v1/relay/servers/next?model=qwen3-8b-instruct', { method: 'GET' }],
+  pending: ['/api/v1/relay/responses/retrieve', json({ client_public_key: key, request_id: 'pending-1' })],
 };
+await fetch(`${relay.base}/api/v1/relay/requests`, json({ server_public_key: `v1${key}`, client_public_key: key, request_id: 'pending-1', ciphertext: 'c', cipherkey: 'k', iv: 'i' }));
 if (values.scenario.endsWith('cycle')) {
   const result = await cycle({ url: relay.base, protocol: values.scenario.replace('cycle', ''), pipelines: 64, duration: values.duration, warmup: 1 });
   process.stdout.write(`${JSON.stringify(result)}\n`);

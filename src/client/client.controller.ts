@@ -8,14 +8,13 @@ import {
   Post,
   Query,
   UseGuards,
-  UseInterceptors,
 } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { TextErrors } from '../common/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
-import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
+import { Reply, type WireReply } from '../common/wire-response';
 import { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
 import { ClientService } from './client.service';
 
@@ -94,12 +93,12 @@ export class V1ClientController {
   @Post('responses/retrieve')
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')
-  @UseInterceptors(WireResponseInterceptor)
-  retrieve(
+  async retrieve(
     @Body(new BodyOf(RetrieveDto)) dto: RetrieveDto,
     @Headers('prefer') prefer: string | undefined,
     @ClientGone() gone: CallerWatch,
-  ): Promise<WireResponse> {
-    return this.client.retrieve(dto, preferWait(prefer), gone);
+    @Reply() reply: WireReply,
+  ): Promise<unknown> {
+    return reply.send(await this.client.retrieve(dto, preferWait(prefer), gone));
   }
 }

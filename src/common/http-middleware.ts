@@ -137,9 +137,13 @@ export function requireJson(req: Request, res: Response, next: NextFunction): vo
   const hasBody =
     req.headers['transfer-encoding'] !== undefined ||
     Number(req.headers['content-length'] ?? 0) > 0;
+  const type = req.headers['content-type'];
+  // Fast path for the usual header; anything else goes through the full media-type match.
+  const plainJson = type === 'application/json' || type === 'application/json; charset=utf-8';
   if (
     BODY_METHODS.has(req.method) &&
     hasBody &&
+    !plainJson &&
     !req.is(['application/json', 'application/*+json']) &&
     !LENIENT_BODY.has(req.path)
   ) {

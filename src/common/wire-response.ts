@@ -1,4 +1,5 @@
 import {
+  createParamDecorator,
   Injectable,
   type CallHandler,
   type ExecutionContext,
@@ -35,3 +36,26 @@ export class WireResponseInterceptor implements NestInterceptor {
     );
   }
 }
+
+/** Applies a {@link WireResponse} to the current response and returns its body for Nest to send. */
+export class WireReply {
+  constructor(private readonly res: Response) {}
+
+  send(value: WireResponse): unknown {
+    this.res.status(value.status);
+    for (const [name, v] of Object.entries(value.headers)) {
+      this.res.setHeader(name, v);
+    }
+    return value.body;
+  }
+}
+
+/**
+ * `@Reply()`: the hot-path alternative to {@link WireResponseInterceptor} (an interceptor wraps
+ * every call in RxJS; on `/responses/retrieve`, polled by every waiting browser, that was measured
+ * at ~10% of the route's throughput). Nest still serialises the body.
+ */
+export const Reply = createParamDecorator(
+  (_: unknown, ctx: ExecutionContext): WireReply =>
+    new WireReply(ctx.switchToHttp().getResponse<Response>()),
+);
