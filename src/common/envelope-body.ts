@@ -1,4 +1,9 @@
-import { plainToInstance, type ClassConstructor } from 'class-transformer';
+import {
+  plainToInstance,
+  Transform,
+  type ClassConstructor,
+  type TransformFnParams,
+} from 'class-transformer';
 import { validateSync } from 'class-validator';
 import 'reflect-metadata';
 import { Errors, RelayError } from './relay-error';
@@ -24,6 +29,18 @@ export interface BodyRules {
 
 const RULES = Symbol('relay:body-rules');
 const FIELD_ERRORS = Symbol('relay:field-errors');
+const COERCES = Symbol('relay:coerces');
+
+/**
+ * class-transformer's `@Transform` for body DTOs, which also marks the class: bodies of DTOs
+ * without coercions skip class-transformer entirely (measured ~3% of a legacy cycle).
+ */
+export function Coerce(fn: (params: TransformFnParams) => unknown): PropertyDecorator {
+  return (target, property) => {
+    Transform(fn)(target, property);
+    Reflect.defineMetadata(COERCES, true, target.constructor);
+  };
+}
 
 /** Declares how a DTO class is checked and which error a bad body gets. */
 export function BodyShape(rules: BodyRules): ClassDecorator {
@@ -44,6 +61,19 @@ export function FailsAs(error?: () => RelayError): PropertyDecorator {
     >;
     Reflect.defineMetadata(FIELD_ERRORS, [...list, [String(property), error]], target);
   };
+}
+
+/** Own-property copy that never invokes setters (a `__proto__` key stays a plain property). */
+function copyOwn<T extends object>(target: T, source: Record<string, unknown>): T {
+  for (const key of Object.keys(source)) {
+    Object.defineProperty(target, key, {
+      value: source[key],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return target;
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -91,7 +121,10 @@ export function parseBody<T extends object>(cls: ClassConstructor<T>, body: unkn
       configurable: true,
     });
   }
-  const dto = plainToInstance(cls, shallow, { excludeExtraneousValues: false });
+  const dto =
+    Reflect.getMetadata(COERCES, cls) === true
+      ? plainToInstance(cls, shallow, { excludeExtraneousValues: false })
+      : copyOwn(new cls(), shallow);
   const errors = validateSync(dto, {
     whitelist: true,
     forbidUnknownValues: false,

@@ -1,8 +1,21 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
-/** 16 random bytes, URL-safe base64 without padding (22 chars): job and stream-session ids. */
+const JOB_POOL_BYTES = 16 * 256;
+let jobPool = Buffer.alloc(0);
+let jobPoolOffset = JOB_POOL_BYTES;
+
+/**
+ * 16 random bytes, URL-safe base64 without padding (22 chars): job and stream-session ids. Drawn
+ * from a CSPRNG pool refilled 4 KiB at a time (one syscall per 256 ids instead of one per id).
+ */
 export function newJobId(): string {
-  return randomBytes(16).toString('base64url');
+  if (jobPoolOffset >= JOB_POOL_BYTES) {
+    jobPool = randomBytes(JOB_POOL_BYTES);
+    jobPoolOffset = 0;
+  }
+  const id = jobPool.toString('base64url', jobPoolOffset, jobPoolOffset + 16);
+  jobPoolOffset += 16;
+  return id;
 }
 
 const POOL_BYTES = 8 * 512;

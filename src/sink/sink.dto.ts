@@ -1,6 +1,5 @@
-import { Transform } from 'class-transformer';
 import { Allow, IsBoolean, IsInt, IsOptional, Min } from 'class-validator';
-import { BodyShape, FailsAs } from '../common/envelope-body';
+import { BodyShape, Coerce, FailsAs } from '../common/envelope-body';
 import { Errors } from '../common/relay-error';
 import { MAX_ID_CHARS, MAX_KEY_CHARS, MAX_TOKEN_CHARS, Present, Str } from '../common/validators';
 
@@ -23,7 +22,7 @@ function toBatchSize({ value }: { value: unknown }): unknown {
 export class SinkDto {
   @FailsAs(Errors.invalidBatchSize)
   @IsOptional()
-  @Transform(toBatchSize)
+  @Coerce(toBatchSize)
   @IsInt()
   @Min(1)
   max_batch_size?: number;
@@ -41,7 +40,7 @@ export class UnregisterDto {
   server_public_key!: string;
 
   /** Anything but a bounded string counts as "no credential": 403 for a v1 node, ignored otherwise. */
-  @Transform(({ value }: { value: unknown }) =>
+  @Coerce(({ value }: { value: unknown }) =>
     typeof value === 'string' && value.length <= MAX_TOKEN_CHARS ? value : undefined,
   )
   @Allow()

@@ -1,6 +1,5 @@
-import { Transform } from 'class-transformer';
 import { Allow, ValidateIf } from 'class-validator';
-import { BodyShape, FailsAs } from '../common/envelope-body';
+import { BodyShape, Coerce, FailsAs } from '../common/envelope-body';
 import { V1_ENVELOPE_KEYS, V1EnvelopeFields } from '../common/v1-envelope.dto';
 import { Errors } from '../common/relay-error';
 import {
@@ -29,7 +28,7 @@ export class StreamSourceDto {
   @FailsAs() @Present() chunk!: unknown;
 
   @FailsAs()
-  @Transform(({ value }: { value: unknown }) => Boolean(value))
+  @Coerce(({ value }: { value: unknown }) => Boolean(value))
   @Allow()
   final = false;
 }
@@ -63,12 +62,12 @@ export const PROGRESS_KEYS = [
 export class ProgressDto {
   @FailsAs(Errors.progressProtocol)
   @ValidateIf(() => true)
-  @Transform(({ value }: { value: unknown }) => (value === PROTOCOL_ID ? value : undefined))
+  @Coerce(({ value }: { value: unknown }) => (value === PROTOCOL_ID ? value : undefined))
   @Present()
   protocol!: string;
 
   @FailsAs(Errors.progressProtocol)
-  @Transform(({ value }: { value: unknown }) => (value === 1 ? value : undefined))
+  @Coerce(({ value }: { value: unknown }) => (value === 1 ? value : undefined))
   @Present()
   version!: number;
 

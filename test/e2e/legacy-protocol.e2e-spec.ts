@@ -515,6 +515,21 @@ describe('legacy relay protocol (spec §3, checklist §10.1)', () => {
       expect(res.status).toBe(400);
     });
 
+    it.each(['/source', '/retrieve', '/sink', '/stream/source'])(
+      'should not let a __proto__ key switch off validation on %s',
+      async (path) => {
+        const res = await call(
+          t.baseUrl,
+          'POST',
+          path,
+          '{"__proto__":{"polluted":true},"client_public_key":5,"server_public_key":5,"session_id":5}',
+        );
+
+        expect(res.status).toBe(400);
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      },
+    );
+
     it('should still deliver the request queued before all the bad input', async () => {
       const res = await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-a' });
 
