@@ -20,17 +20,25 @@ export class CallerWatch {
     this.res.once('finish', fn);
   }
 
-  /** Aborts when the caller disconnects before the answer is sent. */
-  signal(): AbortSignal {
+  /**
+   * Aborts when the caller disconnects before the answer is sent, or when `also` aborts (the
+   * relay starting to drain). The listener on `also` is removed when the exchange ends, so a
+   * long-lived signal never accumulates listeners (cheaper than `AbortSignal.any`, which keeps
+   * weak references alive per call).
+   */
+  signal(also?: AbortSignal): AbortSignal {
     if (this.controller === null) {
       const controller = new AbortController();
       this.controller = controller;
-      if (this.res.closed) {
-        controller.abort();
+      const abort = (): void => controller.abort();
+      if (this.res.closed || also?.aborted === true) {
+        abort();
       } else {
+        also?.addEventListener('abort', abort, { once: true });
         this.res.once('close', () => {
+          also?.removeEventListener('abort', abort);
           if (!this.res.writableFinished) {
-            controller.abort();
+            abort();
           }
         });
       }

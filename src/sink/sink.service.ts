@@ -172,7 +172,7 @@ export class SinkService {
       if (result.jobs.length > 0 || this.lifecycle.draining || this.clock.now() >= until) {
         return result.jobs;
       }
-      signal ??= AbortSignal.any([caller.signal(), this.lifecycle.drainSignal]);
+      signal ??= caller.signal(this.lifecycle.drainSignal);
       await this.store.waitForWork(nodeId, until, signal);
       if (this.lifecycle.draining && !caller.gone) {
         // Draining: hand out what is already queued, then stop waiting.

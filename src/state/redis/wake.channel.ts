@@ -80,7 +80,11 @@ export class WakeChannel {
     }
     const bounded = this.subscribed ? until : Math.min(until, now + UNSUBSCRIBED_RECHECK_MS);
     const local = new AbortController();
-    const waiting = this.waiters.wait(key, bounded, AbortSignal.any([signal, local.signal]));
+    const forward = (): void => local.abort();
+    signal.addEventListener('abort', forward, { once: true });
+    const waiting = this.waiters
+      .wait(key, bounded, local.signal)
+      .finally(() => signal.removeEventListener('abort', forward));
     let ready: boolean;
     try {
       ready = await recheck();
