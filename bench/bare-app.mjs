@@ -2,7 +2,7 @@
 // POST route answering a fixed JSON body of a given size. Nothing else: no pipes, guards, logging
 // or metrics. usage: node bench/bare-app.mjs <port> <responseBytes>
 import 'reflect-metadata';
-import { Body, Controller, Get, HttpCode, Module, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Module, Post, Query } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 
 const port = Number(process.argv[2] ?? 5099);
@@ -10,13 +10,22 @@ const size = Number(process.argv[3] ?? 64);
 const filler = 'x'.repeat(Math.max(0, size - '{"message":""}'.length));
 const answer = { message: filler };
 
+const sized = new Map();
+/** `?size=N` answers N bytes of JSON instead of the default size (cycle steps differ in size). */
+function answerOf(size) {
+  const n = Number(size);
+  if (!Number.isFinite(n) || n <= 0) return answer;
+  if (!sized.has(n)) sized.set(n, { message: 'x'.repeat(Math.max(0, n - '{"message":""}'.length)) });
+  return sized.get(n);
+}
+
 class BareController {
-  get() {
-    return answer;
+  get(size) {
+    return answerOf(size);
   }
 
-  post(body) {
-    return body && typeof body === 'object' ? answer : { message: '' };
+  post(body, size) {
+    return body && typeof body === 'object' ? answerOf(size) : { message: '' };
   }
 }
 Controller()(BareController);
@@ -24,7 +33,10 @@ Get('bare')(BareController.prototype, 'get', Object.getOwnPropertyDescriptor(Bar
 Post('bare')(BareController.prototype, 'post', Object.getOwnPropertyDescriptor(BareController.prototype, 'post'));
 HttpCode(200)(BareController.prototype, 'post', Object.getOwnPropertyDescriptor(BareController.prototype, 'post'));
 Body()(BareController.prototype, 'post', 0);
-Reflect.defineMetadata('design:paramtypes', [Object], BareController.prototype, 'post');
+Query('size')(BareController.prototype, 'post', 1);
+Query('size')(BareController.prototype, 'get', 0);
+Reflect.defineMetadata('design:paramtypes', [Object, String], BareController.prototype, 'post');
+Reflect.defineMetadata('design:paramtypes', [String], BareController.prototype, 'get');
 
 class BareModule {}
 Module({ controllers: [BareController] })(BareModule);

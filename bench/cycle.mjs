@@ -151,13 +151,15 @@ async function v1Cycle(p, deliveries) {
 
 /** The framework floor for the same client code: four POSTs of the same sizes to a bare route. */
 async function bareCycle(p) {
-  for (const body of [
-    { server_public_key: p.node, client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv },
-    { server_public_key: p.node },
-    { client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv },
-    { client_public_key: p.client },
+  // Same request bodies and the same response sizes as a legacy cycle's four steps.
+  const work = JSON.stringify({ client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv }).length;
+  for (const [body, size] of [
+    [{ server_public_key: p.node, client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv }, 30],
+    [{ server_public_key: p.node }, work + 30],
+    [{ client_public_key: p.client, chat_history: payload, cipherkey: p.cipherkey, iv: p.iv }, 54],
+    [{ client_public_key: p.client }, work],
   ]) {
-    const res = await post(clientUrl, '/bare', body);
+    const res = await post(clientUrl, `/bare?size=${size}`, body);
     if (res.status !== 200) return fail('bare', res);
   }
   return true;
