@@ -400,7 +400,12 @@ function clamp(value: number, min: number, max: number): number {
   return Math.min(Math.max(value, min), max);
 }
 
-/** The process environment and command line; the only place `process.env` is read. */
+/** The process environment: the only place `process.env` is read (CLIs such as smoke use it too). */
+export function processEnv(): EnvSource {
+  return process.env;
+}
+
+/** The relay's configuration from the process environment and command line. */
 export function loadProcessConfig(): RelayConfig {
-  return RelayConfig.load(process.env, process.argv.slice(2));
+  return RelayConfig.load(processEnv(), process.argv.slice(2));
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { processEnv } from '../config/relay-config';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { newIdentity, open, seal, type Identity } from './e2ee';
@@ -601,9 +602,7 @@ export async function main(
 
 if (require.main === module) {
   // The smoke CLI is not the relay: it reads only its own token variables.
-  // eslint-disable-next-line no-restricted-properties
-  const env = process.env;
-  void main(process.argv.slice(2), env, (line) => process.stdout.write(`${line}\n`)).then(
+  void main(process.argv.slice(2), processEnv(), (line) => process.stdout.write(`${line}\n`)).then(
     (code) => {
       process.exitCode = code;
     },
