@@ -5,6 +5,7 @@
 // seconds it samples RSS, heap, event-loop delay p99, active handles and the size of every store
 // collection (tokenplace_relay_* gauges), and prints the curve. Flat = no leak.
 // usage: node bench/soak.mjs [--minutes 10] [--every 30] [--pipelines 8] [--store memory|redis]
+//   (redis: uses REDIS_URL, best a dedicated server: it also samples DBSIZE)
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -123,8 +124,11 @@ async function prober() {
   }
 }
 
+const redis = values.store === 'redis' ? new (await import('ioredis')).Redis(storeEnv.TOKENPLACE_RELAY_REDIS_URL) : null;
+
 async function sample(elapsedS) {
   const { body } = await request('GET', '/metrics');
+  const redisKeys = redis ? (await redis.dbsize()) : undefined;
   const read = (name, labels = '') => {
     const m = body.match(new RegExp(`^${name}${labels ? `\\{${labels}\\}` : '(?:\\{[^}]*\\})?'} (\\S+)$`, 'm'));
     return m ? Number(m[1]) : NaN;
@@ -146,6 +150,7 @@ async function sample(elapsedS) {
     terminal: read('tokenplace_relay_terminal_records'),
     tombstones: read('tokenplace_relay_control_tombstones'),
     buckets: read('tokenplace_relay_rate_limit_buckets'),
+    ...(redis ? { redisKeys } : {}),
   };
 }
 
@@ -163,6 +168,7 @@ while (Date.now() < end) {
 stop = true;
 await Promise.race([Promise.all(workers), sleep(15_000)]);
 await relay.stop();
+redis?.disconnect();
 agent.destroy();
 process.stdout.write(`\n${table(rows, Object.keys(rows[0]))}\n`);
 process.exit(0);
