@@ -2,6 +2,7 @@ import { V1ClientSim, V1NodeSim } from '../helpers/simulators';
 import { call, createTestApp, type TestApp, type WireResult } from '../helpers/test-app';
 import { freePort, randomPrefix, RedisServer, redisServerBin } from '../helpers/redis-server';
 import { describeIf, requirement } from '../helpers/requirements';
+import { eventually } from '../helpers/eventually';
 
 const bin = redisServerBin();
 const available = requirement(
@@ -10,18 +11,6 @@ const available = requirement(
   'TOKENPLACE_REQUIRE_REDIS',
   'install redis-server (Debian: apt-get install redis-server) or set REDIS_SERVER_BIN',
 );
-
-/** Polls until `check` returns a value: waiting for a reconnect, which no clock can speed up. */
-async function eventually<T>(check: () => Promise<T | undefined>, tries = 200): Promise<T> {
-  for (let i = 0; i < tries; i += 1) {
-    const value = await check();
-    if (value !== undefined) {
-      return value;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition never held');
-}
 
 function redisEnv(url: string, extra: Record<string, string> = {}): Record<string, string> {
   return {

@@ -11,6 +11,7 @@ import {
   type ChatMessage,
 } from '../helpers/simulators';
 import { call, type WireResult } from '../helpers/test-app';
+import { eventually } from '../helpers/eventually';
 
 const bin = redisServerBin();
 const available = requirement(
@@ -19,18 +20,6 @@ const available = requirement(
   'TOKENPLACE_REQUIRE_REDIS',
   'install redis-server (Debian: apt-get install redis-server) or set REDIS_SERVER_BIN',
 );
-
-/** Polls until `check` returns a value: waiting on other processes, which no clock can speed up. */
-async function eventually<T>(check: () => Promise<T | undefined>, tries = 300): Promise<T> {
-  for (let i = 0; i < tries; i += 1) {
-    const value = await check();
-    if (value !== undefined) {
-      return value;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition never held');
-}
 
 /** The same simulated node or client (same keys, same credential), talking to another replica. */
 function via<T extends object>(sim: T, baseUrl: string): T {

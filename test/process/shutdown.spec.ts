@@ -1,17 +1,6 @@
 import { call } from '../helpers/test-app';
 import { startRelayProcess, type RelayProcess } from '../helpers/relay-process';
-
-/** Polls until `check` passes (or throws after `tries`). */
-async function eventually<T>(check: () => Promise<T | undefined>, tries = 200): Promise<T> {
-  for (let i = 0; i < tries; i += 1) {
-    const value = await check();
-    if (value !== undefined) {
-      return value;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('condition never held');
-}
+import { eventually } from '../helpers/eventually';
 
 describe('process life: SIGTERM drain (real process)', () => {
   let relay: RelayProcess | undefined;
