@@ -1,12 +1,23 @@
 #!/usr/bin/env node
-// `npm run bench`: starts the built relay (memory store) and runs the legacy and API v1 cycle
-// benchmarks at 16 and 64 pipelines; prints one JSON line per run and a summary table.
-// Options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
+// `npm run bench`: every benchmark of docs/performance.md from one entry point (after `npm run build`).
+//   npm run bench                       cycle benchmark, legacy + API v1, 16 and 64 pipelines
+//   npm run bench -- --suite overhead   relay vs a bare NestJS express route (ratios)
+//   npm run bench -- --suite scale      held connections, 10,000 queued requests, cost curve
+//   npm run bench -- --suite redis      memory vs one vs two Redis-backed replicas
+//   npm run bench -- --suite drain      SIGTERM under load, memory store
+//   npm run bench -- --suite crash      kill -9 (and SIGTERM) of a Redis replica under load
+//   npm run bench -- --suite latency    legacy end-to-end chat latency, default vs low-latency
+//   npm run bench -- --suite soak       10-minute soak, memory store
+//   npm run bench -- --suite all        everything above but the soak
+// Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cycle, startRelay, table } from './lib.mjs';
+import { ROOT, cycle, startRelay, table } from './lib.mjs';
 
 const { values } = parseArgs({
   options: {
+    suite: { type: 'string', default: 'cycles' },
     duration: { type: 'string', default: '10' },
     pipelines: { type: 'string', default: '16,64' },
     protocols: { type: 'string', default: 'legacy,v1' },
@@ -14,19 +25,51 @@ const { values } = parseArgs({
   },
 });
 
-const relay = await startRelay(Number(values.port));
-const rows = [];
-try {
-  for (const protocol of values.protocols.split(',')) {
-    for (const pipelines of values.pipelines.split(',').map(Number)) {
-      const result = await cycle({ url: relay.base, protocol, pipelines, duration: values.duration, warmup: 2 });
-      process.stdout.write(`${JSON.stringify(result)}\n`);
-      rows.push(result);
-    }
-  }
-} finally {
-  await relay.stop();
+const SCRIPTS = {
+  overhead: [['overhead.mjs', '--duration', '6']],
+  scale: [['scale.mjs']],
+  redis: [['redis-matrix.mjs', '--duration', values.duration, '--pipelines', values.pipelines]],
+  drain: [['drain.mjs']],
+  crash: [['crash.mjs'], ['crash.mjs', '--signal', 'SIGTERM', '--pipelines', '64']],
+  latency: [['legacy-latency.mjs']],
+  soak: [['soak.mjs', '--minutes', '10', '--every', '60']],
+};
+
+function runScript(args) {
+  process.stdout.write(`\n== node bench/${args.join(' ')}\n`);
+  const result = spawnSync(process.execPath, [join(ROOT, 'bench', args[0]), ...args.slice(1)], { stdio: 'inherit' });
+  return result.status ?? 1;
 }
-process.stdout.write(
-  `\n${table(rows, ['protocol', 'pipelines', 'cyclesPerSecond', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'deliveryP50Ms', 'deliveryP99Ms', 'errors'])}\n`,
-);
+
+async function cycles() {
+  const relay = await startRelay(Number(values.port));
+  const rows = [];
+  try {
+    for (const protocol of values.protocols.split(',')) {
+      for (const pipelines of values.pipelines.split(',').map(Number)) {
+        const result = await cycle({ url: relay.base, protocol, pipelines, duration: values.duration, warmup: 2 });
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+        rows.push(result);
+      }
+    }
+  } finally {
+    await relay.stop();
+  }
+  process.stdout.write(
+    `\n${table(rows, ['protocol', 'pipelines', 'cyclesPerSecond', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'deliveryP50Ms', 'deliveryP99Ms', 'errors'])}\n`,
+  );
+}
+
+const suites = values.suite === 'all' ? ['cycles', 'overhead', 'scale', 'redis', 'drain', 'crash', 'latency'] : values.suite.split(',');
+let failed = 0;
+for (const suite of suites) {
+  if (suite === 'cycles') {
+    await cycles();
+  } else if (SCRIPTS[suite]) {
+    for (const args of SCRIPTS[suite]) failed += runScript(args) === 0 ? 0 : 1;
+  } else {
+    process.stderr.write(`unknown suite ${suite} (cycles, ${Object.keys(SCRIPTS).join(', ')}, all)\n`);
+    process.exit(2);
+  }
+}
+process.exit(failed === 0 ? 0 : 1);
