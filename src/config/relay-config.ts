@@ -99,6 +99,8 @@ export class RelayConfig {
 
   readonly v1LeaseSeconds: number;
   readonly pollWaitSeconds: number;
+  /** Send `next_ping_in_x_seconds: 0` with API v1 work (see the env table). */
+  readonly v1WorkPingHint: boolean;
   readonly maxQueuePerNode: number;
 
   readonly publicRateLimits: RateLimit[];
@@ -161,6 +163,7 @@ export class RelayConfig {
 
     this.v1LeaseSeconds = s.v1LeaseSeconds;
     this.pollWaitSeconds = s.pollWaitSeconds;
+    this.v1WorkPingHint = s.v1WorkPingHint;
     this.maxQueuePerNode = s.maxQueuePerNode;
 
     this.publicRateLimits = [s.apiRateLimit, s.apiDailyQuota]
@@ -212,6 +215,7 @@ export class RelayConfig {
       legacyLeaseMs: s.sinkStaleSeconds * 1000,
       v1LeaseMs: s.v1LeaseSeconds * 1000,
       inFlightTtlMs: (s.inFlightTtlSeconds ?? s.v1LeaseSeconds) * 1000,
+      lapseGraceMs: s.nodeLapseGraceSeconds * 1000,
       v1DeadlineMs: deadline * 1000,
       legacyRequestTtlMs: s.legacyRequestTtlSeconds * 1000,
       responseTtlMs: s.responseTtlSeconds * 1000,

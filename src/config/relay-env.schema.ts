@@ -271,7 +271,7 @@ export class RelayEnvSchema {
 
   @Env(
     ['TOKENPLACE_RELAY_SINK_STALE_SECONDS', 'TOKEN_PLACE_RELAY_SERVER_TTL_SECONDS'],
-    'A /sink node silent this long is evicted and no longer handed out',
+    'A /sink node silent this long is lapsed: handed out only when no fresh node is, evicted after the lapse grace',
   )
   @ToNumber()
   @IsNumber()
@@ -485,6 +485,24 @@ export class RelayEnvSchema {
   @Min(1)
   @Max(3600)
   inFlightTtlSeconds?: number;
+
+  @Env(
+    'TOKENPLACE_RELAY_NODE_LAPSE_GRACE_SECONDS',
+    'A node silent past its lease keeps its queued and claimed work this much longer (not offered while another node is fresh); back within it, it gets the work, else the work ends cancelled/server_unregistered',
+  )
+  @ToNumber()
+  @IsNumber()
+  @Min(0)
+  @Max(600)
+  nodeLapseGraceSeconds = 20;
+
+  @Env(
+    'TOKENPLACE_RELAY_V1_WORK_PING_HINT',
+    "Send next_ping_in_x_seconds: 0 with work on /servers/poll, so today's nodes poll again right after answering (the existing relay omits it and they sleep a whole lease)",
+  )
+  @ToBoolean()
+  @IsBoolean()
+  v1WorkPingHint = true;
 
   @Env(
     'TOKEN_PLACE_API_V1_REQUEST_DEADLINE_SECONDS',

@@ -106,6 +106,9 @@ export class SinkService {
       e2ee_v1: true,
       request_deadline_remaining_seconds: remaining,
       request_ttl_seconds: remaining,
+      // Today's nodes sleep this long after answering and default to their whole lease when the
+      // field is absent (as the existing relay sends it): 0 brings them straight back to a poll.
+      ...(this.config.v1WorkPingHint ? { next_ping_in_x_seconds: 0 } : {}),
     };
   }
 

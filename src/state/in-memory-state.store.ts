@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { Clock } from '../common/clock';
 import { constantTimeEquals } from '../common/ids';
-import { schedule, type CursorState, type SchedulableNode } from './scheduler';
+import { scheduleFreshFirst, type CursorState, type SchedulableNode } from './scheduler';
 import type {
   CancelCommand,
   CancelResult,
@@ -196,7 +196,7 @@ export class InMemoryStateStore implements StateStore {
   upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
     const t = emptyCounts();
     let node = this.nodes.get(cmd.nodeId);
-    if (node && this.isStale(node, cmd.now)) {
+    if (node && this.isGone(node, cmd.now)) {
       this.removeNode(node, 'stale_lease', t);
       node = undefined;
     }
@@ -222,8 +222,7 @@ export class InMemoryStateStore implements StateStore {
       const issued = cmd.newCredentialDigest !== undefined;
       return Promise.resolve({ status: 'created', credentialIssued: issued, transitions: t });
     }
-    node.lastPingAt = cmd.now;
-    this.leases[node.dialect].set(node.nodeId, cmd.now + this.leaseMs(node.dialect));
+    this.touch(node, cmd.now);
     if (cmd.pollingUntil !== undefined) {
       node.pollingUntil = cmd.pollingUntil;
     }
@@ -258,7 +257,7 @@ export class InMemoryStateStore implements StateStore {
   listNodes(now: number): Promise<NodeView[]> {
     const out: NodeView[] = [];
     for (const node of this.nodes.values()) {
-      if (this.isStale(node, now)) {
+      if (this.isGone(node, now)) {
         continue;
       }
       out.push({
@@ -275,36 +274,43 @@ export class InMemoryStateStore implements StateStore {
   }
 
   selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
-    const candidates: SchedulableNode[] = [];
+    const fresh: SchedulableNode[] = [];
+    const lapsed: SchedulableNode[] = [];
     for (const node of this.nodes.values()) {
-      if (node.dialect === 'v1' && !this.isStale(node, cmd.now)) {
-        candidates.push({
-          nodeId: node.nodeId,
-          seq: node.seq,
-          capabilities: node.capabilities,
-          queueDepth: node.queue.size,
-          inFlightCount: node.activeClaims.size,
-        });
+      if (node.dialect !== 'v1' || this.isGone(node, cmd.now)) {
+        continue;
       }
+      (this.isLapsed(node, cmd.now) ? lapsed : fresh).push({
+        nodeId: node.nodeId,
+        seq: node.seq,
+        capabilities: node.capabilities,
+        queueDepth: node.queue.size,
+        inFlightCount: node.activeClaims.size,
+      });
     }
     return Promise.resolve(
-      schedule(candidates, cmd.model, cmd.tier, cmd.maxQueueDepth, this.cursors),
+      scheduleFreshFirst(fresh, lapsed, cmd.model, cmd.tier, cmd.maxQueueDepth, this.cursors),
     );
   }
 
   pickLegacyNode(now: number): Promise<string | null> {
-    // Random among live nodes: start anywhere, take the first live one. Stale nodes are left to
-    // the sweep, which evicts and counts them.
+    // Random among fresh nodes (start anywhere, take the first fresh one), else among lapsed
+    // ones. Gone nodes are left to the sweep, which evicts and counts them.
     const count = this.legacyIds.length;
     const start = count > 0 ? randomInt(count) : 0;
+    let lapsed: string | null = null;
     for (let i = 0; i < count; i += 1) {
       const id = this.legacyIds[(start + i) % count] as string;
       const node = this.nodes.get(id);
-      if (node && !this.isStale(node, now)) {
+      if (!node || this.isGone(node, now)) {
+        continue;
+      }
+      if (!this.isLapsed(node, now)) {
         return Promise.resolve(id);
       }
+      lapsed ??= id;
     }
-    return Promise.resolve(null);
+    return Promise.resolve(lapsed);
   }
 
   // ---------------------------------------------------------------- work
@@ -313,7 +319,7 @@ export class InMemoryStateStore implements StateStore {
     const t = emptyCounts();
     const { job, now } = cmd;
     const node = this.nodes.get(job.nodeId);
-    if (!node || node.dialect !== job.dialect || this.isStale(node, now)) {
+    if (!node || node.dialect !== job.dialect || this.isGone(node, now)) {
       return Promise.resolve({ status: 'node_not_found', transitions: t });
     }
     const pk =
@@ -446,12 +452,13 @@ export class InMemoryStateStore implements StateStore {
 
   control(cmd: ControlCommand): Promise<ControlResult> {
     const t = emptyCounts();
-    const node = this.nodes.get(cmd.nodeId);
+    const node = this.liveNode(cmd.nodeId, cmd.now, t);
     const liveV1 = node !== undefined && node.dialect === 'v1';
     if (liveV1 && !this.credentialMatches(node.credentialDigest, cmd.credentialDigest)) {
       return Promise.resolve({ status: 'forbidden', transitions: t });
     }
     if (liveV1) {
+      this.touch(node, cmd.now);
       const jobId = node.claims.get(cmd.requestId);
       const job = jobId !== undefined ? this.jobs.get(jobId) : undefined;
       if (job && job.state === 'inflight') {
@@ -526,6 +533,9 @@ export class InMemoryStateStore implements StateStore {
     if (job.deadlineAt <= cmd.now) {
       this.endJob(job, 'expired', 'pending_request_ttl_exceeded', t);
       return Promise.resolve({ status: 'gone', code: 'expired', transitions: t });
+    }
+    if (job.state === 'inflight') {
+      this.touchById(job.nodeId, cmd.now);
     }
     this.detachFromNode(job);
     this.deadlines[job.dialect].delete(job.jobId);
@@ -653,7 +663,7 @@ export class InMemoryStateStore implements StateStore {
 
   putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
     const t = emptyCounts();
-    const node = this.nodes.get(cmd.nodeId);
+    const node = this.liveNode(cmd.nodeId, cmd.now, t);
     if (
       !node ||
       node.dialect !== 'v1' ||
@@ -661,6 +671,7 @@ export class InMemoryStateStore implements StateStore {
     ) {
       return Promise.resolve({ status: 'forbidden', transitions: t });
     }
+    this.touch(node, cmd.now);
     const jobId = node.claims.get(cmd.requestId);
     const job = jobId !== undefined ? this.jobs.get(jobId) : undefined;
     if (!job || job.state !== 'inflight' || job.clientKey !== cmd.clientKey) {
@@ -695,7 +706,7 @@ export class InMemoryStateStore implements StateStore {
     this.streamTtl.set(cmd.sessionId, cmd.now + this.limits.streamTtlMs);
     const t = emptyCounts();
     if (cmd.final) {
-      this.completeLegacyClaim(session.clientKey, cmd.sessionId, t);
+      this.completeLegacyClaim(session.clientKey, cmd.sessionId, cmd.now, t);
     }
     this.waiters.notify(responseKey(session.clientKey, null));
     return Promise.resolve({ status: 'stored', transitions: t });
@@ -822,10 +833,9 @@ export class InMemoryStateStore implements StateStore {
     let v1Healthy = 0;
     let maxLeaseAge = 0;
     for (const node of this.nodes.values()) {
-      const stale = this.isStale(node, now);
       if (node.dialect === 'v1') {
         v1Registered += 1;
-        v1Healthy += stale ? 0 : 1;
+        v1Healthy += this.isLapsed(node, now) ? 0 : 1;
       }
       maxLeaseAge = Math.max(maxLeaseAge, (now - node.lastPingAt) / 1000);
     }
@@ -893,11 +903,49 @@ export class InMemoryStateStore implements StateStore {
     return dialect === 'v1' ? this.limits.v1DeadlineMs : this.limits.legacyRequestTtlMs;
   }
 
-  private isStale(node: NodeRec, now: number): boolean {
+  /** Past its lease and not protected by a held poll or an active claim: late, maybe gone. */
+  private isLapsed(node: NodeRec, now: number): boolean {
     if (now - node.lastPingAt <= this.leaseMs(node.dialect)) {
       return false;
     }
     return node.pollingUntil <= now && node.activeClaims.size === 0;
+  }
+
+  /** Lapsed for longer than the grace: evicted, its work ends `cancelled/server_unregistered`. */
+  private isGone(node: NodeRec, now: number): boolean {
+    return (
+      this.isLapsed(node, now) &&
+      now - node.lastPingAt > this.leaseMs(node.dialect) + this.limits.lapseGraceMs
+    );
+  }
+
+  /** A sign of life: the lease runs from now; the eviction check moves to lease + grace later. */
+  private touch(node: NodeRec, now: number): void {
+    node.lastPingAt = Math.max(node.lastPingAt, now);
+    this.leases[node.dialect].set(node.nodeId, this.evictAt(node));
+  }
+
+  /** Touches a node that is not gone yet (a gone one is left to the sweep). */
+  private touchById(nodeId: string, now: number): void {
+    const node = this.nodes.get(nodeId);
+    if (node && !this.isGone(node, now)) {
+      this.touch(node, now);
+    }
+  }
+
+  /** The node, unless it is gone: then it is evicted here (as the sweep would) and undefined. */
+  private liveNode(nodeId: string, now: number, t: TransitionCounts): NodeRec | undefined {
+    const node = this.nodes.get(nodeId);
+    if (node && this.isGone(node, now)) {
+      this.removeNode(node, 'stale_lease', t);
+      return undefined;
+    }
+    return node;
+  }
+
+  /** The earliest instant a node that stays silent from now on could be gone. */
+  private evictAt(node: NodeRec): number {
+    return node.lastPingAt + this.leaseMs(node.dialect) + this.limits.lapseGraceMs;
   }
 
   private credentialMatches(stored: string | null, presented: string | null): boolean {
@@ -918,7 +966,7 @@ export class InMemoryStateStore implements StateStore {
       activeClaims: new Set(),
     };
     this.nodes.set(node.nodeId, node);
-    this.leases[node.dialect].set(node.nodeId, cmd.now + this.leaseMs(node.dialect));
+    this.leases[node.dialect].set(node.nodeId, this.evictAt(node));
     if (node.dialect === 'legacy') {
       this.legacyPos.set(node.nodeId, this.legacyIds.length);
       this.legacyIds.push(node.nodeId);
@@ -939,15 +987,16 @@ export class InMemoryStateStore implements StateStore {
       if (!node) {
         continue;
       }
-      if (this.isStale(node, now)) {
+      if (this.isGone(node, now)) {
         this.removeNode(node, 'stale_lease', t);
       } else {
         protectedIds.push(node.nodeId);
       }
     }
-    // Long-polling or working nodes are not stale; check them again one lease later.
+    // Long-polling or working nodes are not lapsed; check them again one lease later.
     for (const id of protectedIds) {
-      leases.set(id, now + this.leaseMs(dialect));
+      const node = this.nodes.get(id) as NodeRec;
+      leases.set(id, Math.max(now + this.leaseMs(dialect), this.evictAt(node)));
     }
   }
 
@@ -1126,13 +1175,18 @@ export class InMemoryStateStore implements StateStore {
     }
     this.legacyResponses.set(cmd.clientKey, cmd.envelope);
     this.legacyResponseTtl.set(cmd.clientKey, cmd.now + this.limits.responseTtlMs);
-    this.completeLegacyClaim(cmd.clientKey, null, t);
+    this.completeLegacyClaim(cmd.clientKey, null, cmd.now, t);
     this.waiters.notify(responseKey(cmd.clientKey, null));
     return { status: 'stored', transitions: t };
   }
 
   /** Marks the client's oldest (or the given) legacy claim answered. */
-  private completeLegacyClaim(clientKey: string, jobId: string | null, t: TransitionCounts): void {
+  private completeLegacyClaim(
+    clientKey: string,
+    jobId: string | null,
+    now: number,
+    t: TransitionCounts,
+  ): void {
     const set = this.legacyClaimsByClient.get(clientKey);
     if (!set) {
       return;
@@ -1140,6 +1194,7 @@ export class InMemoryStateStore implements StateStore {
     const id = jobId !== null ? (set.has(jobId) ? jobId : undefined) : set.values().next().value;
     const job = id !== undefined ? this.jobs.get(id) : undefined;
     if (job) {
+      this.touchById(job.nodeId, now);
       this.forgetJob(job);
       bump(t.outcomes, 'completed');
     }

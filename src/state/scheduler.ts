@@ -97,6 +97,27 @@ export function schedule(
   return { status: 'selected', selected, eligibleTierCounts, eligibleCount };
 }
 
+/**
+ * {@link schedule} over the fresh nodes; only when none of them can take the request, over the
+ * fresh and the lapsed ones (past their lease, within the grace). A late node still gets work
+ * when it is the only one that could do it, and never while a fresh node could.
+ */
+export function scheduleFreshFirst(
+  fresh: readonly SchedulableNode[],
+  lapsed: readonly SchedulableNode[],
+  model: string,
+  tier: ContextTier,
+  maxQueueDepth: number,
+  cursors: CursorState,
+): SelectNodeResult {
+  const first = schedule(fresh, model, tier, maxQueueDepth, cursors);
+  if (first.status === 'selected' || lapsed.length === 0) {
+    return first;
+  }
+  const all = [...fresh, ...lapsed].sort((a, b) => a.seq - b.seq);
+  return schedule(all, model, tier, maxQueueDepth, cursors);
+}
+
 function pickRoundRobin(ties: SchedulableNode[], cursors: CursorState): SchedulableNode {
   const first = ties[0] as SchedulableNode;
   if (ties.length === 1) {

@@ -149,6 +149,11 @@ export interface StoreLimits {
   legacyLeaseMs: number;
   /** API v1 node lease. */
   v1LeaseMs: number;
+  /**
+   * How long a node past its lease (a "lapsed" node) keeps its queue and claims before it is
+   * evicted. Lapsed nodes are only offered to clients when no fresh node can serve them.
+   */
+  lapseGraceMs: number;
   /** API v1 in-flight accounting lease, renewed by `/servers/control`. */
   inFlightTtlMs: number;
   /** Authoritative API v1 deadline. */

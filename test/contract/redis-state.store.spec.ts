@@ -93,6 +93,36 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     expect(claimed.status === 'ok' && claimed.jobs[0]?.jobId).toBe(input.jobId);
   });
 
+  it('should hand a node silent on one replica its queued work when it comes back on another within the grace', async () => {
+    await registerNode();
+    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    const input = job();
+    await a.enqueue({ job: input, now: clock.now() });
+    clock.advance(CONTRACT_LIMITS.v1LeaseMs + CONTRACT_LIMITS.lapseGraceMs - 1);
+    const sweptA = await a.sweep(clock.now());
+    const sweptB = await b.sweep(clock.now());
+
+    const back = await b.upsertNode({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      capabilities: CAPS,
+      requireExisting: true,
+      pollingUntil: clock.now() + 10_000,
+      now: clock.now(),
+    });
+    const claimed = await b.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+
+    expect(counts(sweptA)).toEqual({ outcomes: {}, evictions: {} });
+    expect(counts(sweptB)).toEqual({ outcomes: {}, evictions: {} });
+    expect(back.status).toBe('renewed');
+    expect(claimed.status === 'ok' && claimed.jobs[0]?.jobId).toBe(input.jobId);
+  });
+
   it('should not lose a wake-up published between an empty claim and the wait', async () => {
     await registerNode();
     await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });

@@ -40,6 +40,7 @@ export const CONTRACT_LIMITS: StoreLimits = {
   legacyRequestTtlMs: 300_000,
   responseTtlMs: 300_000,
   deliveryGraceMs: 30_000,
+  lapseGraceMs: 5_000,
   terminalTtlMs: 300_000,
   tombstoneTtlMs: 60_000,
   streamTtlMs: 120_000,
@@ -343,10 +344,10 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(afterRemoval.status).toBe('created');
       });
 
-      it('should evict a stale node that comes back and register it afresh', async () => {
+      it('should evict a node silent past its lease and grace that comes back, and register it afresh', async () => {
         await upsert(store, 'node-l', 'legacy');
         await enqueueOk(store, legacyJob({ nodeId: 'node-l' }));
-        clock.advance(limits.legacyLeaseMs + 1);
+        clock.advance(limits.legacyLeaseMs + limits.lapseGraceMs + 1);
 
         const result = await upsert(store, 'node-l', 'legacy');
 
@@ -358,14 +359,15 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect((await store.listNodes(now()))[0]?.queueDepth).toBe(0);
       });
 
-      it('should list only live nodes, in registration order, with queue and in-flight counts', async () => {
+      it('should list only nodes within lease and grace, in registration order, with queue and in-flight counts', async () => {
         await upsert(store, 'node-a', 'v1');
         await upsert(store, 'node-l', 'legacy');
         await upsert(store, 'node-b', 'v1', { capabilities: CAPS_64K });
         await enqueueOk(store, job({ nodeId: 'node-b' }));
         await enqueueOk(store, job({ nodeId: 'node-b', clientKey: 'client-2' }));
         await claimOne(store, 'node-b');
-        clock.advance(limits.legacyLeaseMs + 1);
+        const silence = limits.legacyLeaseMs + limits.lapseGraceMs + 1;
+        clock.advance(silence);
 
         const nodes = await store.listNodes(now());
 
@@ -373,7 +375,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           {
             nodeId: 'node-a',
             dialect: 'v1',
-            lastPingAt: now() - limits.legacyLeaseMs - 1,
+            lastPingAt: now() - silence,
             leaseMs: limits.v1LeaseMs,
             queueDepth: 0,
             inFlightCount: 0,
@@ -382,7 +384,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           {
             nodeId: 'node-b',
             dialect: 'v1',
-            lastPingAt: now() - limits.legacyLeaseMs - 1,
+            lastPingAt: now() - silence,
             leaseMs: limits.v1LeaseMs,
             queueDepth: 1,
             inFlightCount: 1,
@@ -499,6 +501,212 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       });
     });
 
+    describe('lapsed nodes (silent past their lease, within the grace)', () => {
+      const lapse = (lease: number) => clock.advance(lease + limits.lapseGraceMs - 1);
+
+      it("should keep a lapsed API v1 node's queued work and hand it over when it registers again", async () => {
+        await upsert(store, 'node-a', 'v1');
+        const input = job();
+        await enqueueOk(store, input);
+        lapse(limits.v1LeaseMs);
+
+        const swept = await store.sweep(now());
+        const back = await upsert(store, 'node-a', 'v1');
+        const claimed = await claimOne(store);
+
+        expect(counts(swept)).toEqual(NONE);
+        expect(back).toEqual({ status: 'renewed', credentialIssued: false, transitions: NONE });
+        expect(claimed?.requestId).toBe(input.requestId);
+      });
+
+      it('should renew a lapsed node on its next poll instead of answering not_found', async () => {
+        await upsert(store, 'node-a', 'v1');
+        const input = job();
+        await enqueueOk(store, input);
+        lapse(limits.v1LeaseMs);
+
+        const poll = await upsert(store, 'node-a', 'v1', {
+          requireExisting: true,
+          pollingUntil: now() + 10_000,
+        });
+        const claimed = await claimOne(store);
+
+        expect(poll.status).toBe('renewed');
+        expect(claimed?.requestId).toBe(input.requestId);
+      });
+
+      it("should keep a lapsed /sink node's queued work for its next /sink", async () => {
+        await upsert(store, 'node-l', 'legacy');
+        const input = legacyJob({ nodeId: 'node-l' });
+        await enqueueOk(store, input);
+        lapse(limits.legacyLeaseMs);
+
+        const swept = await store.sweep(now());
+        const back = await upsert(store, 'node-l', 'legacy');
+        const claimed = await claimOne(store, 'node-l', 'legacy');
+
+        expect(counts(swept)).toEqual(NONE);
+        expect(back.status).toBe('renewed');
+        expect(claimed?.jobId).toBe(input.jobId);
+      });
+
+      it('should accept work for a lapsed node and end it cancelled/server_unregistered at the end of the grace, counted once', async () => {
+        await upsert(store, 'node-a', 'v1');
+        clock.advance(limits.v1LeaseMs + 1);
+        const input = job();
+        await enqueueOk(store, input);
+        clock.advance(limits.lapseGraceMs);
+
+        const evicted = await store.sweep(now());
+        const again = await store.sweep(now());
+        const fate = await take(store, input);
+
+        expect(counts(evicted)).toEqual({
+          outcomes: { cancelled: 1 },
+          evictions: { stale_lease: 1 },
+        });
+        expect(counts(again)).toEqual(NONE);
+        expect(fate).toMatchObject({
+          status: 'terminal',
+          terminal: 'cancelled',
+          reason: 'server_unregistered',
+        });
+        expect(await store.listNodes(now())).toEqual([]);
+      });
+
+      it('should list a lapsed node until the end of its grace and count it registered, not healthy', async () => {
+        await upsert(store, 'node-a', 'v1');
+        lapse(limits.v1LeaseMs);
+
+        const listed = (await store.listNodes(now())).map((n) => n.nodeId);
+        const stats = await store.stats(now());
+        clock.advance(2);
+        const after = await store.listNodes(now());
+
+        expect(listed).toEqual(['node-a']);
+        expect(stats).toMatchObject({ v1NodesRegistered: 1, v1NodesHealthy: 0 });
+        expect(after).toEqual([]);
+      });
+
+      it('should offer a lapsed node only when no fresh node can take the request', async () => {
+        const qwenOnly = { ...CAPS, supported_model_ids: ['qwen3-8b-instruct'] };
+        await upsert(store, 'node-a', 'v1');
+        await upsert(store, 'node-b', 'v1', { capabilities: qwenOnly });
+        clock.advance(limits.v1LeaseMs + 1);
+        await upsert(store, 'node-b', 'v1', { capabilities: qwenOnly });
+        const pick = (model: string) =>
+          store.selectNode({ model, tier: '8k-fast', maxQueueDepth: 10, now: now() });
+
+        const picks = [];
+        for (let i = 0; i < 4; i += 1) {
+          picks.push(await pick('qwen3-8b-instruct'));
+        }
+        const onlyLapsed = await pick('m2');
+        clock.advance(limits.lapseGraceMs);
+        const afterGrace = await pick('m2');
+
+        expect(picks.map((p) => (p.status === 'selected' ? p.selected.nodeId : p.status))).toEqual([
+          'node-b',
+          'node-b',
+          'node-b',
+          'node-b',
+        ]);
+        expect(onlyLapsed).toMatchObject({ status: 'selected', selected: { nodeId: 'node-a' } });
+        expect(afterGrace).toMatchObject({ status: 'no_match', eligibleCount: 0 });
+      });
+
+      it('should pick a fresh legacy node before a lapsed one, the lapsed one when alone, none once gone', async () => {
+        await upsert(store, 'old', 'legacy');
+        clock.advance(limits.legacyLeaseMs + 1);
+        const alone = await store.pickLegacyNode(now());
+        await upsert(store, 'new', 'legacy');
+        const picks = new Set<string | null>();
+        for (let i = 0; i < 20; i += 1) {
+          picks.add(await store.pickLegacyNode(now()));
+        }
+        clock.advance(limits.legacyLeaseMs + limits.lapseGraceMs + 1);
+        const none = await store.pickLegacyNode(now());
+
+        expect(alone).toBe('old');
+        expect([...picks]).toEqual(['new']);
+        expect(none).toBeNull();
+      });
+
+      it('should count an authenticated control call as a sign of life', async () => {
+        await upsert(store, 'node-a', 'v1');
+        clock.advance(limits.v1LeaseMs - 1);
+        await control(store, 'node-a', 'r-unknown');
+        await control(store, 'node-b', 'r-unknown');
+        clock.advance(limits.v1LeaseMs - 1);
+
+        expect(await store.stats(now())).toMatchObject({ v1NodesHealthy: 1 });
+        expect((await store.listNodes(now()))[0]?.lastPingAt).toBe(now() - limits.v1LeaseMs + 1);
+      });
+
+      it('should count a wrong-credential control call as nothing', async () => {
+        await upsert(store, 'node-a', 'v1');
+        clock.advance(limits.v1LeaseMs - 1);
+        await control(store, 'node-a', 'r-unknown', false, 'wrong');
+        clock.advance(2);
+
+        expect(await store.stats(now())).toMatchObject({ v1NodesHealthy: 0 });
+      });
+
+      it('should count the answer to a claim as a sign of life of the node that claimed it', async () => {
+        await upsert(store, 'node-a', 'v1');
+        await upsert(store, 'node-l', 'legacy');
+        const v1 = job();
+        const legacy = legacyJob({ nodeId: 'node-l' });
+        await enqueueOk(store, v1);
+        await enqueueOk(store, legacy);
+        await claimOne(store);
+        await claimOne(store, 'node-l', 'legacy');
+        clock.advance(limits.legacyLeaseMs - 1);
+        const answeredAt = now();
+        await complete(store, v1);
+        await complete(store, legacy);
+        clock.advance(limits.legacyLeaseMs - 1);
+
+        const nodes = await store.listNodes(now());
+
+        expect(nodes.map((n) => [n.nodeId, n.lastPingAt])).toEqual([
+          ['node-a', answeredAt],
+          ['node-l', answeredAt],
+        ]);
+        expect(await store.stats(now())).toMatchObject({ v1NodesHealthy: 1 });
+      });
+
+      it('should evict a gone node inline when it calls control instead of renewing it', async () => {
+        await upsert(store, 'node-a', 'v1');
+        clock.advance(limits.v1LeaseMs + limits.lapseGraceMs + 1);
+
+        const result = await control(store, 'node-a', 'r-unknown');
+
+        expect(result).toEqual({
+          status: 'forbidden',
+          transitions: { outcomes: {}, evictions: { stale_lease: 1 } },
+        });
+        expect(await store.listNodes(now())).toEqual([]);
+      });
+
+      it('should redeliver a claim a lapsed node never confirmed once it comes back', async () => {
+        await upsert(store, 'node-a', 'v1');
+        const input = job();
+        await enqueueOk(store, input);
+        await claimOne(store);
+        clock.advance(limits.inFlightTtlMs + 1);
+        await store.sweep(now());
+        clock.advance(limits.v1LeaseMs + limits.lapseGraceMs - limits.inFlightTtlMs - 2);
+        const swept = await store.sweep(now());
+
+        await upsert(store, 'node-a', 'v1');
+        const again = await claimOne(store);
+
+        expect(counts(swept)).toEqual(NONE);
+        expect(again?.requestId).toBe(input.requestId);
+      });
+    });
+
     describe('selectNode', () => {
       const select = (
         s: StateStore,
@@ -510,7 +718,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       it('should report no_nodes when no live API v1 node exists', async () => {
         await upsert(store, 'node-l', 'legacy');
         await upsert(store, 'gone', 'v1');
-        clock.advance(limits.v1LeaseMs + 1);
+        clock.advance(limits.v1LeaseMs + limits.lapseGraceMs + 1);
         await upsert(store, 'node-l', 'legacy');
 
         expect(await select(store)).toEqual({ status: 'no_nodes' });
@@ -625,10 +833,10 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
     });
 
     describe('enqueue', () => {
-      it('should refuse an unknown, wrong-dialect or stale node', async () => {
+      it('should refuse an unknown, wrong-dialect or gone node', async () => {
         await upsert(store, 'node-l', 'legacy');
         const unknown = await store.enqueue({ job: job({ nodeId: 'ghost' }), now: now() });
-        clock.advance(limits.legacyLeaseMs + 1);
+        clock.advance(limits.legacyLeaseMs + limits.lapseGraceMs + 1);
         const stale = await store.enqueue({ job: legacyJob({ nodeId: 'node-l' }), now: now() });
 
         expect(unknown).toEqual({ status: 'node_not_found', transitions: NONE });
@@ -1797,19 +2005,22 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(await store.stats(now())).toMatchObject({ queueDepth: 0, inFlight: 0 });
       });
 
-      it('should evict a stale node and cancel its queued work', async () => {
+      it('should evict a node silent past its lease and grace and cancel its queued work', async () => {
         await upsert(store, 'node-l', 'legacy');
         await upsert(store, 'node-a', 'v1');
         const queued = job();
         await enqueueOk(store, queued);
-        clock.advance(limits.legacyLeaseMs);
-        const atLease = await store.sweep(now());
+        clock.advance(limits.legacyLeaseMs + 1);
+        const pastLease = await store.sweep(now());
+        clock.advance(limits.lapseGraceMs - 1);
+        const atGrace = await store.sweep(now());
         clock.advance(1);
         const legacyGone = await store.sweep(now());
         clock.advance(limits.v1LeaseMs - limits.legacyLeaseMs);
         const v1Gone = await store.sweep(now());
 
-        expect(counts(atLease)).toEqual(NONE);
+        expect(counts(pastLease)).toEqual(NONE);
+        expect(counts(atGrace)).toEqual(NONE);
         expect(counts(legacyGone)).toEqual({ outcomes: {}, evictions: { stale_lease: 1 } });
         expect(counts(v1Gone)).toEqual({
           outcomes: { cancelled: 1 },

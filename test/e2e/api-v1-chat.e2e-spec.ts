@@ -337,6 +337,7 @@ describe('encrypted API v1 chats against time (ManualClock)', () => {
         ...MANUAL_SWEEP,
         TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '0',
         TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '2',
+        TOKENPLACE_RELAY_NODE_LAPSE_GRACE_SECONDS: '3',
       },
       clock,
     );
@@ -350,7 +351,7 @@ describe('encrypted API v1 chats against time (ManualClock)', () => {
       const work = await node.take();
       await node.control(work!.requestId); // today's nodes confirm a claim at once
 
-      clock.advance(2_001);
+      clock.advance(2_000 + 3_000 + 1); // lease + lapse grace: the node is gone
       await t.sweep();
       const lostAnswer = await client.retrieve(lost.requestId);
       const queuedAnswer = await client.retrieve(queued.requestId);

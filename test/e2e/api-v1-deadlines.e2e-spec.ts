@@ -3,6 +3,7 @@ import { createTestApp, type TestApp } from '../helpers/test-app';
 import {
   apiError,
   cancel,
+  capabilities,
   control,
   get,
   MANUAL_SWEEP,
@@ -179,9 +180,13 @@ describe('API v1 deadline configuration', () => {
 describe('API v1 leases and eviction', () => {
   let t: TestApp;
   let clock: ManualClock;
+  /** Lease 2 s, lapse grace 3 s: a silent node is gone 5 s after its last sign of life. */
+  const LEASE = { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '2' };
+  const GRACE = { TOKENPLACE_RELAY_NODE_LAPSE_GRACE_SECONDS: '3' };
+  const GONE_MS = 5_001;
 
   beforeEach(async () => {
-    ({ t, clock } = await boot({ TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '2' }));
+    ({ t, clock } = await boot({ ...LEASE, ...GRACE }));
   });
 
   afterEach(async () => {
@@ -195,7 +200,7 @@ describe('API v1 leases and eviction', () => {
       reason: 'stale_lease',
     });
 
-    clock.advance(2_001);
+    clock.advance(GONE_MS);
     await t.sweep();
     const next = await get(t, `${V1}/servers/next`);
     const client = await retrieve(t, req.clientKey, req.requestId);
@@ -228,7 +233,7 @@ describe('API v1 leases and eviction', () => {
 
   it('should serve an evicted node again after it re-registers (with a new credential)', async () => {
     const node = await registerNode(t);
-    clock.advance(2_001);
+    clock.advance(GONE_MS);
     await t.sweep();
 
     const again = await registerNode(t, { key: node.key });
@@ -273,7 +278,7 @@ describe('API v1 leases and eviction', () => {
       await t.sweep();
       expect((await control(t, node, req.requestId)).body.status).toBe('active');
     }
-    clock.advance(2_001);
+    clock.advance(GONE_MS);
     await t.sweep();
     const client = await retrieve(t, req.clientKey, req.requestId);
     const seen = await control(t, node, req.requestId);
@@ -293,18 +298,99 @@ describe('API v1 leases and eviction', () => {
     expect(pollAfter.status).toBe(404);
   });
 
+  it("should keep a silent node's queued request through its lapse and deliver it when the node registers again", async () => {
+    const node = await registerNode(t);
+    const req = await submit(t, node.key);
+
+    clock.advance(GONE_MS - 2);
+    await t.sweep();
+    const pending = await retrieve(t, req.clientKey, req.requestId);
+    const back = await post(t, `${V1}/servers/register`, {
+      server_public_key: node.key,
+      capabilities: capabilities(),
+    });
+    const work = await poll(t, node);
+    const evictions = await metric(t, 'tokenplace_compute_node_evictions_total', {
+      reason: 'stale_lease',
+    });
+
+    expect(pending.status).toBe(202);
+    expect(back.status).toBe(200);
+    expect(back.body.control_credential).toBeUndefined();
+    expect(work.body.request_id).toBe(req.requestId);
+    expect(evictions).toBe(0);
+  });
+
+  it('should accept a request for a lapsed node, offer the node while it is the only one, and end the request 410 at the end of the grace', async () => {
+    const node = await registerNode(t);
+    clock.advance(2_001);
+    await t.sweep();
+
+    const next = await get(t, `${V1}/servers/next`);
+    const req = await submit(t, node.key);
+    clock.advance(GONE_MS - 2_001);
+    await t.sweep();
+    const client = await retrieve(t, req.clientKey, req.requestId);
+    const nextAfter = await get(t, `${V1}/servers/next`);
+    const outcomes = await metric(t, 'tokenplace_relay_request_outcomes_total', {
+      outcome: 'cancelled',
+    });
+
+    expect(next.body.server_public_key).toBe(node.key);
+    expect(req.res.status).toBe(200);
+    expect(client.status).toBe(410);
+    expect(client.body).toEqual(cancelled('server_unregistered'));
+    expect(nextAfter.status).toBe(503);
+    expect(outcomes).toBe(1);
+  });
+
+  it('should prefer a fresh node over a lapsed one in /servers/next', async () => {
+    const silent = await registerNode(t);
+    const alive = await registerNode(t);
+    clock.advance(2_001);
+    await poll(t, alive);
+
+    const picks = new Set<unknown>();
+    for (let i = 0; i < 4; i += 1) {
+      picks.add((await get(t, `${V1}/servers/next`)).body.server_public_key);
+    }
+
+    expect([...picks]).toEqual([alive.key]);
+    expect(silent.key).not.toBe(alive.key);
+  });
+
+  it('should count /servers/control and /responses as signs of life', async () => {
+    const node = await registerNode(t);
+    const req = await submit(t, node.key);
+    await poll(t, node);
+    clock.advance(1_900);
+    await control(t, node, req.requestId);
+    clock.advance(1_900);
+    await respond(t, req);
+    clock.advance(1_900);
+    await t.sweep();
+    const healthy = await metric(t, 'tokenplace_compute_nodes_healthy', {});
+    clock.advance(GONE_MS - 1_900);
+    await t.sweep();
+    const registeredAfter = await metric(t, 'tokenplace_compute_nodes_registered', {});
+
+    expect(healthy).toBe(1);
+    expect(registeredAfter).toBe(0);
+  });
+
   it('should sweep on a timer so a quiet relay still evicts', async () => {
     const quiet = new ManualClock();
     const q = await createTestApp(
       {
         TOKENPLACE_RELAY_SWEEP_INTERVAL_SECONDS: '0.05',
-        TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '2',
+        ...LEASE,
+        ...GRACE,
       },
       quiet,
     );
     try {
       await registerNode(q);
-      quiet.advance(2_001);
+      quiet.advance(GONE_MS);
 
       let evicted = 0;
       for (let i = 0; i < 200 && evicted === 0; i += 1) {

@@ -97,13 +97,16 @@ describe('GET /relay/diagnostics', () => {
     });
   });
 
-  it('should not count a node whose lease ran out', async () => {
+  it('should count a node past its lease until the end of its lapse grace, then not', async () => {
     await registerNode(t);
 
     clock.advance(30_001);
-    const res = await get(t, '/relay/diagnostics');
+    const lapsed = await get(t, '/relay/diagnostics');
+    clock.advance(20_000);
+    const gone = await get(t, '/relay/diagnostics');
 
-    expect(res.body.total_api_v1_registered_compute_nodes).toBe(0);
+    expect(lapsed.body.total_api_v1_registered_compute_nodes).toBe(1);
+    expect(gone.body.total_api_v1_registered_compute_nodes).toBe(0);
   });
 });
 

@@ -173,12 +173,15 @@ describe('GET /healthz (HEAD fields)', () => {
       expect(res.text).not.toContain(legacyKey);
     });
 
-    it('should not count nodes whose lease ran out', async () => {
+    it('should count a node past its lease until the end of its lapse grace, then not', async () => {
       await registerNode(t);
 
       clock.advance(30_001);
+      const lapsed = await get(t, '/healthz');
+      clock.advance(20_000);
       const res = await get(t, '/healthz');
 
+      expect(lapsed.body.knownServers).toBe(1);
       expect(res.body.knownServers).toBe(0);
       expect(res.body.details).toEqual({ knownServers: 'empty' });
     });

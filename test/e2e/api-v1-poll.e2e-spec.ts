@@ -4,6 +4,7 @@ import {
   apiError,
   fakeKey,
   get,
+  MANUAL_SWEEP,
   parked,
   poll,
   post,
@@ -88,6 +89,7 @@ describe('API v1 /servers/poll long-poll', () => {
       e2ee_v1: true,
       request_deadline_remaining_seconds: 480,
       request_ttl_seconds: 480,
+      next_ping_in_x_seconds: 0,
     });
   });
 
@@ -109,9 +111,29 @@ describe('API v1 /servers/poll long-poll', () => {
     const first = await poll(t, node);
 
     expect(first.body.server_public_key).toBeUndefined();
-    expect(first.body.next_ping_in_x_seconds).toBeUndefined();
     expect(first.body.batch).toBeUndefined();
     expect((await poll(t, node)).body.request_id).toEqual(expect.any(String));
+  });
+
+  it('should tell a node to poll again at once after work (next_ping_in_x_seconds 0), or omit the hint like the existing relay when switched off', async () => {
+    const quiet = await createTestApp(
+      { ...MANUAL_SWEEP, TOKENPLACE_RELAY_V1_WORK_PING_HINT: 'false' },
+      new ManualClock(),
+    );
+    try {
+      const other = await registerNode(quiet);
+      await submit(quiet, other.key);
+      await submit(t, node.key);
+
+      const hinted = await poll(t, node);
+      const plain = await poll(quiet, other);
+
+      expect(hinted.body.next_ping_in_x_seconds).toBe(0);
+      expect(plain.body.request_id).toEqual(expect.any(String));
+      expect(plain.body.next_ping_in_x_seconds).toBeUndefined();
+    } finally {
+      await quiet.close();
+    }
   });
 
   it('should give one request to exactly one of two concurrent polls', async () => {

@@ -270,6 +270,7 @@ describe('API v1 /requests guardrails and admission', () => {
         'client_public_key',
         'e2ee_v1',
         'iv',
+        'next_ping_in_x_seconds',
         'request_deadline_remaining_seconds',
         'request_ttl_seconds',
       ].sort(),

@@ -707,6 +707,7 @@ describe('legacy relay protocol (spec §3, checklist §10.1)', () => {
       t = await createTestApp(
         {
           TOKENPLACE_RELAY_SINK_STALE_SECONDS: '30',
+          TOKENPLACE_RELAY_NODE_LAPSE_GRACE_SECONDS: '5',
           TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE: '2',
           TOKENPLACE_RELAY_MAX_QUEUED_REQUESTS: '3',
           TOKENPLACE_RELAY_LEGACY_REQUEST_TTL_SECONDS: '600',
@@ -719,18 +720,22 @@ describe('legacy relay protocol (spec §3, checklist §10.1)', () => {
       await t.close();
     });
 
-    it('should evict a /sink node that stops pinging and stop handing it out', async () => {
+    it('should evict a /sink node that stops pinging past its window and grace and stop handing it out', async () => {
       await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-a' });
       clock.advance(29_000);
       const fresh = await call(t.baseUrl, 'GET', '/next_server');
-
       clock.advance(2_000);
+      await t.sweep();
+      const lapsed = await call(t.baseUrl, 'GET', '/next_server');
+
+      clock.advance(5_000);
       await t.sweep();
       const stale = await call(t.baseUrl, 'GET', '/next_server');
       const faucet = await call(t.baseUrl, 'POST', '/faucet', envelope('node-a'));
       const metrics = await call(t.baseUrl, 'GET', '/metrics');
 
       expect(fresh.body).toEqual({ server_public_key: 'node-a' });
+      expect(lapsed.body).toEqual({ server_public_key: 'node-a' });
       expect(stale.status).toBe(503);
       expect(faucet.status).toBe(404);
       expect(metrics.text).toContain(
@@ -779,11 +784,29 @@ describe('legacy relay protocol (spec §3, checklist §10.1)', () => {
       expect(stats.storedResponses).toBe(0);
     });
 
+    it('should hand a /sink node silent past its window its queued work when it comes back within the grace', async () => {
+      await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-a' });
+      await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-b' });
+      await call(t.baseUrl, 'POST', '/faucet', envelope('node-a'));
+      clock.advance(34_000);
+      await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-b' });
+      await t.sweep();
+
+      const picks = new Set<unknown>();
+      for (let i = 0; i < 10; i += 1) {
+        picks.add((await call(t.baseUrl, 'GET', '/next_server')).body.server_public_key);
+      }
+      const back = await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-a' });
+
+      expect([...picks]).toEqual(['node-b']);
+      expect(back.body).toMatchObject({ chat_history: 'c0', client_public_key: 'client-key' });
+    });
+
     it('should cancel the queued work of an evicted node instead of keeping it forever', async () => {
       await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'node-a' });
       await call(t.baseUrl, 'POST', '/faucet', envelope('node-a'));
 
-      clock.advance(31_000);
+      clock.advance(36_000);
       await t.sweep();
       const stats = await t.store.stats(clock.now());
       const metrics = await call(t.baseUrl, 'GET', '/metrics');

@@ -462,7 +462,7 @@ describe('/metrics: outcomes, evictions and control states are counted once', ()
       server_public_key: leaving.key,
       control_credential: leaving.credential,
     });
-    clock.advance(30_001);
+    clock.advance(30_000 + 20_000 + 1); // default lease + lapse grace
     await t.sweep();
     await t.sweep();
 

@@ -43,6 +43,7 @@ if j.dl <= NOW then
   endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
   return { 'gone', enc(), 'expired' }
 end
+if j.s == 'i' then touchId(j.node) end
 detach(j)
 redis.call('ZREM', P .. 'dl', jid)
 redis.call('HSET', P .. 'j:' .. jid, 's', 'a', 'resp', env)

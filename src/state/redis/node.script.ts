@@ -29,12 +29,12 @@ local function create()
   end
   redis.call('PEXPIRE', nkey, ttl(0))
   redis.call('ZADD', P .. 'nodes', seq, id)
-  redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(dialect)), id)
+  redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(dialect) + L.lapseGraceMs), id)
   if dialect == 'legacy' then redis.call('SADD', P .. 'legacy', id) end
 end
 
 local n = getNode(id)
-if n and isStale(n, NOW) then
+if n and isGone(n, NOW) then
   removeNode(n, 'stale_lease', true)
   n = nil
 end
@@ -50,8 +50,7 @@ if n.d ~= dialect then
   create()
   return { 'created', enc(), newDigest and 1 or 0 }
 end
-redis.call('HSET', nkey, 'ping', num(NOW))
-redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(n.d)), id)
+touch(n)
 if poll then redis.call('HSET', nkey, 'poll', poll) end
 setCaps()
 local issued = 0
@@ -59,7 +58,6 @@ if n.d == 'v1' and not n.dig and newDigest then
   redis.call('HSET', nkey, 'dig', newDigest)
   issued = 1
 end
-redis.call('PEXPIRE', nkey, ttl(0))
 return { 'renewed', enc(), issued }
 `;
 
@@ -75,12 +73,12 @@ removeNode(n, 'unregistered', true)
 return { 'removed', enc() }
 `;
 
-/** Live nodes in registration order: flat [id, dialect, ping, leaseMs, queue, inFlight, caps|nil]*. */
+/** Nodes within lease and grace, in registration order: flat [id, dialect, ping, leaseMs, queue, inFlight, caps|nil]*. */
 export const LIST_NODES = `
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
-  if n and not isStale(n, NOW) then
+  if n and not isGone(n, NOW) then
     out[#out + 1] = id
     out[#out + 1] = n.d
     out[#out + 1] = num(n.ping)
@@ -93,21 +91,27 @@ end
 return out
 `;
 
-/** ARGV: a random number in [0, 1). Reply: a live legacy node id, or nil. */
+/** ARGV: a random number in [0, 1). Reply: a random fresh legacy node id, else a lapsed one, or nil. */
 export const PICK_LEGACY_NODE = `
 for _ = 1, 4 do
   local id = redis.call('SRANDMEMBER', P .. 'legacy')
   if not id then return false end
   local n = getNode(id)
-  if n and not isStale(n, NOW) then return id end
+  if n and not isLapsed(n, NOW) then return id end
 end
-local live = {}
+local fresh, lapsed = {}, {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'legacy')) do
   local n = getNode(id)
-  if n and not isStale(n, NOW) then live[#live + 1] = id end
+  if n and not isLapsed(n, NOW) then
+    fresh[#fresh + 1] = id
+  elseif n and not isGone(n, NOW) then
+    lapsed[#lapsed + 1] = id
+  end
 end
-if #live == 0 then return false end
-return live[math.min(#live, math.floor(tonumber(ARGV[4]) * #live) + 1)]
+local pool = fresh
+if #pool == 0 then pool = lapsed end
+if #pool == 0 then return false end
+return pool[math.min(#pool, math.floor(tonumber(ARGV[4]) * #pool) + 1)]
 `;
 
 /**
@@ -119,14 +123,24 @@ export const SELECT_NODE = `
 local model, wanted, maxQ = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local TIERS = { ['8k-fast'] = 8192, ['64k-full'] = 65536 }
 local modelOk = not string.find(model, '\\n', 1, true)
-local any = false
-local eligible, limited = 0, 0
-local eligibleTiers, limitedTiers = {}, {}
-local avail = {}
+-- Fresh nodes first; lapsed ones (past their lease, within the grace) only when no fresh node can
+-- take the request.
+local fresh, all, anyLapsed = {}, {}, false
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
-  if n and n.d == 'v1' and not isStale(n, NOW) then
-    any = true
+  if n and n.d == 'v1' and not isGone(n, NOW) then
+    all[#all + 1] = n
+    if isLapsed(n, NOW) then anyLapsed = true else fresh[#fresh + 1] = n end
+  end
+end
+
+local function pass(nodes)
+  if #nodes == 0 then return { status = 'no_nodes' } end
+  local eligible, limited = 0, 0
+  local eligibleTiers, limitedTiers = {}, {}
+  local avail = {}
+  for _, n in ipairs(nodes) do
+    local id = n.id
     local c = redis.call('HMGET', P .. 'n:' .. id, 'tier', 'mctx', 'conc', 'mset')
     local size = c[1] and TIERS[c[1]]
     if size and size >= wanted and tonumber(c[2]) >= wanted and modelOk
@@ -145,12 +159,20 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
       end
     end
   end
+  if eligible == 0 or #avail == 0 then
+    return { status = eligible == 0 and 'no_match' or 'no_capacity', details = cjson.encode({
+      eligibleTierCounts = eligibleTiers, eligibleCount = eligible, capacityLimitedCount = limited,
+      capacityLimitedTierCounts = limitedTiers }) }
+  end
+  return { status = 'selected', avail = avail, eligibleTiers = eligibleTiers, eligible = eligible }
 end
-if not any then return { 'no_nodes' } end
-if eligible == 0 or #avail == 0 then
-  return { eligible == 0 and 'no_match' or 'no_capacity', cjson.encode({ eligibleTierCounts = eligibleTiers,
-    eligibleCount = eligible, capacityLimitedCount = limited, capacityLimitedTierCounts = limitedTiers }) }
-end
+
+local r = pass(fresh)
+if r.status ~= 'selected' and anyLapsed then r = pass(all) end
+if r.status == 'no_nodes' then return { 'no_nodes' } end
+if r.status ~= 'selected' then return { r.status, r.details } end
+
+local avail = r.avail
 local smallest, lowest = nil, nil
 for _, x in ipairs(avail) do
   if not smallest or x.size < smallest then smallest = x.size end
@@ -186,6 +208,6 @@ if #ties > 1 then
 end
 redis.call('HSET', P .. 'rr', 'g', picked.seq + 1)
 return { 'selected', cjson.encode({ nodeId = picked.id, tier = picked.tier, queueDepth = picked.q,
-  inFlightCount = picked.a, loadScore = picked.load, eligibleTierCounts = eligibleTiers, eligibleCount = eligible }),
+  inFlightCount = picked.a, loadScore = picked.load, eligibleTierCounts = r.eligibleTiers, eligibleCount = r.eligible }),
   redis.call('HGET', P .. 'n:' .. picked.id, 'models') }
 `;

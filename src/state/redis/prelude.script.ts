@@ -72,9 +72,23 @@ local function getNode(id)
   return { id = id, d = r[1], seq = tonumber(r[2]), ping = tonumber(r[3]), poll = tonumber(r[4]), dig = r[5] }
 end
 
-local function isStale(n, now)
+-- Past its lease and not protected by a held poll or an active claim: late, maybe gone.
+local function isLapsed(n, now)
   if now - n.ping <= leaseMs(n.d) then return false end
   return n.poll <= now and redis.call('SCARD', P .. 'a:' .. n.id) == 0
+end
+
+-- Lapsed for longer than the grace: evicted, its work ends cancelled/server_unregistered.
+local function isGone(n, now)
+  return isLapsed(n, now) and now - n.ping > leaseMs(n.d) + L.lapseGraceMs
+end
+
+-- A sign of life: the lease runs from now; the eviction check moves to lease + grace later.
+local function touch(n)
+  if NOW > n.ping then n.ping = NOW end
+  redis.call('HSET', P .. 'n:' .. n.id, 'ping', num(n.ping))
+  redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
+  redis.call('ZADD', P .. 'lease', num(n.ping + leaseMs(n.d) + L.lapseGraceMs), n.id)
 end
 
 local function getJob(id)
@@ -216,6 +230,22 @@ local function removeNode(n, reason, count)
   wake('w\\n' .. id)
 end
 
+-- The node, unless it is gone: then it is evicted here (as the sweep would) and nil.
+local function liveNode(id)
+  local n = getNode(id)
+  if n and isGone(n, NOW) then
+    removeNode(n, 'stale_lease', true)
+    return nil
+  end
+  return n
+end
+
+-- Touches a node that is not gone yet (a gone one is left to the sweep).
+local function touchId(id)
+  local n = getNode(id)
+  if n and not isGone(n, NOW) then touch(n) end
+end
+
 local function storedCount()
   return redis.call('ZCARD', P .. 'answered') + redis.call('ZCARD', P .. 'ut') + redis.call('ZCARD', P .. 'lrt')
 end
@@ -230,6 +260,7 @@ local function completeLegacyClaim(ck, jid, count)
   end
   local j = getJob(id)
   if j then
+    touchId(j.node)
     forget(j)
     if count then bump('completed') end
   else

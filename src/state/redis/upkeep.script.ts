@@ -80,10 +80,11 @@ for _, id in ipairs(due('lease', true)) do
     redis.call('ZREM', P .. 'lease', id)
     redis.call('ZREM', P .. 'nodes', id)
     redis.call('SREM', P .. 'legacy', id)
-  elseif isStale(n, NOW) then
+  elseif isGone(n, NOW) then
     removeNode(n, 'stale_lease', true)
   else
-    redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(n.d)), id)
+    -- Long-polling or working nodes are not lapsed; check them again one lease later.
+    redis.call('ZADD', P .. 'lease', num(math.max(NOW + leaseMs(n.d), n.ping + leaseMs(n.d) + L.lapseGraceMs)), id)
   end
 end
 for _, bk in ipairs(due('rlt')) do
@@ -106,7 +107,7 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
     nodes = nodes + 1
     if n.d == 'v1' then
       v1 = v1 + 1
-      if not isStale(n, NOW) then healthy = healthy + 1 end
+      if not isLapsed(n, NOW) then healthy = healthy + 1 end
     end
     maxAge = math.max(maxAge, (NOW - n.ping) / 1000)
   end

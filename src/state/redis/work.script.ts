@@ -9,7 +9,7 @@ local jid, dialect, node = ARGV[4], ARGV[5], ARGV[6]
 local ck, rid, tok = opt(ARGV[7]), opt(ARGV[8]), opt(ARGV[9])
 local bytes = tonumber(ARGV[12])
 local n = getNode(node)
-if not n or n.d ~= dialect or isStale(n, NOW) then return { 'node_not_found', enc() } end
+if not n or n.d ~= dialect or isGone(n, NOW) then return { 'node_not_found', enc() } end
 local pk = nil
 if ck and rid then pk = ck .. '\\n' .. rid end
 local sup = nil
@@ -114,10 +114,11 @@ return out
 /** ARGV: node, request id, credential digest, acknowledge. Reply: { status, transitions, state, deadline|nil }. */
 export const CONTROL = `
 local node, rid, digest = ARGV[4], ARGV[5], ARGV[6]
-local n = getNode(node)
+local n = liveNode(node)
 local liveV1 = n and n.d == 'v1'
 if liveV1 and not (n.dig and n.dig == digest) then return { 'forbidden', enc() } end
 if liveV1 then
+  touch(n)
   local jid = redis.call('HGET', P .. 'c:' .. node, rid)
   local j = jid and getJob(jid)
   if j and j.s == 'i' then
@@ -163,8 +164,9 @@ return { 'ok', enc(), removed }
 /** ARGV: node, credential digest, client, request id, envelope JSON. */
 export const PUT_PROGRESS = `
 local node, digest, ck, rid = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local n = getNode(node)
+local n = liveNode(node)
 if not n or n.d ~= 'v1' or not n.dig or n.dig ~= digest then return { 'forbidden', enc() } end
+touch(n)
 local jid = redis.call('HGET', P .. 'c:' .. node, rid)
 local j = jid and getJob(jid)
 if not j or j.s ~= 'i' or j.ck ~= ck then return { 'not_active', enc() } end
