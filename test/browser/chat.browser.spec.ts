@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
-import { simulatedAnswer, V1NodeSim } from '../helpers/simulators';
+import { HeadNodeSim, simulatedAnswer, V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
 import { ARTIFACTS, ensureUiBundle, hasChromium, launchChromium } from './chromium';
@@ -166,6 +166,53 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expect(await page.locator('#log li').count()).toBe(0);
     expect(await page.locator('#empty-note').isVisible()).toBe(true);
     expectCleanRun();
+  });
+
+  it("should hold a 3-message conversation with today's node silent for its whole lease after each answer", async () => {
+    await t.close();
+    t = await createTestApp({
+      TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '2',
+      TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '2',
+      TOKENPLACE_RELAY_NODE_LAPSE_GRACE_SECONDS: '3',
+      TOKENPLACE_RELAY_V1_WORK_PING_HINT: 'false',
+    });
+    const stop = new AbortController();
+    const node = new HeadNodeSim(t.baseUrl);
+    void node.run(stop.signal).catch(() => undefined);
+    await node.registered;
+    await open();
+    await nodeCount('1 compute node online');
+    const input = page.locator('#composer-input');
+    const prompts = ['First question', 'Second question', 'Third question'];
+    const latencies: number[] = [];
+
+    try {
+      for (const [i, prompt] of prompts.entries()) {
+        await page.locator('#send:not([disabled])').waitFor();
+        const sentAt = Date.now();
+        await input.fill(prompt);
+        await input.press('Enter');
+        await page
+          .locator('.msg-assistant .msg-content')
+          .nth(i)
+          .filter({ hasText: simulatedAnswer([{ role: 'user', content: prompt }]) })
+          .waitFor({ timeout: 20_000 });
+        latencies.push(Date.now() - sentAt);
+      }
+    } finally {
+      stop.abort();
+    }
+
+    expect(await page.locator('.msg-assistant .msg-content').allTextContents()).toEqual(
+      prompts.map((p) => simulatedAnswer([{ role: 'user', content: p }])),
+    );
+    expect(node.answered).toHaveLength(3);
+    expect(
+      node.events.filter((e) => e.route === '/servers/register').length,
+    ).toBeGreaterThanOrEqual(3);
+    expect(await page.locator('.msg-failed').count()).toBe(0);
+    expectCleanRun();
+    log(`3-message conversation with a node silent for its lease: ${latencies.join(' / ')} ms`);
   });
 
   it('should show encrypted progress: phases, and a determinate bar during prefill', async () => {

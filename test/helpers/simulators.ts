@@ -16,6 +16,30 @@ export function simulatedAnswer(messages: ChatMessage[]): string {
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * How a simulated peer reaches the relay. `mayHold` marks requests the relay may hold open (long-
+ * polls), so a virtual-time driver knows not to wait for them before it moves the clock.
+ */
+export type Transport = (
+  baseUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+  mayHold?: boolean,
+) => Promise<WireResult>;
+
+const direct: Transport = (baseUrl, method, path, body, headers) =>
+  call(baseUrl, method, path, body, headers);
+
+/** Time as a simulated peer sees it: the wall clock in process tests, a ManualClock in e2e tests. */
+export interface PeerTime {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const REAL_TIME: PeerTime = { now: () => Date.now(), sleep: delay };
+
+/**
  * A legacy compute node as `server.py` of the OLD code base behaves: `/sink`, decrypt the history,
  * answer with the history plus the assistant turn, encrypted to the outer client key, `/source`.
  */
@@ -25,8 +49,8 @@ export class LegacyNodeSim {
   readonly received: Array<Record<string, unknown>> = [];
 
   constructor(
-    private readonly baseUrl: string,
-    private readonly opts: { token?: string; replyPadding?: Padding } = {},
+    protected baseUrl: string,
+    protected readonly opts: { token?: string; replyPadding?: Padding; transport?: Transport } = {},
   ) {}
 
   get key(): string {
@@ -37,21 +61,30 @@ export class LegacyNodeSim {
     return this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {};
   }
 
-  sink(extra: Record<string, unknown> = {}): Promise<WireResult> {
-    return call(
+  private send(path: string, body: unknown, mayHold = false): Promise<WireResult> {
+    return (this.opts.transport ?? direct)(
       this.baseUrl,
       'POST',
-      '/sink',
-      { server_public_key: this.key, ...extra },
+      path,
+      body,
       this.headers(),
+      mayHold,
     );
+  }
+
+  sink(extra: Record<string, unknown> = {}): Promise<WireResult> {
+    return this.send('/sink', { server_public_key: this.key, ...extra }, true);
   }
 
   /** One `/sink`; when work came back, answers it. Returns whether work was handled. */
   async serveOnce(): Promise<boolean> {
-    const res = await this.sink();
+    return (await this.serve(await this.sink())) !== null;
+  }
+
+  /** Answers the work a `/sink` answer carried (null when it carried none). */
+  protected async serve(res: WireResult): Promise<ChatMessage[] | null> {
     if (res.status !== 200 || typeof res.body.chat_history !== 'string') {
-      return false;
+      return null;
     }
     this.received.push(res.body);
     const sealed: Sealed = {
@@ -65,22 +98,16 @@ export class LegacyNodeSim {
     ) as ChatMessage[];
     const reply = [...history, { role: 'assistant', content: simulatedAnswer(history) }];
     const out = seal(reply, res.body.client_public_key as string, this.opts.replyPadding ?? 'oaep');
-    const posted = await call(
-      this.baseUrl,
-      'POST',
-      '/source',
-      {
-        client_public_key: res.body.client_public_key,
-        chat_history: out.ciphertext,
-        cipherkey: out.cipherkey,
-        iv: out.iv,
-      },
-      this.headers(),
-    );
+    const posted = await this.send('/source', {
+      client_public_key: res.body.client_public_key,
+      chat_history: out.ciphertext,
+      cipherkey: out.cipherkey,
+      iv: out.iv,
+    });
     if (posted.status !== 200) {
       throw new Error(`/source answered ${posted.status}: ${posted.text}`);
     }
-    return true;
+    return reply as ChatMessage[];
   }
 }
 
@@ -143,13 +170,30 @@ export class V1NodeSim {
   credential: string | null = null;
 
   constructor(
-    private readonly baseUrl: string,
-    private readonly opts: {
+    protected baseUrl: string,
+    protected readonly opts: {
       token?: string;
       replyPadding?: Padding;
       capabilities?: Record<string, unknown>;
+      transport?: Transport;
     } = {},
   ) {}
+
+  protected send(
+    method: string,
+    path: string,
+    body: unknown,
+    mayHold = false,
+  ): Promise<WireResult> {
+    return (this.opts.transport ?? direct)(
+      this.baseUrl,
+      method,
+      path,
+      body,
+      this.headers(),
+      mayHold,
+    );
+  }
 
   get key(): string {
     return this.identity.publicKeyB64;
@@ -175,13 +219,10 @@ export class V1NodeSim {
   }
 
   async register(): Promise<WireResult> {
-    const res = await call(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/servers/register',
-      { server_public_key: this.key, capabilities: this.capabilities() },
-      this.headers(),
-    );
+    const res = await this.send('POST', '/api/v1/relay/servers/register', {
+      server_public_key: this.key,
+      capabilities: this.capabilities(),
+    });
     if (typeof res.body.control_credential === 'string') {
       this.credential = res.body.control_credential;
     }
@@ -189,12 +230,11 @@ export class V1NodeSim {
   }
 
   poll(): Promise<WireResult> {
-    return call(
-      this.baseUrl,
+    return this.send(
       'POST',
       '/api/v1/relay/servers/poll',
       { server_public_key: this.key, capabilities: this.capabilities() },
-      this.headers(),
+      true,
     );
   }
 
@@ -204,12 +244,16 @@ export class V1NodeSim {
     if (res.status !== 200) {
       throw new Error(`poll answered ${res.status}: ${res.text}`);
     }
-    if (typeof res.body.chat_history !== 'string') {
+    return this.open(res.body);
+  }
+
+  /** Decrypts a poll answer's work item, or null when it carried none. */
+  protected open(raw: Record<string, unknown>): V1Work | null {
+    if (typeof raw.chat_history !== 'string') {
       return null;
     }
-    const raw = res.body;
     const { value, padding } = openAny(this.identity, {
-      ciphertext: raw.chat_history as string,
+      ciphertext: raw.chat_history,
       cipherkey: raw.cipherkey as string,
       iv: raw.iv as string,
     });
@@ -235,18 +279,12 @@ export class V1NodeSim {
     acknowledge = false,
     credential = this.credential,
   ): Promise<WireResult> {
-    return call(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/servers/control',
-      {
-        server_public_key: this.key,
-        request_id: requestId,
-        control_credential: credential,
-        acknowledge,
-      },
-      this.headers(),
-    );
+    return this.send('POST', '/api/v1/relay/servers/control', {
+      server_public_key: this.key,
+      request_id: requestId,
+      control_credential: credential,
+      acknowledge,
+    });
   }
 
   progress(work: V1Work, progress: Record<string, unknown>): Promise<WireResult> {
@@ -261,21 +299,15 @@ export class V1NodeSim {
       work.clientKey,
       this.opts.replyPadding ?? 'pkcs1',
     );
-    return call(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/progress',
-      {
-        server_public_key: this.key,
-        client_public_key: work.clientKey,
-        request_id: work.requestId,
-        control_credential: this.credential,
-        protocol: PROTOCOL,
-        version: 1,
-        ...sealed,
-      },
-      this.headers(),
-    );
+    return this.send('POST', '/api/v1/relay/progress', {
+      server_public_key: this.key,
+      client_public_key: work.clientKey,
+      request_id: work.requestId,
+      control_credential: this.credential,
+      protocol: PROTOCOL,
+      version: 1,
+      ...sealed,
+    });
   }
 
   /** Answers a work item the way HEAD nodes do (PKCS#1 v1.5 wrap unless told otherwise). */
@@ -296,31 +328,22 @@ export class V1NodeSim {
       work.clientKey,
       this.opts.replyPadding ?? 'pkcs1',
     );
-    return call(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/responses',
-      {
-        client_public_key: work.clientKey,
-        request_id: work.requestId,
-        protocol: PROTOCOL,
-        version: 1,
-        chat_history: sealed.ciphertext,
-        cipherkey: sealed.cipherkey,
-        iv: sealed.iv,
-      },
-      this.headers(),
-    );
+    return this.send('POST', '/api/v1/relay/responses', {
+      client_public_key: work.clientKey,
+      request_id: work.requestId,
+      protocol: PROTOCOL,
+      version: 1,
+      chat_history: sealed.ciphertext,
+      cipherkey: sealed.cipherkey,
+      iv: sealed.iv,
+    });
   }
 
   unregister(credential = this.credential): Promise<WireResult> {
-    return call(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/servers/unregister',
-      { server_public_key: this.key, control_credential: credential },
-      this.headers(),
-    );
+    return this.send('POST', '/api/v1/relay/servers/unregister', {
+      server_public_key: this.key,
+      control_credential: credential,
+    });
   }
 }
 
@@ -336,8 +359,8 @@ export class V1ClientSim {
   readonly identity: Identity = newIdentity();
 
   constructor(
-    private readonly baseUrl: string,
-    private readonly opts: { padding?: Padding } = {},
+    protected readonly baseUrl: string,
+    protected readonly opts: { padding?: Padding; transport?: Transport } = {},
   ) {}
 
   get key(): string {
@@ -345,16 +368,25 @@ export class V1ClientSim {
   }
 
   next(model = 'qwen3-8b-instruct', tier = '8k-fast'): Promise<WireResult> {
-    return call(
+    return (this.opts.transport ?? direct)(
       this.baseUrl,
       'GET',
       `/api/v1/relay/servers/next?model=${encodeURIComponent(model)}&context_tier=${tier}`,
     );
   }
 
-  async submit(
+  submit(
     serverKey: string,
     content: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<V1Submission> {
+    return this.submitMessages(serverKey, [{ role: 'user', content }], extra);
+  }
+
+  /** Submits a whole conversation so far (what today's clients send with every message). */
+  async submitMessages(
+    serverKey: string,
+    messages: ChatMessage[],
     extra: Record<string, unknown> = {},
   ): Promise<V1Submission> {
     const requestId = randomBytes(16).toString('hex');
@@ -367,7 +399,7 @@ export class V1ClientSim {
         client_public_key: this.key,
         api_v1_request: {
           model: 'qwen3-8b-instruct',
-          messages: [{ role: 'user', content }],
+          messages,
           options: { max_tokens: 256 },
           routing: { context_tier: '8k-fast' },
         },
@@ -375,23 +407,28 @@ export class V1ClientSim {
       serverKey,
       this.opts.padding ?? 'oaep',
     );
-    const response = await call(this.baseUrl, 'POST', '/api/v1/relay/requests', {
-      server_public_key: serverKey,
-      client_public_key: this.key,
-      request_id: requestId,
-      protocol: PROTOCOL,
-      version: 1,
-      ciphertext: sealed.ciphertext,
-      cipherkey: sealed.cipherkey,
-      iv: sealed.iv,
-      cancel_token: cancelToken,
-      ...extra,
-    });
+    const response = await (this.opts.transport ?? direct)(
+      this.baseUrl,
+      'POST',
+      '/api/v1/relay/requests',
+      {
+        server_public_key: serverKey,
+        client_public_key: this.key,
+        request_id: requestId,
+        protocol: PROTOCOL,
+        version: 1,
+        ciphertext: sealed.ciphertext,
+        cipherkey: sealed.cipherkey,
+        iv: sealed.iv,
+        cancel_token: cancelToken,
+        ...extra,
+      },
+    );
     return { requestId, cancelToken, sealed, response };
   }
 
   retrieve(requestId?: string, headers: Record<string, string> = {}): Promise<WireResult> {
-    return call(
+    return (this.opts.transport ?? direct)(
       this.baseUrl,
       'POST',
       '/api/v1/relay/responses/retrieve',
@@ -450,6 +487,389 @@ export class V1ClientSim {
       status: 'cancelled',
       reason: 'requester_cancelled',
       ...extra,
+    });
+  }
+}
+
+// ------------------------------------------------------------------ peers with their real timing
+
+/** What one message of a simulated conversation came to. */
+export interface TurnResult {
+  index: number;
+  answered: boolean;
+  /** Send (or first `/servers/next`) to decrypted answer, in the peer's time. */
+  latencyMs: number;
+  content: string | null;
+  /** What the client saw instead of an answer. */
+  failure: string | null;
+  /** Nodes tried (1 + fail-overs). */
+  attempts: number;
+}
+
+/**
+ * Today's compute node (upstream `server.py` at HEAD, API v1) with the timing measured from the
+ * real one (spec §7.8): register (lease L, refresh once the last heartbeat is older than
+ * max(min(0.8 L, L - 1), 0.5 L)), long-poll `/servers/poll`; on work, `/servers/control` about
+ * 60 ms later and the answer about 0.3 s after that (the mock model); then it sleeps
+ * `next_ping_in_x_seconds` of the work response, which the existing relay never sends, so it
+ * sleeps its whole lease: silent for exactly L. Then it re-registers (`lease_expiry_risk`) and
+ * long-polls again. A 404 on a poll makes it register again. `extraSilenceMs` stretches each
+ * silence (a poll that timed out, a slow network). With `relays`, each silence ends on the next
+ * relay of the list (several replicas behind one Service).
+ */
+export class HeadNodeSim extends V1NodeSim {
+  /** Every call the node made, with the node's time: relay, route and status. */
+  readonly events: Array<{ at: number; relay: string; route: string; status: number }> = [];
+  /** Request ids answered, in order. */
+  readonly answered: string[] = [];
+  private leaseMs = 30_000;
+  private lastHeartbeat = 0;
+  private markRegistered: () => void = () => undefined;
+  /** Resolves once the node's first registration was accepted. */
+  readonly registered = new Promise<void>((resolve) => {
+    this.markRegistered = resolve;
+  });
+
+  constructor(
+    baseUrl: string,
+    opts: ConstructorParameters<typeof V1NodeSim>[1] & {
+      time?: PeerTime;
+      extraSilenceMs?: number;
+      relays?: string[];
+      controlAfterMs?: number;
+      answerAfterMs?: number;
+    } = {},
+  ) {
+    super(baseUrl, opts);
+    this.time = opts.time ?? REAL_TIME;
+    this.extraSilenceMs = opts.extraSilenceMs ?? 0;
+    this.relays = opts.relays ?? [baseUrl];
+    this.controlAfterMs = opts.controlAfterMs ?? 60;
+    this.answerAfterMs = opts.answerAfterMs ?? 240;
+  }
+
+  private readonly time: PeerTime;
+  private readonly extraSilenceMs: number;
+  private readonly relays: string[];
+  private readonly controlAfterMs: number;
+  private readonly answerAfterMs: number;
+  private relayIndex = 0;
+
+  protected override async send(
+    method: string,
+    path: string,
+    body: unknown,
+    mayHold = false,
+  ): Promise<WireResult> {
+    const relay = this.baseUrl;
+    const res = await super.send(method, path, body, mayHold);
+    this.events.push({
+      relay,
+      at: this.time.now(),
+      route: path.replace('/api/v1/relay', ''),
+      status: res.status,
+    });
+    return res;
+  }
+
+  private async registerNow(): Promise<void> {
+    const res = await this.register();
+    if (res.status !== 200) {
+      throw new Error(`register answered ${res.status}: ${res.text}`);
+    }
+    const lease = Number(res.body.next_ping_in_x_seconds);
+    if (Number.isFinite(lease) && lease > 0) {
+      this.leaseMs = lease * 1000;
+    }
+    this.lastHeartbeat = this.time.now();
+    this.markRegistered();
+  }
+
+  private refreshAfterMs(): number {
+    const lease = this.leaseMs;
+    return Math.max(Math.min(0.8 * lease, lease - 1000), 0.5 * lease);
+  }
+
+  /** Serves until `signal` aborts: the real node's loop, one poll at a time. */
+  async run(signal: AbortSignal): Promise<void> {
+    await this.registerNow();
+    while (!signal.aborted) {
+      if (this.time.now() - this.lastHeartbeat > this.refreshAfterMs()) {
+        await this.registerNow(); // reason lease_expiry_risk
+      }
+      const res = await this.poll();
+      if (signal.aborted) {
+        return;
+      }
+      if (res.status === 404) {
+        await this.registerNow();
+        continue;
+      }
+      if (res.status !== 200) {
+        await this.time.sleep(1000);
+        continue;
+      }
+      this.lastHeartbeat = this.time.now();
+      const work = this.open(res.body);
+      if (!work) {
+        continue; // no work: next_ping 0, poll again at once
+      }
+      await this.time.sleep(this.controlAfterMs);
+      await this.control(work.requestId);
+      await this.time.sleep(this.answerAfterMs);
+      const posted = await this.respond(work);
+      if (posted.status === 200) {
+        this.answered.push(work.requestId);
+      }
+      const hint = res.body.next_ping_in_x_seconds;
+      const silence = typeof hint === 'number' ? hint * 1000 : this.leaseMs;
+      await this.time.sleep(silence + (silence > 0 ? this.extraSilenceMs : 0));
+      if (silence > 0 && this.relays.length > 1) {
+        this.relayIndex = (this.relayIndex + 1) % this.relays.length;
+        this.baseUrl = this.relays[this.relayIndex] as string;
+      }
+    }
+  }
+}
+
+/**
+ * Today's client (`client.py` at upstream HEAD, API v1): for each message `/servers/next`, then
+ * `/requests` with the whole conversation so far, then `/responses/retrieve` every `pollMs`
+ * (2 s in client.py) until the answer; the next message goes out right after the answer. A 404 or
+ * 410 fails over to another node up to `failovers` times (as the web page does; client.py itself
+ * keeps polling a 410 until its own timeout).
+ */
+export class HeadClientSim extends V1ClientSim {
+  constructor(
+    baseUrl: string,
+    opts: ConstructorParameters<typeof V1ClientSim>[1] & {
+      time?: PeerTime;
+      pollMs?: number;
+      timeoutMs?: number;
+      failovers?: number;
+    } = {},
+  ) {
+    super(baseUrl, opts);
+    this.time = opts.time ?? REAL_TIME;
+    this.pollMs = opts.pollMs ?? 2000;
+    this.timeoutMs = opts.timeoutMs ?? 485_000;
+    this.failovers = opts.failovers ?? 0;
+  }
+
+  private readonly time: PeerTime;
+  private readonly pollMs: number;
+  private readonly timeoutMs: number;
+  private readonly failovers: number;
+
+  /** Holds a conversation of `prompts`, one message right after the previous answer. */
+  async converse(prompts: string[]): Promise<TurnResult[]> {
+    const history: ChatMessage[] = [];
+    const results: TurnResult[] = [];
+    for (const [index, prompt] of prompts.entries()) {
+      history.push({ role: 'user', content: prompt });
+      const result = await this.turn(index, history);
+      results.push(result);
+      if (result.content !== null) {
+        history.push({ role: 'assistant', content: result.content });
+      }
+    }
+    return results;
+  }
+
+  private async turn(index: number, history: ChatMessage[]): Promise<TurnResult> {
+    const started = this.time.now();
+    const done = (
+      failure: string | null,
+      content: string | null,
+      attempts: number,
+    ): TurnResult => ({
+      index,
+      answered: content !== null,
+      latencyMs: this.time.now() - started,
+      content,
+      failure,
+      attempts,
+    });
+    let attempts = 0;
+    let lastFailure = '';
+    while (attempts <= this.failovers) {
+      attempts += 1;
+      const next = await this.next();
+      if (next.status !== 200) {
+        return done(
+          `servers/next ${next.status} ${String((next.body.error as { code?: string })?.code)}`,
+          null,
+          attempts,
+        );
+      }
+      const submitted = await this.submitMessages(next.body.server_public_key as string, history);
+      if (submitted.response.status !== 200) {
+        lastFailure = `requests ${submitted.response.status}`;
+        continue;
+      }
+      for (;;) {
+        const res = await this.retrieve(submitted.requestId);
+        if (res.status === 200) {
+          return done(null, this.openResponse(res.body, submitted.requestId).content, attempts);
+        }
+        if (res.status !== 202) {
+          const error = res.body.error as { status?: string; reason?: string } | undefined;
+          lastFailure = `retrieve ${res.status} ${error?.status ?? ''}/${error?.reason ?? ''}`;
+          break;
+        }
+        if (this.time.now() - started >= this.timeoutMs) {
+          return done('timed out', null, attempts);
+        }
+        await this.time.sleep(this.pollMs);
+      }
+    }
+    return done(lastFailure, null, attempts);
+  }
+}
+
+/**
+ * The legacy compute node (upstream `server.py` of Dec 2025): `/sink`; with work, decrypt, answer
+ * with the history plus the assistant turn, `/source`; then sleep `next_ping_in_x_seconds` of the
+ * `/sink` answer (10 s from the existing relay), so it is silent for that long after every job.
+ */
+export class OldNodeSim extends LegacyNodeSim {
+  readonly answeredCount = { value: 0 };
+  private markRegistered: () => void = () => undefined;
+  /** Resolves once the relay accepted the node's first `/sink`. */
+  readonly registered = new Promise<void>((resolve) => {
+    this.markRegistered = resolve;
+  });
+
+  constructor(
+    baseUrl: string,
+    opts: ConstructorParameters<typeof LegacyNodeSim>[1] & {
+      time?: PeerTime;
+      workMs?: number;
+      /** Each silence after a job ends on the next relay of the list (replicas of one Service). */
+      relays?: string[];
+    } = {},
+  ) {
+    super(baseUrl, opts);
+    this.time = opts.time ?? REAL_TIME;
+    this.workMs = opts.workMs ?? 300;
+    this.relays = opts.relays ?? [baseUrl];
+  }
+
+  private readonly time: PeerTime;
+  private readonly workMs: number;
+  private readonly relays: string[];
+  private relayIndex = 0;
+
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const res = await this.sink();
+      if (signal.aborted) {
+        return;
+      }
+      if (res.status === 200) {
+        this.markRegistered();
+      }
+      const worked = res.status === 200 && typeof res.body.chat_history === 'string';
+      if (worked) {
+        await this.time.sleep(this.workMs);
+        if ((await this.serve(res)) !== null) {
+          this.answeredCount.value += 1;
+        }
+      }
+      const next = Number(res.body.next_ping_in_x_seconds);
+      await this.time.sleep(res.status === 200 && Number.isFinite(next) ? next * 1000 : 10_000);
+      if (worked && this.relays.length > 1) {
+        this.relayIndex = (this.relayIndex + 1) % this.relays.length;
+        this.baseUrl = this.relays[this.relayIndex] as string;
+      }
+    }
+  }
+}
+
+/**
+ * The legacy client (`client.py` of Dec 2025): `/next_server`, `/faucet` with the whole history,
+ * `/retrieve` every `pollMs` (2 s) for up to `timeoutMs` (60 s); the next message right after.
+ */
+export class OldClientSim extends LegacyClientSim {
+  constructor(
+    private readonly relay: string,
+    opts: ConstructorParameters<typeof LegacyClientSim>[1] & {
+      time?: PeerTime;
+      timeoutMs?: number;
+      transport?: Transport;
+    } = {},
+  ) {
+    super(relay, opts);
+    this.time = opts.time ?? REAL_TIME;
+    this.pollEveryMs = opts.pollMs ?? 2000;
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.transport = opts.transport ?? direct;
+  }
+
+  private readonly time: PeerTime;
+  private readonly pollEveryMs: number;
+  private readonly timeoutMs: number;
+  private readonly transport: Transport;
+
+  async converse(prompts: string[]): Promise<TurnResult[]> {
+    let history: ChatMessage[] = [];
+    const results: TurnResult[] = [];
+    for (const [index, prompt] of prompts.entries()) {
+      const started = this.time.now();
+      const asked = [...history, { role: 'user' as const, content: prompt }];
+      const result = (failure: string | null, content: string | null): TurnResult => ({
+        index,
+        answered: content !== null,
+        latencyMs: this.time.now() - started,
+        content,
+        failure,
+        attempts: 1,
+      });
+      const next = await this.transport(this.relay, 'GET', '/next_server');
+      if (next.status !== 200 || typeof next.body.server_public_key !== 'string') {
+        results.push(result(`next_server ${next.status}`, null));
+        history = asked;
+        continue;
+      }
+      const sent = await this.sendVia(next.body.server_public_key, asked);
+      if (sent.status !== 200) {
+        results.push(result(`faucet ${sent.status}`, null));
+        history = asked;
+        continue;
+      }
+      let answer: ChatMessage[] | null = null;
+      while (answer === null && this.time.now() - started < this.timeoutMs) {
+        const res = await this.transport(this.relay, 'POST', '/retrieve', {
+          client_public_key: this.key,
+        });
+        if (res.status === 200 && typeof res.body.chat_history === 'string') {
+          answer = openAny(this.identity, {
+            ciphertext: res.body.chat_history,
+            cipherkey: res.body.cipherkey as string,
+            iv: res.body.iv as string,
+          }).value as ChatMessage[];
+          break;
+        }
+        await this.time.sleep(this.pollEveryMs);
+      }
+      const last = answer?.[answer.length - 1];
+      results.push(
+        answer ? result(null, last?.content ?? '') : result('no answer within the timeout', null),
+      );
+      history = answer ?? asked;
+    }
+    return results;
+  }
+
+  private sendVia(serverKey: string, history: ChatMessage[]): Promise<WireResult> {
+    const sealed = seal(history, serverKey, 'oaep');
+    this.lastSent = sealed;
+    return this.transport(this.relay, 'POST', '/faucet', {
+      server_public_key: serverKey,
+      client_public_key: this.key,
+      chat_history: sealed.ciphertext,
+      cipherkey: sealed.cipherkey,
+      iv: sealed.iv,
     });
   }
 }
