@@ -350,7 +350,7 @@ export class ClientService {
 
   /** Ends a wait when the caller leaves or the relay starts draining. */
   private waitSignal(caller: CallerWatch): AbortSignal {
-    return caller.signal(this.lifecycle.drainSignal);
+    return caller.signal(this.lifecycle);
   }
 
   private async admit(job: JobInput): Promise<Extract<EnqueueResult, { status: 'queued' }>> {

@@ -1,5 +1,6 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Response } from 'express';
+import type { DrainNotifier } from '../health/lifecycle.service';
 
 /**
  * Tells a long-poll whether its caller is still there. The AbortSignal (and its `close`
@@ -21,22 +22,20 @@ export class CallerWatch {
   }
 
   /**
-   * Aborts when the caller disconnects before the answer is sent, or when `also` aborts (the
-   * relay starting to drain). The listener on `also` is removed when the exchange ends, so a
-   * long-lived signal never accumulates listeners (cheaper than `AbortSignal.any`, which keeps
-   * weak references alive per call).
+   * Aborts when the caller disconnects before the answer is sent, or when the relay starts to
+   * drain. The drain subscription ends with the exchange, so nothing accumulates per request.
    */
-  signal(also?: AbortSignal): AbortSignal {
+  signal(drain?: DrainNotifier): AbortSignal {
     if (this.controller === null) {
       const controller = new AbortController();
       this.controller = controller;
       const abort = (): void => controller.abort();
-      if (this.res.closed || also?.aborted === true) {
+      if (this.res.closed) {
         abort();
       } else {
-        also?.addEventListener('abort', abort, { once: true });
+        const unsubscribe = drain?.onDrain(abort);
         this.res.once('close', () => {
-          also?.removeEventListener('abort', abort);
+          unsubscribe?.();
           if (!this.res.writableFinished) {
             abort();
           }

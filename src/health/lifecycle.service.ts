@@ -1,14 +1,22 @@
 import { Injectable, Logger } from '@nestjs/common';
 
+/** Tells waiters that the relay started draining. */
+export interface DrainNotifier {
+  /** Calls `fn` once when draining starts (at once if it already has); returns an unsubscribe. */
+  onDrain(fn: () => void): () => void;
+}
+
 /**
- * The life of the process after boot: `draining` flips the moment SIGTERM/SIGINT arrives, and
- * `drainSignal` aborts so every long-poll answers at once. Readiness, long-polls and admission
- * read it; nothing else does.
+ * The life of the process after boot: `draining` flips the moment SIGTERM/SIGINT arrives, and every
+ * waiter subscribed with `onDrain` is told at once, so every long-poll answers. Readiness,
+ * long-polls and admission read it; nothing else does. Waiters live in a Set rather than as
+ * listeners of one long-lived AbortSignal: thousands of held polls are normal, and an EventTarget
+ * with more than ten listeners makes Node warn about a leak.
  */
 @Injectable()
-export class LifecycleService {
+export class LifecycleService implements DrainNotifier {
   private readonly logger = new Logger(LifecycleService.name);
-  private readonly controller = new AbortController();
+  private readonly waiters = new Set<() => void>();
   private skipWindow: (() => void) | null = null;
   private drainingSince: number | null = null;
 
@@ -16,8 +24,18 @@ export class LifecycleService {
     return this.drainingSince !== null;
   }
 
-  get drainSignal(): AbortSignal {
-    return this.controller.signal;
+  /** Requests waiting right now (held long-polls of this process). */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  onDrain(fn: () => void): () => void {
+    if (this.drainingSince !== null) {
+      fn();
+      return () => undefined;
+    }
+    this.waiters.add(fn);
+    return () => this.waiters.delete(fn);
   }
 
   /** Flips readiness and wakes every waiter. Idempotent. */
@@ -27,7 +45,11 @@ export class LifecycleService {
     }
     this.drainingSince = Date.now();
     this.logger.log({ msg: 'draining', reason });
-    this.controller.abort();
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const fn of waiters) {
+      fn();
+    }
   }
 
   /** Waits out the drain window; a second signal (or SIGINT) ends it early. */

@@ -3,6 +3,7 @@ import { CLOCK, type Clock } from '../common/clock';
 import { constantTimeEquals } from '../common/ids';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
+import { LifecycleService } from '../health/lifecycle.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import { RelayMetrics } from './relay-metrics';
 
@@ -17,6 +18,7 @@ export class MetricsController {
     private readonly config: RelayConfig,
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
+    private readonly lifecycle: LifecycleService,
   ) {}
 
   @Get('metrics')
@@ -24,6 +26,7 @@ export class MetricsController {
     if (!this.authorised(authorization)) {
       return new WireResponse(401, 'unauthorized\n', TEXT);
     }
+    this.metrics.waitingRequests.set(this.lifecycle.waiting);
     try {
       this.metrics.applyStats(await this.store.stats(this.clock.now()));
       this.metrics.storeUp.set(1);

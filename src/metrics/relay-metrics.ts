@@ -209,6 +209,11 @@ export class RelayMetrics {
     help: 'Bytes of queued ciphertext over all nodes',
     registers: [this.registry],
   });
+  readonly waitingRequests = new Gauge({
+    name: 'tokenplace_relay_waiting_requests',
+    help: 'Requests this replica holds open waiting for work or an answer (long-polls)',
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({
     name: 'tokenplace_relay_state_store_up',
     help: '1 when the state store (memory or redis, see /healthz) answered the last check',

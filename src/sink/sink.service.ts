@@ -175,7 +175,7 @@ export class SinkService {
       if (result.jobs.length > 0 || this.lifecycle.draining || this.clock.now() >= until) {
         return result.jobs;
       }
-      signal ??= caller.signal(this.lifecycle.drainSignal);
+      signal ??= caller.signal(this.lifecycle);
       await this.store.waitForWork(nodeId, until, signal);
       if (this.lifecycle.draining && !caller.gone) {
         // Draining: hand out what is already queued, then stop waiting.

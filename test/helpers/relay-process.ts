@@ -10,6 +10,8 @@ export interface RelayProcess {
   port: number;
   /** Every JSON log line the process printed so far. */
   logs: Array<Record<string, unknown>>;
+  /** Everything the process wrote to stderr so far (Node's own warnings go there). */
+  stderr: () => string;
   /** Resolves with the exit code (or the signal name). */
   exited: Promise<number | string>;
 }
@@ -73,5 +75,12 @@ export async function startRelayProcess(
       reject(new Error(`relay exited (${code}) before listening: ${stderr}`));
     });
   });
-  return { child, baseUrl: `http://127.0.0.1:${port}`, port, logs, exited };
+  return {
+    child,
+    baseUrl: `http://127.0.0.1:${port}`,
+    port,
+    logs,
+    stderr: () => stderr,
+    exited,
+  };
 }
