@@ -85,6 +85,8 @@ export function publicCors(req: Request, res: Response, next: NextFunction): voi
 }
 
 const QUIET = new Set(['/healthz', '/livez', '/metrics']);
+/** Polled by every open page (once a second per tab): logged at debug, not info. */
+const POLLED = new Set(['/relay/diagnostics']);
 
 /**
  * Counts and times every exchange under a bounded route label, and writes one JSON log line per
@@ -93,6 +95,7 @@ const QUIET = new Set(['/healthz', '/livez', '/metrics']);
  */
 export function observeRequests(metrics: RelayMetrics, logger: Logger) {
   const logging = logger.isLevelEnabled('info');
+  const debugging = logger.isLevelEnabled('debug');
   // One shared listener (no closure per request); the start time rides on the response.
   function finished(this: TimedResponse): void {
     const req = this.req as Request & { id?: string };
@@ -100,7 +103,9 @@ export function observeRequests(metrics: RelayMetrics, logger: Logger) {
     const template = (req.route as { path?: unknown } | undefined)?.path;
     const route = typeof template === 'string' ? template : null;
     metrics.observeHttp(req.method, req.path, route, this.statusCode, seconds);
-    if (logging && !QUIET.has(req.path)) {
+    const failed = this.statusCode >= 500;
+    const polled = POLLED.has(req.path);
+    if (logging && !QUIET.has(req.path) && (failed || !polled || debugging)) {
       const line = {
         request_id: req.id,
         method: req.method,
@@ -108,8 +113,10 @@ export function observeRequests(metrics: RelayMetrics, logger: Logger) {
         status: this.statusCode,
         duration_ms: Math.round(seconds * 1e6) / 1e3,
       };
-      if (this.statusCode >= 500) {
+      if (failed) {
         logger.error(line, 'request failed');
+      } else if (polled) {
+        logger.debug(line, 'request completed');
       } else {
         logger.info(line, 'request completed');
       }
