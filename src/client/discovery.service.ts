@@ -71,7 +71,7 @@ export class DiscoveryService {
     const relayOnly = !c.requireUpstreamHealth && !c.explicitUpstreamConfig;
     const active = relayOnly
       ? []
-      : c.upstreamUrlConfigured
+      : c.upstreamUrlConfigured || c.configuredUpstreams.length === 0
         ? [c.upstreamUrl]
         : c.configuredUpstreams;
     return {

@@ -82,6 +82,9 @@ export class RelayConfig {
   readonly explicitUpstreamConfig: boolean;
   /** TOKENPLACE_RELAY_UPSTREAM_URL was set (it then is the one active upstream in /healthz). */
   readonly upstreamUrlConfigured: boolean;
+  /** An upstream URL or GPU host was set, or upstream health is required: /healthz reports them. */
+  readonly upstreamReported: boolean;
+  /** The configured upstream pool; empty when none is configured. */
   readonly configuredUpstreams: string[];
 
   /** Tokens from the environment (the token file is read by the token service). */
@@ -139,9 +142,11 @@ export class RelayConfig {
     this.upstreamUrl = s.upstreamUrl || `http://${this.gpuHost}:${this.gpuPort}`;
     this.requireUpstreamHealth = s.requireUpstreamHealth;
     const pool = [...splitList(s.upstreams), ...splitList(s.personalGamingPcUrl)];
-    this.configuredUpstreams = pool.length > 0 ? pool : ['https://token.place'];
+    this.configuredUpstreams = pool;
     this.explicitUpstreamConfig = pool.length > 0 || s.upstreamUrl !== '';
     this.upstreamUrlConfigured = s.upstreamUrl !== '';
+    this.upstreamReported =
+      s.upstreamUrl !== '' || s.gpuHost !== '' || s.gpuPort !== undefined || s.requireUpstreamHealth;
 
     this.serverTokens = [
       ...new Set(

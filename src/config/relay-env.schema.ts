@@ -146,7 +146,7 @@ export class RelayEnvSchema {
   // ---- upstream (health output only; the relay never calls an upstream)
   @Env(
     'TOKENPLACE_RELAY_UPSTREAM_URL',
-    'Upstream GPU endpoint of legacy deployments; reported by /healthz',
+    'Upstream GPU endpoint of legacy deployments; reported by /healthz only when set',
   )
   @Trim()
   @Matches(/^(https?:\/\/\S+)?$/, { message: 'must be an http(s) URL' })
@@ -154,7 +154,7 @@ export class RelayEnvSchema {
 
   @Env(
     ['TOKENPLACE_GPU_HOST', 'GPU_SERVER_HOST'],
-    'GPU host name reported by /healthz (default: from the upstream URL, else gpu-server)',
+    'GPU host name, reported by /healthz only when set (or when upstream health is required; default: from the upstream URL, else gpu-server)',
   )
   @IsString()
   @MaxLength(253)
@@ -162,7 +162,7 @@ export class RelayEnvSchema {
 
   @Env(
     ['TOKENPLACE_GPU_PORT', 'GPU_SERVER_PORT'],
-    'GPU port reported by /healthz (default: from the upstream URL, else 3000)',
+    'GPU port, reported with the GPU host (default: from the upstream URL, else 3000)',
   )
   @ToNumber()
   @IsOptional()

@@ -36,10 +36,11 @@ export class HealthController {
   async healthz(): Promise<WireResponse> {
     const c = this.config;
     const up = this.discovery.upstream();
+    // Only what is configured: no made-up default upstream (the existing relay reported
+    // http://gpu-server:3000 and https://token.place when nothing was set).
     const body: Record<string, unknown> = {
       status: 'ok',
-      upstream: c.upstreamUrl,
-      gpuHost: c.gpuHost,
+      ...(c.upstreamReported ? { upstream: c.upstreamUrl, gpuHost: c.gpuHost } : {}),
       upstreamHealthRequired: c.requireUpstreamHealth,
       relayOnly: up.relayOnly,
       activeUpstreamServers: up.active,
@@ -72,7 +73,8 @@ export class HealthController {
     }
     const failed = result.error ?? {};
     if (failed.store) {
-      details.store = `unreachable: ${String((failed.store as { reason?: string }).reason ?? 'unknown')}`;
+      // The reason (addresses, error texts) goes to the log, never to this public endpoint.
+      details.store = 'unreachable';
     }
     if (failed.gpuHost) {
       details.gpuHostResolution = 'failed';

@@ -50,7 +50,7 @@ describe('GET /relay/diagnostics', () => {
       total_registered_compute_nodes: 0,
       api_v1_registered_compute_nodes: [],
       total_api_v1_registered_compute_nodes: 0,
-      configured_upstream_servers: ['https://token.place'],
+      configured_upstream_servers: [],
     });
   });
 
@@ -166,16 +166,16 @@ describe('GET /api/v1/relay/server-nodes', () => {
     }
   });
 
-  it('should default to token.place', async () => {
+  it('should list nothing when no upstream pool is configured', async () => {
     const t = await createTestApp();
     try {
       const res = await get(t, '/api/v1/relay/server-nodes');
 
       expect(res.body).toEqual({
-        configured_servers: ['https://token.place'],
-        primary: 'https://token.place',
+        configured_servers: [],
+        primary: null,
         secondary: [],
-        total: 1,
+        total: 0,
       });
     } finally {
       await t.close();

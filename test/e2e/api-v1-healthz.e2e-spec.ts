@@ -27,25 +27,23 @@ async function health(
 }
 
 describe('GET /healthz (HEAD fields)', () => {
-  it('should report an empty relay-only relay as ok with details.knownServers empty', async () => {
+  it('should report an empty relay-only relay as ok with details.knownServers empty, and only what is configured', async () => {
     const res = await health({});
 
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
-    expect(res.body).toMatchObject({
+    expect(res.body).toEqual({
       status: 'ok',
-      upstream: 'http://gpu-server:3000',
-      gpuHost: 'gpu-server',
       upstreamHealthRequired: false,
       relayOnly: true,
       activeUpstreamServers: [],
       requiredUpstreamServers: [],
+      configuredUpstreamServers: [],
+      store: 'memory',
       knownServers: 0,
       registeredServers: [],
-      configuredUpstreamServers: ['https://token.place'],
       details: { knownServers: 'empty' },
     });
-    expect(res.body.publicBaseUrl).toBeUndefined();
   });
 
   it('should echo the public URL (trailing slash removed) as publicBaseUrl and publicUrl', async () => {
@@ -97,10 +95,13 @@ describe('GET /healthz (HEAD fields)', () => {
 
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({
+      upstream: 'http://localhost:3000',
+      gpuHost: 'localhost',
       upstreamHealthRequired: true,
       relayOnly: false,
-      activeUpstreamServers: ['https://token.place'],
+      activeUpstreamServers: ['http://localhost:3000'],
       requiredUpstreamServers: ['http://localhost:3000'],
+      configuredUpstreamServers: [],
     });
   });
 
