@@ -27,6 +27,9 @@ async function bootstrap(): Promise<void> {
   }
 
   const logger = createRootLogger(config);
+  for (const warning of config.warnings) {
+    logger.warn({ variable: warning.variable, suggestion: warning.suggestion }, warning.message);
+  }
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.register({ config, logger }),
     {
@@ -35,10 +38,26 @@ async function bootstrap(): Promise<void> {
     },
   );
   setupApp(app, config);
-  await app.listen(config.port, config.host);
+  await app.init();
   const server: Server = app.getHttpServer();
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   server.headersTimeout = KEEP_ALIVE_MS + 1000;
+  try {
+    await listen(server, config.port, config.host);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'EADDRINUSE'
+        ? `port ${config.port} on ${config.host} is already in use (another relay running?); stop it or choose another port with RELAY_PORT or --port`
+        : code === 'EADDRNOTAVAIL'
+          ? `${config.host} is not an address of this machine; set RELAY_HOST or --host`
+          : code === 'EACCES'
+            ? `no permission to listen on port ${config.port}; use a port above 1023`
+            : `cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`;
+    logger.fatal({ code, host: config.host, port: config.port }, reason);
+    logger.flush();
+    process.exit(code === 'EADDRINUSE' ? 98 : 1);
+  }
 
   const log = new Logger('Main');
   const address = server.address();
@@ -83,6 +102,18 @@ async function bootstrap(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+}
+
+/** Listens, or rejects with the listen error (no Nest log line, no uncaught exception). */
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = (error: Error): void => reject(error);
+    server.once('error', failed);
+    server.listen(port, host, () => {
+      server.off('error', failed);
+      resolve();
+    });
+  });
 }
 
 void bootstrap();

@@ -157,3 +157,60 @@ describe(parseRateLimit.name, () => {
     expect(parseRateLimit('off')).toBeNull();
   });
 });
+
+describe('unknown variables', () => {
+  const warningsOf = (env: Record<string, string>) =>
+    RelayConfig.load(env).warnings.map((w) => w.message);
+
+  it('should name the closest known variable for a misspelt setting', () => {
+    const config = RelayConfig.load({ TOKENPLACE_RELAY_STAT_STORE: 'redis' });
+
+    expect(config.stateStore).toBe('memory');
+    expect(config.warnings).toEqual([
+      {
+        variable: 'TOKENPLACE_RELAY_STAT_STORE',
+        suggestion: 'TOKENPLACE_RELAY_STATE_STORE',
+        message:
+          'TOKENPLACE_RELAY_STAT_STORE is not a setting of this relay and is ignored; did you mean TOKENPLACE_RELAY_STATE_STORE?',
+      },
+    ]);
+  });
+
+  it.each([
+    ['TOKEN_PLACE_API_V1_RELAY_LEASE_SECONDS', 'TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS'],
+    ['RELAY_PROT', 'RELAY_PORT'],
+    ['API_RATE_LIMT', 'API_RATE_LIMIT'],
+    ['TOKENPLACE_METRIC_TOKEN', 'TOKENPLACE_METRICS_TOKEN'],
+  ])('should suggest for %s', (typo, suggestion) => {
+    expect(RelayConfig.load({ [typo]: '1' }).warnings[0]?.suggestion).toBe(suggestion);
+  });
+
+  it('should warn without a guess when nothing is close, and explain names that belong to other programs', () => {
+    expect(
+      warningsOf({
+        TOKENPLACE_SOMETHING_ELSE_ENTIRELY: '1',
+        RELAY_WORKERS: '2',
+        TOKENPLACE_RELAY_URL: 'x',
+      }),
+    ).toEqual([
+      'RELAY_WORKERS is ignored: a gunicorn setting of the existing Python relay; this relay is one Node.js process (scale with replicas and the Redis store)',
+      'TOKENPLACE_RELAY_URL is ignored: read by compute nodes to find their relay; the relay listens on RELAY_HOST:RELAY_PORT',
+      'TOKENPLACE_SOMETHING_ELSE_ENTIRELY is not a setting of this relay and is ignored',
+    ]);
+  });
+
+  it('should stay quiet for known variables, aliases, other families and Kubernetes service links', () => {
+    expect(
+      warningsOf({
+        TOKENPLACE_RELAY_STATE_STORE: 'memory',
+        TOKEN_PLACE_RELAY_SERVER_TOKEN: 't',
+        RELAY_PUBLIC_URL: 'https://relay.example',
+        HOME: '/root',
+        NODE_OPTIONS: '',
+        TOKENPLACE_RELAY_SERVICE_HOST: '10.43.0.10',
+        TOKENPLACE_RELAY_SERVICE_PORT_HTTP: '80',
+        TOKENPLACE_RELAY_PORT_80_TCP_ADDR: '10.43.0.10',
+      }),
+    ).toEqual([]);
+  });
+});

@@ -3,6 +3,7 @@ import { validateSync, type ValidationError } from 'class-validator';
 import type { StoreLimits } from '../state/state.types';
 import { envSpecs } from './env.decorator';
 import { RelayEnvSchema } from './relay-env.schema';
+import { unknownVariableWarnings, type EnvWarning } from './unknown-env';
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;
 
@@ -122,8 +123,11 @@ export class RelayConfig {
   readonly uiEnabled: boolean;
 
   readonly limits: StoreLimits;
+  /** Variables that look like settings but are not (typos): logged at boot, never fatal. */
+  readonly warnings: readonly EnvWarning[];
 
-  constructor(s: RelayEnvSchema) {
+  constructor(s: RelayEnvSchema, warnings: readonly EnvWarning[] = []) {
+    this.warnings = warnings;
     this.host = s.host;
     this.port = s.port;
     this.publicUrl = s.publicUrl ? s.publicUrl.replace(/\/+$/, '') : null;
@@ -307,7 +311,8 @@ export class RelayConfig {
     if (problems.length > 0) {
       throw new ConfigError(problems);
     }
-    return new RelayConfig(schema);
+    const known = envSpecs(RelayEnvSchema.prototype).flatMap(([, spec]) => spec.names);
+    return new RelayConfig(schema, unknownVariableWarnings(env, known));
   }
 }
 
