@@ -38,8 +38,17 @@ export function createRootLogger(config: RelayConfig): Logger {
   );
 }
 
-/** Nest's per-module and per-route boot lines: useful when debugging, noise otherwise. */
-const BOOT_CHATTER = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer']);
+/**
+ * Nest's boot lines: useful when debugging, noise otherwise. "Nest application successfully
+ * started" comes before the port is bound, so it must not read as success: "relay listening" does.
+ */
+const BOOT_CHATTER = new Set([
+  'InstanceLoader',
+  'RoutesResolver',
+  'RouterExplorer',
+  'NestFactory',
+  'NestApplication',
+]);
 
 /** Nest's LoggerService on top of pino: framework and service logs share the JSON format. */
 export class PinoLoggerService implements LoggerService {
