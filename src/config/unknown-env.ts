@@ -57,7 +57,7 @@ export function unknownVariableWarnings(
       warnings.push({ variable, message: `${variable} is ignored: ${note[1]}` });
       continue;
     }
-    const candidate = closest(variable, known as string[]);
+    const candidate = closest(variable, known);
     const near = distance(variable, candidate) <= Math.max(3, Math.floor(variable.length / 5));
     warnings.push({
       variable,
