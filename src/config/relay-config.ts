@@ -150,7 +150,10 @@ export class RelayConfig {
     this.explicitUpstreamConfig = pool.length > 0 || s.upstreamUrl !== '';
     this.upstreamUrlConfigured = s.upstreamUrl !== '';
     this.upstreamReported =
-      s.upstreamUrl !== '' || s.gpuHost !== '' || s.gpuPort !== undefined || s.requireUpstreamHealth;
+      s.upstreamUrl !== '' ||
+      s.gpuHost !== '' ||
+      s.gpuPort !== undefined ||
+      s.requireUpstreamHealth;
 
     this.serverTokens = [
       ...new Set(
