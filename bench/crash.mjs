@@ -14,18 +14,18 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { startRelay, stopProcess } from './lib.mjs';
+import { startRelay, stopProcess, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/crash.mjs [--pipelines N] [--before S] [--after S] [--inflight N] [--signal SIGKILL|SIGTERM]',
+  {
     pipelines: { type: 'string', default: '32' },
     before: { type: 'string', default: '5' },
     after: { type: 'string', default: '10' },
     inflight: { type: 'string', default: '3' },
     signal: { type: 'string', default: 'SIGKILL' },
   },
-});
+);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function freePort() {

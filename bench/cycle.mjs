@@ -10,10 +10,11 @@
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { cli } from './lib.mjs';
 
-const { values: args } = parseArgs({
-  options: {
+const args = cli(
+  'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL]',
+  {
     url: { type: 'string', default: 'http://127.0.0.1:5010' },
     protocol: { type: 'string', default: 'legacy' },
     pipelines: { type: 'string', default: '16' },
@@ -23,7 +24,7 @@ const { values: args } = parseArgs({
     token: { type: 'string', default: '' },
     'node-url': { type: 'string', default: '' },
   },
-});
+);
 
 const clientUrl = new URL(args.url);
 const nodeUrl = new URL(args['node-url'] || args.url);

@@ -6,17 +6,17 @@
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { BENCH_ENV, ROOT } from './lib.mjs';
+import { BENCH_ENV, ROOT, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/drain.mjs [--pipelines N] [--load-seconds S] [--drain S] [--port N]',
+  {
     pipelines: { type: 'string', default: '64' },
     'load-seconds': { type: 'string', default: '5' },
     drain: { type: 'string', default: '5' },
     port: { type: 'string', default: '5097' },
   },
-});
+);
 const base = { hostname: '127.0.0.1', port: Number(values.port) };
 const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
 

@@ -7,15 +7,15 @@
 //
 // usage: node bench/legacy-latency.mjs [--chats 12] [--pairs 4]   (needs `npm run build`)
 import { createRequire } from 'node:module';
-import { parseArgs } from 'node:util';
-import { startRelay, table } from './lib.mjs';
+import { startRelay, table, cli } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { newIdentity, seal, open } = require('../dist/smoke/e2ee.js');
 
-const { values } = parseArgs({
-  options: { chats: { type: 'string', default: '12' }, pairs: { type: 'string', default: '4' } },
-});
+const values = cli(
+  'usage: node bench/legacy-latency.mjs [--chats N] [--pairs N]',
+  { chats: { type: 'string', default: '12' }, pairs: { type: 'string', default: '4' } },
+);
 const CHATS = Number(values.chats);
 const PAIRS = Number(values.pairs);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

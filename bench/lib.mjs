@@ -1,9 +1,9 @@
 // Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
 import { spawn, execFile } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
@@ -21,10 +21,37 @@ export const BENCH_ENV = {
   TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE: '100000',
 };
 
+/**
+ * Command-line options of a bench script: `--help` prints the usage line and the options with their
+ * defaults; an unknown or malformed option prints the problem and the usage line (exit 2).
+ */
+export function cli(usage, options) {
+  const help = () =>
+    `${usage}\n${Object.entries(options)
+      .map(([name, o]) => `  --${name}${o.default !== undefined ? ` (default ${o.default})` : ''}`)
+      .join('\n')}\n`;
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } } }));
+  } catch (error) {
+    process.stderr.write(`${error.message}\n${help()}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(help());
+    process.exit(0);
+  }
+  return values;
+}
+
 /** Starts `node dist/main.js` on a port and waits until /livez answers. */
 export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/main.js') {
   // BENCH_RELAY_ROOT=<checkout> runs another build of the relay (before/after comparisons).
-  const child = spawn(process.execPath, [...nodeArgs, join(process.env.BENCH_RELAY_ROOT ?? ROOT, script)], {
+  const main = join(process.env.BENCH_RELAY_ROOT ?? ROOT, script);
+  if (!existsSync(main)) {
+    throw new Error(`${main} is missing: run \`npm run build\` first`);
+  }
+  const child = spawn(process.execPath, [...nodeArgs, main], {
     env: { ...process.env, ...BENCH_ENV, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), ...env },
     // BENCH_RELAY_LOGS=<dir> keeps each relay's JSON log in <dir>/relay-<port>.log.
     stdio: ['ignore', process.env.BENCH_RELAY_LOGS ? openSync(join(process.env.BENCH_RELAY_LOGS, `relay-${port}.log`), 'a') : 'ignore', 'inherit'],

@@ -9,17 +9,17 @@ import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ROOT, startRelay, stopProcess, table, cycle } from './lib.mjs';
+import { ROOT, startRelay, stopProcess, table, cycle, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N]',
+  {
     duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '1' },
     port: { type: 'string', default: '5095' },
   },
-});
+);
 const DURATION = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
 

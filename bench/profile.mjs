@@ -8,16 +8,16 @@ import autocannon from 'autocannon';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { cycle, startRelay } from './lib.mjs';
+import { cycle, startRelay, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/profile.mjs [--scenario retrieve|...] [--duration S] [--top N]',
+  {
     scenario: { type: 'string', default: 'retrieve' },
     duration: { type: 'string', default: '6' },
     top: { type: 'string', default: '25' },
   },
-});
+);
 const dir = mkdtempSync(join(tmpdir(), 'relay-prof-'));
 const relay = await startRelay(5096, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' }, ['--cpu-prof', '--cpu-prof-dir', dir]);
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

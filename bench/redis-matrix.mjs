@@ -19,11 +19,11 @@ import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { cycle, startRelay, table } from './lib.mjs';
+import { cycle, startRelay, table, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no]',
+  {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
     pipelines: { type: 'string', default: '16,64' },
@@ -32,7 +32,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '5191' },
     appendonly: { type: 'string', default: 'no' },
   },
-});
+);
 
 function freePort() {
   return new Promise((resolve, reject) => {

@@ -12,18 +12,18 @@
 // Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ROOT, cycle, startRelay, table } from './lib.mjs';
+import { ROOT, cycle, startRelay, table, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N]',
+  {
     suite: { type: 'string', default: 'cycles' },
     duration: { type: 'string', default: '10' },
     pipelines: { type: 'string', default: '16,64' },
     protocols: { type: 'string', default: 'legacy,v1' },
     port: { type: 'string', default: '5091' },
   },
-});
+);
 
 const SCRIPTS = {
   overhead: [['overhead.mjs', '--duration', '6']],

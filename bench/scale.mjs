@@ -6,11 +6,11 @@
 //  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests.
 // usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis]  (needs npm run build)
 import http from 'node:http';
-import { parseArgs } from 'node:util';
-import { startRelay, table } from './lib.mjs';
+import { startRelay, table, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis] [--held N] [--queued N] [--curve 10,100,1000,10000] [--samples N]',
+  {
     parts: { type: 'string', default: 'held,queued,curve' },
     store: { type: 'string', default: 'memory' },
     held: { type: 'string', default: '2000' },
@@ -18,7 +18,7 @@ const { values } = parseArgs({
     curve: { type: 'string', default: '10,100,1000,10000' },
     samples: { type: 'string', default: '300' },
   },
-});
+);
 const storeEnv =
   values.store === 'redis'
     ? { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', TOKENPLACE_RELAY_REDIS_KEY_PREFIX: `bench${Date.now()}:` }

@@ -8,18 +8,18 @@
 //   (redis: uses REDIS_URL, best a dedicated server: it also samples DBSIZE)
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
-import { startRelay, table } from './lib.mjs';
+import { startRelay, table, cli } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
+const values = cli(
+  'usage: node bench/soak.mjs [--minutes N] [--every S] [--pipelines N] [--store memory|redis] [--response-ttl S]',
+  {
     minutes: { type: 'string', default: '10' },
     every: { type: 'string', default: '30' },
     pipelines: { type: 'string', default: '8' },
     store: { type: 'string', default: 'memory' },
     'response-ttl': { type: 'string', default: '60' },
   },
-});
+);
 const storeEnv =
   values.store === 'redis'
     ? { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', TOKENPLACE_RELAY_REDIS_KEY_PREFIX: `soak${Date.now()}:` }
