@@ -68,6 +68,9 @@ async function bootstrap(): Promise<void> {
     port,
     store: config.stateStore,
     legacyRoutes: config.legacyRoutesEnabled,
+    publicRateLimits: config.publicLimitsLocalExempt
+      ? 'off for this machine (loopback only; requests through a proxy stay limited)'
+      : config.publicRateLimits.map((l) => l.text).join(', ') || 'off',
   });
 
   const lifecycle = app.get(LifecycleService);

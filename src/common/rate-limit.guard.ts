@@ -31,6 +31,17 @@ export const ControlRateLimit = (
  * Fixed-window rate limits kept in the state store (so replicas share them). Routes without a
  * policy (health, metrics, long-polls, retrieve, next) are never limited.
  */
+/** A request that names a client behind a proxy: it may come from anywhere. */
+function viaProxy(req: Request): boolean {
+  const h = req.headers;
+  return (
+    h.forwarded !== undefined ||
+    h['x-forwarded-for'] !== undefined ||
+    h['x-real-ip'] !== undefined ||
+    h.via !== undefined
+  );
+}
+
 @Injectable()
 export class RateLimitGuard implements CanActivate {
   constructor(
@@ -49,6 +60,9 @@ export class RateLimitGuard implements CanActivate {
     const req = context.switchToHttp().getRequest<Request>();
     const address = clientAddress(req);
     if (policy.kind === 'public') {
+      if (this.config.publicLimitsLocalExempt && !viaProxy(req)) {
+        return true;
+      }
       for (const limit of this.config.publicRateLimits) {
         await this.charge(`p:${policy.bucket}:${address}`, limit, policy.bucket === 'requests');
       }

@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import type { StoreLimits } from '../state/state.types';
@@ -108,6 +109,12 @@ export class RelayConfig {
   readonly maxQueuePerNode: number;
 
   readonly publicRateLimits: RateLimit[];
+  /**
+   * The public limits are left out for requests from this machine that did not come through a
+   * proxy: true only when the relay listens on loopback alone, neither API_RATE_LIMIT nor
+   * API_DAILY_QUOTA is set, and no trusted proxy is configured (see docs/decisions.md).
+   */
+  readonly publicLimitsLocalExempt: boolean;
   readonly controlRateLimits: Record<ControlRoute, RateLimit | null>;
   readonly controlIpRateLimit: RateLimit | null;
 
@@ -126,7 +133,11 @@ export class RelayConfig {
   /** Variables that look like settings but are not (typos): logged at boot, never fatal. */
   readonly warnings: readonly EnvWarning[];
 
-  constructor(s: RelayEnvSchema, warnings: readonly EnvWarning[] = []) {
+  constructor(
+    s: RelayEnvSchema,
+    warnings: readonly EnvWarning[] = [],
+    explicit: ReadonlySet<string> = new Set(),
+  ) {
     this.warnings = warnings;
     this.host = s.host;
     this.port = s.port;
@@ -181,6 +192,11 @@ export class RelayConfig {
     this.publicRateLimits = [s.apiRateLimit, s.apiDailyQuota]
       .map(parseRateLimit)
       .filter((r): r is RateLimit => r !== null);
+    this.publicLimitsLocalExempt =
+      isLoopbackHost(s.host) &&
+      !explicit.has('apiRateLimit') &&
+      !explicit.has('apiDailyQuota') &&
+      this.trustProxy === null;
     const shared = s.controlPlaneRateLimit;
     const perRoute: Record<ControlRoute, string> = {
       register: s.registerRateLimit,
@@ -315,7 +331,11 @@ export class RelayConfig {
       throw new ConfigError(problems);
     }
     const known = envSpecs(RelayEnvSchema.prototype).flatMap(([, spec]) => spec.names);
-    return new RelayConfig(schema, unknownVariableWarnings(env, known));
+    return new RelayConfig(
+      schema,
+      unknownVariableWarnings(env, known),
+      new Set(Object.keys(source)),
+    );
   }
 }
 
@@ -404,6 +424,19 @@ function parseUrl(value: string): URL | null {
   } catch {
     return null;
   }
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** True for an address that only this machine can reach (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') {
+    return true;
+  }
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 function splitList(value: string): string[] {

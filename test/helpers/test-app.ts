@@ -35,11 +35,15 @@ export const TEST_ENV: Record<string, string> = {
  * loopback port. Only configuration, the clock and (optionally) the log sink differ from production.
  */
 export async function createTestApp(
-  env: Record<string, string> = {},
+  env: Record<string, string | undefined> = {},
   clock?: Clock,
   logger?: Logger,
 ): Promise<TestApp> {
-  const config = RelayConfig.load({ ...TEST_ENV, ...env });
+  // A variable given as undefined is left unset (to test a default TEST_ENV overrides).
+  const merged = Object.fromEntries(
+    Object.entries({ ...TEST_ENV, ...env }).filter(([, v]) => v !== undefined),
+  );
+  const config = RelayConfig.load(merged);
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.register({ config, clock, logger }),
     {
