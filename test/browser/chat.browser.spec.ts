@@ -342,6 +342,30 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expectCleanRun();
   });
 
+  it('should say what it cannot talk to after the README walkthrough: a node whose key is no key, a legacy node', async () => {
+    await call(t.baseUrl, 'POST', '/api/v1/relay/servers/register', {
+      server_public_key: 'N1',
+      capabilities: { supported_model_ids: ['qwen3-8b-instruct'] },
+    });
+    await open();
+    await nodeCount('No compute node this page can use: 1 node with a key this page cannot use');
+    await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'NODE' });
+    await nodeCount(
+      'No compute node this page can use: 1 node with a key this page cannot use, 1 legacy /sink node (this page speaks API v1 only)',
+    );
+
+    await page.locator('#composer-input').fill('Hello?');
+    await page.locator('#composer-input').press('Enter');
+    const alert = page.locator('#alert[role="alert"]');
+    await alert.waitFor();
+    const real = new V1NodeSim(t.baseUrl);
+    await real.register();
+    await nodeCount('1 compute node online; also 1 node with a key this page cannot use');
+
+    expect(await alert.textContent()).toContain('has a key this page cannot encrypt to');
+    expectCleanRun();
+  });
+
   it('should fit a phone screen and follow a dark colour scheme', async () => {
     const node = new V1NodeSim(t.baseUrl);
     await node.register();

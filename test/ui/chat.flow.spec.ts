@@ -388,6 +388,23 @@ describe(ChatFlow.name, () => {
     });
   });
 
+  it('should say the offered node\'s key is unusable (a curl-registered "N1"), sending nothing', async () => {
+    await call(t.baseUrl, 'POST', '/api/v1/relay/servers/register', {
+      server_public_key: 'N1',
+      capabilities: { supported_model_ids: ['qwen3-8b-instruct'] },
+    });
+
+    const outcome = await start('hello?', { liveNodes: 0 }).outcome;
+    const stats = await t.store.stats(t.clock.now());
+
+    expect(outcome).toEqual({
+      status: 'failed',
+      code: 'bad_node_key',
+      message: expect.stringContaining('has a key this page cannot encrypt to'),
+    });
+    expect(stats.queueDepth).toBe(0);
+  });
+
   it('should say so when no node serves the model', async () => {
     const node = new V1NodeSim(t.baseUrl, {
       capabilities: { ...caps64k, supported_model_ids: ['other-model'] },

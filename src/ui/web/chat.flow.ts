@@ -82,6 +82,7 @@ export class ChatFlow {
     let tier = resolveTier(input.tierChoice, messages);
     let widened = false;
     const failedNodes = new Set<string>();
+    let badKeys = 0;
     const maxFailovers = Math.max(0, Math.min(input.liveNodes - 1, MAX_FAILOVERS));
     let lastFailure: Attempt & { kind: 'node_failed' } = { kind: 'node_failed', why: 'unknown' };
     for (let attempt = 1; ; attempt += 1) {
@@ -115,7 +116,11 @@ export class ChatFlow {
         case 'node_failed':
           failedNodes.add(selection.key);
           lastFailure = result;
+          badKeys += result.why === 'bad_key' ? 1 : 0;
           if (failedNodes.size > maxFailovers) {
+            if (badKeys === failedNodes.size) {
+              return failed('bad_node_key');
+            }
             return lastFailure.why === 'expired'
               ? failed('expired')
               : failed('nodes_failed', `tried ${failedNodes.size}`);

@@ -14,6 +14,7 @@ export const FAILURES = [
   'identity_mismatch',
   'node_error',
   'nodes_failed',
+  'bad_node_key',
   'rate_limited',
   'relay_draining',
   'relay_unreachable',
@@ -57,6 +58,8 @@ export function failureMessage(code: FailureCode, detail = ''): string {
       return `The compute node could not answer${detail ? `: ${detail}` : '.'}`;
     case 'nodes_failed':
       return `The compute nodes went away before answering${detail ? ` (${detail})` : ''}. Try again.`;
+    case 'bad_node_key':
+      return 'The compute node the relay offered has a key this page cannot encrypt to (not an RSA public key), so nothing was sent.';
     case 'rate_limited':
       return `The relay is limiting requests from your address${detail ? `; try again in ${detail} s` : ''}.`;
     case 'relay_draining':

@@ -23,6 +23,16 @@ export interface MessageNote {
   text: string;
 }
 
+/** Registered nodes as the page sees them. */
+export interface NodeCounts {
+  /** API v1 nodes whose public key this page can encrypt to. */
+  usable: number;
+  /** API v1 nodes whose key is not a usable RSA public key. */
+  unusable: number;
+  /** Legacy `/sink` nodes (the page speaks API v1 only). */
+  legacy: number;
+}
+
 export class ChatView {
   readonly form: HTMLFormElement;
   readonly input: HTMLTextAreaElement;
@@ -199,13 +209,28 @@ export class ChatView {
     this.progressDetail.textContent = '';
   }
 
-  setNodeCount(count: number | null): void {
-    if (count === null) {
+  /**
+   * What the page can talk to: API v1 nodes whose key it can encrypt to. Nodes it cannot use (a
+   * key that is not an RSA public key, legacy `/sink` nodes) are named, not counted as online.
+   */
+  setNodes(nodes: NodeCounts | null): void {
+    if (nodes === null) {
       this.pill(this.nodeCount, 'warn', 'Compute nodes: unknown');
-    } else if (count === 0) {
-      this.pill(this.nodeCount, 'bad', 'No compute nodes online');
+      return;
+    }
+    const { usable, unusable, legacy } = nodes;
+    const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+    const others = [
+      unusable > 0 ? `${plural(unusable, 'node')} with a key this page cannot use` : '',
+      legacy > 0 ? `${plural(legacy, 'legacy /sink node')} (this page speaks API v1 only)` : '',
+    ].filter(Boolean);
+    if (usable > 0) {
+      const extra = others.length > 0 ? `; also ${others.join(', ')}` : '';
+      this.pill(this.nodeCount, 'ok', `${plural(usable, 'compute node')} online${extra}`);
+    } else if (others.length > 0) {
+      this.pill(this.nodeCount, 'warn', `No compute node this page can use: ${others.join(', ')}`);
     } else {
-      this.pill(this.nodeCount, 'ok', `${count} compute node${count === 1 ? '' : 's'} online`);
+      this.pill(this.nodeCount, 'bad', 'No compute nodes online');
     }
   }
 

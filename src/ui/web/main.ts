@@ -1,6 +1,6 @@
 import { ChatFlow, type ActiveRequest, type Stage } from './chat.flow';
-import { ChatView } from './chat.view';
-import { TabIdentity, keyFingerprint } from './e2ee.crypto';
+import { ChatView, type NodeCounts } from './chat.view';
+import { TabIdentity, importRecipient, keyFingerprint } from './e2ee.crypto';
 import {
   FALLBACK_MODEL,
   type ChatMessage,
@@ -68,18 +68,39 @@ async function start(): Promise<void> {
       // keep the current list
     }
   };
-  repeat(async () => {
-    let count: number | null;
-    try {
-      count = await api.liveNodes();
-    } catch {
-      count = null;
+  // Whether each registered node's key can be encrypted to (checked once per key).
+  const usableKeys = new Map<string, boolean>();
+  const usable = async (key: string): Promise<boolean> => {
+    let known = usableKeys.get(key);
+    if (known === undefined) {
+      known = await importRecipient(key).then(
+        () => true,
+        () => false,
+      );
+      usableKeys.set(key, known);
     }
-    if (count !== null && count !== liveNodes) {
+    return known;
+  };
+  repeat(async () => {
+    let counts: NodeCounts | null = null;
+    try {
+      const nodes = await api.nodes();
+      const checks = await Promise.all(nodes.v1Keys.map(usable));
+      for (const key of usableKeys.keys()) {
+        if (!nodes.v1Keys.includes(key)) {
+          usableKeys.delete(key);
+        }
+      }
+      const ok = checks.filter(Boolean).length;
+      counts = { usable: ok, unusable: checks.length - ok, legacy: nodes.legacy };
+    } catch {
+      counts = null;
+    }
+    if (counts !== null && counts.usable !== liveNodes) {
       void refreshModels();
     }
-    liveNodes = count ?? liveNodes;
-    view.setNodeCount(count);
+    liveNodes = counts?.usable ?? liveNodes;
+    view.setNodes(counts);
   }, DIAGNOSTICS_EVERY_MS);
   repeat(async () => view.setHealth(await api.health()), HEALTH_EVERY_MS);
   void api.releaseLabel().then((label) => label && view.setRelease(label));

@@ -49,6 +49,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** What `/relay/diagnostics` says is registered. */
+export interface RegisteredNodes {
+  v1Keys: string[];
+  legacy: number;
+}
+
 export class RelayApi {
   private readonly fetchFn: typeof fetch;
 
@@ -115,14 +121,25 @@ export class RelayApi {
       .filter((id) => id !== '');
   }
 
-  /** `total_api_v1_registered_compute_nodes` from `/relay/diagnostics` (a non-negative integer). */
-  async liveNodes(signal?: AbortSignal): Promise<number> {
+  /**
+   * The registered nodes as `/relay/diagnostics` lists them: the API v1 nodes' keys (the page can
+   * only talk to those) and how many legacy `/sink` nodes there are besides.
+   */
+  async nodes(signal?: AbortSignal): Promise<RegisteredNodes> {
     const res = await this.call('GET', '/relay/diagnostics', { signal, timeoutMs: 1000 });
-    const n = res.body.total_api_v1_registered_compute_nodes;
-    if (res.status !== 200 || typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    const total = res.body.total_registered_compute_nodes;
+    const v1 = res.body.api_v1_registered_compute_nodes;
+    const count = (n: unknown): n is number =>
+      typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+    if (res.status !== 200 || !count(total) || !Array.isArray(v1)) {
       throw new NetworkError(false);
     }
-    return n;
+    const v1Keys = v1
+      .map((n: unknown) =>
+        isRecord(n) && typeof n.server_public_key === 'string' ? n.server_public_key : '',
+      )
+      .filter((k) => k !== '');
+    return { v1Keys, legacy: Math.max(0, total - v1Keys.length) };
   }
 
   /** Readiness as `/healthz` reports it. */
