@@ -14,7 +14,7 @@ interface Step {
 function walkthrough(readme: string): Step[] {
   const section = readme.slice(
     readme.indexOf('## A full round trip with curl'),
-    readme.indexOf('**Browser UI.**'),
+    readme.indexOf('**A real token.place compute node'),
   );
   const steps: Step[] = [];
   for (const block of section.matchAll(/```bash\n([\s\S]*?)```/g)) {
