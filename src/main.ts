@@ -42,37 +42,9 @@ async function bootstrap(): Promise<void> {
   const server: Server = app.getHttpServer();
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   server.headersTimeout = KEEP_ALIVE_MS + 1000;
-  try {
-    await listen(server, config.port, config.host);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'EADDRINUSE'
-        ? `port ${config.port} on ${config.host} is already in use (another relay running?); stop it or choose another port with RELAY_PORT or --port`
-        : code === 'EADDRNOTAVAIL'
-          ? `${config.host} is not an address of this machine; set RELAY_HOST or --host`
-          : code === 'EACCES'
-            ? `no permission to listen on port ${config.port}; use a port above 1023`
-            : `cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`;
-    logger.fatal({ code, host: config.host, port: config.port }, reason);
-    logger.flush();
-    process.exit(code === 'EADDRINUSE' ? 98 : 1);
-  }
-
+  // Signal handlers before the port is bound and before "relay listening" is logged: a signal
+  // that arrives right after the log line (a supervisor, a test) must never meet Node's default.
   const log = new Logger('Main');
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  log.log({
-    msg: 'relay listening',
-    host: config.host,
-    port,
-    store: config.stateStore,
-    legacyRoutes: config.legacyRoutesEnabled,
-    publicRateLimits: config.publicLimitsLocalExempt
-      ? 'off for this machine (loopback only; requests through a proxy stay limited)'
-      : config.publicRateLimits.map((l) => l.text).join(', ') || 'off',
-  });
-
   const lifecycle = app.get(LifecycleService);
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -105,6 +77,35 @@ async function bootstrap(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  try {
+    await listen(server, config.port, config.host);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'EADDRINUSE'
+        ? `port ${config.port} on ${config.host} is already in use (another relay running?); stop it or choose another port with RELAY_PORT or --port`
+        : code === 'EADDRNOTAVAIL'
+          ? `${config.host} is not an address of this machine; set RELAY_HOST or --host`
+          : code === 'EACCES'
+            ? `no permission to listen on port ${config.port}; use a port above 1023`
+            : `cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`;
+    logger.fatal({ code, host: config.host, port: config.port }, reason);
+    logger.flush();
+    process.exit(code === 'EADDRINUSE' ? 98 : 1);
+  }
+
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.log({
+    msg: 'relay listening',
+    host: config.host,
+    port,
+    store: config.stateStore,
+    legacyRoutes: config.legacyRoutesEnabled,
+    publicRateLimits: config.publicLimitsLocalExempt
+      ? 'off for this machine (loopback only; requests through a proxy stay limited)'
+      : config.publicRateLimits.map((l) => l.text).join(', ') || 'off',
+  });
 }
 
 /** Listens, or rejects with the listen error (no Nest log line, no uncaught exception). */
