@@ -7,7 +7,9 @@ import { AppModule } from './app.module';
 import { createRootLogger, PinoLoggerService } from './common/logging';
 import { setupApp } from './app.setup';
 import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
+import { DemoNode } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
+import { TokenService } from './registry/token.service';
 
 /** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
 const KEEP_ALIVE_MS = 65_000;
@@ -49,7 +51,26 @@ async function bootstrap(): Promise<void> {
     port,
     store: config.stateStore,
     legacyRoutes: config.legacyRoutesEnabled,
+    gateway: config.gateway.enabled,
+    demoNode: config.gateway.mockNode,
   });
+
+  // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
+  let demo: DemoNode | null = null;
+  if (config.gateway.mockNode) {
+    const loopback = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const hostPart = loopback.includes(':') ? `[${loopback}]` : loopback;
+    demo = new DemoNode({
+      baseUrl: `http://${hostPart}:${port}`,
+      token: app.get(TokenService).anyToken(),
+    });
+    try {
+      await demo.start();
+    } catch (error) {
+      log.error({ msg: 'demo compute node failed to start', reason: (error as Error).message });
+      demo = null;
+    }
+  }
 
   const lifecycle = app.get(LifecycleService);
   let stopping = false;
@@ -70,7 +91,9 @@ async function bootstrap(): Promise<void> {
     }, config.shutdownGraceMs);
     deadline.unref();
     lifecycle.startDraining(signal);
+    const demoStopped = demo?.stop() ?? Promise.resolve();
     void (async () => {
+      await demoStopped;
       await lifecycle.waitDrainWindow(signal === 'SIGINT' ? 0 : config.drainMs);
       server.closeIdleConnections();
       await app.close();

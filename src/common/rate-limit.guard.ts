@@ -8,10 +8,12 @@ import { CLOCK, type Clock } from './clock';
 import { clientAddress } from './client-address';
 import { isPlainObject } from './envelope-body';
 import { sha256Hex } from './ids';
+import { isTruthy } from './validators';
 import { Errors } from './relay-error';
 
 export type RateLimitPolicy =
   | { kind: 'public'; bucket: string }
+  | { kind: 'endpoint'; stream: boolean }
   | { kind: 'control'; route: ControlRoute; identity: 'server_public_key' | 'client_public_key' };
 
 const POLICY = 'relay:rate-limit';
@@ -19,6 +21,14 @@ const POLICY = 'relay:rate-limit';
 /** Public limiter (`API_RATE_LIMIT` and `API_DAILY_QUOTA`, per client address, per route). */
 export const PublicRateLimit = (bucket: string): MethodDecorator =>
   SetMetadata(POLICY, { kind: 'public', bucket } satisfies RateLimitPolicy);
+
+/**
+ * Public limiter with one bucket per route template, as the existing relay's per-endpoint buckets:
+ * `/v1/models` and `/api/v1/models` count apart, every `/models/{id}` shares one. With `stream`,
+ * a body with a truthy `stream` is also charged to the shared `API_STREAM_RATE_LIMIT` bucket.
+ */
+export const EndpointRateLimit = (opts: { stream?: boolean } = {}): MethodDecorator =>
+  SetMetadata(POLICY, { kind: 'endpoint', stream: opts.stream === true } satisfies RateLimitPolicy);
 
 /** Control-plane limiter: a per-address bucket plus a per-identity bucket (spec §2.4). */
 export const ControlRateLimit = (
@@ -51,6 +61,19 @@ export class RateLimitGuard implements CanActivate {
     if (policy.kind === 'public') {
       for (const limit of this.config.publicRateLimits) {
         await this.charge(`p:${policy.bucket}:${address}`, limit, policy.bucket === 'requests');
+      }
+      return true;
+    }
+    if (policy.kind === 'endpoint') {
+      const template = (req.route as { path?: unknown } | undefined)?.path;
+      const bucket = typeof template === 'string' ? template : req.path;
+      for (const limit of this.config.publicRateLimits) {
+        await this.charge(`p:${bucket}:${address}`, limit, false);
+      }
+      const streamLimit = this.config.gateway.streamRateLimit;
+      const body: unknown = req.body;
+      if (policy.stream && streamLimit && isPlainObject(body) && isTruthy(body.stream)) {
+        await this.charge(`s:chat-completions-stream:${address}`, streamLimit, false);
       }
       return true;
     }
