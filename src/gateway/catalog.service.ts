@@ -49,9 +49,12 @@ export class CatalogService {
    * Whether a v2 request may name this model: a live node serves it (after aliases), or it is the
    * catalogue model, so that with no node at all the answer is 503 "no node", not "no model".
    */
-  async knownToV2(id: string): Promise<boolean> {
-    const canonical = canonicalModel(id);
-    return canonical === DEFAULT_MODEL || (await this.liveModels()).includes(canonical);
+  async knownToV2(): Promise<(id: string) => boolean> {
+    const live = new Set(await this.liveModels());
+    return (id) => {
+      const canonical = canonicalModel(id);
+      return canonical === DEFAULT_MODEL || live.has(canonical);
+    };
   }
 
   async list(api: ApiVersion): Promise<object> {

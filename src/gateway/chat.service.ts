@@ -86,10 +86,7 @@ export class ChatService {
 
   /** `POST /api/v2/chat/completions` and `/v2/chat/completions`: JSON, or SSE with `stream`. */
   async v2Chat(body: unknown, caller: CallerWatch): Promise<WireResponse | Response> {
-    const env = checkChatEnvelope(body, 'v2');
-    if (!(await this.catalog.knownToV2(env.model))) {
-      throw GatewayErrors.v2ModelNotFound(env.model);
-    }
+    const env = checkChatEnvelope(body, 'v2', await this.catalog.knownToV2());
     const messages = await this.messagesOf(env, 'v2');
     this.moderate(textsOf(messages));
     if (messages.length === 0) {
@@ -113,7 +110,7 @@ export class ChatService {
   /** `POST /completions` on every prefix (gateway.md §3.5, §6.4). */
   async completion(api: ApiVersion, body: unknown, caller: CallerWatch): Promise<WireResponse> {
     const req = checkCompletion(body, api);
-    if (api === 'v2' && !(await this.catalog.knownToV2(req.model))) {
+    if (api === 'v2' && !(await this.catalog.knownToV2())(req.model)) {
       throw GatewayErrors.v2ModelNotFound(req.model);
     }
     this.moderate([req.prompt]);

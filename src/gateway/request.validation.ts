@@ -121,7 +121,11 @@ function checkSealed(body: Record<string, unknown>): Sealed {
  * `POST /chat/completions` up to the messages: body, model, `stream` (v1 refuses it), model type,
  * then the encrypted envelope or the plain `messages` list (§3.4 rows 1–5).
  */
-export function checkChatEnvelope(body: unknown, api: ApiVersion): ChatEnvelope {
+export function checkChatEnvelope(
+  body: unknown,
+  api: ApiVersion,
+  knownToV2: (id: string) => boolean = () => true,
+): ChatEnvelope {
   if (!isTruthy(body)) {
     throw GatewayErrors.emptyChatBody();
   }
@@ -135,10 +139,11 @@ export function checkChatEnvelope(body: unknown, api: ApiVersion): ChatEnvelope 
   if (api === 'v1' && stream) {
     throw GatewayErrors.chatStream();
   }
+  if (api === 'v2' && (typeof body.model !== 'string' || !knownToV2(body.model))) {
+    // API v2 checks the model against its catalogue right after its presence (§6.1).
+    throw GatewayErrors.v2ModelNotFound(pythonRepr(body.model));
+  }
   if (typeof body.model !== 'string') {
-    if (api === 'v2') {
-      throw GatewayErrors.v2ModelNotFound(String(body.model));
-    }
     throw GatewayErrors.wrongType('model', 'str');
   }
   const encrypted = isTruthy(body.encrypted);
@@ -288,7 +293,7 @@ export function checkCompletion(body: unknown, api: ApiVersion): CompletionReque
       throw GatewayErrors.missingNoCode('model');
     }
     if (typeof body.model !== 'string') {
-      throw GatewayErrors.v2ModelNotFound(String(body.model));
+      throw GatewayErrors.v2ModelNotFound(pythonRepr(body.model));
     }
   } else {
     if (!isPlainObject(body) || !Object.hasOwn(body, 'model')) {
