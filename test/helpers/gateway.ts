@@ -36,10 +36,12 @@ export class HeadNodeLoop {
     } = {},
   ) {
     this.sim = new V1NodeSim(baseUrl, { token: opts.token, replyPadding: opts.replyPadding });
+    this.replyPadding = opts.replyPadding ?? 'pkcs1';
     this.controlDelayMs = opts.controlDelayMs ?? 60;
     this.answerDelayMs = opts.answerDelayMs ?? 300;
   }
 
+  private readonly replyPadding: Padding;
   private readonly controlDelayMs: number;
   private readonly answerDelayMs: number;
 
@@ -56,8 +58,10 @@ export class HeadNodeLoop {
     return this;
   }
 
+  /** Stops and unregisters, which ends a held long-poll at once (404). */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.sim.unregister().catch(() => undefined);
     await this.loop?.catch(() => undefined);
   }
 
@@ -121,10 +125,16 @@ export class HeadNodeLoop {
           api_v1_response: { message: { role: 'assistant', content: 'x' } },
         };
         break;
-      default:
+      case 'garbage':
+      case 'silent':
         inner = 'not an envelope';
+        break;
+      default: {
+        const never: never = b;
+        return never;
+      }
     }
-    const sealed = seal(inner, work.clientKey, 'pkcs1');
+    const sealed = seal(inner, work.clientKey, this.replyPadding);
     return call(this.baseUrl, 'POST', '/api/v1/relay/responses', {
       client_public_key: work.clientKey,
       request_id: work.requestId,
