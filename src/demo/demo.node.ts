@@ -1,4 +1,5 @@
 import { generateKeyPair, randomInt } from 'node:crypto';
+import { Agent, request as httpRequest } from 'node:http';
 import { Logger } from '@nestjs/common';
 import { isPlainObject } from '../common/envelope-body';
 import { fingerprint } from '../common/ids';
@@ -63,6 +64,8 @@ export class DemoNode {
   private key: RsaKey | null = null;
   private credential: string | null = null;
   private loop: Promise<void> | null = null;
+  /** Its own keep-alive connections, closed on stop so the relay's shutdown never waits on them. */
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 });
   /** Work items answered (tests and the boot log). */
   answered = 0;
 
@@ -104,6 +107,7 @@ export class DemoNode {
         // The relay is going away as well.
       }
     }
+    this.agent.destroy();
   }
 
   private get stopped(): boolean {
@@ -269,32 +273,46 @@ export class DemoNode {
     });
   }
 
-  private async call(
+  private call(
     path: string,
     body: Json,
     timeoutMs = 10_000,
     stoppable = false,
   ): Promise<{ status: number; body: Json }> {
-    const signals = [AbortSignal.timeout(timeoutMs)];
-    if (stoppable) {
-      signals.push(this.stopper.signal);
-    }
-    const res = await fetch(`${this.opts.baseUrl}${path}`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        ...(this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {}),
-      },
-      body: JSON.stringify(body),
-      signal: AbortSignal.any(signals),
+    const url = new URL(path, this.opts.baseUrl);
+    const payload = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        url,
+        {
+          method: 'POST',
+          agent: this.agent,
+          timeout: timeoutMs,
+          signal: stoppable ? this.stopper.signal : undefined,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(payload),
+            ...(this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            let parsed: unknown = null;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {
+              // not JSON
+            }
+            resolve({ status: res.statusCode ?? 0, body: isPlainObject(parsed) ? parsed : {} });
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end(payload);
     });
-    const text = await res.text();
-    let parsed: unknown = null;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // not JSON
-    }
-    return { status: res.status, body: isPlainObject(parsed) ? parsed : {} };
   }
 }
