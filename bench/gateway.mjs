@@ -6,11 +6,10 @@
 //     PKCS#1 v1.5 (today's nodes) and with OAEP.
 //  2. held: N gateway chats waiting at once for a node that never answers; RSS/heap per chat.
 // usage: node bench/gateway.mjs [--parts latency,held] [--samples 100] [--held 500] [--gap 250]
-import http from 'node:http';
 import { constants, createCipheriv, createDecipheriv, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import forge from 'node-forge';
-import { startRelay, table } from './lib.mjs';
+import { request, startRelay, table } from './lib.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -20,38 +19,11 @@ const { values } = parseArgs({
     gap: { type: 'string', default: '250' },
   },
 });
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function request(base, method, path, body, headers = {}) {
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      { hostname: url.hostname, port: url.port, agent, method, path, timeout: 600_000, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers } : headers },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString();
-          let parsed = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            // metrics text
-          }
-          resolve({ status: res.statusCode, body: parsed });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-const post = (base, path, body, headers) => request(base, 'POST', path, body, headers);
+const post = (base, path, body, headers) => request(base, 'POST', path, body, headers, 600_000);
 
 function identity() {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -83,7 +55,8 @@ function open(id, sealed) {
 /** A node that answers the moment a poll hands it work (no control call, no model). */
 async function instantNode(base, padding, stop) {
   const id = identity();
-  await post(base, '/api/v1/relay/servers/register', { server_public_key: id.b64, capabilities: CAPS });
+  const registered = await post(base, '/api/v1/relay/servers/register', { server_public_key: id.b64, capabilities: CAPS });
+  id.credential = registered.body.control_credential;
   const loop = (async () => {
     while (!stop.done) {
       const res = await post(base, '/api/v1/relay/servers/poll', { server_public_key: id.b64, capabilities: CAPS });
@@ -172,7 +145,7 @@ async function latency() {
       });
       process.stdout.write(`${JSON.stringify(rows.at(-1))}\n`);
       stop.done = true;
-      await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: node.id.b64 });
+      await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: node.id.b64, control_credential: node.id.credential });
     } finally {
       await relay.stop();
     }
@@ -191,7 +164,7 @@ async function held() {
   const relay = await startRelay(5182, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '0', TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 10) });
   try {
     const silent = identity();
-    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: silent.b64, capabilities: CAPS });
+    const registered = await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: silent.b64, capabilities: CAPS });
     // One chat first so every lazily built piece exists before the baseline.
     const warm = post(relay.base, '/v1/chat/completions', { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'warm' }] });
     while ((await metrics(relay.base)).queued < 1) {
@@ -209,7 +182,7 @@ async function held() {
     const admittedS = (performance.now() - t0) / 1000;
     await sleep(2000);
     const after = await metrics(relay.base);
-    await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: silent.b64 });
+    await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: silent.b64, control_credential: registered.body.control_credential });
     const results = await Promise.all([warm, ...chats]);
     const statuses = {};
     for (const r of results) {

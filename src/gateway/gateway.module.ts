@@ -6,14 +6,18 @@ import { StateModule } from '../state/state.module';
 import { CatalogService } from './catalog.service';
 import { ChatService } from './chat.service';
 import { DispatchService } from './dispatch.service';
-import { GatewayV1Controller, GatewayV2Controller } from './gateway.controller';
+import {
+  GatewayDirectoryController,
+  GatewayV1Controller,
+  GatewayV2Controller,
+} from './gateway.controller';
 import { GatewayKeysService } from './keys.service';
 import { SseService } from './sse.service';
 
 /** The OpenAI-compatible gateway: `/api/v1`, `/v1`, `/api/v2`, `/v2` (gateway.md). */
 @Module({
   imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
-  controllers: [GatewayV1Controller, GatewayV2Controller],
+  controllers: [GatewayV1Controller, GatewayV2Controller, GatewayDirectoryController],
   providers: [CatalogService, ChatService, DispatchService, SseService, GatewayKeysService],
   exports: [DispatchService, GatewayKeysService],
 })

@@ -517,6 +517,58 @@ describe('gateway dispatch: time, cancellation and fail-over', () => {
     expect(state).toBe('cancelled');
   });
 
+  it("should pass the node's progress counts to an SSE stream as comments", async () => {
+    const t = await createTestApp();
+    const node = await new HeadNodeLoop(t.baseUrl, () => ({ kind: 'silent' }), {
+      controlDelayMs: 0,
+    }).start();
+
+    const res = await fetch(`${t.baseUrl}/v2/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'qwen3-8b-instruct',
+        messages: user('progress please'),
+        stream: true,
+      }),
+    });
+    const reader = res.body!.getReader();
+    let text = '';
+    const readUntil = async (needle: string): Promise<void> => {
+      while (!text.includes(needle)) {
+        const { value, done } = await reader.read();
+        if (done) {
+          return;
+        }
+        text += Buffer.from(value).toString('utf8');
+      }
+    };
+    await eventually(() => Promise.resolve(node.controls.length > 0 ? true : undefined));
+    const work = node.works[0]!;
+    const progress = await node.sim.progress(work, {
+      schema_version: 1,
+      sequence: 1,
+      phase: 'prefill',
+      total_prompt_tokens: 200,
+      cached_prompt_tokens: 0,
+      processed_prompt_tokens: 50,
+      generated_tokens: 0,
+      elapsed_ms: 10,
+    });
+    await readUntil(': progress');
+    await node.sim.respond(work, 'done now');
+    await readUntil('[DONE]');
+    await node.stop();
+    await t.close();
+
+    expect(progress.status).toBe(202);
+    expect(text).toContain(
+      ': progress {"phase": "prefill", "total_prompt_tokens": 200, "processed_prompt_tokens": 50, "generated_tokens": 0}\n\n',
+    );
+    expect(text).not.toContain('progress please');
+    expect(sseData(text).at(-1)).toBe('[DONE]');
+  });
+
   it('should fail over once when the chosen node vanishes, and give up after the second', async () => {
     const t = await createTestApp();
     const vanish = async (work: V1Work, loop: () => HeadNodeLoop): Promise<void> => {

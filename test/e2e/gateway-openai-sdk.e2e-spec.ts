@@ -1,4 +1,4 @@
-import OpenAI from 'openai';
+import OpenAI, { APIError } from 'openai';
 import { DemoNode, MOCK_REPLIES } from '../../src/demo/demo.node';
 import { HeadNodeLoop } from '../helpers/gateway';
 import { createTestApp, type TestApp } from '../helpers/test-app';
@@ -98,15 +98,13 @@ describe('the openai SDK against the gateway and the demo node', () => {
       .catch((e: unknown) => e);
 
     expect(badRequest).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((badRequest as OpenAI.APIError).status).toBe(400);
-    expect((badRequest as OpenAI.APIError).message).toContain(
-      'messages must contain at least one item',
-    );
-    expect((badRequest as OpenAI.APIError).param).toBe('messages');
+    expect((badRequest as APIError).status).toBe(400);
+    expect((badRequest as APIError).message).toContain('messages must contain at least one item');
+    expect((badRequest as APIError).param).toBe('messages');
     expect(notFound).toBeInstanceOf(OpenAI.NotFoundError);
-    expect((notFound as OpenAI.APIError).code).toBe('model_not_found');
-    expect((streamRefused as OpenAI.APIError).status).toBe(400);
-    expect((streamRefused as OpenAI.APIError).param).toBe('stream');
+    expect((notFound as APIError).code).toBe('model_not_found');
+    expect((streamRefused as APIError).status).toBe(400);
+    expect((streamRefused as APIError).param).toBe('stream');
   });
 
   it('should surface 503 when no node is there', async () => {
@@ -119,8 +117,8 @@ describe('the openai SDK against the gateway and the demo node', () => {
     await bare.close();
 
     expect(err).toBeInstanceOf(OpenAI.InternalServerError);
-    expect((err as OpenAI.APIError).status).toBe(503);
-    expect((err as OpenAI.APIError).code).toBe('no_compute_node_available');
+    expect((err as APIError).status).toBe(503);
+    expect((err as APIError).code).toBe('no_compute_node_available');
   });
 
   it('should raise a node failure in the middle of a stream as an SDK error', async () => {
@@ -149,6 +147,6 @@ describe('the openai SDK against the gateway and the demo node', () => {
 
     expect(seen).toEqual(['assistant']);
     expect(err).toBeInstanceOf(OpenAI.APIError);
-    expect((err as OpenAI.APIError).message).toContain('Unable to contact the LLM server');
+    expect((err as APIError).message).toContain('Unable to contact the LLM server');
   });
 });
