@@ -232,6 +232,6 @@ function loadReplyKey(b64: string, type: string): KeyObject {
   try {
     return publicKeyFromB64(b64);
   } catch {
-    throw GatewayErrors.encryptReply(type);
+    throw GatewayErrors.replyKey(type);
   }
 }

@@ -47,8 +47,11 @@ export const GatewayErrors = {
   decrypt: () => new OpenAiError(400, 'Failed to decrypt messages', 'encryption_error'),
   decryptedJson: () =>
     new OpenAiError(400, 'Failed to parse JSON from decrypted messages', 'encryption_error'),
+  /** The reply could not be encrypted (upstream: 500, after inference). */
   encryptReply: (type = 'encryption_error') =>
     new OpenAiError(500, 'Failed to encrypt response', type),
+  /** The reply key is unusable, found before any node works: bad input, so 400, upstream's text. */
+  replyKey: (type = 'encryption_error') => new OpenAiError(400, 'Failed to encrypt response', type),
   streamKeyRequired: () =>
     new OpenAiError(400, 'Client public key required for encrypted streaming', 'encryption_error'),
   streamKeyBase64: () =>

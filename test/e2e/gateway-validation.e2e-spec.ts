@@ -296,12 +296,12 @@ describe('gateway validation: POST /chat/completions (gateway.md §3.4)', () => 
     });
   });
 
-  it('row 14: should refuse an encrypted chat whose reply key cannot be loaded, before any node works', async () => {
+  it('row 14: should refuse an encrypted chat whose reply key cannot be loaded, with 400 before any node works', async () => {
     const body = await client.body(user(), { extra: { client_public_key: 'bm90IGEga2V5' } });
 
     const res = await post(t, '/api/v1/chat/completions', body);
 
-    expect(res.status).toBe(500);
+    expect(res.status).toBe(400);
     expect(res.body).toEqual({
       error: { message: 'Failed to encrypt response', type: 'encryption_error' },
     });
