@@ -7,7 +7,7 @@ import { AppModule } from './app.module';
 import { createRootLogger, PinoLoggerService } from './common/logging';
 import { setupApp } from './app.setup';
 import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
-import { DemoNode } from './demo/demo.node';
+import { DemoNode, newDemoNodeKey } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
 import { TokenService } from './registry/token.service';
 
@@ -29,6 +29,9 @@ async function bootstrap(): Promise<void> {
   }
 
   const logger = createRootLogger(config);
+  // The demo node's key is made while the app boots, so it registers moments after the listener.
+  const demoKey = config.gateway.mockNode ? newDemoNodeKey() : null;
+  demoKey?.catch(() => undefined); // a failure surfaces in start(), not as an unhandled rejection
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.register({ config, logger }),
     {
@@ -57,12 +60,13 @@ async function bootstrap(): Promise<void> {
 
   // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
   let demo: DemoNode | null = null;
-  if (config.gateway.mockNode) {
+  if (demoKey !== null) {
     const loopback = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const hostPart = loopback.includes(':') ? `[${loopback}]` : loopback;
     demo = new DemoNode({
       baseUrl: `http://${hostPart}:${port}`,
       token: app.get(TokenService).anyToken(),
+      key: demoKey,
     });
     try {
       await demo.start();

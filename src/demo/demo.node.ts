@@ -42,9 +42,12 @@ export interface DemoNodeOptions {
   token: string | null;
   /** Pause after a failed call before trying again. */
   retryMs?: number;
+  /** The node's key, when it was started early (main.ts makes it while the app boots). */
+  key?: Promise<RsaKey>;
 }
 
-function newKey(): Promise<RsaKey> {
+/** An RSA-2048 node key, made off the event loop. */
+export function newDemoNodeKey(): Promise<RsaKey> {
   return new Promise((resolve, reject) => {
     generateKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 }, (error, _p, priv) =>
       error ? reject(error) : resolve(identityOf(priv)),
@@ -77,7 +80,7 @@ export class DemoNode {
 
   /** Generates the node's key, registers, and starts the poll loop in the background. */
   async start(): Promise<void> {
-    this.key = await newKey();
+    this.key = await (this.opts.key ?? newDemoNodeKey());
     await this.register();
     this.logger.log({
       msg: 'demo compute node registered',
