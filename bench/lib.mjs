@@ -1,5 +1,6 @@
 // Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
 import { spawn, execFile } from 'node:child_process';
+import http from 'node:http';
 import { existsSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -100,4 +101,34 @@ export function table(rows, columns) {
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '').length)));
   const line = (cells) => `| ${cells.map((c, i) => String(c ?? '').padEnd(widths[i])).join(' | ')} |`;
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => r[c])))].join('\n');
+}
+
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+
+/** One JSON (or text) HTTP exchange over a shared keep-alive agent: `{ status, body }`. */
+export function request(base, method, path, body, headers = {}, timeoutMs = 60_000) {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      { hostname: url.hostname, port: url.port, agent: keepAlive, method, path, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers } : headers },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let parsed = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            // text body (metrics)
+          }
+          resolve({ status: res.statusCode, body: parsed });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(data);
+  });
 }

@@ -8,6 +8,7 @@
 //   npm run bench -- --suite crash      kill -9 (and SIGTERM) of a Redis replica under load
 //   npm run bench -- --suite latency    legacy end-to-end chat latency, default vs low-latency
 //   npm run bench -- --suite soak       10-minute soak, memory store
+//   npm run bench -- --suite gateway    OpenAI gateway: latency added over the raw E2EE routes, 500 held chats
 //   npm run bench -- --suite all        everything above but the soak
 // Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
 import { spawnSync } from 'node:child_process';
@@ -33,6 +34,7 @@ const SCRIPTS = {
   crash: [['crash.mjs'], ['crash.mjs', '--signal', 'SIGTERM', '--pipelines', '64']],
   latency: [['legacy-latency.mjs']],
   soak: [['soak.mjs', '--minutes', '10', '--every', '60']],
+  gateway: [['gateway.mjs']],
 };
 
 function runScript(args) {
@@ -60,7 +62,7 @@ async function cycles() {
   );
 }
 
-const suites = values.suite === 'all' ? ['cycles', 'overhead', 'scale', 'redis', 'drain', 'crash', 'latency'] : values.suite.split(',');
+const suites = values.suite === 'all' ? ['cycles', 'overhead', 'scale', 'redis', 'drain', 'crash', 'latency', 'gateway'] : values.suite.split(',');
 let failed = 0;
 for (const suite of suites) {
   if (suite === 'cycles') {

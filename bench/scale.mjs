@@ -5,8 +5,7 @@
 //  2. queued: 10,000 queued 2 KiB requests; RSS and heap growth per request.
 //  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests.
 // usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis]  (needs npm run build)
-import http from 'node:http';
-import { startRelay, table, cli } from './lib.mjs';
+import { cli, request, startRelay, table } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis] [--held N] [--queued N] [--curve 10,100,1000,10000] [--samples N]',
@@ -23,34 +22,7 @@ const storeEnv =
   values.store === 'redis'
     ? { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', TOKENPLACE_RELAY_REDIS_KEY_PREFIX: `bench${Date.now()}:` }
     : {};
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 
-function request(base, method, path, body, headers = {}) {
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      { hostname: url.hostname, port: url.port, agent, method, path, timeout: 60_000, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers } : headers },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString();
-          let parsed = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            // text body (metrics)
-          }
-          resolve({ status: res.statusCode, body: parsed });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(data);
-  });
-}
 const post = (base, path, body, headers) => request(base, 'POST', path, body, headers);
 const PAYLOAD = 'c'.repeat(2048);
 const caps = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };

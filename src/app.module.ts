@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ClientModule } from './client/client.module';
+import { GatewayModule } from './gateway/gateway.module';
 import { RelayExceptionFilter } from './common/relay-exception.filter';
 import { RelayConfigModule, type RelayConfigOptions } from './config/relay-config.module';
 import { HealthModule } from './health/health.module';
@@ -23,6 +24,7 @@ export class AppModule {
         // Route modules first, busiest first: Express matches routes in registration order.
         ClientModule,
         SinkModule,
+        GatewayModule,
         SourceModule,
         HealthModule,
         UiModule.register(options.config.uiEnabled),

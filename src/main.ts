@@ -7,7 +7,9 @@ import { AppModule } from './app.module';
 import { createRootLogger, PinoLoggerService } from './common/logging';
 import { setupApp } from './app.setup';
 import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
+import { DemoNode, newDemoNodeKey } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
+import { TokenService } from './registry/token.service';
 
 /** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
 const KEEP_ALIVE_MS = 65_000;
@@ -30,6 +32,9 @@ async function bootstrap(): Promise<void> {
   for (const warning of config.warnings) {
     logger.warn({ variable: warning.variable, suggestion: warning.suggestion }, warning.message);
   }
+  // The demo node's key is made while the app boots, so it registers moments after the listener.
+  const demoKey = config.gateway.mockNode ? newDemoNodeKey() : null;
+  demoKey?.catch(() => undefined); // a failure surfaces in start(), not as an unhandled rejection
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.register({ config, logger }),
     {
@@ -46,6 +51,7 @@ async function bootstrap(): Promise<void> {
   // that arrives right after the log line (a supervisor, a test) must never meet Node's default.
   const log = new Logger('Main');
   const lifecycle = app.get(LifecycleService);
+  let demo: DemoNode | null = null;
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -64,7 +70,9 @@ async function bootstrap(): Promise<void> {
     }, config.shutdownGraceMs);
     deadline.unref();
     lifecycle.startDraining(signal);
+    const demoStopped = demo?.stop() ?? Promise.resolve();
     void (async () => {
+      await demoStopped;
       await lifecycle.waitDrainWindow(signal === 'SIGINT' ? 0 : config.drainMs);
       server.closeIdleConnections();
       await app.close();
@@ -105,7 +113,29 @@ async function bootstrap(): Promise<void> {
     publicRateLimits: config.publicLimitsLocalExempt
       ? 'off for this machine (loopback only; requests through a proxy stay limited)'
       : config.publicRateLimits.map((l) => l.text).join(', ') || 'off',
+    gateway: config.gateway.enabled,
+    demoNode: config.gateway.mockNode,
   });
+
+  // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
+  if (demoKey !== null && !stopping) {
+    const loopback = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const hostPart = loopback.includes(':') ? `[${loopback}]` : loopback;
+    const node = new DemoNode({
+      baseUrl: `http://${hostPart}:${port}`,
+      token: app.get(TokenService).anyToken(),
+      key: demoKey,
+    });
+    try {
+      await node.start();
+      demo = node;
+      if (stopping) {
+        await node.stop(); // a signal arrived while it was registering
+      }
+    } catch (error) {
+      log.error({ msg: 'demo compute node failed to start', reason: (error as Error).message });
+    }
+  }
 }
 
 /** Listens, or rejects with the listen error (no Nest log line, no uncaught exception). */

@@ -5,7 +5,7 @@ import { RelayError } from '../common/relay-error';
 import { Inject } from '@nestjs/common';
 import { DiscoveryService } from './discovery.service';
 
-/** Public read-only routes: diagnostics, models, release metadata, API health. */
+/** Public read-only routes: diagnostics, the configured upstream pool, release metadata. */
 @Controller()
 export class DiscoveryController {
   constructor(
@@ -19,13 +19,6 @@ export class DiscoveryController {
     return this.discovery.diagnostics(this.clock.now());
   }
 
-  @Get(['api/v1/models', 'v1/models'])
-  @UseGuards(RateLimitGuard)
-  @PublicRateLimit('models')
-  models(): Promise<object> {
-    return this.discovery.models();
-  }
-
   @Get(['api/v1/relay/server-nodes', 'v1/relay/server-nodes'])
   @UseGuards(RateLimitGuard)
   @PublicRateLimit('server_nodes')
@@ -37,17 +30,6 @@ export class DiscoveryController {
   @Header('Cache-Control', 'no-store')
   meta(@Headers('host') host: string | undefined): object {
     return this.discovery.meta(host);
-  }
-
-  @Get(['api/v1/health', 'v1/health'])
-  @Header('Cache-Control', 'no-store')
-  apiHealth(): object {
-    return {
-      status: 'ok',
-      version: 'v1',
-      service: 'token.place',
-      timestamp: Math.floor(this.clock.now() / 1000),
-    };
   }
 }
 

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Injectable } from '@nestjs/common';
 import { RelayConfig } from '../config/relay-config';
-import { DEFAULT_MODEL } from '../registry/capabilities';
 import { RegistryService } from '../registry/registry.service';
 import { loadScore } from '../state/scheduler';
 import type { NodeView } from '../state/state.types';
@@ -110,36 +109,6 @@ export class DiscoveryService {
       primary: pool[0] ?? null,
       secondary: pool.slice(1),
       total: pool.length,
-    };
-  }
-
-  /** Models the live API v1 nodes serve, most widely served first (the web page picks the first). */
-  async models(): Promise<object> {
-    const counts = new Map<string, number>();
-    for (const node of await this.registry.nodes()) {
-      if (node.dialect !== 'v1' || !node.capabilities) {
-        continue;
-      }
-      for (const model of node.capabilities.supported_model_ids) {
-        counts.set(model, (counts.get(model) ?? 0) + 1);
-      }
-    }
-    const ids = [...counts.entries()]
-      .sort(
-        (a, b) =>
-          b[1] - a[1] ||
-          (a[0] === DEFAULT_MODEL ? -1 : b[0] === DEFAULT_MODEL ? 1 : a[0].localeCompare(b[0])),
-      )
-      .map(([id]) => id);
-    return {
-      object: 'list',
-      data: ids.map((id) => ({
-        id,
-        object: 'model',
-        created: 0,
-        owned_by: 'token.place',
-        node_count: counts.get(id),
-      })),
     };
   }
 

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { RelayMetrics } from '../metrics/relay-metrics';
 import { newRequestId } from './ids';
 import { Errors, RelayError } from './relay-error';
+import type { ErrorStyle } from './error-style.decorator';
 import { sendRelayError } from './relay-exception.filter';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;
@@ -56,14 +57,44 @@ const PUBLIC_CORS = new Set([
   '/v1/health',
 ]);
 
+/**
+ * OpenAI-compatible gateway routes with CORS (gateway.md §1): the API v1 prefixes only; nothing
+ * under `/api/v2` or `/v2`, and never `public-key/rotate`.
+ */
+const GATEWAY_CORS = new Set([
+  '/api/v1/completions',
+  '/v1/completions',
+  '/api/v1/images/generations',
+  '/v1/images/generations',
+  '/api/v1/server-providers',
+]);
+
 export function isPublicCorsPath(path: string): boolean {
   return (
     PUBLIC_CORS.has(path) ||
+    GATEWAY_CORS.has(path) ||
     path === '/api/v1/models' ||
     path.startsWith('/api/v1/models/') ||
     path === '/v1/models' ||
-    path.startsWith('/v1/models/')
+    path.startsWith('/v1/models/') ||
+    path.startsWith('/api/v1/community/')
   );
+}
+
+/**
+ * POST routes of the gateway. A body that fails before routing (415, malformed JSON, too large)
+ * has no route metadata yet, so these paths pick the OpenAI envelope for those three errors; every
+ * later error is chosen by the route's `@OpenAiErrors()`.
+ */
+const GATEWAY_BODY_PATHS = new Set(
+  ['chat/completions', 'completions', 'images/generations', 'public-key/rotate'].flatMap((r) =>
+    ['/api/v1', '/v1', '/api/v2', '/v2'].map((p) => `${p}/${r}`),
+  ),
+);
+
+/** Error shape of a failure that happens before routing. */
+export function preRoutingStyle(path: string): ErrorStyle {
+  return GATEWAY_BODY_PATHS.has(path) ? 'openai' : 'object';
 }
 
 /** The fixed, non-credentialed wildcard CORS policy of spec §2.3, before routing and limits. */
@@ -154,7 +185,7 @@ export function requireJson(req: Request, res: Response, next: NextFunction): vo
     !req.is(['application/json', 'application/*+json']) &&
     !LENIENT_BODY.has(req.path)
   ) {
-    sendRelayError(res, Errors.unsupportedMediaType(), 'object');
+    sendRelayError(res, Errors.unsupportedMediaType(), preRoutingStyle(req.path));
     return;
   }
   next();
@@ -211,7 +242,7 @@ export function bodyErrors(err: unknown, req: Request, res: Response, next: Next
         'Unreadable request body',
       );
   }
-  sendRelayError(res, error, 'object');
+  sendRelayError(res, error, preRoutingStyle(req.path));
 }
 
 /** Browser UI routes get a strict CSP and friends; API routes keep their plain JSON and CORS. */

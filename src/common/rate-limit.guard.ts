@@ -8,10 +8,12 @@ import { CLOCK, type Clock } from './clock';
 import { clientAddress } from './client-address';
 import { isPlainObject } from './envelope-body';
 import { sha256Hex } from './ids';
+import { isTruthy } from './validators';
 import { Errors } from './relay-error';
 
 export type RateLimitPolicy =
   | { kind: 'public'; bucket: string }
+  | { kind: 'endpoint'; stream: boolean }
   | { kind: 'control'; route: ControlRoute; identity: 'server_public_key' | 'client_public_key' };
 
 const POLICY = 'relay:rate-limit';
@@ -20,6 +22,14 @@ const POLICY = 'relay:rate-limit';
 export const PublicRateLimit = (bucket: string): MethodDecorator =>
   SetMetadata(POLICY, { kind: 'public', bucket } satisfies RateLimitPolicy);
 
+/**
+ * Public limiter with one bucket per route template, as the existing relay's per-endpoint buckets:
+ * `/v1/models` and `/api/v1/models` count apart, every `/models/{id}` shares one. With `stream`,
+ * a body with a truthy `stream` is also charged to the shared `API_STREAM_RATE_LIMIT` bucket.
+ */
+export const EndpointRateLimit = (opts: { stream?: boolean } = {}): MethodDecorator =>
+  SetMetadata(POLICY, { kind: 'endpoint', stream: opts.stream === true } satisfies RateLimitPolicy);
+
 /** Control-plane limiter: a per-address bucket plus a per-identity bucket (spec §2.4). */
 export const ControlRateLimit = (
   route: ControlRoute,
@@ -27,10 +37,6 @@ export const ControlRateLimit = (
 ): MethodDecorator =>
   SetMetadata(POLICY, { kind: 'control', route, identity } satisfies RateLimitPolicy);
 
-/**
- * Fixed-window rate limits kept in the state store (so replicas share them). Routes without a
- * policy (health, metrics, long-polls, retrieve, next) are never limited.
- */
 /** A request that names a client behind a proxy: it may come from anywhere. */
 function viaProxy(req: Request): boolean {
   const h = req.headers;
@@ -42,6 +48,10 @@ function viaProxy(req: Request): boolean {
   );
 }
 
+/**
+ * Fixed-window rate limits kept in the state store (so replicas share them). Routes without a
+ * policy (health, metrics, long-polls, retrieve, next) are never limited.
+ */
 @Injectable()
 export class RateLimitGuard implements CanActivate {
   constructor(
@@ -59,12 +69,25 @@ export class RateLimitGuard implements CanActivate {
     }
     const req = context.switchToHttp().getRequest<Request>();
     const address = clientAddress(req);
+    if (policy.kind !== 'control' && this.config.publicLimitsLocalExempt && !viaProxy(req)) {
+      return true; // this machine's own request to a loopback-only relay
+    }
     if (policy.kind === 'public') {
-      if (this.config.publicLimitsLocalExempt && !viaProxy(req)) {
-        return true;
-      }
       for (const limit of this.config.publicRateLimits) {
         await this.charge(`p:${policy.bucket}:${address}`, limit, policy.bucket === 'requests');
+      }
+      return true;
+    }
+    if (policy.kind === 'endpoint') {
+      const template = (req.route as { path?: unknown } | undefined)?.path;
+      const bucket = typeof template === 'string' ? template : req.path;
+      for (const limit of this.config.publicRateLimits) {
+        await this.charge(`p:${bucket}:${address}`, limit, false);
+      }
+      const streamLimit = this.config.gateway.streamRateLimit;
+      const body: unknown = req.body;
+      if (policy.stream && streamLimit && isPlainObject(body) && isTruthy(body.stream)) {
+        await this.charge(`s:chat-completions-stream:${address}`, streamLimit, false);
       }
       return true;
     }

@@ -16,6 +16,28 @@ export class RelayError extends Error {
   }
 }
 
+/**
+ * An error in the OpenAI envelope the gateway speaks (gateway.md §2.1):
+ * `{"error":{"message","type"[,"param"][,"code"]}}`, `param` and `code` omitted when absent.
+ */
+export class OpenAiError extends RelayError {
+  readonly type: string;
+  /** `undefined`: omitted; `null` is written (the 429 body carries `"param":null`). */
+  readonly param: string | null | undefined;
+
+  constructor(
+    status: number,
+    message: string,
+    type: string,
+    opts: { param?: string | null; code?: string; headers?: Record<string, string> } = {},
+  ) {
+    super(status, message, opts.code ?? status, {}, opts.headers ?? {});
+    this.name = 'OpenAiError';
+    this.type = type;
+    this.param = opts.param;
+  }
+}
+
 const obj = (
   status: number,
   message: string,

@@ -10,7 +10,44 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { StoreUnavailableError } from '../state/store-unavailable.error';
 import type { ErrorStyle } from './error-style.decorator';
-import { Errors, RelayError } from './relay-error';
+import { Errors, OpenAiError, RelayError } from './relay-error';
+
+/** `type` of an OpenAI error that does not name one, by status (gateway.md §2.1 vocabulary). */
+function openAiType(status: number): string {
+  if (status === 401 || status === 403) {
+    return 'authentication_error';
+  }
+  if (status === 429) {
+    return 'rate_limit_error';
+  }
+  if (status === 503) {
+    return 'service_unavailable_error';
+  }
+  if (status === 504) {
+    return 'timeout_error';
+  }
+  return status < 500 ? 'invalid_request_error' : 'server_error';
+}
+
+/** `{"error":{"message","type"[,"param"][,"code"]}}`; numeric codes are not OpenAI codes. */
+export function openAiBody(error: RelayError): { error: Record<string, unknown> } {
+  const extraType = error.extra.type;
+  const type =
+    error instanceof OpenAiError
+      ? error.type
+      : typeof extraType === 'string'
+        ? extraType
+        : openAiType(error.status);
+  const body: Record<string, unknown> = { message: error.message, type };
+  const param = error instanceof OpenAiError ? error.param : error.extra.param;
+  if (param !== undefined) {
+    body.param = param;
+  }
+  if (typeof error.code === 'string') {
+    body.code = error.code;
+  }
+  return { error: body };
+}
 
 /** Writes a {@link RelayError} in the route's style. */
 export function sendRelayError(res: Response, error: RelayError, style: ErrorStyle): void {
@@ -18,9 +55,12 @@ export function sendRelayError(res: Response, error: RelayError, style: ErrorSty
     res.setHeader(name, value);
   }
   const asText = style === 'text' && (error.status === 400 || error.status === 404);
-  const body = asText
-    ? { error: error.message }
-    : { error: { message: error.message, code: error.code, ...error.extra } };
+  const body =
+    style === 'openai'
+      ? openAiBody(error)
+      : asText
+        ? { error: error.message }
+        : { error: { message: error.message, code: error.code, ...error.extra } };
   res.status(error.status).json(body);
 }
 
@@ -123,4 +163,11 @@ export class RelayExceptionFilter implements ExceptionFilter {
 @Injectable()
 export class LegacyTextExceptionFilter extends RelayExceptionFilter {
   protected override readonly style: ErrorStyle = 'text';
+}
+
+/** The OpenAI envelope of the gateway routes (gateway.md §2.1), bound by `@OpenAiErrors()`. */
+@Catch()
+@Injectable()
+export class OpenAiExceptionFilter extends RelayExceptionFilter {
+  protected override readonly style: ErrorStyle = 'openai';
 }

@@ -61,3 +61,20 @@ export function VersionLike(validation?: ValidationOptions): PropertyDecorator {
     validation,
   );
 }
+
+/**
+ * Truthiness as the existing relay's Python reads a JSON value: `false`, `null`, `0`, `""`, `[]`
+ * and `{}` are false; everything else (including the string `"false"`) is true.
+ */
+export function isTruthy(value: unknown): boolean {
+  if (value === null || value === undefined || value === false || value === 0 || value === '') {
+    return false;
+  }
+  if (Array.isArray(value)) {
+    return value.length > 0;
+  }
+  if (typeof value === 'object') {
+    return Object.keys(value).length > 0;
+  }
+  return true;
+}

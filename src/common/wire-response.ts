@@ -41,7 +41,11 @@ export class WireResponseInterceptor implements NestInterceptor {
 export class WireReply {
   constructor(private readonly res: Response) {}
 
-  send(value: WireResponse): unknown {
+  /** A web `Response` (a stream) passes through: Nest writes its status, headers and body. */
+  send(value: WireResponse | globalThis.Response): unknown {
+    if (!(value instanceof WireResponse)) {
+      return value;
+    }
     this.res.status(value.status);
     for (const [name, v] of Object.entries(value.headers)) {
       this.res.setHeader(name, v);

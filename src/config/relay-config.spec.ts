@@ -84,9 +84,33 @@ describe(RelayConfig.name, () => {
     expect(config.host).toBe('127.0.0.2');
     expect(config.port).toBe(7000);
     expect(problemsOf({}, ['--verbose'])).toEqual([
-      'unknown flag --verbose (accepted: --host, --port)',
+      'unknown flag --verbose (accepted: --host, --port, --use_mock_llm)',
     ]);
     expect(problemsOf({}, ['--port', 'x'])).toEqual([expect.stringContaining('--port="x"')]);
+  });
+
+  it("should start the demo node with the existing relay's --use_mock_llm flag or USE_MOCK_LLM=1", () => {
+    expect(RelayConfig.load({}, ['--use_mock_llm']).gateway.mockNode).toBe(true);
+    expect(RelayConfig.load({ USE_MOCK_LLM: '1' }).gateway.mockNode).toBe(true);
+    expect(RelayConfig.load({}).gateway.mockNode).toBe(false);
+  });
+
+  it('should read the gateway block with its defaults', () => {
+    const g = RelayConfig.load({}).gateway;
+
+    expect(g).toMatchObject({
+      enabled: true,
+      timeoutMs: 485_000,
+      serviceName: 'token.place',
+      keyFile: null,
+      moderation: { enabled: false },
+    });
+    expect(g.streamRateLimit).toMatchObject({ limit: 30, windowSeconds: 60 });
+    expect(RelayConfig.load({ API_STREAM_RATE_LIMIT: '' }).gateway.streamRateLimit).toBeNull();
+    expect(RelayConfig.load({ SERVICE_NAME: '  ci  ' }).gateway.serviceName).toBe('ci');
+    expect(problemsOf({ TOKENPLACE_API_V1_DISTRIBUTED_TIMEOUT_SECONDS: 'soon' })).toEqual([
+      expect.stringContaining('TOKENPLACE_API_V1_DISTRIBUTED_TIMEOUT_SECONDS="soon"'),
+    ]);
   });
 
   it('should accept the runbook, the existing relay and the plural token names together', () => {

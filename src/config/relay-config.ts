@@ -60,6 +60,30 @@ const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
   progress: '7200/hour',
 };
 
+/** Terms the existing relay blocks when moderation is on (gateway.md §3.7). */
+export const DEFAULT_BLOCKED_TERMS = [
+  'build a bomb',
+  'harm humans',
+  'kill',
+  'make a weapon',
+  'weaponize',
+];
+
+export interface GatewayConfig {
+  enabled: boolean;
+  /** `TOKENPLACE_API_V1_DISTRIBUTED_TIMEOUT_SECONDS`. */
+  timeoutMs: number;
+  maxConcurrent: number;
+  keyPoolSize: number;
+  /** PEM private key file shared by replicas, or null for a per-process key. */
+  keyFile: string | null;
+  serviceName: string;
+  streamRateLimit: RateLimit | null;
+  moderation: { enabled: boolean; terms: string[] };
+  /** Start the in-process demo compute node (`USE_MOCK_LLM`, `--use_mock_llm`). */
+  mockNode: boolean;
+}
+
 /**
  * The relay's configuration, parsed and validated once at boot. `process.env` is read only in
  * `src/config/`; everything else receives this object.
@@ -129,6 +153,9 @@ export class RelayConfig {
   readonly healthExposeKeys: boolean;
   readonly uiEnabled: boolean;
 
+  /** The OpenAI-compatible gateway (gateway.md). */
+  readonly gateway: GatewayConfig;
+
   readonly limits: StoreLimits;
   /** Variables that look like settings but are not (typos): logged at boot, never fatal. */
   readonly warnings: readonly EnvWarning[];
@@ -196,6 +223,7 @@ export class RelayConfig {
       isLoopbackHost(s.host) &&
       !explicit.has('apiRateLimit') &&
       !explicit.has('apiDailyQuota') &&
+      !explicit.has('streamRateLimit') &&
       this.trustProxy === null;
     const shared = s.controlPlaneRateLimit;
     const perRoute: Record<ControlRoute, string> = {
@@ -223,6 +251,28 @@ export class RelayConfig {
     this.sweepIntervalMs = s.sweepIntervalSeconds * 1000;
     this.healthExposeKeys = s.healthExposeKeys;
     this.uiEnabled = s.uiEnabled;
+
+    const moderationMode = s.moderationMode.toLowerCase();
+    this.gateway = {
+      enabled: s.gatewayEnabled,
+      timeoutMs: Math.round(s.gatewayTimeoutSeconds * 1000),
+      maxConcurrent: s.gatewayMaxConcurrent,
+      keyPoolSize: s.gatewayKeyPoolSize,
+      keyFile: s.gatewayKeyFile || null,
+      serviceName: s.serviceName || 'token.place',
+      streamRateLimit: parseRateLimit(s.streamRateLimit),
+      moderation: {
+        enabled: !['', 'disabled', 'off', 'none'].includes(moderationMode),
+        terms: [
+          ...(s.moderationIncludeDefaults ? DEFAULT_BLOCKED_TERMS : []),
+          ...s.moderationBlocklist
+            .split(',')
+            .map((t) => t.trim().toLowerCase())
+            .filter(Boolean),
+        ],
+      },
+      mockNode: s.useMockLlm,
+    };
 
     const deadlineMin = clamp(s.deadlineMinSeconds, 1, 3600);
     const deadlineMax = clamp(s.deadlineMaxSeconds, deadlineMin, 3600);
@@ -365,10 +415,14 @@ function parseFlags(argv: readonly string[], problems: string[]): Record<string,
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i] as string;
+    if (arg === '--use_mock_llm' || arg === '--use-mock-llm') {
+      out.useMockLlm = 'true';
+      continue;
+    }
     const m = /^--(host|port)(?:=(.*))?$/.exec(arg);
     if (!m) {
       if (arg.startsWith('--')) {
-        problems.push(`unknown flag ${arg} (accepted: --host, --port)`);
+        problems.push(`unknown flag ${arg} (accepted: --host, --port, --use_mock_llm)`);
       }
       continue;
     }

@@ -680,6 +680,94 @@ export class RelayEnvSchema {
   @IsBoolean()
   healthExposeKeys = false;
 
+  // ---- OpenAI-compatible gateway (spec gateway.md; one block, kept together)
+  @Env(
+    'TOKENPLACE_GATEWAY_ENABLED',
+    'Serve the OpenAI-compatible gateway (/v1, /api/v1, /v2, /api/v2 chat, completions, public key); off: those routes still validate but refuse work',
+  )
+  @ToBoolean()
+  @IsBoolean()
+  gatewayEnabled = true;
+
+  @Env(
+    'TOKENPLACE_API_V1_DISTRIBUTED_TIMEOUT_SECONDS',
+    'Longest a gateway chat waits for its compute node before 504 compute_node_timeout (the request is then cancelled)',
+  )
+  @ToNumber()
+  @IsNumber()
+  @Min(0.05)
+  @Max(3600)
+  gatewayTimeoutSeconds = 485;
+
+  @Env(
+    'TOKENPLACE_GATEWAY_MAX_CONCURRENT',
+    'Most gateway chats waiting for a node at once in this process (503 with Retry-After beyond)',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(1)
+  @Max(100000)
+  gatewayMaxConcurrent = 1024;
+
+  @Env(
+    'TOKENPLACE_GATEWAY_KEY_POOL_SIZE',
+    'Pre-generated one-time RSA-2048 client keys the gateway keeps ready (refilled in the background)',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(0)
+  @Max(1024)
+  gatewayKeyPoolSize = 8;
+
+  @Env(
+    'TOKENPLACE_GATEWAY_KEY_FILE',
+    'PEM private key of the gateway (encrypted mode, /api/v1/public-key), e.g. a mounted Secret shared by every replica; unset: a fresh key per process, never persisted',
+  )
+  @Trim()
+  @MaxLength(4096)
+  gatewayKeyFile = '';
+
+  @Env('SERVICE_NAME', 'Service name reported by /api/v1/health (token.place when unset)')
+  @Trim()
+  @MaxLength(256)
+  serviceName = '';
+
+  @Env(
+    'API_STREAM_RATE_LIMIT',
+    'Shared limit per client address on streaming /api/v2 and /v2 chat completions, on top of the public limits; empty: off',
+  )
+  @Trim()
+  @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
+  streamRateLimit = '30/minute';
+
+  @Env(
+    'CONTENT_MODERATION_MODE',
+    'disabled (default) or any other word to refuse gateway chats matching the blocklist (400 content_blocked)',
+  )
+  @Trim()
+  @MaxLength(64)
+  moderationMode = 'disabled';
+
+  @Env('CONTENT_MODERATION_BLOCKLIST', 'Extra comma-separated blocked terms (case-insensitive)')
+  @MaxLength(65536)
+  moderationBlocklist = '';
+
+  @Env(
+    'CONTENT_MODERATION_INCLUDE_DEFAULTS',
+    'Include the built-in blocked terms when moderation is on',
+  )
+  @ToBoolean()
+  @IsBoolean()
+  moderationIncludeDefaults = true;
+
+  @Env(
+    'USE_MOCK_LLM',
+    'Start the demo compute node in process (also `--use_mock_llm`): it registers over HTTP and answers with mock texts',
+  )
+  @ToBoolean()
+  @IsBoolean()
+  useMockLlm = false;
+
   @Env('TOKENPLACE_RELAY_UI_ENABLED', 'Serve the browser UI at /')
   @ToBoolean()
   @IsBoolean()

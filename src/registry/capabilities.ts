@@ -98,7 +98,8 @@ export function normaliseCapabilities(raw: unknown): NodeCapabilities {
   };
 }
 
-const MODEL_ALIASES: Record<string, string> = {
+/** Model aliases of the existing relay (spec §4.5; the gateway applies them case-sensitively). */
+export const MODEL_ALIASES: Readonly<Record<string, string>> = {
   'llama-3.1-8b-instruct': 'qwen3-8b-instruct',
   'llama-3-8b-instruct': 'qwen3-8b-instruct',
   'gpt-3.5-turbo': 'qwen3-8b-instruct',

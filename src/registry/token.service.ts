@@ -51,6 +51,12 @@ export class TokenService implements OnModuleDestroy {
     );
   }
 
+  /** A token a node inside this process can send (the demo node), or null when none is set. */
+  anyToken(): string | null {
+    const token = this.envTokens[0] ?? this.fileTokens[0];
+    return token ? token.toString('utf8') : null;
+  }
+
   /** Checks a header value; the header's raw bytes are compared (latin1 keeps them as sent). */
   accepts(header: string | string[] | undefined): boolean {
     if (this.open) {

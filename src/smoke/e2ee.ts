@@ -8,6 +8,7 @@ import {
   randomBytes,
   type KeyObject,
 } from 'node:crypto';
+import type { Padding, Sealed } from '../gateway/hybrid.crypto';
 
 /**
  * The token.place hybrid scheme (spec §6) for Node peers: RSA-2048 identities on the wire as
@@ -15,19 +16,13 @@ import {
  * with RSA-OAEP-SHA256 (or PKCS#1 v1.5 when a peer needs it). Used by the smoke check and the test
  * simulators; the relay itself never calls any of this.
  */
-export type Padding = 'oaep' | 'pkcs1';
+export type { Padding, Sealed };
 
 export interface Identity {
   privateKey: KeyObject;
   /** PEM-b64: what goes in `client_public_key` / `server_public_key`. */
   publicKeyB64: string;
   publicKeyPem: string;
-}
-
-export interface Sealed {
-  ciphertext: string;
-  cipherkey: string;
-  iv: string;
 }
 
 export function newIdentity(): Identity {

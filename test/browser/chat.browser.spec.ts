@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
+import { DemoNode, MOCK_REPLIES } from '../../src/demo/demo.node';
 import { HeadNodeSim, simulatedAnswer, V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
@@ -116,6 +117,26 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
       log(`send → decrypted answer on screen (${replyPadding} reply): ${elapsed} ms`);
     },
   );
+
+  it('should chat with the in-process demo compute node (--use_mock_llm)', async () => {
+    const demo = new DemoNode({ baseUrl: t.baseUrl, token: null });
+    await demo.start();
+    await open();
+    await nodeCount('1 compute node online');
+
+    await page.locator('#composer-input').fill('What is the capital of France?');
+    await page.locator('#composer-input').press('Enter');
+    const answer = page.locator('.msg-assistant .msg-content');
+    await answer.waitFor();
+    const text = await answer.textContent();
+    const note = await page.locator('.msg-assistant .msg-note').textContent();
+    await demo.stop();
+
+    expect(MOCK_REPLIES).toContain(text);
+    expect(note).toContain('Decrypted in this tab');
+    expect(demo.answered).toBe(1);
+    expectCleanRun();
+  });
 
   it('should hold a conversation, keep Shift+Enter as a newline, copy an answer and clear', async () => {
     const node = new V1NodeSim(t.baseUrl);

@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+// The OpenAI-compatible gateway (needs npm run build):
+//  1. latency: a simulated node that answers at once; the same chat through the gateway
+//     (POST /v1/chat/completions) and through the raw E2EE routes (next → requests → retrieve with
+//     Prefer: wait, client-side crypto included), sequential, p50/p99; for nodes replying with
+//     PKCS#1 v1.5 (today's nodes) and with OAEP.
+//  2. held: N gateway chats waiting at once for a node that never answers; RSS/heap per chat.
+// usage: node bench/gateway.mjs [--parts latency,held] [--samples 100] [--held 500] [--gap 250]
+import { constants, createCipheriv, createDecipheriv, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import forge from 'node-forge';
+import { request, startRelay, table } from './lib.mjs';
+
+const { values } = parseArgs({
+  options: {
+    parts: { type: 'string', default: 'latency,held' },
+    samples: { type: 'string', default: '100' },
+    held: { type: 'string', default: '500' },
+    gap: { type: 'string', default: '250' },
+  },
+});
+const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const post = (base, path, body, headers) => request(base, 'POST', path, body, headers, 600_000);
+
+function identity() {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  return { privateKey, b64: Buffer.from(pem).toString('base64'), forge: forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()) };
+}
+
+function seal(value, recipientB64, padding) {
+  const key = randomBytes(32);
+  const iv = randomBytes(16);
+  const c = createCipheriv('aes-256-cbc', key, iv);
+  const data = Buffer.concat([c.update(JSON.stringify(value)), c.final()]);
+  const pem = Buffer.from(recipientB64, 'base64').toString();
+  const opts = padding === 'oaep' ? { key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' } : { key: pem, padding: constants.RSA_PKCS1_PADDING };
+  return { ciphertext: data.toString('base64'), cipherkey: publicEncrypt(opts, Buffer.from(key.toString('base64'))).toString('base64'), iv: iv.toString('base64') };
+}
+
+function open(id, sealed) {
+  let text;
+  try {
+    text = privateDecrypt({ key: id.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from(sealed.cipherkey, 'base64')).toString();
+  } catch {
+    text = id.forge.decrypt(Buffer.from(sealed.cipherkey, 'base64').toString('binary'), 'RSAES-PKCS1-V1_5');
+  }
+  const d = createDecipheriv('aes-256-cbc', Buffer.from(text, 'base64'), Buffer.from(sealed.iv, 'base64'));
+  return JSON.parse(Buffer.concat([d.update(Buffer.from(sealed.ciphertext, 'base64')), d.final()]).toString());
+}
+
+/** A node that answers the moment a poll hands it work (no control call, no model). */
+async function instantNode(base, padding, stop) {
+  const id = identity();
+  const registered = await post(base, '/api/v1/relay/servers/register', { server_public_key: id.b64, capabilities: CAPS });
+  id.credential = registered.body.control_credential;
+  const loop = (async () => {
+    while (!stop.done) {
+      const res = await post(base, '/api/v1/relay/servers/poll', { server_public_key: id.b64, capabilities: CAPS });
+      if (res.status !== 200 || typeof res.body.chat_history !== 'string') {
+        continue;
+      }
+      const inner = open(id, { ciphertext: res.body.chat_history, cipherkey: res.body.cipherkey, iv: res.body.iv });
+      const reply = seal(
+        { protocol: PROTOCOL, version: 1, request_id: inner.request_id, client_public_key: inner.client_public_key, api_v1_response: { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } },
+        res.body.client_public_key,
+        padding,
+      );
+      await post(base, '/api/v1/relay/responses', { client_public_key: res.body.client_public_key, request_id: res.body.request_id, protocol: PROTOCOL, version: 1, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv });
+    }
+  })();
+  return { id, loop };
+}
+
+/** The browser's way: one tab key, its own encryption, the raw E2EE routes. */
+async function rawChat(base, client) {
+  const next = await request(base, 'GET', '/api/v1/relay/servers/next?model=qwen3-8b-instruct&context_tier=8k-fast');
+  const requestId = randomBytes(16).toString('hex');
+  const sealed = seal({ protocol: PROTOCOL, version: 1, request_id: requestId, client_public_key: client.b64, api_v1_request: { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hi' }], options: {} } }, next.body.server_public_key, 'oaep');
+  await post(base, '/api/v1/relay/requests', { server_public_key: next.body.server_public_key, client_public_key: client.b64, request_id: requestId, protocol: PROTOCOL, version: 1, ...sealed, cancel_token: randomBytes(16).toString('hex') });
+  for (;;) {
+    const res = await post(base, '/api/v1/relay/responses/retrieve', { client_public_key: client.b64, request_id: requestId }, { Prefer: 'wait=8' });
+    if (res.status === 200) {
+      return open(client, res.body).api_v1_response.message.content;
+    }
+    if (res.status !== 202) {
+      throw new Error(`retrieve ${res.status}`);
+    }
+  }
+}
+
+const gatewayChat = async (base) => {
+  const res = await post(base, '/v1/chat/completions', { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hi' }] });
+  if (res.status !== 200) {
+    throw new Error(`gateway ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return res.body.choices[0].message.content;
+};
+
+function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function timed(n, gapMs, fn) {
+  const out = [];
+  for (let i = 0; i < n; i += 1) {
+    const t0 = performance.now();
+    await fn();
+    out.push(performance.now() - t0);
+    await sleep(gapMs);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+async function latency() {
+  const rows = [];
+  for (const padding of ['pkcs1', 'oaep']) {
+    const relay = await startRelay(5181, { TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '16' });
+    const stop = { done: false };
+    try {
+      const node = await instantNode(relay.base, padding, stop);
+      const client = identity();
+      for (let i = 0; i < 10; i += 1) {
+        await gatewayChat(relay.base);
+        await rawChat(relay.base, client);
+      }
+      await sleep(3000); // let the key pool refill
+      const n = Number(values.samples);
+      const gap = Number(values.gap);
+      const raw = await timed(n, gap, () => rawChat(relay.base, client));
+      const gw = await timed(n, gap, () => gatewayChat(relay.base));
+      const r = (x) => Math.round(x * 10) / 10;
+      rows.push({
+        nodeReplyPadding: padding,
+        samples: n,
+        rawP50Ms: r(percentile(raw, 50)),
+        rawP99Ms: r(percentile(raw, 99)),
+        gatewayP50Ms: r(percentile(gw, 50)),
+        gatewayP99Ms: r(percentile(gw, 99)),
+        addedP50Ms: r(percentile(gw, 50) - percentile(raw, 50)),
+        addedP99Ms: r(percentile(gw, 99) - percentile(raw, 99)),
+      });
+      process.stdout.write(`${JSON.stringify(rows.at(-1))}\n`);
+      stop.done = true;
+      await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: node.id.b64, control_credential: node.id.credential });
+    } finally {
+      await relay.stop();
+    }
+  }
+  process.stdout.write(`\n${table(rows, Object.keys(rows[0]))}\n`);
+}
+
+async function metrics(base) {
+  const { body } = await request(base, 'GET', '/metrics');
+  const read = (name) => Number((body.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm')) ?? [])[1] ?? NaN);
+  return { rssMiB: read('process_resident_memory_bytes') / 2 ** 20, heapMiB: read('nodejs_heap_size_used_bytes') / 2 ** 20, queued: read('tokenplace_relay_queue_depth') };
+}
+
+async function held() {
+  const N = Number(values.held);
+  const relay = await startRelay(5182, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '0', TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 10) });
+  try {
+    const silent = identity();
+    const registered = await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: silent.b64, capabilities: CAPS });
+    // One chat first so every lazily built piece exists before the baseline.
+    const warm = post(relay.base, '/v1/chat/completions', { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'warm' }] });
+    while ((await metrics(relay.base)).queued < 1) {
+      await sleep(100);
+    }
+    await sleep(1000);
+    const before = await metrics(relay.base);
+    const t0 = performance.now();
+    const chats = Array.from({ length: N }, (_, i) => post(relay.base, '/v1/chat/completions', { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: `held chat ${i} ${'x'.repeat(200)}` }] }));
+    let m = before;
+    while (m.queued < N + 1) {
+      await sleep(250);
+      m = await metrics(relay.base);
+    }
+    const admittedS = (performance.now() - t0) / 1000;
+    await sleep(2000);
+    const after = await metrics(relay.base);
+    await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: silent.b64, control_credential: registered.body.control_credential });
+    const results = await Promise.all([warm, ...chats]);
+    const statuses = {};
+    for (const r of results) {
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    }
+    const row = {
+      waiting: N,
+      admitSeconds: Math.round(admittedS * 10) / 10,
+      rssBeforeMiB: Math.round(before.rssMiB),
+      rssAfterMiB: Math.round(after.rssMiB),
+      rssPerChatKiB: Math.round(((after.rssMiB - before.rssMiB) * 1024) / N),
+      heapBeforeMiB: Math.round(before.heapMiB),
+      heapAfterMiB: Math.round(after.heapMiB),
+      heapPerChatKiB: Math.round(((after.heapMiB - before.heapMiB) * 1024) / N),
+      endedWith: JSON.stringify(statuses),
+    };
+    process.stdout.write(`${JSON.stringify(row)}\n\n${table([row], Object.keys(row))}\n`);
+  } finally {
+    await relay.stop();
+  }
+}
+
+for (const part of values.parts.split(',')) {
+  process.stdout.write(`\n== gateway ${part}\n`);
+  if (part === 'latency') {
+    await latency();
+  } else if (part === 'held') {
+    await held();
+  }
+}
+process.exit(0);

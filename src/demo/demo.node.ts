@@ -1,0 +1,321 @@
+import { generateKeyPair, randomInt } from 'node:crypto';
+import { Agent, request as httpRequest } from 'node:http';
+import { Logger } from '@nestjs/common';
+import { isPlainObject } from '../common/envelope-body';
+import { fingerprint } from '../common/ids';
+import {
+  identityOf,
+  openText,
+  publicKeyFromB64,
+  sealText,
+  type Padding,
+  type RsaKey,
+} from '../gateway/hybrid.crypto';
+import { estimateTokens } from '../gateway/openai.format';
+import { DEFAULT_MODEL } from '../registry/capabilities';
+import { PROTOCOL_ID } from '../state/state.types';
+
+/** The existing relay's mock replies (gateway.md §5.2), verbatim. */
+export const MOCK_REPLIES = [
+  'Mock response: Paris is the capital of France and one of the most visited cities in the world.',
+  'Mock response: The capital of France is Paris, known for its iconic Eiffel Tower and the Louvre Museum.',
+  "Mock response: Paris, the City of Light, serves as France's capital and cultural center.",
+] as const;
+
+const CAPABILITIES = {
+  api_version: 'v1',
+  supported_model_ids: [DEFAULT_MODEL],
+  active_context_tier: '8k-fast',
+  maximum_total_context_tokens: 8192,
+  default_output_token_reservation: 1024,
+  maximum_output_tokens: 8192,
+  max_concurrency: 1,
+  backend_class: 'cpu',
+};
+
+type Json = Record<string, unknown>;
+
+export interface DemoNodeOptions {
+  /** The relay's own listener, e.g. `http://127.0.0.1:5010`. */
+  baseUrl: string;
+  /** `X-Relay-Server-Token` when the relay requires one. */
+  token: string | null;
+  /** Pause after a failed call before trying again. */
+  retryMs?: number;
+  /** The node's key, when it was started early (main.ts makes it while the app boots). */
+  key?: Promise<RsaKey>;
+}
+
+/** An RSA-2048 node key, made off the event loop. */
+export function newDemoNodeKey(): Promise<RsaKey> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 }, (error, _p, priv) =>
+      error ? reject(error) : resolve(identityOf(priv)),
+    );
+  });
+}
+
+/**
+ * A compute node that runs inside the relay process for demos and tests (`--use_mock_llm`,
+ * `USE_MOCK_LLM=1`). It is a node like any other: an HTTP client of the relay's own listener that
+ * registers, long-polls, calls `/servers/control`, decrypts with its own RSA key and answers with
+ * the existing relay's mock texts, encrypted to the client. The relay stays blind to its traffic.
+ */
+export class DemoNode {
+  private readonly logger = new Logger('DemoNode');
+  private readonly stopper = new AbortController();
+  private key: RsaKey | null = null;
+  private credential: string | null = null;
+  private loop: Promise<void> | null = null;
+  /** Its own keep-alive connections, closed on stop so the relay's shutdown never waits on them. */
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  /** Work items answered (tests and the boot log). */
+  answered = 0;
+
+  constructor(private readonly opts: DemoNodeOptions) {}
+
+  get publicKey(): string | null {
+    return this.key?.publicKeyB64 ?? null;
+  }
+
+  /** Generates the node's key, registers, and starts the poll loop in the background. */
+  async start(): Promise<void> {
+    this.key = await (this.opts.key ?? newDemoNodeKey());
+    await this.register();
+    this.logger.log({
+      msg: 'demo compute node registered',
+      node: fingerprint(this.key.publicKeyB64),
+      models: CAPABILITIES.supported_model_ids,
+      relay: this.opts.baseUrl,
+    });
+    this.loop = this.run();
+  }
+
+  /** Stops polling and unregisters (SIGTERM, tests). */
+  async stop(): Promise<void> {
+    if (this.stopper.signal.aborted) {
+      return;
+    }
+    this.stopper.abort();
+    await this.loop?.catch(() => undefined);
+    if (this.key && this.credential) {
+      try {
+        await this.call(
+          '/api/v1/relay/servers/unregister',
+          { server_public_key: this.key.publicKeyB64, control_credential: this.credential },
+          5000,
+        );
+        this.logger.log({ msg: 'demo compute node unregistered' });
+      } catch {
+        // The relay is going away as well.
+      }
+    }
+    this.agent.destroy();
+  }
+
+  private get stopped(): boolean {
+    return this.stopper.signal.aborted;
+  }
+
+  private async register(): Promise<void> {
+    const key = this.key as RsaKey;
+    const res = await this.call('/api/v1/relay/servers/register', {
+      server_public_key: key.publicKeyB64,
+      capabilities: CAPABILITIES,
+    });
+    if (res.status !== 200) {
+      throw new Error(`demo node registration answered ${res.status}`);
+    }
+    if (typeof res.body.control_credential === 'string') {
+      this.credential = res.body.control_credential;
+    }
+  }
+
+  private async run(): Promise<void> {
+    const key = this.key as RsaKey;
+    while (!this.stopped) {
+      try {
+        const res = await this.call(
+          '/api/v1/relay/servers/poll',
+          { server_public_key: key.publicKeyB64, capabilities: CAPABILITIES },
+          60_000,
+          true,
+        );
+        if (res.status === 404) {
+          await this.register();
+        } else if (res.status === 200 && typeof res.body.chat_history === 'string') {
+          await this.serve(res.body);
+        } else if (res.status !== 200) {
+          await this.pause();
+        }
+      } catch {
+        if (!this.stopped) {
+          await this.pause();
+        }
+      }
+    }
+  }
+
+  /** One work item, as today's node handles it: checks, control, answer. */
+  private async serve(work: Json): Promise<void> {
+    const key = this.key as RsaKey;
+    const requestId = work.request_id;
+    const clientKey = work.client_public_key;
+    if (
+      work.protocol !== PROTOCOL_ID ||
+      work.version !== 1 ||
+      typeof requestId !== 'string' ||
+      typeof clientKey !== 'string' ||
+      typeof work.cipherkey !== 'string' ||
+      typeof work.iv !== 'string'
+    ) {
+      return; // not API v1 E2EE work: today's nodes ignore it too
+    }
+    let inner: unknown;
+    let padding: Padding = 'oaep';
+    try {
+      const opened = openText(key.privateKey, {
+        ciphertext: work.chat_history as string,
+        cipherkey: work.cipherkey,
+        iv: work.iv,
+      });
+      padding = opened.padding;
+      inner = JSON.parse(opened.text);
+    } catch {
+      return; // not for this node's key
+    }
+    const control = await this.call('/api/v1/relay/servers/control', {
+      server_public_key: key.publicKeyB64,
+      request_id: requestId,
+      control_credential: this.credential,
+      acknowledge: false,
+    });
+    const state = control.body.status;
+    if (state === 'cancelled' || state === 'expired') {
+      await this.call('/api/v1/relay/servers/control', {
+        server_public_key: key.publicKeyB64,
+        request_id: requestId,
+        control_credential: this.credential,
+        acknowledge: true,
+      });
+      return;
+    }
+    const answer = this.answer(inner, requestId, clientKey);
+    const sealed = sealText(
+      JSON.stringify({
+        protocol: PROTOCOL_ID,
+        version: 1,
+        request_id: requestId,
+        client_public_key: clientKey,
+        api_v1_response: answer,
+      }),
+      publicKeyFromB64(clientKey),
+      // Reply the way the client wrapped its request: JSEncrypt-era clients read only PKCS#1 v1.5.
+      padding,
+    );
+    const posted = await this.call('/api/v1/relay/responses', {
+      client_public_key: clientKey,
+      request_id: requestId,
+      protocol: PROTOCOL_ID,
+      version: 1,
+      chat_history: sealed.ciphertext,
+      cipherkey: sealed.cipherkey,
+      iv: sealed.iv,
+    });
+    if (posted.status === 200) {
+      this.answered += 1;
+    }
+  }
+
+  /** The mock answer, or the node's encrypted error for a request it must refuse (§6.4). */
+  private answer(inner: unknown, requestId: string, clientKey: string): Json {
+    const request = isPlainObject(inner) ? inner.api_v1_request : undefined;
+    if (
+      !isPlainObject(inner) ||
+      inner.protocol !== PROTOCOL_ID ||
+      inner.request_id !== requestId ||
+      typeof inner.client_public_key !== 'string' ||
+      inner.client_public_key.trim() !== clientKey.trim() ||
+      !isPlainObject(request) ||
+      !Array.isArray(request.messages)
+    ) {
+      return {
+        error: {
+          code: 'compute_node_invalid_request',
+          message: 'The request envelope does not match this request.',
+        },
+      };
+    }
+    const content = MOCK_REPLIES[randomInt(MOCK_REPLIES.length)] as string;
+    const prompt = (request.messages as unknown[]).reduce<number>((sum, m) => {
+      const text = isPlainObject(m) && typeof m.content === 'string' ? m.content : '';
+      return sum + estimateTokens(text);
+    }, 0);
+    const completion = estimateTokens(content);
+    return {
+      message: { role: 'assistant', content },
+      finish_reason: 'stop',
+      usage: {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+      },
+    };
+  }
+
+  private pause(): Promise<void> {
+    return new Promise((resolve) => {
+      const signal = this.stopper.signal;
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.opts.retryMs ?? 1000);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private call(
+    path: string,
+    body: Json,
+    timeoutMs = 10_000,
+    stoppable = false,
+  ): Promise<{ status: number; body: Json }> {
+    const url = new URL(path, this.opts.baseUrl);
+    const payload = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        url,
+        {
+          method: 'POST',
+          agent: this.agent,
+          timeout: timeoutMs,
+          signal: stoppable ? this.stopper.signal : undefined,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(payload),
+            ...(this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            let parsed: unknown = null;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {
+              // not JSON
+            }
+            resolve({ status: res.statusCode ?? 0, body: isPlainObject(parsed) ? parsed : {} });
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+}

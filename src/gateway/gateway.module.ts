@@ -1,0 +1,24 @@
+import { Module } from '@nestjs/common';
+import { LifecycleModule } from '../health/lifecycle.module';
+import { MetricsModule } from '../metrics/metrics.module';
+import { RegistryModule } from '../registry/registry.module';
+import { StateModule } from '../state/state.module';
+import { CatalogService } from './catalog.service';
+import { ChatService } from './chat.service';
+import { DispatchService } from './dispatch.service';
+import {
+  GatewayDirectoryController,
+  GatewayV1Controller,
+  GatewayV2Controller,
+} from './gateway.controller';
+import { GatewayKeysService } from './keys.service';
+import { SseService } from './sse.service';
+
+/** The OpenAI-compatible gateway: `/api/v1`, `/v1`, `/api/v2`, `/v2` (gateway.md). */
+@Module({
+  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
+  controllers: [GatewayV1Controller, GatewayV2Controller, GatewayDirectoryController],
+  providers: [CatalogService, ChatService, DispatchService, SseService, GatewayKeysService],
+  exports: [DispatchService, GatewayKeysService],
+})
+export class GatewayModule {}

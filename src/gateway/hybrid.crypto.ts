@@ -1,0 +1,184 @@
+import {
+  constants,
+  createCipheriv,
+  createDecipheriv,
+  createPublicKey,
+  privateDecrypt,
+  publicEncrypt,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
+import forge from 'node-forge';
+
+/**
+ * The token.place hybrid scheme (spec §6.2) as the gateway needs it: AES-256-CBC payloads whose key
+ * travels as the base64 *text* of the AES key, RSA-wrapped with OAEP-SHA256 or PKCS#1 v1.5.
+ * Unwrapping tries OAEP first, then v1.5 (what today's nodes and JSEncrypt clients send).
+ */
+export type Padding = 'oaep' | 'pkcs1';
+
+export interface Sealed {
+  ciphertext: string;
+  cipherkey: string;
+  iv: string;
+}
+
+/** An RSA-2048 key pair and its wire identity (base64 of the SPKI PEM). */
+export interface RsaKey {
+  privateKey: KeyObject;
+  publicKeyB64: string;
+}
+
+export class DecryptError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DecryptError';
+  }
+}
+
+/** Strict standard base64 with padding (Python's `b64decode(validate=True)`). */
+const STRICT_B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+export function isStrictBase64(value: string): boolean {
+  return STRICT_B64.test(value);
+}
+
+const AES_KEY_BYTES = new Set([16, 24, 32]);
+
+export function identityOf(privateKey: KeyObject): RsaKey {
+  const pem = createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString();
+  return { privateKey, publicKeyB64: Buffer.from(pem, 'utf8').toString('base64') };
+}
+
+/** Loads a PEM-b64 public key (SPKI or PKCS#1 PEM); throws on anything else. */
+export function publicKeyFromB64(b64: string): KeyObject {
+  if (!isStrictBase64(b64)) {
+    throw new DecryptError('public key is not base64');
+  }
+  const pem = Buffer.from(b64, 'base64').toString('utf8');
+  if (!pem.includes('-----BEGIN')) {
+    throw new DecryptError('public key is not PEM');
+  }
+  const key = createPublicKey(pem);
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new DecryptError('public key is not RSA');
+  }
+  return key;
+}
+
+/** Encrypts UTF-8 text to `recipient`: fresh AES key and IV, the key's base64 text RSA-wrapped. */
+export function sealText(text: string, recipient: KeyObject, padding: Padding): Sealed {
+  const key = randomBytes(32);
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-256-cbc', key, iv);
+  const data = Buffer.concat([cipher.update(text, 'utf8'), cipher.final()]);
+  return {
+    ciphertext: data.toString('base64'),
+    cipherkey: wrapKey(key, recipient, padding),
+    iv: iv.toString('base64'),
+  };
+}
+
+/** RSA-wraps the base64 text of an AES key. */
+export function wrapKey(aesKey: Buffer, recipient: KeyObject, padding: Padding): string {
+  const wrapped = publicEncrypt(
+    padding === 'oaep'
+      ? { key: recipient, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }
+      : { key: recipient, padding: constants.RSA_PKCS1_PADDING },
+    Buffer.from(aesKey.toString('base64'), 'ascii'),
+  );
+  return wrapped.toString('base64');
+}
+
+/** AES-256-CBC with a caller-held key and a fresh IV (one SSE chunk of a stream). */
+export function sealWithKey(text: string, aesKey: Buffer): { ciphertext: string; iv: string } {
+  const iv = randomBytes(16);
+  const cipher = createCipheriv('aes-256-cbc', aesKey, iv);
+  const data = Buffer.concat([cipher.update(text, 'utf8'), cipher.final()]);
+  return { ciphertext: data.toString('base64'), iv: iv.toString('base64') };
+}
+
+/**
+ * Node 20/22 refuse PKCS#1 v1.5 private decryption (CVE-2023-46809) unless their OpenSSL does
+ * implicit rejection (Node 24 does); where refused, node-forge does that one step.
+ */
+let nativePkcs1 = true;
+
+function unwrapPkcs1(privateKey: KeyObject, wrapped: Buffer): Buffer {
+  if (nativePkcs1) {
+    try {
+      return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_PADDING }, wrapped);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ERR_INVALID_ARG_VALUE') {
+        throw error;
+      }
+      nativePkcs1 = false;
+    }
+  }
+  let forgeKey = forgeKeys.get(privateKey);
+  if (forgeKey === undefined) {
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    forgeKey = forge.pki.privateKeyFromPem(pem);
+    forgeKeys.set(privateKey, forgeKey);
+  }
+  return Buffer.from(forgeKey.decrypt(wrapped.toString('binary'), 'RSAES-PKCS1-V1_5'), 'binary');
+}
+
+/** node-forge's copy of a key, made once per key (the relay's own key decrypts many requests). */
+const forgeKeys = new WeakMap<KeyObject, forge.pki.rsa.PrivateKey>();
+
+/** Unwraps a cipherkey (OAEP-SHA256, then PKCS#1 v1.5) into the AES key it carries. */
+export function unwrapKey(
+  privateKey: KeyObject,
+  cipherkey: string,
+): { key: Buffer; padding: Padding } {
+  const wrapped = Buffer.from(cipherkey, 'base64');
+  let text: Buffer;
+  let padding: Padding = 'oaep';
+  try {
+    text = privateDecrypt(
+      { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+      wrapped,
+    );
+  } catch {
+    padding = 'pkcs1';
+    try {
+      text = unwrapPkcs1(privateKey, wrapped);
+    } catch {
+      throw new DecryptError('the key could not be unwrapped');
+    }
+  }
+  const keyText = text.toString('latin1');
+  if (!isStrictBase64(keyText)) {
+    throw new DecryptError('the unwrapped key is not base64');
+  }
+  const key = Buffer.from(keyText, 'base64');
+  if (!AES_KEY_BYTES.has(key.length)) {
+    throw new DecryptError('the unwrapped key has the wrong size');
+  }
+  return { key, padding };
+}
+
+/** AES-CBC decryption with an unwrapped key; the text must be UTF-8. */
+export function openWithKey(key: Buffer, sealed: { ciphertext: string; iv: string }): string {
+  try {
+    const iv = Buffer.from(sealed.iv, 'base64');
+    const decipher = createDecipheriv(`aes-${key.length * 8}-cbc`, key, iv);
+    const data = Buffer.concat([
+      decipher.update(Buffer.from(sealed.ciphertext, 'base64')),
+      decipher.final(),
+    ]);
+    return new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    throw new DecryptError('the payload could not be decrypted');
+  }
+}
+
+/** Decrypts a hybrid envelope to text; reports which padding the sender used. */
+export function openText(
+  privateKey: KeyObject,
+  sealed: Sealed,
+): { text: string; padding: Padding } {
+  const { key, padding } = unwrapKey(privateKey, sealed.cipherkey);
+  return { text: openWithKey(key, sealed), padding };
+}
