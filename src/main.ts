@@ -50,6 +50,10 @@ async function bootstrap(): Promise<void> {
     store: config.stateStore,
     legacyRoutes: config.legacyRoutesEnabled,
   });
+  log.log({ msg: 'memory caps', ...config.memory });
+  for (const warning of config.warnings) {
+    log.warn({ msg: 'memory sizing', warning });
+  }
 
   const lifecycle = app.get(LifecycleService);
   let stopping = false;

@@ -2,6 +2,7 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import type { StoreLimits } from '../state/state.types';
 import { envSpecs } from './env.decorator';
+import { planMemory, runtimeMemory, type MemoryPlan, type RuntimeMemory } from './memory-budget';
 import { RelayEnvSchema } from './relay-env.schema';
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;
@@ -117,8 +118,12 @@ export class RelayConfig {
   readonly uiEnabled: boolean;
 
   readonly limits: StoreLimits;
+  /** How the byte-holding caps were sized from the memory limit (logged at boot). */
+  readonly memory: MemoryPlan;
+  /** Memory sizing problems that do not stop the relay (logged as warnings at boot). */
+  readonly warnings: readonly string[];
 
-  constructor(s: RelayEnvSchema) {
+  constructor(s: RelayEnvSchema, memory: MemoryPlan, warnings: readonly string[] = []) {
     this.host = s.host;
     this.port = s.port;
     this.publicUrl = s.publicUrl ? s.publicUrl.replace(/\/+$/, '') : null;
@@ -200,10 +205,10 @@ export class RelayConfig {
       maxNodes: s.maxNodes,
       maxQueuePerNode: s.maxQueuePerNode,
       maxQueuedTotal: s.maxQueuedTotal,
-      maxQueuedBytes: s.maxQueuedBytes,
+      maxQueuedBytes: memory.maxQueuedBytes,
       maxPendingPerClient: s.maxPendingPerClient,
       maxResponsesPerClient: s.maxResponsesPerClient,
-      maxStoredResponses: s.maxStoredResponses,
+      maxStoredResponses: memory.maxStoredResponses,
       maxTerminalRecords: s.maxTerminalRecords,
       maxStreamSessions: s.maxStreamSessions,
       maxStreamChunks: 4096,
@@ -220,6 +225,8 @@ export class RelayConfig {
       tombstoneTtlMs: s.tombstoneTtlSeconds * 1000,
       streamTtlMs: s.streamTtlSeconds * 1000,
     };
+    this.memory = memory;
+    this.warnings = warnings;
   }
 
   /** `next_poll_seconds` hint for active control answers (spec §4.4.3). */
@@ -239,9 +246,14 @@ export class RelayConfig {
 
   /**
    * Reads the relay's variables from `env` (first alias found wins) plus `--host`/`--port` flags,
-   * validates all of them, and throws one {@link ConfigError} listing every problem.
+   * validates all of them, sizes the memory caps from `runtime` (the process's own cgroup and heap
+   * limits unless given), and throws one {@link ConfigError} listing every problem.
    */
-  static load(env: EnvSource, argv: readonly string[] = []): RelayConfig {
+  static load(
+    env: EnvSource,
+    argv: readonly string[] = [],
+    runtime: RuntimeMemory = runtimeMemory(),
+  ): RelayConfig {
     const raw: Record<string, string> = {};
     const source: Record<string, string> = {};
     const secret = new Set<string>();
@@ -298,7 +310,18 @@ export class RelayConfig {
     if (problems.length > 0) {
       throw new ConfigError(problems);
     }
-    return new RelayConfig(schema);
+    const memory = planMemory({
+      configuredLimitBytes: schema.memoryLimitBytes,
+      runtime,
+      maxBodyBytes: schema.maxBodyBytes,
+      maxQueuedBytes: schema.maxQueuedBytes,
+      maxStoredResponses: schema.maxStoredResponses,
+      store: schema.stateStore === 'redis' ? 'redis' : 'memory',
+    });
+    if (memory.plan === null) {
+      throw new ConfigError(memory.problems);
+    }
+    return new RelayConfig(schema, memory.plan, memory.warnings);
   }
 }
 
