@@ -156,6 +156,47 @@ describe('Grafana dashboard (helm/tokenplace-relay/dashboards/tokenplace-relay.j
   );
 });
 
+describe("docs' PromQL (docs/operations.md)", () => {
+  const docs = readFileSync(join(CHART, '..', '..', 'docs', 'operations.md'), 'utf8');
+  const queries = [...docs.matchAll(/```promql\n([\s\S]*?)```/g)]
+    .flatMap((m) => (m[1] as string).split('\n'))
+    .filter((l) => l.trim() !== '' && !l.startsWith('#'));
+
+  it('should use only exported metric names and the job the chart gives the runbook release', async () => {
+    const exported = await scrapeRelay();
+
+    const problems = queries.flatMap((q) =>
+      promqlMetricNames(q)
+        .map((name) => unknownMetric(name, exported))
+        .filter((p): p is string => p !== null),
+    );
+    const jobs = new Set(
+      queries.flatMap((q) => [...q.matchAll(/job="([^"]+)"/g)].map((m) => m[1])),
+    );
+
+    expect(queries.length).toBeGreaterThanOrEqual(5);
+    expect(problems).toEqual([]);
+    expect([...jobs]).toEqual(['tokenplace-relay']);
+    expect(docs).not.toMatch(/job="tokenplace"[^-]/);
+  });
+
+  (promtoolReady() ? it : it.skip)('should hold only valid PromQL', () => {
+    const file = writeScratch(
+      'dashboard',
+      'docs-queries.yaml',
+      stringify({
+        groups: [
+          { name: 'docs', rules: queries.map((expr, i) => ({ record: `docs:q${i}`, expr })) },
+        ],
+      }),
+    );
+
+    const r = run('promtool', ['check', 'rules', file]);
+
+    expect(r.stdout + r.stderr).toContain(`SUCCESS: ${queries.length} rules found`);
+  });
+});
+
 describeIf(helmReady())('Grafana dashboard ConfigMap (grafanaDashboard.*)', () => {
   it('should ship the dashboard only when enabled, labelled for the Grafana sidecar, in the release namespace', () => {
     const on = render({
