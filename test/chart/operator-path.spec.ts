@@ -398,10 +398,9 @@ describeIf(ready)(
         );
         expect(container?.command).toEqual(['valkey-server', '/etc/valkey/valkey.conf']);
         expect(container?.readinessProbe?.exec?.command).toEqual([
-          'valkey-cli',
-          '-p',
-          '6379',
-          'ping',
+          'sh',
+          '-c',
+          '[ "$(valkey-cli -p 6379 ping)" = PONG ]',
         ]);
         expect(container?.livenessProbe?.tcpSocket).toEqual({ port: 'valkey' });
         expect(container?.resources?.limits?.memory).toBe('256Mi');
