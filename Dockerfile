@@ -2,11 +2,13 @@
 # tokenplace-relay image: multi-stage, production dependencies only, non-root UID 1000, works with a
 # read-only root filesystem (writes nothing; mount an emptyDir at /tmp anyway).
 #
-# Base: Node 20 LTS on Debian bookworm, pinned by tag AND digest. The digest is the multi-arch
-# index (linux/amd64 + linux/arm64) of node:20-bookworm-slim; it was taken offline from other
-# projects' pins and could not be re-checked against the registry here, so the OCI workflow is the
-# first place it is resolved. Bump it deliberately (docker buildx imagetools inspect node:20-bookworm-slim).
-ARG NODE_IMAGE=node:20-bookworm-slim@sha256:2cf067cfed83d5ea958367df9f966191a942351a2df77d6f0193e162b5febfc0
+# Base: Node 24 LTS on Debian bookworm, pinned by exact tag AND digest. The digest is the
+# multi-arch index (linux/amd64 + linux/arm64) of node:24.21.0-bookworm-slim as other public
+# projects pin it; it could not be checked against the registry from the development machines (no
+# registry access there), so the OCI workflow's first pull resolves it. CI (.ci/run) runs the test
+# suite on the same Node version (scripts/install-node.sh); bump the three together, deliberately
+# (docker buildx imagetools inspect node:24.21.0-bookworm-slim).
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:2fe369e969550cde8e867afc3fe370b260140cab4a23d467074295b42163d553
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

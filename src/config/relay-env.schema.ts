@@ -318,6 +318,17 @@ export class RelayEnvSchema {
 
   // ---- bounds
   @Env(
+    'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES',
+    "The container's memory limit in bytes (the chart sets it from resources.limits.memory); unset: the cgroup limit. Unset caps are derived from it and the V8 heap limit; explicit caps that cannot fit stop the relay at boot",
+  )
+  @ToNumber()
+  @IsOptional()
+  @IsInt()
+  @Min(64 * 1024 * 1024)
+  @Max(2 ** 50)
+  memoryLimitBytes?: number;
+
+  @Env(
     'TOKENPLACE_RELAY_MAX_BODY_BYTES',
     'Largest accepted request body (413 beyond); /api/v1/relay/progress is fixed at 16384',
   )
@@ -356,13 +367,14 @@ export class RelayEnvSchema {
 
   @Env(
     'TOKENPLACE_RELAY_MAX_QUEUED_BYTES',
-    'Most bytes of queued ciphertext over all nodes (503 beyond)',
+    'Most bytes of queued ciphertext over all nodes (503 beyond); unset: derived from the memory budget, at most 536870912',
   )
   @ToNumber()
+  @IsOptional()
   @IsInt()
   @Min(1024 * 1024)
   @Max(64 * 1024 * 1024 * 1024)
-  maxQueuedBytes = 512 * 1024 * 1024;
+  maxQueuedBytes?: number;
 
   @Env(
     'TOKENPLACE_RELAY_MAX_PENDING_PER_CLIENT',
@@ -386,13 +398,14 @@ export class RelayEnvSchema {
 
   @Env(
     'TOKENPLACE_RELAY_MAX_STORED_RESPONSES',
-    'Most answers waiting to be retrieved over all clients (503 beyond)',
+    'Most answers waiting to be retrieved over all clients (503 beyond); unset: derived from the memory budget (each answer counted at TOKENPLACE_RELAY_MAX_BODY_BYTES), at most 20000',
   )
   @ToNumber()
+  @IsOptional()
   @IsInt()
   @Min(1)
   @Max(10_000_000)
-  maxStoredResponses = 20000;
+  maxStoredResponses?: number;
 
   @Env(
     'TOKENPLACE_RELAY_RESPONSE_TTL_SECONDS',

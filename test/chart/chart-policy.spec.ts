@@ -15,10 +15,15 @@ import {
 } from './chart.helper';
 
 const SUGARKUBE_STAGING =
-  MATRIX['Sugarkube staging, Aug-2026 recipe (app=tokenplace env=staging)'] ?? {};
+  MATRIX['Sugarkube staging, Aug-2026 recipe (app=tokenplace env=staging), its values unchanged'] ??
+  {};
 const RUNBOOK = MATRIX['runbook staging, Dec-2025 recipe (default_tag=main-latest)'] ?? {};
-const HA = MATRIX['HA with Redis (example values)'] ?? {};
+const HA = MATRIX['HA with the chart-managed Valkey (example values)'] ?? {};
 const SECRET_ENV = /(_TOKENS?|PASSWORD|SECRET|REDIS_URL)$/;
+/** A literal Redis URL is fine without credentials, or with a $(VAR) reference to a Secret env. */
+const carriesSecret = (e: { name: string; value?: string }): boolean =>
+  e.value !== undefined &&
+  !(/REDIS_URL$/.test(e.name) && /^rediss?:\/\/(:\$\([A-Z_]+\)@)?[^:@/]+:\d+\/\d+$/.test(e.value));
 
 const ready = helmReady();
 
@@ -47,6 +52,7 @@ describeIf(ready)(
         expect(text).toMatch(
           /^ {10}image: "ghcr\.io\/democratizedspace\/tokenplace-relay:main-latest"$/m,
         );
+        expect(get(one(docs, 'Ingress'), 'spec.rules.0.host')).toBe('staging.token.place');
       });
 
       it('should satisfy the Aug-2026 preflight: container relay, image ending :<tag>, exact ingress host, four metadata env vars', () => {
@@ -144,7 +150,10 @@ describeIf(ready)(
       });
 
       it('should tolerate the top-level environment key and an empty env', () => {
-        const { docs } = render({ values: ['test/chart/fixtures/sugarkube-dev.values.yaml'] });
+        const { docs } = render({
+          values: ['test/chart/fixtures/sugarkube-dev.values.yaml'],
+          set: ['env=null'],
+        });
 
         expect(envMap(docs).TOKENPLACE_DEPLOY_ENV?.value).toBe('dev');
         expect(one(docs, 'Ingress').spec).toMatchObject({
@@ -228,7 +237,7 @@ describeIf(ready)(
         expect(envMap(docs).TOKENPLACE_RELAY_STATE_STORE?.value).toBe('redis');
         expect(envMap(docs).TOKENPLACE_RELAY_REDIS_URL).toEqual({
           name: 'TOKENPLACE_RELAY_REDIS_URL',
-          valueFrom: { secretKeyRef: { name: 'tokenplace-redis', key: 'url' } },
+          value: 'redis://tokenplace-valkey:6379/0',
         });
       });
 
@@ -321,7 +330,7 @@ describeIf(ready)(
       };
 
       it('should meet the restricted Pod Security profile with a read-only root and a bounded /tmp', () => {
-        for (const { docs } of all) {
+        for (const { label, docs } of all) {
           const spec = podSpec(docs);
           const relay = relayContainer(docs);
 
@@ -329,14 +338,30 @@ describeIf(ready)(
           expect(relay.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
           expect(spec.volumes?.find((v) => v.name === 'tmp')?.emptyDir?.sizeLimit).toBe('64Mi');
           expect(relay.resources?.requests?.memory).toBeDefined();
-          expect(relay.resources?.limits?.memory).toBeDefined();
+          expect(relay.resources?.limits?.memory === undefined).toBe(
+            label.includes('no memory limit'),
+          );
+          for (const store of find(docs, 'StatefulSet')) {
+            const storeSpec = get<PodSpec>(store, 'spec.template.spec');
+            expect(storeSpec.securityContext).toMatchObject({
+              runAsNonRoot: true,
+              seccompProfile: { type: 'RuntimeDefault' },
+            });
+            expect(storeSpec.containers[0]?.securityContext).toMatchObject({
+              runAsNonRoot: true,
+              allowPrivilegeEscalation: false,
+              readOnlyRootFilesystem: true,
+              capabilities: { drop: ['ALL'] },
+            });
+            expect(storeSpec.automountServiceAccountToken).toBe(false);
+          }
         }
       });
 
       it('should never render a Secret, nor a token, password or Redis URL as a literal env value', () => {
         for (const { label, docs } of all) {
           const literalSecrets = envList(docs).filter(
-            (e) => SECRET_ENV.test(e.name) && e.value !== undefined,
+            (e) => SECRET_ENV.test(e.name) && carriesSecret(e),
           );
 
           expect({
@@ -389,7 +414,7 @@ describeIf(ready)(
     describe('network', () => {
       it('should admit Traefik from kube-system and Prometheus from monitoring on the container port, whatever the Service port', () => {
         const { docs } = render(
-          MATRIX['ServiceMonitor and alerts on, node token Secret, TLS ingress'],
+          MATRIX['ServiceMonitor, alerts and dashboard on, node token Secret, TLS ingress'],
         );
         const policy = one(docs, 'NetworkPolicy');
         const ingress = get<Array<{ from: unknown[]; ports: unknown[] }>>(policy, 'spec.ingress');
@@ -422,7 +447,7 @@ describeIf(ready)(
 
       it('should admit the helm test pod and restrict egress to DNS (plus Redis with the Redis store)', () => {
         const memory = render().docs;
-        const redis = render(HA).docs;
+        const redis = render(MATRIX['external Redis, fixed 3 replicas, no autoscaling']).docs;
         const testPod = one(memory, 'Pod');
         const rules = get<
           Array<{ from: Array<{ podSelector?: { matchLabels: Record<string, string> } }> }>
@@ -471,14 +496,30 @@ describeIf(ready)(
             },
           ],
         });
-        expect(find(plain, 'Ingress')).toEqual([]);
+        expect(get(one(plain, 'Ingress'), 'spec')).toEqual({
+          ingressClassName: 'traefik',
+          rules: [
+            {
+              host: 'staging.token.place',
+              http: {
+                paths: [
+                  {
+                    path: '/',
+                    pathType: 'Prefix',
+                    backend: { service: { name: 'tokenplace-relay', port: { name: 'http' } } },
+                  },
+                ],
+              },
+            },
+          ],
+        });
       });
     });
 
     describe('helm test', () => {
       it('should run the smoke check from the relay image against the release Service, restricted, cleaned up', () => {
         const { docs } = render(
-          MATRIX['ServiceMonitor and alerts on, node token Secret, TLS ingress'],
+          MATRIX['ServiceMonitor, alerts and dashboard on, node token Secret, TLS ingress'],
         );
         const pod = one(docs, 'Pod');
         const spec = get<PodSpec>(pod, 'spec');

@@ -20,7 +20,9 @@ const MODEL_TYPES: Record<string, [string, string]> = {
   'v1/Service': ['IService', 'kubernetes-models/v1/Service'],
   'v1/Pod': ['IPod', 'kubernetes-models/v1/Pod'],
   'v1/ServiceAccount': ['IServiceAccount', 'kubernetes-models/v1/ServiceAccount'],
+  'v1/ConfigMap': ['IConfigMap', 'kubernetes-models/v1/ConfigMap'],
   'apps/v1/Deployment': ['IDeployment', 'kubernetes-models/apps/v1/Deployment'],
+  'apps/v1/StatefulSet': ['IStatefulSet', 'kubernetes-models/apps/v1/StatefulSet'],
   'networking.k8s.io/v1/Ingress': ['IIngress', 'kubernetes-models/networking.k8s.io/v1/Ingress'],
   'networking.k8s.io/v1/NetworkPolicy': [
     'INetworkPolicy',
@@ -118,14 +120,18 @@ describeIf(ready)(
       const sets: string[][] = [
         [],
         ['-f', 'docs/examples/tokenplace-relay.values.staging.yaml'],
+        [
+          '-f',
+          'docs/examples/tokenplace-relay.values.staging.yaml',
+          '-f',
+          'docs/examples/tokenplace-relay.values.monitoring.yaml',
+        ],
         ['-f', 'docs/examples/tokenplace-relay.values.ha-redis.yaml'],
         [
           '-f',
           'test/chart/fixtures/sugarkube-dev.values.yaml',
           '-f',
           'test/chart/fixtures/sugarkube-staging.values.yaml',
-          '-f',
-          'docs/examples/tokenplace-relay.values.sugarkube.yaml',
         ],
       ];
 
@@ -181,7 +187,9 @@ describeIf(ready)(
 
     it('should render the ServiceMonitor under plain helm template, with no CRD in the capabilities', () => {
       const plain = render(
-        MATRIX['Sugarkube staging, Aug-2026 recipe (app=tokenplace env=staging)'],
+        MATRIX[
+          'Sugarkube staging, Aug-2026 recipe (app=tokenplace env=staging), its values unchanged'
+        ],
       ).docs;
       const off = render({
         set: [
@@ -224,9 +232,36 @@ describeIf(ready)(
         ]),
       ],
       [
-        'the Redis store without its URL Secret',
-        { set: ['state.store=redis'] },
-        'state.store=redis needs state.redis.existingSecret: the name of an existing Secret holding the redis:// or rediss:// URL',
+        'the Redis store with the chart Valkey turned off and no URL Secret',
+        { set: ['state.store=redis', 'valkey.enabled=false'] },
+        'state.store=redis needs a Redis: leave valkey.enabled unset (the chart runs one) or set state.redis.existingSecret to an existing Secret holding the redis:// or rediss:// URL',
+      ],
+      [
+        'the chart Valkey with the memory store',
+        { set: ['valkey.enabled=true'] },
+        'valkey.enabled=true but state.store is memory: set state.store=redis so the relay uses it',
+      ],
+      [
+        'the chart Valkey and an external Redis at once',
+        {
+          set: ['state.store=redis', 'state.redis.existingSecret=redis-url', 'valkey.enabled=true'],
+        },
+        "valkey.enabled=true and state.redis.existingSecret are both set: use the chart's Valkey or an external Redis, not both",
+      ],
+      [
+        'a memory limit too small for the relay',
+        { set: ['resources.limits.memory=128Mi'] },
+        "the relay's heap would be 0 MiB (resources.limits.memory 128Mi, relay.maxHeapMiB <nil>): give it at least 256Mi of memory (128 MiB of heap)",
+      ],
+      [
+        'a memory quantity the chart cannot read',
+        { set: ['resources.limits.memory=5e8'] },
+        'cannot read the memory quantity "5e8" (use a plain number of bytes or a k/M/G/T/Ki/Mi/Gi/Ti suffix)',
+      ],
+      [
+        'an unknown restartOnUpgrade mode',
+        { set: ['image.restartOnUpgrade=sometimes'] },
+        '- image.restartOnUpgrade: image.restartOnUpgrade must be one of the following: "auto", "always", "never"',
       ],
       [
         'an unknown state store',
@@ -266,7 +301,7 @@ describeIf(ready)(
       [
         'TLS without a host',
         { set: ['ingress.enabled=true', 'ingress.tls.enabled=true'] },
-        'ingress.tls.enabled=true needs ingress.host',
+        'ingress.tls.enabled=true needs ingress.host (or TOKENPLACE_RELAY_PUBLIC_URL in env)',
       ],
       [
         'the upstream placeholder image ghcr.io/${OWNER}/...',

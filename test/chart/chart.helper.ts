@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { requirement } from '../helpers/requirements';
@@ -221,9 +221,15 @@ export function writeScratch(name: string, file: string, content: string): strin
   return path;
 }
 
+/** Sugarkube's own tokenplace values (restated as fixtures), in the order its recipe layers them. */
+export const SUGARKUBE_VALUES = [
+  'test/chart/fixtures/sugarkube-dev.values.yaml',
+  'test/chart/fixtures/sugarkube-staging.values.yaml',
+];
+
 /**
  * The renders every check runs over: defaults, the runbook's staging values through both Sugarkube
- * recipes (ops.md §2), HA with Redis, monitoring on and off, and the option edge cases.
+ * recipes (ops.md §2), HA with the chart's Valkey, monitoring on and off, and the option edge cases.
  */
 export const MATRIX: Record<string, RenderOptions> = {
   defaults: {},
@@ -233,33 +239,45 @@ export const MATRIX: Record<string, RenderOptions> = {
     values: ['docs/examples/tokenplace-relay.values.staging.yaml'],
     set: ['image.tag=main-latest', 'image.pullPolicy=Always'],
   },
-  'Sugarkube staging, Aug-2026 recipe (app=tokenplace env=staging)': {
+  'runbook staging with monitoring, Dec-2025 recipe (tag=main-<sha7>)': {
+    release: 'tokenplace-relay',
+    namespace: 'tokenplace-relay',
+    values: [
+      'docs/examples/tokenplace-relay.values.staging.yaml',
+      'docs/examples/tokenplace-relay.values.monitoring.yaml',
+    ],
+    set: ['image.tag=main-0123abc', 'image.pullPolicy=Always'],
+  },
+  'Sugarkube staging, Aug-2026 recipe (app=tokenplace env=staging), its values unchanged': {
     release: 'tokenplace',
     namespace: 'tokenplace',
-    values: [
-      'test/chart/fixtures/sugarkube-dev.values.yaml',
-      'test/chart/fixtures/sugarkube-staging.values.yaml',
-      'docs/examples/tokenplace-relay.values.sugarkube.yaml',
-    ],
+    values: SUGARKUBE_VALUES,
     set: ['ingress.host=staging.token.place', 'image.tag=main-0123abc', 'image.pullPolicy=Always'],
   },
-  'HA with Redis (example values)': {
+  'HA with the chart-managed Valkey (example values)': {
     release: 'tokenplace',
     namespace: 'tokenplace',
     values: ['docs/examples/tokenplace-relay.values.ha-redis.yaml'],
     set: ['image.tag=main-0123abc'],
   },
-  'Redis, fixed 3 replicas, no autoscaling': {
+  'external Redis, fixed 3 replicas, no autoscaling': {
     set: ['state.store=redis', 'state.redis.existingSecret=redis-url', 'replicaCount=3'],
   },
-  'ServiceMonitor and alerts on, node token Secret, TLS ingress': {
+  'Valkey with a password, no persistence, one replica': {
+    set: [
+      'state.store=redis',
+      'valkey.auth.existingSecret=valkey-password',
+      'valkey.persistence.enabled=false',
+    ],
+  },
+  'ServiceMonitor, alerts and dashboard on, node token Secret, TLS ingress': {
     set: [
       'metrics.enabled=true',
       'metrics.auth.existingSecret=relay-metrics',
       'serviceMonitor.enabled=true',
       'prometheusRule.enabled=true',
+      'grafanaDashboard.enabled=true',
       'nodeAuth.existingSecret=relay-node-token',
-      'ingress.enabled=true',
       'ingress.host=relay.example.org',
       'ingress.tls.enabled=true',
       'service.port=80',
@@ -285,5 +303,38 @@ export const MATRIX: Record<string, RenderOptions> = {
     ],
     extra: ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor'],
   },
-  'Kubernetes 1.29': { extra: ['--kube-version', '1.29.0'] },
+  'Kubernetes 1.29, no memory limit, ingress off': {
+    set: ['resources.limits.memory=null', 'ingress.enabled=false'],
+    extra: ['--kube-version', '1.29.0'],
+  },
 };
+
+/**
+ * NOTES.txt as `helm install` would print it: `helm template` never renders NOTES, so a scratch copy
+ * of the chart wraps it in a ConfigMap template and renders only that.
+ */
+export function renderNotes(o: RenderOptions = {}): string {
+  const dir = join(scratch('notes'), 'tokenplace-relay');
+  rmSync(dir, { recursive: true, force: true });
+  cpSync(CHART, dir, { recursive: true });
+  const notes = readFileSync(join(CHART, 'templates', 'NOTES.txt'), 'utf8');
+  writeFileSync(
+    join(dir, 'templates', 'notes-as-configmap.yaml'),
+    [
+      'apiVersion: v1',
+      'kind: ConfigMap',
+      'metadata:',
+      '  name: notes',
+      'data:',
+      '  notes: |-',
+      ...notes.split('\n').map((l) => (l.startsWith('{{-') ? l : `    ${l}`)),
+    ].join('\n'),
+  );
+  const args = helmArgs(o);
+  args[2] = dir;
+  const r = run(HELM, [...args, '--show-only', 'templates/notes-as-configmap.yaml']);
+  if (r.status !== 0) {
+    throw new Error(`helm template (NOTES) failed: ${r.stderr}`);
+  }
+  return get<string>(parseDocs(r.stdout)[0], 'data.notes');
+}

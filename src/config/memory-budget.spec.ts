@@ -1,0 +1,165 @@
+import { MEMORY_MODEL, planMemory, runtimeMemory, type MemoryPlanInput } from './memory-budget';
+import { ConfigError, RelayConfig } from './relay-config';
+
+const MiB = 1024 * 1024;
+/** What Node 20 and 24 report in a 512 MiB cgroup with the chart's --max-old-space-size=384. */
+const CHART_POD = { constrainedBytes: 512 * MiB, heapLimitBytes: 387 * MiB };
+const base = (over: Partial<MemoryPlanInput> = {}): MemoryPlanInput => ({
+  runtime: CHART_POD,
+  maxBodyBytes: MiB,
+  store: 'memory',
+  ...over,
+});
+
+describe(planMemory.name, () => {
+  it('should derive the queue and answer caps of a 512 MiB pod from its heap and memory limits', () => {
+    const { plan, problems, warnings } = planMemory(base());
+
+    const data = Math.min(0.8 * 387, 512 - 96) * MiB - 48 * MiB - 32 * MiB;
+    expect(problems).toEqual([]);
+    expect(warnings).toEqual([]);
+    expect(plan).toEqual({
+      limitBytes: 512 * MiB,
+      limitSource: 'cgroup',
+      heapLimitBytes: 387 * MiB,
+      dataBytes: Math.floor(data),
+      maxQueuedBytes: Math.floor((0.4 * Math.floor(data)) / 1.1),
+      maxStoredResponses: Math.floor((0.4 * Math.floor(data)) / (1.1 * MiB)),
+      derived: ['maxQueuedBytes', 'maxStoredResponses'],
+    });
+    expect(plan?.maxQueuedBytes).toBeLessThan(100 * MiB);
+    expect(plan?.maxStoredResponses).toBe(83);
+  });
+
+  it('should bound what a full queue and full answer store hold well below the pod limit', () => {
+    const plan = planMemory(base()).plan;
+
+    const heldAtCaps =
+      MEMORY_MODEL.amplification *
+      ((plan?.maxQueuedBytes ?? 0) + (plan?.maxStoredResponses ?? 0) * MiB);
+    const worstRss =
+      MEMORY_MODEL.nativeReserveBytes + MEMORY_MODEL.heapBaselineBytes + 32 * MiB + heldAtCaps;
+
+    expect(heldAtCaps).toBeLessThan(0.8 * CHART_POD.heapLimitBytes);
+    expect(worstRss).toBeLessThan(512 * MiB);
+  });
+
+  it('should keep the static defaults where memory is plentiful (no container limit)', () => {
+    const { plan } = planMemory(
+      base({ runtime: { constrainedBytes: null, heapLimitBytes: 4144 * MiB } }),
+    );
+
+    expect(plan).toMatchObject({
+      limitBytes: null,
+      limitSource: 'none',
+      maxQueuedBytes: 512 * MiB,
+      maxStoredResponses: 1176,
+    });
+  });
+
+  it('should prefer TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES over the cgroup limit', () => {
+    const { plan } = planMemory(base({ configuredLimitBytes: 256 * MiB }));
+
+    expect(plan).toMatchObject({
+      limitBytes: 256 * MiB,
+      limitSource: 'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES',
+    });
+    expect(plan?.dataBytes).toBe((256 - 96 - 48 - 32) * MiB);
+  });
+
+  it('should refuse explicit caps that cannot fit, naming them and the budget', () => {
+    const { plan, problems } = planMemory(base({ maxQueuedBytes: 512 * MiB }));
+
+    expect(plan).toBeNull();
+    expect(problems).toEqual([
+      'TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB of heap when full, more than the 184 MiB the memory budget gives queued and stored ciphertext (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower them, or leave them unset to derive them from the budget',
+    ]);
+  });
+
+  it('should count each stored answer at the body limit', () => {
+    const refused = planMemory(base({ maxStoredResponses: 20000 }));
+    const smallBodies = planMemory(base({ maxStoredResponses: 2000, maxBodyBytes: 64 * 1024 }));
+
+    expect(refused.problems[0]).toMatch(
+      /^TOKENPLACE_RELAY_MAX_STORED_RESPONSES=20000 \(each up to TOKENPLACE_RELAY_MAX_BODY_BYTES=1048576\) need about 22000 MiB/,
+    );
+    expect(smallBodies.problems).toEqual([]);
+    expect(smallBodies.plan?.maxStoredResponses).toBe(2000);
+  });
+
+  it('should give an unset cap what an explicit one leaves', () => {
+    const { plan } = planMemory(base({ maxQueuedBytes: 10 * MiB }));
+
+    const capacity = 0.8 * (plan?.dataBytes ?? 0);
+    expect(plan?.derived).toEqual(['maxStoredResponses']);
+    expect(plan?.maxStoredResponses).toBe(Math.floor((capacity - 11 * MiB) / (1.1 * MiB)));
+  });
+
+  it('should refuse a limit too small for the runtime and its request bodies', () => {
+    const { plan, problems } = planMemory(base({ configuredLimitBytes: 128 * MiB }));
+
+    expect(plan).toBeNull();
+    expect(problems).toEqual([
+      'memory budget too small: memory limit 128 MiB from TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, heap limit 387 MiB leave 0 MiB for relay state after the runtime (48 MiB) and 32 request bodies of TOKENPLACE_RELAY_MAX_BODY_BYTES (32 MiB); at least 16 MiB is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES',
+    ]);
+  });
+
+  it('should warn when the heap may outgrow the container (no --max-old-space-size)', () => {
+    const { plan, warnings } = planMemory(
+      base({ runtime: { constrainedBytes: 512 * MiB, heapLimitBytes: 2048 * MiB } }),
+    );
+
+    expect(plan?.dataBytes).toBe((512 - 96 - 48 - 32) * MiB);
+    expect(warnings).toEqual([
+      'the V8 heap limit (2048 MiB) plus 96 MiB outside the heap exceeds the memory limit (512 MiB): garbage may grow past the limit before V8 collects it; set --max-old-space-size to at most 416 (the chart does)',
+    ]);
+  });
+
+  it('should leave the caps alone with the Redis store (the data lives in Redis)', () => {
+    const { plan, problems } = planMemory(base({ store: 'redis', maxStoredResponses: 20000 }));
+
+    expect(problems).toEqual([]);
+    expect(plan).toMatchObject({
+      maxQueuedBytes: 512 * MiB,
+      maxStoredResponses: 20000,
+      derived: [],
+    });
+  });
+});
+
+describe(runtimeMemory.name, () => {
+  it('should report this process: a heap limit, and a cgroup limit only when one is set', () => {
+    const runtime = runtimeMemory();
+
+    expect(runtime.heapLimitBytes).toBeGreaterThan(64 * MiB);
+    expect(runtime.constrainedBytes === null || runtime.constrainedBytes > 0).toBe(true);
+  });
+});
+
+describe('RelayConfig memory caps', () => {
+  it('should run the store with the derived caps and report how they were sized', () => {
+    const config = RelayConfig.load(
+      { TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES: String(512 * MiB) },
+      [],
+      { constrainedBytes: null, heapLimitBytes: 387 * MiB },
+    );
+
+    expect(config.limits.maxQueuedBytes).toBe(config.memory.maxQueuedBytes);
+    expect(config.limits.maxStoredResponses).toBe(83);
+    expect(config.memory.limitSource).toBe('TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES');
+  });
+
+  it('should stop at boot, listing the memory problem like any bad variable', () => {
+    const load = (): RelayConfig =>
+      RelayConfig.load({ TOKENPLACE_RELAY_MAX_QUEUED_BYTES: String(512 * MiB) }, [], CHART_POD);
+
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(/TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB/);
+  });
+
+  it('should refuse a memory limit below 64 MiB as a bad value', () => {
+    expect(() => RelayConfig.load({ TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES: '1000' })).toThrow(
+      /TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES="1000"/,
+    );
+  });
+});

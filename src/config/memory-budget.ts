@@ -1,0 +1,203 @@
+import { totalmem } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
+
+const MiB = 1024 * 1024;
+
+/** What the process can find out about its memory at boot. */
+export interface RuntimeMemory {
+  /** The cgroup (v1 or v2) memory limit libuv reports, or null when there is none. */
+  constrainedBytes: number | null;
+  /** V8's heap limit (`heap_size_limit`): where the process dies with "heap out of memory". */
+  heapLimitBytes: number;
+}
+
+/** Reads the cgroup limit (through libuv, `process.constrainedMemory()`) and V8's heap limit. */
+export function runtimeMemory(): RuntimeMemory {
+  const constrained = process.constrainedMemory();
+  // libuv reports "no limit" as 0 or as a huge number (cgroup v1 max, 2^64).
+  const limited = constrained > 0 && constrained < totalmem();
+  return {
+    constrainedBytes: limited ? constrained : null,
+    heapLimitBytes: getHeapStatistics().heap_size_limit,
+  };
+}
+
+/**
+ * The sizing model (docs/decisions.md, "OOM-safe caps"; figures from `bench/memory.mjs`).
+ * Ciphertext is held as V8 strings, so the heap limit binds first: measured 1.02-1.05 heap bytes
+ * per queued or stored byte on Node 20 and 24, an idle heap of 23-29 MiB and 63-80 MiB of RSS
+ * outside the heap. The constants keep a margin over those figures.
+ */
+export const MEMORY_MODEL = {
+  /** RSS outside the V8 heap (code, buffers, stacks): subtracted from the container limit. */
+  nativeReserveBytes: 96 * MiB,
+  /** The relay's own live heap under load (modules, metrics, sockets). */
+  heapBaselineBytes: 48 * MiB,
+  /** Request bodies being read and parsed at once, each up to TOKENPLACE_RELAY_MAX_BODY_BYTES. */
+  concurrentBodies: 32,
+  /** Share of the heap limit live data may use: V8 fails well before 100% ("ineffective mark-compacts"). */
+  heapUsable: 0.8,
+  /** Heap bytes per counted ciphertext byte (measured 1.02-1.05). */
+  amplification: 1.1,
+  /** How the data budget is split. `inFlight` is headroom: claimed requests keep their ciphertext. */
+  shares: { queued: 0.4, answers: 0.4, inFlight: 0.2 },
+  /** Ceilings of the derived caps: the defaults of a relay without a memory limit. */
+  maxQueuedBytes: 512 * MiB,
+  maxStoredResponses: 20000,
+  /** A budget below this cannot hold a useful queue. */
+  minimumDataBytes: 16 * MiB,
+} as const;
+
+export interface MemoryPlanInput {
+  /** TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, when set. */
+  configuredLimitBytes?: number;
+  runtime: RuntimeMemory;
+  maxBodyBytes: number;
+  /** Caps the operator set explicitly; unset ones are derived. */
+  maxQueuedBytes?: number;
+  maxStoredResponses?: number;
+  /** With Redis the queue and the answers live in Redis, not in this process. */
+  store: 'memory' | 'redis';
+}
+
+/** The caps the relay runs with and how they were reached (logged at boot). */
+export interface MemoryPlan {
+  limitBytes: number | null;
+  limitSource: 'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES' | 'cgroup' | 'none';
+  heapLimitBytes: number;
+  /** Heap bytes relay state may use: the smaller of the usable heap and the limit minus native RSS, minus the runtime and in-flight bodies. */
+  dataBytes: number;
+  maxQueuedBytes: number;
+  maxStoredResponses: number;
+  derived: Array<'maxQueuedBytes' | 'maxStoredResponses'>;
+}
+
+export interface MemoryPlanResult {
+  plan: MemoryPlan | null;
+  problems: string[];
+  warnings: string[];
+}
+
+const mib = (bytes: number): string => `${Math.round(bytes / MiB)} MiB`;
+
+/**
+ * Sizes the in-memory store's byte-holding caps from the memory the process really has, so a full
+ * queue is refused with 503 instead of the heap (or the container) running out. Explicit caps that
+ * cannot fit are refused at boot; unset caps share what the explicit ones leave.
+ */
+export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
+  const m = MEMORY_MODEL;
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const { runtime } = input;
+  const limitBytes = input.configuredLimitBytes ?? runtime.constrainedBytes;
+  const limitSource =
+    input.configuredLimitBytes !== undefined
+      ? 'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES'
+      : runtime.constrainedBytes !== null
+        ? 'cgroup'
+        : 'none';
+
+  const heapSide = runtime.heapLimitBytes * m.heapUsable;
+  const limitSide = limitBytes === null ? Infinity : limitBytes - m.nativeReserveBytes;
+  const bodies = m.concurrentBodies * input.maxBodyBytes;
+  const dataBytes = Math.floor(Math.min(heapSide, limitSide) - m.heapBaselineBytes - bodies);
+  const where =
+    limitBytes === null
+      ? `heap limit ${mib(runtime.heapLimitBytes)}, no memory limit`
+      : `memory limit ${mib(limitBytes)} from ${limitSource === 'cgroup' ? 'the cgroup' : limitSource}, heap limit ${mib(runtime.heapLimitBytes)}`;
+
+  if (limitBytes !== null && runtime.heapLimitBytes + m.nativeReserveBytes > limitBytes) {
+    warnings.push(
+      `the V8 heap limit (${mib(runtime.heapLimitBytes)}) plus ${mib(m.nativeReserveBytes)} outside the heap exceeds the memory limit (${mib(limitBytes)}): garbage may grow past the limit before V8 collects it; set --max-old-space-size to at most ${Math.floor((limitBytes - m.nativeReserveBytes) / MiB)} (the chart does)`,
+    );
+  }
+  if (dataBytes < m.minimumDataBytes) {
+    problems.push(
+      `memory budget too small: ${where} leave ${mib(Math.max(dataBytes, 0))} for relay state after the runtime (${mib(m.heapBaselineBytes)}) and ${m.concurrentBodies} request bodies of TOKENPLACE_RELAY_MAX_BODY_BYTES (${mib(bodies)}); at least ${mib(m.minimumDataBytes)} is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES`,
+    );
+    return { plan: null, problems, warnings };
+  }
+
+  if (input.store === 'redis') {
+    return {
+      plan: {
+        limitBytes,
+        limitSource,
+        heapLimitBytes: runtime.heapLimitBytes,
+        dataBytes,
+        maxQueuedBytes: input.maxQueuedBytes ?? m.maxQueuedBytes,
+        maxStoredResponses: input.maxStoredResponses ?? m.maxStoredResponses,
+        derived: [],
+      },
+      problems,
+      warnings,
+    };
+  }
+
+  const answerBytes = m.amplification * input.maxBodyBytes;
+  const capacity = dataBytes * (m.shares.queued + m.shares.answers);
+  const explicitCost =
+    (input.maxQueuedBytes ?? 0) * m.amplification + (input.maxStoredResponses ?? 0) * answerBytes;
+  if (explicitCost > capacity) {
+    const set = [
+      input.maxQueuedBytes !== undefined
+        ? `TOKENPLACE_RELAY_MAX_QUEUED_BYTES=${input.maxQueuedBytes}`
+        : null,
+      input.maxStoredResponses !== undefined
+        ? `TOKENPLACE_RELAY_MAX_STORED_RESPONSES=${input.maxStoredResponses} (each up to TOKENPLACE_RELAY_MAX_BODY_BYTES=${input.maxBodyBytes})`
+        : null,
+    ].filter(Boolean);
+    problems.push(
+      `${set.join(' and ')} need about ${mib(explicitCost)} of heap when full, more than the ${mib(capacity)} the memory budget gives queued and stored ciphertext (${where}): lower them, or leave them unset to derive them from the budget`,
+    );
+    return { plan: null, problems, warnings };
+  }
+
+  const remaining = capacity - explicitCost;
+  const queuedDerived = input.maxQueuedBytes === undefined;
+  const answersDerived = input.maxStoredResponses === undefined;
+  const shareOf = (share: number): number =>
+    remaining *
+    (share /
+      ((queuedDerived ? m.shares.queued : 0) + (answersDerived ? m.shares.answers : 0) || 1));
+  const maxQueuedBytes =
+    input.maxQueuedBytes ??
+    Math.min(m.maxQueuedBytes, Math.floor(shareOf(m.shares.queued) / m.amplification));
+  const maxStoredResponses =
+    input.maxStoredResponses ??
+    Math.min(m.maxStoredResponses, Math.floor(shareOf(m.shares.answers) / answerBytes));
+  if (queuedDerived && maxQueuedBytes < MiB) {
+    problems.push(
+      `the memory budget (${where}) leaves less than 1 MiB for queued ciphertext: raise the memory limit or lower TOKENPLACE_RELAY_MAX_STORED_RESPONSES`,
+    );
+  }
+  if (answersDerived && maxStoredResponses < 1) {
+    problems.push(
+      `the memory budget (${where}) leaves no room for one stored answer of TOKENPLACE_RELAY_MAX_BODY_BYTES=${input.maxBodyBytes}: raise the memory limit or lower TOKENPLACE_RELAY_MAX_QUEUED_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES`,
+    );
+  }
+  const derived: MemoryPlan['derived'] = [];
+  if (queuedDerived) {
+    derived.push('maxQueuedBytes');
+  }
+  if (answersDerived) {
+    derived.push('maxStoredResponses');
+  }
+  return {
+    plan:
+      problems.length > 0
+        ? null
+        : {
+            limitBytes,
+            limitSource,
+            heapLimitBytes: runtime.heapLimitBytes,
+            dataBytes,
+            maxQueuedBytes,
+            maxStoredResponses,
+            derived,
+          },
+    problems,
+    warnings,
+  };
+}
