@@ -7,17 +7,14 @@
 //  2. held: N gateway chats waiting at once for a node that never answers; RSS/heap per chat.
 // usage: node bench/gateway.mjs [--parts latency,held] [--samples 100] [--held 500] [--gap 250]
 import { constants, createCipheriv, createDecipheriv, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import forge from 'node-forge';
-import { request, startRelay, table } from './lib.mjs';
+import { cli, request, startRelay, table } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
-    parts: { type: 'string', default: 'latency,held' },
-    samples: { type: 'string', default: '100' },
-    held: { type: 'string', default: '500' },
-    gap: { type: 'string', default: '250' },
-  },
+const values = cli('usage: node bench/gateway.mjs [--parts latency,held] [--samples 100] [--held 500] [--gap 250]', {
+  parts: { type: 'string', default: 'latency,held' },
+  samples: { type: 'string', default: '100' },
+  held: { type: 'string', default: '500' },
+  gap: { type: 'string', default: '250' },
 });
 const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };

@@ -12,17 +12,14 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { ROOT } from './lib.mjs';
+import { cli, ROOT } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
-    limit: { type: 'string', default: '512Mi' },
-    fill: { type: 'string', default: 'queue' },
-    concurrency: { type: 'string', default: '4' },
-    raw: { type: 'boolean', default: false },
-  },
+const values = cli('usage: node bench/memory.mjs [--limit 512Mi] [--fill queue|answers] [--concurrency 4] [--raw]', {
+  limit: { type: 'string', default: '512Mi' },
+  fill: { type: 'string', default: 'queue' },
+  concurrency: { type: 'string', default: '4' },
+  raw: { type: 'boolean', default: false },
 });
 const MiB = 1024 * 1024;
 const units = { Ki: 1024, Mi: MiB, Gi: 1024 * MiB, '': 1 };

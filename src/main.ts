@@ -32,6 +32,10 @@ async function bootstrap(): Promise<void> {
   for (const warning of config.warnings) {
     logger.warn({ variable: warning.variable, suggestion: warning.suggestion }, warning.message);
   }
+  logger.info({ context: 'Main', ...config.memory }, 'memory caps');
+  for (const warning of config.memoryWarnings) {
+    logger.warn({ context: 'Main', warning }, 'memory sizing');
+  }
   // The demo node's key is made while the app boots, so it registers moments after the listener.
   const demoKey = config.gateway.mockNode ? newDemoNodeKey() : null;
   demoKey?.catch(() => undefined); // a failure surfaces in start(), not as an unhandled rejection
@@ -116,10 +120,6 @@ async function bootstrap(): Promise<void> {
     gateway: config.gateway.enabled,
     demoNode: config.gateway.mockNode,
   });
-  log.log({ msg: 'memory caps', ...config.memory });
-  for (const warning of config.memoryWarnings) {
-    log.warn({ msg: 'memory sizing', warning });
-  }
 
   // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
   if (demoKey !== null && !stopping) {
