@@ -358,6 +358,7 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expect(await alert.textContent()).toContain(
       'No compute nodes are connected to this relay right now',
     );
+    expect(await alert.textContent()).toContain('npm start -- --use_mock_llm');
     expect(await page.locator('#relay-health').textContent()).toBe('Relay: OK');
     expect(await page.locator('#composer-input').inputValue()).toBe('Anyone there?');
     expectCleanRun();

@@ -11,6 +11,8 @@ import { RelayApi } from './relay.api';
 
 /** Wires the page: one key pair per tab, relay status pollers, and one chat turn at a time. */
 const DIAGNOSTICS_EVERY_MS = 1000;
+/** A relay on this machine (a developer's `npm start`): the page may say how to get a node. */
+const LOCAL_RELAY = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
 const HEALTH_EVERY_MS = 5000;
 
 function stageText(stage: Stage, attempt: number, tier: ContextTier): string {
@@ -206,7 +208,11 @@ async function start(): Promise<void> {
       case 'failed':
         view.markUnanswered(entry, 'Not answered; not part of the conversation.');
         view.restoreInput(text);
-        view.showAlert(outcome.message);
+        view.showAlert(
+          outcome.code === 'no_nodes' && LOCAL_RELAY.test(location.hostname)
+            ? `${outcome.message} Running this relay yourself? Start it with \`npm start -- --use_mock_llm\` for a demo compute node, or point a token.place compute node at it (see the README).`
+            : outcome.message,
+        );
         view.setStatus('The message was not answered.');
         break;
       default: {
