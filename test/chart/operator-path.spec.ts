@@ -466,15 +466,15 @@ describeIf(ready)(
         const env = envMap(secured);
         const container = get<PodSpecLike>(valkey(secured), 'spec.template.spec').containers[0];
 
-        expect(env.TOKENPLACE_RELAY_REDIS_PASSWORD).toEqual({
-          name: 'TOKENPLACE_RELAY_REDIS_PASSWORD',
+        expect(env.VALKEY_PASSWORD).toEqual({
+          name: 'VALKEY_PASSWORD',
           valueFrom: { secretKeyRef: { name: 'valkey-password', key: 'password' } },
         });
         expect(env.TOKENPLACE_RELAY_REDIS_URL?.value).toBe(
-          'redis://:$(TOKENPLACE_RELAY_REDIS_PASSWORD)@relay-tokenplace-relay-valkey:6379/0',
+          'redis://:$(VALKEY_PASSWORD)@relay-tokenplace-relay-valkey:6379/0',
         );
         const names = podSpec(secured).containers[0]?.env?.map((e) => e.name) ?? [];
-        expect(names.indexOf('TOKENPLACE_RELAY_REDIS_PASSWORD')).toBeLessThan(
+        expect(names.indexOf('VALKEY_PASSWORD')).toBeLessThan(
           names.indexOf('TOKENPLACE_RELAY_REDIS_URL'),
         );
         expect(container?.args).toEqual(['--requirepass', '$(VALKEY_PASSWORD)']);

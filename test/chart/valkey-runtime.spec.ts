@@ -101,14 +101,14 @@ describeIf(ready)(
 
       const env: Record<string, string> = {};
       for (const e of envList(docs)) {
-        if (e.name === 'TOKENPLACE_RELAY_REDIS_PASSWORD') {
+        if (e.name === 'VALKEY_PASSWORD') {
           env[e.name] = PASSWORD;
         } else if (e.value !== undefined) {
           env[e.name] = e.value;
         }
       }
       const url = (env.TOKENPLACE_RELAY_REDIS_URL ?? '')
-        .replace('$(TOKENPLACE_RELAY_REDIS_PASSWORD)', PASSWORD)
+        .replace('$(VALKEY_PASSWORD)', PASSWORD)
         .replace('tokenplace-valkey:6379', `127.0.0.1:${port}`);
       relay = await startRelayProcess({
         ...env,

@@ -241,6 +241,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "tokenplace-relay.nodeTokensDir" -}}/etc/tokenplace/node-tokens{{- end }}
 
+{{- define "tokenplace-relay.gatewayKeyDir" -}}/etc/tokenplace/gateway-key{{- end }}
+
 {{/*
 The relay container's environment as a YAML list. Order: chart defaults, then `env` (a map or a
 list of EnvVar), then `extraEnv`, then the variables the chart owns; a later entry with the same
@@ -248,7 +250,7 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 `env`/`extraEnv`, or a node/metrics/Redis secret as a literal value, fails the render.
 */}}
 {{- define "tokenplace-relay.env" -}}
-{{- $owned := list "RELAY_HOST" "RELAY_PORT" "TOKENPLACE_IMAGE_TAG" "TOKENPLACE_RELEASE_VERSION" "TOKENPLACE_CHART_VERSION" "TOKENPLACE_DEPLOY_ENV" "TOKENPLACE_RELAY_DRAIN_SECONDS" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "TOKENPLACE_METRICS_TOKEN" "TOKENPLACE_METRICS_DISABLED" "TOKENPLACE_RELAY_STATE_STORE" "TOKENPLACE_RELAY_REDIS_URL" "REDIS_URL" "TOKENPLACE_RELAY_REDIS_PASSWORD" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" "TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES" }}
+{{- $owned := list "TOKENPLACE_GATEWAY_ENABLED" "TOKENPLACE_GATEWAY_KEY_FILE" "RELAY_HOST" "RELAY_PORT" "TOKENPLACE_IMAGE_TAG" "TOKENPLACE_RELEASE_VERSION" "TOKENPLACE_CHART_VERSION" "TOKENPLACE_DEPLOY_ENV" "TOKENPLACE_RELAY_DRAIN_SECONDS" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "TOKENPLACE_METRICS_TOKEN" "TOKENPLACE_METRICS_DISABLED" "TOKENPLACE_RELAY_STATE_STORE" "TOKENPLACE_RELAY_REDIS_URL" "REDIS_URL" "VALKEY_PASSWORD" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" "TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES" }}
 {{- $secretNames := list "TOKENPLACE_RELAY_SERVER_TOKEN" "TOKEN_PLACE_RELAY_SERVER_TOKEN" "TOKEN_PLACE_RELAY_SERVER_TOKENS" "TOKENPLACE_RELAY_SERVER_TOKENS" "TOKEN_PLACE_OPERATOR_TOKEN" "TOKEN_PLACE_KEY_ROTATION_TOKEN" "PUBLIC_KEY_ROTATION_TOKEN" }}
 {{- $defaults := list }}
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_LOG_LEVEL" "value" (toString .Values.relay.logLevel)) }}
@@ -304,8 +306,8 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- if include "tokenplace-relay.valkeyEnabled" . }}
 {{- $address := printf "%s:%d/0" (include "tokenplace-relay.valkeyFullname" .) (int .Values.valkey.port) }}
 {{- if .Values.valkey.auth.existingSecret }}
-{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.valkey.auth.existingSecret "key" .Values.valkey.auth.secretKey))) }}
-{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "value" (printf "redis://:$(TOKENPLACE_RELAY_REDIS_PASSWORD)@%s" $address)) }}
+{{- $managed = append $managed (dict "name" "VALKEY_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.valkey.auth.existingSecret "key" .Values.valkey.auth.secretKey))) }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "value" (printf "redis://:$(VALKEY_PASSWORD)@%s" $address)) }}
 {{- else }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "value" (printf "redis://%s" $address)) }}
 {{- end }}
@@ -319,6 +321,13 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- end }}
 {{- if .Values.nodeAuth.tokensFile.existingSecret }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" "value" (printf "%s/%s" (include "tokenplace-relay.nodeTokensDir" .) .Values.nodeAuth.tokensFile.secretKey)) }}
+{{- end }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_GATEWAY_ENABLED" "value" (ternary "1" "0" .Values.gateway.enabled)) }}
+{{- if .Values.gateway.keySecret.existingSecret }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_GATEWAY_KEY_FILE" "value" (printf "%s/%s" (include "tokenplace-relay.gatewayKeyDir" .) .Values.gateway.keySecret.secretKey)) }}
+{{- end }}
+{{- if .Values.operator.existingSecret }}
+{{- $managed = append $managed (dict "name" "TOKEN_PLACE_OPERATOR_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.operator.existingSecret "key" .Values.operator.secretKey))) }}
 {{- end }}
 {{- if .Values.metrics.enabled }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_METRICS_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.metrics.auth.existingSecret "key" .Values.metrics.auth.secretKey))) }}
