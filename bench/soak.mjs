@@ -6,9 +6,8 @@
 // collection (tokenplace_relay_* gauges), and prints the curve. Flat = no leak.
 // usage: node bench/soak.mjs [--minutes 10] [--every 30] [--pipelines 8] [--store memory|redis]
 //   (redis: uses REDIS_URL, best a dedicated server: it also samples DBSIZE)
-import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { startRelay, table, cli } from './lib.mjs';
+import { request as send, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/soak.mjs [--minutes N] [--every S] [--pipelines N] [--store memory|redis] [--response-ttl S]',
@@ -32,34 +31,16 @@ const relay = await startRelay(5120, {
   TOKENPLACE_RELAY_SINK_STALE_SECONDS: '10',
   TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '5',
 });
-const url = new URL(relay.base);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let stop = false;
 let cycles = 0;
 let errors = 0;
 
+/** One exchange through the shared bench helper; a transport failure reads as status 0. */
 function request(method, path, body, headers = {}) {
-  return new Promise((resolve) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request({ hostname: url.hostname, port: url.port, agent, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers } : headers }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let parsed = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          // metrics text
-        }
-        resolve({ status: res.statusCode, body: parsed });
-      });
-    });
-    req.on('error', () => resolve({ status: 0, body: null }));
-    req.end(data);
-  });
+  return send(relay.base, method, path, body, headers).catch(() => ({ status: 0, body: null }));
 }
+
 const post = (path, body, headers) => request('POST', path, body, headers);
 const payload = randomBytes(1536).toString('base64');
 
@@ -169,6 +150,5 @@ stop = true;
 await Promise.race([Promise.all(workers), sleep(15_000)]);
 await relay.stop();
 redis?.disconnect();
-agent.destroy();
 process.stdout.write(`\n${table(rows, Object.keys(rows[0]))}\n`);
 process.exit(0);
