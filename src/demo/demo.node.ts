@@ -10,7 +10,7 @@ import {
   sealText,
   type Padding,
   type RsaKey,
-} from '../gateway/hybrid.crypto';
+} from '../common/hybrid.crypto';
 import { estimateTokens } from '../gateway/openai.format';
 import { DEFAULT_MODEL } from '../registry/capabilities';
 import { PROTOCOL_ID } from '../state/state.types';

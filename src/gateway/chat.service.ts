@@ -7,7 +7,7 @@ import { RelayConfig } from '../config/relay-config';
 import { CatalogService } from './catalog.service';
 import { DispatchService, type DispatchRequest } from './dispatch.service';
 import { GatewayErrors } from './gateway.errors';
-import { openText, publicKeyFromB64, sealText } from './hybrid.crypto';
+import { openText, publicKeyFromB64, sealText } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
 import {
   chatCompletionId,

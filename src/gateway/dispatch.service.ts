@@ -19,7 +19,13 @@ import {
   type TerminalStatus,
 } from '../state/state.types';
 import { GatewayErrors, ProviderErrors } from './gateway.errors';
-import { DecryptError, openText, publicKeyFromB64, sealText, type RsaKey } from './hybrid.crypto';
+import {
+  DecryptError,
+  openText,
+  publicKeyFromB64,
+  sealText,
+  type RsaKey,
+} from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
 import type { NodeReply } from './openai.format';
 import type { ChatMessage } from './request.validation';

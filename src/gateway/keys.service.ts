@@ -4,7 +4,7 @@ import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { fingerprint } from '../common/ids';
 import { RelayConfig } from '../config/relay-config';
 import { GatewayErrors } from './gateway.errors';
-import { identityOf, type RsaKey } from './hybrid.crypto';
+import { identityOf, type RsaKey } from '../common/hybrid.crypto';
 
 function newRsaKey(): Promise<RsaKey> {
   return new Promise((resolve, reject) => {

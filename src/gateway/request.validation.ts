@@ -3,7 +3,7 @@ import { OpenAiError } from '../common/relay-error';
 import { isTruthy } from '../common/validators';
 import { MODEL_ALIASES } from '../registry/capabilities';
 import { GatewayErrors } from './gateway.errors';
-import { isStrictBase64, type Sealed } from './hybrid.crypto';
+import { isStrictBase64, type Sealed } from '../common/hybrid.crypto';
 import { nestedDeeperThan } from './openai.format';
 
 /**

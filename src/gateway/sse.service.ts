@@ -7,7 +7,7 @@ import { RelayError } from '../common/relay-error';
 import { openAiBody } from '../common/relay-exception.filter';
 import { DispatchService, type Dispatch, type DispatchRequest } from './dispatch.service';
 import { GatewayErrors } from './gateway.errors';
-import { isStrictBase64, publicKeyFromB64, sealWithKey, wrapKey } from './hybrid.crypto';
+import { isStrictBase64, publicKeyFromB64, sealWithKey, wrapKey } from '../common/hybrid.crypto';
 import {
   chatCompletionId,
   finishReasonOf,

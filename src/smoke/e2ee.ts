@@ -1,20 +1,20 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import {
-  constants,
-  createCipheriv,
-  createDecipheriv,
-  generateKeyPairSync,
-  privateDecrypt,
-  publicEncrypt,
-  randomBytes,
-  type KeyObject,
-} from 'node:crypto';
-import type { Padding, Sealed } from '../gateway/hybrid.crypto';
+  identityOf,
+  openText,
+  openWithKey as openTextWithKey,
+  publicKeyFromB64,
+  sealText,
+  unwrapKey,
+  type Padding,
+  type Sealed,
+} from '../common/hybrid.crypto';
 
 /**
- * The token.place hybrid scheme (spec §6) for Node peers: RSA-2048 identities on the wire as
- * base64 of the SPKI PEM, AES-256-CBC for the payload, and the *base64 text* of the AES key wrapped
- * with RSA-OAEP-SHA256 (or PKCS#1 v1.5 when a peer needs it). Used by the smoke check and the test
- * simulators; the relay itself never calls any of this.
+ * A Node peer of the token.place hybrid scheme (spec §6), for the smoke check, the test simulators
+ * and the benches: an RSA-2048 identity (PEM-b64 on the wire) and JSON values sealed to a peer and
+ * opened with the identity. The crypto itself is `common/hybrid.crypto`, shared with the gateway;
+ * the relay's E2EE routes never call any of this.
  */
 export type { Padding, Sealed };
 
@@ -26,16 +26,9 @@ export interface Identity {
 }
 
 export function newIdentity(): Identity {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicExponent: 65537,
-  });
-  const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  return {
-    privateKey,
-    publicKeyPem: pem,
-    publicKeyB64: Buffer.from(pem, 'utf8').toString('base64'),
-  };
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 65537 });
+  const { publicKeyB64 } = identityOf(privateKey);
+  return { privateKey, publicKeyB64, publicKeyPem: pemFromB64(publicKeyB64) };
 }
 
 export function pemFromB64(publicKeyB64: string): string {
@@ -44,50 +37,24 @@ export function pemFromB64(publicKeyB64: string): string {
 
 /** Encrypts a JSON-serialisable value to a PEM-b64 public key. */
 export function seal(value: unknown, recipientB64: string, padding: Padding = 'oaep'): Sealed {
-  const key = randomBytes(32);
-  const iv = randomBytes(16);
-  const cipher = createCipheriv('aes-256-cbc', key, iv);
-  const data = Buffer.concat([cipher.update(JSON.stringify(value), 'utf8'), cipher.final()]);
-  const wrapped = publicEncrypt(
-    padding === 'oaep'
-      ? {
-          key: pemFromB64(recipientB64),
-          padding: constants.RSA_PKCS1_OAEP_PADDING,
-          oaepHash: 'sha256',
-        }
-      : { key: pemFromB64(recipientB64), padding: constants.RSA_PKCS1_PADDING },
-    Buffer.from(key.toString('base64'), 'ascii'),
-  );
-  return {
-    ciphertext: data.toString('base64'),
-    cipherkey: wrapped.toString('base64'),
-    iv: iv.toString('base64'),
-  };
+  return sealText(JSON.stringify(value), publicKeyFromB64(recipientB64), padding);
 }
 
-/** Unwraps an OAEP-wrapped key. (Node 20 refuses PKCS#1 v1.5 decryption; tests use node-forge.) */
+/** Unwraps an OAEP-wrapped key (a PKCS#1 v1.5 wrap is an error here). */
 export function unwrapOaep(identity: Identity, cipherkey: string): Buffer {
-  const text = privateDecrypt(
-    { key: identity.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
-    Buffer.from(cipherkey, 'base64'),
-  );
-  return Buffer.from(text.toString('ascii'), 'base64');
+  const { key, padding } = unwrapKey(identity.privateKey, cipherkey);
+  if (padding !== 'oaep') {
+    throw new Error('the key was not wrapped with RSA-OAEP');
+  }
+  return key;
 }
 
-/** Decrypts with an already unwrapped AES key. */
+/** Decrypts a JSON value with an already unwrapped AES key. */
 export function openWithKey(aesKey: Buffer, sealed: { ciphertext: string; iv: string }): unknown {
-  const decipher = createDecipheriv(
-    `aes-${aesKey.length * 8}-cbc`,
-    aesKey,
-    Buffer.from(sealed.iv, 'base64'),
-  );
-  const text = Buffer.concat([
-    decipher.update(Buffer.from(sealed.ciphertext, 'base64')),
-    decipher.final(),
-  ]).toString('utf8');
-  return JSON.parse(text);
+  return JSON.parse(openTextWithKey(aesKey, sealed));
 }
 
+/** Decrypts a JSON value sealed to `identity` (either padding). */
 export function open(identity: Identity, sealed: Sealed): unknown {
-  return openWithKey(unwrapOaep(identity, sealed.cipherkey), sealed);
+  return JSON.parse(openText(identity.privateKey, sealed).text);
 }

@@ -1,4 +1,4 @@
-import { unwrapKey } from '../../src/gateway/hybrid.crypto';
+import { unwrapKey } from '../../src/common/hybrid.crypto';
 import { openWithKey, type Identity, type Sealed } from '../../src/smoke/e2ee';
 
 /**

@@ -11,9 +11,10 @@ import {
 import forge from 'node-forge';
 
 /**
- * The token.place hybrid scheme (spec §6.2) as the gateway needs it: AES-256-CBC payloads whose key
- * travels as the base64 *text* of the AES key, RSA-wrapped with OAEP-SHA256 or PKCS#1 v1.5.
- * Unwrapping tries OAEP first, then v1.5 (what today's nodes and JSEncrypt clients send).
+ * The token.place hybrid scheme (spec §6.2), shared by the gateway and the project's Node peers
+ * (smoke check, demo node, simulators): AES-256-CBC payloads whose key travels as the base64 *text*
+ * of the AES key, RSA-wrapped with OAEP-SHA256 or PKCS#1 v1.5. Unwrapping tries OAEP first, then
+ * v1.5 (what today's nodes and JSEncrypt clients send).
  */
 export type Padding = 'oaep' | 'pkcs1';
 
