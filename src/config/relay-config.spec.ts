@@ -223,6 +223,18 @@ describe('unknown variables', () => {
     ]);
   });
 
+  it("should explain the existing relay's gateway provider variables instead of guessing", () => {
+    expect(
+      RelayConfig.load({
+        TOKENPLACE_API_V1_COMPUTE_PROVIDER: 'distributed',
+        TOKENPLACE_RELAY_INTERNAL_URL: 'http://127.0.0.1:5010',
+      }).warnings.map((w) => [w.variable, w.suggestion]),
+    ).toEqual([
+      ['TOKENPLACE_API_V1_COMPUTE_PROVIDER', undefined],
+      ['TOKENPLACE_RELAY_INTERNAL_URL', undefined],
+    ]);
+  });
+
   it('should stay quiet for known variables, aliases, other families and Kubernetes service links', () => {
     expect(
       warningsOf({

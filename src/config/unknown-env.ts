@@ -17,6 +17,11 @@ const NOT_OURS: ReadonlyArray<readonly [RegExp, string]> = [
     'read by compute nodes to find their relay; the relay listens on RELAY_HOST:RELAY_PORT',
   ],
   [
+    /^TOKENPLACE_API_V1_(COMPUTE_PROVIDER|DISTRIBUTED_FALLBACK|DISTRIBUTED_RELAY_URL|ENFORCE_RELAY_DISTRIBUTED)$|^TOKENPLACE_DISTRIBUTED_(RELAY|COMPUTE)_URL$|^(TOKENPLACE_|TOKEN_PLACE_)?RELAY_INTERNAL_URL$/,
+    "the existing relay's gateway provider selection; this relay's gateway always dispatches to compute nodes in process",
+  ],
+  [/^TOKENPLACE_MAX_POLL_FAILURES$/, 'read by compute nodes (how many failed polls they tolerate)'],
+  [
     /^TOKENPLACE_FRONTEND_MODE$/,
     "the existing relay's Vue build switch; this relay serves one bundled page",
   ],
