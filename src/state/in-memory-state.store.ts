@@ -46,7 +46,7 @@ import type {
   TerminalStatus,
   TransitionCounts,
 } from './state.types';
-import { TtlIndex } from './ttl-index';
+import { takeDue, TtlIndex } from './ttl-index';
 import { responseKey, Waiters, workKey } from './waiters';
 
 interface NodeRec {
@@ -134,6 +134,14 @@ export class InMemoryStateStore implements StateStore {
     legacy: new TtlIndex(),
     v1: new TtlIndex(),
   };
+  /**
+   * Re-check instants of nodes the sweep found protected (long-polling or working): one lease
+   * from then. Apart from `leases`, so each index keeps one fixed offset and stays in order.
+   */
+  private readonly rechecks: Record<Dialect, TtlIndex<string>> = {
+    legacy: new TtlIndex(),
+    v1: new TtlIndex(),
+  };
   private readonly legacyIds: string[] = [];
   private readonly legacyPos = new Map<string, number>();
   private nodeSeq = 0;
@@ -144,7 +152,7 @@ export class InMemoryStateStore implements StateStore {
     v1: new TtlIndex(),
   };
   /** Queued job ids in arrival order (head = oldest queued). */
-  private readonly queued = new Map<string, number>();
+  private queued = new Map<string, number>();
   /** Claimed job ids in claim order (head = oldest in flight). */
   private readonly claimed = new Map<string, number>();
   private readonly claimLeases = new TtlIndex<string>();
@@ -546,7 +554,7 @@ export class InMemoryStateStore implements StateStore {
     if (!this.completedTtl.has(pk) && this.completedTtl.size >= this.limits.maxTerminalRecords) {
       // Capped like terminal records: the oldest completion marker goes first (a very late
       // duplicate answer then reads 410 `gone` instead of `completed`).
-      const oldest = this.completedTtl.first();
+      const oldest = this.completedTtl.oldest();
       if (oldest) {
         this.completedTtl.delete(oldest[0]);
       }
@@ -771,14 +779,12 @@ export class InMemoryStateStore implements StateStore {
     for (const tk of this.tombstoneTtl.takeExpired(now)) {
       this.tombstones.delete(tk);
     }
-    for (const dialect of ['legacy', 'v1'] as const) {
-      for (const jobId of this.deadlines[dialect].takeExpired(now)) {
-        const job = this.jobs.get(jobId);
-        if (job && job.state !== 'answered') {
-          // Spec §4.6: a deadline the sweep finds, queued or in flight, is
-          // `expired/pending_request_ttl_exceeded`; the node learns it from its tombstone.
-          this.endJob(job, 'expired', 'pending_request_ttl_exceeded', t);
-        }
+    for (const [jobId] of takeDue(now, false, this.deadlines.legacy, this.deadlines.v1)) {
+      const job = this.jobs.get(jobId);
+      if (job && job.state !== 'answered') {
+        // Spec §4.6: a deadline the sweep finds, queued or in flight, is
+        // `expired/pending_request_ttl_exceeded`; the node learns it from its tombstone.
+        this.endJob(job, 'expired', 'pending_request_ttl_exceeded', t);
       }
     }
     for (const jobId of this.claimLeases.takeExpired(now)) {
@@ -821,9 +827,7 @@ export class InMemoryStateStore implements StateStore {
     for (const sessionId of this.streamTtl.takeExpired(now)) {
       this.dropStream(sessionId);
     }
-    for (const dialect of ['legacy', 'v1'] as const) {
-      this.evictStale(dialect, now, t);
-    }
+    this.evictStale(now, t);
     this.expireRateBuckets(now);
     return Promise.resolve(t);
   }
@@ -867,9 +871,39 @@ export class InMemoryStateStore implements StateStore {
     return Promise.resolve();
   }
 
-  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
+  /** What a work wait re-checks: the node has queued work, or is gone. */
+  hasWork(nodeId: string, _now: number): Promise<boolean> {
+    return Promise.resolve(this.workReady(nodeId));
+  }
+
+  private workReady(nodeId: string): boolean {
     const node = this.nodes.get(nodeId);
-    if (node && node.queue.size > 0) {
+    return !node || node.queue.size > 0;
+  }
+
+  /**
+   * What a response wait re-checks: a take would not just report "pending without progress"
+   * (answer, progress, terminal, gone or past deadline); without a request id, the mailbox.
+   */
+  hasResponse(clientKey: string, requestId: string | null, now: number): Promise<boolean> {
+    return Promise.resolve(this.responseReady(clientKey, requestId, now));
+  }
+
+  private responseReady(clientKey: string, requestId: string | null, now: number): boolean {
+    if (requestId === null) {
+      return this.legacyResponses.has(clientKey) || this.legacyHanded.has(clientKey);
+    }
+    const pk = pairKey(clientKey, requestId);
+    if (this.terminals.has(pk)) {
+      return true;
+    }
+    const jobId = this.pairs.get(pk);
+    const job = jobId !== undefined ? this.jobs.get(jobId) : undefined;
+    return !job || job.state === 'answered' || job.deadlineAt <= now || job.progress !== null;
+  }
+
+  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
+    if (this.workReady(nodeId)) {
       return Promise.resolve();
     }
     return this.waiters.wait(workKey(nodeId), until, signal);
@@ -881,6 +915,9 @@ export class InMemoryStateStore implements StateStore {
     until: number,
     signal: AbortSignal,
   ): Promise<void> {
+    if (this.responseReady(clientKey, requestId, this.clock.now())) {
+      return Promise.resolve();
+    }
     return this.waiters.wait(responseKey(clientKey, requestId), until, signal);
   }
 
@@ -922,6 +959,7 @@ export class InMemoryStateStore implements StateStore {
   /** A sign of life: the lease runs from now; the eviction check moves to lease + grace later. */
   private touch(node: NodeRec, now: number): void {
     node.lastPingAt = Math.max(node.lastPingAt, now);
+    this.rechecks[node.dialect].delete(node.nodeId);
     this.leases[node.dialect].set(node.nodeId, this.evictAt(node));
   }
 
@@ -974,29 +1012,29 @@ export class InMemoryStateStore implements StateStore {
     return node;
   }
 
-  private evictStale(dialect: Dialect, now: number, t: TransitionCounts): void {
-    const leases = this.leases[dialect];
-    const protectedIds: string[] = [];
-    for (;;) {
-      const head = leases.first();
-      if (!head || head[1] >= now) {
-        break;
-      }
-      const node = this.nodes.get(head[0]);
-      leases.delete(head[0]);
+  private evictStale(now: number, t: TransitionCounts): void {
+    const due = takeDue(
+      now,
+      true,
+      this.leases.legacy,
+      this.leases.v1,
+      this.rechecks.legacy,
+      this.rechecks.v1,
+    );
+    for (const [id] of due) {
+      const node = this.nodes.get(id);
       if (!node) {
         continue;
       }
       if (this.isGone(node, now)) {
         this.removeNode(node, 'stale_lease', t);
       } else {
-        protectedIds.push(node.nodeId);
+        // Long-polling or working nodes are not lapsed; check them again one lease later.
+        this.rechecks[node.dialect].set(
+          id,
+          Math.max(now + this.leaseMs(node.dialect), this.evictAt(node)),
+        );
       }
-    }
-    // Long-polling or working nodes are not lapsed; check them again one lease later.
-    for (const id of protectedIds) {
-      const node = this.nodes.get(id) as NodeRec;
-      leases.set(id, Math.max(now + this.leaseMs(dialect), this.evictAt(node)));
     }
   }
 
@@ -1025,6 +1063,7 @@ export class InMemoryStateStore implements StateStore {
     }
     this.nodes.delete(node.nodeId);
     this.leases[node.dialect].delete(node.nodeId);
+    this.rechecks[node.dialect].delete(node.nodeId);
     const pos = this.legacyPos.get(node.nodeId);
     if (pos !== undefined) {
       const last = this.legacyIds.pop() as string;
@@ -1084,7 +1123,10 @@ export class InMemoryStateStore implements StateStore {
     }
     job.state = 'queued';
     job.claimedAt = 0;
+    // Keep the index ordered by queued-at (its head is the oldest queued): the redelivered job
+    // is older than most. Rare (a lost poll answer), so an O(queued) rebuild is fine.
     this.queued.set(job.jobId, job.queuedAt);
+    this.queued = new Map([...this.queued].sort((a, b) => a[1] - b[1]));
     this.queuedBytes += job.bytes;
     node.queue = new Set([job.jobId, ...node.queue]);
     this.waiters.notify(workKey(node.nodeId));
@@ -1152,7 +1194,7 @@ export class InMemoryStateStore implements StateStore {
     now: number,
   ): void {
     if (!this.terminals.has(pk) && this.terminals.size >= this.limits.maxTerminalRecords) {
-      const oldest = this.terminalTtl.first();
+      const oldest = this.terminalTtl.oldest();
       if (oldest) {
         this.clearTerminal(oldest[0]);
       }
@@ -1242,7 +1284,7 @@ export class InMemoryStateStore implements StateStore {
       this.dropStream(previous);
     }
     if (this.streams.size >= this.limits.maxStreamSessions) {
-      const oldest = this.streamTtl.first();
+      const oldest = this.streamTtl.oldest();
       if (oldest) {
         this.dropStream(oldest[0]);
       }

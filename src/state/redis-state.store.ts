@@ -650,6 +650,16 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  /** What a work wait re-checks: the node has queued work, or is gone. */
+  async hasWork(nodeId: string, now: number): Promise<boolean> {
+    return numeric(await this.call('tpHasWork', now, [nodeId])) === 1;
+  }
+
+  /** What a response wait re-checks (see the in-memory twin). */
+  async hasResponse(clientKey: string, requestId: string | null, now: number): Promise<boolean> {
+    return numeric(await this.call('tpHasResponse', now, [clientKey, opt(requestId)])) === 1;
+  }
+
   waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
     return this.wake.wait(workKey(nodeId), until, signal, async () => {
       const reply = await this.call('tpHasWork', this.clock.now(), [nodeId]);

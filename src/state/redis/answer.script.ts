@@ -76,6 +76,7 @@ if dialect == 'legacy' then
   redis.call('DEL', P .. 'lr:' .. ck)
   redis.call('ZREM', P .. 'lrt', ck)
   redis.call('SET', P .. 'lh:' .. ck, e, 'PX', ttl(L.deliveryGraceMs))
+  redis.call('ZADD', P .. 'lht', num(NOW + L.deliveryGraceMs), ck)
   return { 'ok', enc(), e }
 end
 if not rid then
@@ -124,7 +125,10 @@ return { 'pending', enc(), num(j.dl), prog }
  */
 export const HAS_RESPONSE = `
 local ck, rid = ARGV[4], opt(ARGV[5])
-if not rid then return redis.call('EXISTS', P .. 'lr:' .. ck, P .. 'lh:' .. ck) end
+if not rid then
+  if redis.call('EXISTS', P .. 'lr:' .. ck, P .. 'lh:' .. ck) > 0 then return 1 end
+  return 0
+end
 local pk = ck .. '\\n' .. rid
 if redis.call('HEXISTS', P .. 'term', pk) == 1 then return 1 end
 local jid = redis.call('HGET', P .. 'pairs', pk)
@@ -138,6 +142,7 @@ export const CONFIRM_DELIVERY = `
 local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
 if dialect == 'legacy' then
   redis.call('DEL', P .. 'lh:' .. ck)
+  redis.call('ZREM', P .. 'lht', ck)
   return 1
 end
 if not rid then return 1 end

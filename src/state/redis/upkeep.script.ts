@@ -73,6 +73,10 @@ for _, ck in ipairs(due('lrt')) do
   redis.call('DEL', P .. 'lr:' .. ck)
   redis.call('ZREM', P .. 'lrt', ck)
 end
+for _, ck in ipairs(due('lht')) do
+  redis.call('DEL', P .. 'lh:' .. ck)
+  redis.call('ZREM', P .. 'lht', ck)
+end
 for _, sid in ipairs(due('stt')) do dropStream(sid) end
 for _, id in ipairs(due('lease', true)) do
   local n = getNode(id)
@@ -119,7 +123,7 @@ return {
   redis.call('ZCARD', P .. 'claimed'), oc[2] or false,
   nodes, v1, healthy, num(maxAge),
   redis.call('GET', P .. 'qbytes') or '0',
-  storedCount() + redis.call('ZCARD', P .. 'handed'),
+  storedCount() + redis.call('ZCARD', P .. 'handed') + redis.call('ZCARD', P .. 'lht'),
   redis.call('HLEN', P .. 'term') + redis.call('ZCARD', P .. 'done'),
   redis.call('HLEN', P .. 'tomb'),
   redis.call('ZCARD', P .. 'stt'),
