@@ -33,6 +33,7 @@ export const CONTRACT_LIMITS: StoreLimits = {
   maxStreamChunks: 3,
   maxStreamBytes: 100,
   maxRateLimitBuckets: 3,
+  maxTieCursors: 1024,
   legacyLeaseMs: 10_000,
   v1LeaseMs: 30_000,
   inFlightTtlMs: 20_000,

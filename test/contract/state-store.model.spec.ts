@@ -57,21 +57,22 @@ const LIMITS: StoreLimits = {
   maxStreamChunks: 2,
   maxStreamBytes: 30,
   maxRateLimitBuckets: 2,
-  legacyLeaseMs: 10_000,
-  v1LeaseMs: 20_000,
-  lapseGraceMs: 5_000,
-  inFlightTtlMs: 15_000,
-  v1DeadlineMs: 60_000,
-  legacyRequestTtlMs: 40_000,
-  responseTtlMs: 30_000,
-  deliveryGraceMs: 8_000,
-  terminalTtlMs: 50_000,
-  tombstoneTtlMs: 25_000,
-  streamTtlMs: 35_000,
+  maxTieCursors: 2,
+  legacyLeaseMs: 20_000,
+  v1LeaseMs: 30_000,
+  lapseGraceMs: 10_000,
+  inFlightTtlMs: 12_000,
+  v1DeadlineMs: 40_000,
+  legacyRequestTtlMs: 30_000,
+  responseTtlMs: 25_000,
+  deliveryGraceMs: 6_000,
+  terminalTtlMs: 45_000,
+  tombstoneTtlMs: 20_000,
+  streamTtlMs: 15_000,
 };
 
 const WINDOWS = [1000, 3000];
-const POLLS = [5000, 25_000];
+const POLLS = [5000, 35_000];
 
 /** Every lifetime a command can start; edge steps land just before, at and after each. */
 const LIFETIMES = [
@@ -170,8 +171,12 @@ interface World {
   redis: RedisStateStore;
   /** Instants at which commands ran: lifetimes are measured from them. */
   times: number[];
-  /** Jobs in submission order. */
+  /** Jobs admitted, in submission order. */
   jobs: Submitted[];
+  /** Enqueue commands so far (job ids are `j<n>`). */
+  submitted: number;
+  /** Jobs a node claimed, most recent last (control, progress and stream chunks aim here). */
+  claimed: Submitted[];
 }
 
 type Twin = InMemoryStateStore | RedisStateStore;
@@ -190,7 +195,8 @@ function note(name: string, reply: unknown): void {
     typeof reply === 'string' ||
     reply === null ||
     reply === undefined;
-  add(`${name}:${status ?? (plain ? String(reply) : 'ok')}`);
+  const detail = [r.state, r.code, r.reason].find((d) => typeof d === 'string');
+  add(`${name}:${status ?? (plain ? String(reply) : 'ok')}${detail ? `/${detail}` : ''}`);
   const t = ('transitions' in r ? r.transitions : r) as {
     outcomes?: Record<string, number>;
     evictions?: Record<string, number>;
@@ -226,15 +232,15 @@ async function sameState(w: World, now: number, after: string): Promise<void> {
  * One store operation: its arguments are resolved once against the harness's knowledge (a live
  * node, a submitted job), then it runs on both stores and the replies are compared.
  */
-class Step<A> implements fc.AsyncCommand<World, World> {
+class Step<A, R> implements fc.AsyncCommand<World, World> {
   private resolved: A | undefined;
 
   constructor(
     private readonly name: string,
     private readonly spec: unknown,
     private readonly resolve: (w: World, now: number) => A | Promise<A>,
-    private readonly invoke: (store: Twin, args: A, now: number) => Promise<unknown>,
-    private readonly after?: (w: World, args: A) => void,
+    private readonly invoke: (store: Twin, args: A, now: number) => Promise<R>,
+    private readonly after?: (w: World, args: A, reply: R) => void,
   ) {}
 
   check(): boolean {
@@ -249,7 +255,10 @@ class Step<A> implements fc.AsyncCommand<World, World> {
     const m = await this.invoke(w.memory, args, now);
     const r = await this.invoke(w.redis, args, now);
     expect({ step: this.toString(), reply: r }).toStrictEqual({ step: this.toString(), reply: m });
-    this.after?.(w, args);
+    this.after?.(w, args, m);
+    if (process.env.TOKENPLACE_MODEL_TRACE === '1') {
+      process.stderr.write(`${this.toString()} -> ${JSON.stringify(m)}\n`);
+    }
     note(this.name, m);
     await sameState(w, now, this.toString());
   }
@@ -339,34 +348,56 @@ class Advance implements fc.AsyncCommand<World, World> {
 // ------------------------------------------------------------------ targets
 
 /** A node: the n-th live one (of a dialect) when there is one, else a pool node. */
-type NodeRef = { live: number; dialect?: Dialect } | { pool: string };
+type NodeRef =
+  { live: number; dialect?: Dialect } | { jobNode: number; dialect?: Dialect } | { pool: string };
 
+/** The n-th live node (of a dialect), the node of the n-th most recent job, or a pool node. */
 async function nodeOf(w: World, now: number, ref: NodeRef): Promise<string> {
   if ('pool' in ref) {
     return ref.pool;
   }
+  const pool = ref.dialect === 'legacy' ? LEGACY_NODES : ref.dialect === 'v1' ? V1_NODES : NODES;
+  if ('jobNode' in ref) {
+    return (
+      jobOf(w, ref.jobNode, ref.dialect)?.nodeId ?? (pool[ref.jobNode % pool.length] as string)
+    );
+  }
   const live = (await w.memory.listNodes(now)).filter(
     (n) => ref.dialect === undefined || n.dialect === ref.dialect,
   );
-  const pool = ref.dialect === 'legacy' ? LEGACY_NODES : ref.dialect === 'v1' ? V1_NODES : NODES;
   return (
     live[ref.live % Math.max(1, live.length)]?.nodeId ?? (pool[ref.live % pool.length] as string)
   );
 }
 
-const nodeRef = (dialect?: Dialect): fc.Arbitrary<NodeRef> =>
+const nodeRef = (dialect?: Dialect, byJob = true): fc.Arbitrary<NodeRef> =>
   fc.oneof(
-    { weight: 4, arbitrary: fc.record({ live: fc.nat(4), dialect: fc.constant(dialect) }) },
+    { weight: 3, arbitrary: fc.record({ live: fc.nat(4), dialect: fc.constant(dialect) }) },
+    {
+      weight: byJob ? 3 : 0,
+      arbitrary: fc.record({ jobNode: fc.nat(4), dialect: fc.constant(dialect) }),
+    },
     fc.record({ pool: fc.constantFrom(...NODES) }),
   );
 
 /** A job: the n-th most recent submitted one (of a dialect), or null (the command's own pick). */
-function jobOf(w: World, back: number, dialect?: Dialect): Submitted | null {
-  const jobs = w.jobs.filter((j) => dialect === undefined || j.dialect === dialect);
+function jobOf(
+  w: World,
+  back: number,
+  dialect?: Dialect,
+  from: Submitted[] = w.jobs,
+): Submitted | null {
+  const jobs = from.filter((j) => dialect === undefined || j.dialect === dialect);
   return jobs[jobs.length - 1 - (back % Math.max(1, jobs.length))] ?? null;
 }
 
-const jobRef = fc.oneof({ weight: 4, arbitrary: fc.nat(6) }, fc.constant(null));
+/** A claimed job when `back` is even and one was claimed, else any submitted one. */
+function claimedOf(w: World, back: number, dialect: Dialect, stream = false): Submitted | null {
+  const claimed = w.claimed.filter((j) => !stream || j.stream);
+  return (back % 2 === 0 ? jobOf(w, back >> 1, dialect, claimed) : null) ?? jobOf(w, back, dialect);
+}
+
+const jobRef = fc.oneof({ weight: 4, arbitrary: fc.nat(9) }, fc.constant(null));
 
 // ------------------------------------------------------------------ command arbitraries
 
@@ -374,42 +405,50 @@ const client = fc.constantFrom(...CLIENTS);
 const requestId = fc.constantFrom<string | null>(...REQUEST_IDS, null);
 const own = fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, fc.constant(false));
 
+/** `/sink`, `/servers/register` and `/servers/poll` (renewals aim at live nodes). */
 const upsert = fc
   .oneof(
-    // `/sink`
     fc.record({
-      nodeId: fc.constantFrom(...LEGACY_NODES, ...LEGACY_NODES, ...V1_NODES),
+      node: fc.oneof(
+        nodeRef('legacy', false),
+        fc.record({ pool: fc.constantFrom(...LEGACY_NODES, ...V1_NODES) }),
+      ),
       dialect: fc.constant<Dialect>('legacy'),
       poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
     }),
-    // `/servers/register`
-    fc.record({
-      nodeId: fc.constantFrom(...V1_NODES, ...V1_NODES, ...LEGACY_NODES),
-      dialect: fc.constant<Dialect>('v1'),
-      caps: fc.constantFrom<number | null>(0, 1, 2, null),
-      digest: fc.constantFrom<string | undefined>('own', 'own', 'other', undefined),
-    }),
-    // `/servers/poll`
-    fc.record({
-      nodeId: fc.constantFrom(...V1_NODES),
-      dialect: fc.constant<Dialect>('v1'),
-      caps: fc.constantFrom<number | undefined>(undefined, undefined, 0, 1, 2),
-      requireExisting: fc.constant(true),
-      poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
-    }),
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        node: fc.record({ pool: fc.constantFrom(...V1_NODES, ...V1_NODES, ...LEGACY_NODES) }),
+        dialect: fc.constant<Dialect>('v1'),
+        caps: fc.constantFrom<number | null>(0, 1, 2, null),
+        digest: fc.constantFrom<string | undefined>('own', 'own', 'other', undefined),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        node: nodeRef('v1', false),
+        dialect: fc.constant<Dialect>('v1'),
+        caps: fc.constantFrom<number | undefined>(undefined, undefined, 0, 1, 2),
+        requireExisting: fc.constant(true),
+        poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
+      }),
+    },
   )
   .map(
     (a) =>
       new Step(
         'upsertNode',
         a,
-        (_w, now): UpsertNodeCommand => {
-          const cmd: UpsertNodeCommand = { nodeId: a.nodeId, dialect: a.dialect, now };
+        async (w, now): Promise<UpsertNodeCommand> => {
+          const nodeId = await nodeOf(w, now, a.node);
+          const cmd: UpsertNodeCommand = { nodeId, dialect: a.dialect, now };
           if ('caps' in a && a.caps !== undefined) {
             cmd.capabilities = a.caps === null ? null : CAPS[a.caps];
           }
           if ('digest' in a && a.digest !== undefined) {
-            cmd.newCredentialDigest = a.digest === 'own' ? digestOf(a.nodeId) : 'dig-other';
+            cmd.newCredentialDigest = a.digest === 'own' ? digestOf(nodeId) : 'dig-other';
           }
           if ('requireExisting' in a) {
             cmd.requireExisting = a.requireExisting;
@@ -462,18 +501,21 @@ const select = fc
 
 const enqueue = fc
   .oneof(
-    fc.record({
-      dialect: fc.constant<Dialect>('v1'),
-      node: nodeRef('v1'),
-      clientKey: client,
-      requestId,
-      cancelToken: fc.constantFrom<string | null>('tk', 'tk', null),
-      stream: fc.constant(false),
-      bytes: fc.constantFrom(10, 40),
-    }),
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        dialect: fc.constant<Dialect>('v1'),
+        node: nodeRef('v1', false),
+        clientKey: client,
+        requestId,
+        cancelToken: fc.constantFrom<string | null>('tk', 'tk', null),
+        stream: fc.constant(false),
+        bytes: fc.constantFrom(10, 40),
+      }),
+    },
     fc.record({
       dialect: fc.constant<Dialect>('legacy'),
-      node: nodeRef('legacy'),
+      node: nodeRef('legacy', false),
       clientKey: client,
       requestId: fc.constant(null),
       cancelToken: fc.constant(null),
@@ -488,12 +530,14 @@ const enqueue = fc
         { node, ...a },
         async (w, now): Promise<Submitted & { bytes: number }> => ({
           ...a,
-          jobId: `j${w.jobs.length + 1}`,
+          jobId: `j${(w.submitted += 1)}`,
           nodeId: await nodeOf(w, now, node),
         }),
         (s, job, now) => s.enqueue({ job: { ...job, envelope: envelope(job.jobId) }, now }),
-        (w, job) => {
-          w.jobs.push(job);
+        (w, job, reply) => {
+          if (reply.status === 'queued') {
+            w.jobs.push(job);
+          }
         },
       ),
   );
@@ -514,6 +558,14 @@ const claim = fc
         { node, ...a },
         async (w, now) => ({ ...a, nodeId: await nodeOf(w, now, node) }),
         (s, args, now) => s.claimNext({ ...args, now }),
+        (w, _args, reply) => {
+          for (const job of reply.status === 'ok' ? reply.jobs : []) {
+            const submitted = w.jobs.find((j) => j.jobId === job.jobId);
+            if (submitted) {
+              w.claimed.push(submitted);
+            }
+          }
+        },
       ),
   );
 
@@ -523,7 +575,7 @@ const control = fc.record({ job: jobRef, node: nodeRef('v1'), own, acknowledge: 
       'control',
       a,
       async (w, now) => {
-        const j = a.job === null ? null : jobOf(w, a.job, 'v1');
+        const j = a.job === null ? null : claimedOf(w, a.job, 'v1');
         const nodeId = j?.nodeId ?? (await nodeOf(w, now, a.node));
         return {
           nodeId,
@@ -622,7 +674,7 @@ const progress = fc.record({ job: jobRef, node: nodeRef('v1'), own, clientKey: c
       'putProgress',
       a,
       async (w, now) => {
-        const j = a.job === null ? null : jobOf(w, a.job, 'v1');
+        const j = a.job === null ? null : claimedOf(w, a.job, 'v1');
         const nodeId = j?.nodeId ?? (await nodeOf(w, now, a.node));
         return {
           nodeId,
@@ -644,7 +696,8 @@ const appendChunk = fc
         a,
         (w) => ({
           sessionId:
-            (a.job === null ? null : jobOf(w, a.job, 'legacy'))?.jobId ?? 'no-such-session',
+            (a.job === null ? null : claimedOf(w, a.job, 'legacy', true))?.jobId ??
+            'no-such-session',
           chunkBytes: a.chunkBytes,
           final: a.final,
         }),
@@ -721,7 +774,7 @@ const advance = fc
         }),
       },
     ),
-    fc.boolean(),
+    fc.constantFrom(true, false, false),
   )
   .map(([step, thenSweep]) => new Advance(step, thenSweep));
 
@@ -729,19 +782,19 @@ type AnyCommand = fc.AsyncCommand<World, World>;
 
 const commands: Array<fc.Arbitrary<AnyCommand>> = [
   fc.oneof(
-    { weight: 9, arbitrary: upsert },
+    { weight: 8, arbitrary: upsert },
     { weight: 1, arbitrary: unregister },
     { weight: 2, arbitrary: select },
     { weight: 1, arbitrary: fc.constant(new PickLegacy()) },
-    { weight: 6, arbitrary: enqueue },
-    { weight: 5, arbitrary: claim },
-    { weight: 3, arbitrary: control },
-    { weight: 4, arbitrary: complete },
+    { weight: 7, arbitrary: enqueue },
+    { weight: 7, arbitrary: claim },
+    { weight: 4, arbitrary: control },
+    { weight: 5, arbitrary: complete },
     { weight: 4, arbitrary: take },
     { weight: 2, arbitrary: confirm },
     { weight: 2, arbitrary: cancel },
-    { weight: 2, arbitrary: progress },
-    { weight: 2, arbitrary: appendChunk },
+    { weight: 3, arbitrary: progress },
+    { weight: 3, arbitrary: appendChunk },
     { weight: 1, arbitrary: takeStream },
     { weight: 1, arbitrary: rateLimit },
     { weight: 2, arbitrary: sweep },
@@ -752,36 +805,48 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
 ];
 
 describeIf(available)('InMemoryStateStore and RedisStateStore in lockstep (model-based)', () => {
-  it('should give the same replies, stats and node lists for every command sequence', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }),
-        async (cmds) => {
-          const clock = new ManualClock();
-          const prefix = randomPrefix('model');
-          const memory = new InMemoryStateStore(LIMITS, clock);
-          const redis = await RedisStateStore.open(
-            { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 10_000, limits: LIMITS },
-            clock,
-            new CapturedLog(),
-          );
-          const world: World = { clock, memory, redis, times: [clock.now()], jobs: [] };
-          try {
-            await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
-          } finally {
-            await memory.close();
-            await redis.close();
-            await deletePrefix(REDIS_URL, prefix);
-          }
+  it(
+    'should give the same replies, stats and node lists for every command sequence',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }),
+          async (cmds) => {
+            const clock = new ManualClock();
+            const prefix = randomPrefix('model');
+            const memory = new InMemoryStateStore(LIMITS, clock);
+            const redis = await RedisStateStore.open(
+              { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 10_000, limits: LIMITS },
+              clock,
+              new CapturedLog(),
+            );
+            const world: World = {
+              clock,
+              memory,
+              redis,
+              times: [clock.now()],
+              jobs: [],
+              claimed: [],
+              submitted: 0,
+            };
+            try {
+              await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
+            } finally {
+              await memory.close();
+              await redis.close();
+              await deletePrefix(REDIS_URL, prefix);
+            }
+          },
+        ),
+        {
+          numRuns: RUNS,
+          ...(SEED !== undefined ? { seed: Number(SEED) } : {}),
+          ...(PATH !== undefined ? { path: PATH } : {}),
         },
-      ),
-      {
-        numRuns: RUNS,
-        ...(SEED !== undefined ? { seed: Number(SEED) } : {}),
-        ...(PATH !== undefined ? { path: PATH } : {}),
-      },
-    );
-  }, 600_000);
+      );
+    },
+    Math.max(300_000, RUNS * MAX_COMMANDS * 100),
+  );
 
   afterAll(() => {
     if (process.env.TOKENPLACE_MODEL_COVERAGE === '1') {

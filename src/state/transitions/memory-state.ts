@@ -23,8 +23,13 @@ export interface MemoryState {
 
   /** `n:<node>` (+ `q:`, `c:`, `a:`); iteration order is registration order (`nodes`). */
   readonly nodes: Map<string, NodeRec>;
-  /** `lease`: eviction check instants per dialect. */
+  /**
+   * `lease`: eviction check instants per dialect, split in two so each index keeps one fixed
+   * offset and stays in expiry order: `leases` (last sign of life + lease + grace) and `rechecks`
+   * (nodes the sweep found long-polling or working: checked again one lease later).
+   */
   readonly leases: Record<Dialect, TtlIndex<string>>;
+  readonly rechecks: Record<Dialect, TtlIndex<string>>;
   /** `legacy`: legacy node ids, with each id's position for O(1) removal. */
   readonly legacyIds: string[];
   readonly legacyPos: Map<string, number>;
@@ -163,6 +168,7 @@ export function createMemoryState(limits: StoreLimits, wake: (key: string) => vo
     wake,
     nodes: new Map(),
     leases: { legacy: new TtlIndex(), v1: new TtlIndex() },
+    rechecks: { legacy: new TtlIndex(), v1: new TtlIndex() },
     legacyIds: [],
     legacyPos: new Map(),
     nodeSeq: 0,
@@ -195,6 +201,6 @@ export function createMemoryState(limits: StoreLimits, wake: (key: string) => vo
     streamTtl: new TtlIndex(),
     rateBuckets: new Map(),
     rateWindows: new Map(),
-    cursors: { globalCursor: 0, tieCursors: new Map() },
+    cursors: { globalCursor: 0, tieCursors: new Map(), limit: limits.maxTieCursors },
   };
 }
