@@ -170,7 +170,7 @@ local function pass(nodes)
         limitedTiers[c[1]] = (limitedTiers[c[1]] or 0) + 1
       else
         avail[#avail + 1] = { id = id, seq = n.seq, tier = c[1], size = size, q = q, a = a,
-          load = math.floor(((q + a) / conc) * 1e6 + 0.5) / 1e6 }
+          load = math.floor(((q + a) / conc) * K.LOAD_SCORE_SCALE + 0.5) / K.LOAD_SCORE_SCALE }
       end
     end
   end
