@@ -353,7 +353,7 @@ export class DispatchService {
 
   private async cancel(d: Dispatch, status: TerminalStatus, reason: TerminalReason): Promise<void> {
     try {
-      const result = await this.store.cancel({
+      await this.store.cancel({
         clientKey: d.key.publicKeyB64,
         requestId: d.requestId,
         cancelToken: d.cancelToken,
