@@ -52,6 +52,10 @@ const SCRIPTS = {
 export type RelayScriptName = keyof typeof SCRIPTS;
 export const RELAY_SCRIPT_NAMES = Object.keys(SCRIPTS) as RelayScriptName[];
 
+function isScriptName(name: string): name is RelayScriptName {
+  return Object.hasOwn(SCRIPTS, name);
+}
+
 /** Redis TTL margin past a key's own lifetime: a safety net that never decides anything. */
 export const TTL_SAFETY_MS = 86_400_000;
 
@@ -155,12 +159,11 @@ function readLua(dir: string, file: string): string {
 export function loadScriptSections(dir = LUA_DIR): ScriptSection[] {
   const sections = SCRIPT_FILES.flatMap((file) => parseScriptFile(file, readLua(dir, file)));
   const names = sections.map((s) => s.name);
-  const expected = new Set<string>(RELAY_SCRIPT_NAMES);
   for (const section of sections) {
-    if (!expected.has(section.name)) {
+    if (!isScriptName(section.name)) {
       throw new Error(`${section.file}: unknown script ${section.name}`);
     }
-    if (section.readOnly !== SCRIPTS[section.name as RelayScriptName]) {
+    if (section.readOnly !== SCRIPTS[section.name]) {
       throw new Error(`${section.file}: ${section.name} read-only flag differs from the registry`);
     }
   }
@@ -184,10 +187,12 @@ export function relayScripts(): Record<RelayScriptName, string> {
 export function loadRelayScripts(dir = LUA_DIR): Record<RelayScriptName, string> {
   const constants = luaLiteral(scriptConstants());
   const lifecycle = readLua(dir, LIFECYCLE_FILE);
+  // Every name gets its source below: loadScriptSections checks each is defined exactly once.
   const out = {} as Record<RelayScriptName, string>;
   for (const section of loadScriptSections(dir)) {
-    const name = section.name as RelayScriptName;
-    out[name] = `${header(section.readOnly, constants)}${lifecycle}\n${section.body}`;
+    if (isScriptName(section.name)) {
+      out[section.name] = `${header(section.readOnly, constants)}${lifecycle}\n${section.body}`;
+    }
   }
   return out;
 }
