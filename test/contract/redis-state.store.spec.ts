@@ -4,8 +4,14 @@ import { RedisStateStore } from '../../src/state/redis-state.store';
 import type { StoreLimits } from '../../src/state/state.types';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
-import { CapturedLog, deletePrefix, keysWithTtl, randomPrefix } from '../helpers/redis-server';
-import { describeIf, requirement } from '../helpers/requirements';
+import {
+  CapturedLog,
+  deletePrefix,
+  keysWithTtl,
+  randomPrefix,
+  sharedRedisUrl,
+} from '../helpers/redis-server';
+import { describeIf } from '../helpers/requirements';
 import {
   CAPS,
   CONTRACT_LIMITS,
@@ -15,13 +21,8 @@ import {
   runStateStoreContract,
 } from './state-store.contract';
 
-const REDIS_URL = process.env.REDIS_URL ?? '';
-const available = requirement(
-  'Redis state store',
-  REDIS_URL !== '',
-  'TOKENPLACE_REQUIRE_REDIS',
-  'set REDIS_URL (e.g. `redis-server --port 6391 --save "" --daemonize yes` and REDIS_URL=redis://127.0.0.1:6391)',
-);
+const REDIS_URL = sharedRedisUrl('Redis state store');
+const available = REDIS_URL !== '';
 
 function openStore(
   prefix: string,

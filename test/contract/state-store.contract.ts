@@ -2411,6 +2411,31 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect((await store.stats(now())).nodesRegistered).toBe(1);
       });
 
+      it('should expire simultaneous deadlines in key order and drop the smallest tied terminal record past the cap', async () => {
+        await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        await upsert(store, 'node-b', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        // Submitted out of key order, all with the same deadline: the sweep ends them in key
+        // order (as a Redis sorted set lists equal scores), and the fourth terminal record pushes
+        // out the smallest of the three before it, all written at the same instant.
+        const inputs = ['3', '1', '4', '2'].map((n, i) =>
+          job({ jobId: `job-${n}`, clientKey: `c${n}`, nodeId: i < 2 ? 'node-a' : 'node-b' }),
+        );
+        for (const input of inputs) {
+          await enqueueOk(store, input);
+        }
+        clock.advance(limits.v1DeadlineMs);
+
+        await store.sweep(now());
+        const fates = [];
+        for (const n of ['1', '2', '3', '4']) {
+          const input = inputs.find((i) => i.clientKey === `c${n}`) as JobInput;
+          fates.push((await take(store, input)).status);
+        }
+
+        expect(limits.maxTerminalRecords).toBe(3);
+        expect(fates).toEqual(['unknown', 'terminal', 'terminal', 'terminal']);
+      });
+
       it('should report the age of a redelivered claim as the oldest queued age', async () => {
         await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
         await enqueueOk(store, job({ clientKey: 'c1' }));

@@ -27,16 +27,11 @@ import {
   type TerminalReason,
   type TerminalStatus,
 } from '../../src/state/state.types';
-import { CapturedLog, deletePrefix, randomPrefix } from '../helpers/redis-server';
-import { describeIf, requirement } from '../helpers/requirements';
+import { CapturedLog, deletePrefix, randomPrefix, sharedRedisUrl } from '../helpers/redis-server';
+import { describeIf } from '../helpers/requirements';
 
-const REDIS_URL = process.env.REDIS_URL ?? '';
-const available = requirement(
-  'Redis state store (model-based test)',
-  REDIS_URL !== '',
-  'TOKENPLACE_REQUIRE_REDIS',
-  'set REDIS_URL (e.g. `redis-server --port 6391 --save "" --daemonize yes` and REDIS_URL=redis://127.0.0.1:6391)',
-);
+const REDIS_URL = sharedRedisUrl('Redis state store (model-based test)');
+const available = REDIS_URL !== '';
 
 const RUNS = Number(process.env.TOKENPLACE_MODEL_RUNS ?? '40');
 const MAX_COMMANDS = Number(process.env.TOKENPLACE_MODEL_COMMANDS ?? '80');
