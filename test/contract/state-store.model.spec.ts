@@ -5,12 +5,21 @@
  * it to a minimal sequence of commands.
  *
  *   npx jest test/contract/state-store.model.spec.ts                      (REDIS_URL needed)
- *   TOKENPLACE_MODEL_RUNS=2000 TOKENPLACE_MODEL_COMMANDS=120 npx jest ...  a long soak
+ *   TOKENPLACE_MODEL_RUNS=3000 TOKENPLACE_MODEL_COMMANDS=150 npx jest ...  a long soak (~10 min)
  *   TOKENPLACE_MODEL_SEED=<seed> TOKENPLACE_MODEL_PATH=<path> npx jest ... replays a failure
  *
+ *   TOKENPLACE_MODEL_TRACE=1 prints every step with its reply; TOKENPLACE_MODEL_COVERAGE=1 what
+ *   the runs reached (command:status, outcomes, evictions)
+ *
+ * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null), caps are one
+ * or two, and time steps land 1 ms before, at and 1 ms after the end of every lifetime measured
+ * from any recent command, so every cap, lease, grace, TTL and deadline edge is reachable.
+ *
  * Excluded on purpose: `pickLegacyNode` is random by design in both stores, so it is compared as
- * "both null, or both a listed legacy node". Waits are compared through the
- * predicates they re-check (`hasWork`, `hasResponse`), not through timers.
+ * "both null, or both a listed legacy node". Waits are compared through the predicates they
+ * re-check (`hasWork`, `hasResponse`), not through timers. Out of reach: sweeps of more than one
+ * Redis batch (500 due entries per index) and claim hashes large enough (> 128 entries) for Redis
+ * to stop listing them in insertion order.
  */
 import fc from 'fast-check';
 import { ManualClock } from '../../src/common/clock';
