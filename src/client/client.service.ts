@@ -6,7 +6,6 @@ import { Errors } from '../common/relay-error';
 import { WireResponse } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../health/lifecycle.service';
-import { RelayMetrics } from '../metrics/relay-metrics';
 import { DEFAULT_MODEL, resolveModel } from '../registry/capabilities';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
@@ -49,7 +48,6 @@ export class ClientService {
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
     private readonly registry: RegistryService,
-    private readonly metrics: RelayMetrics,
     private readonly lifecycle: LifecycleService,
   ) {}
 
@@ -250,7 +248,6 @@ export class ClientService {
       reason,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'forbidden') {
       throw Errors.cancelProof();
     }
@@ -279,7 +276,6 @@ export class ClientService {
         requestId,
         now,
       });
-      this.metrics.recordTransitions(result.transitions);
       switch (result.status) {
         case 'ok': {
           const e = result.envelope;
@@ -355,7 +351,6 @@ export class ClientService {
 
   private async admit(job: JobInput): Promise<Extract<EnqueueResult, { status: 'queued' }>> {
     const result = await this.store.enqueue({ job, now: this.clock.now() });
-    this.metrics.recordTransitions(result.transitions);
     switch (result.status) {
       case 'queued':
         return result;

@@ -302,6 +302,7 @@ export class RelayConfig {
       maxStreamChunks: 4096,
       maxStreamBytes: s.maxStreamBytes,
       maxRateLimitBuckets: s.maxRateLimitBuckets,
+      maxTieCursors: 1024,
       legacyLeaseMs: s.sinkStaleSeconds * 1000,
       v1LeaseMs: s.v1LeaseSeconds * 1000,
       inFlightTtlMs: (s.inFlightTtlSeconds ?? s.v1LeaseSeconds) * 1000,

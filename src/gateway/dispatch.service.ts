@@ -7,7 +7,6 @@ import { isPlainObject } from '../common/envelope-body';
 import { RelayError } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../health/lifecycle.service';
-import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import { loadScore } from '../state/scheduler';
@@ -111,7 +110,6 @@ export class DispatchService {
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
     private readonly registry: RegistryService,
-    private readonly metrics: RelayMetrics,
     private readonly lifecycle: LifecycleService,
     private readonly keys: GatewayKeysService,
   ) {}
@@ -173,7 +171,6 @@ export class DispatchService {
         requestId: d.requestId,
         now,
       });
-      this.metrics.recordTransitions(result.transitions);
       switch (result.status) {
         case 'ok':
           this.store
@@ -322,7 +319,6 @@ export class DispatchService {
       },
       now,
     });
-    this.metrics.recordTransitions(result.transitions);
     switch (result.status) {
       case 'queued':
         d.deadline = Math.min(
@@ -357,7 +353,7 @@ export class DispatchService {
 
   private async cancel(d: Dispatch, status: TerminalStatus, reason: TerminalReason): Promise<void> {
     try {
-      const result = await this.store.cancel({
+      await this.store.cancel({
         clientKey: d.key.publicKeyB64,
         requestId: d.requestId,
         cancelToken: d.cancelToken,
@@ -365,7 +361,6 @@ export class DispatchService {
         reason,
         now: this.clock.now(),
       });
-      this.metrics.recordTransitions(result.transitions);
     } catch {
       // The store is unreachable: the request ends at its own deadline instead.
     }

@@ -2,12 +2,11 @@ import { Module } from '@nestjs/common';
 import { LifecycleModule } from '../health/lifecycle.module';
 import { StateModule } from '../state/state.module';
 import { MetricsController } from './metrics.controller';
-import { RelayMetrics } from './relay-metrics';
+import { RelayMetricsModule } from './relay-metrics.module';
 
 @Module({
-  imports: [StateModule, LifecycleModule],
+  imports: [StateModule, LifecycleModule, RelayMetricsModule],
   controllers: [MetricsController],
-  providers: [RelayMetrics],
-  exports: [RelayMetrics],
+  exports: [RelayMetricsModule],
 })
 export class MetricsModule {}

@@ -3,7 +3,6 @@ import { CLOCK, type Clock } from '../common/clock';
 import { newControlCredential, sha256Hex } from '../common/ids';
 import { Errors } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import { RelayMetrics } from '../metrics/relay-metrics';
 import { STATE_STORE, type SelectNodeResult, type StateStore } from '../state/state-store';
 import type { ContextTier, NodeView } from '../state/state.types';
 import { normaliseCapabilities } from './capabilities';
@@ -20,7 +19,6 @@ export class RegistryService {
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
-    private readonly metrics: RelayMetrics,
   ) {}
 
   /** A `/sink` heartbeat. False when the key belongs to an API v1 node (no work crosses dialects). */
@@ -31,7 +29,6 @@ export class RegistryService {
       pollingUntil,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'nodes_full') {
       throw Errors.capacity('Relay node registry is full', 30, 503);
     }
@@ -49,7 +46,6 @@ export class RegistryService {
       newCredentialDigest: sha256Hex(credential),
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'nodes_full') {
       throw Errors.capacity('Relay node registry is full', 30, 503);
     }
@@ -73,7 +69,6 @@ export class RegistryService {
       pollingUntil,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status !== 'renewed') {
       throw Errors.serverNotFound();
     }
@@ -86,7 +81,6 @@ export class RegistryService {
       credentialDigest: credential === null ? null : sha256Hex(credential),
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'forbidden') {
       throw Errors.controlCredential();
     }
@@ -101,7 +95,6 @@ export class RegistryService {
       force: true,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     return result.status === 'removed';
   }
 

@@ -7,7 +7,6 @@ import {
 } from '@nestjs/common';
 import { CLOCK, type Clock } from '../common/clock';
 import { RelayConfig } from '../config/relay-config';
-import { RelayMetrics } from '../metrics/relay-metrics';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 
 /**
@@ -25,7 +24,6 @@ export class SweepService implements OnApplicationBootstrap, OnApplicationShutdo
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
-    private readonly metrics: RelayMetrics,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -47,7 +45,7 @@ export class SweepService implements OnApplicationBootstrap, OnApplicationShutdo
     }
     this.running = true;
     try {
-      this.metrics.recordTransitions(await this.store.sweep(this.clock.now()));
+      await this.store.sweep(this.clock.now());
     } catch (error) {
       const now = Date.now();
       if (now - this.lastError > 10_000) {

@@ -127,7 +127,6 @@ export class SinkService {
       acknowledge,
       now,
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'forbidden') {
       throw Errors.controlCredential();
     }
@@ -168,7 +167,6 @@ export class SinkService {
         return [];
       }
       const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });
-      this.metrics.recordTransitions(result.transitions);
       if (result.status !== 'ok') {
         return dialect === 'legacy' ? [] : null;
       }

@@ -2,7 +2,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CLOCK, type Clock } from '../common/clock';
 import { sha256Hex } from '../common/ids';
 import { Errors } from '../common/relay-error';
-import { RelayMetrics } from '../metrics/relay-metrics';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { Envelope } from '../state/state.types';
 import type { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
@@ -34,7 +33,6 @@ export class SourceService {
   constructor(
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
-    private readonly metrics: RelayMetrics,
   ) {}
 
   async legacySource(dto: SourceDto): Promise<object> {
@@ -51,7 +49,6 @@ export class SourceService {
       envelope,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'responses_full') {
       throw Errors.capacity('Relay response storage is full; retry shortly', 5, 503);
     }
@@ -70,7 +67,6 @@ export class SourceService {
       final: dto.final,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     if (result.status === 'unknown') {
       throw Errors.unknownStream();
     }
@@ -101,7 +97,6 @@ export class SourceService {
       envelope,
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     switch (result.status) {
       case 'stored':
         return { message: 'Response received and queued for client' };
@@ -137,7 +132,6 @@ export class SourceService {
       },
       now: this.clock.now(),
     });
-    this.metrics.recordTransitions(result.transitions);
     switch (result.status) {
       case 'accepted':
         return { message: 'Encrypted progress accepted' };

@@ -1,10 +1,26 @@
 import { Logger } from '@nestjs/common';
 import { Redis, type RedisOptions } from 'ioredis';
+import { z } from 'zod';
 import type { Clock } from '../common/clock';
 import type { RelayConfig } from '../config/relay-config';
-import { SCHEMA_VERSION } from './redis/prelude.script';
 import { toStoreError } from './redis/redis-error.mapper';
-import { scriptSource, RELAY_SCRIPTS, type RelayScriptName } from './redis/script.registry';
+import {
+  RELAY_SCRIPT_NAMES,
+  relayScripts,
+  SCHEMA_VERSION,
+  type RelayScriptName,
+} from './redis/script.registry';
+import {
+  envelopeSchema,
+  flagReply,
+  MalformedReplyError,
+  nodeListSchema,
+  nullableTextReply,
+  parseJson,
+  ScriptReply,
+  selectionSchema,
+  statsSchema,
+} from './redis/script-reply';
 import { WakeChannel } from './redis/wake.channel';
 import type {
   CancelCommand,
@@ -36,24 +52,17 @@ import type {
   UpsertNodeResult,
 } from './state-store';
 import {
-  CONTEXT_TIERS,
-  REQUEST_OUTCOMES,
+  CONTROL_STATES,
+  TERMINAL_REASONS,
+  TERMINAL_STATUSES,
   type ClaimedJob,
-  type ContextTier,
-  type ControlState,
-  type Dialect,
-  type Envelope,
-  type EvictionReason,
-  type NodeCapabilities,
   type NodeView,
-  type RequestOutcome,
   type StoreLimits,
   type StoreStats,
-  type TerminalReason,
-  type TerminalStatus,
   type TransitionCounts,
 } from './state.types';
 import { StoreUnavailableError } from './store-unavailable.error';
+import { statsFromSnapshot } from './transitions/stats-snapshot';
 import { responseKey, workKey } from './waiters';
 
 export interface RedisStoreOptions {
@@ -87,70 +96,46 @@ const RECHECK_WHEN_REFUSED_MS = 1_000;
 const LOG_REPEAT_MS = 10_000;
 const QUIT_TIMEOUT_MS = 1_000;
 
-const OUTCOMES: ReadonlySet<string> = new Set(REQUEST_OUTCOMES);
-
-function isOutcome(name: string): name is RequestOutcome {
-  return OUTCOMES.has(name);
-}
-
-function parseTransitions(encoded: unknown): TransitionCounts {
-  const t: TransitionCounts = { outcomes: {}, evictions: {} };
-  if (typeof encoded !== 'string' || encoded === '') {
-    return t;
-  }
-  for (const part of encoded.split(',')) {
-    const at = part.indexOf('=');
-    const name = part.slice(0, at);
-    const count = Number(part.slice(at + 1));
-    if (isOutcome(name)) {
-      t.outcomes[name] = count;
-    } else {
-      t.evictions[name as EvictionReason] = count;
-    }
-  }
-  return t;
-}
-
-function list(reply: unknown): unknown[] {
-  if (!Array.isArray(reply)) {
-    throw new Error(`unexpected redis reply: ${typeof reply}`);
-  }
-  return reply as unknown[];
-}
-
-function text(value: unknown): string {
-  if (typeof value === 'string') {
-    return value;
-  }
-  if (typeof value === 'number') {
-    return String(value);
-  }
-  if (Buffer.isBuffer(value)) {
-    return value.toString('utf8');
-  }
-  throw new Error(`unexpected redis value: ${typeof value}`);
-}
-
-function maybeText(value: unknown): string | null {
-  return value === null || value === undefined ? null : text(value);
-}
-
-function numeric(value: unknown): number {
-  return Number(text(value));
-}
-
 /** Nullable strings travel as '' (null) or '=' + value, so an empty string stays distinct. */
 function opt(value: string | null | undefined | number): string {
   return value === null || value === undefined ? '' : `=${value}`;
 }
 
-function parseJson<T>(value: unknown): T {
-  const parsed: unknown = JSON.parse(text(value));
-  return parsed as T;
-}
+const UPSERT_STATUSES = [
+  'created',
+  'renewed',
+  'not_found',
+  'nodes_full',
+  'dialect_conflict',
+] as const;
+const UNREGISTER_STATUSES = ['removed', 'absent', 'forbidden'] as const;
+const ENQUEUE_STATUSES = [
+  'queued',
+  'node_not_found',
+  'node_queue_full',
+  'queue_full',
+  'client_pending_full',
+] as const;
+const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
+const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
+const COMPLETE_STATUSES = ['stored', 'duplicate', 'responses_full', 'gone'] as const;
+const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
+const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
+const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
+const STREAM_STATUSES = ['stored', 'unknown', 'full'] as const;
+const STREAM_TAKE_STATUSES = ['ok', 'none'] as const;
 
-function seconds(ms: number): number {
-  return Math.max(0, ms / 1000);
+function addCounts(total: TransitionCounts, t: TransitionCounts): void {
+  for (const [k, v] of Object.entries(t.outcomes) as Array<
+    [keyof TransitionCounts['outcomes'], number]
+  >) {
+    total.outcomes[k] = (total.outcomes[k] ?? 0) + v;
+  }
+  for (const [k, v] of Object.entries(t.evictions) as Array<
+    [keyof TransitionCounts['evictions'], number]
+  >) {
+    total.evictions[k] = (total.evictions[k] ?? 0) + v;
+  }
 }
 
 /**
@@ -222,383 +207,317 @@ export class RedisStateStore implements StateStore {
     };
     this.cmd = new Redis(options.url, { ...base, connectionName: 'tokenplace-relay' });
     this.sub = new Redis(options.url, { ...base, connectionName: 'tokenplace-relay-wake' });
-    for (const name of Object.keys(RELAY_SCRIPTS) as RelayScriptName[]) {
-      this.cmd.defineCommand(name, { numberOfKeys: 0, lua: scriptSource(name) });
+    const scripts = relayScripts();
+    for (const name of RELAY_SCRIPT_NAMES) {
+      this.cmd.defineCommand(name, { numberOfKeys: 0, lua: scripts[name] });
     }
     this.wake = new WakeChannel(this.sub, `${this.prefix}wake`, clock);
     this.watch();
   }
 
-  // ---------------------------------------------------------------- nodes
+  // ---------------------------------------------------------------- nodes (nodes.redis.lua)
 
   async upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
     const caps = cmd.capabilities;
     const mode = caps === undefined ? 'keep' : caps === null ? 'null' : 'set';
-    const reply = list(
-      await this.call('tpUpsertNode', cmd.now, [
-        cmd.nodeId,
-        cmd.dialect,
-        mode,
-        caps ? JSON.stringify(caps) : '',
-        caps ? caps.active_context_tier : '',
-        caps ? caps.maximum_total_context_tokens : 0,
-        caps ? caps.max_concurrency : 0,
-        caps ? `\n${caps.supported_model_ids.join('\n')}\n` : '',
-        caps ? JSON.stringify(caps.supported_model_ids) : '',
-        opt(cmd.newCredentialDigest),
-        cmd.requireExisting === true ? '1' : '0',
-        opt(cmd.pollingUntil),
-      ]),
-    );
-    const status = text(reply[0]);
-    const transitions = parseTransitions(reply[1]);
-    switch (status) {
-      case 'created':
-      case 'renewed':
-        return { status, credentialIssued: numeric(reply[2]) === 1, transitions };
-      case 'not_found':
-      case 'nodes_full':
-      case 'dialect_conflict':
-        return { status, transitions };
-      default:
-        throw new Error(`unexpected upsert status ${status}`);
+    const r = await this.reply('tpUpsertNode', cmd.now, [
+      cmd.nodeId,
+      cmd.dialect,
+      mode,
+      caps ? JSON.stringify(caps) : '',
+      caps ? caps.active_context_tier : '',
+      caps ? caps.maximum_total_context_tokens : 0,
+      caps ? caps.max_concurrency : 0,
+      caps ? `\n${caps.supported_model_ids.join('\n')}\n` : '',
+      caps ? JSON.stringify(caps.supported_model_ids) : '',
+      opt(cmd.newCredentialDigest),
+      cmd.requireExisting === true ? '1' : '0',
+      opt(cmd.pollingUntil),
+    ]);
+    const status = r.oneOf(UPSERT_STATUSES, 'status');
+    const transitions = r.transitions();
+    if (status === 'created' || status === 'renewed') {
+      const credentialIssued = r.flag('credential issued');
+      r.end();
+      return { status, credentialIssued, transitions };
     }
+    r.end();
+    return { status, transitions };
   }
 
   async unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult> {
-    const reply = list(
-      await this.call('tpUnregisterNode', cmd.now, [
-        cmd.nodeId,
-        opt(cmd.credentialDigest),
-        cmd.force === true ? '1' : '0',
-      ]),
-    );
-    const status = text(reply[0]);
-    if (status !== 'removed' && status !== 'absent' && status !== 'forbidden') {
-      throw new Error(`unexpected unregister status ${status}`);
-    }
-    return { status, transitions: parseTransitions(reply[1]) };
+    const r = await this.reply('tpUnregisterNode', cmd.now, [
+      cmd.nodeId,
+      opt(cmd.credentialDigest),
+      cmd.force === true ? '1' : '0',
+    ]);
+    const status = r.oneOf(UNREGISTER_STATUSES, 'status');
+    const transitions = r.transitions();
+    r.end();
+    return { status, transitions };
   }
 
   async listNodes(now: number): Promise<NodeView[]> {
-    const reply = list(await this.call('tpListNodes', now, []));
-    const nodes: NodeView[] = [];
-    for (let i = 0; i + 6 < reply.length; i += 7) {
-      const caps = maybeText(reply[i + 6]);
-      nodes.push({
-        nodeId: text(reply[i]),
-        dialect: text(reply[i + 1]) as Dialect,
-        lastPingAt: numeric(reply[i + 2]),
-        leaseMs: numeric(reply[i + 3]),
-        queueDepth: numeric(reply[i + 4]),
-        inFlightCount: numeric(reply[i + 5]),
-        capabilities: caps === null ? null : parseJson<NodeCapabilities>(caps),
-      });
-    }
-    return nodes;
+    const raw = await this.call('tpListNodes', now, []);
+    return parseJson('tpListNodes', nodeListSchema, raw, 'node list');
   }
 
   async selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
-    const reply = list(
-      await this.call('tpSelectNode', cmd.now, [
-        cmd.model,
-        CONTEXT_TIERS[cmd.tier],
-        cmd.maxQueueDepth,
-      ]),
-    );
-    const status = text(reply[0]);
-    switch (status) {
-      case 'no_nodes':
-        return { status };
-      case 'no_match':
-      case 'no_capacity': {
-        const d = parseJson<{
-          eligibleTierCounts: Partial<Record<ContextTier, number>>;
-          eligibleCount: number;
-          capacityLimitedCount: number;
-          capacityLimitedTierCounts: Partial<Record<ContextTier, number>>;
-        }>(reply[1]);
-        return {
-          status,
-          eligibleTierCounts: d.eligibleTierCounts,
-          eligibleCount: d.eligibleCount,
-          capacityLimitedCount: d.capacityLimitedCount,
-          capacityLimitedTierCounts: d.capacityLimitedTierCounts,
-        };
-      }
-      case 'selected': {
-        const d = parseJson<{
-          nodeId: string;
-          tier: ContextTier;
-          queueDepth: number;
-          inFlightCount: number;
-          loadScore: number;
-          eligibleTierCounts: Partial<Record<ContextTier, number>>;
-          eligibleCount: number;
-        }>(reply[1]);
-        return {
-          status,
-          selected: {
-            nodeId: d.nodeId,
-            tier: d.tier,
-            modelSupport: parseJson<string[]>(reply[2]),
-            queueDepth: d.queueDepth,
-            inFlightCount: d.inFlightCount,
-            loadScore: d.loadScore,
-          },
-          eligibleTierCounts: d.eligibleTierCounts,
-          eligibleCount: d.eligibleCount,
-        };
-      }
-      default:
-        throw new Error(`unexpected select status ${status}`);
-    }
+    const raw = await this.call('tpSelectNode', cmd.now, [cmd.model, cmd.tier, cmd.maxQueueDepth]);
+    return parseJson('tpSelectNode', selectionSchema, raw, 'selection');
   }
 
   async pickLegacyNode(now: number): Promise<string | null> {
-    return maybeText(await this.call('tpPickLegacyNode', now, [Math.random()]));
+    return nullableTextReply(
+      'tpPickLegacyNode',
+      await this.call('tpPickLegacyNode', now, [Math.random()]),
+    );
   }
 
-  // ---------------------------------------------------------------- work
+  // ---------------------------------------------------------------- work (work.redis.lua)
 
   async enqueue(cmd: EnqueueCommand): Promise<EnqueueResult> {
     const { job } = cmd;
-    const reply = list(
-      await this.call('tpEnqueue', cmd.now, [
-        job.jobId,
-        job.dialect,
-        job.nodeId,
-        opt(job.clientKey),
-        opt(job.requestId),
-        opt(job.cancelToken),
-        job.stream ? '1' : '0',
-        JSON.stringify(job.envelope),
-        job.bytes,
-      ]),
-    );
-    const status = text(reply[0]);
-    const transitions = parseTransitions(reply[1]);
-    switch (status) {
-      case 'queued':
-        this.wake.notifyLocal(workKey(job.nodeId));
-        return { status, deadlineAt: numeric(reply[2]), transitions };
-      case 'node_not_found':
-      case 'node_queue_full':
-      case 'queue_full':
-      case 'client_pending_full':
-        return { status, transitions };
-      default:
-        throw new Error(`unexpected enqueue status ${status}`);
+    const r = await this.reply('tpEnqueue', cmd.now, [
+      job.jobId,
+      job.dialect,
+      job.nodeId,
+      opt(job.clientKey),
+      opt(job.requestId),
+      opt(job.cancelToken),
+      job.stream ? '1' : '0',
+      JSON.stringify(job.envelope),
+      job.bytes,
+    ]);
+    const status = r.oneOf(ENQUEUE_STATUSES, 'status');
+    const transitions = r.transitions();
+    if (status === 'queued') {
+      const deadlineAt = r.number('deadline');
+      r.end();
+      this.wake.notifyLocal(workKey(job.nodeId));
+      return { status, deadlineAt, transitions };
     }
+    r.end();
+    return { status, transitions };
   }
 
   async claimNext(cmd: ClaimCommand): Promise<ClaimResult> {
-    const reply = list(await this.call('tpClaimNext', cmd.now, [cmd.nodeId, cmd.dialect, cmd.max]));
-    const status = text(reply[0]);
-    const transitions = parseTransitions(reply[1]);
-    if (status === 'not_found' || status === 'dialect_conflict') {
+    const r = await this.reply('tpClaimNext', cmd.now, [cmd.nodeId, cmd.dialect, cmd.max]);
+    const status = r.oneOf(CLAIM_STATUSES, 'status');
+    const transitions = r.transitions();
+    if (status !== 'ok') {
+      r.end();
       return { status, transitions };
     }
+    if (r.remaining % 7 !== 0 || r.remaining / 7 > cmd.max) {
+      r.fail(`${r.remaining} claim fields are not 7 per job for at most ${cmd.max}`);
+    }
     const jobs: ClaimedJob[] = [];
-    for (let i = 2; i + 6 < reply.length; i += 7) {
+    while (r.remaining > 0) {
       jobs.push({
-        jobId: text(reply[i]),
-        clientKey: maybeText(reply[i + 1]),
-        requestId: maybeText(reply[i + 2]),
-        cancelToken: maybeText(reply[i + 3]),
-        stream: text(reply[i + 4]) === '1',
-        envelope: parseJson<Envelope>(reply[i + 5]),
-        deadlineAt: numeric(reply[i + 6]),
+        jobId: r.text('job id'),
+        clientKey: r.nullableText('client'),
+        requestId: r.nullableText('request id'),
+        cancelToken: r.nullableText('cancel token'),
+        stream: r.flag('stream'),
+        envelope: r.json(envelopeSchema, 'envelope'),
+        deadlineAt: r.number('deadline'),
       });
     }
-    return { status: 'ok', jobs, transitions };
+    return { status, jobs, transitions };
   }
 
   async control(cmd: ControlCommand): Promise<ControlResult> {
-    const reply = list(
-      await this.call('tpControl', cmd.now, [
-        cmd.nodeId,
-        cmd.requestId,
-        cmd.credentialDigest,
-        cmd.acknowledge ? '1' : '0',
-      ]),
-    );
-    const transitions = parseTransitions(reply[1]);
-    if (text(reply[0]) === 'forbidden') {
-      return { status: 'forbidden', transitions };
+    const r = await this.reply('tpControl', cmd.now, [
+      cmd.nodeId,
+      cmd.requestId,
+      cmd.credentialDigest,
+      cmd.acknowledge ? '1' : '0',
+    ]);
+    const status = r.oneOf(OK_OR_FORBIDDEN, 'status');
+    const transitions = r.transitions();
+    if (status === 'forbidden') {
+      r.end();
+      return { status, transitions };
     }
-    const deadline = maybeText(reply[3]);
-    return {
-      status: 'ok',
-      state: text(reply[2]) as ControlState,
-      deadlineAt: deadline === null ? null : Number(deadline),
-      transitions,
-    };
-  }
-
-  async complete(cmd: CompleteCommand): Promise<CompleteResult> {
-    const reply = list(
-      await this.call('tpComplete', cmd.now, [
-        cmd.dialect,
-        cmd.clientKey,
-        opt(cmd.requestId),
-        JSON.stringify(cmd.envelope),
-      ]),
-    );
-    const status = text(reply[0]);
-    const transitions = parseTransitions(reply[1]);
-    switch (status) {
-      case 'stored':
-        this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
-        return { status, transitions };
-      case 'duplicate':
-      case 'responses_full':
-        return { status, transitions };
-      case 'gone':
-        return {
-          status,
-          code: text(reply[2]) as TerminalStatus | 'completed' | 'gone',
-          transitions,
-        };
-      default:
-        throw new Error(`unexpected complete status ${status}`);
-    }
-  }
-
-  async takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
-    const reply = list(
-      await this.call('tpTakeResponse', cmd.now, [cmd.dialect, cmd.clientKey, opt(cmd.requestId)]),
-    );
-    const status = text(reply[0]);
-    const transitions = parseTransitions(reply[1]);
-    switch (status) {
-      case 'ok':
-        return { status, envelope: parseJson<Envelope>(reply[2]), transitions };
-      case 'pending': {
-        const progress = maybeText(reply[3]);
-        return {
-          status,
-          deadlineAt: numeric(reply[2]),
-          progress: progress === null ? null : parseJson<Envelope>(progress),
-          transitions,
-        };
-      }
-      case 'terminal':
-        return {
-          status,
-          terminal: text(reply[2]) as TerminalStatus,
-          reason: text(reply[3]) as TerminalReason,
-          transitions,
-        };
-      case 'unknown':
-        return { status, transitions };
-      default:
-        throw new Error(`unexpected take status ${status}`);
-    }
-  }
-
-  async confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
-    await this.call('tpConfirmDelivery', cmd.now, [cmd.dialect, cmd.clientKey, opt(cmd.requestId)]);
+    const state = r.oneOf(CONTROL_STATES, 'control state');
+    const deadlineAt = r.nullableNumber('deadline');
+    r.end();
+    return { status, state, deadlineAt, transitions };
   }
 
   async cancel(cmd: CancelCommand): Promise<CancelResult> {
-    const reply = list(
-      await this.call('tpCancel', cmd.now, [
-        cmd.clientKey,
-        cmd.requestId,
-        cmd.cancelToken,
-        cmd.status,
-        cmd.reason,
-      ]),
-    );
-    const transitions = parseTransitions(reply[1]);
-    if (text(reply[0]) === 'forbidden') {
-      return { status: 'forbidden', transitions };
+    const r = await this.reply('tpCancel', cmd.now, [
+      cmd.clientKey,
+      cmd.requestId,
+      cmd.cancelToken,
+      cmd.status,
+      cmd.reason,
+    ]);
+    const status = r.oneOf(OK_OR_FORBIDDEN, 'status');
+    const transitions = r.transitions();
+    if (status === 'forbidden') {
+      r.end();
+      return { status, transitions };
     }
-    return { status: 'ok', removedFromQueue: numeric(reply[2]), transitions };
+    const removedFromQueue = r.integer('removed from queue');
+    r.end();
+    return { status, removedFromQueue, transitions };
   }
 
   async putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
-    const reply = list(
-      await this.call('tpPutProgress', cmd.now, [
-        cmd.nodeId,
-        cmd.credentialDigest,
-        cmd.clientKey,
-        cmd.requestId,
-        JSON.stringify(cmd.envelope),
-      ]),
-    );
-    const status = text(reply[0]);
-    if (
-      status !== 'accepted' &&
-      status !== 'forbidden' &&
-      status !== 'not_active' &&
-      status !== 'expired'
-    ) {
-      throw new Error(`unexpected progress status ${status}`);
-    }
+    const r = await this.reply('tpPutProgress', cmd.now, [
+      cmd.nodeId,
+      cmd.credentialDigest,
+      cmd.clientKey,
+      cmd.requestId,
+      JSON.stringify(cmd.envelope),
+    ]);
+    const status = r.oneOf(PROGRESS_STATUSES, 'status');
+    const transitions = r.transitions();
+    r.end();
     if (status === 'accepted') {
       this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
     }
-    return { status, transitions: parseTransitions(reply[1]) };
+    return { status, transitions };
   }
 
-  // ---------------------------------------------------------------- legacy streams
+  /** What a work wait re-checks: the node has queued work, or is gone. */
+  async hasWork(nodeId: string, now: number): Promise<boolean> {
+    return flagReply('tpHasWork', await this.call('tpHasWork', now, [nodeId]));
+  }
+
+  // ---------------------------------------------------------------- answers (answers.redis.lua)
+
+  async complete(cmd: CompleteCommand): Promise<CompleteResult> {
+    const r = await this.reply('tpComplete', cmd.now, [
+      cmd.dialect,
+      cmd.clientKey,
+      opt(cmd.requestId),
+      JSON.stringify(cmd.envelope),
+    ]);
+    const status = r.oneOf(COMPLETE_STATUSES, 'status');
+    const transitions = r.transitions();
+    if (status === 'gone') {
+      const code = r.oneOf(GONE_CODES, 'code');
+      r.end();
+      return { status, code, transitions };
+    }
+    r.end();
+    if (status === 'stored') {
+      this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
+    }
+    return { status, transitions };
+  }
+
+  async takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
+    const r = await this.reply('tpTakeResponse', cmd.now, [
+      cmd.dialect,
+      cmd.clientKey,
+      opt(cmd.requestId),
+    ]);
+    const status = r.oneOf(TAKE_STATUSES, 'status');
+    const transitions = r.transitions();
+    let result: TakeResponseResult;
+    switch (status) {
+      case 'ok':
+        result = { status, envelope: r.json(envelopeSchema, 'envelope'), transitions };
+        break;
+      case 'pending': {
+        const deadlineAt = r.number('deadline');
+        const progress = r.nullableText('progress');
+        result = {
+          status,
+          deadlineAt,
+          progress:
+            progress === null ? null : parseJson(r.script, envelopeSchema, progress, 'progress'),
+          transitions,
+        };
+        break;
+      }
+      case 'terminal':
+        result = {
+          status,
+          terminal: r.oneOf(TERMINAL_STATUSES, 'terminal status'),
+          reason: r.oneOf(TERMINAL_REASONS, 'terminal reason'),
+          transitions,
+        };
+        break;
+      case 'unknown':
+        result = { status, transitions };
+        break;
+      default: {
+        const never: never = status;
+        return never;
+      }
+    }
+    r.end();
+    return result;
+  }
+
+  /** What a response wait re-checks (see the in-memory twin, answers.memory.ts). */
+  async hasResponse(clientKey: string, requestId: string | null, now: number): Promise<boolean> {
+    const reply = await this.call('tpHasResponse', now, [clientKey, opt(requestId)]);
+    return flagReply('tpHasResponse', reply);
+  }
+
+  async confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
+    const reply = await this.call('tpConfirmDelivery', cmd.now, [
+      cmd.dialect,
+      cmd.clientKey,
+      opt(cmd.requestId),
+    ]);
+    if (reply !== 1) {
+      throw new MalformedReplyError('tpConfirmDelivery', `expected 1, got ${typeof reply}`);
+    }
+  }
 
   async appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
-    const reply = list(
-      await this.call('tpAppendStreamChunk', cmd.now, [
-        cmd.sessionId,
-        JSON.stringify(cmd.chunk) ?? 'null',
-        cmd.chunkBytes,
-        cmd.final ? '1' : '0',
-      ]),
-    );
-    const status = text(reply[0]);
-    if (status !== 'stored' && status !== 'unknown' && status !== 'full') {
-      throw new Error(`unexpected stream status ${status}`);
-    }
-    return { status, transitions: parseTransitions(reply[1]) };
+    const r = await this.reply('tpAppendStreamChunk', cmd.now, [
+      cmd.sessionId,
+      JSON.stringify(cmd.chunk) ?? 'null',
+      cmd.chunkBytes,
+      cmd.final ? '1' : '0',
+    ]);
+    const status = r.oneOf(STREAM_STATUSES, 'status');
+    const transitions = r.transitions();
+    r.end();
+    return { status, transitions };
   }
 
   async takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {
-    const reply = list(await this.call('tpTakeStream', now, [clientKey]));
-    if (text(reply[0]) === 'none') {
+    const r = await this.reply('tpTakeStream', now, [clientKey]);
+    if (r.oneOf(STREAM_TAKE_STATUSES, 'status') === 'none') {
+      r.end();
       return { status: 'none' };
     }
-    return {
-      status: 'ok',
-      sessionId: text(reply[1]),
-      final: numeric(reply[2]) === 1,
-      chunks: reply.slice(3).map((c) => parseJson<unknown>(c)),
-    };
+    const sessionId = r.text('session id');
+    const final = r.flag('final');
+    const chunks: unknown[] = [];
+    while (r.remaining > 0) {
+      chunks.push(r.json(z.unknown(), 'chunk'));
+    }
+    return { status: 'ok', sessionId, final, chunks };
   }
 
-  // ---------------------------------------------------------------- rate limits
+  // ---------------------------------------------------------------- upkeep (upkeep.redis.lua)
 
   async hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult> {
-    const reply = list(
-      await this.call('tpHitRateLimit', cmd.now, [cmd.key, cmd.limit, cmd.windowMs]),
-    );
-    return { allowed: numeric(reply[0]) === 1, resetSeconds: numeric(reply[1]) };
+    const r = await this.reply('tpHitRateLimit', cmd.now, [cmd.key, cmd.limit, cmd.windowMs]);
+    const allowed = r.flag('allowed');
+    const resetSeconds = r.integer('reset seconds');
+    r.end();
+    return { allowed, resetSeconds };
   }
-
-  // ---------------------------------------------------------------- housekeeping
 
   async sweep(now: number): Promise<TransitionCounts> {
     const total: TransitionCounts = { outcomes: {}, evictions: {} };
     for (let round = 0; round < SWEEP_MAX_ROUNDS; round += 1) {
-      const reply = list(await this.call('tpSweep', now, [SWEEP_BATCH]));
-      const t = parseTransitions(reply[0]);
-      for (const [k, v] of Object.entries(t.outcomes)) {
-        const name = k as RequestOutcome;
-        total.outcomes[name] = (total.outcomes[name] ?? 0) + v;
-      }
-      for (const [k, v] of Object.entries(t.evictions)) {
-        const name = k as EvictionReason;
-        total.evictions[name] = (total.evictions[name] ?? 0) + v;
-      }
-      if (numeric(reply[1]) !== 1) {
+      const r = await this.reply('tpSweep', now, [SWEEP_BATCH]);
+      addCounts(total, r.transitions());
+      const more = r.flag('more');
+      r.end();
+      if (!more) {
         break;
       }
     }
@@ -606,25 +525,8 @@ export class RedisStateStore implements StateStore {
   }
 
   async stats(now: number): Promise<StoreStats> {
-    const r = list(await this.call('tpStats', now, []));
-    const oldestQueued = maybeText(r[1]);
-    const oldestClaimed = maybeText(r[3]);
-    return {
-      queueDepth: numeric(r[0]),
-      oldestQueuedAgeSeconds: oldestQueued === null ? 0 : seconds(now - Number(oldestQueued)),
-      inFlight: numeric(r[2]),
-      oldestInFlightAgeSeconds: oldestClaimed === null ? 0 : seconds(now - Number(oldestClaimed)),
-      nodesRegistered: numeric(r[4]),
-      v1NodesRegistered: numeric(r[5]),
-      v1NodesHealthy: numeric(r[6]),
-      maxLeaseAgeSeconds: numeric(r[7]),
-      queuedBytes: numeric(r[8]),
-      storedResponses: numeric(r[9]),
-      terminalRecords: numeric(r[10]),
-      tombstones: numeric(r[11]),
-      streamSessions: numeric(r[12]),
-      rateLimitBuckets: numeric(r[13]),
-    };
+    const raw = await this.call('tpStats', now, []);
+    return statsFromSnapshot(parseJson('tpStats', statsSchema, raw, 'stats'), now);
   }
 
   async ping(): Promise<void> {
@@ -651,10 +553,9 @@ export class RedisStateStore implements StateStore {
   }
 
   waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
-    return this.wake.wait(workKey(nodeId), until, signal, async () => {
-      const reply = await this.call('tpHasWork', this.clock.now(), [nodeId]);
-      return numeric(reply) === 1;
-    });
+    return this.wake.wait(workKey(nodeId), until, signal, () =>
+      this.hasWork(nodeId, this.clock.now()),
+    );
   }
 
   waitForResponse(
@@ -663,10 +564,9 @@ export class RedisStateStore implements StateStore {
     until: number,
     signal: AbortSignal,
   ): Promise<void> {
-    return this.wake.wait(responseKey(clientKey, requestId), until, signal, async () => {
-      const reply = await this.call('tpHasResponse', this.clock.now(), [clientKey, opt(requestId)]);
-      return numeric(reply) === 1;
-    });
+    return this.wake.wait(responseKey(clientKey, requestId), until, signal, () =>
+      this.hasResponse(clientKey, requestId, this.clock.now()),
+    );
   }
 
   wakeAll(): void {
@@ -685,6 +585,11 @@ export class RedisStateStore implements StateStore {
   }
 
   // ---------------------------------------------------------------- connection
+
+  /** A positional reply, read with its checks; a malformed one is logged and fails with 503. */
+  private async reply(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<ScriptReply> {
+    return ScriptReply.of(name, await this.call(name, now, args));
+  }
 
   private async call(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<unknown> {
     if (!this.usable && !this.closed && this.cmd.status === 'ready') {

@@ -15,15 +15,19 @@ export interface SchedulableNode {
 /** Round-robin memory of the scheduler: a global cursor plus one cursor per tie set. */
 export interface CursorState {
   globalCursor: number;
-  /** Tie-set digest → seq of the node picked last from that set. */
+  /** Tie-set digest → seq of the node picked last from that set, least recently used first. */
   tieCursors: Map<string, number>;
+  /** Most tie cursors kept (`StoreLimits.maxTieCursors`). */
+  readonly limit: number;
 }
 
-const MAX_TIE_CURSORS = 1024;
+/** Load scores are rounded to this many parts per unit (both stores compute them). */
+export const LOAD_SCORE_SCALE = 1e6;
 
 export function loadScore(node: SchedulableNode): number {
   const concurrency = node.capabilities?.max_concurrency ?? 1;
-  return Math.round(((node.queueDepth + node.inFlightCount) / concurrency) * 1e6) / 1e6;
+  const load = (node.queueDepth + node.inFlightCount) / concurrency;
+  return Math.round(load * LOAD_SCORE_SCALE) / LOAD_SCORE_SCALE;
 }
 
 /**
@@ -136,7 +140,7 @@ function pickRoundRobin(ties: SchedulableNode[], cursors: CursorState): Schedula
   }
   cursors.tieCursors.delete(tieKey);
   cursors.tieCursors.set(tieKey, picked.seq);
-  if (cursors.tieCursors.size > MAX_TIE_CURSORS) {
+  if (cursors.tieCursors.size > cursors.limit) {
     const oldest = cursors.tieCursors.keys().next().value;
     if (oldest !== undefined) {
       cursors.tieCursors.delete(oldest);

@@ -1,7 +1,10 @@
 import { Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { CLOCK, type Clock } from '../common/clock';
 import { RelayConfig } from '../config/relay-config';
+import { RelayMetrics } from '../metrics/relay-metrics';
+import { RelayMetricsModule } from '../metrics/relay-metrics.module';
 import { InMemoryStateStore } from './in-memory-state.store';
+import { MeteredStateStore } from './metered-state.store';
 import { RedisStateStore } from './redis-state.store';
 import { STATE_STORE, type StateStore } from './state-store';
 
@@ -19,6 +22,15 @@ export async function createStateStore(config: RelayConfig, clock: Clock): Promi
   }
 }
 
+/** The store services get: the configured one, recording every transition in the metrics. */
+async function createMeteredStore(
+  config: RelayConfig,
+  clock: Clock,
+  metrics: RelayMetrics,
+): Promise<StateStore> {
+  return new MeteredStateStore(await createStateStore(config, clock), metrics);
+}
+
 /** Closes the store after the HTTP server has closed (Nest's last shutdown step). */
 @Injectable()
 class StoreCloser implements OnApplicationShutdown {
@@ -30,11 +42,12 @@ class StoreCloser implements OnApplicationShutdown {
 }
 
 @Module({
+  imports: [RelayMetricsModule],
   providers: [
     {
       provide: STATE_STORE,
-      inject: [RelayConfig, CLOCK],
-      useFactory: createStateStore,
+      inject: [RelayConfig, CLOCK, RelayMetrics],
+      useFactory: createMeteredStore,
     },
     StoreCloser,
   ],

@@ -37,6 +37,14 @@ export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
 export const EVICTION_REASONS = ['stale_lease', 'unregistered', 'capacity_loss'] as const;
 export type EvictionReason = (typeof EVICTION_REASONS)[number];
 
+/** Outcome label of a terminal transition (metrics vocabulary of spec §5.5). */
+export function outcomeOf(status: TerminalStatus, reason: TerminalReason): RequestOutcome {
+  if (status === 'cancelled') {
+    return 'cancelled';
+  }
+  return reason === 'provider_timeout' ? 'timed_out' : 'expired';
+}
+
 export const CONTROL_STATES = [
   'active',
   'cancelled',
@@ -145,6 +153,8 @@ export interface StoreLimits {
   maxStreamChunks: number;
   maxStreamBytes: number;
   maxRateLimitBuckets: number;
+  /** Scheduler round-robin cursors kept, one per tie set; the least recently used goes first. */
+  maxTieCursors: number;
   /** Staleness window of a `/sink` node. */
   legacyLeaseMs: number;
   /** API v1 node lease. */

@@ -3,8 +3,15 @@ import { ManualClock } from '../../src/common/clock';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import type { StoreLimits } from '../../src/state/state.types';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
-import { CapturedLog, deletePrefix, keysWithTtl, randomPrefix } from '../helpers/redis-server';
-import { describeIf, requirement } from '../helpers/requirements';
+import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
+import {
+  CapturedLog,
+  deletePrefix,
+  keysWithTtl,
+  randomPrefix,
+  sharedRedisUrl,
+} from '../helpers/redis-server';
+import { describeIf } from '../helpers/requirements';
 import {
   CAPS,
   CONTRACT_LIMITS,
@@ -14,13 +21,8 @@ import {
   runStateStoreContract,
 } from './state-store.contract';
 
-const REDIS_URL = process.env.REDIS_URL ?? '';
-const available = requirement(
-  'Redis state store',
-  REDIS_URL !== '',
-  'TOKENPLACE_REQUIRE_REDIS',
-  'set REDIS_URL (e.g. `redis-server --port 6391 --save "" --daemonize yes` and REDIS_URL=redis://127.0.0.1:6391)',
-);
+const REDIS_URL = sharedRedisUrl('Redis state store');
+const available = REDIS_URL !== '';
 
 function openStore(
   prefix: string,
@@ -293,59 +295,116 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
   });
 
   it('should keep every key under its prefix, with a TTL or an index that removes it, and leave nothing behind', async () => {
+    const now = (): number => clock.now();
     await registerNode();
-    await a.upsertNode({ nodeId: 'node-l', dialect: 'legacy', now: clock.now() });
-    await a.selectNode({
+    await a.upsertNode({ nodeId: 'node-b', dialect: 'v1', capabilities: CAPS, now: now() });
+    await a.upsertNode({ nodeId: 'node-l', dialect: 'legacy', now: now() });
+    const tie = await a.selectNode({
       model: 'qwen3-8b-instruct',
       tier: '8k-fast',
       maxQueueDepth: 10,
-      now: clock.now(),
+      now: now(),
     });
-    const tracked = job();
-    await a.enqueue({ job: tracked, now: clock.now() });
-    await a.enqueue({ job: job({ clientKey: 'c2' }), now: clock.now() });
-    await a.enqueue({
-      job: job({
-        dialect: 'legacy',
-        nodeId: 'node-l',
-        requestId: null,
-        cancelToken: null,
-        stream: true,
-        clientKey: 'c3',
-      }),
-      now: clock.now(),
+    const claimed = job({ clientKey: 'c1' });
+    const cancelled = job({ clientKey: 'c4' });
+    const queued = job({ clientKey: 'c2' });
+    const answered = job({ clientKey: 'c5' });
+    const handed = job({ clientKey: 'c6', nodeId: 'node-b' });
+    const streamed = job({
+      dialect: 'legacy',
+      nodeId: 'node-l',
+      requestId: null,
+      cancelToken: null,
+      stream: true,
+      clientKey: 'c3',
     });
-    await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
-    await a.claimNext({ nodeId: 'node-l', dialect: 'legacy', max: 1, now: clock.now() });
+    for (const input of [claimed, cancelled, answered, handed, streamed]) {
+      await a.enqueue({ job: input, now: now() });
+      await a.claimNext({ nodeId: input.nodeId, dialect: input.dialect, max: 1, now: now() });
+    }
+    await a.enqueue({ job: queued, now: now() });
+    await a.cancel({
+      clientKey: 'c4',
+      requestId: cancelled.requestId as string,
+      cancelToken: cancelled.cancelToken as string,
+      status: 'cancelled',
+      reason: 'requester_cancelled',
+      now: now(),
+    });
+    for (const input of [answered, handed]) {
+      await a.complete({
+        dialect: 'v1',
+        clientKey: input.clientKey as string,
+        requestId: input.requestId,
+        envelope: envelope('a'),
+        now: now(),
+      });
+    }
+    await a.takeResponse({
+      dialect: 'v1',
+      clientKey: 'c6',
+      requestId: handed.requestId,
+      now: now(),
+    });
+    await a.appendStreamChunk({
+      sessionId: streamed.jobId,
+      chunk: { t: 'x' },
+      chunkBytes: 1,
+      final: false,
+      now: now(),
+    });
     await a.complete({
       dialect: 'v1',
       clientKey: 'c9',
       requestId: null,
       envelope: envelope('u'),
-      now: clock.now(),
+      now: now(),
     });
-    await a.complete({
-      dialect: 'legacy',
-      clientKey: 'c8',
-      requestId: null,
-      envelope: envelope('l'),
-      now: clock.now(),
-    });
-    await a.hitRateLimit({ key: 'k', limit: 3, windowMs: 1000, now: clock.now() });
+    for (const clientKey of ['c8', 'c7']) {
+      await a.complete({
+        dialect: 'legacy',
+        clientKey,
+        requestId: null,
+        envelope: envelope('l'),
+        now: now(),
+      });
+    }
+    await a.takeResponse({ dialect: 'legacy', clientKey: 'c7', requestId: null, now: now() });
+    await a.hitRateLimit({ key: 'k', limit: 3, windowMs: 1000, now: now() });
     const during = await keysWithTtl(REDIS_URL, prefix);
 
     for (let round = 0; round < 2; round += 1) {
       clock.advance(24 * 3600 * 1000);
-      await a.sweep(clock.now());
+      await a.sweep(now());
     }
     const after = await keysWithTtl(REDIS_URL, prefix);
 
-    const perEntity = [...during].filter(([k]) => /^(n|q|c|a|sn|j|u|uc|lr|lc|s|sc):/.test(k));
-    expect(perEntity.length).toBeGreaterThan(8);
+    const family = (key: string): string | null => /^([a-z]+):/.exec(key)?.[1] ?? null;
+    const perEntity = [...during].filter(([k]) => !k.startsWith('ctr:') && family(k) !== null);
+    const fixed = [...during.keys()].filter((k) => k.startsWith('ctr:') || family(k) === null);
+    expect(tie.status).toBe('selected');
+    expect(new Set(perEntity.map(([k]) => family(k)))).toEqual(new Set(PER_ENTITY_FAMILIES));
     expect(perEntity.filter(([, ttl]) => ttl < 0)).toEqual([]);
-    expect([...after.keys()].sort()).toEqual(
-      ['ctr:node', 'ctr:q', 'ctr:u', 'qbytes', 'rr', 'schema'].sort(),
-    );
+    expect(fixed.sort()).toEqual([...LASTING_KEYS, ...EMPTYING_KEYS].sort());
+    expect([...after.keys()].sort()).toEqual([...LASTING_KEYS].sort());
+  });
+
+  it('should answer a reply that breaks its script header with a store outage (503), not a wrong value', async () => {
+    await registerNode();
+    await admin.hset(`${prefix}term`, 'client-1\nreq-x', 'vanished\nnobody_knows');
+    await admin.hset(`${prefix}n:node-a`, 'caps', JSON.stringify({ ...CAPS, api_version: 'v2' }));
+
+    const take = a.takeResponse({
+      dialect: 'v1',
+      clientKey: 'client-1',
+      requestId: 'req-x',
+      now: clock.now(),
+    });
+    const list = a.listNodes(clock.now());
+
+    await expect(take).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(take).rejects.toThrow(/malformed reply from tpTakeResponse: terminal status/);
+    await expect(list).rejects.toThrow(/malformed reply from tpListNodes: node list at 0/);
   });
 
   it('should publish wake-ups only on the prefix channel', async () => {

@@ -33,6 +33,7 @@ export const CONTRACT_LIMITS: StoreLimits = {
   maxStreamChunks: 3,
   maxStreamBytes: 100,
   maxRateLimitBuckets: 3,
+  maxTieCursors: 1024,
   legacyLeaseMs: 10_000,
   v1LeaseMs: 30_000,
   inFlightTtlMs: 20_000,
@@ -2370,6 +2371,120 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         store.wakeAll();
 
         await expect(Promise.all([timed, aborted, woken])).resolves.toBeDefined();
+      });
+    });
+
+    // Each test below is a disagreement between the two stores, found by review or by the
+    // model-based test (test/contract/state-store.model.spec.ts); the failing store was fixed.
+    describe('regressions: the stores disagreed', () => {
+      it('should drop a handed-out legacy answer nobody confirmed after the delivery grace, and count it until then', async () => {
+        const legacy = { dialect: 'legacy', clientKey: 'c', requestId: null } as const;
+        await store.complete({ ...legacy, envelope: envelope('l1'), now: now() });
+        await store.takeResponse({ ...legacy, now: now() });
+
+        clock.advance(limits.deliveryGraceMs - 1);
+        await store.sweep(now());
+        const within = await store.takeResponse({ ...legacy, now: now() });
+        const countedWithin = (await store.stats(now())).storedResponses;
+        clock.advance(1);
+        await store.sweep(now());
+        const after = await store.takeResponse({ ...legacy, now: now() });
+
+        expect(within.status === 'ok' && within.envelope).toEqual(envelope('l1'));
+        expect(countedWithin).toBe(1);
+        expect(after).toEqual({ status: 'unknown', transitions: NONE });
+        expect((await store.stats(now())).storedResponses).toBe(0);
+      });
+
+      it('should evict a node whose poll ended one lease after the sweep found it polling, whoever registered before', async () => {
+        await upsert(store, 'node-l', 'legacy', { pollingUntil: now() + 25_000 });
+        clock.advance(limits.legacyLeaseMs + limits.lapseGraceMs + 5000);
+        await upsert(store, 'node-m', 'legacy');
+        const whilePolling = await store.sweep(now());
+        clock.advance(limits.legacyLeaseMs + 1);
+
+        const swept = await store.sweep(now());
+
+        expect(counts(whilePolling)).toEqual(NONE);
+        expect(counts(swept)).toEqual({ outcomes: {}, evictions: { stale_lease: 1 } });
+        expect((await store.listNodes(now())).map((n) => n.nodeId)).toEqual(['node-m']);
+        expect((await store.stats(now())).nodesRegistered).toBe(1);
+      });
+
+      it('should expire simultaneous deadlines in key order and drop the smallest tied terminal record past the cap', async () => {
+        await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        await upsert(store, 'node-b', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        // Submitted out of key order, all with the same deadline: the sweep ends them in key
+        // order (as a Redis sorted set lists equal scores), and the fourth terminal record pushes
+        // out the smallest of the three before it, all written at the same instant.
+        const inputs = ['3', '1', '4', '2'].map((n, i) =>
+          job({ jobId: `job-${n}`, clientKey: `c${n}`, nodeId: i < 2 ? 'node-a' : 'node-b' }),
+        );
+        for (const input of inputs) {
+          await enqueueOk(store, input);
+        }
+        clock.advance(limits.v1DeadlineMs);
+
+        await store.sweep(now());
+        const fates = [];
+        for (const n of ['1', '2', '3', '4']) {
+          const input = inputs.find((i) => i.clientKey === `c${n}`) as JobInput;
+          fates.push((await take(store, input)).status);
+        }
+
+        expect(limits.maxTerminalRecords).toBe(3);
+        expect(fates).toEqual(['unknown', 'terminal', 'terminal', 'terminal']);
+      });
+
+      it('should report the age of a redelivered claim as the oldest queued age', async () => {
+        await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
+        await enqueueOk(store, job({ clientKey: 'c1' }));
+        await claimOne(store);
+        clock.advance(1000);
+        await enqueueOk(store, job({ clientKey: 'c2' }));
+        clock.advance(limits.inFlightTtlMs);
+
+        await store.sweep(now());
+        const stats = await store.stats(now());
+
+        expect(stats).toMatchObject({ queueDepth: 2, inFlight: 0 });
+        expect(stats.oldestQueuedAgeSeconds).toBe(1 + limits.inFlightTtlMs / 1000);
+      });
+
+      it('should end a legacy response wait at once while a newer answer sits beside a handed-out one', async () => {
+        const legacy = (clientKey: string) =>
+          ({ dialect: 'legacy', clientKey, requestId: null }) as const;
+        await upsert(store, 'node-a', 'v1');
+        const marker = job({ clientKey: 'c3' });
+        await enqueueOk(store, marker);
+        await store.complete({ ...legacy('c'), envelope: envelope('l1'), now: now() });
+        await store.takeResponse({ ...legacy('c'), now: now() });
+        await store.complete({ ...legacy('c'), envelope: envelope('l2'), now: now() });
+        // Wake-ups are delivered in order: once the cancel's has arrived, so has the answer's, and
+        // only the wait's own re-check can end the wait below.
+        const never = new AbortController().signal;
+        const delivered = store.waitForResponse('c3', marker.requestId, now() + 60_000, never);
+        await store.cancel({
+          clientKey: 'c3',
+          requestId: marker.requestId as string,
+          cancelToken: marker.cancelToken as string,
+          status: 'cancelled',
+          reason: 'requester_cancelled',
+          now: now(),
+        });
+        await delivered;
+        let woke = false;
+
+        const waiting = store.waitForResponse('c', null, now() + 60_000, never).then(() => {
+          woke = true;
+        });
+        await store.stats(now());
+        await new Promise((resolve) => setImmediate(resolve));
+        const wokeAtOnce = woke;
+        store.wakeAll();
+        await waiting;
+
+        expect(wokeAtOnce).toBe(true);
       });
     });
 

@@ -6,6 +6,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { StoreLog } from '../../src/state/redis-state.store';
+import { requirement } from './requirements';
+
+/**
+ * The shared test Redis (`REDIS_URL`), or '' after announcing that `name` skips (an error under
+ * `TOKENPLACE_REQUIRE_REDIS=1`).
+ */
+export function sharedRedisUrl(name: string): string {
+  const url = process.env.REDIS_URL ?? '';
+  const available = requirement(
+    name,
+    url !== '',
+    'TOKENPLACE_REQUIRE_REDIS',
+    'set REDIS_URL (e.g. `redis-server --port 6391 --save "" --daemonize yes` and REDIS_URL=redis://127.0.0.1:6391)',
+  );
+  return available ? url : '';
+}
 
 /** A log sink that keeps what the store reported, for assertions and quiet test output. */
 export class CapturedLog implements StoreLog {

@@ -1,62 +1,198 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LOAD_SCORE_SCALE } from '../scheduler';
 import {
-  APPEND_STREAM_CHUNK,
-  COMPLETE,
-  CONFIRM_DELIVERY,
-  HAS_RESPONSE,
-  TAKE_RESPONSE,
-  TAKE_STREAM,
-} from './answer.script';
-import {
-  LIST_NODES,
-  PICK_LEGACY_NODE,
-  SELECT_NODE,
-  UNREGISTER_NODE,
-  UPSERT_NODE,
-} from './node.script';
-import { header, PRELUDE } from './prelude.script';
-import { HIT_RATE_LIMIT, STATS, SWEEP } from './upkeep.script';
-import { CANCEL, CLAIM_NEXT, CONTROL, ENQUEUE, HAS_WORK, PUT_PROGRESS } from './work.script';
+  CONTEXT_TIERS,
+  EVICTION_REASONS,
+  outcomeOf,
+  REQUEST_OUTCOMES,
+  TERMINAL_REASONS,
+  TERMINAL_STATUSES,
+} from '../state.types';
+
+/** Layout of the relay's keys; replicas that speak another layout refuse to serve. */
+export const SCHEMA_VERSION = 'tokenplace-relay/1';
+
+/** The Lua of the Redis store, beside its in-memory twins (`*.memory.ts`), shipped as assets. */
+export const LUA_DIR = join(__dirname, '..', 'transitions');
+/** The shared helpers, prepended to every script. */
+export const LIFECYCLE_FILE = 'lifecycle.redis.lua';
+/** Files holding scripts, each a sequence of `--[[ script <name> ... ]]` sections. */
+export const SCRIPT_FILES = [
+  'nodes.redis.lua',
+  'work.redis.lua',
+  'answers.redis.lua',
+  'upkeep.redis.lua',
+] as const;
+
+/** Every script by ioredis command name; `true` for the read-only ones (they run under OOM). */
+const SCRIPTS = {
+  tpUpsertNode: false,
+  tpUnregisterNode: false,
+  tpListNodes: true,
+  tpPickLegacyNode: true,
+  tpSelectNode: false,
+  tpEnqueue: false,
+  tpClaimNext: false,
+  tpControl: false,
+  tpCancel: false,
+  tpPutProgress: false,
+  tpHasWork: true,
+  tpComplete: false,
+  tpTakeResponse: false,
+  tpHasResponse: true,
+  tpConfirmDelivery: false,
+  tpAppendStreamChunk: false,
+  tpTakeStream: false,
+  tpSweep: false,
+  tpStats: true,
+  tpHitRateLimit: false,
+} as const satisfies Record<string, boolean>;
+
+export type RelayScriptName = keyof typeof SCRIPTS;
+export const RELAY_SCRIPT_NAMES = Object.keys(SCRIPTS) as RelayScriptName[];
+
+function isScriptName(name: string): name is RelayScriptName {
+  return Object.hasOwn(SCRIPTS, name);
+}
+
+/** Redis TTL margin past a key's own lifetime: a safety net that never decides anything. */
+export const TTL_SAFETY_MS = 86_400_000;
 
 /**
- * Every Lua script of the Redis store, by ioredis command name. Each is the shared prelude plus
- * one transition, registered with `defineCommand` (EVALSHA, falling back to EVAL on NOSCRIPT, so a
- * restarted Redis or a SCRIPT FLUSH costs one extra round trip, never an error).
+ * The constants the scripts read as `K`, written from the TypeScript vocabularies at load time so
+ * they exist once: the context tiers, the load-score rounding, the outcome and eviction
+ * vocabularies (the scripts refuse any other name), and the outcome of every terminal (status,
+ * reason).
  */
-export const RELAY_SCRIPTS = {
-  tpUpsertNode: UPSERT_NODE,
-  tpUnregisterNode: UNREGISTER_NODE,
-  tpListNodes: LIST_NODES,
-  tpPickLegacyNode: PICK_LEGACY_NODE,
-  tpSelectNode: SELECT_NODE,
-  tpEnqueue: ENQUEUE,
-  tpClaimNext: CLAIM_NEXT,
-  tpControl: CONTROL,
-  tpCancel: CANCEL,
-  tpPutProgress: PUT_PROGRESS,
-  tpHasWork: HAS_WORK,
-  tpComplete: COMPLETE,
-  tpTakeResponse: TAKE_RESPONSE,
-  tpConfirmDelivery: CONFIRM_DELIVERY,
-  tpHasResponse: HAS_RESPONSE,
-  tpAppendStreamChunk: APPEND_STREAM_CHUNK,
-  tpTakeStream: TAKE_STREAM,
-  tpSweep: SWEEP,
-  tpStats: STATS,
-  tpHitRateLimit: HIT_RATE_LIMIT,
-} as const;
+export function scriptConstants(): Record<string, unknown> {
+  const outcomeOfTerminal: Record<string, string> = {};
+  for (const status of TERMINAL_STATUSES) {
+    for (const reason of TERMINAL_REASONS) {
+      outcomeOfTerminal[`${status}\n${reason}`] = outcomeOf(status, reason);
+    }
+  }
+  return {
+    SAFETY_MS: TTL_SAFETY_MS,
+    TIERS: CONTEXT_TIERS,
+    LOAD_SCORE_SCALE,
+    OUTCOMES: Object.fromEntries(REQUEST_OUTCOMES.map((o) => [o, true])),
+    EVICTIONS: Object.fromEntries(EVICTION_REASONS.map((r) => [r, true])),
+    OUTCOME_OF: outcomeOfTerminal,
+  };
+}
 
-export type RelayScriptName = keyof typeof RELAY_SCRIPTS;
+/** A Lua expression for a JSON-like value (tables for objects and arrays). */
+export function luaLiteral(value: unknown): string {
+  if (typeof value === 'string') {
+    // Lua 5.1 escapes: backslash, quote, and decimal \ddd for control characters.
+    const escaped = value.replace(/[\\"\x00-\x1f\x7f]/g, (c) =>
+      c === '\\' || c === '"' ? `\\${c}` : `\\${String(c.charCodeAt(0)).padStart(3, '0')}`,
+    );
+    return `"${escaped}"`;
+  }
+  if (typeof value === 'number' && Number.isFinite(value)) {
+    return String(value);
+  }
+  if (typeof value === 'boolean') {
+    return String(value);
+  }
+  if (Array.isArray(value)) {
+    return `{ ${value.map(luaLiteral).join(', ')} }`;
+  }
+  if (typeof value === 'object' && value !== null) {
+    const fields = Object.entries(value).map(([k, v]) => `[${luaLiteral(k)}] = ${luaLiteral(v)}`);
+    return `{ ${fields.join(', ')} }`;
+  }
+  throw new Error(`no Lua literal for ${typeof value}`);
+}
 
-/** Scripts that never write: they run even when Redis is out of memory. */
-const READ_ONLY: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
-  'tpListNodes',
-  'tpPickLegacyNode',
-  'tpHasWork',
-  'tpHasResponse',
-  'tpStats',
-]);
+/**
+ * What every script starts with: Redis 7 flags (a script that may write is refused up front when
+ * Redis is out of memory, instead of failing halfway), the prefix, the layout check (read-only
+ * scripts never create the layout key) and the constants.
+ */
+function header(readOnly: boolean, constants: string): string {
+  return `#!lua${readOnly ? ' flags=no-writes' : ''}
+local P = ARGV[1]
+local schema = redis.call('GET', P .. 'schema')
+if schema and schema ~= '${SCHEMA_VERSION}' then
+  return redis.error_reply('TPSCHEMA Redis holds relay state of layout ' .. schema .. '; this replica speaks ${SCHEMA_VERSION}')
+end
+${readOnly ? '' : `if not schema then redis.call('SET', P .. 'schema', '${SCHEMA_VERSION}') end\n`}local K = ${constants}
+`;
+}
 
-/** Full source of a script (header with flags, prelude, body). */
-export function scriptSource(name: RelayScriptName): string {
-  return `${header(READ_ONLY.has(name))}${PRELUDE}\n${RELAY_SCRIPTS[name]}`;
+/** One `--[[ script <name> [(read-only)] ... ]]` section of a `.lua` file. */
+export interface ScriptSection {
+  name: string;
+  file: string;
+  readOnly: boolean;
+  /** The header comment: KEYS, ARGV and Reply lines. */
+  doc: string;
+  body: string;
+}
+
+const SECTION = /^--\[\[ script (\w+)( \(read-only\))?\n([\s\S]*?)\n\]\]\n/gm;
+
+/** Splits a script file into its sections (what precedes the first one is the file's comment). */
+export function parseScriptFile(file: string, text: string): ScriptSection[] {
+  const starts = [...text.matchAll(SECTION)];
+  return starts.map((m, i) => {
+    const next = starts[i + 1];
+    const from = (m.index ?? 0) + m[0].length;
+    return {
+      name: m[1] as string,
+      file,
+      readOnly: m[2] !== undefined,
+      doc: m[3] as string,
+      body: text.slice(from, next?.index ?? text.length),
+    };
+  });
+}
+
+function readLua(dir: string, file: string): string {
+  return readFileSync(join(dir, file), 'utf8');
+}
+
+/** Every section of every script file in `dir`, checked against the script list. */
+export function loadScriptSections(dir = LUA_DIR): ScriptSection[] {
+  const sections = SCRIPT_FILES.flatMap((file) => parseScriptFile(file, readLua(dir, file)));
+  const names = sections.map((s) => s.name);
+  for (const section of sections) {
+    if (!isScriptName(section.name)) {
+      throw new Error(`${section.file}: unknown script ${section.name}`);
+    }
+    if (section.readOnly !== SCRIPTS[section.name]) {
+      throw new Error(`${section.file}: ${section.name} read-only flag differs from the registry`);
+    }
+  }
+  for (const name of RELAY_SCRIPT_NAMES) {
+    if (names.filter((n) => n === name).length !== 1) {
+      throw new Error(`script ${name} must be defined exactly once in ${SCRIPT_FILES.join(', ')}`);
+    }
+  }
+  return sections;
+}
+
+let loaded: Record<RelayScriptName, string> | undefined;
+
+/** The scripts of the built or source tree this module belongs to, read once per process. */
+export function relayScripts(): Record<RelayScriptName, string> {
+  loaded ??= loadRelayScripts();
+  return loaded;
+}
+
+/** Full source of every script (header, lifecycle, section), by command name. */
+export function loadRelayScripts(dir = LUA_DIR): Record<RelayScriptName, string> {
+  const constants = luaLiteral(scriptConstants());
+  const lifecycle = readLua(dir, LIFECYCLE_FILE);
+  // Every name gets its source below: loadScriptSections checks each is defined exactly once.
+  const out = {} as Record<RelayScriptName, string>;
+  for (const section of loadScriptSections(dir)) {
+    if (isScriptName(section.name)) {
+      out[section.name] = `${header(section.readOnly, constants)}${lifecycle}\n${section.body}`;
+    }
+  }
+  return out;
 }

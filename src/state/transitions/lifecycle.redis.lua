@@ -1,51 +1,20 @@
-/**
- * Lua shared by every relay script (prepended to each one). Every script is called with
- * `ARGV[1]` = key prefix, `ARGV[2]` = the store limits as JSON, `ARGV[3]` = now (epoch ms from the
- * relay's injected clock; scripts never read Redis TIME), then its own arguments from `ARGV[4]`.
- *
- * Key schema (all under the prefix P; see docs/redis.md for lifetimes):
- *   schema                      string  data-layout version; a replica speaking another refuses
- *   n:<node>                    hash    d seq ping poll dig caps tier mctx conc mset models
- *   nodes  (zset seq)  lease (zset expiry)  legacy (set)     registry indexes
- *   q:<node> zset fifo-seq     c:<node> hash request_id -> job    a:<node> set active claims
- *   sn:<node> set stream ids   j:<job> hash                     job record (envelope, state)
- *   dl (deadline) queued (queued-at) claimed (claimed-at) cl (claim lease) answered (expiry)  zsets
- *   qbytes string              pairs hash client\nrequest_id -> job    live hash client -> count
- *   lc:<client> zset           legacy claims of a client in claim order
- *   u:<id> hash, ut zset, uc:<client> zset   untracked API v1 answers
- *   lr:<client> string, lrt zset             legacy mailbox
- *   term hash + termt zset, done zset, tomb hash + tombt zset   terminal records, tombstones
- *   s:<sid> hash, sc:<sid> list, sbc hash, stt zset            legacy stream sessions
- *   rl hash + rlt zset        rate-limit buckets      rr hash + rro zset   scheduler cursors
- *   ctr:node ctr:q ctr:u ctr:rr                      counters
- * Wake-ups are published on channel P..'wake' with the waiter key as the message.
- */
-/** Layout of the relay's keys; replicas that speak another layout refuse to serve. */
-export const SCHEMA_VERSION = 'tokenplace-relay/1';
+-- Helpers every Redis script shares; the twin of lifecycle.memory.ts (same names, same order).
+--
+-- Each script is: a generated header (Redis 7 flags, `local P = ARGV[1]` the key prefix, the
+-- data-layout check, and `local K = { ... }` the constants written from TypeScript: see
+-- src/state/redis/script.registry.ts), then this file, then the script's own section.
+-- Every script is called with ARGV[1] = key prefix, ARGV[2] = the store limits as JSON,
+-- ARGV[3] = now (epoch ms from the relay's injected clock; scripts never read Redis TIME), and its
+-- own arguments from ARGV[4]. No script declares KEYS: key names are built from the prefix at run
+-- time (one primary, no Cluster; docs/redis.md lists every key).
 
-/**
- * The script header: Redis 7 flags (a script that may write is refused up front when Redis is
- * out of memory, instead of failing halfway), then the layout check. Read-only scripts run even
- * when memory is full and never create the layout key.
- */
-export function header(readOnly: boolean): string {
-  return `#!lua${readOnly ? ' flags=no-writes' : ''}
-local P = ARGV[1]
-local schema = redis.call('GET', P .. 'schema')
-if schema and schema ~= '${SCHEMA_VERSION}' then
-  return redis.error_reply('TPSCHEMA Redis holds relay state of layout ' .. schema .. '; this replica speaks ${SCHEMA_VERSION}')
-end
-${readOnly ? '' : `if not schema then redis.call('SET', P .. 'schema', '${SCHEMA_VERSION}') end`}
-`;
-}
-
-export const PRELUDE = `
 local L = cjson.decode(ARGV[2])
 local NOW = tonumber(ARGV[3])
-local SAFETY = 86400000
 
 local function num(x) return string.format('%.17g', x) end
-local function ttl(ms) return math.ceil(ms + SAFETY) end
+-- A Redis TTL for a key whose lifetime is `ms`: a safety net one day past it, never a decision.
+local function ttl(ms) return math.ceil(ms + K.SAFETY_MS) end
+-- Nullable string arguments travel as '' (nil) or '=' .. value, so an empty string stays distinct.
 local function opt(s) if s == nil or s == '' then return nil end return string.sub(s, 2) end
 
 local WOKEN = {}
@@ -56,12 +25,43 @@ local function wake(k)
   end
 end
 
-local T = {}
-local function bump(name) T[name] = (T[name] or 0) + 1 end
+-- What this transition did, for the caller's metrics: outcomes and evictions, each name checked
+-- against the vocabulary TypeScript declares (a typo fails the script instead of a metric).
+local OUTCOMES_DONE, EVICTIONS_DONE = {}, {}
+local function outcome(name)
+  if not K.OUTCOMES[name] then error('TPBUG unknown outcome ' .. tostring(name)) end
+  OUTCOMES_DONE[name] = (OUTCOMES_DONE[name] or 0) + 1
+end
+local function evicted(reason)
+  if not K.EVICTIONS[reason] then error('TPBUG unknown eviction reason ' .. tostring(reason)) end
+  EVICTIONS_DONE[reason] = (EVICTIONS_DONE[reason] or 0) + 1
+end
+-- Reply field: 'outcome=n,...|reason=n,...' (either side may be empty).
 local function enc()
-  local parts = {}
-  for k, v in pairs(T) do parts[#parts + 1] = k .. '=' .. v end
-  return table.concat(parts, ',')
+  local o, e = {}, {}
+  for k, v in pairs(OUTCOMES_DONE) do o[#o + 1] = k .. '=' .. v end
+  for k, v in pairs(EVICTIONS_DONE) do e[#e + 1] = k .. '=' .. v end
+  return table.concat(o, ',') .. '|' .. table.concat(e, ',')
+end
+
+local function outcomeOf(status, reason)
+  local o = K.OUTCOME_OF[status .. '\n' .. reason]
+  if not o then error('TPBUG unknown terminal ' .. tostring(status) .. '/' .. tostring(reason)) end
+  return o
+end
+
+local function split(s)
+  local out = {}
+  local from = 1
+  while true do
+    local at = string.find(s, '\n', from, true)
+    if not at then
+      out[#out + 1] = string.sub(s, from)
+      return out
+    end
+    out[#out + 1] = string.sub(s, from, at - 1)
+    from = at + 1
+  end
 end
 
 local function leaseMs(d) if d == 'v1' then return L.v1LeaseMs end return L.legacyLeaseMs end
@@ -83,12 +83,28 @@ local function isGone(n, now)
   return isLapsed(n, now) and now - n.ping > leaseMs(n.d) + L.lapseGraceMs
 end
 
+-- The earliest instant a node that stays silent from now on could be gone.
+local function evictAt(n)
+  return n.ping + leaseMs(n.d) + L.lapseGraceMs
+end
+
 -- A sign of life: the lease runs from now; the eviction check moves to lease + grace later.
 local function touch(n)
   if NOW > n.ping then n.ping = NOW end
   redis.call('HSET', P .. 'n:' .. n.id, 'ping', num(n.ping))
   redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
-  redis.call('ZADD', P .. 'lease', num(n.ping + leaseMs(n.d) + L.lapseGraceMs), n.id)
+  redis.call('ZADD', P .. 'lease', num(evictAt(n)), n.id)
+end
+
+-- Touches a node that is not gone yet (a gone one is left to the sweep).
+local function touchId(id)
+  local n = getNode(id)
+  if n and not isGone(n, NOW) then touch(n) end
+end
+
+-- A stored digest (false when the field is missing) equals the presented one (nil when none).
+local function credentialMatches(stored, presented)
+  return (stored and presented and stored == presented) or false
 end
 
 local function getJob(id)
@@ -105,6 +121,7 @@ local function unqueue(j)
   redis.call('ZREM', P .. 'q:' .. j.node, j.id)
 end
 
+-- Drops a claimed job from its node's accounting and from the in-flight indexes.
 local function detach(j)
   if j.s == 'q' then
     unqueue(j)
@@ -121,6 +138,7 @@ local function detach(j)
   end
 end
 
+-- Removes every trace of a job except terminal records and tombstones.
 local function forget(j)
   detach(j)
   redis.call('ZREM', P .. 'dl', j.id)
@@ -129,7 +147,7 @@ local function forget(j)
   redis.call('DEL', P .. 'j:' .. j.id)
   if j.ck then
     if j.rid then
-      local pk = j.ck .. '\\n' .. j.rid
+      local pk = j.ck .. '\n' .. j.rid
       if redis.call('HGET', P .. 'pairs', pk) == j.id then redis.call('HDEL', P .. 'pairs', pk) end
     end
     if redis.call('HINCRBY', P .. 'live', j.ck, -1) <= 0 then redis.call('HDEL', P .. 'live', j.ck) end
@@ -146,42 +164,25 @@ local function writeTerminal(pk, status, reason)
     local oldest = redis.call('ZRANGE', P .. 'termt', 0, 0)[1]
     if oldest then clearTerminal(oldest) end
   end
-  redis.call('HSET', P .. 'term', pk, status .. '\\n' .. reason)
+  redis.call('HSET', P .. 'term', pk, status .. '\n' .. reason)
   redis.call('ZADD', P .. 'termt', num(NOW + L.terminalTtlMs), pk)
 end
 
-local function split(s)
-  local out = {}
-  local from = 1
-  while true do
-    local at = string.find(s, '\\n', from, true)
-    if not at then
-      out[#out + 1] = string.sub(s, from)
-      return out
-    end
-    out[#out + 1] = string.sub(s, from, at - 1)
-    from = at + 1
-  end
-end
-
-local function outcomeOf(status, reason)
-  if status == 'cancelled' then return 'cancelled' end
-  if reason == 'provider_timeout' then return 'timed_out' end
-  return 'expired'
-end
-
+-- Ends a live job as cancelled or expired: takes it out of every queue and index, leaves a
+-- control tombstone when a node holds it, and a terminal record for the client when tracked.
 local function endJob(j, status, reason, terminal)
+  local o = outcomeOf(status, reason)
   if j.s == 'i' and j.d == 'v1' and j.rid then
     local dig = redis.call('HGET', P .. 'n:' .. j.node, 'dig')
-    local tk = j.node .. '\\n' .. j.rid
-    redis.call('HSET', P .. 'tomb', tk, status .. '\\n' .. (dig or '') .. '\\n' .. num(j.dl))
+    local tk = j.node .. '\n' .. j.rid
+    redis.call('HSET', P .. 'tomb', tk, status .. '\n' .. (dig or '') .. '\n' .. num(j.dl))
     redis.call('ZADD', P .. 'tombt', num(NOW + L.tombstoneTtlMs), tk)
   end
   forget(j)
-  bump(outcomeOf(status, reason))
+  outcome(o)
   if j.ck and j.rid then
-    if terminal then writeTerminal(j.ck .. '\\n' .. j.rid, status, reason) end
-    wake('r\\n' .. j.ck .. '\\n' .. j.rid)
+    if terminal then writeTerminal(j.ck .. '\n' .. j.rid, status, reason) end
+    wake('r\n' .. j.ck .. '\n' .. j.rid)
   end
 end
 
@@ -208,6 +209,8 @@ local function openStream(sid, ck, node)
   redis.call('PEXPIRE', P .. 'sn:' .. node, ttl(L.streamTtlMs))
 end
 
+-- Removes a node: queued and claimed work ends cancelled/server_unregistered (counted with
+-- `count`), its open stream sessions are dropped, and its waiters are woken.
 local function removeNode(n, reason, count)
   local id = n.id
   for _, jid in ipairs(redis.call('ZRANGE', P .. 'q:' .. id, 0, -1)) do
@@ -226,8 +229,8 @@ local function removeNode(n, reason, count)
   redis.call('ZREM', P .. 'nodes', id)
   redis.call('ZREM', P .. 'lease', id)
   redis.call('SREM', P .. 'legacy', id)
-  if count then bump(reason) end
-  wake('w\\n' .. id)
+  if count then evicted(reason) end
+  wake('w\n' .. id)
 end
 
 -- The node, unless it is gone: then it is evicted here (as the sweep would) and nil.
@@ -240,17 +243,12 @@ local function liveNode(id)
   return n
 end
 
--- Touches a node that is not gone yet (a gone one is left to the sweep).
-local function touchId(id)
-  local n = getNode(id)
-  if n and not isGone(n, NOW) then touch(n) end
-end
-
 local function storedCount()
   return redis.call('ZCARD', P .. 'answered') + redis.call('ZCARD', P .. 'ut') + redis.call('ZCARD', P .. 'lrt')
 end
 
-local function completeLegacyClaim(ck, jid, count)
+-- Marks the client's oldest (or the given) legacy claim answered.
+local function completeLegacyClaim(ck, jid)
   local id = jid
   if id then
     if not redis.call('ZSCORE', P .. 'lc:' .. ck, id) then return end
@@ -262,7 +260,7 @@ local function completeLegacyClaim(ck, jid, count)
   if j then
     touchId(j.node)
     forget(j)
-    if count then bump('completed') end
+    outcome('completed')
   else
     redis.call('ZREM', P .. 'lc:' .. ck, id)
   end
@@ -274,4 +272,3 @@ local function dropUntracked(id)
   redis.call('ZREM', P .. 'ut', id)
   if c then redis.call('ZREM', P .. 'uc:' .. c, id) end
 end
-`;

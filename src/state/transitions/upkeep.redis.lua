@@ -1,13 +1,13 @@
-/**
- * Housekeeping: sweep, stats and rate-limit windows. Script bodies run after the shared prelude;
- * arguments start at ARGV[4].
- */
+-- Housekeeping: sweep, stats and rate-limit windows; the twin of upkeep.memory.ts. Each script
+-- runs after the header and lifecycle.redis.lua (ARGV[1..3] there).
 
-/**
- * Expires everything due at NOW, at most ARGV[4] entries per index per call, and evicts stale
- * nodes. Idempotent and atomic, so every replica may run it. Reply: { transitions, more (0|1) }.
- */
-export const SWEEP = `
+--[[ script tpSweep
+KEYS: none
+ARGV: 4 most entries per index per call
+Reply: { transitions, more (0|1: some index had more due entries than the batch) }
+Expires everything due at NOW and evicts gone nodes. Idempotent and atomic, so every replica may
+run it. Due entries are handled in sorted-set order (expiry, then member), as the memory twin does.
+]]
 local B = tonumber(ARGV[4])
 local more = 0
 local function due(zkey, strict)
@@ -26,6 +26,8 @@ end
 for _, jid in ipairs(due('dl')) do
   local j = getJob(jid)
   if j and j.s ~= 'a' then
+    -- Spec §4.6: a deadline the sweep finds, queued or in flight, is
+    -- expired/pending_request_ttl_exceeded; the node learns it from its tombstone.
     endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
   else
     redis.call('ZREM', P .. 'dl', jid)
@@ -51,7 +53,7 @@ for _, jid in ipairs(due('cl')) do
       local head = redis.call('ZRANGE', qkey, 0, 0, 'WITHSCORES')
       redis.call('ZADD', qkey, (head[2] and tonumber(head[2]) or 0) - 1, jid)
       redis.call('PEXPIRE', qkey, ttl(j.dl - NOW))
-      wake('w\\n' .. j.node)
+      wake('w\n' .. j.node)
     end
   end
 end
@@ -59,7 +61,7 @@ for _, jid in ipairs(due('answered')) do
   local j = getJob(jid)
   if j and j.s == 'a' then
     forget(j)
-    if j.ck and j.rid then writeTerminal(j.ck .. '\\n' .. j.rid, 'expired', 'response_ttl_exceeded') end
+    if j.ck and j.rid then writeTerminal(j.ck .. '\n' .. j.rid, 'expired', 'response_ttl_exceeded') end
   else
     redis.call('ZREM', P .. 'answered', jid)
   end
@@ -67,6 +69,10 @@ end
 for _, jid in ipairs(due('handed')) do
   local j = getJob(jid)
   if j and j.s == 'a' then forget(j) else redis.call('ZREM', P .. 'handed', jid) end
+end
+for _, ck in ipairs(due('lht')) do
+  redis.call('DEL', P .. 'lh:' .. ck)
+  redis.call('ZREM', P .. 'lht', ck)
 end
 for _, id in ipairs(due('ut')) do dropUntracked(id) end
 for _, ck in ipairs(due('lrt')) do
@@ -84,7 +90,7 @@ for _, id in ipairs(due('lease', true)) do
     removeNode(n, 'stale_lease', true)
   else
     -- Long-polling or working nodes are not lapsed; check them again one lease later.
-    redis.call('ZADD', P .. 'lease', num(math.max(NOW + leaseMs(n.d), n.ping + leaseMs(n.d) + L.lapseGraceMs)), id)
+    redis.call('ZADD', P .. 'lease', num(math.max(NOW + leaseMs(n.d), evictAt(n))), id)
   end
 end
 for _, bk in ipairs(due('rlt')) do
@@ -92,15 +98,15 @@ for _, bk in ipairs(due('rlt')) do
   redis.call('ZREM', P .. 'rlt', bk)
 end
 return { enc(), more }
-`;
 
-/**
- * Reply: { queued, oldest queued-at|nil, in flight, oldest claimed-at|nil, nodes, v1 nodes,
- * healthy v1 nodes, max lease age s, queued bytes, stored answers, terminal records, tombstones,
- * stream sessions, rate-limit buckets }.
- */
-export const STATS = `
-local nodes, v1, healthy, maxAge = 0, 0, 0, 0
+--[[ script tpStats (read-only)
+KEYS: none
+ARGV: none of its own
+Reply: JSON { queueDepth, oldestQueuedAt|null, inFlight, oldestClaimedAt|null, nodesRegistered,
+  v1NodesRegistered, v1NodesHealthy, oldestPingAt|null, queuedBytes, storedResponses,
+  terminalRecords, tombstones, streamSessions, rateLimitBuckets } (a StatsSnapshot)
+]]
+local nodes, v1, healthy, oldestPing = 0, 0, 0, nil
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
   if n then
@@ -109,27 +115,34 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
       v1 = v1 + 1
       if not isLapsed(n, NOW) then healthy = healthy + 1 end
     end
-    maxAge = math.max(maxAge, (NOW - n.ping) / 1000)
+    if not oldestPing or n.ping < oldestPing then oldestPing = n.ping end
   end
 end
 local oq = redis.call('ZRANGE', P .. 'queued', 0, 0, 'WITHSCORES')
 local oc = redis.call('ZRANGE', P .. 'claimed', 0, 0, 'WITHSCORES')
-return {
-  redis.call('ZCARD', P .. 'queued'), oq[2] or false,
-  redis.call('ZCARD', P .. 'claimed'), oc[2] or false,
-  nodes, v1, healthy, num(maxAge),
-  redis.call('GET', P .. 'qbytes') or '0',
-  storedCount() + redis.call('ZCARD', P .. 'handed'),
-  redis.call('HLEN', P .. 'term') + redis.call('ZCARD', P .. 'done'),
-  redis.call('HLEN', P .. 'tomb'),
-  redis.call('ZCARD', P .. 'stt'),
-  redis.call('HLEN', P .. 'rl'),
-}
-`;
+return cjson.encode({
+  queueDepth = redis.call('ZCARD', P .. 'queued'),
+  oldestQueuedAt = oq[2] and tonumber(oq[2]) or cjson.null,
+  inFlight = redis.call('ZCARD', P .. 'claimed'),
+  oldestClaimedAt = oc[2] and tonumber(oc[2]) or cjson.null,
+  nodesRegistered = nodes,
+  v1NodesRegistered = v1,
+  v1NodesHealthy = healthy,
+  oldestPingAt = oldestPing or cjson.null,
+  queuedBytes = tonumber(redis.call('GET', P .. 'qbytes') or '0'),
+  storedResponses = storedCount() + redis.call('ZCARD', P .. 'handed') + redis.call('ZCARD', P .. 'lht'),
+  terminalRecords = redis.call('HLEN', P .. 'term') + redis.call('ZCARD', P .. 'done'),
+  tombstones = redis.call('HLEN', P .. 'tomb'),
+  streamSessions = redis.call('ZCARD', P .. 'stt'),
+  rateLimitBuckets = redis.call('HLEN', P .. 'rl'),
+})
 
-/** ARGV: key, limit, window ms. Reply: { allowed (0|1), reset seconds }. */
-export const HIT_RATE_LIMIT = `
-local bk = ARGV[6] .. '\\n' .. ARGV[4]
+--[[ script tpHitRateLimit
+KEYS: none
+ARGV: 4 bucket key, 5 limit, 6 window ms
+Reply: { allowed (0|1), seconds until the window resets (at least 1) }
+]]
+local bk = ARGV[6] .. '\n' .. ARGV[4]
 local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 local resetAt = tonumber(redis.call('ZSCORE', P .. 'rlt', bk))
 local count = tonumber(redis.call('HGET', P .. 'rl', bk) or '0')
@@ -139,6 +152,7 @@ if not resetAt or resetAt <= NOW then
       redis.call('HDEL', P .. 'rl', old)
       redis.call('ZREM', P .. 'rlt', old)
     end
+    -- Refuse rather than forget: dropping buckets would reset other callers' limits.
     if redis.call('HLEN', P .. 'rl') >= L.maxRateLimitBuckets then return { 0, 1 } end
   end
   resetAt = NOW + window
@@ -149,4 +163,3 @@ local resetSeconds = math.max(1, math.ceil((resetAt - NOW) / 1000))
 if count >= limit then return { 0, resetSeconds } end
 redis.call('HSET', P .. 'rl', bk, count + 1)
 return { 1, resetSeconds }
-`;

@@ -1,10 +1,12 @@
-/**
- * Request transitions on the client side: answers, retrieval, legacy streams.
- * Script bodies run after the shared prelude; arguments start at ARGV[4].
- */
+-- Request transitions on the client side: answers, retrieval, delivery, legacy streams; the twin
+-- of answers.memory.ts. Each script runs after the header and lifecycle.redis.lua (ARGV[1..3] there).
 
-/** ARGV: dialect, client, request id (opt), envelope JSON. Reply: { status, transitions, code? }. */
-export const COMPLETE = `
+--[[ script tpComplete
+KEYS: none
+ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON
+Reply: { 'stored'|'duplicate'|'responses_full', transitions }
+     | { 'gone', transitions, 'cancelled'|'expired'|'completed'|'gone' }
+]]
 local dialect, ck, rid, env = ARGV[4], ARGV[5], opt(ARGV[6]), ARGV[7]
 if dialect == 'legacy' then
   if redis.call('EXISTS', P .. 'lr:' .. ck) == 0 and storedCount() >= L.maxStoredResponses then
@@ -12,8 +14,8 @@ if dialect == 'legacy' then
   end
   redis.call('SET', P .. 'lr:' .. ck, env, 'PX', ttl(L.responseTtlMs))
   redis.call('ZADD', P .. 'lrt', num(NOW + L.responseTtlMs), ck)
-  completeLegacyClaim(ck, nil, true)
-  wake('r\\n' .. ck .. '\\n')
+  completeLegacyClaim(ck, nil)
+  wake('r\n' .. ck .. '\n')
   return { 'stored', enc() }
 end
 if not rid then
@@ -26,10 +28,10 @@ if not rid then
   redis.call('ZADD', P .. 'ut', num(NOW + L.responseTtlMs), id)
   redis.call('ZADD', P .. 'uc:' .. ck, id, id)
   redis.call('PEXPIRE', P .. 'uc:' .. ck, ttl(L.responseTtlMs))
-  wake('r\\n' .. ck .. '\\n')
+  wake('r\n' .. ck .. '\n')
   return { 'stored', enc() }
 end
-local pk = ck .. '\\n' .. rid
+local pk = ck .. '\n' .. rid
 local term = redis.call('HGET', P .. 'term', pk)
 if term then return { 'gone', enc(), split(term)[1] } end
 local jid = redis.call('HGET', P .. 'pairs', pk)
@@ -50,20 +52,21 @@ redis.call('HSET', P .. 'j:' .. jid, 's', 'a', 'resp', env)
 redis.call('HDEL', P .. 'j:' .. jid, 'prog')
 redis.call('ZADD', P .. 'answered', num(NOW + L.responseTtlMs), jid)
 if not redis.call('ZSCORE', P .. 'done', pk) and redis.call('ZCARD', P .. 'done') >= L.maxTerminalRecords then
+  -- Capped like terminal records: the oldest completion marker goes first (a very late
+  -- duplicate answer then reads 410 `gone` instead of `completed`).
   redis.call('ZPOPMIN', P .. 'done')
 end
 redis.call('ZADD', P .. 'done', num(NOW + L.terminalTtlMs), pk)
-bump('completed')
-wake('r\\n' .. pk)
+outcome('completed')
+wake('r\n' .. pk)
 return { 'stored', enc() }
-`;
 
-/**
- * ARGV: dialect, client, request id (opt).
- * Reply: { 'ok', transitions, envelope } | { 'pending', transitions, deadline, progress|nil }
- *      | { 'terminal', transitions, status, reason } | { 'unknown', transitions }.
- */
-export const TAKE_RESPONSE = `
+--[[ script tpTakeResponse
+KEYS: none
+ARGV: 4 dialect, 5 client, 6 request id (opt)
+Reply: { 'ok', transitions, envelope JSON } | { 'pending', transitions, deadline, progress JSON|nil }
+     | { 'terminal', transitions, status, reason } | { 'unknown', transitions }
+]]
 local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
 if dialect == 'legacy' then
   local e = redis.call('GET', P .. 'lr:' .. ck)
@@ -76,6 +79,7 @@ if dialect == 'legacy' then
   redis.call('DEL', P .. 'lr:' .. ck)
   redis.call('ZREM', P .. 'lrt', ck)
   redis.call('SET', P .. 'lh:' .. ck, e, 'PX', ttl(L.deliveryGraceMs))
+  redis.call('ZADD', P .. 'lht', num(NOW + L.deliveryGraceMs), ck)
   return { 'ok', enc(), e }
 end
 if not rid then
@@ -88,7 +92,7 @@ if not rid then
     redis.call('ZREM', P .. 'uc:' .. ck, id)
   end
 end
-local pk = ck .. '\\n' .. rid
+local pk = ck .. '\n' .. rid
 local term = redis.call('HGET', P .. 'term', pk)
 if term then
   local f = split(term)
@@ -115,40 +119,48 @@ end
 local prog = redis.call('HGET', jkey, 'prog')
 if prog then redis.call('HDEL', jkey, 'prog') end
 return { 'pending', enc(), num(j.dl), prog }
-`;
 
-/**
- * Re-check after a waiter subscribed: 1 when a take would not just report "pending without
- * progress" (answer, progress, terminal, gone or past deadline). Without a request id it looks
- * at the legacy mailbox. ARGV: client, request id (opt).
- */
-export const HAS_RESPONSE = `
+--[[ script tpHasResponse (read-only)
+KEYS: none
+ARGV: 4 client, 5 request id (opt)
+Reply: 1 when a take would not just report "pending without progress" (answer, progress,
+  terminal, unknown or past deadline), else 0 (what a response wait re-checks); without a request
+  id, 1 when the legacy mailbox holds a new or a handed-out answer
+]]
 local ck, rid = ARGV[4], opt(ARGV[5])
-if not rid then return redis.call('EXISTS', P .. 'lr:' .. ck, P .. 'lh:' .. ck) end
-local pk = ck .. '\\n' .. rid
+if not rid then
+  if redis.call('EXISTS', P .. 'lr:' .. ck, P .. 'lh:' .. ck) > 0 then return 1 end
+  return 0
+end
+local pk = ck .. '\n' .. rid
 if redis.call('HEXISTS', P .. 'term', pk) == 1 then return 1 end
 local jid = redis.call('HGET', P .. 'pairs', pk)
 local j = jid and getJob(jid)
 if not j or j.s == 'a' or j.dl <= NOW then return 1 end
 return redis.call('HEXISTS', P .. 'j:' .. jid, 'prog')
-`;
 
-/** The answer was written out: forget it. ARGV: dialect, client, request id (opt). Reply: 1. */
-export const CONFIRM_DELIVERY = `
+--[[ script tpConfirmDelivery
+KEYS: none
+ARGV: 4 dialect, 5 client, 6 request id (opt)
+Reply: 1 (the answer was written out: forget it)
+]]
 local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
 if dialect == 'legacy' then
   redis.call('DEL', P .. 'lh:' .. ck)
+  redis.call('ZREM', P .. 'lht', ck)
   return 1
 end
 if not rid then return 1 end
-local jid = redis.call('HGET', P .. 'pairs', ck .. '\\n' .. rid)
+local jid = redis.call('HGET', P .. 'pairs', ck .. '\n' .. rid)
 local j = jid and getJob(jid)
 if j and j.s == 'a' and redis.call('HEXISTS', P .. 'j:' .. jid, 'h') == 1 then forget(j) end
 return 1
-`;
 
-/** ARGV: session id, chunk JSON, chunk bytes, final. Reply: { status }. */
-export const APPEND_STREAM_CHUNK = `
+--[[ script tpAppendStreamChunk
+KEYS: none
+ARGV: 4 session id, 5 chunk JSON, 6 chunk bytes, 7 final ('1')
+Reply: { 'stored'|'unknown'|'full', transitions }
+]]
 local sid, bytes = ARGV[4], tonumber(ARGV[6])
 local skey = P .. 's:' .. sid
 local s = redis.call('HMGET', skey, 'c', 'k', 'b')
@@ -161,13 +173,15 @@ if ARGV[7] == '1' then redis.call('HSET', skey, 'f', '1') end
 redis.call('ZADD', P .. 'stt', num(NOW + L.streamTtlMs), sid)
 redis.call('PEXPIRE', skey, ttl(L.streamTtlMs))
 redis.call('PEXPIRE', P .. 'sc:' .. sid, ttl(L.streamTtlMs))
-if ARGV[7] == '1' then completeLegacyClaim(s[1], sid, true) end
-wake('r\\n' .. s[1] .. '\\n')
+if ARGV[7] == '1' then completeLegacyClaim(s[1], sid) end
+wake('r\n' .. s[1] .. '\n')
 return { 'stored', enc() }
-`;
 
-/** ARGV: client. Reply: { 'none' } | { 'ok', session id, final, chunk JSON... }. */
-export const TAKE_STREAM = `
+--[[ script tpTakeStream
+KEYS: none
+ARGV: 4 client
+Reply: { 'none' } | { 'ok', session id, final (0|1), chunk JSON * buffered }
+]]
 local ck = ARGV[4]
 local sid = redis.call('HGET', P .. 'sbc', ck)
 if not sid then return { 'none' } end
@@ -188,4 +202,3 @@ else
   redis.call('PEXPIRE', skey, ttl(L.streamTtlMs))
 end
 return out
-`;

@@ -1,17 +1,20 @@
-/**
- * Request transitions on the node side: admission, claiming, control, cancel, progress.
- * Script bodies run after the shared prelude; arguments start at ARGV[4].
- */
+-- Request transitions on the node side: admission, claiming, control, cancel, progress; the twin
+-- of work.memory.ts. Each script runs after the header and lifecycle.redis.lua (ARGV[1..3] there).
 
-/** ARGV: job id, dialect, node, client (opt), request id (opt), cancel token (opt), stream, envelope JSON, bytes. */
-export const ENQUEUE = `
+--[[ script tpEnqueue
+KEYS: none
+ARGV: 4 job id, 5 dialect, 6 node id, 7 client (opt), 8 request id (opt), 9 cancel token (opt),
+  10 stream ('1'), 11 envelope JSON, 12 bytes
+Reply: { 'queued', transitions, deadline }
+     | { 'node_not_found'|'node_queue_full'|'queue_full'|'client_pending_full', transitions }
+]]
 local jid, dialect, node = ARGV[4], ARGV[5], ARGV[6]
 local ck, rid, tok = opt(ARGV[7]), opt(ARGV[8]), opt(ARGV[9])
 local bytes = tonumber(ARGV[12])
 local n = getNode(node)
 if not n or n.d ~= dialect or isGone(n, NOW) then return { 'node_not_found', enc() } end
 local pk = nil
-if ck and rid then pk = ck .. '\\n' .. rid end
+if ck and rid then pk = ck .. '\n' .. rid end
 local sup = nil
 if pk then sup = redis.call('HGET', P .. 'pairs', pk) or nil end
 if redis.call('ZCARD', P .. 'q:' .. node) >= L.maxQueuePerNode then return { 'node_queue_full', enc() } end
@@ -25,6 +28,7 @@ end
 if sup then
   local old = getJob(sup)
   if old and old.s == 'a' then
+    -- Already counted as completed: drop the unretrieved answer, count nothing more.
     forget(old)
   elseif old then
     endJob(old, 'cancelled', 'requester_cancelled', false)
@@ -49,15 +53,16 @@ redis.call('ZADD', P .. 'q:' .. node, redis.call('INCR', P .. 'ctr:q'), jid)
 redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
 if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
 if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
-wake('w\\n' .. node)
+wake('w\n' .. node)
 return { 'queued', enc(), num(dl) }
-`;
 
-/**
- * ARGV: node, dialect, max.
- * Reply: { status, transitions, [job id, client|nil, request id|nil, token|nil, stream, envelope, deadline]* }.
- */
-export const CLAIM_NEXT = `
+--[[ script tpClaimNext
+KEYS: none
+ARGV: 4 node id, 5 dialect, 6 most jobs to hand out
+Reply: { 'ok', transitions, [job id, client|nil, request id|nil, cancel token|nil, stream (0|1),
+         envelope JSON, deadline] * claimed }
+     | { 'not_found'|'dialect_conflict', transitions }
+]]
 local node, dialect, max = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local n = getNode(node)
 if not n then return { 'not_found', enc() } end
@@ -80,6 +85,7 @@ while got < max do
     unqueue(j)
     j.s = 'i'
     if j.d == 'v1' and not j.rid then
+      -- Untracked API v1 work: handed over once, nothing to account for afterwards.
       forget(j)
     else
       redis.call('HSET', jkey, 's', 'i', 'ca', num(NOW))
@@ -102,21 +108,23 @@ while got < max do
     out[#out + 1] = j.ck or false
     out[#out + 1] = j.rid or false
     out[#out + 1] = j.tok or false
-    out[#out + 1] = j.st
+    out[#out + 1] = j.st == '1' and 1 or 0
     out[#out + 1] = env
     out[#out + 1] = num(j.dl)
   end
 end
 out[2] = enc()
 return out
-`;
 
-/** ARGV: node, request id, credential digest, acknowledge. Reply: { status, transitions, state, deadline|nil }. */
-export const CONTROL = `
+--[[ script tpControl
+KEYS: none
+ARGV: 4 node id, 5 request id, 6 credential digest, 7 acknowledge ('1')
+Reply: { 'ok', transitions, control state, deadline|nil } | { 'forbidden', transitions }
+]]
 local node, rid, digest = ARGV[4], ARGV[5], ARGV[6]
 local n = liveNode(node)
 local liveV1 = n and n.d == 'v1'
-if liveV1 and not (n.dig and n.dig == digest) then return { 'forbidden', enc() } end
+if liveV1 and not credentialMatches(n.dig, digest) then return { 'forbidden', enc() } end
 if liveV1 then
   touch(n)
   local jid = redis.call('HGET', P .. 'c:' .. node, rid)
@@ -132,7 +140,7 @@ if liveV1 then
     end
   end
 end
-local tk = node .. '\\n' .. rid
+local tk = node .. '\n' .. rid
 local tomb = redis.call('HGET', P .. 'tomb', tk)
 if tomb then
   local f = split(tomb)
@@ -145,13 +153,16 @@ if tomb then
 end
 if liveV1 then return { 'ok', enc(), 'completed_unavailable', false } end
 return { 'forbidden', enc() }
-`;
 
-/** ARGV: client, request id, cancel token, status, reason. Reply: { status, transitions, removed from queue }. */
-export const CANCEL = `
-local pk = ARGV[4] .. '\\n' .. ARGV[5]
+--[[ script tpCancel
+KEYS: none
+ARGV: 4 client, 5 request id, 6 cancel token, 7 terminal status, 8 terminal reason
+Reply: { 'ok', transitions, removed from queue (0|1) } | { 'forbidden', transitions }
+]]
+local pk = ARGV[4] .. '\n' .. ARGV[5]
 local jid = redis.call('HGET', P .. 'pairs', pk)
 local j = jid and getJob(jid)
+-- Tokens compared through their digests, so the comparison takes the same time for any token.
 if not j or j.s == 'a' or not j.tok or redis.sha1hex(j.tok) ~= redis.sha1hex(ARGV[6]) then
   return { 'forbidden', enc() }
 end
@@ -159,13 +170,15 @@ local removed = 0
 if j.s == 'q' then removed = 1 end
 endJob(j, ARGV[7], ARGV[8], true)
 return { 'ok', enc(), removed }
-`;
 
-/** ARGV: node, credential digest, client, request id, envelope JSON. */
-export const PUT_PROGRESS = `
+--[[ script tpPutProgress
+KEYS: none
+ARGV: 4 node id, 5 credential digest, 6 client, 7 request id, 8 envelope JSON
+Reply: { 'accepted'|'forbidden'|'not_active'|'expired', transitions }
+]]
 local node, digest, ck, rid = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local n = liveNode(node)
-if not n or n.d ~= 'v1' or not n.dig or n.dig ~= digest then return { 'forbidden', enc() } end
+if not n or n.d ~= 'v1' or not credentialMatches(n.dig, digest) then return { 'forbidden', enc() } end
 touch(n)
 local jid = redis.call('HGET', P .. 'c:' .. node, rid)
 local j = jid and getJob(jid)
@@ -175,13 +188,14 @@ if j.dl <= NOW then
   return { 'expired', enc() }
 end
 redis.call('HSET', P .. 'j:' .. jid, 'prog', ARGV[8], 'ack', '1')
-wake('r\\n' .. ck .. '\\n' .. rid)
+wake('r\n' .. ck .. '\n' .. rid)
 return { 'accepted', enc() }
-`;
 
-/** Re-check after a waiter subscribed: 1 when the node has queued work or is gone. ARGV: node. */
-export const HAS_WORK = `
+--[[ script tpHasWork (read-only)
+KEYS: none
+ARGV: 4 node id
+Reply: 1 when the node has queued work or is gone, else 0 (what a work wait re-checks)
+]]
 if redis.call('EXISTS', P .. 'n:' .. ARGV[4]) == 0 then return 1 end
 if redis.call('ZCARD', P .. 'q:' .. ARGV[4]) > 0 then return 1 end
 return 0
-`;

@@ -1,10 +1,15 @@
-/**
- * Registry transitions. Each constant is a script body run after the shared prelude; arguments
- * start at ARGV[4]. Replies are arrays: status first, encoded transition counts second.
- */
+-- Registry transitions; the twin of nodes.memory.ts. Each script below runs after the header and
+-- lifecycle.redis.lua; see there for ARGV[1..3]. Hot replies are arrays (status first, encoded
+-- transitions second); cold replies (node list, selection) are one JSON document.
 
-/** ARGV: id, dialect, capsMode (keep|null|set), caps JSON, tier, max ctx, concurrency, model set, models JSON, digest (opt), requireExisting, pollingUntil (opt). */
-export const UPSERT_NODE = `
+--[[ script tpUpsertNode
+KEYS: none
+ARGV: 4 node id, 5 dialect, 6 capabilities mode (keep|null|set), 7 capabilities JSON, 8 tier,
+  9 max total context, 10 max concurrency, 11 model set ('\n' .. ids joined by '\n' .. '\n'),
+  12 model ids JSON, 13 new credential digest (opt), 14 require existing ('1'), 15 polling until (opt)
+Reply: { 'created'|'renewed', transitions, credential issued (0|1) }
+     | { 'not_found'|'nodes_full'|'dialect_conflict', transitions }
+]]
 local id, dialect, capsMode = ARGV[4], ARGV[5], ARGV[6]
 local newDigest = opt(ARGV[13])
 local requireExisting = ARGV[14] == '1'
@@ -20,7 +25,7 @@ local function setCaps()
   end
 end
 
-local function create()
+local function createNode()
   local seq = redis.call('INCR', P .. 'ctr:node')
   redis.call('HSET', nkey, 'd', dialect, 'seq', seq, 'ping', num(NOW), 'poll', poll or '0')
   if dialect == 'v1' then
@@ -41,13 +46,15 @@ end
 if not n then
   if requireExisting then return { 'not_found', enc() } end
   if redis.call('ZCARD', P .. 'nodes') >= L.maxNodes then return { 'nodes_full', enc() } end
-  create()
+  createNode()
   return { 'created', enc(), (dialect == 'v1' and newDigest) and 1 or 0 }
 end
 if n.d ~= dialect then
   if dialect == 'legacy' or requireExisting then return { 'dialect_conflict', enc() } end
+  -- A `/sink` node re-registering through API v1 becomes a v1 node: its legacy work cannot be
+  -- served by a v1 node, so it ends as cancelled; it moves to the end of the registry.
   removeNode(n, 'unregistered', false)
-  create()
+  createNode()
   return { 'created', enc(), newDigest and 1 or 0 }
 end
 touch(n)
@@ -59,40 +66,44 @@ if n.d == 'v1' and not n.dig and newDigest then
   issued = 1
 end
 return { 'renewed', enc(), issued }
-`;
 
-/** ARGV: id, digest (opt), force ('1'). */
-export const UNREGISTER_NODE = `
+--[[ script tpUnregisterNode
+KEYS: none
+ARGV: 4 node id, 5 credential digest (opt), 6 force ('1')
+Reply: { 'removed'|'absent'|'forbidden', transitions }
+]]
 local n = getNode(ARGV[4])
 if not n then return { 'absent', enc() } end
-local digest = opt(ARGV[5])
-if n.d == 'v1' and ARGV[6] ~= '1' and not (n.dig and digest and n.dig == digest) then
+if n.d == 'v1' and ARGV[6] ~= '1' and not credentialMatches(n.dig, opt(ARGV[5])) then
   return { 'forbidden', enc() }
 end
 removeNode(n, 'unregistered', true)
 return { 'removed', enc() }
-`;
 
-/** Nodes within lease and grace, in registration order: flat [id, dialect, ping, leaseMs, queue, inFlight, caps|nil]*. */
-export const LIST_NODES = `
+--[[ script tpListNodes (read-only)
+KEYS: none
+ARGV: none of its own
+Reply: JSON array of the nodes within lease and grace, in registration order:
+  [{ nodeId, dialect, lastPingAt, leaseMs, queueDepth, inFlightCount, capabilities|null }]
+]]
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
   if n and not isGone(n, NOW) then
-    out[#out + 1] = id
-    out[#out + 1] = n.d
-    out[#out + 1] = num(n.ping)
-    out[#out + 1] = num(leaseMs(n.d))
-    out[#out + 1] = redis.call('ZCARD', P .. 'q:' .. id)
-    out[#out + 1] = redis.call('SCARD', P .. 'a:' .. id)
-    out[#out + 1] = redis.call('HGET', P .. 'n:' .. id, 'caps')
+    local view = cjson.encode({ nodeId = id, dialect = n.d, lastPingAt = n.ping,
+      leaseMs = leaseMs(n.d), queueDepth = redis.call('ZCARD', P .. 'q:' .. id),
+      inFlightCount = redis.call('SCARD', P .. 'a:' .. id) })
+    local caps = redis.call('HGET', P .. 'n:' .. id, 'caps')
+    out[#out + 1] = string.sub(view, 1, -2) .. ',"capabilities":' .. (caps or 'null') .. '}'
   end
 end
-return out
-`;
+return '[' .. table.concat(out, ',') .. ']'
 
-/** ARGV: a random number in [0, 1). Reply: a random fresh legacy node id, else a lapsed one, or nil. */
-export const PICK_LEGACY_NODE = `
+--[[ script tpPickLegacyNode (read-only)
+KEYS: none
+ARGV: 4 a random number in [0, 1)
+Reply: a random fresh legacy node id, else a random lapsed one, or nil
+]]
 for _ = 1, 4 do
   local id = redis.call('SRANDMEMBER', P .. 'legacy')
   if not id then return false end
@@ -112,17 +123,21 @@ local pool = fresh
 if #pool == 0 then pool = lapsed end
 if #pool == 0 then return false end
 return pool[math.min(#pool, math.floor(tonumber(ARGV[4]) * #pool) + 1)]
-`;
 
-/**
- * best_fit_smallest_capable_least_loaded_v1 with its round-robin cursors, in one step.
- * ARGV: model, wanted tier size, max queue depth.
- * Reply: { status, JSON details, models JSON of the selected node }.
- */
-export const SELECT_NODE = `
-local model, wanted, maxQ = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local TIERS = { ['8k-fast'] = 8192, ['64k-full'] = 65536 }
-local modelOk = not string.find(model, '\\n', 1, true)
+--[[ script tpSelectNode
+KEYS: none
+ARGV: 4 model, 5 requested tier, 6 max queue depth
+Reply: JSON { status: 'no_nodes' }
+     | { status: 'no_match'|'no_capacity', eligibleTierCounts, eligibleCount, capacityLimitedCount,
+         capacityLimitedTierCounts }
+     | { status: 'selected', selected: { nodeId, tier, modelSupport, queueDepth, inFlightCount,
+         loadScore }, eligibleTierCounts, eligibleCount }
+best_fit_smallest_capable_least_loaded_v1 with its round-robin cursors, in one step (scheduler.ts).
+]]
+local model, maxQ = ARGV[4], tonumber(ARGV[6])
+local wanted = K.TIERS[ARGV[5]]
+if not wanted then error('TPBUG unknown context tier ' .. ARGV[5]) end
+local modelOk = not string.find(model, '\n', 1, true)
 -- Fresh nodes first; lapsed ones (past their lease, within the grace) only when no fresh node can
 -- take the request.
 local fresh, all, anyLapsed = {}, {}, false
@@ -142,9 +157,9 @@ local function pass(nodes)
   for _, n in ipairs(nodes) do
     local id = n.id
     local c = redis.call('HMGET', P .. 'n:' .. id, 'tier', 'mctx', 'conc', 'mset')
-    local size = c[1] and TIERS[c[1]]
+    local size = c[1] and K.TIERS[c[1]]
     if size and size >= wanted and tonumber(c[2]) >= wanted and modelOk
-      and string.find(c[4], '\\n' .. model .. '\\n', 1, true) then
+      and string.find(c[4], '\n' .. model .. '\n', 1, true) then
       eligible = eligible + 1
       eligibleTiers[c[1]] = (eligibleTiers[c[1]] or 0) + 1
       local q = redis.call('ZCARD', P .. 'q:' .. id)
@@ -155,22 +170,20 @@ local function pass(nodes)
         limitedTiers[c[1]] = (limitedTiers[c[1]] or 0) + 1
       else
         avail[#avail + 1] = { id = id, seq = n.seq, tier = c[1], size = size, q = q, a = a,
-          load = math.floor(((q + a) / conc) * 1e6 + 0.5) / 1e6 }
+          load = math.floor(((q + a) / conc) * K.LOAD_SCORE_SCALE + 0.5) / K.LOAD_SCORE_SCALE }
       end
     end
   end
   if eligible == 0 or #avail == 0 then
-    return { status = eligible == 0 and 'no_match' or 'no_capacity', details = cjson.encode({
-      eligibleTierCounts = eligibleTiers, eligibleCount = eligible, capacityLimitedCount = limited,
-      capacityLimitedTierCounts = limitedTiers }) }
+    return { status = eligible == 0 and 'no_match' or 'no_capacity', eligibleTierCounts = eligibleTiers,
+      eligibleCount = eligible, capacityLimitedCount = limited, capacityLimitedTierCounts = limitedTiers }
   end
-  return { status = 'selected', avail = avail, eligibleTiers = eligibleTiers, eligible = eligible }
+  return { status = 'selected', avail = avail, eligibleTierCounts = eligibleTiers, eligibleCount = eligible }
 end
 
 local r = pass(fresh)
 if r.status ~= 'selected' and anyLapsed then r = pass(all) end
-if r.status == 'no_nodes' then return { 'no_nodes' } end
-if r.status ~= 'selected' then return { r.status, r.details } end
+if r.status ~= 'selected' then return cjson.encode(r) end
 
 local avail = r.avail
 local smallest, lowest = nil, nil
@@ -188,7 +201,7 @@ local picked = ties[1]
 if #ties > 1 then
   local names = {}
   for i, x in ipairs(ties) do names[i] = x.id end
-  local tk = 't:' .. redis.sha1hex(table.concat(names, '\\n'))
+  local tk = 't:' .. redis.sha1hex(table.concat(names, '\n'))
   local prev = redis.call('HGET', P .. 'rr', tk)
   picked = nil
   if prev then
@@ -201,13 +214,14 @@ if #ties > 1 then
   picked = picked or ties[1]
   redis.call('HSET', P .. 'rr', tk, picked.seq)
   redis.call('ZADD', P .. 'rro', redis.call('INCR', P .. 'ctr:rr'), tk)
-  if redis.call('ZCARD', P .. 'rro') > 1024 then
+  if redis.call('ZCARD', P .. 'rro') > L.maxTieCursors then
     local oldest = redis.call('ZPOPMIN', P .. 'rro')[1]
     if oldest then redis.call('HDEL', P .. 'rr', oldest) end
   end
 end
 redis.call('HSET', P .. 'rr', 'g', picked.seq + 1)
-return { 'selected', cjson.encode({ nodeId = picked.id, tier = picked.tier, queueDepth = picked.q,
-  inFlightCount = picked.a, loadScore = picked.load, eligibleTierCounts = r.eligibleTiers, eligibleCount = r.eligible }),
-  redis.call('HGET', P .. 'n:' .. picked.id, 'models') }
-`;
+local selected = cjson.encode({ nodeId = picked.id, tier = picked.tier, queueDepth = picked.q,
+  inFlightCount = picked.a, loadScore = picked.load })
+local models = redis.call('HGET', P .. 'n:' .. picked.id, 'models')
+return '{"status":"selected","selected":' .. string.sub(selected, 1, -2) .. ',"modelSupport":' .. models
+  .. '},"eligibleTierCounts":' .. cjson.encode(r.eligibleTierCounts) .. ',"eligibleCount":' .. r.eligibleCount .. '}'
