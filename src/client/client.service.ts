@@ -124,7 +124,7 @@ export class ClientService {
     return {
       stream: true,
       session_id: result.sessionId,
-      chunks: result.chunks,
+      chunks: result.chunks.map((text) => JSON.parse(text) as unknown),
       ...(result.final ? { final: true } : {}),
     };
   }

@@ -7,11 +7,29 @@ const CHART_POD = { constrainedBytes: 512 * MiB, heapLimitBytes: 387 * MiB };
 const base = (over: Partial<MemoryPlanInput> = {}): MemoryPlanInput => ({
   runtime: CHART_POD,
   maxBodyBytes: MiB,
+  maxStreamBytes: MiB,
   store: 'memory',
   ...over,
 });
 
 describe(planMemory.name, () => {
+  it('should give legacy stream sessions their own share and refuse explicit ones that cannot fit', () => {
+    const derived = planMemory(base()).plan;
+    const unlimited = planMemory(
+      base({ runtime: { constrainedBytes: null, heapLimitBytes: 4096 * MiB } }),
+    ).plan;
+    const tooMany = planMemory(base({ maxStreamSessions: 1024 }));
+
+    expect(derived?.maxStreamSessions).toBe(10);
+    expect(unlimited?.maxStreamSessions).toBe(64);
+    expect(tooMany.plan).toBeNull();
+    expect(tooMany.problems).toEqual([
+      expect.stringMatching(
+        /^TOKENPLACE_RELAY_MAX_STREAM_SESSIONS=1024 sessions of TOKENPLACE_RELAY_MAX_STREAM_BYTES=1048576 need about 1126 MiB of heap when full, more than the 11 MiB/,
+      ),
+    ]);
+  });
+
   it('should derive the queue and answer caps of a 512 MiB pod from its heap and memory limits', () => {
     const { plan, problems, warnings } = planMemory(base());
 
@@ -25,10 +43,12 @@ describe(planMemory.name, () => {
       dataBytes: Math.floor(data),
       maxQueuedBytes: Math.floor((0.4 * Math.floor(data)) / 1.1),
       maxStoredResponses: Math.floor((0.4 * Math.floor(data)) / (1.1 * MiB)),
-      derived: ['maxQueuedBytes', 'maxStoredResponses'],
+      maxStreamSessions: Math.floor((0.05 * Math.floor(data)) / (1.1 * MiB)),
+      derived: ['maxQueuedBytes', 'maxStoredResponses', 'maxStreamSessions'],
     });
     expect(plan?.maxQueuedBytes).toBeLessThan(100 * MiB);
     expect(plan?.maxStoredResponses).toBe(83);
+    expect(plan?.maxStreamSessions).toBe(10);
   });
 
   it('should bound what a full queue and full answer store hold well below the pod limit', () => {
@@ -91,7 +111,7 @@ describe(planMemory.name, () => {
     const { plan } = planMemory(base({ maxQueuedBytes: 10 * MiB }));
 
     const capacity = 0.8 * (plan?.dataBytes ?? 0);
-    expect(plan?.derived).toEqual(['maxStoredResponses']);
+    expect(plan?.derived).toEqual(['maxStoredResponses', 'maxStreamSessions']);
     expect(plan?.maxStoredResponses).toBe(Math.floor((capacity - 11 * MiB) / (1.1 * MiB)));
   });
 

@@ -39,11 +39,15 @@ export const MEMORY_MODEL = {
   heapUsable: 0.8,
   /** Heap bytes per counted ciphertext byte (measured 1.02-1.05). */
   amplification: 1.1,
-  /** How the data budget is split. `inFlight` is headroom: claimed requests keep their ciphertext. */
-  shares: { queued: 0.4, answers: 0.4, inFlight: 0.2 },
+  /**
+   * How the data budget is split. `inFlight` is headroom: claimed requests keep their ciphertext.
+   * `streams` holds legacy stream sessions, each up to TOKENPLACE_RELAY_MAX_STREAM_BYTES.
+   */
+  shares: { queued: 0.4, answers: 0.4, streams: 0.05, inFlight: 0.15 },
   /** Ceilings of the derived caps: the defaults of a relay without a memory limit. */
   maxQueuedBytes: 512 * MiB,
   maxStoredResponses: 20000,
+  maxStreamSessions: 64,
   /** A budget below this cannot hold a useful queue. */
   minimumDataBytes: 16 * MiB,
 } as const;
@@ -56,6 +60,9 @@ export interface MemoryPlanInput {
   /** Caps the operator set explicitly; unset ones are derived. */
   maxQueuedBytes?: number;
   maxStoredResponses?: number;
+  maxStreamSessions?: number;
+  /** TOKENPLACE_RELAY_MAX_STREAM_BYTES: what one legacy stream session may buffer. */
+  maxStreamBytes: number;
   /** With Redis the queue and the answers live in Redis, not in this process. */
   store: 'memory' | 'redis';
 }
@@ -69,7 +76,8 @@ export interface MemoryPlan {
   dataBytes: number;
   maxQueuedBytes: number;
   maxStoredResponses: number;
-  derived: Array<'maxQueuedBytes' | 'maxStoredResponses'>;
+  maxStreamSessions: number;
+  derived: Array<'maxQueuedBytes' | 'maxStoredResponses' | 'maxStreamSessions'>;
 }
 
 export interface MemoryPlanResult {
@@ -128,6 +136,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
         dataBytes,
         maxQueuedBytes: input.maxQueuedBytes ?? m.maxQueuedBytes,
         maxStoredResponses: input.maxStoredResponses ?? m.maxStoredResponses,
+        maxStreamSessions: input.maxStreamSessions ?? m.maxStreamSessions,
         derived: [],
       },
       problems,
@@ -177,12 +186,25 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
       `the memory budget (${where}) leaves no room for one stored answer of TOKENPLACE_RELAY_MAX_BODY_BYTES=${input.maxBodyBytes}: raise the memory limit or lower TOKENPLACE_RELAY_MAX_QUEUED_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES`,
     );
   }
+  const streamBytes = m.amplification * input.maxStreamBytes;
+  const streamShare = dataBytes * m.shares.streams;
+  if (input.maxStreamSessions !== undefined && input.maxStreamSessions * streamBytes > streamShare) {
+    problems.push(
+      `TOKENPLACE_RELAY_MAX_STREAM_SESSIONS=${input.maxStreamSessions} sessions of TOKENPLACE_RELAY_MAX_STREAM_BYTES=${input.maxStreamBytes} need about ${mib(input.maxStreamSessions * streamBytes)} of heap when full, more than the ${mib(streamShare)} the memory budget gives legacy streams (${where}): lower one of them, or leave the session count unset to derive it`,
+    );
+  }
+  const maxStreamSessions =
+    input.maxStreamSessions ??
+    Math.max(1, Math.min(m.maxStreamSessions, Math.floor(streamShare / streamBytes)));
   const derived: MemoryPlan['derived'] = [];
   if (queuedDerived) {
     derived.push('maxQueuedBytes');
   }
   if (answersDerived) {
     derived.push('maxStoredResponses');
+  }
+  if (input.maxStreamSessions === undefined) {
+    derived.push('maxStreamSessions');
   }
   return {
     plan:
@@ -195,6 +217,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
             dataBytes,
             maxQueuedBytes,
             maxStoredResponses,
+            maxStreamSessions,
             derived,
           },
     problems,

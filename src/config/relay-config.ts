@@ -298,7 +298,7 @@ export class RelayConfig {
       maxResponsesPerClient: s.maxResponsesPerClient,
       maxStoredResponses: memory.maxStoredResponses,
       maxTerminalRecords: s.maxTerminalRecords,
-      maxStreamSessions: s.maxStreamSessions,
+      maxStreamSessions: memory.maxStreamSessions,
       maxStreamChunks: 4096,
       maxStreamBytes: s.maxStreamBytes,
       maxRateLimitBuckets: s.maxRateLimitBuckets,
@@ -405,6 +405,8 @@ export class RelayConfig {
       maxBodyBytes: schema.maxBodyBytes,
       maxQueuedBytes: schema.maxQueuedBytes,
       maxStoredResponses: schema.maxStoredResponses,
+      maxStreamSessions: schema.maxStreamSessions,
+      maxStreamBytes: schema.maxStreamBytes,
       store: schema.stateStore === 'redis' ? 'redis' : 'memory',
     });
     if (memory.plan === null) {

@@ -439,13 +439,14 @@ export class RelayEnvSchema {
 
   @Env(
     'TOKENPLACE_RELAY_MAX_STREAM_SESSIONS',
-    'Most open legacy stream sessions (oldest dropped first)',
+    'Most open legacy stream sessions (oldest dropped first; default: derived from the memory budget, at most 64)',
   )
   @ToNumber()
+  @IsOptional()
   @IsInt()
   @Min(1)
   @Max(1_000_000)
-  maxStreamSessions = 1024;
+  maxStreamSessions?: number;
 
   @Env(
     'TOKENPLACE_RELAY_MAX_STREAM_BYTES',
@@ -455,7 +456,7 @@ export class RelayEnvSchema {
   @IsInt()
   @Min(1024)
   @Max(1024 * 1024 * 1024)
-  maxStreamBytes = 4 * 1024 * 1024;
+  maxStreamBytes = 1024 * 1024;
 
   @Env(
     'TOKENPLACE_RELAY_MAX_RATE_LIMIT_BUCKETS',

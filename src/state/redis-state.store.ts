@@ -475,7 +475,7 @@ export class RedisStateStore implements StateStore {
   async appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
     const r = await this.reply('tpAppendStreamChunk', cmd.now, [
       cmd.sessionId,
-      JSON.stringify(cmd.chunk) ?? 'null',
+      cmd.chunk,
       cmd.chunkBytes,
       cmd.final ? '1' : '0',
     ]);
@@ -493,9 +493,9 @@ export class RedisStateStore implements StateStore {
     }
     const sessionId = r.text('session id');
     const final = r.flag('final');
-    const chunks: unknown[] = [];
+    const chunks: string[] = [];
     while (r.remaining > 0) {
-      chunks.push(r.json(z.unknown(), 'chunk'));
+      chunks.push(r.text('chunk'));
     }
     return { status: 'ok', sessionId, final, chunks };
   }

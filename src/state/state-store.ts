@@ -195,7 +195,8 @@ export type ProgressResult = {
 
 export interface StreamChunkCommand {
   sessionId: string;
-  chunk: unknown;
+  /** The chunk as JSON text: stored and handed back as text, never as an object graph. */
+  chunk: string;
   chunkBytes: number;
   final: boolean;
   now: number;
@@ -208,7 +209,14 @@ export type StreamChunkResult = {
 };
 
 export type StreamTakeResult =
-  { status: 'none' } | { status: 'ok'; sessionId: string; chunks: unknown[]; final: boolean };
+  | { status: 'none' }
+  | {
+      status: 'ok';
+      sessionId: string;
+      /** The chunks as the JSON texts they were stored as, in order. */
+      chunks: string[];
+      final: boolean;
+    };
 
 export interface RateLimitCommand {
   key: string;

@@ -348,7 +348,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     });
     await a.appendStreamChunk({
       sessionId: streamed.jobId,
-      chunk: { t: 'x' },
+      chunk: '{"t":"x"}',
       chunkBytes: 1,
       final: false,
       now: now(),

@@ -1803,7 +1803,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       const append = (
         s: StateStore,
         sessionId: string,
-        chunk: unknown,
+        chunk: string,
         final = false,
         chunkBytes = 10,
       ) => s.appendStreamChunk({ sessionId, chunk, chunkBytes, final, now: now() });
@@ -1816,10 +1816,10 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       it('should buffer chunks, drain them, and remove the session once final', async () => {
         const sessionId = await openStream(store);
 
-        const stored = await append(store, sessionId, { part: 1, text: 'é' });
+        const stored = await append(store, sessionId, '{"part":1,"text":"é"}');
         const drained = await store.takeStream('client-1', now());
-        await append(store, sessionId, [2, 'two']);
-        const final = await append(store, sessionId, 'three', true);
+        await append(store, sessionId, '[2,"two"]');
+        const final = await append(store, sessionId, '"three"', true);
         const last = await store.takeStream('client-1', now());
         const gone = await store.takeStream('client-1', now());
 
@@ -1827,13 +1827,13 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(drained).toEqual({
           status: 'ok',
           sessionId,
-          chunks: [{ part: 1, text: 'é' }],
+          chunks: ['{"part":1,"text":"é"}'],
           final: false,
         });
         expect(last).toEqual({
           status: 'ok',
           sessionId,
-          chunks: [[2, 'two'], 'three'],
+          chunks: ['[2,"two"]', '"three"'],
           final: true,
         });
         expect(gone).toEqual({ status: 'none' });
@@ -1845,10 +1845,10 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         const sessionId = await openStream(store);
 
         const big = await append(store, sessionId, 'x', false, limits.maxStreamBytes + 1);
-        await append(store, sessionId, 1);
-        await append(store, sessionId, 2);
-        await append(store, sessionId, 3);
-        const fourth = await append(store, sessionId, 4);
+        await append(store, sessionId, '1');
+        await append(store, sessionId, '2');
+        await append(store, sessionId, '3');
+        const fourth = await append(store, sessionId, '4');
 
         expect(big).toEqual({ status: 'full', transitions: NONE });
         expect(fourth).toEqual({ status: 'full', transitions: NONE });

@@ -706,7 +706,11 @@ const appendChunk = fc
           final: a.final,
         }),
         (s, args, now) =>
-          s.appendStreamChunk({ ...args, chunk: { text: 'x', bytes: args.chunkBytes }, now }),
+          s.appendStreamChunk({
+            ...args,
+            chunk: JSON.stringify({ text: 'x', bytes: args.chunkBytes }),
+            now,
+          }),
       ),
   );
 

@@ -138,7 +138,8 @@ export interface TombstoneRec {
 export interface StreamRec {
   clientKey: string;
   nodeId: string;
-  chunks: unknown[];
+  /** JSON texts (see StreamChunkCommand). */
+  chunks: string[];
   bytes: number;
   final: boolean;
 }
