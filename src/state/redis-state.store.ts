@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
 import { Redis, type RedisOptions } from 'ioredis';
-import { z } from 'zod';
 import type { Clock } from '../common/clock';
 import type { RelayConfig } from '../config/relay-config';
 import { toStoreError } from './redis/redis-error.mapper';
