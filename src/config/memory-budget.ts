@@ -188,7 +188,10 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
   }
   const streamBytes = m.amplification * input.maxStreamBytes;
   const streamShare = dataBytes * m.shares.streams;
-  if (input.maxStreamSessions !== undefined && input.maxStreamSessions * streamBytes > streamShare) {
+  if (
+    input.maxStreamSessions !== undefined &&
+    input.maxStreamSessions * streamBytes > streamShare
+  ) {
     problems.push(
       `TOKENPLACE_RELAY_MAX_STREAM_SESSIONS=${input.maxStreamSessions} sessions of TOKENPLACE_RELAY_MAX_STREAM_BYTES=${input.maxStreamBytes} need about ${mib(input.maxStreamSessions * streamBytes)} of heap when full, more than the ${mib(streamShare)} the memory budget gives legacy streams (${where}): lower one of them, or leave the session count unset to derive it`,
     );
