@@ -10,6 +10,7 @@ import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay
 import { DemoNode, newDemoNodeKey } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
 import { TokenService } from './registry/token.service';
+import { RegistryService } from './registry/registry.service';
 
 /** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
 const KEEP_ALIVE_MS = 65_000;
@@ -131,6 +132,7 @@ async function bootstrap(): Promise<void> {
       key: demoKey,
     });
     try {
+      app.get(RegistryService).markFallback((await demoKey).publicKeyB64);
       await node.start();
       demo = node;
       if (stopping) {

@@ -81,12 +81,18 @@ export class DiscoveryService {
     };
   }
 
+  /**
+   * The node lists count the compute nodes people run; the demo node (`--use_mock_llm`) is listed
+   * apart in `demo_compute_nodes`, as the existing relay's mock mode shows no node at all.
+   */
   async diagnostics(now: number): Promise<object> {
-    const nodes = (await this.registry.nodes()).sort((a, b) =>
+    const listed = (await this.registry.nodes()).sort((a, b) =>
       a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0,
     );
+    const nodes = listed.filter((n) => !n.fallback);
     const all = nodes.map((n) => describeNode(n, now, n.nodeId));
     const v1 = nodes.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, now, n.nodeId));
+    const demo = listed.filter((n) => n.fallback).map((n) => describeNode(n, now, n.nodeId));
     const up = this.upstream();
     return {
       relay_only: up.relayOnly,
@@ -97,6 +103,7 @@ export class DiscoveryService {
       total_registered_compute_nodes: all.length,
       api_v1_registered_compute_nodes: v1,
       total_api_v1_registered_compute_nodes: v1.length,
+      ...(demo.length > 0 ? { demo_compute_nodes: demo } : {}),
       configured_upstream_servers: up.configured,
     };
   }

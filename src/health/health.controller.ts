@@ -87,7 +87,10 @@ export class HealthController {
       );
     }
     const now = this.clock.now();
-    const nodes = await this.registry.nodes();
+    const listed = await this.registry.nodes();
+    // The demo node is counted apart, as in /relay/diagnostics.
+    const nodes = listed.filter((n) => !n.fallback);
+    const demoNodes = listed.length - nodes.length;
     if (nodes.length === 0) {
       details.knownServers = 'empty';
     }
@@ -100,6 +103,7 @@ export class HealthController {
         ...body,
         knownServers: nodes.length,
         registeredServers: registered,
+        ...(demoNodes > 0 ? { demoNodes } : {}),
         ...(Object.keys(details).length > 0 ? { details } : {}),
       },
       NO_STORE,

@@ -15,6 +15,9 @@ export interface V1Registration {
 /** Who is registered, under which dialect and lease, and which node a client should use. */
 @Injectable()
 export class RegistryService {
+  /** Keys of this process's own fallback nodes (the demo node), set before they register. */
+  private readonly fallbackIds = new Set<string>();
+
   constructor(
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
@@ -35,6 +38,15 @@ export class RegistryService {
     return result.status !== 'dialect_conflict';
   }
 
+  /**
+   * Marks a key as this process's fallback node (the demo node): when it registers, the scheduler
+   * offers it only when no other fresh node can take the request, and the public node lists show
+   * it apart. It still registers, polls and answers over HTTP like any node.
+   */
+  markFallback(nodeId: string): void {
+    this.fallbackIds.add(nodeId);
+  }
+
   /** `/servers/register`: validates capabilities, issues the control credential once. */
   async registerV1(nodeId: string, rawCapabilities: unknown): Promise<V1Registration> {
     const capabilities = normaliseCapabilities(rawCapabilities);
@@ -44,6 +56,7 @@ export class RegistryService {
       dialect: 'v1',
       capabilities,
       newCredentialDigest: sha256Hex(credential),
+      fallback: this.fallbackIds.has(nodeId),
       now: this.clock.now(),
     });
     if (result.status === 'nodes_full') {
@@ -67,6 +80,7 @@ export class RegistryService {
       capabilities,
       requireExisting: true,
       pollingUntil,
+      fallback: this.fallbackIds.has(nodeId),
       now: this.clock.now(),
     });
     if (result.status !== 'renewed') {

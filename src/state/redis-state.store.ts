@@ -232,6 +232,7 @@ export class RedisStateStore implements StateStore {
       opt(cmd.newCredentialDigest),
       cmd.requireExisting === true ? '1' : '0',
       opt(cmd.pollingUntil),
+      opt(cmd.fallback === undefined ? undefined : cmd.fallback ? '1' : '0'),
     ]);
     const status = r.oneOf(UPSERT_STATUSES, 'status');
     const transitions = r.transitions();

@@ -103,8 +103,9 @@ export function schedule(
 
 /**
  * {@link schedule} over the fresh nodes; only when none of them can take the request, over the
- * fresh and the lapsed ones (past their lease, within the grace). A late node still gets work
- * when it is the only one that could do it, and never while a fresh node could.
+ * fresh and the second-tier ones: lapsed nodes (past their lease, within the grace) and fallback
+ * nodes (the demo node). A late node, or the demo node, still gets work when it is the only one
+ * that could do it, and never while a fresh node could.
  */
 export function scheduleFreshFirst(
   fresh: readonly SchedulableNode[],

@@ -27,6 +27,11 @@ export interface UpsertNodeCommand {
   requireExisting?: boolean;
   /** Mark the node as long-polling until this instant (protects it from eviction). */
   pollingUntil?: number;
+  /**
+   * A fallback node (the demo node): the scheduler offers it only when no other fresh node can
+   * take the request, like a lapsed one. Stored on every v1 upsert that sets it; `undefined` keeps.
+   */
+  fallback?: boolean;
   now: number;
 }
 

@@ -114,6 +114,8 @@ export interface NodeView {
   queueDepth: number;
   inFlightCount: number;
   capabilities: NodeCapabilities | null;
+  /** A fallback node (the demo node), offered only when no other fresh node can take the work. */
+  fallback: boolean;
 }
 
 /** Counts of transitions an operation caused, so the caller can record each once. */

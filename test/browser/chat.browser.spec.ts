@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
-import { DemoNode, MOCK_REPLIES } from '../../src/demo/demo.node';
+import { DemoNode, MOCK_REPLIES, newDemoNodeKey } from '../../src/demo/demo.node';
+import { RegistryService } from '../../src/registry/registry.service';
 import { HeadNodeSim, simulatedAnswer, V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
@@ -119,10 +120,13 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
   );
 
   it('should chat with the in-process demo compute node (--use_mock_llm)', async () => {
-    const demo = new DemoNode({ baseUrl: t.baseUrl, token: null });
+    // As main.ts does for `--use_mock_llm`: the demo node's key is marked before it registers.
+    const key = newDemoNodeKey();
+    t.app.get(RegistryService).markFallback((await key).publicKeyB64);
+    const demo = new DemoNode({ baseUrl: t.baseUrl, token: null, key });
     await demo.start();
     await open();
-    await nodeCount('1 compute node online');
+    await nodeCount('1 compute node online (the demo node: mock answers)');
 
     await page.locator('#composer-input').fill('What is the capital of France?');
     await page.locator('#composer-input').press('Enter');

@@ -237,6 +237,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
             leaseMs: limits.legacyLeaseMs,
             queueDepth: 0,
             inFlightCount: 0,
+            fallback: false,
             capabilities: null,
           },
         ]);
@@ -380,6 +381,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
             leaseMs: limits.v1LeaseMs,
             queueDepth: 0,
             inFlightCount: 0,
+            fallback: false,
             capabilities: CAPS,
           },
           {
@@ -389,6 +391,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
             leaseMs: limits.v1LeaseMs,
             queueDepth: 1,
             inFlightCount: 1,
+            fallback: false,
             capabilities: CAPS_64K,
           },
         ]);
@@ -705,6 +708,68 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
 
         expect(counts(swept)).toEqual(NONE);
         expect(again?.requestId).toBe(input.requestId);
+      });
+    });
+
+    describe('fallback nodes (the demo node)', () => {
+      const pick = async (model = 'qwen3-8b-instruct', maxQueueDepth = 10): Promise<string> => {
+        const r = await store.selectNode({ model, tier: '8k-fast', maxQueueDepth, now: now() });
+        return r.status === 'selected' ? r.selected.nodeId : r.status;
+      };
+      const flags = async (): Promise<Record<string, boolean>> =>
+        Object.fromEntries((await store.listNodes(now())).map((n) => [n.nodeId, n.fallback]));
+
+      it('should offer a fallback node when it is the only node, and never while another fresh node can take the work', async () => {
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        const alone = await pick();
+        await upsert(store, 'real', 'v1');
+        await store.enqueue({ job: job({ nodeId: 'real' }), now: now() });
+        await store.enqueue({ job: job({ nodeId: 'real' }), now: now() });
+
+        const picks = [await pick(), await pick(), await pick()];
+
+        expect(alone).toBe('demo');
+        // The real node is busier (two queued) and still chosen every time.
+        expect(picks).toEqual(['real', 'real', 'real']);
+      });
+
+      it('should offer the fallback node when no other node serves the model or has room', async () => {
+        await upsert(store, 'real', 'v1', {
+          capabilities: { ...CAPS, supported_model_ids: ['qwen3-8b-instruct'] },
+        });
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        await store.enqueue({ job: job({ nodeId: 'real' }), now: now() });
+
+        const otherModel = await pick('m2');
+        const full = await pick('qwen3-8b-instruct', 1);
+        const room = await pick('qwen3-8b-instruct', 2);
+
+        expect([otherModel, full, room]).toEqual(['demo', 'demo', 'real']);
+      });
+
+      it('should keep the flag across renewals that do not name it, clear it when told, and never set it on a legacy node', async () => {
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        await upsert(store, 'real', 'v1', { fallback: false });
+        await upsert(store, 'sink', 'legacy', { fallback: true });
+        const registered = await flags();
+        await upsert(store, 'demo', 'v1', { requireExisting: true, pollingUntil: now() + 1000 });
+        const renewed = await flags();
+        await upsert(store, 'demo', 'v1', { requireExisting: true, fallback: false });
+        const cleared = await flags();
+
+        expect(registered).toEqual({ demo: true, real: false, sink: false });
+        expect(renewed).toEqual({ demo: true, real: false, sink: false });
+        expect(cleared).toEqual({ demo: false, real: false, sink: false });
+      });
+
+      it('should prefer neither a lapsed node nor the fallback node over the other: both are second tier', async () => {
+        await upsert(store, 'late', 'v1');
+        clock.advance(limits.v1LeaseMs + 1);
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        await store.enqueue({ job: job({ nodeId: 'demo' }), now: now() });
+
+        // Both second tier: the least loaded wins (the demo node has one queued).
+        expect(await pick()).toBe('late');
       });
     });
 

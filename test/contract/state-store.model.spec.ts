@@ -409,6 +409,15 @@ const client = fc.constantFrom(...CLIENTS);
 const requestId = fc.constantFrom<string | null>(...REQUEST_IDS, null);
 const own = fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, fc.constant(false));
 
+/** The demo node's flag: mostly absent (every real node), sometimes set or cleared. */
+const fallbackFlag = fc.constantFrom<boolean | undefined>(
+  undefined,
+  undefined,
+  undefined,
+  false,
+  true,
+);
+
 /** `/sink`, `/servers/register` and `/servers/poll` (renewals aim at live nodes). */
 const upsert = fc
   .oneof(
@@ -419,6 +428,7 @@ const upsert = fc
       ),
       dialect: fc.constant<Dialect>('legacy'),
       poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
+      fallback: fallbackFlag,
     }),
     {
       weight: 2,
@@ -427,6 +437,7 @@ const upsert = fc
         dialect: fc.constant<Dialect>('v1'),
         caps: fc.constantFrom<number | null>(0, 1, 2, null),
         digest: fc.constantFrom<string | undefined>('own', 'own', 'other', undefined),
+        fallback: fallbackFlag,
       }),
     },
     {
@@ -437,6 +448,7 @@ const upsert = fc
         caps: fc.constantFrom<number | undefined>(undefined, undefined, 0, 1, 2),
         requireExisting: fc.constant(true),
         poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
+        fallback: fallbackFlag,
       }),
     },
   )
@@ -459,6 +471,9 @@ const upsert = fc
           }
           if ('poll' in a && a.poll !== undefined) {
             cmd.pollingUntil = now + a.poll;
+          }
+          if (a.fallback !== undefined) {
+            cmd.fallback = a.fallback;
           }
           return cmd;
         },

@@ -36,12 +36,14 @@ export class HeadNodeLoop {
     } = {},
   ) {
     this.sim = new V1NodeSim(baseUrl, { token: opts.token, replyPadding: opts.replyPadding });
+    this.token = opts.token;
     this.replyPadding = opts.replyPadding ?? 'pkcs1';
     this.controlDelayMs = opts.controlDelayMs ?? 60;
     this.answerDelayMs = opts.answerDelayMs ?? 300;
   }
 
   private readonly replyPadding: Padding;
+  private readonly token: string | undefined;
   private readonly controlDelayMs: number;
   private readonly answerDelayMs: number;
 
@@ -135,15 +137,21 @@ export class HeadNodeLoop {
       }
     }
     const sealed = seal(inner, work.clientKey, this.replyPadding);
-    return call(this.baseUrl, 'POST', '/api/v1/relay/responses', {
-      client_public_key: work.clientKey,
-      request_id: work.requestId,
-      protocol: 'tokenplace_api_v1_relay_e2ee',
-      version: 1,
-      chat_history: b.kind === 'garbage' ? sealed.ciphertext.slice(0, 24) : sealed.ciphertext,
-      cipherkey: sealed.cipherkey,
-      iv: sealed.iv,
-    });
+    return call(
+      this.baseUrl,
+      'POST',
+      '/api/v1/relay/responses',
+      {
+        client_public_key: work.clientKey,
+        request_id: work.requestId,
+        protocol: 'tokenplace_api_v1_relay_e2ee',
+        version: 1,
+        chat_history: b.kind === 'garbage' ? sealed.ciphertext.slice(0, 24) : sealed.ciphertext,
+        cipherkey: sealed.cipherkey,
+        iv: sealed.iv,
+      },
+      this.token === undefined ? {} : { 'X-Relay-Server-Token': this.token },
+    );
   }
 }
 

@@ -248,6 +248,7 @@ export const nodeListSchema: z.ZodType<NodeView[]> = z.array(
     leaseMs: count,
     queueDepth: count,
     inFlightCount: count,
+    fallback: z.boolean(),
     capabilities: capabilitiesSchema.nullable(),
   }),
 );

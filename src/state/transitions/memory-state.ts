@@ -101,6 +101,8 @@ export interface NodeRec {
   pollingUntil: number;
   capabilities: NodeCapabilities | null;
   credentialDigest: string | null;
+  /** `fb`: scheduled only when no other fresh node can take the request (the demo node). */
+  fallback: boolean;
   /** Job ids in FIFO order (a Set keeps insertion order and removes from the middle in O(1)). */
   queue: Set<string>;
   /** request_id → job id of v1 work this node claimed and has not answered. */

@@ -58,6 +58,9 @@ export function upsertNode(s: MemoryState, cmd: UpsertNodeCommand): UpsertNodeRe
   if (cmd.capabilities !== undefined) {
     node.capabilities = cmd.capabilities;
   }
+  if (cmd.fallback !== undefined && node.dialect === 'v1') {
+    node.fallback = cmd.fallback;
+  }
   let issued = false;
   if (node.dialect === 'v1' && node.credentialDigest === null && cmd.newCredentialDigest) {
     node.credentialDigest = cmd.newCredentialDigest;
@@ -76,6 +79,7 @@ function createNode(tx: Tx, cmd: UpsertNodeCommand): void {
     pollingUntil: cmd.pollingUntil ?? 0,
     capabilities: cmd.dialect === 'v1' ? (cmd.capabilities ?? null) : null,
     credentialDigest: cmd.dialect === 'v1' ? (cmd.newCredentialDigest ?? null) : null,
+    fallback: cmd.dialect === 'v1' && cmd.fallback === true,
     queue: new Set(),
     claims: new Map(),
     activeClaims: new Set(),
@@ -121,6 +125,7 @@ export function listNodes(s: MemoryState, now: number): NodeView[] {
       queueDepth: node.queue.size,
       inFlightCount: node.activeClaims.size,
       capabilities: node.capabilities,
+      fallback: node.fallback,
     });
   }
   return out;
@@ -145,7 +150,10 @@ export function pickLegacyNode(s: MemoryState, now: number): string | null {
   return lapsed;
 }
 
-/** tpSelectNode: the scheduler over fresh nodes, then over lapsed ones too; advances its cursors. */
+/**
+ * tpSelectNode: the scheduler over the fresh nodes, then over the lapsed and fallback ones too;
+ * advances its cursors.
+ */
 export function selectNode(s: MemoryState, cmd: SelectNodeCommand): SelectNodeResult {
   const fresh: SchedulableNode[] = [];
   const lapsed: SchedulableNode[] = [];
@@ -153,7 +161,7 @@ export function selectNode(s: MemoryState, cmd: SelectNodeCommand): SelectNodeRe
     if (node.dialect !== 'v1' || isGone(s, node, cmd.now)) {
       continue;
     }
-    (isLapsed(s, node, cmd.now) ? lapsed : fresh).push({
+    (node.fallback || isLapsed(s, node, cmd.now) ? lapsed : fresh).push({
       nodeId: node.nodeId,
       seq: node.seq,
       capabilities: node.capabilities,

@@ -6,7 +6,8 @@
 KEYS: none
 ARGV: 4 node id, 5 dialect, 6 capabilities mode (keep|null|set), 7 capabilities JSON, 8 tier,
   9 max total context, 10 max concurrency, 11 model set ('\n' .. ids joined by '\n' .. '\n'),
-  12 model ids JSON, 13 new credential digest (opt), 14 require existing ('1'), 15 polling until (opt)
+  12 model ids JSON, 13 new credential digest (opt), 14 require existing ('1'), 15 polling until (opt),
+  16 fallback (opt: '1'|'0', v1 only; absent keeps)
 Reply: { 'created'|'renewed', transitions, credential issued (0|1) }
      | { 'not_found'|'nodes_full'|'dialect_conflict', transitions }
 ]]
@@ -14,6 +15,7 @@ local id, dialect, capsMode = ARGV[4], ARGV[5], ARGV[6]
 local newDigest = opt(ARGV[13])
 local requireExisting = ARGV[14] == '1'
 local poll = opt(ARGV[15])
+local fallback = opt(ARGV[16])
 local nkey = P .. 'n:' .. id
 
 local function setCaps()
@@ -31,6 +33,7 @@ local function createNode()
   if dialect == 'v1' then
     setCaps()
     if newDigest then redis.call('HSET', nkey, 'dig', newDigest) end
+    redis.call('HSET', nkey, 'fb', fallback == '1' and '1' or '0')
   end
   redis.call('PEXPIRE', nkey, ttl(0))
   redis.call('ZADD', P .. 'nodes', seq, id)
@@ -59,6 +62,7 @@ if n.d ~= dialect then
 end
 touch(n)
 if poll then redis.call('HSET', nkey, 'poll', poll) end
+if fallback and n.d == 'v1' then redis.call('HSET', nkey, 'fb', fallback) end
 setCaps()
 local issued = 0
 if n.d == 'v1' and not n.dig and newDigest then
@@ -84,7 +88,7 @@ return { 'removed', enc() }
 KEYS: none
 ARGV: none of its own
 Reply: JSON array of the nodes within lease and grace, in registration order:
-  [{ nodeId, dialect, lastPingAt, leaseMs, queueDepth, inFlightCount, capabilities|null }]
+  [{ nodeId, dialect, lastPingAt, leaseMs, queueDepth, inFlightCount, fallback, capabilities|null }]
 ]]
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
@@ -92,7 +96,8 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   if n and not isGone(n, NOW) then
     local view = cjson.encode({ nodeId = id, dialect = n.d, lastPingAt = n.ping,
       leaseMs = leaseMs(n.d), queueDepth = redis.call('ZCARD', P .. 'q:' .. id),
-      inFlightCount = redis.call('SCARD', P .. 'a:' .. id) })
+      inFlightCount = redis.call('SCARD', P .. 'a:' .. id),
+      fallback = redis.call('HGET', P .. 'n:' .. id, 'fb') == '1' })
     local caps = redis.call('HGET', P .. 'n:' .. id, 'caps')
     out[#out + 1] = string.sub(view, 1, -2) .. ',"capabilities":' .. (caps or 'null') .. '}'
   end
@@ -138,14 +143,18 @@ local model, maxQ = ARGV[4], tonumber(ARGV[6])
 local wanted = K.TIERS[ARGV[5]]
 if not wanted then error('TPBUG unknown context tier ' .. ARGV[5]) end
 local modelOk = not string.find(model, '\n', 1, true)
--- Fresh nodes first; lapsed ones (past their lease, within the grace) only when no fresh node can
--- take the request.
+-- Fresh nodes first; lapsed ones (past their lease, within the grace) and fallback ones (the demo
+-- node) only when no other fresh node can take the request.
 local fresh, all, anyLapsed = {}, {}, false
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
   if n and n.d == 'v1' and not isGone(n, NOW) then
     all[#all + 1] = n
-    if isLapsed(n, NOW) then anyLapsed = true else fresh[#fresh + 1] = n end
+    if isLapsed(n, NOW) or redis.call('HGET', P .. 'n:' .. id, 'fb') == '1' then
+      anyLapsed = true
+    else
+      fresh[#fresh + 1] = n
+    end
   end
 end
 

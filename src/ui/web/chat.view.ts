@@ -31,6 +31,8 @@ export interface NodeCounts {
   unusable: number;
   /** Legacy `/sink` nodes (the page speaks API v1 only). */
   legacy: number;
+  /** The relay's demo node (`--use_mock_llm`), counted in `usable`. */
+  demo: number;
 }
 
 export class ChatView {
@@ -218,7 +220,7 @@ export class ChatView {
       this.pill(this.nodeCount, 'warn', 'Compute nodes: unknown');
       return;
     }
-    const { usable, unusable, legacy } = nodes;
+    const { usable, unusable, legacy, demo } = nodes;
     const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
     const others = [
       unusable > 0 ? `${plural(unusable, 'node')} with a key this page cannot use` : '',
@@ -226,7 +228,13 @@ export class ChatView {
     ].filter(Boolean);
     if (usable > 0) {
       const extra = others.length > 0 ? `; also ${others.join(', ')}` : '';
-      this.pill(this.nodeCount, 'ok', `${plural(usable, 'compute node')} online${extra}`);
+      const mock =
+        demo === 0
+          ? ''
+          : demo === usable
+            ? ' (the demo node: mock answers)'
+            : ` (${plural(demo, 'demo node')} among them, used when no other can answer)`;
+      this.pill(this.nodeCount, 'ok', `${plural(usable, 'compute node')} online${mock}${extra}`);
     } else if (others.length > 0) {
       this.pill(this.nodeCount, 'warn', `No compute node this page can use: ${others.join(', ')}`);
     } else {

@@ -94,7 +94,7 @@ async function start(): Promise<void> {
         }
       }
       const ok = checks.filter(Boolean).length;
-      counts = { usable: ok, unusable: checks.length - ok, legacy: nodes.legacy };
+      counts = { usable: ok, unusable: checks.length - ok, legacy: nodes.legacy, demo: nodes.demo };
     } catch {
       counts = null;
     }

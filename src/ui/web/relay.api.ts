@@ -51,8 +51,11 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /** What `/relay/diagnostics` says is registered. */
 export interface RegisteredNodes {
+  /** API v1 node keys, the demo node's included. */
   v1Keys: string[];
   legacy: number;
+  /** Demo nodes (`--use_mock_llm`) among `v1Keys`: listed apart by the relay. */
+  demo: number;
 }
 
 export class RelayApi {
@@ -134,12 +137,20 @@ export class RelayApi {
     if (res.status !== 200 || !count(total) || !Array.isArray(v1)) {
       throw new NetworkError(false);
     }
-    const v1Keys = v1
-      .map((n: unknown) =>
-        isRecord(n) && typeof n.server_public_key === 'string' ? n.server_public_key : '',
-      )
-      .filter((k) => k !== '');
-    return { v1Keys, legacy: Math.max(0, total - v1Keys.length) };
+    const keysOf = (list: unknown[]): string[] =>
+      list
+        .map((n: unknown) =>
+          isRecord(n) && typeof n.server_public_key === 'string' ? n.server_public_key : '',
+        )
+        .filter((k) => k !== '');
+    const v1Keys = keysOf(v1);
+    const demoList = res.body.demo_compute_nodes;
+    const demoKeys = Array.isArray(demoList) ? keysOf(demoList) : [];
+    return {
+      v1Keys: [...v1Keys, ...demoKeys],
+      legacy: Math.max(0, total - v1Keys.length),
+      demo: demoKeys.length,
+    };
   }
 
   /** Readiness as `/healthz` reports it. */
