@@ -56,6 +56,14 @@ export function describeNode(node: NodeView, now: number, key: string): Record<s
   };
 }
 
+/**
+ * The public node lists count the compute nodes people run; the demo node (`--use_mock_llm`, a
+ * fallback node) is shown apart, as the existing relay's mock mode shows no node.
+ */
+export function apartFromDemo(listed: NodeView[]): { nodes: NodeView[]; demo: NodeView[] } {
+  return { nodes: listed.filter((n) => !n.fallback), demo: listed.filter((n) => n.fallback) };
+}
+
 /** Read-only views of the relay for browsers and operators: diagnostics, models, release metadata. */
 @Injectable()
 export class DiscoveryService {
@@ -81,18 +89,15 @@ export class DiscoveryService {
     };
   }
 
-  /**
-   * The node lists count the compute nodes people run; the demo node (`--use_mock_llm`) is listed
-   * apart in `demo_compute_nodes`, as the existing relay's mock mode shows no node at all.
-   */
+  /** Node lists sorted by key; the demo node only in `demo_compute_nodes` ({@link apartFromDemo}). */
   async diagnostics(now: number): Promise<object> {
     const listed = (await this.registry.nodes()).sort((a, b) =>
       a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0,
     );
-    const nodes = listed.filter((n) => !n.fallback);
+    const { nodes, demo: demoNodes } = apartFromDemo(listed);
     const all = nodes.map((n) => describeNode(n, now, n.nodeId));
     const v1 = nodes.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, now, n.nodeId));
-    const demo = listed.filter((n) => n.fallback).map((n) => describeNode(n, now, n.nodeId));
+    const demo = demoNodes.map((n) => describeNode(n, now, n.nodeId));
     const up = this.upstream();
     return {
       relay_only: up.relayOnly,

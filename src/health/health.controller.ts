@@ -5,7 +5,7 @@ import { CLOCK, type Clock } from '../common/clock';
 import { fingerprint } from '../common/ids';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
-import { describeNode, DiscoveryService } from '../client/discovery.service';
+import { apartFromDemo, describeNode, DiscoveryService } from '../client/discovery.service';
 import { RegistryService } from '../registry/registry.service';
 import { LifecycleService } from './lifecycle.service';
 import { RelayHealthIndicators } from './store.health';
@@ -87,10 +87,8 @@ export class HealthController {
       );
     }
     const now = this.clock.now();
-    const listed = await this.registry.nodes();
-    // The demo node is counted apart, as in /relay/diagnostics.
-    const nodes = listed.filter((n) => !n.fallback);
-    const demoNodes = listed.length - nodes.length;
+    const { nodes, demo } = apartFromDemo(await this.registry.nodes());
+    const demoNodes = demo.length;
     if (nodes.length === 0) {
       details.knownServers = 'empty';
     }

@@ -67,9 +67,10 @@ end
 local function leaseMs(d) if d == 'v1' then return L.v1LeaseMs end return L.legacyLeaseMs end
 
 local function getNode(id)
-  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'dig')
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'dig', 'fb')
   if not r[1] then return nil end
-  return { id = id, d = r[1], seq = tonumber(r[2]), ping = tonumber(r[3]), poll = tonumber(r[4]), dig = r[5] }
+  return { id = id, d = r[1], seq = tonumber(r[2]), ping = tonumber(r[3]), poll = tonumber(r[4]), dig = r[5],
+    fb = r[6] == '1' }
 end
 
 -- Past its lease and not protected by a held poll or an active claim: late, maybe gone.

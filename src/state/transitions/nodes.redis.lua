@@ -97,7 +97,7 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
     local view = cjson.encode({ nodeId = id, dialect = n.d, lastPingAt = n.ping,
       leaseMs = leaseMs(n.d), queueDepth = redis.call('ZCARD', P .. 'q:' .. id),
       inFlightCount = redis.call('SCARD', P .. 'a:' .. id),
-      fallback = redis.call('HGET', P .. 'n:' .. id, 'fb') == '1' })
+      fallback = n.fb })
     local caps = redis.call('HGET', P .. 'n:' .. id, 'caps')
     out[#out + 1] = string.sub(view, 1, -2) .. ',"capabilities":' .. (caps or 'null') .. '}'
   end
@@ -145,16 +145,12 @@ if not wanted then error('TPBUG unknown context tier ' .. ARGV[5]) end
 local modelOk = not string.find(model, '\n', 1, true)
 -- Fresh nodes first; lapsed ones (past their lease, within the grace) and fallback ones (the demo
 -- node) only when no other fresh node can take the request.
-local fresh, all, anyLapsed = {}, {}, false
+local fresh, all, anySecondTier = {}, {}, false
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
   if n and n.d == 'v1' and not isGone(n, NOW) then
     all[#all + 1] = n
-    if isLapsed(n, NOW) or redis.call('HGET', P .. 'n:' .. id, 'fb') == '1' then
-      anyLapsed = true
-    else
-      fresh[#fresh + 1] = n
-    end
+    if n.fb or isLapsed(n, NOW) then anySecondTier = true else fresh[#fresh + 1] = n end
   end
 end
 
@@ -191,7 +187,7 @@ local function pass(nodes)
 end
 
 local r = pass(fresh)
-if r.status ~= 'selected' and anyLapsed then r = pass(all) end
+if r.status ~= 'selected' and anySecondTier then r = pass(all) end
 if r.status ~= 'selected' then return cjson.encode(r) end
 
 local avail = r.avail
