@@ -1,9 +1,11 @@
+import { AnswerRenderer } from './answer.render';
 import type { Progress, Role } from './envelope.protocol';
 import type { RelayHealth } from './relay.api';
 
 /**
- * The page's DOM, and nothing else: every text goes in through textContent (no HTML parsing, so the
- * page runs under `require-trusted-types-for 'script'`), every control keeps its label.
+ * The page's DOM, and nothing else: every text goes in through textContent, except an answer's
+ * Markdown, which only reaches the DOM through the sanitizer's Trusted Types policy
+ * (answer.render.ts); every control keeps its label.
  */
 function byId<T extends HTMLElement>(doc: Document, id: string, type: { new (): T }): T {
   const el = doc.getElementById(id);
@@ -54,8 +56,10 @@ export class ChatView {
   private readonly health: HTMLElement;
   private readonly release: HTMLElement;
   private lastPhase: string | null = null;
+  private readonly renderer: AnswerRenderer;
 
   constructor(private readonly doc: Document) {
+    this.renderer = new AnswerRenderer(doc);
     this.form = byId(doc, 'composer', HTMLFormElement);
     this.input = byId(doc, 'composer-input', HTMLTextAreaElement);
     this.send = byId(doc, 'send', HTMLButtonElement);
@@ -141,7 +145,54 @@ export class ChatView {
     this.alert.hidden = text === null;
   }
 
+  /** The user's own words: plain text, never Markdown. */
   appendMessage(role: Role, content: string, note?: string): HTMLLIElement {
+    const li = this.messageItem(role);
+    const body = this.doc.createElement('p');
+    body.className = 'msg-content msg-plain';
+    body.textContent = content;
+    li.append(body);
+    if (note) {
+      this.addNote(li, note);
+    }
+    this.log.append(li);
+    li.scrollIntoView?.({ block: 'end' });
+    return li;
+  }
+
+  /** Starts the Markdown worker while the first answer is still on its way. */
+  prepareAnswers(): void {
+    this.renderer.warm();
+  }
+
+  /**
+   * An answer, its Markdown formatted (or plain text when formatting is not possible, said in the
+   * note). Its place in the log is taken at once; it is marked busy until it is filled, so screen
+   * readers announce it whole.
+   */
+  async appendAnswer(content: string, note: string): Promise<HTMLLIElement> {
+    const li = this.messageItem('assistant');
+    li.querySelector('.msg-head')?.append(this.copyButton(content));
+    const body = this.doc.createElement('div');
+    body.className = 'msg-content msg-markdown';
+    li.append(body);
+    li.setAttribute('aria-busy', 'true');
+    this.log.append(li);
+    const filled = await this.renderer.fill(body, content, {
+      onCodeCopied: (ok) =>
+        this.setStatus(
+          ok
+            ? 'Code copied to the clipboard.'
+            : 'Copying failed: select the code and copy it by hand.',
+        ),
+    });
+    this.addNote(li, filled.formatted ? note : `${note} · shown as plain text (${filled.reason})`);
+    li.removeAttribute('aria-busy');
+    li.scrollIntoView?.({ block: 'start' });
+    return li;
+  }
+
+  private messageItem(role: Role): HTMLLIElement {
     const li = this.doc.createElement('li');
     li.className = `msg msg-${role}`;
     const head = this.doc.createElement('div');
@@ -150,19 +201,8 @@ export class ChatView {
     who.className = 'msg-role';
     who.textContent = ROLE_LABELS[role];
     head.append(who);
-    if (role === 'assistant') {
-      head.append(this.copyButton(content));
-    }
-    const body = this.doc.createElement('p');
-    body.className = 'msg-content';
-    body.textContent = content;
-    li.append(head, body);
-    if (note) {
-      this.addNote(li, note);
-    }
-    this.log.append(li);
+    li.append(head);
     this.emptyNote.hidden = true;
-    li.scrollIntoView?.({ block: 'end' });
     return li;
   }
 

@@ -150,6 +150,7 @@ async function start(): Promise<void> {
   const turn = async (text: string): Promise<void> => {
     const message: ChatMessage = { role: 'user', content: text };
     const entry = view.appendMessage('user', text);
+    view.prepareAnswers();
     const controller = new AbortController();
     busy = controller;
     view.showAlert(null);
@@ -188,8 +189,7 @@ async function start(): Promise<void> {
         history.push(message, { role: 'assistant', content: outcome.content });
         const wrap = outcome.padding === 'pkcs1' ? 'PKCS#1 v1.5' : 'RSA-OAEP';
         const tokens = outcome.usage?.total_tokens;
-        view.appendMessage(
-          'assistant',
+        await view.appendAnswer(
           outcome.content,
           `Decrypted in this tab · node ${await keyFingerprint(outcome.nodeKey)} · key wrap ${wrap}${tokens !== undefined ? ` · ${tokens} tokens` : ''}`,
         );
