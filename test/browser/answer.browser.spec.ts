@@ -3,6 +3,7 @@ import { V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 import { ensureUiBundle, hasChromium, launchChromium } from './chromium';
+import { RICH_ANSWER } from './answers';
 import {
   answer,
   expectCleanRun,
@@ -15,39 +16,6 @@ import {
 function log(line: string): void {
   process.stdout.write(`[browser] ${line}\n`);
 }
-
-/** An answer as models write them: the page should show it the way the model meant it. */
-export const RICH_ANSWER = [
-  '# Sorting in Python',
-  '',
-  'Use `sorted()` for a **new** list, or `list.sort()` to sort *in place*:',
-  '',
-  '```python',
-  'words = ["pear", "Apple", "fig"]',
-  'print(sorted(words, key=str.lower))  # <b>not bold</b>',
-  '```',
-  '',
-  '## Options',
-  '',
-  '1. `key`: a function of one argument',
-  '2. `reverse`: `True` for descending order',
-  '   - nested item',
-  '',
-  '| call | returns | stable |',
-  '|:-----|:-------:|-------:|',
-  '| `sorted(xs)` | a new list | yes |',
-  '| `xs.sort()` | `None` | yes |',
-  '',
-  '> Both are stable, see [the Python docs](https://docs.python.org/3/howto/sorting.html).',
-  '',
-  '```',
-  'plain block',
-  '```',
-  '',
-  '###### Deep heading',
-  '',
-  'Bare link: https://example.com/page',
-].join('\n');
 
 /**
  * Hostile answers: each must show as text or as harmless markup, and nothing in it may run. Every
