@@ -60,6 +60,8 @@ async function start(): Promise<void> {
   let active: ActiveRequest | null = null;
 
   view.bindEnterToSend();
+  // The Markdown worker loads while the first message is typed, not on every visit.
+  view.input.addEventListener('input', () => view.prepareAnswers(), { once: true });
   view.setModels([FALLBACK_MODEL]);
 
   const refreshModels = async (): Promise<void> => {
