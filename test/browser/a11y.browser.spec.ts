@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { V1NodeSim, type V1Work } from '../helpers/simulators';
+import { V1ClientSim, V1NodeSim, type V1Work } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 import { RICH_ANSWER } from './answers';
@@ -45,7 +45,7 @@ async function axe(page: Page): Promise<Violation[]> {
   }, AXE_TAGS);
 }
 
-const STATES = ['empty', 'after a chat', 'during progress', 'on an error'] as const;
+const STATES = ['empty', 'after a chat', 'while queued', 'during progress', 'on an error'] as const;
 type State = (typeof STATES)[number];
 const LAYOUTS = [
   ['light', 'desktop', DESKTOP],
@@ -93,6 +93,15 @@ describeIf(hasChromium())(
           await send(page, 'How do I sort a list in Python?');
           await node.respond((await pending)!, RICH_ANSWER);
           await answer(page).waitFor();
+          return null;
+        }
+        case 'while queued': {
+          const pending = node.take();
+          await new V1ClientSim(t.baseUrl).submit(node.key, 'earlier');
+          await node.respond((await pending)!);
+          await new V1ClientSim(t.baseUrl).submit(node.key, 'ahead');
+          await send(page, 'Where am I in line?');
+          await page.locator('#progress-detail', { hasText: '1 ahead of you' }).waitFor();
           return null;
         }
         case 'during progress': {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DemoNode, MOCK_REPLIES, newDemoNodeKey } from '../../src/demo/demo.node';
 import { RegistryService } from '../../src/registry/registry.service';
-import { HeadNodeSim, simulatedAnswer, V1NodeSim } from '../helpers/simulators';
+import { HeadNodeSim, simulatedAnswer, V1ClientSim, V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
 import { ARTIFACTS, ensureUiBundle, hasChromium, launchChromium } from './chromium';
@@ -267,6 +267,56 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expect(indeterminate).toBe(-1);
     expect(await page.locator('#progress-row').isHidden()).toBe(true);
     expectCleanRun();
+  });
+
+  it('should say where the message waits in line and about how long, then show progress once the node starts', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    const [earlier, first, second] = [0, 1, 2].map(() => new V1ClientSim(t.baseUrl));
+    // The node has answered once (it has a service time), and two requests are ahead in line.
+    let pending = node.take();
+    await earlier!.submit(node.key, 'an earlier question');
+    await node.respond((await pending)!);
+    await first!.submit(node.key, 'first in line');
+    await second!.submit(node.key, 'second in line');
+    await open();
+    await nodeCount('1 compute node online');
+
+    await page.locator('#composer-input').fill('Where am I in line?');
+    await page.locator('#composer-input').press('Enter');
+    const detail = page.locator('#progress-detail');
+    await detail.filter({ hasText: '2 ahead of you' }).waitFor();
+    const twoAhead = await detail.textContent();
+    const twoAheadStatus = await page.locator('#status-text').textContent();
+    await page.screenshot({ path: join(ARTIFACTS, 'ui-queued.png') });
+    await node.take();
+    await detail.filter({ hasText: '1 ahead of you' }).waitFor();
+    const oneAhead = await detail.textContent();
+    await node.take();
+    pending = node.take();
+    const work = (await pending)!;
+    await node.progress(work, {
+      schema_version: 1,
+      sequence: 1,
+      phase: 'generating',
+      total_prompt_tokens: 20,
+      processed_prompt_tokens: 20,
+      cached_prompt_tokens: 0,
+      generated_tokens: 3,
+      elapsed_ms: 100,
+    });
+    await detail.filter({ hasText: 'Generated 3 tokens' }).waitFor();
+    const started = await page.locator('#status-text').textContent();
+    await node.respond(work);
+    await page.locator('.msg-assistant:not([aria-busy])').waitFor();
+
+    expect(twoAhead).toMatch(/^2 ahead of you · about \d+ s$/);
+    expect(twoAheadStatus).toBe('Waiting in line at the compute node: 2 ahead of you.');
+    expect(oneAhead).toMatch(/^1 ahead of you · about \d+ s$/);
+    expect(started).toBe('The compute node is writing the answer…');
+    expect(await page.locator('#progress-row').isHidden()).toBe(true);
+    expectCleanRun();
+    log(`queued: "${twoAhead}", then "${oneAhead}"`);
   });
 
   it('should cancel with proof when Stop is pressed, and the node should see it cancelled', async () => {

@@ -1,4 +1,5 @@
 import { AnswerRenderer } from './answer.render';
+import type { QueueInfo } from './chat.outcome';
 import type { Progress, Role } from './envelope.protocol';
 import type { RelayHealth } from './relay.api';
 
@@ -56,6 +57,7 @@ export class ChatView {
   private readonly health: HTMLElement;
   private readonly release: HTMLElement;
   private lastPhase: string | null = null;
+  private lastQueuePosition: number | null = null;
   private readonly renderer: AnswerRenderer;
 
   constructor(private readonly doc: Document) {
@@ -245,7 +247,40 @@ export class ChatView {
     }
   }
 
+  /**
+   * "2 ahead of you · about 20 s" while the request waits in its node's queue; the status line
+   * (announced) changes only when the place does. Progress from the node replaces it.
+   */
+  showQueue(q: QueueInfo): void {
+    if (this.lastPhase !== null && this.lastPhase !== 'queued') {
+      return;
+    }
+    const ahead = q.position > 0 ? `${q.position} ahead of you` : 'Nobody ahead of you';
+    if (q.position === 0 && q.estimateSeconds === null) {
+      if (this.lastPhase === 'queued') {
+        this.setStatus('Waiting for the compute node…');
+      }
+      this.hideProgress();
+      return;
+    }
+    if (this.lastPhase !== 'queued' || this.lastQueuePosition !== q.position) {
+      this.setStatus(
+        q.position > 0
+          ? `Waiting in line at the compute node: ${ahead}.`
+          : 'Waiting for the compute node…',
+      );
+    }
+    this.lastPhase = 'queued';
+    this.lastQueuePosition = q.position;
+    this.progressRow.hidden = false;
+    this.progressRow.dataset.phase = 'queued';
+    this.progress.removeAttribute('value');
+    this.progressDetail.textContent =
+      q.estimateSeconds === null ? ahead : `${ahead} · about ${aboutTime(q.estimateSeconds)}`;
+  }
+
   hideProgress(): void {
+    this.lastQueuePosition = null;
     this.lastPhase = null;
     this.progressRow.hidden = true;
     this.progressDetail.textContent = '';
@@ -366,4 +401,15 @@ export class ChatView {
     });
     return button;
   }
+}
+
+/** "20 s", "3 min", "2 h": rounded, as a person would say it. */
+export function aboutTime(seconds: number): string {
+  if (seconds < 90) {
+    return `${Math.max(1, Math.round(seconds))} s`;
+  }
+  if (seconds < 90 * 60) {
+    return `${Math.round(seconds / 60)} min`;
+  }
+  return `${Math.round(seconds / 3600)} h`;
 }

@@ -171,6 +171,7 @@ async function start(): Promise<void> {
         {
           onStage: (stage, { attempt, tier }) => view.setStatus(stageText(stage, attempt, tier)),
           onProgress: (progress) => view.showProgress(progress),
+          onQueue: (queue) => view.showQueue(queue),
           onActive: (request) => {
             active = request;
           },
