@@ -12,9 +12,6 @@ import { LifecycleService } from './health/lifecycle.service';
 import { TokenService } from './registry/token.service';
 import { RegistryService } from './registry/registry.service';
 
-/** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
-const KEEP_ALIVE_MS = 65_000;
-
 async function bootstrap(): Promise<void> {
   let config: RelayConfig;
   try {
@@ -50,8 +47,6 @@ async function bootstrap(): Promise<void> {
   setupApp(app, config);
   await app.init();
   const server: Server = app.getHttpServer();
-  server.keepAliveTimeout = KEEP_ALIVE_MS;
-  server.headersTimeout = KEEP_ALIVE_MS + 1000;
   // Signal handlers before the port is bound and before "relay listening" is logged: a signal
   // that arrives right after the log line (a supervisor, a test) must never meet Node's default.
   const log = new Logger('Main');

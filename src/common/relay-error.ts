@@ -65,6 +65,7 @@ export const Errors = {
   progressEnvelope: () => obj(400, 'Invalid encrypted progress envelope'),
   progressTooLarge: () => obj(413, 'Progress envelope too large'),
   bodyTooLarge: (limit: number) => obj(413, `Request body too large (limit ${limit} bytes)`),
+  bodyTimeout: () => obj(408, 'Request body not received in time', 'request_body_timeout'),
   malformedJson: () => obj(400, 'Malformed JSON body'),
   unsupportedMediaType: () => obj(415, 'Content-Type must be application/json'),
   notFoundRoute: () => obj(404, 'Not found'),

@@ -339,6 +339,48 @@ export class RelayEnvSchema {
   maxBodyBytes = 1024 * 1024;
 
   @Env(
+    'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT',
+    'Most request-body bytes read at once over all callers, each body counted at its Content-Length (at least 16384; chunked or compressed: the body limit); beyond: 503 with Retry-After before the body is read. Counted in the memory budget. Default: 32 times TOKENPLACE_RELAY_MAX_BODY_BYTES',
+  )
+  @ToNumber()
+  @IsOptional()
+  @IsInt()
+  @Min(16384)
+  @Max(2 ** 40)
+  maxBodyBytesInFlight?: number;
+
+  @Env(
+    'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS',
+    'The same bound per client address (IPv6: per /64); beyond: 503 with Retry-After for that address only. Default: 4 times TOKENPLACE_RELAY_MAX_BODY_BYTES, at most the total',
+  )
+  @ToNumber()
+  @IsOptional()
+  @IsInt()
+  @Min(16384)
+  @Max(2 ** 40)
+  maxBodyBytesInFlightPerAddress?: number;
+
+  @Env(
+    'TOKENPLACE_RELAY_BODY_TIMEOUT_SECONDS',
+    'A request body must arrive within this many seconds plus its size at TOKENPLACE_RELAY_MIN_UPLOAD_BYTES_PER_SECOND (408 and the connection closed beyond)',
+  )
+  @ToNumber()
+  @IsNumber()
+  @Min(1)
+  @Max(600)
+  bodyTimeoutSeconds = 10;
+
+  @Env(
+    'TOKENPLACE_RELAY_MIN_UPLOAD_BYTES_PER_SECOND',
+    'Slowest upload rate a request body is given time for, on top of TOKENPLACE_RELAY_BODY_TIMEOUT_SECONDS',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(1024)
+  @Max(1024 * 1024 * 1024)
+  minUploadBytesPerSecond = 32768;
+
+  @Env(
     'TOKENPLACE_RELAY_MAX_NODES',
     'Most registered compute nodes (new registrations get 503 beyond; renewals always succeed)',
   )
