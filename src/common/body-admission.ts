@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { BodyLimits } from '../config/relay-config';
 import { addressUnit, clientAddress } from './client-address';
+import type { ErrorStyle } from './error-style.decorator';
 import { preRoutingStyle } from './http-middleware';
 import { Errors, RelayError } from './relay-error';
 import { sendRelayError } from './relay-exception.filter';
@@ -101,14 +102,14 @@ export function readBodyWithin(
     const style = preRoutingStyle(req.path);
     const declared = declaredLength(req);
     if (declared !== null && declared > limit) {
-      sendRelayError(res, refusedTooLarge(req), style);
+      refuse(res, refusedTooLarge(req), style);
       return;
     }
     const bytes = Math.max(limits.minChargeBytes, declared ?? limit);
     const unit = addressUnit(clientAddress(req));
     const refusal = budget.reserve(unit, bytes);
     if (refusal !== null) {
-      sendRelayError(res, bodiesBusy(refusal), style);
+      refuse(res, bodiesBusy(refusal), style);
       return;
     }
     let settled = false;
@@ -142,6 +143,15 @@ export function readBodyWithin(
       }
     });
   };
+}
+
+/**
+ * Answers before the body is read and closes the connection after the answer: reading the unread
+ * body only to discard it would cost the relay the very bytes it refused.
+ */
+function refuse(res: Response, error: RelayError, style: ErrorStyle): void {
+  res.setHeader('Connection', 'close');
+  sendRelayError(res, error, style);
 }
 
 function bodiesBusy(refusal: BodyRefusal): RelayError {
