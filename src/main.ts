@@ -6,7 +6,12 @@ import type { Server } from 'node:http';
 import { AppModule } from './app.module';
 import { createRootLogger, PinoLoggerService } from './common/logging';
 import { setupApp } from './app.setup';
-import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
+import {
+  ConfigError,
+  isLoopbackHost,
+  loadProcessConfig,
+  type RelayConfig,
+} from './config/relay-config';
 import { DemoNode, newDemoNodeKey } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
 import { TokenService } from './registry/token.service';
@@ -104,10 +109,12 @@ async function bootstrap(): Promise<void> {
 
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
+  const nodeAuth = app.get(TokenService).open ? 'open' : 'token';
   log.log({
     msg: 'relay listening',
     host: config.host,
     port,
+    nodeAuth,
     store: config.stateStore,
     legacyRoutes: config.legacyRoutesEnabled,
     publicRateLimits: config.publicLimitsLocalExempt
@@ -116,6 +123,10 @@ async function bootstrap(): Promise<void> {
     gateway: config.gateway.enabled,
     demoNode: config.gateway.mockNode,
   });
+
+  for (const warning of exposureWarnings(config, nodeAuth)) {
+    log.warn(warning);
+  }
 
   // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
   if (demoKey !== null && !stopping) {
@@ -137,6 +148,31 @@ async function bootstrap(): Promise<void> {
       log.error({ msg: 'demo compute node failed to start', reason: (error as Error).message });
     }
   }
+}
+
+/**
+ * What a relay reachable from other machines lets strangers do because of its configuration,
+ * said once at boot (docs/operations.md, "Exposing the relay").
+ */
+function exposureWarnings(config: RelayConfig, nodeAuth: 'open' | 'token'): object[] {
+  if (isLoopbackHost(config.host)) {
+    return [];
+  }
+  const warnings: object[] = [];
+  if (nodeAuth === 'open') {
+    warnings.push({
+      msg: 'node registration is open on a non-loopback address: anyone who can reach it can register compute nodes, be offered to clients by /servers/next and the gateway, and receive (and answer) the requests routed to them; set TOKENPLACE_RELAY_SERVER_TOKEN or TOKENPLACE_RELAY_SERVER_TOKENS_FILE to require a token',
+      nodeAuth,
+      host: config.host,
+    });
+  }
+  if (config.publicRateLimits.length === 0) {
+    warnings.push({
+      msg: 'public rate limits are off (API_RATE_LIMIT and API_DAILY_QUOTA) on a non-loopback address: any caller may submit, cancel and list models without limit',
+      host: config.host,
+    });
+  }
+  return warnings;
 }
 
 /** Listens, or rejects with the listen error (no Nest log line, no uncaught exception). */

@@ -1,4 +1,11 @@
-import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import {
+  CanActivate,
+  ExecutionContext,
+  Inject,
+  Injectable,
+  Logger,
+  SetMetadata,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { RelayConfig, type ControlRoute, type RateLimit } from '../config/relay-config';
@@ -44,8 +51,31 @@ function viaProxy(req: Request): boolean {
     h.forwarded !== undefined ||
     h['x-forwarded-for'] !== undefined ||
     h['x-real-ip'] !== undefined ||
-    h.via !== undefined
+    h.via !== undefined ||
+    h['cf-connecting-ip'] !== undefined ||
+    h['true-client-ip'] !== undefined
   );
+}
+
+const LOCAL_NAME = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)$/i;
+
+/**
+ * The name a loopback request was sent to (its Host, or a browser's Origin) when that name is not
+ * this machine's: a sign that a proxy on this machine forwards traffic from elsewhere without
+ * saying so (no X-Forwarded-For). Null when nothing gives it away, which is all this can see: a
+ * proxy that also rewrites Host to localhost and strips Origin looks exactly like a local caller.
+ */
+export function foreignName(req: Request): string | null {
+  const names = [req.headers.host, req.headers.origin]
+    .filter((v): v is string => typeof v === 'string' && v !== '' && v !== 'null')
+    .map((v) => {
+      try {
+        return new URL(v.includes('://') ? v : `http://${v}`).hostname;
+      } catch {
+        return v;
+      }
+    });
+  return names.find((name) => !LOCAL_NAME.test(name)) ?? null;
 }
 
 /**
@@ -54,6 +84,9 @@ function viaProxy(req: Request): boolean {
  */
 @Injectable()
 export class RateLimitGuard implements CanActivate {
+  private readonly logger = new Logger('RateLimit');
+  private warnedUnmarkedProxy = false;
+
   constructor(
     private readonly reflector: Reflector,
     private readonly config: RelayConfig,
@@ -70,6 +103,7 @@ export class RateLimitGuard implements CanActivate {
     const req = context.switchToHttp().getRequest<Request>();
     const address = clientAddress(req);
     if (policy.kind !== 'control' && this.config.publicLimitsLocalExempt && !viaProxy(req)) {
+      this.noticeUnmarkedProxy(req);
       return true; // this machine's own request to a loopback-only relay
     }
     if (policy.kind === 'public') {
@@ -102,6 +136,21 @@ export class RateLimitGuard implements CanActivate {
       await this.charge(`cid:${policy.route}:${sha256Hex(identity)}`, identityLimit, false);
     }
     return true;
+  }
+
+  /** Says once per process that the loopback exemption seems to be letting a proxy through. */
+  private noticeUnmarkedProxy(req: Request): void {
+    if (this.warnedUnmarkedProxy) {
+      return;
+    }
+    const name = foreignName(req);
+    if (name !== null) {
+      this.warnedUnmarkedProxy = true;
+      this.logger.warn({
+        msg: 'public rate limits are off for requests from this machine, but one from loopback was addressed to another name and carried no X-Forwarded-For: if a proxy or tunnel on this machine forwards traffic from elsewhere, every caller it forwards is unlimited. Make it add X-Forwarded-For and set TOKENPLACE_RELAY_TRUST_PROXY=loopback, or set API_RATE_LIMIT',
+        name: name.slice(0, 253),
+      });
+    }
   }
 
   private async charge(key: string, limit: RateLimit, countsAsOutcome: boolean): Promise<void> {

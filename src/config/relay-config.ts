@@ -393,6 +393,17 @@ export class RelayConfig {
       source[key] = `--${key}`;
     }
 
+    // A node token set to nothing (a Secret with an empty key) must never mean "open" in silence.
+    for (const property of ['serverToken', 'serverTokenLegacy', 'serverTokens']) {
+      const value = raw[property];
+      const parts = property === 'serverTokens' ? (value ?? '').split(/[,\n]/) : [value ?? ''];
+      if (value !== undefined && parts.every((t) => t.trim() === '')) {
+        problems.push(
+          `${source[property]} is set but blank: node routes would be open to anyone. Put the token in it, or unset it to run with open node registration on purpose`,
+        );
+      }
+    }
+
     const schema = plainToInstance(RelayEnvSchema, raw);
     const errors = validateSync(schema, { forbidUnknownValues: false });
     for (const error of errors) {
