@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import {
   bodyErrors,
   inSequence,
+  noSniff,
   observeRequests,
   progressSizeCheck,
   publicCors,
@@ -38,6 +39,7 @@ export function setupApp(app: NestExpressApplication, config: RelayConfig): void
   app.use(
     inSequence(
       requestId,
+      noSniff,
       observeRequests(app.get(RelayMetrics), logger),
       publicCors,
       uiSecurityHeaders(),

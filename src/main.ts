@@ -16,6 +16,7 @@ import { DemoNode, newDemoNodeKey } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
 import { TokenService } from './registry/token.service';
 import { RegistryService } from './registry/registry.service';
+import { STATE_STORE, type StateStore } from './state/state-store';
 
 async function bootstrap(): Promise<void> {
   let config: RelayConfig;
@@ -79,6 +80,15 @@ async function bootstrap(): Promise<void> {
     void (async () => {
       await demoStopped;
       await lifecycle.waitDrainWindow(signal === 'SIGINT' ? 0 : config.drainMs);
+      if (signal !== 'SIGINT' && config.stateStore === 'memory') {
+        // Nothing else holds this process's work: let what was handed out be answered and
+        // collected, until the grace deadline at most (docs/decisions.md, "Draining the memory store").
+        const store = app.get<StateStore>(STATE_STORE);
+        await lifecycle.linger(async () => {
+          const stats = await store.stats(Date.now());
+          return stats.inFlight === 0 && stats.storedResponses === 0;
+        });
+      }
       server.closeIdleConnections();
       await app.close();
       log.log({ msg: 'relay stopped', signal });
@@ -90,6 +100,8 @@ async function bootstrap(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // Closing the terminal that runs `npm start` sends SIGHUP: drain as for SIGTERM.
+  process.on('SIGHUP', shutdown);
   try {
     await listen(server, config.port, config.host);
   } catch (error) {
