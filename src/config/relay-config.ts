@@ -58,13 +58,21 @@ export const CONTROL_ROUTES = [
 ] as const;
 export type ControlRoute = (typeof CONTROL_ROUTES)[number];
 
-const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
+/**
+ * Identity budgets sized for one node with `max_concurrency` 128 (the spec's ceiling) kept full
+ * with requests of 2 s or more, behaving as spec §7.4 says today's nodes do: a poll per claim, a
+ * control call right after each claim and every 10 s per request, progress once a second per
+ * request, one answer per request, a re-registration every 24 s (docs/decisions.md, "Node
+ * budgets"; measured by `node bench/hostile.mjs --only busy-node`). Per-minute windows so a burst
+ * never costs a node the rest of an hour.
+ */
+export const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
   register: '240/hour',
   unregister: '240/hour',
-  poll: '1200/hour',
-  control: '1200/hour',
-  response: '1200/hour',
-  progress: '7200/hour',
+  poll: '6000/minute',
+  control: '9000/minute',
+  response: '6000/minute',
+  progress: '12000/minute',
 };
 
 /** Terms the existing relay blocks when moderation is on (gateway.md §3.7). */

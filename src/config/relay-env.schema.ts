@@ -623,43 +623,46 @@ export class RelayEnvSchema {
 
   @Env(
     'API_RELAY_CONTROL_PLANE_RATE_LIMIT',
-    'Identity limit for all six compute-node routes (overridden per route below)',
+    'Identity limit for all six compute-node routes (overridden per route below); unset: the per-route defaults (register and unregister 240/hour, poll and responses 6000/minute, control 9000/minute, progress 12000/minute)',
   )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   controlPlaneRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT', 'Per-address limit on each compute-node route')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT',
+    'Per-address limit on each compute-node route (room for two busy nodes behind one address)',
+  )
   @Trim()
   @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
-  controlPlaneIpRateLimit = '10000/hour';
+  controlPlaneIpRateLimit = '24000/minute';
 
-  @Env('API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT', 'Identity limit of /servers/register')
+  @Env('API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT', 'Identity limit of /servers/register (default 240/hour)')
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   registerRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_UNREGISTER_RATE_LIMIT', 'Identity limit of /servers/unregister')
+  @Env('API_RELAY_CONTROL_PLANE_UNREGISTER_RATE_LIMIT', 'Identity limit of /servers/unregister (default 240/hour)')
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   unregisterRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT', 'Identity limit of /servers/poll')
+  @Env('API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT', 'Identity limit of /servers/poll and /sink (default 6000/minute)')
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   pollRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_CONTROL_RATE_LIMIT', 'Identity limit of /servers/control')
+  @Env('API_RELAY_CONTROL_PLANE_CONTROL_RATE_LIMIT', 'Identity limit of /servers/control (default 9000/minute)')
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   controlRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_RESPONSE_RATE_LIMIT', 'Identity limit of /responses')
+  @Env('API_RELAY_CONTROL_PLANE_RESPONSE_RATE_LIMIT', 'Identity limit of /responses and legacy answers (default 6000/minute)')
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   responseRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_PROGRESS_RATE_LIMIT', 'Identity limit of /progress')
+  @Env('API_RELAY_CONTROL_PLANE_PROGRESS_RATE_LIMIT', 'Identity limit of /progress (default 12000/minute)')
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   progressRateLimit = '';
