@@ -153,3 +153,79 @@ export async function post(base, path, body, headers = {}) {
     return { status: 'error', body: null, headers: new Headers() };
   }
 }
+
+// ---- opaque protocol bodies (the relay never decrypts; these have the wire shape only)
+import { randomBytes } from 'node:crypto';
+
+export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+export const V1 = '/api/v1/relay';
+
+/** A distinct opaque PEM-b64 key, about the size of a real RSA-2048 one (604 characters). */
+export function fakeKey(label = 'k') {
+  return Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}-${randomBytes(200).toString('hex')}\n-----END PUBLIC KEY-----\n`).toString('base64');
+}
+
+export function capabilities(overrides = {}) {
+  return {
+    api_version: 'v1',
+    supported_model_ids: ['qwen3-8b-instruct'],
+    active_context_tier: '8k-fast',
+    maximum_total_context_tokens: 8192,
+    default_output_token_reservation: 1024,
+    maximum_output_tokens: 8192,
+    max_concurrency: 1,
+    backend_class: 'cuda',
+    ...overrides,
+  };
+}
+
+export function requestBody(nodeKey, clientKey) {
+  return {
+    server_public_key: nodeKey,
+    client_public_key: clientKey,
+    request_id: randomBytes(16).toString('hex'),
+    protocol: PROTOCOL,
+    version: 1,
+    ciphertext: randomBytes(96).toString('base64'),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+    cancel_token: randomBytes(16).toString('hex'),
+  };
+}
+
+export function responseBody(clientKey, requestId) {
+  return {
+    client_public_key: clientKey,
+    request_id: requestId,
+    protocol: PROTOCOL,
+    version: 1,
+    chat_history: randomBytes(64).toString('base64'),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+  };
+}
+
+export function progressBody(nodeKey, credential, clientKey, requestId) {
+  return {
+    server_public_key: nodeKey,
+    client_public_key: clientKey,
+    request_id: requestId,
+    control_credential: credential,
+    protocol: PROTOCOL,
+    version: 1,
+    ciphertext: randomBytes(48).toString('base64'),
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+  };
+}
+
+/** Counts answers by status; `of(status)` and a compact text. */
+export function tally() {
+  const counts = new Map();
+  return {
+    add: (status) => counts.set(String(status), (counts.get(String(status)) ?? 0) + 1),
+    of: (status) => counts.get(String(status)) ?? 0,
+    total: () => [...counts.values()].reduce((a, b) => a + b, 0),
+    text: () => [...counts].sort().map(([s, n]) => `${s}×${n}`).join(' '),
+  };
+}
