@@ -8,7 +8,7 @@ const IN_FLIGHT = 128;
 /** How long the node "infers" each request. */
 const INFER_MS = 5000;
 /** How long the node runs. */
-const RUN_MS = 60_000;
+const RUN_MS = 120_000;
 
 export default {
   name: 'busy-node',
