@@ -203,6 +203,7 @@ export function requireJson(req: Request, res: Response, next: NextFunction): vo
 /** `/api/v1/relay/progress` is size-checked before parsing and before auth (spec §2.4). */
 export function progressSizeCheck(req: Request, res: Response, next: NextFunction): void {
   if (Number(req.headers['content-length'] ?? 0) > 16384) {
+    res.setHeader('Connection', 'close'); // the body is never read: do not wait for it either
     sendRelayError(res, Errors.progressTooLarge(), 'object');
     return;
   }

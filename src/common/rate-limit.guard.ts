@@ -163,11 +163,11 @@ export class RateLimitGuard implements CanActivate {
       return true;
     }
     const credential = isPlainObject(body) ? body.control_credential : undefined;
-    const proven = CREDENTIAL_ROUTES.has(policy.route) && typeof credential === 'string';
-    if (proven || this.tokensConfigured) {
+    const carriesCredential = CREDENTIAL_ROUTES.has(policy.route) && typeof credential === 'string';
+    if (carriesCredential || this.tokensConfigured) {
       const key = `cid:${policy.route}:${sha256Hex(identity)}`;
       await this.charge(key, identityLimit, false);
-      if (proven) {
+      if (carriesCredential) {
         (req as WithPending)[PENDING] = { key, limit: identityLimit };
       }
       return true;

@@ -637,32 +637,50 @@ export class RelayEnvSchema {
   @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
   controlPlaneIpRateLimit = '24000/minute';
 
-  @Env('API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT', 'Identity limit of /servers/register (default 240/hour)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT',
+    'Identity limit of /servers/register (default 240/hour)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   registerRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_UNREGISTER_RATE_LIMIT', 'Identity limit of /servers/unregister (default 240/hour)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_UNREGISTER_RATE_LIMIT',
+    'Identity limit of /servers/unregister (default 240/hour)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   unregisterRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT', 'Identity limit of /servers/poll and /sink (default 6000/minute)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT',
+    'Identity limit of /servers/poll and /sink (default 6000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   pollRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_CONTROL_RATE_LIMIT', 'Identity limit of /servers/control (default 9000/minute)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_CONTROL_RATE_LIMIT',
+    'Identity limit of /servers/control (default 9000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   controlRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_RESPONSE_RATE_LIMIT', 'Identity limit of /responses and legacy answers (default 6000/minute)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_RESPONSE_RATE_LIMIT',
+    'Identity limit of /responses and legacy answers (default 6000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   responseRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_PROGRESS_RATE_LIMIT', 'Identity limit of /progress (default 12000/minute)')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_PROGRESS_RATE_LIMIT',
+    'Identity limit of /progress (default 12000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   progressRateLimit = '';
