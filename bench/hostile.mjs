@@ -23,7 +23,6 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT, cli, stopProcess, table } from './lib.mjs';
-import { createMemoryCgroup } from '../test/helpers/memory-cgroup.ts';
 
 const values = cli(
   'usage: node bench/hostile.mjs [--only a,b] [--relay-dir DIR] [--pod-shape] [--list]',
@@ -75,6 +74,15 @@ if (!existsSync(mainJs)) {
 
 let cgroup = null;
 if (values['pod-shape']) {
+  // The tests' cgroup helper, loaded as TypeScript by Node's type stripping; its one warning (the
+  // package has no "type" field) is not news.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (w.code !== 'MODULE_TYPELESS_PACKAGE_JSON') {
+      process.stderr.write(`${w.name}: ${w.message}\n`);
+    }
+  });
+  const { createMemoryCgroup } = await import('../test/helpers/memory-cgroup.ts');
   cgroup = createMemoryCgroup(POD.limitBytes, 'hostile-bench');
   if (cgroup === null) {
     process.stderr.write(

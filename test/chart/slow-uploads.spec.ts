@@ -9,9 +9,11 @@ import { chartRuntime, helmReady } from './chart.helper';
  * Issue 18 item 1: stalled uploads in the chart's memory shape. The built relay runs with the
  * chart's environment (NODE_OPTIONS, memory limit) inside a memory cgroup of the chart's limit
  * when this machine allows one. One address (127.0.0.2) opens 300, then 1,000 connections that
- * each declare a 1 MiB body, send all of it but one byte, and stall. Meanwhile /healthz (probed every 20 ms) must stay
- * 200 with p99 < 100 ms, an honest chat from 127.0.0.1 must complete, and RSS may grow by at most
- * 100 MiB. On the relay before issue 18 the process died with "JavaScript heap out of memory".
+ * each declare a 1 MiB body, send all of it but one byte, and stall. While they are stalled,
+ * /healthz (probed every 20 ms) must stay 200 with p99 < 100 ms, an honest chat from 127.0.0.1
+ * must complete, and RSS may grow by at most 100 MiB; while the connections arrive, every probe
+ * must answer 200 within the chart's 2 s readiness timeout. On the relay before issue 18 the
+ * process died with "JavaScript heap out of memory".
  */
 const MiB = 1024 * 1024;
 
@@ -24,8 +26,9 @@ function rssBytes(pid: number, field = 'VmRSS'): number {
 
 /**
  * The attacker, in its own process (so the probes measure the relay, not this test's event loop):
- * opens `count` connections from `from`, each declaring 1 MiB and sending all of it but one byte,
- * prints a JSON line with what the relay answered after `holdMs`, closes them all and exits.
+ * opens `count` connections from `from`, each declaring 1 MiB and sending all of it but one byte.
+ * Prints `stalled` once every upload is either answered or fully sent and waiting, holds them
+ * `holdMs` longer, prints a JSON line with what the relay answered, closes them all and exits.
  */
 const ATTACKER = `
 const net = require('node:net');
@@ -35,26 +38,38 @@ const body = Buffer.alloc(MiB - 1, 0x61);
 body.write('{"x":"');
 const statuses = new Array(Number(count)).fill('none');
 const sockets = [];
+let settled = 0;
+const settle = () => {
+  settled += 1;
+  if (settled === Number(count)) {
+    process.stdout.write('stalled\\n');
+    setTimeout(finish, Number(holdMs));
+  }
+};
 for (let i = 0; i < Number(count); i += 1) {
   const socket = net.connect({ host: '127.0.0.1', port: Number(port), localAddress: from });
   sockets.push(socket);
-  socket.on('error', () => {});
+  let done = false;
+  const once = () => { if (!done) { done = true; settle(); } };
+  socket.on('error', once);
+  socket.on('close', once);
   socket.on('data', (chunk) => {
     const m = /^HTTP\\/1\\.1 (\\d{3})/.exec(chunk.toString('latin1'));
     if (m && statuses[i] === 'none') statuses[i] = m[1];
+    once();
   });
   socket.once('connect', () => {
     socket.write('POST /api/v1/relay/requests HTTP/1.1\\r\\nHost: relay.test\\r\\nContent-Type: application/json\\r\\nContent-Length: ' + MiB + '\\r\\n\\r\\n');
-    socket.write(body);
+    socket.write(body, once);
   });
 }
-setTimeout(() => {
+function finish() {
   const counts = {};
   for (const s of statuses) counts[s] = (counts[s] || 0) + 1;
   process.stdout.write(JSON.stringify(counts) + '\\n');
   for (const s of sockets) s.destroy();
   process.exit(0);
-}, Number(holdMs));
+}
 `;
 
 function stallUploads(
@@ -62,29 +77,36 @@ function stallUploads(
   count: number,
   from: string,
   holdMs: number,
-): Promise<Record<string, number>> {
+): { stalled: Promise<void>; done: Promise<Record<string, number>> } {
   const port = new URL(baseUrl).port;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [
-      '-e',
-      ATTACKER,
-      port,
-      String(count),
-      from,
-      String(holdMs),
-    ]);
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
+  const child = spawn(process.execPath, [
+    '-e',
+    ATTACKER,
+    port,
+    String(count),
+    from,
+    String(holdMs),
+  ]);
+  let out = '';
+  let onStalled: () => void = () => undefined;
+  const stalled = new Promise<void>((resolve) => (onStalled = resolve));
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out.includes('stalled\n')) {
+      onStalled();
+    }
+  });
+  const done = new Promise<Record<string, number>>((resolve, reject) => {
     child.once('exit', () => {
+      onStalled();
       try {
-        resolve(JSON.parse(out) as Record<string, number>);
+        resolve(JSON.parse(out.replace('stalled\n', '')) as Record<string, number>);
       } catch {
         reject(new Error(`attacker printed ${out}`));
       }
     });
   });
+  return { stalled, done };
 }
 
 async function chat(baseUrl: string): Promise<number> {
@@ -174,6 +196,7 @@ describeIf(ready)("stalled uploads in the chart's memory shape (built relay, cha
     const rounds: Array<{
       count: number;
       uploads: Record<string, number>;
+      storm: { statuses: number[]; max: number };
       health: number[];
       p99: number;
       chat: number;
@@ -184,17 +207,32 @@ describeIf(ready)("stalled uploads in the chart's memory shape (built relay, cha
       const sampler = setInterval(() => {
         peak = Math.max(peak, rssBytes(pid));
       }, 100);
-      const attack = stallUploads(relay.baseUrl, count, '127.0.0.2', 8000);
-      await new Promise((r) => setTimeout(r, 1000));
+      const attack = stallUploads(relay.baseUrl, count, '127.0.0.2', 7000);
+      // While the connections arrive (a connection flood, not yet stalled uploads): every probe
+      // must still answer 200 within the chart's 2 s readiness timeout.
+      let arriving = true;
+      const storm = (async () => {
+        const out: { statuses: number[]; max: number } = { statuses: [], max: 0 };
+        while (arriving) {
+          const probe = await probeHealth(relay.baseUrl, 1);
+          out.statuses.push(...probe.statuses);
+          out.max = Math.max(out.max, probe.p99);
+        }
+        return out;
+      })();
+      await attack.stalled;
+      arriving = false;
+      const during = await storm;
       const probing = probeHealth(relay.baseUrl, 6000);
       await new Promise((r) => setTimeout(r, 1000));
       const honest = await chat(relay.baseUrl).catch(() => 0);
       const health = await probing;
-      const uploads = await attack;
+      const uploads = await attack.done;
       clearInterval(sampler);
       rounds.push({
         count,
         uploads,
+        storm: during,
         health: health.statuses,
         p99: health.p99,
         chat: honest,
@@ -212,6 +250,8 @@ describeIf(ready)("stalled uploads in the chart's memory shape (built relay, cha
         count: round.count,
         refused: true,
       });
+      expect(round.storm.statuses.every((s) => s === 200)).toBe(true);
+      expect(round.storm.max).toBeLessThan(2000);
       expect(round.health.every((s) => s === 200)).toBe(true);
       expect(round.p99).toBeLessThan(100);
       expect(round.chat).toBe(200);
