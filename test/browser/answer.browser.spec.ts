@@ -329,4 +329,33 @@ describeIf(hasChromium())('answers in real Chromium: Markdown, safely', () => {
     expectCleanRun(watch, t.baseUrl);
     log(`answer shown as plain text with ${_label} after ${elapsed} ms`);
   });
+
+  it('should show answers as plain text, and say so, when the CSP refuses the page its policies', async () => {
+    await open();
+    // A proxy that rewrote the CSP to allow no Trusted Types policy at all.
+    await page.route('**/', async (route) => {
+      const response = await route.fetch();
+      const csp = (response.headers()['content-security-policy'] ?? '').replace(
+        /trusted-types [^;]*/,
+        "trusted-types 'none'",
+      );
+      await route.fulfill({
+        response,
+        headers: { ...response.headers(), 'content-security-policy': csp },
+      });
+    });
+    await page.reload();
+    await page.locator('#send:not([disabled])').waitFor();
+    await page.locator('#node-count', { hasText: '1 compute node online' }).waitFor();
+    watch.cspViolations.length = 0;
+    const content = '**bold** <img src=x onerror=alert(1)>';
+
+    await exchange('plain please', content);
+    const note = await answer(page).locator('.msg-note').textContent();
+    const body = answer(page).locator('.msg-content');
+
+    expect(note).toContain('shown as plain text (formatting is unavailable)');
+    expect(await body.textContent()).toBe(content);
+    expect(await body.evaluate((el) => el.children.length)).toBe(0);
+  });
 });

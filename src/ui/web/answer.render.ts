@@ -162,7 +162,7 @@ export class AnswerRenderer {
     return win;
   }
 
-  /** Starts the worker ahead of the first answer (the page calls this when a message is sent). */
+  /** Starts the worker ahead of the first answer (the page calls this at the first keystroke). */
   warm(): void {
     try {
       this.ensureWorker();
@@ -187,22 +187,28 @@ export class AnswerRenderer {
     // (`content-visibility: auto` in app.css), so adding one costs the same however long it is.
     const long = chunks.length > 1;
     let sliceStart = performance.now();
-    for (const chunk of chunks) {
-      if (performance.now() - sliceStart > SLICE_MS) {
-        await new Promise((resolve) => this.win.setTimeout(resolve, 0));
-        sliceStart = performance.now();
+    try {
+      for (const chunk of chunks) {
+        if (performance.now() - sliceStart > SLICE_MS) {
+          await new Promise((resolve) => this.win.setTimeout(resolve, 0));
+          sliceStart = performance.now();
+        }
+        const template = this.doc.createElement('template');
+        template.innerHTML = this.policy().sanitizedHtml(chunk);
+        this.decorate(template.content, body, events);
+        if (long) {
+          const part = this.doc.createElement('div');
+          part.className = 'md-part';
+          part.append(template.content);
+          body.append(part);
+        } else {
+          body.append(template.content);
+        }
       }
-      const template = this.doc.createElement('template');
-      template.innerHTML = this.policy().sanitizedHtml(chunk);
-      this.decorate(template.content, body, events);
-      if (long) {
-        const part = this.doc.createElement('div');
-        part.className = 'md-part';
-        part.append(template.content);
-        body.append(part);
-      } else {
-        body.append(template.content);
-      }
+    } catch {
+      // A page whose CSP refuses the policies (a proxy rewriting it), or a sanitizer that throws.
+      this.plain(body, text);
+      return { formatted: false, reason: 'formatting failed' };
     }
     return { formatted: true, reason: null };
   }
