@@ -9,6 +9,13 @@
 //   npm run bench -- --suite latency    legacy end-to-end chat latency, default vs low-latency
 //   npm run bench -- --suite soak       10-minute soak, memory store
 //   npm run bench -- --suite gateway    OpenAI gateway: latency added over the raw E2EE routes, 500 held chats
+//   npm run bench -- --suite held       held-connection cost curve: RSS, heap and event-loop delay per
+//                                       held poll, retrieve, sink and gateway chat at 1k..20k, median of
+//                                       3 fresh relays, plus the node/Express/Nest floors (bench/held.mjs)
+//   npm run bench -- --suite admission  a burst of 2,000 gateway chats: admission rate, latency, relay
+//                                       CPU per chat, with keygen and with pre-made keys (gateway.mjs burst)
+//   npm run bench -- --suite delivery   API v1 delivery at 64 pipelines, memory / one / two replicas on
+//                                       Redis, with where the milliseconds go (redis-matrix.mjs --trace)
 //   npm run bench -- --suite all        everything above but the soak
 // Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
 import { spawnSync } from 'node:child_process';
@@ -16,7 +23,7 @@ import { join } from 'node:path';
 import { ROOT, cycle, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
-  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N]',
+  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|gateway|held|admission|delivery|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N]',
   {
     suite: { type: 'string', default: 'cycles' },
     duration: { type: 'string', default: '10' },
@@ -35,6 +42,13 @@ const SCRIPTS = {
   latency: [['legacy-latency.mjs']],
   soak: [['soak.mjs', '--minutes', '10', '--every', '60']],
   gateway: [['gateway.mjs']],
+  held: [
+    ['held.mjs', '--kinds', 'poll,sink', '--counts', '1024'],
+    ['held.mjs', '--kinds', 'retrieve,chat', '--counts', '1000,4000,5000,10000,20000'],
+    ['held.mjs', '--kinds', 'floor-node,floor-express,floor-nest', '--counts', '4000'],
+  ],
+  admission: [['gateway.mjs', '--parts', 'burst', '--burst', '2000']],
+  delivery: [['redis-matrix.mjs', '--trace', '--protocols', 'v1', '--pipelines', '64', '--configs', 'memory,redis-1,redis-2', '--duration', values.duration]],
 };
 
 function runScript(args) {
@@ -62,7 +76,10 @@ async function cycles() {
   );
 }
 
-const suites = values.suite === 'all' ? ['cycles', 'overhead', 'scale', 'redis', 'drain', 'crash', 'latency', 'gateway'] : values.suite.split(',');
+const suites =
+  values.suite === 'all'
+    ? ['cycles', 'overhead', 'scale', 'redis', 'drain', 'crash', 'latency', 'gateway', 'held', 'admission', 'delivery']
+    : values.suite.split(',');
 let failed = 0;
 for (const suite of suites) {
   if (suite === 'cycles') {
