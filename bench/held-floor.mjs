@@ -1,12 +1,15 @@
 // The floors under a held relay connection, for bench/held.mjs (kinds floor-net, floor-node,
-// floor-express, floor-nest): the same JSON body as a held poll, parsed and then held until the client
-// leaves or 120 s pass, on: a bare TCP socket (node:net, the bytes kept, no HTTP), plain node:http (the body read by hand, one timer and one close
-// listener per request: "a socket, a small record and a timer"), Express 5 with express.json(), and
-// a bare NestJS 12 express app (a controller returning a promise, as the relay's routes do). GET
-// /livez answers 200 on each. Environment: RELAY_PORT, BENCH_FLOOR=net|node|express|nest.
-// usage: BENCH_FLOOR=nest RELAY_PORT=5099 node bench/held-floor.mjs
+// floor-express, floor-nest): the same JSON body as a held poll, parsed and then held until the
+// client leaves or 120 s pass, on: a bare TCP socket (node:net, the bytes kept, no HTTP); node:http
+// (the body read by hand, one timer and one close listener per request: "a socket, a small record
+// and a timer"); Express 5 with express.json(); a bare NestJS 12 express app (a controller awaiting a
+// promise, as the relay's routes do). GET /livez answers 200 on each.
+// usage: BENCH_FLOOR=net|node|express|nest RELAY_PORT=5099 node bench/held-floor.mjs
 import 'reflect-metadata';
 import http from 'node:http';
+import { cli } from './lib.mjs';
+
+cli('usage: BENCH_FLOOR=net|node|express|nest RELAY_PORT=5099 node bench/held-floor.mjs  (started by bench/held.mjs)', {});
 
 const port = Number(process.env.RELAY_PORT ?? 5099);
 const floor = process.env.BENCH_FLOOR ?? 'node';
