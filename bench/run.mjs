@@ -17,19 +17,26 @@
 //   npm run bench -- --suite delivery   API v1 delivery at 64 pipelines, memory / one / two replicas on
 //                                       Redis, with where the milliseconds go (redis-matrix.mjs --trace)
 //   npm run bench -- --suite all        everything above but the soak
-// Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
+// Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1,
+//   --relay-node-args=FLAGS (node options for the relay, e.g. --max-semi-space-size=1),
+//   --ab=FLAGS: the cycles alternately without and with FLAGS, --rounds times (default 2), each on a
+//   fresh relay, with the relay's CPU per request from /proc (main thread and the others): what a
+//   V8 or Node flag costs, measured in one invocation.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, cycle, startRelay, table, cli } from './lib.mjs';
+import { ROOT, cycle, startRelay, table, cli, threadCpuMs } from './lib.mjs';
 
 const values = cli(
-  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|gateway|held|admission|delivery|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N]',
+  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|gateway|held|admission|delivery|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N] [--relay-node-args=FLAGS] [--ab=FLAGS [--rounds N]]',
   {
     suite: { type: 'string', default: 'cycles' },
     duration: { type: 'string', default: '10' },
     pipelines: { type: 'string', default: '16,64' },
     protocols: { type: 'string', default: 'legacy,v1' },
     port: { type: 'string', default: '5091' },
+    'relay-node-args': { type: 'string', default: '' },
+    ab: { type: 'string', default: '' },
+    rounds: { type: 'string', default: '2' },
   },
 );
 
@@ -58,7 +65,7 @@ function runScript(args) {
 }
 
 async function cycles() {
-  const relay = await startRelay(Number(values.port));
+  const relay = await startRelay(Number(values.port), {}, values['relay-node-args'].split(' ').filter(Boolean));
   const rows = [];
   try {
     for (const protocol of values.protocols.split(',')) {
@@ -74,6 +81,34 @@ async function cycles() {
   process.stdout.write(
     `\n${table(rows, ['protocol', 'pipelines', 'cyclesPerSecond', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'deliveryP50Ms', 'deliveryP99Ms', 'errors'])}\n`,
   );
+}
+
+/** --ab: the same cycles on fresh relays, alternately without and with the flags. */
+async function ab() {
+  const rows = [];
+  for (let round = 0; round < Number(values.rounds); round += 1) {
+    for (const flags of ['', values.ab]) {
+      for (const protocol of values.protocols.split(',')) {
+        for (const pipelines of values.pipelines.split(',').map(Number)) {
+          const relay = await startRelay(Number(values.port), {}, flags.split(' ').filter(Boolean));
+          const before = threadCpuMs(relay.pid);
+          const result = await cycle({ url: relay.base, protocol, pipelines, duration: values.duration, warmup: 0 });
+          const after = threadCpuMs(relay.pid);
+          await relay.stop();
+          const requests = result.requestsPerSecond * result.durationSeconds;
+          const us = (ms) => Math.round((ms / requests) * 1000);
+          rows.push({ round, flags: flags || '(none)', protocol, pipelines, cyclesPerSecond: result.cyclesPerSecond, p99Ms: result.p99Ms, cpuMainUsPerRequest: us(after.main - before.main), cpuOtherUsPerRequest: us(after.others - before.others), errors: result.errors });
+          process.stdout.write(`${JSON.stringify(rows.at(-1))}\n`);
+        }
+      }
+    }
+  }
+  process.stdout.write(`\n${table(rows, Object.keys(rows[0]))}\n`);
+}
+
+if (values.ab) {
+  await ab();
+  process.exit(0);
 }
 
 const suites =
