@@ -224,6 +224,22 @@ async function held() {
   }
 }
 
+/** What a profiled function is doing, by its name and file (first match wins). */
+const CATEGORIES = [
+  ['RSA and key objects (node:crypto)', /crypto\/(cipher|keys|keygen)|createPrivateKey|createPublicKey|KeyObject/],
+  ['other crypto (AES, random, hashes)', /node:internal\/crypto|randomFill|randomBytes/],
+  ['garbage collector', /^\(garbage collector\)/],
+  ['socket writes and reads', /writeUtf8String|writev|writeBuffer|^\(anonymous\) node:net|node:internal\/stream_base|onStreamRead|base64Write/],
+  ['node:http', /node:_http|node:internal\/http/],
+  ['streams, events, timers, microtasks', /node:internal\/streams|node:events|node:internal\/timers|runMicrotasks|task_queues|nextTick/],
+  ['NestJS', /nm:@nestjs/],
+  ['Express, router, body parsing', /nm:(express|router|body-parser|raw-body|finalhandler|iconv-lite|type-is|content-type|on-finished|parseurl)/],
+  ['class-validator, class-transformer', /nm:class-(validator|transformer)/],
+  ['prom-client, pino', /nm:(prom-client|pino|sonic-boom)/],
+  ['relay code (dist/)', /dist\//],
+  ['JSON', /JSON|stringify|parse /],
+];
+
 /** A node that answers each piece of work at once from its outer fields (no decryption of its own). */
 async function fastNode(base, stop, received) {
   const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -325,6 +341,20 @@ async function burst() {
   for (const [mode, file] of profiles) {
     const summary = summariseProfile(file, 30);
     process.stdout.write(`\nrelay CPU profile, keys ${mode} (${Math.round(summary.totalMs)} ms sampled, main thread): ${file}\n${summary.lines.join('\n')}\n`);
+    // The main thread's CPU per chat split by what it was doing (the profile's share of non-idle
+    // samples times the measured CPU per chat).
+    const busy = [...summary.byFunction].filter(([k]) => !k.startsWith('(idle)'));
+    const sum = busy.reduce((a, [, us]) => a + us, 0);
+    const cats = new Map();
+    for (const [k, us] of busy) {
+      const cat = CATEGORIES.find(([, re]) => re.test(k))?.[0] ?? 'other';
+      cats.set(cat, (cats.get(cat) ?? 0) + us);
+    }
+    const perChat = rows.find((r) => r.keys === mode).cpuMainMsPerChat;
+    process.stdout.write(`\nmain-thread CPU per chat by activity, keys ${mode} (${perChat} ms per chat):\n`);
+    for (const [cat, us] of [...cats].sort((a, b) => b[1] - a[1])) {
+      process.stdout.write(`  ${((us / sum) * perChat).toFixed(2).padStart(6)} ms  ${((us / sum) * 100).toFixed(1).padStart(5)}%  ${cat}\n`);
+    }
   }
 }
 
