@@ -253,6 +253,11 @@ export class ClusterTopology {
     return topology;
   }
 
+  /** Every node's address (what the store's cluster topology takes). */
+  get endpoints(): Array<{ host: string; port: number }> {
+    return this.servers.map((s) => ({ host: '127.0.0.1', port: s.port }));
+  }
+
   /** `host:port,…` of every node (what TOKENPLACE_RELAY_REDIS_CLUSTER_NODES takes). */
   get nodeList(): string {
     return this.servers.map((s) => `127.0.0.1:${s.port}`).join(',');
