@@ -638,7 +638,7 @@ export class RelayEnvSchema {
 
   @Env(
     ['TOKENPLACE_RELAY_REDIS_URL', 'REDIS_URL'],
-    'redis:// or rediss:// URL with optional password and db (required with the redis store)',
+    'redis:// or rediss:// URL with optional password and db (required with the redis store, except on Sentinel or a Cluster)',
     true,
   )
   @Trim()
