@@ -23,14 +23,14 @@ import { join } from 'node:path';
 import { cli, cycle, request, startRelay, table } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/redis-cpu.mjs [--relays N] [--duration S] [--pipelines N] [--protocols legacy,v1,gateway] [--appendonly no|everysec|always] [--port N] [--json]',
+  'usage: node bench/redis-cpu.mjs [--relays N] [--duration S] [--pipelines N] [--protocols legacy,v1,gateway] [--appendonly no|everysec|always] [--port N (0: free ports)] [--json]',
   {
     relays: { type: 'string', default: '2' },
     duration: { type: 'string', default: '10' },
     pipelines: { type: 'string', default: '16' },
     protocols: { type: 'string', default: 'legacy,v1,gateway' },
     appendonly: { type: 'string', default: 'no' },
-    port: { type: 'string', default: '5291' },
+    port: { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
   },
 );
@@ -177,7 +177,9 @@ try {
     const env = { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: redis.url, TOKENPLACE_RELAY_REDIS_KEY_PREFIX: prefix, TOKENPLACE_GATEWAY_MAX_CONCURRENT: '4096' };
     const relays = [];
     for (let i = 0; i < relayCount; i += 1) {
-      relays.push(await startRelay(Number(values.port) + i, env));
+      // Free ports, not --port + i: a relay that cannot bind exits, and another process answering
+      // on that port would be measured instead.
+      relays.push(await startRelay(values.port === '0' ? await freePort() : Number(values.port) + i, env));
     }
     try {
       const pairs = relays.map((r, i) => ({ node: r.base, client: relays[(i + 1) % relays.length].base }));

@@ -25,6 +25,9 @@ export interface LoadTally {
   /** When each end-to-end success (v1 answer retrieved, gateway chat answered) happened. */
   completions: number[];
   gatewayAnswered: number;
+  /** Request ids a node received, and those whose answer the relay took (200). */
+  delivered: Set<string>;
+  responded: Set<string>;
 }
 
 export function newTally(): LoadTally {
@@ -36,6 +39,8 @@ export function newTally(): LoadTally {
     networkErrors: new Map(),
     completions: [],
     gatewayAnswered: 0,
+    delivered: new Set(),
+    responded: new Set(),
   };
 }
 
@@ -101,8 +106,11 @@ export function longestStall(tally: LoadTally, from: number, to: number): number
  */
 export class FailoverLoad {
   readonly tally = newTally();
+  /** Clients stop at `stop()`; nodes keep serving until every accepted request is settled. */
   private stopped = false;
+  private nodesStopped = false;
   private readonly loops: Array<Promise<void>> = [];
+  private readonly nodeLoops: Array<Promise<void>> = [];
   private readonly nodes: LoadNode[] = [];
   private readonly pending = new Map<string, V1ClientSim>();
 
@@ -120,7 +128,7 @@ export class FailoverLoad {
         throw new Error(`register answered ${res.status}`);
       }
       this.nodes.push(node);
-      this.loops.push(this.nodeLoop(node));
+      this.nodeLoops.push(this.nodeLoop(node));
     }
     for (let i = 0; i < this.shape.clients; i += 1) {
       this.loops.push(this.clientLoop(i));
@@ -130,7 +138,11 @@ export class FailoverLoad {
     }
   }
 
-  /** Stops the load, then follows every accepted, unanswered request until `settleMs`. */
+  /**
+   * Stops the clients, then follows every accepted, unanswered request until `settleMs` while the
+   * nodes keep serving (work put back in the queue after a lapsed claim is delivered again), then
+   * stops the nodes.
+   */
   async stop(settleMs = 20_000): Promise<void> {
     this.stopped = true;
     await Promise.all(this.loops);
@@ -145,10 +157,12 @@ export class FailoverLoad {
       await Promise.all(open.map(([id, client]) => this.retrieveOnce(client, id)));
       await delay(100);
     }
+    this.nodesStopped = true;
+    await Promise.all(this.nodeLoops);
   }
 
   private async nodeLoop(node: LoadNode): Promise<void> {
-    while (!this.stopped) {
+    while (!this.nodesStopped) {
       const res = await observed(this.tally, 'poll', () => node.poll());
       if (res === null || res.status === 503) {
         await delay(100);
@@ -166,9 +180,13 @@ export class FailoverLoad {
       if (item === null) {
         continue;
       }
+      this.tally.delivered.add(item.requestId);
       for (let attempt = 0; attempt < 50; attempt += 1) {
         const answered = await observed(this.tally, 'respond', () => node.respond(item));
         if (answered !== null && answered.status !== 503) {
+          if (answered.status === 200) {
+            this.tally.responded.add(item.requestId);
+          }
           break;
         }
         await delay(100);

@@ -49,6 +49,8 @@ interface Figures {
   accepted: number;
   answered: number;
   lost: number;
+  /** Of the lost: never handed to a node, handed but never answered, answered but not retrieved. */
+  lostWhere: { neverDelivered: number; notAnswered: number; notRetrieved: number };
   responses503: number;
   responses5xxOther: string[];
   networkErrors: number;
@@ -121,6 +123,10 @@ describeIf(available)('the relay on Redis Sentinel: failover under load (real pr
       TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS: String(waitReplicas),
       TOKENPLACE_RELAY_REDIS_WAIT_TIMEOUT_MS: '500',
       TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '5',
+      // A claim whose poll answer never reached its node (the connection dropped with the reply on
+      // the wire) goes back to the queue when its lease lapses: at least once. 8 s instead of 30 s
+      // keeps that redelivery inside the test's 20 s follow-up.
+      TOKEN_PLACE_API_V1_IN_FLIGHT_TTL_SECONDS: '8',
       API_RATE_LIMIT: 'off',
       API_DAILY_QUOTA: 'off',
       API_RELAY_CONTROL_PLANE_RATE_LIMIT: 'off',
@@ -178,6 +184,17 @@ describeIf(available)('the relay on Redis Sentinel: failover under load (real pr
       accepted: tally.accepted.size,
       answered: [...tally.accepted.keys()].filter((id) => tally.answered.has(id)).length,
       lost: [...tally.accepted.keys()].filter((id) => !tally.answered.has(id)).length,
+      lostWhere: {
+        neverDelivered: [...tally.accepted.keys()].filter(
+          (id) => !tally.answered.has(id) && !tally.delivered.has(id),
+        ).length,
+        notAnswered: [...tally.accepted.keys()].filter(
+          (id) => !tally.answered.has(id) && tally.delivered.has(id) && !tally.responded.has(id),
+        ).length,
+        notRetrieved: [...tally.accepted.keys()].filter(
+          (id) => !tally.answered.has(id) && tally.responded.has(id),
+        ).length,
+      },
       responses503: statusCount(tally, 503),
       responses5xxOther: serverErrors(tally),
       networkErrors: [...tally.networkErrors.values()].reduce((x, y) => x + y, 0),
