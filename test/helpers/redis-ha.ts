@@ -22,7 +22,8 @@ async function until<T>(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  const reason = last instanceof Error ? `: ${last.message}` : '';
+  throw new Error(`timed out waiting for ${what}${reason}`);
 }
 
 async function withAdmin<T>(port: number, fn: (admin: Redis) => Promise<T>): Promise<T> {

@@ -127,31 +127,39 @@ describeIf(available)(
       expect(nothingElse.body.chat_history).toBeUndefined();
     });
 
-    it('should stay unready and refuse with 503 while its URL names a replica, and serve once that server is promoted', async () => {
+    it('should turn unready within a readiness probe when its primary is demoted under it, refuse writes with 503, and serve again once it is a primary', async () => {
       const primary = await RedisServer.start(bin as string);
       servers.push(primary);
-      const replica = await replicaOf(primary);
-      servers.push(replica);
+      const other = await RedisServer.start(bin as string);
+      servers.push(other);
       app = await createTestApp({
         TOKENPLACE_RELAY_STATE_STORE: 'redis',
-        TOKENPLACE_RELAY_REDIS_URL: replica.url,
+        TOKENPLACE_RELAY_REDIS_URL: primary.url,
         TOKENPLACE_RELAY_REDIS_KEY_PREFIX: randomTaggedPrefix('role'),
       });
       const node = new V1NodeSim(app.baseUrl);
+      const health = (): Promise<WireResult> => call(app!.baseUrl, 'GET', '/healthz');
+      const before = await health();
+      const admin = primary.admin();
 
-      const health = await call(app.baseUrl, 'GET', '/healthz');
+      // Demoted with the relay's connection still open (what Sentinel does to a primary that comes
+      // back): the next readiness probe must see it, not the 30 s policy re-check.
+      await admin.call('REPLICAOF', '127.0.0.1', String(other.port));
+      const demoted = await eventually(async () => {
+        const res = await health();
+        return res.status === 503 ? res : undefined;
+      }, 20);
       const refused = await node.register();
-      const admin = replica.admin();
       await admin.call('REPLICAOF', 'NO', 'ONE');
       admin.disconnect();
       const ready = await eventually(async () => {
-        const res = await call(app!.baseUrl, 'GET', '/healthz');
+        const res = await health();
         return res.status === 200 ? res : undefined;
       });
       const registered = await node.register();
 
-      expect(health.status).toBe(503);
-      expect(health.body).toMatchObject({ status: 'degraded', details: { store: 'unreachable' } });
+      expect(before.status).toBe(200);
+      expect(demoted.body).toMatchObject({ status: 'degraded', details: { store: 'unreachable' } });
       expectUnavailable(refused);
       expect(ready.body).toMatchObject({ status: 'ok' });
       expect(registered.status).toBe(200);

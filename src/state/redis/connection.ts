@@ -96,13 +96,17 @@ export function createClient(settings: RedisConnectionSettings, name: string): R
   const creds = credentials(settings);
   const common = commonOptions(settings, name);
   switch (topology.kind) {
-    case 'standalone':
-      return new Redis(settings.url, {
+    case 'standalone': {
+      // Options built from the URL here (ioredis would let the URL's password win over ours).
+      const url = new URL(settings.url);
+      return new Redis({
         ...common,
-        ...(settings.password ? { password: settings.password } : {}),
-        ...(creds.tls && !settings.url.startsWith('rediss://') ? { tls: creds.tls } : {}),
+        ...creds,
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port === '' ? 6379 : Number(url.port),
         retryStrategy: reconnectDelay,
       });
+    }
     case 'sentinel':
       // ioredis asks the Sentinels for the primary on every (re)connection, checks the role it
       // finds, and with failoverDetector drops the connection as soon as a Sentinel announces
@@ -185,7 +189,7 @@ export interface WakeSubscriber {
 export function createSubscriber(settings: RedisConnectionSettings, name: string): WakeSubscriber {
   const topology = settings.topology;
   if (topology.kind !== 'cluster') {
-    return createClient(settings, name) as Redis;
+    return createClient(settings, name);
   }
   const creds = credentials(settings);
   return new ClusterNodeSubscriber(topology.nodes, {
