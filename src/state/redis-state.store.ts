@@ -733,7 +733,7 @@ export class RedisStateStore implements StateStore {
     try {
       return await this.replicated(name, acknowledged, await this.send(name, now, args));
     } catch (error) {
-      if (!idempotent || !(error instanceof StoreUnavailableError) || !isReadOnly(error)) {
+      if (!idempotent || !(error instanceof ReadOnlyReply)) {
         throw error;
       }
       this.usable = false;
@@ -767,14 +767,14 @@ export class RedisStateStore implements StateStore {
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.usableListeners = this.usableListeners.filter((l) => l !== done);
+        resolve();
+      };
       const timer = setTimeout(done, ms);
       timer.unref();
-      const listener = (): void => done();
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.usableListeners.push(listener);
+      this.usableListeners.push(done);
     });
   }
 
@@ -799,7 +799,11 @@ export class RedisStateStore implements StateStore {
       if (mapped.message.startsWith('redis: TPSCHEMA')) {
         this.refuse(mapped.message);
       }
-      throw mapped;
+      // Only a reply of the server itself counts as a demotion seen (not a fast refusal that
+      // repeats the last problem): that one call may be retried once the primary is found.
+      throw mapped.message.startsWith('redis: READONLY')
+        ? new ReadOnlyReply(mapped.message)
+        : mapped;
     }
   }
 
@@ -1010,10 +1014,8 @@ export class RedisStateStore implements StateStore {
   }
 }
 
-/** A failure that says the connection reached a read-only replica. */
-function isReadOnly(error: Error): boolean {
-  return error.message.startsWith('redis: READONLY');
-}
+/** The server answered READONLY: the connection reached a replica (a demoted primary). */
+class ReadOnlyReply extends StoreUnavailableError {}
 
 async function quit(connection: RedisClient | WakeSubscriber): Promise<void> {
   if (connection.status !== 'ready') {

@@ -165,6 +165,97 @@ describeIf(available)(
       expect(registered.status).toBe(200);
     });
 
+    it('should send an idempotent transition that met READONLY again once the primary is back, and answer a claim 503', async () => {
+      const primary = await RedisServer.start(bin as string);
+      servers.push(primary);
+      const other = await RedisServer.start(bin as string);
+      servers.push(other);
+      const clock = new ManualClock();
+      const store = await RedisStateStore.open(
+        {
+          url: primary.url,
+          keyPrefix: randomTaggedPrefix('readonly'),
+          commandTimeoutMs: 2000,
+          limits: CONTRACT_LIMITS,
+        },
+        clock,
+        new CapturedLog(),
+      );
+      const admin = primary.admin();
+      const register = () =>
+        store.upsertNode({
+          nodeId: 'node-a',
+          dialect: 'v1',
+          capabilities: CAPS,
+          newCredentialDigest: 'd',
+          now: clock.now(),
+        });
+      try {
+        await register();
+        await admin.call('REPLICAOF', '127.0.0.1', String(other.port));
+        // A claim hands out work: not repeated, 503 at once.
+        const claim = store.claimNext({
+          nodeId: 'node-a',
+          dialect: 'v1',
+          max: 1,
+          now: clock.now(),
+        });
+        await expect(claim).rejects.toThrow(/READONLY/);
+        await admin.call('REPLICAOF', 'NO', 'ONE');
+        // The connection dropped on READONLY and checks the server again (at most once a second
+        // while refused): registration works again without a restart (created or renewed, as
+        // the resync from the empty server may or may not have emptied it yet).
+        const again = await eventually(async () => register().catch(() => undefined));
+
+        expect(['created', 'renewed']).toContain(again.status);
+      } finally {
+        admin.disconnect();
+        await store.close();
+      }
+    });
+
+    it('should retry a registration that met READONLY on the primary found after it (demoted, then promoted back)', async () => {
+      const primary = await RedisServer.start(bin as string);
+      servers.push(primary);
+      const other = await RedisServer.start(bin as string);
+      servers.push(other);
+      const clock = new ManualClock();
+      const store = await RedisStateStore.open(
+        {
+          url: primary.url,
+          keyPrefix: randomTaggedPrefix('readonly'),
+          commandTimeoutMs: 2000,
+          limits: CONTRACT_LIMITS,
+        },
+        clock,
+        new CapturedLog(),
+      );
+      const admin = primary.admin();
+      try {
+        await store.upsertNode({
+          nodeId: 'node-a',
+          dialect: 'v1',
+          capabilities: CAPS,
+          newCredentialDigest: 'd',
+          now: clock.now(),
+        });
+        await admin.call('REPLICAOF', '127.0.0.1', String(other.port));
+        const renewal = store.upsertNode({
+          nodeId: 'node-a',
+          dialect: 'v1',
+          now: clock.now(),
+        });
+        await new Promise((r) => setTimeout(r, 300));
+        await admin.call('REPLICAOF', 'NO', 'ONE');
+
+        // Resolved instead of 503: sent again once the server was a primary.
+        expect(['created', 'renewed']).toContain((await renewal).status);
+      } finally {
+        admin.disconnect();
+        await store.close();
+      }
+    });
+
     it('should share one WAIT among transitions that finish together (group commit)', async () => {
       const primary = await RedisServer.start(bin as string);
       servers.push(primary);
