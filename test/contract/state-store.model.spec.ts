@@ -36,13 +36,31 @@ import {
   type TerminalReason,
   type TerminalStatus,
 } from '../../src/state/state.types';
-import { CapturedLog, deletePrefix, randomPrefix, sharedRedisUrl } from '../helpers/redis-server';
-import { describeIf } from '../helpers/requirements';
+import { ClusterTopology } from '../helpers/redis-ha';
+import {
+  CapturedLog,
+  deletePrefix,
+  randomPrefix,
+  randomTaggedPrefix,
+  redisServerBin,
+  sharedRedisUrl,
+} from '../helpers/redis-server';
+import { describeIf, requirement } from '../helpers/requirements';
 
 const REDIS_URL = sharedRedisUrl('Redis state store (model-based test)');
 const available = REDIS_URL !== '';
 
 const RUNS = Number(process.env.TOKENPLACE_MODEL_RUNS ?? '40');
+/** On a Redis Cluster the same property runs with fewer sequences (a subset, for CI time). */
+const CLUSTER_RUNS = Number(process.env.TOKENPLACE_MODEL_CLUSTER_RUNS ?? '10');
+const bin = redisServerBin();
+const clusterAvailable = requirement(
+  'Redis Cluster (model-based test)',
+  bin !== null,
+  'TOKENPLACE_REQUIRE_REDIS',
+  'install redis-server (Debian: apt-get install redis-server) or set REDIS_SERVER_BIN',
+);
+
 const MAX_COMMANDS = Number(process.env.TOKENPLACE_MODEL_COMMANDS ?? '80');
 const SEED = process.env.TOKENPLACE_MODEL_SEED;
 const PATH = process.env.TOKENPLACE_MODEL_PATH;
@@ -877,45 +895,102 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
   ),
 ];
 
+/** How the Redis twin of one run is opened and cleaned. */
+interface RedisTwinFactory {
+  open(clock: ManualClock): Promise<{ store: RedisStateStore; dispose: () => Promise<void> }>;
+}
+
+/** The property: every command sequence gives the same replies, stats and node lists. */
+async function lockstep(factory: RedisTwinFactory, runs: number): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }),
+      async (cmds) => {
+        const clock = new ManualClock();
+        const memory = new InMemoryStateStore(LIMITS, clock);
+        const { store: redis, dispose } = await factory.open(clock);
+        const world: World = {
+          clock,
+          memory,
+          redis,
+          times: [clock.now()],
+          jobs: [],
+          claimed: [],
+          submitted: 0,
+        };
+        try {
+          await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
+        } finally {
+          await memory.close();
+          await redis.close();
+          await dispose();
+        }
+      },
+    ),
+    {
+      numRuns: runs,
+      ...(SEED !== undefined ? { seed: Number(SEED) } : {}),
+      ...(PATH !== undefined ? { path: PATH } : {}),
+    },
+  );
+}
+
+describeIf(clusterAvailable)(
+  `InMemoryStateStore and RedisStateStore on a Redis Cluster in lockstep (model-based, ${CLUSTER_RUNS} runs)`,
+  () => {
+    let cluster: ClusterTopology;
+    beforeAll(async () => {
+      cluster = await ClusterTopology.start(bin as string);
+    }, 60_000);
+    afterAll(async () => {
+      await cluster.stop();
+    });
+    it(
+      'should give the same replies, stats and node lists on a 3-primary cluster as in memory',
+      async () => {
+        await lockstep(
+          {
+            open: async (clock) => ({
+              store: await RedisStateStore.open(
+                {
+                  url: '',
+                  topology: { kind: 'cluster', nodes: cluster.endpoints },
+                  keyPrefix: randomTaggedPrefix('model'),
+                  commandTimeoutMs: 10_000,
+                  limits: LIMITS,
+                },
+                clock,
+                new CapturedLog(),
+              ),
+              // The cluster is this suite's own and goes away with it.
+              dispose: () => Promise.resolve(),
+            }),
+          },
+          CLUSTER_RUNS,
+        );
+      },
+      Math.max(300_000, CLUSTER_RUNS * MAX_COMMANDS * 100),
+    );
+  },
+);
+
 describeIf(available)('InMemoryStateStore and RedisStateStore in lockstep (model-based)', () => {
   it(
     'should give the same replies, stats and node lists for every command sequence',
     async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }),
-          async (cmds) => {
-            const clock = new ManualClock();
+      await lockstep(
+        {
+          open: async (clock) => {
             const prefix = randomPrefix('model');
-            const memory = new InMemoryStateStore(LIMITS, clock);
-            const redis = await RedisStateStore.open(
+            const store = await RedisStateStore.open(
               { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 10_000, limits: LIMITS },
               clock,
               new CapturedLog(),
             );
-            const world: World = {
-              clock,
-              memory,
-              redis,
-              times: [clock.now()],
-              jobs: [],
-              claimed: [],
-              submitted: 0,
-            };
-            try {
-              await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
-            } finally {
-              await memory.close();
-              await redis.close();
-              await deletePrefix(REDIS_URL, prefix);
-            }
+            return { store, dispose: () => deletePrefix(REDIS_URL, prefix) };
           },
-        ),
-        {
-          numRuns: RUNS,
-          ...(SEED !== undefined ? { seed: Number(SEED) } : {}),
-          ...(PATH !== undefined ? { path: PATH } : {}),
         },
+        RUNS,
       );
     },
     Math.max(300_000, RUNS * MAX_COMMANDS * 100),
