@@ -365,6 +365,8 @@ export class ClientService {
         );
       case 'queue_full':
         throw Errors.capacity('The relay queue is full; retry shortly', 5, 503);
+      case 'request_in_use':
+        throw Errors.requestInUse();
       default: {
         const never: never = result;
         return never;

@@ -338,6 +338,9 @@ export class DispatchService {
       case 'client_pending_full':
       case 'queue_full':
         throw ProviderErrors.unreachable(5);
+      case 'request_in_use':
+        // Fresh random ids never collide; the store says otherwise, so do not guess.
+        throw ProviderErrors.bridge();
       default: {
         const never: never = result;
         return never;

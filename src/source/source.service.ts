@@ -104,6 +104,8 @@ export class SourceService {
         return { message: 'Response received and queued for client' };
       case 'duplicate':
         return { message: 'Response already queued for client' };
+      case 'not_holder':
+        throw Errors.notHolder();
       case 'gone':
         throw Errors.noLongerWaiting(result.code);
       case 'responses_full':

@@ -14,6 +14,7 @@ import {
   flagReply,
   MalformedReplyError,
   nodeListSchema,
+  nodeSummarySchema,
   nullableTextReply,
   parseJson,
   ScriptReply,
@@ -43,6 +44,7 @@ import type {
   StreamChunkCommand,
   StreamChunkResult,
   StreamTakeResult,
+  SummarizeNodesCommand,
   TakeResponseCommand,
   TakeResponseResult,
   UnregisterNodeCommand,
@@ -55,6 +57,7 @@ import {
   TERMINAL_REASONS,
   TERMINAL_STATUSES,
   type ClaimedJob,
+  type NodeSummary,
   type NodeView,
   type StoreLimits,
   type StoreStats,
@@ -105,7 +108,9 @@ const UPSERT_STATUSES = [
   'renewed',
   'not_found',
   'nodes_full',
+  'group_full',
   'dialect_conflict',
+  'forbidden',
 ] as const;
 const UNREGISTER_STATUSES = ['removed', 'absent', 'forbidden'] as const;
 const ENQUEUE_STATUSES = [
@@ -114,10 +119,11 @@ const ENQUEUE_STATUSES = [
   'node_queue_full',
   'queue_full',
   'client_pending_full',
+  'request_in_use',
 ] as const;
 const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
 const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
-const COMPLETE_STATUSES = ['stored', 'duplicate', 'responses_full', 'gone'] as const;
+const COMPLETE_STATUSES = ['stored', 'duplicate', 'not_holder', 'responses_full', 'gone'] as const;
 const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
 const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
 const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
@@ -233,6 +239,10 @@ export class RedisStateStore implements StateStore {
       cmd.requireExisting === true ? '1' : '0',
       opt(cmd.pollingUntil),
       opt(cmd.fallback === undefined ? undefined : cmd.fallback ? '1' : '0'),
+      opt(cmd.origin?.owner),
+      opt(cmd.origin?.group),
+      opt(cmd.presentedDigest),
+      opt(cmd.maxPerGroup),
     ]);
     const status = r.oneOf(UPSERT_STATUSES, 'status');
     const transitions = r.transitions();
@@ -260,6 +270,15 @@ export class RedisStateStore implements StateStore {
   async listNodes(now: number): Promise<NodeView[]> {
     const raw = await this.call('tpListNodes', now, []);
     return parseJson('tpListNodes', nodeListSchema, raw, 'node list');
+  }
+
+  async summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+    const raw = await this.call('tpSummarizeNodes', cmd.now, [cmd.limit]);
+    return parseJson('tpSummarizeNodes', nodeSummarySchema, raw, 'node summary');
+  }
+
+  async markKeyUnusable(nodeId: string, now: number): Promise<boolean> {
+    return flagReply('tpMarkKeyUnusable', await this.call('tpMarkKeyUnusable', now, [nodeId]));
   }
 
   async selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
@@ -395,6 +414,7 @@ export class RedisStateStore implements StateStore {
       cmd.clientKey,
       opt(cmd.requestId),
       JSON.stringify(cmd.envelope),
+      opt(cmd.answerer),
     ]);
     const status = r.oneOf(COMPLETE_STATUSES, 'status');
     const transitions = r.transitions();

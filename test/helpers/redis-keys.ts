@@ -40,6 +40,7 @@ export const EMPTYING_KEYS = [
   'nodes',
   'lease',
   'legacy',
+  'grp',
   'dl',
   'queued',
   'claimed',

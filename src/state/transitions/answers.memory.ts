@@ -26,7 +26,7 @@ import {
   storedCount,
   touchId,
 } from './lifecycle.memory';
-import { begin, type MemoryState, type Tx } from './memory-state';
+import { begin, type JobRec, type MemoryState, type Tx } from './memory-state';
 
 /** tpComplete */
 export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
@@ -50,6 +50,9 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
   }
   if (job.state === 'answered') {
     return { status: 'duplicate', transitions: tx.t };
+  }
+  if (!heldBy(s, job, cmd.answerer)) {
+    return { status: 'not_holder', transitions: tx.t };
   }
   if (job.deadlineAt <= tx.now) {
     endJob(tx, job, 'expired', 'pending_request_ttl_exceeded', true);
@@ -76,6 +79,18 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
   outcome(tx, 'completed');
   s.wake(responseKey(cmd.clientKey, cmd.requestId));
   return { status: 'stored', transitions: tx.t };
+}
+
+/**
+ * Whether the answerer may answer this live job: a node must have claimed it, and the caller must
+ * be at the address that node is bound to (an unknown answerer or an unbound node passes that part).
+ */
+function heldBy(s: MemoryState, job: JobRec, answerer: string | undefined): boolean {
+  if (job.state !== 'inflight') {
+    return false;
+  }
+  const owner = s.nodes.get(job.nodeId)?.owner ?? null;
+  return answerer === undefined || owner === null || owner === answerer;
 }
 
 function completeLegacy(tx: Tx, cmd: CompleteCommand): CompleteResult {

@@ -35,6 +35,8 @@ export interface MemoryState {
   readonly legacyPos: Map<string, number>;
   /** `ctr:node`. */
   nodeSeq: number;
+  /** `grp`: origin group → live nodes admitted from it (open registration's per-address share). */
+  readonly groups: Map<string, number>;
 
   /** `j:<job>`. */
   readonly jobs: Map<string, JobRec>;
@@ -103,6 +105,12 @@ export interface NodeRec {
   credentialDigest: string | null;
   /** `fb`: scheduled only when no other fresh node can take the request (the demo node). */
   fallback: boolean;
+  /** `own`: the owner address a call without the credential must come from (null: unbound). */
+  owner: string | null;
+  /** `grp`: the origin group the node is counted in (null: not counted). */
+  group: string | null;
+  /** `bad`: its key was found unusable; never offered to clients. */
+  keyUnusable: boolean;
   /** Job ids in FIFO order (a Set keeps insertion order and removes from the middle in O(1)). */
   queue: Set<string>;
   /** request_id → job id of v1 work this node claimed and has not answered. */
@@ -175,6 +183,7 @@ export function createMemoryState(limits: StoreLimits, wake: (key: string) => vo
     legacyIds: [],
     legacyPos: new Map(),
     nodeSeq: 0,
+    groups: new Map(),
     jobs: new Map(),
     deadlines: { legacy: new TtlIndex(), v1: new TtlIndex() },
     queued: new Map(),

@@ -4,18 +4,19 @@ import { scheduleFreshFirst, type SchedulableNode } from '../scheduler';
 import type {
   SelectNodeCommand,
   SelectNodeResult,
+  SummarizeNodesCommand,
   UnregisterNodeCommand,
   UnregisterNodeResult,
   UpsertNodeCommand,
   UpsertNodeResult,
 } from '../state-store';
-import type { NodeView } from '../state.types';
+import type { NodeSummary, NodeView } from '../state.types';
 import {
   credentialMatches,
   evictAt,
   isGone,
   isLapsed,
-  leaseMs,
+  nodeView,
   removeNode,
   touch,
 } from './lifecycle.memory';
@@ -33,12 +34,26 @@ export function upsertNode(s: MemoryState, cmd: UpsertNodeCommand): UpsertNodeRe
     if (cmd.requireExisting) {
       return { status: 'not_found', transitions: tx.t };
     }
+    if (
+      cmd.maxPerGroup !== undefined &&
+      cmd.origin !== undefined &&
+      (s.groups.get(cmd.origin.group) ?? 0) >= cmd.maxPerGroup
+    ) {
+      return { status: 'group_full', transitions: tx.t };
+    }
     if (s.nodes.size >= s.limits.maxNodes) {
       return { status: 'nodes_full', transitions: tx.t };
     }
     createNode(tx, cmd);
     const issued = cmd.dialect === 'v1' && cmd.newCredentialDigest !== undefined;
     return { status: 'created', credentialIssued: issued, transitions: tx.t };
+  }
+  if (!ownedBy(node, cmd)) {
+    return { status: 'forbidden', transitions: tx.t };
+  }
+  if (cmd.origin !== undefined && (cmd.presentedDigest !== undefined || node.owner === null)) {
+    // Shown the credential (or bound to no one yet): the key now belongs to the caller's address.
+    node.owner = cmd.origin.owner;
   }
   if (node.dialect !== cmd.dialect) {
     if (cmd.dialect === 'legacy' || cmd.requireExisting) {
@@ -47,7 +62,7 @@ export function upsertNode(s: MemoryState, cmd: UpsertNodeCommand): UpsertNodeRe
     // A `/sink` node re-registering through API v1 becomes a v1 node: its legacy work cannot be
     // served by a v1 node, so it ends as cancelled; it moves to the end of the registry.
     removeNode(tx, node, 'unregistered', false);
-    createNode(tx, cmd);
+    createNode(tx, cmd, node.owner);
     const issued = cmd.newCredentialDigest !== undefined;
     return { status: 'created', credentialIssued: issued, transitions: tx.t };
   }
@@ -69,8 +84,21 @@ export function upsertNode(s: MemoryState, cmd: UpsertNodeCommand): UpsertNodeRe
   return { status: 'renewed', credentialIssued: issued, transitions: tx.t };
 }
 
-function createNode(tx: Tx, cmd: UpsertNodeCommand): void {
+/**
+ * Whether the caller may act for a live node: with its credential from anywhere, without one only
+ * from the address the node is bound to (an unbound node, or a caller of unknown origin, passes).
+ */
+function ownedBy(node: NodeRec, cmd: UpsertNodeCommand): boolean {
+  if (cmd.presentedDigest !== undefined) {
+    return node.dialect === 'v1' && credentialMatches(node.credentialDigest, cmd.presentedDigest);
+  }
+  return cmd.origin === undefined || node.owner === null || node.owner === cmd.origin.owner;
+}
+
+/** A new node, counted in the caller's group; `owner` binds it elsewhere (a dialect change). */
+function createNode(tx: Tx, cmd: UpsertNodeCommand, owner?: string | null): void {
   const { s } = tx;
+  const group = cmd.origin?.group ?? null;
   const node: NodeRec = {
     nodeId: cmd.nodeId,
     dialect: cmd.dialect,
@@ -80,11 +108,17 @@ function createNode(tx: Tx, cmd: UpsertNodeCommand): void {
     capabilities: cmd.dialect === 'v1' ? (cmd.capabilities ?? null) : null,
     credentialDigest: cmd.dialect === 'v1' ? (cmd.newCredentialDigest ?? null) : null,
     fallback: cmd.dialect === 'v1' && cmd.fallback === true,
+    owner: owner !== undefined ? owner : (cmd.origin?.owner ?? null),
+    group,
+    keyUnusable: false,
     queue: new Set(),
     claims: new Map(),
     activeClaims: new Set(),
   };
   s.nodes.set(node.nodeId, node);
+  if (group !== null) {
+    s.groups.set(group, (s.groups.get(group) ?? 0) + 1);
+  }
   s.leases[node.dialect].set(node.nodeId, evictAt(s, node));
   if (node.dialect === 'legacy') {
     s.legacyPos.set(node.nodeId, s.legacyIds.length);
@@ -114,21 +148,51 @@ export function unregisterNode(s: MemoryState, cmd: UnregisterNodeCommand): Unre
 export function listNodes(s: MemoryState, now: number): NodeView[] {
   const out: NodeView[] = [];
   for (const node of s.nodes.values()) {
-    if (isGone(s, node, now)) {
-      continue;
+    if (!isGone(s, node, now)) {
+      out.push(nodeView(s, node));
     }
-    out.push({
-      nodeId: node.nodeId,
-      dialect: node.dialect,
-      lastPingAt: node.lastPingAt,
-      leaseMs: leaseMs(s, node.dialect),
-      queueDepth: node.queue.size,
-      inFlightCount: node.activeClaims.size,
-      capabilities: node.capabilities,
-      fallback: node.fallback,
-    });
   }
   return out;
+}
+
+/** tpSummarizeNodes: counts of the live nodes, and the first `limit` of them as views. */
+export function summarizeNodes(s: MemoryState, cmd: SummarizeNodesCommand): NodeSummary {
+  const out: NodeSummary = {
+    legacy: 0,
+    v1: 0,
+    fallback: 0,
+    unusable: 0,
+    listed: [],
+    fallbackListed: [],
+  };
+  for (const node of s.nodes.values()) {
+    if (isGone(s, node, cmd.now)) {
+      continue;
+    }
+    if (node.dialect === 'legacy') {
+      out.legacy += 1;
+    } else if (node.fallback) {
+      out.fallback += 1;
+    } else {
+      out.v1 += 1;
+      out.unusable += node.keyUnusable ? 1 : 0;
+    }
+    const list = node.fallback ? out.fallbackListed : out.listed;
+    if (list.length < cmd.limit) {
+      list.push(nodeView(s, node));
+    }
+  }
+  return out;
+}
+
+/** tpMarkKeyUnusable */
+export function markKeyUnusable(s: MemoryState, nodeId: string): boolean {
+  const node = s.nodes.get(nodeId);
+  if (!node) {
+    return false;
+  }
+  node.keyUnusable = true;
+  return true;
 }
 
 /** tpPickLegacyNode: a random fresh legacy node, else a lapsed one (gone ones are the sweep's). */
@@ -152,13 +216,13 @@ export function pickLegacyNode(s: MemoryState, now: number): string | null {
 
 /**
  * tpSelectNode: the scheduler over the fresh nodes, then over the lapsed and fallback ones too;
- * advances its cursors.
+ * nodes whose key is unusable are never offered. Advances its cursors.
  */
 export function selectNode(s: MemoryState, cmd: SelectNodeCommand): SelectNodeResult {
   const fresh: SchedulableNode[] = [];
   const lapsed: SchedulableNode[] = [];
   for (const node of s.nodes.values()) {
-    if (node.dialect !== 'v1' || isGone(s, node, cmd.now)) {
+    if (node.dialect !== 'v1' || node.keyUnusable || isGone(s, node, cmd.now)) {
       continue;
     }
     (node.fallback || isLapsed(s, node, cmd.now) ? lapsed : fresh).push({
