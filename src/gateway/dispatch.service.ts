@@ -8,7 +8,8 @@ import { RelayError } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../health/lifecycle.service';
 import { RegistryService } from '../registry/registry.service';
-import { STATE_STORE, type StateStore } from '../state/state-store';
+import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
+import { StoreUnavailableError } from '../state/store-unavailable.error';
 import { loadScore } from '../state/scheduler';
 import {
   CONTEXT_TIERS,
@@ -37,6 +38,8 @@ const TIER = '8k-fast';
 const DEADLINE_SLACK_MS = 5000;
 /** Nodes with unusable keys one request steps over before it gives up. */
 const MAX_UNUSABLE_KEYS = 4;
+/** Retries of the cancel that follows an enqueue the store did not confirm. */
+const CANCEL_RETRIES = 3;
 
 /** What the gateway asks a compute node for. */
 export interface DispatchRequest {
@@ -349,7 +352,17 @@ export class DispatchService {
     d.cancelToken = job.cancelToken as string;
     d.nodeId = nodeId;
     const now = this.clock.now();
-    const result = await this.store.enqueue({ job, now });
+    let result: EnqueueResult;
+    try {
+      result = await this.store.enqueue({ job, now });
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) {
+        // The store may still apply the enqueue once it recovers (a stalled Redis runs what it
+        // queued): cancel that id, so the node never does work nobody waits for.
+        this.cancelLater(d.key.publicKeyB64, d.requestId, d.cancelToken);
+      }
+      throw error;
+    }
     switch (result.status) {
       case 'queued':
         d.deadline = Math.min(
@@ -377,6 +390,31 @@ export class DispatchService {
         return never;
       }
     }
+  }
+
+  /**
+   * Best-effort cancel of an id whose enqueue failed with a store error: now, then after 1, 2 and
+   * 4 s while the store stays unreachable. Commands on one Redis connection run in order, so a
+   * cancel sent after a stalled enqueue also runs after it.
+   */
+  private cancelLater(clientKey: string, requestId: string, cancelToken: string): void {
+    const attempt = (n: number): void => {
+      this.store
+        .cancel({
+          clientKey,
+          requestId,
+          cancelToken,
+          status: 'cancelled',
+          reason: 'requester_gave_up',
+          now: this.clock.now(),
+        })
+        .catch(() => {
+          if (n < CANCEL_RETRIES) {
+            setTimeout(() => attempt(n + 1), 1000 * 2 ** n).unref();
+          }
+        });
+    };
+    attempt(0);
   }
 
   private async failOver(d: Dispatch): Promise<void> {
