@@ -891,6 +891,36 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(afterEviction.status).toBe('created');
       });
 
+      it('should make room in a full registry: the group holding the most gives up its newest node for a group holding fewer', async () => {
+        const s = await open({ maxNodes: 4 });
+        const at = (group: string) => ({ origin: { owner: `o-${group}`, group }, maxPerGroup: 3 });
+        const reg = (nodeId: string, group: string, extra: Partial<UpsertNodeCommand> = {}) =>
+          s.upsertNode({ nodeId, dialect: 'v1', ...at(group), ...extra, now: now() });
+        for (const id of ['a1', 'a2', 'a3']) {
+          await reg(id, 'A');
+        }
+        await reg('b1', 'B');
+        await s.enqueue({ job: job({ nodeId: 'a3' }), now: now() });
+
+        const c1 = await reg('c1', 'C');
+        const d1 = await reg('d1', 'D');
+        const e1 = await reg('e1', 'E');
+        const backAtA = await reg('a3', 'A');
+        const tokenHolder = await s.upsertNode({ nodeId: 'f1', dialect: 'v1', now: now() });
+        const live = (await s.listNodes(now())).map((n) => n.nodeId);
+
+        expect(c1).toEqual({
+          status: 'created',
+          credentialIssued: false,
+          transitions: { outcomes: { cancelled: 1 }, evictions: { capacity_loss: 1 } },
+        });
+        expect(d1.status).toBe('created');
+        expect(e1).toEqual({ status: 'nodes_full', transitions: NONE });
+        expect(backAtA.status).toBe('nodes_full');
+        expect(tokenHolder.status).toBe('nodes_full');
+        expect(live).toEqual(['a1', 'b1', 'c1', 'd1']);
+      });
+
       it('should check the share before the registry cap', async () => {
         const s = await open({ maxNodes: 1 });
         await s.upsertNode({ nodeId: 'n1', dialect: 'v1', origin: A, maxPerGroup: 1, now: now() });

@@ -11,8 +11,8 @@
  *   TOKENPLACE_MODEL_TRACE=1 prints every step with its reply; TOKENPLACE_MODEL_COVERAGE=1 what
  *   the runs reached (command:status, outcomes, evictions)
  *
- * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null, 3 caller
- * addresses in 2 groups), caps are one
+ * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null, 4 caller
+ * addresses in 3 groups), caps are one
  * or two, and time steps land 1 ms before, at and 1 ms after the end of every lifetime measured
  * from any recent command, so every cap, lease, grace, TTL and deadline edge is reachable.
  *
@@ -149,13 +149,14 @@ const CANCELS: Array<[TerminalStatus, TerminalReason]> = [
 
 const digestOf = (nodeId: string): string => `dig-${nodeId}`;
 
-/** Callers: two owners in one group, one in another (registry shares and ownership). */
+/** Callers: two owners in one group, one each in two others (shares, fair share, ownership). */
 const ORIGINS = [
   { owner: 'o1', group: 'g1' },
   { owner: 'o2', group: 'g1' },
   { owner: 'o3', group: 'g2' },
+  { owner: 'o4', group: 'g3' },
 ];
-const origin = fc.constantFrom<number | undefined>(undefined, 0, 0, 1, 2);
+const origin = fc.constantFrom<number | undefined>(undefined, 0, 0, 1, 2, 3);
 
 function envelope(tag: string): Envelope {
   return {
@@ -435,7 +436,7 @@ const fallbackFlag = fc.constantFrom<boolean | undefined>(
 /** A control credential shown on register or poll (today's nodes show none). */
 const shown = fc.constantFrom<'own' | 'other' | undefined>(undefined, undefined, 'own', 'other');
 /** Open registration's per-group share, or none (a node token is set). */
-const share = fc.constantFrom<number | undefined>(undefined, 1, 2);
+const share = fc.constantFrom<number | undefined>(undefined, 2, 3, 3);
 
 /** `/sink`, `/servers/register` and `/servers/poll` (renewals aim at live nodes). */
 const upsert = fc

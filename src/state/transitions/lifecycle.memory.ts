@@ -237,13 +237,10 @@ export function removeNode(tx: Tx, node: NodeRec, reason: EvictionReason, count:
     }
   }
   s.nodes.delete(node.nodeId);
-  if (node.group !== null) {
-    const left = (s.groups.get(node.group) ?? 1) - 1;
-    if (left <= 0) {
-      s.groups.delete(node.group);
-    } else {
-      s.groups.set(node.group, left);
-    }
+  const group = node.group === null ? undefined : s.groups.get(node.group);
+  group?.delete(node.nodeId);
+  if (node.group !== null && group?.size === 0) {
+    s.groups.delete(node.group);
   }
   s.leases[node.dialect].delete(node.nodeId);
   s.rechecks[node.dialect].delete(node.nodeId);

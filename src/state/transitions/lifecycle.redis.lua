@@ -103,6 +103,7 @@ local function touch(n)
   if NOW > n.ping then n.ping = NOW end
   redis.call('HSET', P .. 'n:' .. n.id, 'ping', num(n.ping))
   redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
+  if n.grp then redis.call('PEXPIRE', P .. 'g:' .. n.grp, ttl(0)) end
   redis.call('ZADD', P .. 'lease', num(evictAt(n)), n.id)
 end
 
@@ -236,7 +237,10 @@ local function removeNode(n, reason, count)
     if s[1] == id and s[2] ~= '1' then dropStream(sid) end
   end
   redis.call('DEL', P .. 'n:' .. id, P .. 'q:' .. id, P .. 'c:' .. id, P .. 'a:' .. id, P .. 'sn:' .. id)
-  if n.grp and redis.call('HINCRBY', P .. 'grp', n.grp, -1) <= 0 then redis.call('HDEL', P .. 'grp', n.grp) end
+  if n.grp then
+    redis.call('ZREM', P .. 'g:' .. n.grp, id)
+    if tonumber(redis.call('ZINCRBY', P .. 'gz', -1, n.grp)) <= 0 then redis.call('ZREM', P .. 'gz', n.grp) end
+  end
   redis.call('ZREM', P .. 'nodes', id)
   redis.call('ZREM', P .. 'lease', id)
   redis.call('SREM', P .. 'legacy', id)

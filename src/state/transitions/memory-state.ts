@@ -35,8 +35,11 @@ export interface MemoryState {
   readonly legacyPos: Map<string, number>;
   /** `ctr:node`. */
   nodeSeq: number;
-  /** `grp`: origin group → live nodes admitted from it (open registration's per-address share). */
-  readonly groups: Map<string, number>;
+  /**
+   * `gz` + `g:<group>`: origin group → its nodes in registration order (open registration's
+   * per-address share, and the fair share when the registry is full).
+   */
+  readonly groups: Map<string, Set<string>>;
 
   /** `j:<job>`. */
   readonly jobs: Map<string, JobRec>;

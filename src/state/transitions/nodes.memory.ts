@@ -37,11 +37,11 @@ export function upsertNode(s: MemoryState, cmd: UpsertNodeCommand): UpsertNodeRe
     if (
       cmd.maxPerGroup !== undefined &&
       cmd.origin !== undefined &&
-      (s.groups.get(cmd.origin.group) ?? 0) >= cmd.maxPerGroup
+      (s.groups.get(cmd.origin.group)?.size ?? 0) >= cmd.maxPerGroup
     ) {
       return { status: 'group_full', transitions: tx.t };
     }
-    if (s.nodes.size >= s.limits.maxNodes) {
+    if (s.nodes.size >= s.limits.maxNodes && !makeRoom(tx, cmd)) {
       return { status: 'nodes_full', transitions: tx.t };
     }
     createNode(tx, cmd);
@@ -95,6 +95,39 @@ function ownedBy(node: NodeRec, cmd: UpsertNodeCommand): boolean {
   return cmd.origin === undefined || node.owner === null || node.owner === cmd.origin.owner;
 }
 
+/**
+ * Open registration with a full registry: the group holding the most nodes (ties: the greatest
+ * name) gives up its newest one (`capacity_loss`) when it holds at least two more than the
+ * caller's group, so an address can always register while others hold more than it.
+ */
+function makeRoom(tx: Tx, cmd: UpsertNodeCommand): boolean {
+  const { s } = tx;
+  if (cmd.maxPerGroup === undefined || cmd.origin === undefined) {
+    return false;
+  }
+  const own = s.groups.get(cmd.origin.group)?.size ?? 0;
+  let largest: [string, Set<string>] | null = null;
+  for (const entry of s.groups) {
+    if (
+      largest === null ||
+      entry[1].size > largest[1].size ||
+      (entry[1].size === largest[1].size && entry[0] > largest[0])
+    ) {
+      largest = entry;
+    }
+  }
+  if (largest === null || largest[1].size <= own + 1) {
+    return false;
+  }
+  const newest = [...largest[1]].pop();
+  const victim = newest === undefined ? undefined : s.nodes.get(newest);
+  if (!victim) {
+    return false;
+  }
+  removeNode(tx, victim, 'capacity_loss', true);
+  return true;
+}
+
 /** A new node, counted in the caller's group; `owner` binds it elsewhere (a dialect change). */
 function createNode(tx: Tx, cmd: UpsertNodeCommand, owner?: string | null): void {
   const { s } = tx;
@@ -117,7 +150,9 @@ function createNode(tx: Tx, cmd: UpsertNodeCommand, owner?: string | null): void
   };
   s.nodes.set(node.nodeId, node);
   if (group !== null) {
-    s.groups.set(group, (s.groups.get(group) ?? 0) + 1);
+    const members = s.groups.get(group) ?? new Set<string>();
+    members.add(node.nodeId);
+    s.groups.set(group, members);
   }
   s.leases[node.dialect].set(node.nodeId, evictAt(s, node));
   if (node.dialect === 'legacy') {

@@ -42,7 +42,9 @@ local function createNode(own)
   if own then redis.call('HSET', nkey, 'own', own) end
   if group then
     redis.call('HSET', nkey, 'grp', group)
-    redis.call('HINCRBY', P .. 'grp', group, 1)
+    redis.call('ZADD', P .. 'g:' .. group, seq, id)
+    redis.call('PEXPIRE', P .. 'g:' .. group, ttl(0))
+    redis.call('ZINCRBY', P .. 'gz', 1, group)
   end
   redis.call('PEXPIRE', nkey, ttl(0))
   redis.call('ZADD', P .. 'nodes', seq, id)
@@ -57,6 +59,21 @@ local function ownedBy(n)
   return not owner or not n.own or n.own == owner
 end
 
+-- Open registration with a full registry: the group holding the most nodes (ties: the greatest
+-- name) gives up its newest one (capacity_loss) when it holds at least two more than the caller's
+-- group, so an address can always register while others hold more than it.
+local function makeRoom()
+  if not perGroup or not group then return false end
+  local own = tonumber(redis.call('ZSCORE', P .. 'gz', group) or '0')
+  local largest = redis.call('ZREVRANGE', P .. 'gz', 0, 0, 'WITHSCORES')
+  if not largest[1] or tonumber(largest[2]) <= own + 1 then return false end
+  local newest = redis.call('ZREVRANGE', P .. 'g:' .. largest[1], 0, 0)[1]
+  local victim = newest and getNode(newest)
+  if not victim then return false end
+  removeNode(victim, 'capacity_loss', true)
+  return true
+end
+
 local n = getNode(id)
 if n and isGone(n, NOW) then
   removeNode(n, 'stale_lease', true)
@@ -64,10 +81,12 @@ if n and isGone(n, NOW) then
 end
 if not n then
   if requireExisting then return { 'not_found', enc() } end
-  if perGroup and group and tonumber(redis.call('HGET', P .. 'grp', group) or '0') >= tonumber(perGroup) then
+  if perGroup and group and tonumber(redis.call('ZSCORE', P .. 'gz', group) or '0') >= tonumber(perGroup) then
     return { 'group_full', enc() }
   end
-  if redis.call('ZCARD', P .. 'nodes') >= L.maxNodes then return { 'nodes_full', enc() } end
+  if redis.call('ZCARD', P .. 'nodes') >= L.maxNodes and not makeRoom() then
+    return { 'nodes_full', enc() }
+  end
   createNode(owner)
   return { 'created', enc(), (dialect == 'v1' and newDigest) and 1 or 0 }
 end
