@@ -11,7 +11,7 @@ import {
 } from '../registry/registry-view.service';
 import { loadScore } from '../state/scheduler';
 import { STATE_STORE, type StateStore } from '../state/state-store';
-import type { NodeOrigin, NodeView } from '../state/state.types';
+import type { NodeCapabilities, NodeOrigin, NodeView } from '../state/state.types';
 
 /** The relay's own package version (package.json ships next to dist/ in every build). */
 const PACKAGE_VERSION = readPackageVersion();
@@ -41,7 +41,34 @@ const ENV_ALIASES: Record<string, 'prod' | 'staging' | 'dev'> = {
 };
 
 /** Node view as `/relay/diagnostics` and `/healthz` print it (spec §4.4.11). */
-export function describeNode(node: NodeView, now: number, key: string): Record<string, unknown> {
+/**
+ * Capabilities with at most `models` model ids, and `supported_model_count` when some were left
+ * out: the public node lists stay small whatever a node declares (spec §4.2 allows 64 of 128
+ * characters).
+ */
+export function compactCapabilities(
+  caps: NodeCapabilities | null,
+  models: number,
+): Record<string, unknown> | null {
+  if (caps === null || caps.supported_model_ids.length <= models) {
+    return caps === null ? null : { ...caps };
+  }
+  return {
+    ...caps,
+    supported_model_ids: caps.supported_model_ids.slice(0, models),
+    supported_model_count: caps.supported_model_ids.length,
+  };
+}
+
+/** Model ids each listed node shows in `/relay/diagnostics` (`/healthz` shows fewer). */
+export const LISTED_MODELS = 16;
+
+export function describeNode(
+  node: NodeView,
+  now: number,
+  key: string,
+  models = LISTED_MODELS,
+): Record<string, unknown> {
   const v1 = node.dialect === 'v1';
   return {
     server_public_key: key,
@@ -59,7 +86,7 @@ export function describeNode(node: NodeView, now: number, key: string): Record<s
           inFlightCount: node.inFlightCount,
         })
       : node.queueDepth,
-    capabilities: v1 ? node.capabilities : null,
+    capabilities: v1 ? compactCapabilities(node.capabilities, models) : null,
   };
 }
 

@@ -5,27 +5,14 @@ import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { describeNode, DiscoveryService } from '../client/discovery.service';
 import { RegistryViewService } from '../registry/registry-view.service';
-import type { NodeCapabilities } from '../state/state.types';
 import { LifecycleService } from './lifecycle.service';
 import { RelayHealthIndicators } from './store.health';
 
 const NO_STORE = { 'Cache-Control': 'no-store' };
 /** Nodes `/healthz` lists (it counts them all): it is probed often and must stay small. */
 const HEALTH_LISTED = 16;
-/** Model ids shown per listed node (`/relay/diagnostics` has them all). */
+/** Model ids shown per listed node (`/relay/diagnostics` shows more). */
 const HEALTH_MODELS = 8;
-
-/** Capabilities with at most {@link HEALTH_MODELS} model ids, and their count when cut. */
-function compact(caps: NodeCapabilities | null): object | null {
-  if (caps === null || caps.supported_model_ids.length <= HEALTH_MODELS) {
-    return caps;
-  }
-  return {
-    ...caps,
-    supported_model_ids: caps.supported_model_ids.slice(0, HEALTH_MODELS),
-    supported_model_count: caps.supported_model_ids.length,
-  };
-}
 
 /** `/livez` touches nothing; `/healthz` is readiness: draining flag, state store, optional DNS. */
 @Controller()
@@ -124,10 +111,16 @@ export class HealthController {
     const view = await this.views.view();
     return view.memo('healthz', () => {
       const { summary: s, at } = view;
-      const listed = s.listed.slice(0, HEALTH_LISTED).map((n) => ({
-        ...describeNode(n, at, this.config.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId)),
-        capabilities: n.dialect === 'v1' ? compact(n.capabilities) : null,
-      }));
+      const listed = s.listed
+        .slice(0, HEALTH_LISTED)
+        .map((n) =>
+          describeNode(
+            n,
+            at,
+            this.config.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId),
+            HEALTH_MODELS,
+          ),
+        );
       const known = s.legacy + s.v1;
       return {
         knownServers: known,

@@ -86,8 +86,12 @@ describe.each(storeVariants('public reads'))('public read routes ($label)', (var
       total_api_v1_registered_compute_nodes: 128,
       listed_compute_nodes_limit: 32,
     });
-    expect((diagnostics.body.api_v1_registered_compute_nodes as unknown[]).length).toBe(32);
+    const v1 = diagnostics.body.api_v1_registered_compute_nodes as Array<Record<string, unknown>>;
+    expect(v1.length).toBe(32);
     expect((diagnostics.body.registered_compute_nodes as unknown[]).length).toBe(32);
+    const full = v1[0]!.capabilities as Record<string, unknown>;
+    expect((full.supported_model_ids as string[]).length).toBe(16);
+    expect(full.supported_model_count).toBe(64);
   });
 
   it('should render /relay/diagnostics at most once a second and hand every reader the same body', async () => {

@@ -32,11 +32,9 @@ function register(t: TestApp, key: string, address: string, headers: Record<stri
   );
 }
 
-function pemB64(type: 'rsa' | 'ec', bits = 2048): string {
-  const { publicKey } =
-    type === 'rsa'
-      ? generateKeyPairSync('rsa', { modulusLength: bits })
-      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+/** The base64 of an EC (P-256) public key PEM: a public key, but not one clients encrypt to. */
+function ecKey(): string {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   return Buffer.from(publicKey.export({ type: 'spki', format: 'pem' })).toString('base64');
 }
 
@@ -181,7 +179,7 @@ describe.each(storeVariants('registry capture'))('registry capture ($label)', (v
       'junk',
       'N1',
       keyOf('-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n'),
-      pemB64('ec'),
+      ecKey(),
       fakeKey('too small', 1024),
       fakeKey('larger than any real key', 16384),
     ];
@@ -196,7 +194,7 @@ describe.each(storeVariants('registry capture'))('registry capture ($label)', (v
       );
     }
     const rsa4096 = await post(t, `${V1}/servers/register`, {
-      server_public_key: pemB64('rsa', 4096),
+      server_public_key: fakeKey('rsa-4096', 4096),
       capabilities: capabilities(),
     });
     const diagnostics = await get(t, '/relay/diagnostics');
