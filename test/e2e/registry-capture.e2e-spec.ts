@@ -84,6 +84,28 @@ describe.each(storeVariants('registry capture'))('registry capture ($label)', (v
     expect(health.body.knownServers).toBe(9);
   });
 
+  it('should make room for an honest node when a few addresses filled the registry to their shares', async () => {
+    t = await createTestApp({
+      ...variant.env(),
+      ...TRUST_LOOPBACK,
+      ...MANUAL_SWEEP,
+      TOKENPLACE_RELAY_MAX_NODES: '16',
+      TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: undefined, // the default share, 8
+    });
+    for (let i = 0; i < 16; i += 1) {
+      const res = await register(t, fakeKey('junk'), i < 8 ? ATTACKER : '203.0.113.8');
+      expect(res.status).toBe(200);
+    }
+
+    const honest = await register(t, fakeKey('honest'), HONEST);
+    const attackerAgain = await register(t, fakeKey('junk'), '203.0.113.9');
+    const health = await get(t, '/healthz');
+
+    expect(honest.status).toBe(200);
+    expect(attackerAgain.status).toBe(200);
+    expect(health.body.knownServers).toBe(16);
+  });
+
   it('should count an IPv6 /56 as one address', async () => {
     t = await createTestApp({
       ...variant.env(),
