@@ -18,7 +18,7 @@ describe(isUsableNodeKey.name, () => {
     expect(isUsableNodeKey(spki)).toBe(true);
     expect(
       isUsableNodeKey(
-        b64(rsa.publicKey.export({ type: 'spki', format: 'pem' }).replace(/\n/g, '\r\n')),
+        b64(String(rsa.publicKey.export({ type: 'spki', format: 'pem' })).replace(/\n/g, '\r\n')),
       ),
     ).toBe(true);
   });

@@ -62,4 +62,5 @@ export const EMPTYING_KEYS = [
   'stt',
   'rl',
   'rlt',
+  'rlu',
 ];
