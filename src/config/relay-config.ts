@@ -169,6 +169,8 @@ export class RelayConfig {
   /** Send `next_ping_in_x_seconds: 0` with API v1 work (see the env table). */
   readonly v1WorkPingHint: boolean;
   readonly maxQueuePerNode: number;
+  /** Open registration: most nodes one address group holds (TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS). */
+  readonly maxNodesPerAddress: number;
 
   readonly publicRateLimits: RateLimit[];
   /**
@@ -179,6 +181,8 @@ export class RelayConfig {
   readonly publicLimitsLocalExempt: boolean;
   readonly controlRateLimits: Record<ControlRoute, RateLimit | null>;
   readonly controlIpRateLimit: RateLimit | null;
+  /** Per-address limit on the full `/relay/diagnostics` body. */
+  readonly diagnosticsRateLimit: RateLimit | null;
 
   readonly stateStore: 'memory' | 'redis';
   readonly redisUrl: string;
@@ -277,6 +281,7 @@ export class RelayConfig {
     this.pollWaitSeconds = s.pollWaitSeconds;
     this.v1WorkPingHint = s.v1WorkPingHint;
     this.maxQueuePerNode = s.maxQueuePerNode;
+    this.maxNodesPerAddress = s.maxNodesPerAddress;
 
     this.publicRateLimits = [s.apiRateLimit, s.apiDailyQuota]
       .map(parseRateLimit)
@@ -302,6 +307,7 @@ export class RelayConfig {
     }
     this.controlRateLimits = control;
     this.controlIpRateLimit = parseRateLimit(s.controlPlaneIpRateLimit);
+    this.diagnosticsRateLimit = parseRateLimit(s.diagnosticsRateLimit);
 
     this.stateStore = s.stateStore === 'redis' ? 'redis' : 'memory';
     this.redisUrl = s.redisUrl;

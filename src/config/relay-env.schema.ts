@@ -397,6 +397,16 @@ export class RelayEnvSchema {
   maxNodes = 1024;
 
   @Env(
+    'TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS',
+    'Without a node token: most compute nodes one client address (IPv4, or IPv6 /56) holds; its new keys get 429 beyond',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
+  maxNodesPerAddress = 8;
+
+  @Env(
     'TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE',
     'Most queued requests per node: the scheduler skips a full node and admission answers 429',
   )
@@ -642,6 +652,14 @@ export class RelayEnvSchema {
   @Trim()
   @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
   controlPlaneIpRateLimit = '24000/minute';
+
+  @Env(
+    'TOKENPLACE_RELAY_DIAGNOSTICS_RATE_LIMIT',
+    'Per-address limit on the full /relay/diagnostics body (its ?summary=1 form is not limited)',
+  )
+  @Trim()
+  @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
+  diagnosticsRateLimit = '120/minute';
 
   @Env(
     'API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT',

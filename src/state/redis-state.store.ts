@@ -23,6 +23,7 @@ import {
   flagReply,
   MalformedReplyError,
   nodeListSchema,
+  nodeSummarySchema,
   nullableTextReply,
   parseJson,
   ScriptReply,
@@ -52,6 +53,7 @@ import type {
   StreamChunkCommand,
   StreamChunkResult,
   StreamTakeResult,
+  SummarizeNodesCommand,
   TakeResponseCommand,
   TakeResponseResult,
   UnregisterNodeCommand,
@@ -64,6 +66,7 @@ import {
   TERMINAL_REASONS,
   TERMINAL_STATUSES,
   type ClaimedJob,
+  type NodeSummary,
   type NodeView,
   type StoreLimits,
   type StoreStats,
@@ -146,6 +149,8 @@ const IDEMPOTENT: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
   'tpUpsertNode',
   'tpUnregisterNode',
   'tpListNodes',
+  'tpSummarizeNodes',
+  'tpMarkKeyUnusable',
   'tpPickLegacyNode',
   'tpSelectNode',
   'tpControl',
@@ -181,7 +186,9 @@ const UPSERT_STATUSES = [
   'renewed',
   'not_found',
   'nodes_full',
+  'group_full',
   'dialect_conflict',
+  'forbidden',
 ] as const;
 const UNREGISTER_STATUSES = ['removed', 'absent', 'forbidden'] as const;
 const ENQUEUE_STATUSES = [
@@ -190,10 +197,11 @@ const ENQUEUE_STATUSES = [
   'node_queue_full',
   'queue_full',
   'client_pending_full',
+  'request_in_use',
 ] as const;
 const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
 const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
-const COMPLETE_STATUSES = ['stored', 'duplicate', 'responses_full', 'gone'] as const;
+const COMPLETE_STATUSES = ['stored', 'duplicate', 'not_holder', 'responses_full', 'gone'] as const;
 const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
 const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
 const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
@@ -335,6 +343,10 @@ export class RedisStateStore implements StateStore {
       cmd.requireExisting === true ? '1' : '0',
       opt(cmd.pollingUntil),
       opt(cmd.fallback === undefined ? undefined : cmd.fallback ? '1' : '0'),
+      opt(cmd.origin?.owner),
+      opt(cmd.origin?.group),
+      opt(cmd.presentedDigest),
+      opt(cmd.maxPerGroup),
     ]);
     const status = r.oneOf(UPSERT_STATUSES, 'status');
     const transitions = r.transitions();
@@ -362,6 +374,15 @@ export class RedisStateStore implements StateStore {
   async listNodes(now: number): Promise<NodeView[]> {
     const raw = await this.call('tpListNodes', now, []);
     return parseJson('tpListNodes', nodeListSchema, raw, 'node list');
+  }
+
+  async summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+    const raw = await this.call('tpSummarizeNodes', cmd.now, [cmd.limit]);
+    return parseJson('tpSummarizeNodes', nodeSummarySchema, raw, 'node summary');
+  }
+
+  async markKeyUnusable(nodeId: string, now: number): Promise<boolean> {
+    return flagReply('tpMarkKeyUnusable', await this.call('tpMarkKeyUnusable', now, [nodeId]));
   }
 
   async selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
@@ -500,7 +521,13 @@ export class RedisStateStore implements StateStore {
     const r = await this.reply(
       'tpComplete',
       cmd.now,
-      [cmd.dialect, cmd.clientKey, opt(cmd.requestId), JSON.stringify(cmd.envelope)],
+      [
+        cmd.dialect,
+        cmd.clientKey,
+        opt(cmd.requestId),
+        JSON.stringify(cmd.envelope),
+        opt(cmd.answerer),
+      ],
       { idempotent: cmd.requestId !== null },
     );
     const status = r.oneOf(COMPLETE_STATUSES, 'status');

@@ -1,7 +1,7 @@
 /**
  * Model-based differential test: random command sequences drive an InMemoryStateStore and a
- * RedisStateStore in lockstep on one ManualClock; after every step both replies, `stats()` and
- * `listNodes()` must be deep-equal. fast-check prints the seed and path of a failure and shrinks
+ * RedisStateStore in lockstep on one ManualClock; after every step both replies, `stats()`,
+ * `listNodes()` and `summarizeNodes()` must be deep-equal. fast-check prints the seed and path of a failure and shrinks
  * it to a minimal sequence of commands.
  *
  *   npx jest test/contract/state-store.model.spec.ts                      (REDIS_URL needed)
@@ -11,7 +11,8 @@
  *   TOKENPLACE_MODEL_TRACE=1 prints every step with its reply; TOKENPLACE_MODEL_COVERAGE=1 what
  *   the runs reached (command:status, outcomes, evictions)
  *
- * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null), caps are one
+ * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null, 4 caller
+ * addresses in 3 groups), caps are one
  * or two, and time steps land 1 ms before, at and 1 ms after the end of every lifetime measured
  * from any recent command, so every cap, lease, grace, TTL and deadline edge is reachable.
  *
@@ -166,6 +167,15 @@ const CANCELS: Array<[TerminalStatus, TerminalReason]> = [
 
 const digestOf = (nodeId: string): string => `dig-${nodeId}`;
 
+/** Callers: two owners in one group, one each in two others (shares, fair share, ownership). */
+const ORIGINS = [
+  { owner: 'o1', group: 'g1' },
+  { owner: 'o2', group: 'g1' },
+  { owner: 'o3', group: 'g2' },
+  { owner: 'o4', group: 'g3' },
+];
+const origin = fc.constantFrom<number | undefined>(undefined, 0, 0, 1, 2, 3);
+
 function envelope(tag: string): Envelope {
   return {
     ciphertext: `ct/${tag}+=é`,
@@ -255,6 +265,11 @@ async function sameState(w: World, now: number, after: string): Promise<void> {
   expect({ after, stats: rs }).toStrictEqual({ after, stats: ms });
   const [mn, rn] = [await w.memory.listNodes(now), await w.redis.listNodes(now)];
   expect({ after, nodes: rn }).toStrictEqual({ after, nodes: mn });
+  const [msum, rsum] = [
+    await w.memory.summarizeNodes({ limit: 2, now }),
+    await w.redis.summarizeNodes({ limit: 2, now }),
+  ];
+  expect({ after, summary: rsum }).toStrictEqual({ after, summary: msum });
 }
 
 /**
@@ -443,6 +458,11 @@ const fallbackFlag = fc.constantFrom<boolean | undefined>(
   true,
 );
 
+/** A control credential shown on register or poll (today's nodes show none). */
+const shown = fc.constantFrom<'own' | 'other' | undefined>(undefined, undefined, 'own', 'other');
+/** Open registration's per-group share, or none (a node token is set). */
+const share = fc.constantFrom<number | undefined>(undefined, 2, 3, 3);
+
 /** `/sink`, `/servers/register` and `/servers/poll` (renewals aim at live nodes). */
 const upsert = fc
   .oneof(
@@ -454,6 +474,9 @@ const upsert = fc
       dialect: fc.constant<Dialect>('legacy'),
       poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
       fallback: fallbackFlag,
+      origin,
+      shown: fc.constant<'own' | 'other' | undefined>(undefined),
+      share,
     }),
     {
       weight: 2,
@@ -463,6 +486,9 @@ const upsert = fc
         caps: fc.constantFrom<number | null>(0, 1, 2, null),
         digest: fc.constantFrom<string | undefined>('own', 'own', 'other', undefined),
         fallback: fallbackFlag,
+        origin,
+        shown,
+        share,
       }),
     },
     {
@@ -474,6 +500,8 @@ const upsert = fc
         requireExisting: fc.constant(true),
         poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
         fallback: fallbackFlag,
+        origin,
+        shown,
       }),
     },
   )
@@ -485,6 +513,15 @@ const upsert = fc
         async (w, now): Promise<UpsertNodeCommand> => {
           const nodeId = await nodeOf(w, now, a.node);
           const cmd: UpsertNodeCommand = { nodeId, dialect: a.dialect, now };
+          if (a.origin !== undefined) {
+            cmd.origin = ORIGINS[a.origin];
+          }
+          if (a.shown !== undefined) {
+            cmd.presentedDigest = a.shown === 'own' ? digestOf(nodeId) : 'dig-other';
+          }
+          if ('share' in a && a.share !== undefined) {
+            cmd.maxPerGroup = a.share;
+          }
           if ('caps' in a && a.caps !== undefined) {
             cmd.capabilities = a.caps === null ? null : CAPS[a.caps];
           }
@@ -552,7 +589,7 @@ const enqueue = fc
         node: nodeRef('v1', false),
         clientKey: client,
         requestId,
-        cancelToken: fc.constantFrom<string | null>('tk', 'tk', null),
+        cancelToken: fc.constantFrom<string | null>('tk', 'tk', 'tk2', null),
         stream: fc.constant(false),
         bytes: fc.constantFrom(10, 40),
       }),
@@ -655,13 +692,29 @@ function targetOf(
   };
 }
 
-const complete = fc.record({ to: answerTarget, tag: fc.nat(9) }).map(
-  (a) =>
+const complete = fc
+  .record({
+    to: answerTarget,
+    tag: fc.nat(9),
+    answerer: fc.constantFrom<string | undefined>(undefined, 'o1', 'o1', 'o3'),
+  })
+  .map(
+    (a) =>
+      new Step(
+        'complete',
+        a,
+        (w) => ({ ...targetOf(w, a.to), tag: `a${a.tag}`, answerer: a.answerer }),
+        (s, { tag, ...args }, now) => s.complete({ ...args, envelope: envelope(tag), now }),
+      ),
+  );
+
+const markKeyUnusable = nodeRef('v1').map(
+  (ref) =>
     new Step(
-      'complete',
-      a,
-      (w) => ({ ...targetOf(w, a.to), tag: `a${a.tag}` }),
-      (s, { tag, ...args }, now) => s.complete({ ...args, envelope: envelope(tag), now }),
+      'markKeyUnusable',
+      ref,
+      (w, now) => nodeOf(w, now, ref),
+      (s, nodeId, now) => s.markKeyUnusable(nodeId, now),
     ),
 );
 
@@ -873,6 +926,7 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
   fc.oneof(
     { weight: 8, arbitrary: upsert },
     { weight: 1, arbitrary: unregister },
+    { weight: 1, arbitrary: markKeyUnusable },
     { weight: 2, arbitrary: select },
     { weight: 1, arbitrary: fc.constant(new PickLegacy()) },
     { weight: 7, arbitrary: enqueue },
