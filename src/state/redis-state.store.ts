@@ -62,6 +62,7 @@ import type {
   UpsertNodeResult,
 } from './state-store';
 import {
+  answerBytes,
   CONTROL_STATES,
   TERMINAL_REASONS,
   TERMINAL_STATUSES,
@@ -201,11 +202,18 @@ const ENQUEUE_STATUSES = [
 ] as const;
 const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
 const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
-const COMPLETE_STATUSES = ['stored', 'duplicate', 'not_holder', 'responses_full', 'gone'] as const;
+const COMPLETE_STATUSES = [
+  'stored',
+  'duplicate',
+  'not_holder',
+  'responses_full',
+  'answers_full',
+  'gone',
+] as const;
 const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
 const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
 const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
-const STREAM_STATUSES = ['stored', 'unknown', 'full'] as const;
+const STREAM_STATUSES = ['stored', 'unknown', 'full', 'answers_full'] as const;
 const STREAM_TAKE_STATUSES = ['ok', 'none'] as const;
 
 function addCounts(total: TransitionCounts, t: TransitionCounts): void {
@@ -527,6 +535,7 @@ export class RedisStateStore implements StateStore {
         opt(cmd.requestId),
         JSON.stringify(cmd.envelope),
         opt(cmd.answerer),
+        String(answerBytes(cmd.envelope, cmd.clientKey)),
       ],
       { idempotent: cmd.requestId !== null },
     );

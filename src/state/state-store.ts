@@ -174,7 +174,11 @@ export interface CompleteCommand {
 export type CompleteResult =
   | { status: 'stored' | 'duplicate' | 'not_holder'; transitions: TransitionCounts }
   | { status: 'gone'; code: TerminalStatus | 'completed' | 'gone'; transitions: TransitionCounts }
-  | { status: 'responses_full'; transitions: TransitionCounts };
+  /**
+   * `responses_full`: a count cap (per client, or the ceiling). `answers_full`: the answer bytes
+   * budget ({@link StoreLimits.maxAnswerBytes}); the work stays answerable.
+   */
+  | { status: 'responses_full' | 'answers_full'; transitions: TransitionCounts };
 
 export interface TakeResponseCommand {
   dialect: Dialect;
@@ -250,7 +254,8 @@ export interface StreamChunkCommand {
 }
 
 export type StreamChunkResult = {
-  status: 'stored' | 'unknown' | 'full';
+  /** `full`: the session's own caps. `answers_full`: the answer bytes budget (503, retry). */
+  status: 'stored' | 'unknown' | 'full' | 'answers_full';
   /** A final chunk completes the legacy request (outcome `completed`). */
   transitions: TransitionCounts;
 };

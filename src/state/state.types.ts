@@ -163,6 +163,11 @@ export interface StoreStats {
   v1NodesHealthy: number;
   maxLeaseAgeSeconds: number;
   queuedBytes: number;
+  /**
+   * Answer bytes held for clients ({@link answerBytes}): waiting answers (handed out and
+   * unconfirmed ones included) and buffered legacy stream chunks.
+   */
+  answerBytes: number;
   storedResponses: number;
   terminalRecords: number;
   tombstones: number;
@@ -178,8 +183,33 @@ export interface StoreLimits {
   maxQueuedBytes: number;
   maxPendingPerClient: number;
   maxResponsesPerClient: number;
+  /**
+   * Bytes of answers waiting for their clients (counted by {@link answerBytes}; handed out and
+   * unconfirmed ones included) plus buffered legacy stream chunks. The answer of accepted work
+   * (a claimed request, an open stream) beyond is refused `answers_full`, and its work stays
+   * answerable (see {@link answerRetryMs}).
+   */
+  maxAnswerBytes: number;
+  /**
+   * The last part of {@link maxAnswerBytes} kept for the answers of work already accepted: while
+   * answers hold more than `maxAnswerBytes - answerReserveBytes`, new requests are refused
+   * (`queue_full`) and answers nobody asked for (untracked API v1, a legacy answer for a client
+   * with no claimed request) are refused `answers_full`.
+   */
+  answerReserveBytes: number;
+  /**
+   * A claim whose answer was refused `answers_full` goes back to the head of its node's queue
+   * after this long unless its node confirms it again (`/servers/control`): today's nodes do not
+   * send a refused answer again, so the request is claimed and answered again instead.
+   */
+  answerRetryMs: number;
+  /** Sanity ceiling on the count of waiting answers (the bytes are the budget). */
   maxStoredResponses: number;
   maxTerminalRecords: number;
+  /**
+   * Sanity ceiling on open legacy stream sessions: at it, a streaming job stays queued until a
+   * session ends (their chunks count in {@link maxAnswerBytes}).
+   */
   maxStreamSessions: number;
   maxStreamChunks: number;
   maxStreamBytes: number;
@@ -210,6 +240,23 @@ export interface StoreLimits {
   terminalTtlMs: number;
   tombstoneTtlMs: number;
   streamTtlMs: number;
+}
+
+/** Heap a stored answer costs besides its envelope strings: its records and index entries. */
+export const ANSWER_RECORD_BYTES = 256;
+
+/**
+ * What a stored answer counts against {@link StoreLimits.maxAnswerBytes}: its envelope strings,
+ * the client key it is filed under, and its records. Both stores count with this one function.
+ */
+export function answerBytes(envelope: Envelope, clientKey: string): number {
+  return (
+    envelope.ciphertext.length +
+    envelope.cipherkey.length +
+    envelope.iv.length +
+    clientKey.length +
+    ANSWER_RECORD_BYTES
+  );
 }
 
 export const PROTOCOL_ID = 'tokenplace_api_v1_relay_e2ee';

@@ -299,6 +299,7 @@ export const statsSchema: z.ZodType<StatsSnapshot> = z.strictObject({
   oldestPingAt: instant.nullable(),
   queuedBytes: z.number().int(),
   storedResponses: count,
+  answerBytes: count,
   terminalRecords: count,
   tombstones: count,
   streamSessions: count,
