@@ -9,20 +9,26 @@
 //   npm run bench -- --suite latency    legacy end-to-end chat latency, default vs low-latency
 //   npm run bench -- --suite soak       10-minute soak, memory store
 //   npm run bench -- --suite gateway    OpenAI gateway: latency added over the raw E2EE routes, 500 held chats
-//   npm run bench -- --suite all        everything above but the soak
+//   npm run bench -- --suite hostile    issue 18's attacks (bench/hostile.mjs; bench/hostile/*.mjs), with
+//                                       --only a,b, --relay-dir DIR (default this checkout; /work/baseline
+//                                       for "before") and --pod-shape (512 MiB cgroup, the chart's heap)
+//   npm run bench -- --suite all        everything above but the soak and hostile
 // Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, cycle, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
-  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N]',
+  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|gateway|hostile|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N] [--only a,b --relay-dir DIR --pod-shape (hostile)]',
   {
     suite: { type: 'string', default: 'cycles' },
     duration: { type: 'string', default: '10' },
     pipelines: { type: 'string', default: '16,64' },
     protocols: { type: 'string', default: 'legacy,v1' },
     port: { type: 'string', default: '5091' },
+    only: { type: 'string' },
+    'relay-dir': { type: 'string' },
+    'pod-shape': { type: 'boolean', default: false },
   },
 );
 
@@ -35,6 +41,14 @@ const SCRIPTS = {
   latency: [['legacy-latency.mjs']],
   soak: [['soak.mjs', '--minutes', '10', '--every', '60']],
   gateway: [['gateway.mjs']],
+  hostile: [
+    [
+      'hostile.mjs',
+      ...(values.only ? ['--only', values.only] : []),
+      ...(values['relay-dir'] ? ['--relay-dir', values['relay-dir']] : []),
+      ...(values['pod-shape'] ? ['--pod-shape'] : []),
+    ],
+  ],
 };
 
 function runScript(args) {

@@ -6,14 +6,17 @@ import type { Server } from 'node:http';
 import { AppModule } from './app.module';
 import { createRootLogger, PinoLoggerService } from './common/logging';
 import { setupApp } from './app.setup';
-import { ConfigError, loadProcessConfig, type RelayConfig } from './config/relay-config';
+import {
+  ConfigError,
+  isLoopbackHost,
+  loadProcessConfig,
+  type RelayConfig,
+} from './config/relay-config';
 import { DemoNode, newDemoNodeKey } from './demo/demo.node';
 import { LifecycleService } from './health/lifecycle.service';
 import { TokenService } from './registry/token.service';
 import { RegistryService } from './registry/registry.service';
-
-/** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
-const KEEP_ALIVE_MS = 65_000;
+import { STATE_STORE, type StateStore } from './state/state-store';
 
 async function bootstrap(): Promise<void> {
   let config: RelayConfig;
@@ -50,8 +53,6 @@ async function bootstrap(): Promise<void> {
   setupApp(app, config);
   await app.init();
   const server: Server = app.getHttpServer();
-  server.keepAliveTimeout = KEEP_ALIVE_MS;
-  server.headersTimeout = KEEP_ALIVE_MS + 1000;
   // Signal handlers before the port is bound and before "relay listening" is logged: a signal
   // that arrives right after the log line (a supervisor, a test) must never meet Node's default.
   const log = new Logger('Main');
@@ -81,6 +82,15 @@ async function bootstrap(): Promise<void> {
     void (async () => {
       await demoStopped;
       await lifecycle.waitDrainWindow(signal === 'SIGINT' ? 0 : config.drainMs);
+      if (signal !== 'SIGINT' && config.stateStore === 'memory') {
+        // Nothing else holds this process's work: let what was handed out be answered and
+        // collected, until the grace deadline at most (docs/decisions.md, "Draining the memory store").
+        const store = app.get<StateStore>(STATE_STORE);
+        await lifecycle.linger(async () => {
+          const stats = await store.stats(Date.now());
+          return stats.inFlight === 0 && stats.storedResponses === 0;
+        });
+      }
       server.closeIdleConnections();
       await app.close();
       log.log({ msg: 'relay stopped', signal });
@@ -92,6 +102,8 @@ async function bootstrap(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // Closing the terminal that runs `npm start` sends SIGHUP: drain as for SIGTERM.
+  process.on('SIGHUP', shutdown);
   try {
     await listen(server, config.port, config.host);
   } catch (error) {
@@ -111,10 +123,12 @@ async function bootstrap(): Promise<void> {
 
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
+  const nodeAuth = app.get(TokenService).open ? 'open' : 'token';
   log.log({
     msg: 'relay listening',
     host: config.host,
     port,
+    nodeAuth,
     store: config.stateStore,
     legacyRoutes: config.legacyRoutesEnabled,
     publicRateLimits: config.publicLimitsLocalExempt
@@ -123,6 +137,10 @@ async function bootstrap(): Promise<void> {
     gateway: config.gateway.enabled,
     demoNode: config.gateway.mockNode,
   });
+
+  for (const warning of exposureWarnings(config, nodeAuth)) {
+    log.warn(warning);
+  }
 
   // The demo compute node is an HTTP client of this very listener, so it starts once it listens.
   if (demoKey !== null && !stopping) {
@@ -145,6 +163,31 @@ async function bootstrap(): Promise<void> {
       log.error({ msg: 'demo compute node failed to start', reason: (error as Error).message });
     }
   }
+}
+
+/**
+ * What a relay reachable from other machines lets strangers do because of its configuration,
+ * said once at boot (docs/operations.md, "Exposing the relay").
+ */
+function exposureWarnings(config: RelayConfig, nodeAuth: 'open' | 'token'): object[] {
+  if (isLoopbackHost(config.host)) {
+    return [];
+  }
+  const warnings: object[] = [];
+  if (nodeAuth === 'open') {
+    warnings.push({
+      msg: 'node registration is open on a non-loopback address: anyone who can reach it can register compute nodes, be offered to clients by /servers/next and the gateway, and receive (and answer) the requests routed to them; set TOKENPLACE_RELAY_SERVER_TOKEN or TOKENPLACE_RELAY_SERVER_TOKENS_FILE to require a token',
+      nodeAuth,
+      host: config.host,
+    });
+  }
+  if (config.publicRateLimits.length === 0) {
+    warnings.push({
+      msg: 'public rate limits are off (API_RATE_LIMIT and API_DAILY_QUOTA) on a non-loopback address: any caller may submit, cancel and list models without limit',
+      host: config.host,
+    });
+  }
+  return warnings;
 }
 
 /** Listens, or rejects with the listen error (no Nest log line, no uncaught exception). */

@@ -29,6 +29,15 @@ export function inSequence(...steps: Middleware[]): Middleware {
   };
 }
 
+/**
+ * `X-Content-Type-Options: nosniff` on every answer the app writes (API JSON, errors, 404s,
+ * static files): a browser must never run a JSON body that echoes input as a script or page.
+ */
+export function noSniff(_req: Request, res: Response, next: NextFunction): void {
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  next();
+}
+
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 /** Echoes a sane incoming `X-Request-Id` or generates 16 hex chars; on every response. */
@@ -194,6 +203,7 @@ export function requireJson(req: Request, res: Response, next: NextFunction): vo
 /** `/api/v1/relay/progress` is size-checked before parsing and before auth (spec §2.4). */
 export function progressSizeCheck(req: Request, res: Response, next: NextFunction): void {
   if (Number(req.headers['content-length'] ?? 0) > 16384) {
+    res.setHeader('Connection', 'close'); // the body is never read: do not wait for it either
     sendRelayError(res, Errors.progressTooLarge(), 'object');
     return;
   }

@@ -1,11 +1,23 @@
-import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import {
+  applyDecorators,
+  CanActivate,
+  CallHandler,
+  ExecutionContext,
+  Inject,
+  Injectable,
+  Logger,
+  NestInterceptor,
+  SetMetadata,
+  UseInterceptors,
+} from '@nestjs/common';
+import { catchError, from, mergeMap, throwError, type Observable } from 'rxjs';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { RelayConfig, type ControlRoute, type RateLimit } from '../config/relay-config';
 import { RelayMetrics } from '../metrics/relay-metrics';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import { CLOCK, type Clock } from './clock';
-import { clientAddress } from './client-address';
+import { addressUnit, clientAddress } from './client-address';
 import { isPlainObject } from './envelope-body';
 import { sha256Hex } from './ids';
 import { isTruthy } from './validators';
@@ -30,12 +42,34 @@ export const PublicRateLimit = (bucket: string): MethodDecorator =>
 export const EndpointRateLimit = (opts: { stream?: boolean } = {}): MethodDecorator =>
   SetMetadata(POLICY, { kind: 'endpoint', stream: opts.stream === true } satisfies RateLimitPolicy);
 
-/** Control-plane limiter: a per-address bucket plus a per-identity bucket (spec §2.4). */
+/**
+ * Control-plane limiter: a per-address bucket plus a per-identity bucket (spec §2.4), charged so
+ * that nobody can spend another's identity budget (docs/decisions.md, "Identity buckets"):
+ * - a request carrying a control credential charges the identity, and gets the hit back if the
+ *   request then fails (a wrong credential, an unknown node);
+ * - without one, token holders charge the identity (a configured token matched);
+ * - in open mode (no token configured) the bucket is the identity as seen from the caller's
+ *   address, so naming a victim's key from elsewhere spends only the caller's own budget.
+ */
 export const ControlRateLimit = (
   route: ControlRoute,
   identity: 'server_public_key' | 'client_public_key' = 'server_public_key',
 ): MethodDecorator =>
-  SetMetadata(POLICY, { kind: 'control', route, identity } satisfies RateLimitPolicy);
+  applyDecorators(
+    SetMetadata(POLICY, { kind: 'control', route, identity } satisfies RateLimitPolicy),
+    UseInterceptors(IdentityRefund),
+  );
+
+/** Routes whose identity is proven by the node's control credential (spec §4.4.3, §4.4.4, §4.4.10). */
+const CREDENTIAL_ROUTES: ReadonlySet<ControlRoute> = new Set(['control', 'progress', 'unregister']);
+
+/** An identity hit the guard made that the request has yet to earn (see {@link IdentityRefund}). */
+interface PendingCharge {
+  key: string;
+  limit: RateLimit;
+}
+const PENDING = Symbol('relay:identity-charge');
+type WithPending = Request & { [PENDING]?: PendingCharge };
 
 /** A request that names a client behind a proxy: it may come from anywhere. */
 function viaProxy(req: Request): boolean {
@@ -44,8 +78,31 @@ function viaProxy(req: Request): boolean {
     h.forwarded !== undefined ||
     h['x-forwarded-for'] !== undefined ||
     h['x-real-ip'] !== undefined ||
-    h.via !== undefined
+    h.via !== undefined ||
+    h['cf-connecting-ip'] !== undefined ||
+    h['true-client-ip'] !== undefined
   );
+}
+
+const LOCAL_NAME = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)$/i;
+
+/**
+ * The name a loopback request was sent to (its Host, or a browser's Origin) when that name is not
+ * this machine's: a sign that a proxy on this machine forwards traffic from elsewhere without
+ * saying so (no X-Forwarded-For). Null when nothing gives it away, which is all this can see: a
+ * proxy that also rewrites Host to localhost and strips Origin looks exactly like a local caller.
+ */
+export function foreignName(req: Request): string | null {
+  const names = [req.headers.host, req.headers.origin]
+    .filter((v): v is string => typeof v === 'string' && v !== '' && v !== 'null')
+    .map((v) => {
+      try {
+        return new URL(v.includes('://') ? v : `http://${v}`).hostname;
+      } catch {
+        return v;
+      }
+    });
+  return names.find((name) => !LOCAL_NAME.test(name)) ?? null;
 }
 
 /**
@@ -54,6 +111,9 @@ function viaProxy(req: Request): boolean {
  */
 @Injectable()
 export class RateLimitGuard implements CanActivate {
+  private readonly logger = new Logger('RateLimit');
+  private warnedUnmarkedProxy = false;
+
   constructor(
     private readonly reflector: Reflector,
     private readonly config: RelayConfig,
@@ -68,8 +128,9 @@ export class RateLimitGuard implements CanActivate {
       return true;
     }
     const req = context.switchToHttp().getRequest<Request>();
-    const address = clientAddress(req);
+    const address = addressUnit(clientAddress(req));
     if (policy.kind !== 'control' && this.config.publicLimitsLocalExempt && !viaProxy(req)) {
+      this.noticeUnmarkedProxy(req);
       return true; // this machine's own request to a loopback-only relay
     }
     if (policy.kind === 'public') {
@@ -98,10 +159,45 @@ export class RateLimitGuard implements CanActivate {
     const identityLimit = this.config.controlRateLimits[policy.route];
     const body: unknown = req.body;
     const identity = isPlainObject(body) ? body[policy.identity] : undefined;
-    if (identityLimit && typeof identity === 'string' && identity !== '') {
-      await this.charge(`cid:${policy.route}:${sha256Hex(identity)}`, identityLimit, false);
+    if (!identityLimit || typeof identity !== 'string' || identity === '') {
+      return true;
     }
+    const credential = isPlainObject(body) ? body.control_credential : undefined;
+    const carriesCredential = CREDENTIAL_ROUTES.has(policy.route) && typeof credential === 'string';
+    if (carriesCredential || this.tokensConfigured) {
+      const key = `cid:${policy.route}:${sha256Hex(identity)}`;
+      await this.charge(key, identityLimit, false);
+      if (carriesCredential) {
+        (req as WithPending)[PENDING] = { key, limit: identityLimit };
+      }
+      return true;
+    }
+    await this.charge(
+      `cia:${policy.route}:${sha256Hex(`${address}\n${identity}`)}`,
+      identityLimit,
+      false,
+    );
     return true;
+  }
+
+  /** A node token is configured: a request that got here showed one (NodeTokenGuard runs first). */
+  private get tokensConfigured(): boolean {
+    return this.config.serverTokens.length > 0 || this.config.serverTokensFile !== null;
+  }
+
+  /** Says once per process that the loopback exemption seems to be letting a proxy through. */
+  private noticeUnmarkedProxy(req: Request): void {
+    if (this.warnedUnmarkedProxy) {
+      return;
+    }
+    const name = foreignName(req);
+    if (name !== null) {
+      this.warnedUnmarkedProxy = true;
+      this.logger.warn({
+        msg: 'public rate limits are off for requests from this machine, but one from loopback was addressed to another name and carried no X-Forwarded-For: if a proxy or tunnel on this machine forwards traffic from elsewhere, every caller it forwards is unlimited. Make it add X-Forwarded-For and set TOKENPLACE_RELAY_TRUST_PROXY=loopback, or set API_RATE_LIMIT',
+        name: name.slice(0, 253),
+      });
+    }
   }
 
   private async charge(key: string, limit: RateLimit, countsAsOutcome: boolean): Promise<void> {
@@ -117,5 +213,41 @@ export class RateLimitGuard implements CanActivate {
       }
       throw Errors.rateLimited(limit.text, result.resetSeconds);
     }
+  }
+}
+
+/**
+ * Gives back the identity hit of a credential-carrying request that failed (wrong credential,
+ * unknown node, bad body): only requests that proved the identity spend its budget. Bound by
+ * {@link ControlRateLimit}; runs after the guard, around the handler.
+ */
+@Injectable()
+export class IdentityRefund implements NestInterceptor {
+  constructor(
+    @Inject(STATE_STORE) private readonly store: StateStore,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const req = context.switchToHttp().getRequest<WithPending>();
+    return next.handle().pipe(
+      catchError((error: unknown) => {
+        const pending = req[PENDING];
+        if (pending === undefined) {
+          return throwError(() => error);
+        }
+        req[PENDING] = undefined;
+        const refund = this.store
+          .hitRateLimit({
+            key: pending.key,
+            limit: pending.limit.limit,
+            windowMs: pending.limit.windowMs,
+            now: this.clock.now(),
+            refund: true,
+          })
+          .catch(() => undefined);
+        return from(refund).pipe(mergeMap(() => throwError(() => error)));
+      }),
+    );
   }
 }

@@ -1,3 +1,16 @@
+/** Most characters of a caller's input an error message repeats back. */
+export const ECHO_CHARS = 128;
+
+/**
+ * A caller's input as an error message repeats it: cut to {@link ECHO_CHARS} characters, with the
+ * full length said, so a 10 KB model name costs the answer 150 bytes, not 10 KB.
+ */
+export function echo(value: string): string {
+  return value.length <= ECHO_CHARS
+    ? value
+    : `${value.slice(0, ECHO_CHARS)}... (${value.length} characters)`;
+}
+
 /**
  * A failure with a wire meaning: status, message, the `code` inside the error object, and any extra
  * fields or headers the protocol spec gives it. Services throw these; one filter renders them in the
@@ -65,6 +78,7 @@ export const Errors = {
   progressEnvelope: () => obj(400, 'Invalid encrypted progress envelope'),
   progressTooLarge: () => obj(413, 'Progress envelope too large'),
   bodyTooLarge: (limit: number) => obj(413, `Request body too large (limit ${limit} bytes)`),
+  bodyTimeout: () => obj(408, 'Request body not received in time', 'request_body_timeout'),
   malformedJson: () => obj(400, 'Malformed JSON body'),
   unsupportedMediaType: () => obj(415, 'Content-Type must be application/json'),
   notFoundRoute: () => obj(404, 'Not found'),
@@ -75,7 +89,7 @@ export const Errors = {
   serverNotFound: () => obj(404, 'Server with the specified public key not found'),
   unknownStream: () => obj(404, 'Unknown stream session'),
   streamFull: () => obj(413, 'Stream session buffer is full'),
-  unknownRequestId: (requestId: string) => obj(404, `Unknown request_id: ${requestId}`),
+  unknownRequestId: (requestId: string) => obj(404, `Unknown request_id: ${echo(requestId)}`),
   noResponse: () => obj(404, 'No response available for the given public key'),
   noLongerWaiting: (code: string) =>
     obj(410, 'Request is no longer waiting for a response', code, { status: code }),

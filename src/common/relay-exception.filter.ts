@@ -49,10 +49,17 @@ export function openAiBody(error: RelayError): { error: Record<string, unknown> 
   return { error: body };
 }
 
+/** Longest error message the relay writes. */
+const MAX_MESSAGE_CHARS = 1024;
+
 /** Writes a {@link RelayError} in the route's style. */
 export function sendRelayError(res: Response, error: RelayError, style: ErrorStyle): void {
   for (const [name, value] of Object.entries(error.headers)) {
     res.setHeader(name, value);
+  }
+  if (error.message.length > MAX_MESSAGE_CHARS) {
+    // A backstop: messages that repeat input cut it themselves (echo()); none may grow unbounded.
+    error.message = `${error.message.slice(0, MAX_MESSAGE_CHARS)}...`;
   }
   const asText = style === 'text' && (error.status === 400 || error.status === 404);
   const body =

@@ -7,6 +7,7 @@ const CHART_POD = { constrainedBytes: 512 * MiB, heapLimitBytes: 387 * MiB };
 const base = (over: Partial<MemoryPlanInput> = {}): MemoryPlanInput => ({
   runtime: CHART_POD,
   maxBodyBytes: MiB,
+  bodyBytesInFlight: 32 * MiB,
   maxStreamBytes: MiB,
   store: 'memory',
   ...over,
@@ -98,7 +99,9 @@ describe(planMemory.name, () => {
 
   it('should count each stored answer at the body limit', () => {
     const refused = planMemory(base({ maxStoredResponses: 20000 }));
-    const smallBodies = planMemory(base({ maxStoredResponses: 2000, maxBodyBytes: 64 * 1024 }));
+    const smallBodies = planMemory(
+      base({ maxStoredResponses: 2000, maxBodyBytes: 64 * 1024, bodyBytesInFlight: 2 * MiB }),
+    );
 
     expect(refused.problems[0]).toMatch(
       /^TOKENPLACE_RELAY_MAX_STORED_RESPONSES=20000 \(each up to TOKENPLACE_RELAY_MAX_BODY_BYTES=1048576\) need about 22000 MiB/,
@@ -120,8 +123,15 @@ describe(planMemory.name, () => {
 
     expect(plan).toBeNull();
     expect(problems).toEqual([
-      'memory budget too small: memory limit 128 MiB from TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, heap limit 387 MiB leave 0 MiB for relay state after the runtime (48 MiB) and 32 request bodies of TOKENPLACE_RELAY_MAX_BODY_BYTES (32 MiB); at least 16 MiB is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES',
+      'memory budget too small: memory limit 128 MiB from TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, heap limit 387 MiB leave 0 MiB for relay state after the runtime (48 MiB) and request bodies being read (TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT, 32 MiB); at least 16 MiB is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT',
     ]);
+  });
+
+  it('should take the bodies being read out of the data budget, at the bound the body admission enforces', () => {
+    const small = planMemory(base({ bodyBytesInFlight: 8 * MiB })).plan;
+    const large = planMemory(base({ bodyBytesInFlight: 64 * MiB })).plan;
+
+    expect((small?.dataBytes ?? 0) - (large?.dataBytes ?? 0)).toBe(56 * MiB);
   });
 
   it('should warn when the heap may outgrow the container (no --max-old-space-size)', () => {

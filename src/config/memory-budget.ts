@@ -33,7 +33,10 @@ export const MEMORY_MODEL = {
   nativeReserveBytes: 96 * MiB,
   /** The relay's own live heap under load (modules, metrics, sockets). */
   heapBaselineBytes: 48 * MiB,
-  /** Request bodies being read and parsed at once, each up to TOKENPLACE_RELAY_MAX_BODY_BYTES. */
+  /**
+   * Default bound of request bodies being read at once, in bodies of TOKENPLACE_RELAY_MAX_BODY_BYTES
+   * (TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT; the body admission refuses what goes beyond).
+   */
   concurrentBodies: 32,
   /** Share of the heap limit live data may use: V8 fails well before 100% ("ineffective mark-compacts"). */
   heapUsable: 0.8,
@@ -57,6 +60,8 @@ export interface MemoryPlanInput {
   configuredLimitBytes?: number;
   runtime: RuntimeMemory;
   maxBodyBytes: number;
+  /** TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT: the request-body bytes read at once, at most. */
+  bodyBytesInFlight: number;
   /** Caps the operator set explicitly; unset ones are derived. */
   maxQueuedBytes?: number;
   maxStoredResponses?: number;
@@ -108,7 +113,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
 
   const heapSide = runtime.heapLimitBytes * m.heapUsable;
   const limitSide = limitBytes === null ? Infinity : limitBytes - m.nativeReserveBytes;
-  const bodies = m.concurrentBodies * input.maxBodyBytes;
+  const bodies = input.bodyBytesInFlight;
   const dataBytes = Math.floor(Math.min(heapSide, limitSide) - m.heapBaselineBytes - bodies);
   const where =
     limitBytes === null
@@ -122,7 +127,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
   }
   if (dataBytes < m.minimumDataBytes) {
     problems.push(
-      `memory budget too small: ${where} leave ${mib(Math.max(dataBytes, 0))} for relay state after the runtime (${mib(m.heapBaselineBytes)}) and ${m.concurrentBodies} request bodies of TOKENPLACE_RELAY_MAX_BODY_BYTES (${mib(bodies)}); at least ${mib(m.minimumDataBytes)} is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES`,
+      `memory budget too small: ${where} leave ${mib(Math.max(dataBytes, 0))} for relay state after the runtime (${mib(m.heapBaselineBytes)}) and request bodies being read (TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT, ${mib(bodies)}); at least ${mib(m.minimumDataBytes)} is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT`,
     );
     return { plan: null, problems, warnings };
   }

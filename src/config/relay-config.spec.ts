@@ -158,6 +158,64 @@ describe(RelayConfig.name, () => {
     ).toEqual([expect.stringContaining('must be greater than TOKENPLACE_RELAY_DRAIN_SECONDS')]);
   });
 
+  it('should refuse a node token variable set to nothing but blanks, naming it', () => {
+    expect(problemsOf({ TOKENPLACE_RELAY_SERVER_TOKEN: ' \t ' })).toEqual([
+      'TOKENPLACE_RELAY_SERVER_TOKEN is set but blank: node routes would be open to anyone. Put the token in it, or unset it to run with open node registration on purpose',
+    ]);
+    expect(problemsOf({ TOKEN_PLACE_RELAY_SERVER_TOKENS: ',\n, ' })[0]).toMatch(
+      /^TOKEN_PLACE_RELAY_SERVER_TOKENS is set but blank/,
+    );
+    expect(problemsOf({ TOKEN_PLACE_RELAY_SERVER_TOKENS: 'a,,b' })).toEqual([]);
+  });
+
+  it('should bound bodies in flight by default (32 and 4 bodies of the limit) and refuse bounds below one body', () => {
+    const config = RelayConfig.load({ TOKENPLACE_RELAY_MAX_BODY_BYTES: '65536' });
+
+    expect(config.bodies).toEqual({
+      maxBodyBytes: 65536,
+      maxInFlightBytes: 32 * 65536,
+      maxInFlightBytesPerAddress: 4 * 65536,
+      minChargeBytes: 16384,
+      timeoutMs: 10_000,
+      minBytesPerSecond: 32768,
+    });
+    expect(
+      problemsOf({
+        TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT: '100000',
+        TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS: '200000',
+      }),
+    ).toEqual([
+      'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT (100000) must be at least TOKENPLACE_RELAY_MAX_BODY_BYTES (1048576), or no body of the largest size could be read',
+      'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS (200000) must be at least TOKENPLACE_RELAY_MAX_BODY_BYTES (1048576), or no body of the largest size could be read',
+      'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS (200000) must not exceed TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT (100000)',
+    ]);
+  });
+
+  it('should give one node with 128 requests of 2 s in flight room on every route (spec §7.4 traffic)', () => {
+    const config = RelayConfig.load({});
+    const perSecond = (route: keyof typeof config.controlRateLimits): number => {
+      const limit = config.controlRateLimits[route];
+      return limit ? limit.limit / limit.windowSeconds : Infinity;
+    };
+    const inFlight = 128;
+    const claimsPerSecond = inFlight / 2;
+    const needed = {
+      poll: claimsPerSecond,
+      control: claimsPerSecond + inFlight / config.controlNextPollSeconds,
+      progress: inFlight,
+      response: claimsPerSecond,
+    };
+
+    for (const [route, rate] of Object.entries(needed)) {
+      expect({ route, fits: perSecond(route as keyof typeof needed) >= rate * 1.2 }).toEqual({
+        route,
+        fits: true,
+      });
+    }
+    const ip = config.controlIpRateLimit;
+    expect((ip?.limit ?? 0) / (ip?.windowSeconds ?? 1)).toBeGreaterThanOrEqual(2 * inFlight);
+  });
+
   it('should derive GPU host and port from the upstream URL', () => {
     const config = RelayConfig.load({ TOKENPLACE_RELAY_UPSTREAM_URL: 'http://gpu.internal:8080' });
 

@@ -3,7 +3,13 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import type { StoreLimits } from '../state/state.types';
 import { envSpecs } from './env.decorator';
-import { planMemory, runtimeMemory, type MemoryPlan, type RuntimeMemory } from './memory-budget';
+import {
+  MEMORY_MODEL,
+  planMemory,
+  runtimeMemory,
+  type MemoryPlan,
+  type RuntimeMemory,
+} from './memory-budget';
 import { RelayEnvSchema } from './relay-env.schema';
 import { unknownVariableWarnings, type EnvWarning } from './unknown-env';
 
@@ -52,13 +58,21 @@ export const CONTROL_ROUTES = [
 ] as const;
 export type ControlRoute = (typeof CONTROL_ROUTES)[number];
 
-const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
+/**
+ * Identity budgets sized for one node with `max_concurrency` 128 (the spec's ceiling) kept full
+ * with requests of 2 s or more, behaving as spec §7.4 says today's nodes do: a poll per claim, a
+ * control call right after each claim and every 10 s per request, progress once a second per
+ * request, one answer per request, a re-registration every 24 s (docs/decisions.md, "Node
+ * budgets"; measured by `node bench/hostile.mjs --only busy-node`). Per-minute windows so a burst
+ * never costs a node the rest of an hour.
+ */
+export const CONTROL_DEFAULTS: Record<ControlRoute, string> = {
   register: '240/hour',
   unregister: '240/hour',
-  poll: '1200/hour',
-  control: '1200/hour',
-  response: '1200/hour',
-  progress: '7200/hour',
+  poll: '6000/minute',
+  control: '9000/minute',
+  response: '6000/minute',
+  progress: '12000/minute',
 };
 
 /** Terms the existing relay blocks when moderation is on (gateway.md §3.7). */
@@ -69,6 +83,27 @@ export const DEFAULT_BLOCKED_TERMS = [
   'make a weapon',
   'weaponize',
 ];
+
+/**
+ * Request bodies being read at once (docs/decisions.md, "Bodies in flight"). Always on: tunable,
+ * never off, on every listen address.
+ */
+export interface BodyLimits {
+  /** Body limit of the general JSON parser (TOKENPLACE_RELAY_MAX_BODY_BYTES). */
+  maxBodyBytes: number;
+  /** Bytes of bodies being read at once over all callers. */
+  maxInFlightBytes: number;
+  /** The same per client address (IPv6 per /64). */
+  maxInFlightBytesPerAddress: number;
+  /** Every body is charged at least this much (what a stalled socket holds in buffers). */
+  minChargeBytes: number;
+  /** A body must arrive within this plus its size at {@link minBytesPerSecond}. */
+  timeoutMs: number;
+  minBytesPerSecond: number;
+}
+
+/** Smallest charge of a body being read: a stalled socket's buffers hold about this much. */
+export const MIN_BODY_CHARGE_BYTES = 16384;
 
 export interface GatewayConfig {
   enabled: boolean;
@@ -126,6 +161,8 @@ export class RelayConfig {
   readonly sinkHoldMs: number;
   readonly retrieveHoldMs: number;
   readonly maxBodyBytes: number;
+  /** Bounds and deadline of request bodies being read. */
+  readonly bodies: BodyLimits;
 
   readonly v1LeaseSeconds: number;
   readonly pollWaitSeconds: number;
@@ -222,6 +259,7 @@ export class RelayConfig {
     this.sinkHoldMs = s.sinkHoldSeconds * 1000;
     this.retrieveHoldMs = s.retrieveHoldSeconds * 1000;
     this.maxBodyBytes = s.maxBodyBytes;
+    this.bodies = bodyLimits(s);
 
     this.v1LeaseSeconds = s.v1LeaseSeconds;
     this.pollWaitSeconds = s.pollWaitSeconds;
@@ -363,6 +401,17 @@ export class RelayConfig {
       source[key] = `--${key}`;
     }
 
+    // A node token set to nothing (a Secret with an empty key) must never mean "open" in silence.
+    for (const property of ['serverToken', 'serverTokenLegacy', 'serverTokens']) {
+      const value = raw[property];
+      const parts = property === 'serverTokens' ? (value ?? '').split(/[,\n]/) : [value ?? ''];
+      if (value !== undefined && parts.every((t) => t.trim() === '')) {
+        problems.push(
+          `${source[property]} is set but blank: node routes would be open to anyone. Put the token in it, or unset it to run with open node registration on purpose`,
+        );
+      }
+    }
+
     const schema = plainToInstance(RelayEnvSchema, raw);
     const errors = validateSync(schema, { forbidUnknownValues: false });
     for (const error of errors) {
@@ -392,6 +441,22 @@ export class RelayConfig {
           `TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS (${schema.shutdownGraceSeconds}) must be greater than TOKENPLACE_RELAY_DRAIN_SECONDS (${schema.drainSeconds})`,
         );
       }
+      const bodies = bodyLimits(schema);
+      if (bodies.maxInFlightBytes < schema.maxBodyBytes) {
+        problems.push(
+          `TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT (${bodies.maxInFlightBytes}) must be at least TOKENPLACE_RELAY_MAX_BODY_BYTES (${schema.maxBodyBytes}), or no body of the largest size could be read`,
+        );
+      }
+      if (bodies.maxInFlightBytesPerAddress < schema.maxBodyBytes) {
+        problems.push(
+          `TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS (${bodies.maxInFlightBytesPerAddress}) must be at least TOKENPLACE_RELAY_MAX_BODY_BYTES (${schema.maxBodyBytes}), or no body of the largest size could be read`,
+        );
+      }
+      if (bodies.maxInFlightBytesPerAddress > bodies.maxInFlightBytes) {
+        problems.push(
+          `TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS (${bodies.maxInFlightBytesPerAddress}) must not exceed TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT (${bodies.maxInFlightBytes})`,
+        );
+      }
       if (schema.inFlightTtlSeconds !== undefined && schema.inFlightTtlSeconds > 86400) {
         problems.push('TOKEN_PLACE_API_V1_IN_FLIGHT_TTL_SECONDS is too large');
       }
@@ -403,6 +468,7 @@ export class RelayConfig {
       configuredLimitBytes: schema.memoryLimitBytes,
       runtime,
       maxBodyBytes: schema.maxBodyBytes,
+      bodyBytesInFlight: bodyLimits(schema).maxInFlightBytes,
       maxQueuedBytes: schema.maxQueuedBytes,
       maxStoredResponses: schema.maxStoredResponses,
       maxStreamSessions: schema.maxStreamSessions,
@@ -419,6 +485,20 @@ export class RelayConfig {
       explicit: new Set(Object.keys(source)),
     });
   }
+}
+
+/** The body bounds from the schema: unset ones are derived from the body limit. */
+function bodyLimits(s: RelayEnvSchema): BodyLimits {
+  const maxInFlightBytes = s.maxBodyBytesInFlight ?? MEMORY_MODEL.concurrentBodies * s.maxBodyBytes;
+  return {
+    maxBodyBytes: s.maxBodyBytes,
+    maxInFlightBytes,
+    maxInFlightBytesPerAddress:
+      s.maxBodyBytesInFlightPerAddress ?? Math.min(4 * s.maxBodyBytes, maxInFlightBytes),
+    minChargeBytes: MIN_BODY_CHARGE_BYTES,
+    timeoutMs: s.bodyTimeoutSeconds * 1000,
+    minBytesPerSecond: s.minUploadBytesPerSecond,
+  };
 }
 
 const KIND_CONSTRAINTS = ['isInt', 'isNumber', 'isBoolean', 'isString', 'isIn'];

@@ -339,6 +339,48 @@ export class RelayEnvSchema {
   maxBodyBytes = 1024 * 1024;
 
   @Env(
+    'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT',
+    'Most request-body bytes read at once over all callers, each body counted at its Content-Length (at least 16384; chunked or compressed: the body limit); beyond: 503 with Retry-After before the body is read. Counted in the memory budget. Default: 32 times TOKENPLACE_RELAY_MAX_BODY_BYTES',
+  )
+  @ToNumber()
+  @IsOptional()
+  @IsInt()
+  @Min(16384)
+  @Max(2 ** 40)
+  maxBodyBytesInFlight?: number;
+
+  @Env(
+    'TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS',
+    'The same bound per client address (IPv6: per /64); beyond: 503 with Retry-After for that address only. Default: 4 times TOKENPLACE_RELAY_MAX_BODY_BYTES, at most the total',
+  )
+  @ToNumber()
+  @IsOptional()
+  @IsInt()
+  @Min(16384)
+  @Max(2 ** 40)
+  maxBodyBytesInFlightPerAddress?: number;
+
+  @Env(
+    'TOKENPLACE_RELAY_BODY_TIMEOUT_SECONDS',
+    'A request body must arrive within this many seconds plus its size at TOKENPLACE_RELAY_MIN_UPLOAD_BYTES_PER_SECOND (408 and the connection closed beyond)',
+  )
+  @ToNumber()
+  @IsNumber()
+  @Min(1)
+  @Max(600)
+  bodyTimeoutSeconds = 10;
+
+  @Env(
+    'TOKENPLACE_RELAY_MIN_UPLOAD_BYTES_PER_SECOND',
+    'Slowest upload rate a request body is given time for, on top of TOKENPLACE_RELAY_BODY_TIMEOUT_SECONDS',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(1024)
+  @Max(1024 * 1024 * 1024)
+  minUploadBytesPerSecond = 32768;
+
+  @Env(
     'TOKENPLACE_RELAY_MAX_NODES',
     'Most registered compute nodes (new registrations get 503 beyond; renewals always succeed)',
   )
@@ -581,43 +623,64 @@ export class RelayEnvSchema {
 
   @Env(
     'API_RELAY_CONTROL_PLANE_RATE_LIMIT',
-    'Identity limit for all six compute-node routes (overridden per route below)',
+    'Identity limit for all six compute-node routes (overridden per route below); unset: the per-route defaults (register and unregister 240/hour, poll and responses 6000/minute, control 9000/minute, progress 12000/minute)',
   )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   controlPlaneRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT', 'Per-address limit on each compute-node route')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT',
+    'Per-address limit on each compute-node route (room for two busy nodes behind one address)',
+  )
   @Trim()
   @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
-  controlPlaneIpRateLimit = '10000/hour';
+  controlPlaneIpRateLimit = '24000/minute';
 
-  @Env('API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT', 'Identity limit of /servers/register')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT',
+    'Identity limit of /servers/register (default 240/hour)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   registerRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_UNREGISTER_RATE_LIMIT', 'Identity limit of /servers/unregister')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_UNREGISTER_RATE_LIMIT',
+    'Identity limit of /servers/unregister (default 240/hour)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   unregisterRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT', 'Identity limit of /servers/poll')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT',
+    'Identity limit of /servers/poll and /sink (default 6000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   pollRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_CONTROL_RATE_LIMIT', 'Identity limit of /servers/control')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_CONTROL_RATE_LIMIT',
+    'Identity limit of /servers/control (default 9000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   controlRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_RESPONSE_RATE_LIMIT', 'Identity limit of /responses')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_RESPONSE_RATE_LIMIT',
+    'Identity limit of /responses and legacy answers (default 6000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   responseRateLimit = '';
 
-  @Env('API_RELAY_CONTROL_PLANE_PROGRESS_RATE_LIMIT', 'Identity limit of /progress')
+  @Env(
+    'API_RELAY_CONTROL_PLANE_PROGRESS_RATE_LIMIT',
+    'Identity limit of /progress (default 12000/minute)',
+  )
   @Trim()
   @Matches(new RegExp(`^$|${RATE_LIMIT.source}`, 'i'), { message: RATE_LIMIT_MESSAGE })
   progressRateLimit = '';

@@ -1,4 +1,4 @@
-import { OpenAiError } from '../common/relay-error';
+import { echo, OpenAiError } from '../common/relay-error';
 
 const INVALID = 'invalid_request_error';
 
@@ -64,14 +64,14 @@ export const GatewayErrors = {
       { code: 'content_blocked' },
     ),
   modelNotFound: (id: string) =>
-    new OpenAiError(404, `Model '${id}' not found`, INVALID, { code: 'model_not_found' }),
+    new OpenAiError(404, `Model '${echo(id)}' not found`, INVALID, { code: 'model_not_found' }),
   v2ModelNotFound: (id: string) =>
-    new OpenAiError(400, `Model '${id}' not found`, INVALID, {
+    new OpenAiError(400, `Model '${echo(id)}' not found`, INVALID, {
       param: 'model',
       code: 'model_not_found',
     }),
   modelNotSupported: (canonical: string) =>
-    new OpenAiError(400, `Model '${canonical}' is not supported by API v1.`, INVALID, {
+    new OpenAiError(400, `Model '${echo(canonical)}' is not supported by API v1.`, INVALID, {
       param: 'model',
       code: 'model_not_supported',
     }),

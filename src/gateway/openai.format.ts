@@ -126,7 +126,8 @@ export function modelCreated(id: string): number {
   return 1_700_000_000 + (crc32(Buffer.from(id, 'utf8')) % 31_536_000);
 }
 
-const OWNERS: Record<string, string> = { 'qwen3-8b-instruct': 'Qwen' };
+/** A Map: model ids are strings nodes chose, and `__proto__` must be just a name. */
+const OWNERS = new Map([['qwen3-8b-instruct', 'Qwen']]);
 
 /** API v1 model object (gateway.md §3.1: these fields, nothing else). */
 export function v1Model(id: string): Record<string, unknown> {
@@ -135,7 +136,7 @@ export function v1Model(id: string): Record<string, unknown> {
     id,
     object: 'model',
     created,
-    owned_by: OWNERS[id] ?? 'token.place',
+    owned_by: OWNERS.get(id) ?? 'token.place',
     permission: [
       {
         id: `modelperm-${id}`,

@@ -1,5 +1,5 @@
 import { isPlainObject } from '../common/envelope-body';
-import { OpenAiError } from '../common/relay-error';
+import { echo, OpenAiError } from '../common/relay-error';
 import { isTruthy } from '../common/validators';
 import { MODEL_ALIASES } from '../registry/capabilities';
 import { GatewayErrors } from './gateway.errors';
@@ -217,7 +217,7 @@ function checkMessage(message: unknown, i: number, api: ApiVersion): ChatMessage
     throw GatewayErrors.wrongType('role', 'str');
   }
   if (!ROLES.has(role)) {
-    throw GatewayErrors.messages(`Invalid role in messages[${i}]: ${role}`);
+    throw GatewayErrors.messages(`Invalid role in messages[${i}]: ${echo(role)}`);
   }
   const out: ChatMessage = { role, content: checkContent(message.content, i, api) };
   if (typeof message.name === 'string') {
@@ -260,7 +260,9 @@ function checkContent(content: unknown, i: number, api: ApiVersion): ChatMessage
           )
         : GatewayErrors.imageContent();
     }
-    throw GatewayErrors.messages(`Unsupported content type in messages[${i}]: ${pythonRepr(type)}`);
+    throw GatewayErrors.messages(
+      `Unsupported content type in messages[${i}]: ${echo(pythonRepr(type))}`,
+    );
   });
 }
 

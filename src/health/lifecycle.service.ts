@@ -20,6 +20,7 @@ export class LifecycleService implements DrainNotifier {
   private readonly waiters = new Set<() => void>();
   private skipWindow: (() => void) | null = null;
   private drainingSince: number | null = null;
+  private lingeringSince: number | null = null;
   private readonly pending = new Set<string>();
 
   /** What readiness still waits for, in the order it was held (empty: ready to take work). */
@@ -90,8 +91,33 @@ export class LifecycleService implements DrainNotifier {
     });
   }
 
-  /** Ends the drain window now (second signal). */
+  /** Ends the drain window, or the linger after it, now (second signal). */
   skipDrainWindow(): void {
     this.skipWindow?.();
+  }
+
+  /**
+   * After the drain window, with state held in this process only: work already handed out may
+   * still be answered and collected. No new work is handed out (`lingering`); this resolves once
+   * `settled()` says nothing handed out is left, or on a second signal. The grace deadline of
+   * main.ts ends the process whatever this is waiting for.
+   */
+  async linger(settled: () => Promise<boolean>, everyMs = 200): Promise<void> {
+    this.lingeringSince = Date.now();
+    let skipped = false;
+    this.skipWindow = () => {
+      this.skipWindow = null;
+      skipped = true;
+    };
+    this.logger.log({ msg: 'lingering for work already handed out' });
+    while (!skipped && !(await settled().catch(() => true))) {
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+    this.skipWindow = null;
+  }
+
+  /** True once the drain window is over and the relay only waits for work it handed out. */
+  get lingering(): boolean {
+    return this.lingeringSince !== null;
   }
 }

@@ -111,5 +111,5 @@ export const DEFAULT_MODEL = 'qwen3-8b-instruct';
 /** Requested model: trimmed, lower-cased, aliased (spec §4.5 step 1). */
 export function resolveModel(requested: string): string {
   const m = requested.trim().toLowerCase();
-  return MODEL_ALIASES[m] ?? m;
+  return Object.hasOwn(MODEL_ALIASES, m) ? (MODEL_ALIASES[m] as string) : m;
 }

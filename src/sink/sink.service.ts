@@ -163,7 +163,8 @@ export class SinkService {
   ): Promise<ClaimedJob[] | null> {
     let signal: AbortSignal | null = null;
     for (;;) {
-      if (caller.gone) {
+      if (caller.gone || this.lifecycle.lingering) {
+        // Lingering (memory store, drain window over): work handed out now would die unanswered.
         return [];
       }
       const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });

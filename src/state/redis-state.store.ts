@@ -503,7 +503,12 @@ export class RedisStateStore implements StateStore {
   // ---------------------------------------------------------------- upkeep (upkeep.redis.lua)
 
   async hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult> {
-    const r = await this.reply('tpHitRateLimit', cmd.now, [cmd.key, cmd.limit, cmd.windowMs]);
+    const r = await this.reply('tpHitRateLimit', cmd.now, [
+      cmd.key,
+      cmd.limit,
+      cmd.windowMs,
+      cmd.refund === true ? '1' : '0',
+    ]);
     const allowed = r.flag('allowed');
     const resetSeconds = r.integer('reset seconds');
     r.end();

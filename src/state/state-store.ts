@@ -228,6 +228,8 @@ export interface RateLimitCommand {
   limit: number;
   windowMs: number;
   now: number;
+  /** Take back one hit of the current window instead of counting one (always allowed). */
+  refund?: boolean;
 }
 
 export interface RateLimitResult {
@@ -286,7 +288,10 @@ export interface StateStore {
   appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult>;
   /** Drains a client's legacy stream session; removes it once final. */
   takeStream(clientKey: string, now: number): Promise<StreamTakeResult>;
-  /** Counts one hit in a fixed window; refuses past `limit`. */
+  /**
+   * Counts one hit in a fixed window; refuses past `limit`. A full table evicts its least recently
+   * used bucket. With `refund`, takes one hit of the current window back.
+   */
   hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult>;
   /** Expires deadlines and TTLs and evicts stale nodes. Safe to run on every replica at once. */
   sweep(now: number): Promise<TransitionCounts>;

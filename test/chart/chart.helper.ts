@@ -338,3 +338,32 @@ export function renderNotes(o: RenderOptions = {}): string {
   }
   return get<string>(parseDocs(r.stdout)[0], 'data.notes');
 }
+
+const MiB = 1024 * 1024;
+const UNITS: Record<string, number> = { Ki: 1024, Mi: MiB, Gi: 1024 * MiB, '': 1 };
+
+export function quantityBytes(q: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|)$/.exec(q);
+  if (!m) {
+    throw new Error(`unexpected memory quantity ${q}`);
+  }
+  return Number(m[1]) * (UNITS[m[2] as string] as number);
+}
+
+/** The relay container's env as the kubelet would resolve it for the default render. */
+export function chartRuntime(): { env: Record<string, string>; limitBytes: number; limit: string } {
+  const relay = relayContainer(render().docs);
+  const limit = relay.resources?.limits?.memory as string;
+  const limitBytes = quantityBytes(limit);
+  const env: Record<string, string> = {};
+  for (const e of relay.env ?? []) {
+    const field = (e.valueFrom as { resourceFieldRef?: { resource: string } } | undefined)
+      ?.resourceFieldRef;
+    if (e.value !== undefined) {
+      env[e.name] = e.value;
+    } else if (field?.resource === 'limits.memory') {
+      env[e.name] = String(limitBytes);
+    }
+  }
+  return { env, limitBytes, limit };
+}

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createMemoryCgroup, type MemoryCgroup } from '../helpers/memory-cgroup';
 import { MAIN_JS, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { describeIf, requirement } from '../helpers/requirements';
-import { helmReady, relayContainer, render } from './chart.helper';
+import { chartRuntime, helmReady } from './chart.helper';
 
 /**
  * Issue 12 item 4: a full queue must be refused with 503 + Retry-After, never end in an OOM kill.
@@ -12,33 +12,6 @@ import { helmReady, relayContainer, render } from './chart.helper';
  * its queue is filled with maximum-size envelopes until the relay refuses.
  */
 const MiB = 1024 * 1024;
-const UNITS: Record<string, number> = { Ki: 1024, Mi: MiB, Gi: 1024 * MiB, '': 1 };
-
-function quantityBytes(q: string): number {
-  const m = /^(\d+)(Ki|Mi|Gi|)$/.exec(q);
-  if (!m) {
-    throw new Error(`unexpected memory quantity ${q}`);
-  }
-  return Number(m[1]) * (UNITS[m[2] as string] as number);
-}
-
-/** The relay container's env as the kubelet would resolve it for the default render. */
-function chartRuntime(): { env: Record<string, string>; limitBytes: number; limit: string } {
-  const relay = relayContainer(render().docs);
-  const limit = relay.resources?.limits?.memory as string;
-  const limitBytes = quantityBytes(limit);
-  const env: Record<string, string> = {};
-  for (const e of relay.env ?? []) {
-    const field = (e.valueFrom as { resourceFieldRef?: { resource: string } } | undefined)
-      ?.resourceFieldRef;
-    if (e.value !== undefined) {
-      env[e.name] = e.value;
-    } else if (field?.resource === 'limits.memory') {
-      env[e.name] = String(limitBytes);
-    }
-  }
-  return { env, limitBytes, limit };
-}
 
 /**
  * What the test changes, none of it about memory: a loopback ephemeral port, no per-address rate

@@ -1969,20 +1969,68 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(reset).toEqual({ allowed: true, resetSeconds: 60 });
       });
 
-      it('should refuse new buckets at the cap until old windows end', async () => {
-        await hit(store, 'a');
+      it('should evict the least recently hit bucket at the cap, never refuse a newcomer', async () => {
+        await hit(store, 'a', 2, 3_600_000);
         clock.advance(1000);
         await hit(store, 'b');
         await hit(store, 'c');
+        clock.advance(1000);
+        await hit(store, 'b');
 
-        const refused = await hit(store, 'd');
-        const existing = await hit(store, 'a');
-        clock.advance(59_000);
-        const afterWindow = await hit(store, 'd');
+        const newcomer = await hit(store, 'd');
+        const stats = await store.stats(now());
+        const evictedComesBack = await hit(store, 'a', 2, 3_600_000);
+        const stillCounted = [await hit(store, 'b'), await hit(store, 'b')];
 
-        expect(refused).toEqual({ allowed: false, resetSeconds: 1 });
-        expect(existing.allowed).toBe(true);
-        expect(afterWindow.allowed).toBe(true);
+        expect(newcomer).toEqual({ allowed: true, resetSeconds: 60 });
+        expect(stats.rateLimitBuckets).toBe(3);
+        // 'a' was the least recently hit (a day-long window does not pin it): a fresh window.
+        expect(evictedComesBack).toEqual({ allowed: true, resetSeconds: 3600 });
+        // 'c' went to make room for 'a'; 'b' kept its count (2 of 2 used).
+        expect(stillCounted.map((r) => r.allowed)).toEqual([false, false]);
+      });
+
+      it('should keep a refused caller recently used, so its bucket is not the one evicted', async () => {
+        await hit(store, 'abuser', 1);
+        await hit(store, 'abuser', 1);
+        clock.advance(1000);
+        await hit(store, 'x');
+        clock.advance(1000);
+        await hit(store, 'abuser', 1);
+        await hit(store, 'y');
+
+        await hit(store, 'z');
+        const abuser = await hit(store, 'abuser', 1);
+
+        expect(abuser.allowed).toBe(false);
+      });
+
+      it('should take back one hit of the current window on refund, and nothing else', async () => {
+        await hit(store, 'k', 2);
+        await hit(store, 'k', 2);
+        const refused = await hit(store, 'k', 2);
+        const refund = await store.hitRateLimit({
+          key: 'k',
+          limit: 2,
+          windowMs: 60_000,
+          now: now(),
+          refund: true,
+        });
+        const again = await hit(store, 'k', 2);
+        const unknown = await store.hitRateLimit({
+          key: 'never-hit',
+          limit: 2,
+          windowMs: 60_000,
+          now: now(),
+          refund: true,
+        });
+        const stats = await store.stats(now());
+
+        expect(refused.allowed).toBe(false);
+        expect(refund).toEqual({ allowed: true, resetSeconds: 60 });
+        expect(again.allowed).toBe(true);
+        expect(unknown).toEqual({ allowed: true, resetSeconds: 1 });
+        expect(stats.rateLimitBuckets).toBe(1);
       });
     });
 

@@ -744,6 +744,7 @@ const rateLimit = fc
     key: fc.constantFrom('k1', 'k2', 'k3'),
     limit: fc.constantFrom(1, 2),
     windowMs: fc.constantFrom(...WINDOWS),
+    refund: fc.constantFrom(false, false, true),
   })
   .map(
     (a) =>
@@ -819,7 +820,7 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
     { weight: 3, arbitrary: progress },
     { weight: 3, arbitrary: appendChunk },
     { weight: 1, arbitrary: takeStream },
-    { weight: 1, arbitrary: rateLimit },
+    { weight: 2, arbitrary: rateLimit },
     { weight: 2, arbitrary: sweep },
     { weight: 1, arbitrary: hasWork },
     { weight: 1, arbitrary: hasResponse },

@@ -60,4 +60,5 @@ export const EMPTYING_KEYS = [
   'stt',
   'rl',
   'rlt',
+  'rlu',
 ];

@@ -88,6 +88,8 @@ export interface MemoryState {
   /** `rl` + `rlt`: bucket → count, and one expiry index per window length. */
   readonly rateBuckets: Map<string, number>;
   readonly rateWindows: Map<number, TtlIndex<string>>;
+  /** `rlu`: bucket → last hit, for evicting the least recently used one when the table is full. */
+  readonly rateUsed: TtlIndex<string>;
 
   /** `rr` + `rro`. */
   readonly cursors: CursorState;
@@ -204,6 +206,7 @@ export function createMemoryState(limits: StoreLimits, wake: (key: string) => vo
     streamTtl: new TtlIndex(),
     rateBuckets: new Map(),
     rateWindows: new Map(),
+    rateUsed: new TtlIndex(),
     cursors: { globalCursor: 0, tieCursors: new Map(), limit: limits.maxTieCursors },
   };
 }

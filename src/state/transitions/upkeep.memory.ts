@@ -124,7 +124,20 @@ function redeliver(s: MemoryState, job: JobRec, node: NodeRec): void {
 function expireRateBuckets(s: MemoryState, now: number): void {
   for (const [key] of takeDue(now, false, ...s.rateWindows.values())) {
     s.rateBuckets.delete(key);
+    s.rateUsed.delete(key);
   }
+}
+
+/** Forgets the bucket hit longest ago (ties: smallest key, as `ZRANGE rlu 0 0`). */
+function evictLeastRecentlyUsed(s: MemoryState): void {
+  const oldest = s.rateUsed.oldest();
+  if (oldest === undefined) {
+    return;
+  }
+  const [key] = oldest;
+  s.rateUsed.delete(key);
+  s.rateBuckets.delete(key);
+  s.rateWindows.get(Number(key.slice(0, key.indexOf('\n'))))?.delete(key);
 }
 
 /** tpStats, before ages are computed (statsFromSnapshot). */
@@ -160,7 +173,11 @@ export function stats(s: MemoryState, now: number): StatsSnapshot {
   };
 }
 
-/** tpHitRateLimit: one hit in a fixed window; refuses past the limit. */
+/**
+ * tpHitRateLimit: one hit in a fixed window; refuses past the limit. A full table forgets its
+ * least recently used bucket rather than refuse a newcomer. A refund takes back one hit of the
+ * current window (a request that failed authentication after its identity was charged).
+ */
 export function hitRateLimit(s: MemoryState, cmd: RateLimitCommand): RateLimitResult {
   let index = s.rateWindows.get(cmd.windowMs);
   if (!index) {
@@ -170,18 +187,29 @@ export function hitRateLimit(s: MemoryState, cmd: RateLimitCommand): RateLimitRe
   const bucketKey = `${cmd.windowMs}\n${cmd.key}`;
   let resetAt = index.get(bucketKey);
   let count = s.rateBuckets.get(bucketKey) ?? 0;
+  if (cmd.refund === true) {
+    const live = resetAt !== undefined && resetAt > cmd.now;
+    if (live && count > 0) {
+      s.rateBuckets.set(bucketKey, count - 1);
+    }
+    const seconds = live ? Math.ceil(((resetAt as number) - cmd.now) / 1000) : 1;
+    return { allowed: true, resetSeconds: Math.max(1, seconds) };
+  }
   if (resetAt === undefined || resetAt <= cmd.now) {
     if (resetAt === undefined && s.rateBuckets.size >= s.limits.maxRateLimitBuckets) {
       expireRateBuckets(s, cmd.now);
       if (s.rateBuckets.size >= s.limits.maxRateLimitBuckets) {
-        // Refuse rather than forget: dropping buckets would reset other callers' limits.
-        return { allowed: false, resetSeconds: 1 };
+        // Never refuse a newcomer because strangers filled the table: the bucket idle longest
+        // goes (its caller starts a fresh window if it comes back).
+        evictLeastRecentlyUsed(s);
       }
     }
     resetAt = cmd.now + cmd.windowMs;
     count = 0;
     index.set(bucketKey, resetAt);
+    s.rateBuckets.set(bucketKey, 0);
   }
+  s.rateUsed.set(bucketKey, cmd.now);
   const resetSeconds = Math.max(1, Math.ceil((resetAt - cmd.now) / 1000));
   if (count >= cmd.limit) {
     return { allowed: false, resetSeconds };

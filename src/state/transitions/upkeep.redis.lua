@@ -96,6 +96,7 @@ end
 for _, bk in ipairs(due('rlt')) do
   redis.call('HDEL', P .. 'rl', bk)
   redis.call('ZREM', P .. 'rlt', bk)
+  redis.call('ZREM', P .. 'rlu', bk)
 end
 return { enc(), more }
 
@@ -139,26 +140,42 @@ return cjson.encode({
 
 --[[ script tpHitRateLimit
 KEYS: none
-ARGV: 4 bucket key, 5 limit, 6 window ms
+ARGV: 4 bucket key, 5 limit, 6 window ms, 7 refund (1: take back one hit of the current window)
 Reply: { allowed (0|1), seconds until the window resets (at least 1) }
+A full table forgets its least recently used bucket (rlu: bucket -> last hit) rather than refuse.
 ]]
 local bk = ARGV[6] .. '\n' .. ARGV[4]
 local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 local resetAt = tonumber(redis.call('ZSCORE', P .. 'rlt', bk))
 local count = tonumber(redis.call('HGET', P .. 'rl', bk) or '0')
+if ARGV[7] == '1' then
+  local live = resetAt and resetAt > NOW
+  if live and count > 0 then redis.call('HSET', P .. 'rl', bk, count - 1) end
+  return { 1, live and math.max(1, math.ceil((resetAt - NOW) / 1000)) or 1 }
+end
 if not resetAt or resetAt <= NOW then
   if not resetAt and redis.call('HLEN', P .. 'rl') >= L.maxRateLimitBuckets then
     for _, old in ipairs(redis.call('ZRANGEBYSCORE', P .. 'rlt', '-inf', num(NOW), 'LIMIT', 0, 1000)) do
       redis.call('HDEL', P .. 'rl', old)
       redis.call('ZREM', P .. 'rlt', old)
+      redis.call('ZREM', P .. 'rlu', old)
     end
-    -- Refuse rather than forget: dropping buckets would reset other callers' limits.
-    if redis.call('HLEN', P .. 'rl') >= L.maxRateLimitBuckets then return { 0, 1 } end
+    if redis.call('HLEN', P .. 'rl') >= L.maxRateLimitBuckets then
+      -- Never refuse a newcomer because strangers filled the table: the bucket idle longest goes.
+      local lru = redis.call('ZRANGE', P .. 'rlu', 0, 0)[1]
+      if lru then
+        redis.call('HDEL', P .. 'rl', lru)
+        redis.call('ZREM', P .. 'rlt', lru)
+        redis.call('ZREM', P .. 'rlu', lru)
+      end
+    end
   end
   resetAt = NOW + window
   count = 0
   redis.call('ZADD', P .. 'rlt', num(resetAt), bk)
+  redis.call('HSET', P .. 'rl', bk, 0)
 end
+redis.call('ZADD', P .. 'rlu', num(NOW), bk)
 local resetSeconds = math.max(1, math.ceil((resetAt - NOW) / 1000))
 if count >= limit then return { 0, resetSeconds } end
 redis.call('HSET', P .. 'rl', bk, count + 1)
