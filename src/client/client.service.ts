@@ -299,7 +299,12 @@ export class ClientService {
               status: 'pending',
               request_deadline_remaining_seconds: remaining,
               request_ttl_seconds: remaining,
+              // Counts and times only: no other client's request or key (docs/api.md).
+              queue_position: result.queuePosition,
             };
+            if (result.estimatedWaitSeconds !== null) {
+              body.estimated_wait_seconds = result.estimatedWaitSeconds;
+            }
             if (result.progress !== null) {
               const p = result.progress;
               body.encrypted_progress = {

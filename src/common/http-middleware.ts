@@ -273,7 +273,10 @@ export function uiSecurityHeaders() {
         formAction: ["'none'"],
         frameAncestors: ["'none'"],
         requireTrustedTypesFor: ["'script'"],
-        trustedTypes: ["'none'"],
+        // src/ui/web/answer.render.ts: HTML only out of DOMPurify, a script URL only the Markdown
+        // worker's; `dompurify` is the sanitizer's own, for parsing into an inert document.
+        trustedTypes: ['tokenplace-answer', 'tokenplace-worker', 'dompurify'],
+        workerSrc: ["'self'"],
       },
     },
     referrerPolicy: { policy: 'no-referrer' },

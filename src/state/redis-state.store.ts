@@ -426,11 +426,15 @@ export class RedisStateStore implements StateStore {
       case 'pending': {
         const deadlineAt = r.number('deadline');
         const progress = r.nullableText('progress');
+        const queuePosition = r.integer('queue position');
+        const estimatedWaitSeconds = r.nullableNumber('estimated wait');
         result = {
           status,
           deadlineAt,
           progress:
             progress === null ? null : parseJson(r.script, envelopeSchema, progress, 'progress'),
+          queuePosition,
+          estimatedWaitSeconds,
           transitions,
         };
         break;

@@ -154,6 +154,13 @@ export type TakeResponseResult =
       status: 'pending';
       deadlineAt: number;
       progress: Envelope | null;
+      /** Requests ahead of this one in its node's queue; 0 once the node has claimed it. */
+      queuePosition: number;
+      /**
+       * Seconds until the answer is expected, from the node's recent service time (see
+       * `estimateWaitMs` in answers.memory.ts); null while the node has answered nothing yet.
+       */
+      estimatedWaitSeconds: number | null;
       transitions: TransitionCounts;
     }
   | {

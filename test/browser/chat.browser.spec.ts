@@ -1,23 +1,19 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DemoNode, MOCK_REPLIES, newDemoNodeKey } from '../../src/demo/demo.node';
 import { RegistryService } from '../../src/registry/registry.service';
-import { HeadNodeSim, simulatedAnswer, V1NodeSim } from '../helpers/simulators';
+import { HeadNodeSim, simulatedAnswer, V1ClientSim, V1NodeSim } from '../helpers/simulators';
 import { describeIf } from '../helpers/requirements';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
 import { ARTIFACTS, ensureUiBundle, hasChromium, launchChromium } from './chromium';
-
-/** What a page did on the wire and in its console while a test ran. */
-interface Watch {
-  requests: Request[];
-  cspViolations: string[];
-  pageErrors: string[];
-}
-
-const CSP_MESSAGE =
-  /Content Security Policy|Content-Security-Policy|Trusted ?Type|TrustedHTML|TrustedScript/i;
+import {
+  expectCleanRun as expectClean,
+  openChat,
+  type OpenOptions,
+  type Watch,
+} from './page-harness';
 
 function log(line: string): void {
   process.stdout.write(`[browser] ${line}\n`);
@@ -49,35 +45,12 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     await t.close();
   });
 
-  async function open(
-    options: { colorScheme?: 'light' | 'dark'; viewport?: { width: number; height: number } } = {},
-  ) {
-    context = await browser.newContext({
-      colorScheme: options.colorScheme ?? 'light',
-      viewport: options.viewport,
-    });
-    page = await context.newPage();
-    watch = { requests: [], cspViolations: [], pageErrors: [] };
-    page.on('request', (r) => watch.requests.push(r));
-    page.on('console', (m) => {
-      if (CSP_MESSAGE.test(m.text())) {
-        watch.cspViolations.push(m.text());
-      }
-    });
-    page.on('pageerror', (e) => watch.pageErrors.push(e.message));
-    await page.goto(`${t.baseUrl}/`);
-    await page.locator('#send:not([disabled])').waitFor();
+  async function open(options: OpenOptions = {}) {
+    ({ context, page, watch } = await openChat(browser, t.baseUrl, options));
   }
 
-  /** Only the relay's own origin, and the page ran clean under its CSP. */
   function expectCleanRun(): void {
-    const foreign = watch.requests
-      .map((r) => r.url())
-      .filter((u) => /^https?:/.test(u) && new URL(u).origin !== t.baseUrl);
-    expect(foreign).toEqual([]);
-    expect(watch.requests.filter((r) => !/^https?:/.test(r.url())).map((r) => r.url())).toEqual([]);
-    expect(watch.cspViolations).toEqual([]);
-    expect(watch.pageErrors).toEqual([]);
+    expectClean(watch, t.baseUrl);
   }
 
   async function nodeCount(text: string): Promise<void> {
@@ -98,7 +71,7 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
       await page.locator('#composer-input').press('Enter');
       const work = await pending;
       await node.respond(work!);
-      const answer = page.locator('.msg-assistant .msg-content');
+      const answer = page.locator('.msg-assistant:not([aria-busy]) .msg-content');
       await answer.waitFor();
       const elapsed = Date.now() - sentAt;
 
@@ -130,7 +103,7 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
 
     await page.locator('#composer-input').fill('What is the capital of France?');
     await page.locator('#composer-input').press('Enter');
-    const answer = page.locator('.msg-assistant .msg-content');
+    const answer = page.locator('.msg-assistant:not([aria-busy]) .msg-content');
     await answer.waitFor();
     const text = await answer.textContent();
     const note = await page.locator('.msg-assistant .msg-note').textContent();
@@ -157,14 +130,14 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     await input.press('Enter');
     let work = await pending;
     await node.respond(work!);
-    await page.locator('.msg-assistant').first().waitFor();
+    await page.locator('.msg-assistant:not([aria-busy])').first().waitFor();
     pending = node.take();
     await input.fill('And a follow-up?');
     await page.locator('#send').click();
     const focusWhileBusy = await page.evaluate(() => document.activeElement?.id);
     work = await pending;
     await node.respond(work!);
-    await page.locator('.msg-assistant').nth(1).waitFor();
+    await page.locator('.msg-assistant:not([aria-busy])').nth(1).waitFor();
     const focusAfter = await page.evaluate(() => document.activeElement?.id);
     await page.setViewportSize({ width: 1100, height: 900 });
     await page.screenshot({ path: join(ARTIFACTS, 'ui-chat.png') });
@@ -228,9 +201,9 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
       stop.abort();
     }
 
-    expect(await page.locator('.msg-assistant .msg-content').allTextContents()).toEqual(
-      prompts.map((p) => simulatedAnswer([{ role: 'user', content: p }])),
-    );
+    expect(
+      await page.locator('.msg-assistant:not([aria-busy]) .msg-content').allTextContents(),
+    ).toEqual(prompts.map((p) => simulatedAnswer([{ role: 'user', content: p }])));
     expect(node.answered).toHaveLength(3);
     expect(
       node.events.filter((e) => e.route === '/servers/register').length,
@@ -286,7 +259,7 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
       .locator('#progress')
       .evaluate((p: HTMLProgressElement) => p.position);
     await node.respond(work);
-    await page.locator('.msg-assistant').waitFor();
+    await page.locator('.msg-assistant:not([aria-busy])').waitFor();
 
     expect(bar).toEqual({ value: 50, max: 200, position: 0.25 });
     expect(prefillStatus).toBe('The compute node is reading the conversation…');
@@ -294,6 +267,56 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expect(indeterminate).toBe(-1);
     expect(await page.locator('#progress-row').isHidden()).toBe(true);
     expectCleanRun();
+  });
+
+  it('should say where the message waits in line and about how long, then show progress once the node starts', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    const [earlier, first, second] = [0, 1, 2].map(() => new V1ClientSim(t.baseUrl));
+    // The node has answered once (it has a service time), and two requests are ahead in line.
+    let pending = node.take();
+    await earlier!.submit(node.key, 'an earlier question');
+    await node.respond((await pending)!);
+    await first!.submit(node.key, 'first in line');
+    await second!.submit(node.key, 'second in line');
+    await open();
+    await nodeCount('1 compute node online');
+
+    await page.locator('#composer-input').fill('Where am I in line?');
+    await page.locator('#composer-input').press('Enter');
+    const detail = page.locator('#progress-detail');
+    await detail.filter({ hasText: '2 ahead of you' }).waitFor();
+    const twoAhead = await detail.textContent();
+    const twoAheadStatus = await page.locator('#status-text').textContent();
+    await page.screenshot({ path: join(ARTIFACTS, 'ui-queued.png') });
+    await node.take();
+    await detail.filter({ hasText: '1 ahead of you' }).waitFor();
+    const oneAhead = await detail.textContent();
+    await node.take();
+    pending = node.take();
+    const work = (await pending)!;
+    await node.progress(work, {
+      schema_version: 1,
+      sequence: 1,
+      phase: 'generating',
+      total_prompt_tokens: 20,
+      processed_prompt_tokens: 20,
+      cached_prompt_tokens: 0,
+      generated_tokens: 3,
+      elapsed_ms: 100,
+    });
+    await detail.filter({ hasText: 'Generated 3 tokens' }).waitFor();
+    const started = await page.locator('#status-text').textContent();
+    await node.respond(work);
+    await page.locator('.msg-assistant:not([aria-busy])').waitFor();
+
+    expect(twoAhead).toMatch(/^2 ahead of you · about \d+ s$/);
+    expect(twoAheadStatus).toBe('Waiting in line at the compute node: 2 ahead of you.');
+    expect(oneAhead).toMatch(/^1 ahead of you · about \d+ s$/);
+    expect(started).toBe('The compute node is writing the answer…');
+    expect(await page.locator('#progress-row').isHidden()).toBe(true);
+    expectCleanRun();
+    log(`queued: "${twoAhead}", then "${oneAhead}"`);
   });
 
   it('should cancel with proof when Stop is pressed, and the node should see it cancelled', async () => {
@@ -403,7 +426,7 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
       .fill('A long message that has to wrap on a narrow phone screen without scrolling sideways.');
     await page.locator('#composer-input').press('Enter');
     await node.respond((await pending)!);
-    await page.locator('.msg-assistant').waitFor();
+    await page.locator('.msg-assistant:not([aria-busy])').waitFor();
     await page.screenshot({ path: join(ARTIFACTS, 'ui-chat-phone-dark.png'), fullPage: true });
 
     const layout = await page.evaluate(() => ({

@@ -31,6 +31,7 @@ export function launchChromium(): Promise<Browser> {
 
 const ROOT = join(__dirname, '..', '..');
 export const BUNDLE = join(ROOT, 'public', 'static', 'app.js');
+export const WORKER_BUNDLE = join(ROOT, 'public', 'static', 'markdown-worker.js');
 export const ARTIFACTS = join(ROOT, 'artifacts');
 
 function newestSource(dir: string): number {
@@ -50,7 +51,8 @@ export function ensureUiBundle(): void {
     newestSource(join(ROOT, 'src', 'ui', 'web')),
     statSync(join(ROOT, 'scripts', 'build-ui.mjs')).mtimeMs,
   );
-  if (existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= sources) {
+  const fresh = (file: string): boolean => existsSync(file) && statSync(file).mtimeMs >= sources;
+  if (fresh(BUNDLE) && fresh(WORKER_BUNDLE)) {
     return;
   }
   try {
@@ -61,7 +63,7 @@ export function ensureUiBundle(): void {
   } catch (error) {
     const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
     throw new Error(
-      `the UI bundle (public/static/app.js) is missing and 'npm run build:ui' failed:\n${stderr}`,
+      `the UI bundles (public/static/app.js, markdown-worker.js) are missing and 'npm run build:ui' failed:\n${stderr}`,
     );
   }
 }

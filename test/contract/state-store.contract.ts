@@ -1561,14 +1561,118 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           status: 'pending',
           deadlineAt,
           progress: null,
+          queuePosition: 0,
+          estimatedWaitSeconds: null,
           transitions: NONE,
         });
         expect(inFlight).toEqual({
           status: 'pending',
           deadlineAt,
           progress: null,
+          queuePosition: 0,
+          estimatedWaitSeconds: null,
           transitions: NONE,
         });
+      });
+
+      it('should give each queued request its place in line on its own node, and 0 once claimed', async () => {
+        await upsert(store, 'node-a', 'v1');
+        await upsert(store, 'node-b', 'v1');
+        const [a1, a2, a3] = [
+          job(),
+          job({ clientKey: 'client-2' }),
+          job({ clientKey: 'client-3' }),
+        ];
+        const b1 = job({ nodeId: 'node-b' });
+        for (const input of [a1, b1, a2, a3]) {
+          await enqueueOk(store, input);
+        }
+        const place = async (input: JobInput): Promise<unknown> => {
+          const r = await take(store, input);
+          return r.status === 'pending' ? r.queuePosition : r.status;
+        };
+
+        const before = [await place(a1), await place(a2), await place(a3), await place(b1)];
+        await store.cancel({
+          clientKey: 'client-2',
+          requestId: a2.requestId as string,
+          cancelToken: a2.cancelToken as string,
+          status: 'cancelled',
+          reason: 'requester_cancelled',
+          now: now(),
+        });
+        const afterCancel = await place(a3);
+        await claimOne(store);
+        const afterClaim = [await place(a1), await place(a3)];
+
+        expect(before).toEqual([0, 1, 2, 0]);
+        expect(afterCancel).toBe(1);
+        expect(afterClaim).toEqual([0, 0]);
+      });
+
+      it('should put a redelivered claim back at the head of the line', async () => {
+        await upsert(store, 'node-a', 'v1');
+        const [first, second] = [job(), job({ clientKey: 'client-2' })];
+        await enqueueOk(store, first);
+        await claimOne(store);
+        await enqueueOk(store, second);
+        const before = await take(store, second);
+
+        clock.advance(limits.inFlightTtlMs + 1);
+        await store.sweep(now());
+        const [lost, behind] = [await take(store, first), await take(store, second)];
+
+        expect(before).toMatchObject({ status: 'pending', queuePosition: 0 });
+        expect(lost).toMatchObject({ status: 'pending', queuePosition: 0 });
+        expect(behind).toMatchObject({ status: 'pending', queuePosition: 1 });
+      });
+
+      it("should estimate the wait from the node's recent service times, none before its first answer", async () => {
+        store = await open({ maxQueuePerNode: 4 });
+        await upsert(store, 'node-a', 'v1', { capabilities: { ...CAPS, max_concurrency: 2 } });
+        const clients = ['client-1', 'client-2', 'client-3'];
+        const jobs = clients.map((clientKey) => job({ clientKey }));
+        const [first, second] = jobs as [JobInput, JobInput, JobInput];
+        const wait = async (input: JobInput): Promise<unknown> => {
+          const r = await take(store, input);
+          return r.status === 'pending' ? [r.queuePosition, r.estimatedWaitSeconds] : r.status;
+        };
+        await enqueueOk(store, first);
+        await claimOne(store);
+        const noHistory = await wait(first);
+        clock.advance(4000);
+        await complete(store, first);
+        const others = jobs.slice(1);
+        const more = [job({ clientKey: 'client-4' }), job({ clientKey: 'client-5' })];
+        for (const input of [...others, ...more]) {
+          await enqueueOk(store, input);
+        }
+
+        // S = 4000 ms, 2 at once, none in flight: places 0-1 go in the first round, 2-3 in the second.
+        const queued = [];
+        for (const input of [...others, ...more]) {
+          queued.push(await wait(input));
+        }
+        await claimOne(store);
+        clock.advance(1500);
+        const inFlight = await wait(second);
+        const behindOne = await wait(jobs[2] as JobInput);
+        clock.advance(500);
+        await complete(store, second);
+        const next = await wait(more[1] as JobInput);
+
+        expect(noHistory).toEqual([0, null]);
+        expect(queued).toEqual([
+          [0, 4],
+          [1, 4],
+          [2, 8],
+          [3, 8],
+        ]);
+        // 4000 - 1500 ms left of the claimed one; behind it: (0 + 1 in flight) / 2 rounds + its own.
+        expect(inFlight).toEqual([0, 3]);
+        expect(behindOne).toEqual([0, 4]);
+        // S = floor((3 * 4000 + 2000) / 4) = 3500 ms; the last one is at place 2: two rounds.
+        expect(next).toEqual([2, 7]);
       });
 
       it('should hand the answer out again until its delivery is confirmed, then report it unknown', async () => {

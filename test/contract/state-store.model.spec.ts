@@ -201,6 +201,13 @@ function note(name: string, reply: unknown): void {
     reply === undefined;
   const detail = [r.state, r.code, r.reason].find((d) => typeof d === 'string');
   add(`${name}:${status ?? (plain ? String(reply) : 'ok')}${detail ? `/${detail}` : ''}`);
+  if (status === 'pending') {
+    add(`${name}:pending at place ${String(r.queuePosition)}`);
+    add(`${name}:pending ${r.estimatedWaitSeconds === null ? 'without' : 'with'} an estimate`);
+    if (typeof r.estimatedWaitSeconds === 'number' && r.estimatedWaitSeconds > 0) {
+      add(`${name}:pending with an estimate > 0`);
+    }
+  }
   const t = ('transitions' in r ? r.transitions : r) as {
     outcomes?: Record<string, number>;
     evictions?: Record<string, number>;
@@ -640,12 +647,52 @@ const complete = fc.record({ to: answerTarget, tag: fc.nat(9) }).map(
     ),
 );
 
+/**
+ * A node answering API v1 work it claimed, which `complete` reaches only by chance: it gives nodes
+ * a service time, so pending retrieves carry a place in line and an estimate.
+ */
+const answerClaimed = fc.record({ back: fc.nat(3), tag: fc.nat(9) }).map(
+  (a) =>
+    new Step(
+      'complete',
+      a,
+      (w) => {
+        const j = claimedOf(w, a.back * 2, 'v1');
+        const to = j
+          ? { dialect: j.dialect, clientKey: j.clientKey, requestId: j.requestId }
+          : {
+              dialect: 'v1' as const,
+              clientKey: CLIENTS[0] as string,
+              requestId: REQUEST_IDS[0] as string,
+            };
+        return { ...to, tag: `a${a.tag}` };
+      },
+      (s, { tag, ...args }, now) => s.complete({ ...args, envelope: envelope(tag), now }),
+    ),
+);
+
 const take = answerTarget.map(
   (a) =>
     new Step(
       'takeResponse',
       a,
       (w) => targetOf(w, a),
+      (s, args, now) => s.takeResponse({ ...args, now }),
+    ),
+);
+
+/** A retrieve of one of the last three submitted requests, most likely still waiting. */
+const takeRecent = fc.nat(2).map(
+  (back) =>
+    new Step(
+      'takeResponse',
+      { back },
+      (w) => {
+        const j = jobOf(w, back);
+        return j
+          ? { dialect: j.dialect, clientKey: j.clientKey, requestId: j.requestId }
+          : { dialect: 'v1' as const, clientKey: CLIENTS[0] as string, requestId: null };
+      },
       (s, args, now) => s.takeResponse({ ...args, now }),
     ),
 );
@@ -814,7 +861,9 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
     { weight: 7, arbitrary: claim },
     { weight: 4, arbitrary: control },
     { weight: 5, arbitrary: complete },
+    { weight: 3, arbitrary: answerClaimed },
     { weight: 4, arbitrary: take },
+    { weight: 3, arbitrary: takeRecent },
     { weight: 2, arbitrary: confirm },
     { weight: 2, arbitrary: cancel },
     { weight: 3, arbitrary: progress },

@@ -56,6 +56,7 @@ describe('API v1 /progress', () => {
       status: 'pending',
       request_deadline_remaining_seconds: 480,
       request_ttl_seconds: 480,
+      queue_position: 0,
       encrypted_progress: {
         client_public_key: req.clientKey,
         request_id: req.requestId,

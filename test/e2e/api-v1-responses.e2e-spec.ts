@@ -54,6 +54,7 @@ describe('API v1 /responses and /responses/retrieve', () => {
       status: 'pending',
       request_deadline_remaining_seconds: 480,
       request_ttl_seconds: 480,
+      queue_position: 0,
     });
     expect(queued.headers.get('cache-control')).toBe('no-store');
     expect(inFlight.status).toBe(202);
@@ -61,6 +62,7 @@ describe('API v1 /responses and /responses/retrieve', () => {
       status: 'pending',
       request_deadline_remaining_seconds: 477.5,
       request_ttl_seconds: 477.5,
+      queue_position: 0,
     });
     expect(posted.status).toBe(200);
     expect(posted.body).toEqual({ message: 'Response received and queued for client' });
@@ -77,6 +79,58 @@ describe('API v1 /responses and /responses/retrieve', () => {
     });
     expect(after.status).toBe(404);
     expect(after.body).toEqual(apiError(`Unknown request_id: ${req.requestId}`, 404));
+  });
+
+  it('should tell a waiting request its place in line and, once the node has answered, an estimate: counts and times only', async () => {
+    const [a, b, c] = [
+      await submit(t, node.key),
+      await submit(t, node.key),
+      await submit(t, node.key),
+    ];
+    const line = async (): Promise<unknown[]> => {
+      const out: unknown[] = [];
+      for (const req of [a, b, c]) {
+        const res = await retrieve(t, req.clientKey, req.requestId);
+        const { status, queue_position, estimated_wait_seconds } = res.body;
+        out.push(
+          res.status === 202 ? [status, queue_position, estimated_wait_seconds] : res.status,
+        );
+      }
+      return out;
+    };
+
+    const arrived = await line();
+    const first = await retrieve(t, c.clientKey, c.requestId);
+    await poll(t, node);
+    const claimedA = await line();
+    clock.advance(6_000);
+    await post(t, RESPONSES, responseBody(a));
+    const answeredA = await line();
+    await poll(t, node);
+    clock.advance(2_000);
+    const claimedB = await line();
+
+    expect(arrived).toEqual([
+      ['pending', 0, undefined],
+      ['pending', 1, undefined],
+      ['pending', 2, undefined],
+    ]);
+    // Nothing about the requests ahead but their number: no key, no request id, no ciphertext.
+    expect(Object.keys(first.body).sort()).toEqual([
+      'queue_position',
+      'request_deadline_remaining_seconds',
+      'request_ttl_seconds',
+      'status',
+    ]);
+    expect(claimedA).toEqual([
+      ['pending', 0, undefined],
+      ['pending', 0, undefined],
+      ['pending', 1, undefined],
+    ]);
+    // The node took 6 s for A: B is next (6 s), C one round later (12 s).
+    expect(answeredA).toEqual([200, ['pending', 0, 6], ['pending', 1, 12]]);
+    // B in flight for 2 s of its 6: 4 s left; C waits for B's round and its own.
+    expect(claimedB).toEqual([404, ['pending', 0, 4], ['pending', 0, 12]]);
   });
 
   it('should answer an already-answered request idempotently and keep the first answer', async () => {
@@ -377,6 +431,7 @@ describe('API v1 /responses and /responses/retrieve', () => {
         status: 'pending',
         request_deadline_remaining_seconds: 477,
         request_ttl_seconds: 477,
+        queue_position: 0,
       });
     });
   });

@@ -6,6 +6,7 @@ import {
   type FlowOptions,
   type Timers,
 } from '../../src/ui/web/chat.flow';
+import type { QueueInfo } from '../../src/ui/web/chat.outcome';
 import { TabIdentity } from '../../src/ui/web/e2ee.crypto';
 import { PROTOCOL, type Progress, type TierChoice } from '../../src/ui/web/envelope.protocol';
 import { RelayApi } from '../../src/ui/web/relay.api';
@@ -43,6 +44,8 @@ interface Run {
   controller: AbortController;
   progress: Progress[];
   active: Array<ActiveRequest | null>;
+  /** Every place in line the relay reported, in order. */
+  queue: QueueInfo[];
   /** Resolves at the next progress event the page shows. */
   nextProgress(): Promise<Progress>;
 }
@@ -117,6 +120,7 @@ describe(ChatFlow.name, () => {
     const controller = new AbortController();
     const progress: Progress[] = [];
     const active: Array<ActiveRequest | null> = [];
+    const queue: QueueInfo[] = [];
     let waiting: ((p: Progress) => void) | null = null;
     const outcome = flow.send(
       {
@@ -133,6 +137,7 @@ describe(ChatFlow.name, () => {
           waiting?.(p);
         },
         onActive: (a) => active.push(a),
+        onQueue: (q) => queue.push(q),
       },
     );
     return {
@@ -140,6 +145,7 @@ describe(ChatFlow.name, () => {
       controller,
       progress,
       active,
+      queue,
       nextProgress: () => new Promise<Progress>((resolve) => (waiting = resolve)),
     };
   }
@@ -229,8 +235,44 @@ describe(ChatFlow.name, () => {
       [1, 'prefill', 50, 0],
       [2, 'generating', 200, 7],
     ]);
-    expect(retrieves.every((p) => p === 'wait=8')).toBe(true);
+    // The first hold is short (the page does not know yet whether others are ahead).
+    expect(retrieves[0]).toBe('wait=3');
+    expect(retrieves.slice(1).every((p) => p === 'wait=8')).toBe(true);
     expect(retrieves.length).toBeLessThanOrEqual(4);
+  });
+
+  it('should report its place in line with the estimate, holding retrieves short while others are ahead', async () => {
+    const node = new V1NodeSim(t.baseUrl);
+    await node.register();
+    const retrieves: Array<string | null> = [];
+    const counting: typeof fetch = (input, init) => {
+      if (urlOf(input).endsWith('/responses/retrieve')) {
+        retrieves.push(new Headers(init?.headers).get('prefer'));
+      }
+      return fetch(input, init);
+    };
+    const earlier = node.take();
+    await new V1ClientSim(t.baseUrl).submit(node.key, 'earlier');
+    await node.respond((await earlier)!);
+    await new V1ClientSim(t.baseUrl).submit(node.key, 'ahead of the page');
+
+    const run = start('where am I?', { api: new RelayApi(t.baseUrl, counting) });
+    while (run.queue.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const whileAhead = retrieves.length;
+    await node.take();
+    const mine = await node.take();
+    await node.respond(mine!);
+    const outcome = await run.outcome;
+
+    expect(outcome.status).toBe('answered');
+    expect(run.queue[0]).toEqual({ position: 1, estimateSeconds: 1 });
+    // Places only go down (the answer may come before a 202 ever says 0).
+    expect(run.queue.map((q) => q.position)).toEqual(
+      [...run.queue.map((q) => q.position)].sort((a, b) => b - a),
+    );
+    expect(retrieves.slice(0, whileAhead)).toEqual(Array(whileAhead).fill('wait=3'));
   });
 
   it('should cancel with proof on Stop, and the node should see the cancellation', async () => {

@@ -43,6 +43,10 @@ describe('UI routes: page, assets and security headers', () => {
     expect(csp).toContain("connect-src 'self'");
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).toContain("require-trusted-types-for 'script'");
+    // Only the answer sanitizer's policy, the worker's and DOMPurify's own; no duplicates.
+    expect(csp).toContain('trusted-types tokenplace-answer tokenplace-worker dompurify;');
+    expect(csp).not.toContain("'allow-duplicates'");
+    expect(csp).toContain("worker-src 'self'");
     expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|upgrade-insecure-requests/);
     expect(res.headers.get('referrer-policy')).toBe('no-referrer');
     expect(res.headers.get('x-frame-options')).toBe('DENY');
@@ -71,17 +75,19 @@ describe('UI routes: page, assets and security headers', () => {
   });
 
   it.each([
-    ['gzip', 'gzip, deflate', (b: Buffer) => gunzipSync(b)],
-    ['br', 'gzip, deflate, br', (b: Buffer) => brotliDecompressSync(b)],
+    ['app.js', 'gzip', 'gzip, deflate', (b: Buffer) => gunzipSync(b)],
+    ['app.js', 'br', 'gzip, deflate, br', (b: Buffer) => brotliDecompressSync(b)],
+    ['markdown-worker.js', 'gzip', 'gzip, deflate', (b: Buffer) => gunzipSync(b)],
+    ['markdown-worker.js', 'br', 'gzip, deflate, br', (b: Buffer) => brotliDecompressSync(b)],
   ] as const)(
-    'should send the bundle %s-compressed to a browser that accepts it',
-    async (encoding, accept, inflate) => {
+    'should send %s %s-compressed to a browser that accepts it',
+    async (file, encoding, accept, inflate) => {
       const plain = Buffer.from(
         await (
-          await fetch(`${t.baseUrl}/static/app.js`, { headers: { 'Accept-Encoding': 'identity' } })
+          await fetch(`${t.baseUrl}/static/${file}`, { headers: { 'Accept-Encoding': 'identity' } })
         ).arrayBuffer(),
       );
-      const raw = await rawGet(`${t.baseUrl}/static/app.js`, accept);
+      const raw = await rawGet(`${t.baseUrl}/static/${file}`, accept);
 
       expect(raw.status).toBe(200);
       expect(raw.headers['content-encoding']).toBe(encoding);

@@ -26,7 +26,7 @@ import {
   storedCount,
   touchId,
 } from './lifecycle.memory';
-import { begin, type MemoryState, type Tx } from './memory-state';
+import { begin, type JobRec, type MemoryState, type NodeRec, type Tx } from './memory-state';
 
 /** tpComplete */
 export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
@@ -57,6 +57,7 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
   }
   if (job.state === 'inflight') {
     touchId(tx, job.nodeId);
+    recordServiceTime(s, job, tx.now);
   }
   detach(s, job);
   s.deadlines[job.dialect].delete(job.jobId);
@@ -174,7 +175,54 @@ export function takeResponse(s: MemoryState, cmd: TakeResponseCommand): TakeResp
   }
   const progress = job.progress;
   job.progress = null;
-  return { status: 'pending', deadlineAt: job.deadlineAt, progress, transitions: tx.t };
+  const node = s.nodes.get(job.nodeId);
+  const queuePosition = job.state === 'queued' ? (node?.queue.rank(job.jobId) ?? 0) : 0;
+  const waitMs = node ? estimateWaitMs(node, job, queuePosition, tx.now) : null;
+  return {
+    status: 'pending',
+    deadlineAt: job.deadlineAt,
+    progress,
+    queuePosition,
+    estimatedWaitSeconds: waitMs === null ? null : Math.ceil(waitMs / 1000),
+    transitions: tx.t,
+  };
+}
+
+/**
+ * A node's service time: from its claim of an API v1 request to its answer, folded into a moving
+ * average that weights the newest answer 1/4, in integer ms (both stores compute it exactly alike).
+ */
+function recordServiceTime(s: MemoryState, job: JobRec, now: number): void {
+  const node = s.nodes.get(job.nodeId);
+  if (!node || job.dialect !== 'v1' || job.claimedAt <= 0) {
+    return;
+  }
+  const took = Math.max(0, now - job.claimedAt);
+  node.serviceMs =
+    node.serviceMs === undefined ? took : Math.floor((3 * node.serviceMs + took) / 4);
+}
+
+/**
+ * How long until a pending request's answer, from its node's service time S, in ms (null without
+ * one). Queued with `p` requests ahead and `a` in flight on a node serving `c` at once: the
+ * requests ahead drain c at a time, S each round, then this one takes S:
+ * `S × (⌊(p + a) / c⌋ + 1)`. In flight: what is left of S since the claim, at least 0.
+ */
+function estimateWaitMs(
+  node: NodeRec,
+  job: JobRec,
+  queuePosition: number,
+  now: number,
+): number | null {
+  const serviceMs = node.serviceMs;
+  if (serviceMs === undefined) {
+    return null;
+  }
+  if (job.state !== 'queued') {
+    return Math.max(0, serviceMs - (now - job.claimedAt));
+  }
+  const slots = Math.max(1, node.capabilities?.max_concurrency ?? 1);
+  return serviceMs * (Math.floor((queuePosition + node.claims.size) / slots) + 1);
 }
 
 /**

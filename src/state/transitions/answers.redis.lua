@@ -45,7 +45,17 @@ if j.dl <= NOW then
   endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
   return { 'gone', enc(), 'expired' }
 end
-if j.s == 'i' then touchId(j.node) end
+if j.s == 'i' then
+  touchId(j.node)
+  -- The node's service time (claim → answer): a moving average weighting the newest 1/4, in ms.
+  local nkey = P .. 'n:' .. j.node
+  local ca = tonumber(redis.call('HGET', P .. 'j:' .. jid, 'ca') or '0')
+  if j.d == 'v1' and ca > 0 and redis.call('EXISTS', nkey) == 1 then
+    local took = math.max(0, NOW - ca)
+    local prev = tonumber(redis.call('HGET', nkey, 'svc') or '')
+    redis.call('HSET', nkey, 'svc', num(prev and math.floor((3 * prev + took) / 4) or took))
+  end
+end
 detach(j)
 redis.call('ZREM', P .. 'dl', jid)
 redis.call('HSET', P .. 'j:' .. jid, 's', 'a', 'resp', env)
@@ -64,7 +74,8 @@ return { 'stored', enc() }
 --[[ script tpTakeResponse
 KEYS: none
 ARGV: 4 dialect, 5 client, 6 request id (opt)
-Reply: { 'ok', transitions, envelope JSON } | { 'pending', transitions, deadline, progress JSON|nil }
+Reply: { 'ok', transitions, envelope JSON }
+     | { 'pending', transitions, deadline, progress JSON|nil, queue position, estimated s|nil }
      | { 'terminal', transitions, status, reason } | { 'unknown', transitions }
 ]]
 local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
@@ -118,7 +129,24 @@ if j.dl <= NOW then
 end
 local prog = redis.call('HGET', jkey, 'prog')
 if prog then redis.call('HDEL', jkey, 'prog') end
-return { 'pending', enc(), num(j.dl), prog }
+-- Place in line (ZRANK, O(log n)) and the wait from the node's service time S: queued with p
+-- ahead and a in flight on a node serving c at once, S * (floor((p + a) / c) + 1); in flight,
+-- what is left of S since the claim. No estimate before the node's first answer.
+local pos = 0
+if j.s == 'q' then pos = redis.call('ZRANK', P .. 'q:' .. j.node, jid) or 0 end
+local wait = false
+local nf = redis.call('HMGET', P .. 'n:' .. j.node, 'd', 'svc', 'conc')
+local svc = tonumber(nf[2] or '')
+if nf[1] and svc then
+  if j.s == 'q' then
+    local slots = math.max(1, tonumber(nf[3] or '') or 1)
+    wait = svc * (math.floor((pos + redis.call('HLEN', P .. 'c:' .. j.node)) / slots) + 1)
+  else
+    wait = math.max(0, svc - (NOW - tonumber(redis.call('HGET', jkey, 'ca') or '0')))
+  end
+  wait = math.ceil(wait / 1000)
+end
+return { 'pending', enc(), num(j.dl), prog or false, pos, wait }
 
 --[[ script tpHasResponse (read-only)
 KEYS: none

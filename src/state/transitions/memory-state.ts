@@ -1,3 +1,4 @@
+import type { QueueOrder } from '../queue-order';
 import type { CursorState } from '../scheduler';
 import type {
   Dialect,
@@ -105,8 +106,13 @@ export interface NodeRec {
   credentialDigest: string | null;
   /** `fb`: scheduled only when no other fresh node can take the request (the demo node). */
   fallback: boolean;
-  /** Job ids in FIFO order (a Set keeps insertion order and removes from the middle in O(1)). */
-  queue: Set<string>;
+  /** `q:<node>`: job ids in FIFO order, with each one's place in line in O(log n). */
+  readonly queue: QueueOrder;
+  /**
+   * `svc` in `n:<node>`: the node's recent service time in ms (claim → answer), a moving average
+   * weighting the newest answer 1/4 (integer ms); absent until the node has answered once.
+   */
+  serviceMs?: number;
   /** request_id → job id of v1 work this node claimed and has not answered. */
   claims: Map<string, string>;
   /** Claims whose accounting lease is active (counted for load and eviction protection). */

@@ -1,5 +1,6 @@
 /** Registry transitions; the twin of nodes.redis.lua (one function per script, same order). */
 import { randomInt } from 'node:crypto';
+import { QueueOrder } from '../queue-order';
 import { scheduleFreshFirst, type SchedulableNode } from '../scheduler';
 import type {
   SelectNodeCommand,
@@ -80,7 +81,7 @@ function createNode(tx: Tx, cmd: UpsertNodeCommand): void {
     capabilities: cmd.dialect === 'v1' ? (cmd.capabilities ?? null) : null,
     credentialDigest: cmd.dialect === 'v1' ? (cmd.newCredentialDigest ?? null) : null,
     fallback: cmd.dialect === 'v1' && cmd.fallback === true,
-    queue: new Set(),
+    queue: new QueueOrder(),
     claims: new Map(),
     activeClaims: new Set(),
   };

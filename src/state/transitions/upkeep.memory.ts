@@ -117,7 +117,7 @@ function redeliver(s: MemoryState, job: JobRec, node: NodeRec): void {
   s.queued.set(job.jobId, job.queuedAt);
   s.queued = new Map([...s.queued].sort((a, b) => a[1] - b[1]));
   s.queuedBytes += job.bytes;
-  node.queue = new Set([job.jobId, ...node.queue]);
+  node.queue.prepend(job.jobId);
   s.wake(workKey(node.nodeId));
 }
 

@@ -1,4 +1,11 @@
-import { failed, type Attempt, type Turn, errorOf, httpDetail } from './chat.outcome';
+import {
+  failed,
+  type Attempt,
+  type QueueInfo,
+  type Turn,
+  errorOf,
+  httpDetail,
+} from './chat.outcome';
 import { DecryptError } from './e2ee.crypto';
 import { IdentityError, readAnswer, readProgress, type Progress } from './envelope.protocol';
 import type { Timers } from './flow.timers';
@@ -14,6 +21,11 @@ import {
 const MAX_TRANSIENT = 3;
 const DEFAULT_TTL_SECONDS = 480;
 const DEADLINE_SLACK_MS = 5000;
+/**
+ * Held retrieves are shorter while others are ahead in line (and for the first one, before the
+ * page knows), so the place shown keeps up: claims ahead of it wake no one.
+ */
+const QUEUED_HOLD_SECONDS = 3;
 /** Reasons only a requester sets: a 410 with one of them is not the node's fault. */
 const REQUESTER_REASONS = ['requester_cancelled', 'client_timeout', 'requester_gave_up'];
 
@@ -46,6 +58,7 @@ export class AnswerWait {
     }
     let lastSequence = -1;
     let transient = 0;
+    let ahead: number | null = null;
     turn.stage('waiting');
     for (;;) {
       if (signal.aborted) {
@@ -56,10 +69,11 @@ export class AnswerWait {
         await this.cancel(turn, 'client_timeout');
         return { kind: 'done', outcome: failed('timeout') };
       }
-      const wait =
-        this.opts.preferWait > 0
-          ? Math.min(this.opts.preferWait, Math.floor((deadline - started) / 1000))
-          : 0;
+      const hold =
+        ahead === null || ahead > 0
+          ? Math.min(this.opts.preferWait, QUEUED_HOLD_SECONDS)
+          : this.opts.preferWait;
+      const wait = hold > 0 ? Math.min(hold, Math.floor((deadline - started) / 1000)) : 0;
       let res: HttpResult;
       try {
         res = await this.api.retrieve(active.clientPublicKey, active.requestId, wait, signal);
@@ -95,10 +109,16 @@ export class AnswerWait {
             // when it arrives about whether the progress decrypted.
             const progress = await this.progress(turn, res.body.encrypted_progress, lastSequence);
             if (progress !== null) {
+              ahead = 0;
               lastSequence = progress.sequence;
               turn.events.onProgress?.(progress);
             }
             continue;
+          }
+          const queue = lastSequence < 0 ? queueOf(res.body) : null;
+          ahead = queue?.position ?? 0;
+          if (queue !== null) {
+            turn.events.onQueue?.(queue);
           }
           const elapsed = this.opts.timers.now() - started;
           if (elapsed < this.opts.pollMs) {
@@ -213,4 +233,16 @@ export class AnswerWait {
     const { clientPublicKey, requestId, cancelToken } = turn.active;
     return this.api.cancel({ clientPublicKey, requestId, cancelToken, reason });
   }
+}
+
+const count = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** The place in line of a 202, when the relay sends one (older relays do not). */
+function queueOf(body: Record<string, unknown>): QueueInfo | null {
+  if (!count(body.queue_position)) {
+    return null;
+  }
+  const estimate = body.estimated_wait_seconds;
+  return { position: body.queue_position, estimateSeconds: count(estimate) ? estimate : null };
 }

@@ -85,9 +85,19 @@ export type ActiveRequest = Omit<CancelInput, 'reason'> & { nodeKey: string };
 export type Stage =
   'selecting' | 'encrypting' | 'submitting' | 'waiting' | 'decrypting' | 'cancelling';
 
+/** Where a request waits, as the relay's 202 says (`queue_position`, `estimated_wait_seconds`). */
+export interface QueueInfo {
+  /** Requests ahead of it on its node; 0 once the node has claimed it. */
+  position: number;
+  /** The relay's estimate from the node's recent service times, when it has one. */
+  estimateSeconds: number | null;
+}
+
 export interface ChatEvents {
   onStage?(stage: Stage, detail: { attempt: number; tier: ContextTier }): void;
   onProgress?(progress: Progress): void;
+  /** A 202 before any progress: the request's place in line. */
+  onQueue?(queue: QueueInfo): void;
   /** Called with the request once admitted, and with null when it is settled. */
   onActive?(active: ActiveRequest | null): void;
 }

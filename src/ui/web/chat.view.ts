@@ -1,9 +1,12 @@
+import { AnswerRenderer } from './answer.render';
+import type { QueueInfo } from './chat.outcome';
 import type { Progress, Role } from './envelope.protocol';
 import type { RelayHealth } from './relay.api';
 
 /**
- * The page's DOM, and nothing else: every text goes in through textContent (no HTML parsing, so the
- * page runs under `require-trusted-types-for 'script'`), every control keeps its label.
+ * The page's DOM, and nothing else: every text goes in through textContent, except an answer's
+ * Markdown, which only reaches the DOM through the sanitizer's Trusted Types policy
+ * (answer.render.ts); every control keeps its label.
  */
 function byId<T extends HTMLElement>(doc: Document, id: string, type: { new (): T }): T {
   const el = doc.getElementById(id);
@@ -54,8 +57,11 @@ export class ChatView {
   private readonly health: HTMLElement;
   private readonly release: HTMLElement;
   private lastPhase: string | null = null;
+  private lastQueuePosition: number | null = null;
+  private readonly renderer: AnswerRenderer;
 
   constructor(private readonly doc: Document) {
+    this.renderer = new AnswerRenderer(doc);
     this.form = byId(doc, 'composer', HTMLFormElement);
     this.input = byId(doc, 'composer-input', HTMLTextAreaElement);
     this.send = byId(doc, 'send', HTMLButtonElement);
@@ -141,7 +147,54 @@ export class ChatView {
     this.alert.hidden = text === null;
   }
 
+  /** The user's own words: plain text, never Markdown. */
   appendMessage(role: Role, content: string, note?: string): HTMLLIElement {
+    const li = this.messageItem(role);
+    const body = this.doc.createElement('p');
+    body.className = 'msg-content msg-plain';
+    body.textContent = content;
+    li.append(body);
+    if (note) {
+      this.addNote(li, note);
+    }
+    this.log.append(li);
+    li.scrollIntoView?.({ block: 'end' });
+    return li;
+  }
+
+  /** Starts the Markdown worker while the first answer is still on its way. */
+  prepareAnswers(): void {
+    this.renderer.warm();
+  }
+
+  /**
+   * An answer, its Markdown formatted (or plain text when formatting is not possible, said in the
+   * note). Its place in the log is taken at once; it is marked busy until it is filled, so screen
+   * readers announce it whole.
+   */
+  async appendAnswer(content: string, note: string): Promise<HTMLLIElement> {
+    const li = this.messageItem('assistant');
+    li.querySelector('.msg-head')?.append(this.copyButton(content));
+    const body = this.doc.createElement('div');
+    body.className = 'msg-content msg-markdown';
+    li.append(body);
+    li.setAttribute('aria-busy', 'true');
+    this.log.append(li);
+    const filled = await this.renderer.fill(body, content, {
+      onCodeCopied: (ok) =>
+        this.setStatus(
+          ok
+            ? 'Code copied to the clipboard.'
+            : 'Copying failed: select the code and copy it by hand.',
+        ),
+    });
+    this.addNote(li, filled.formatted ? note : `${note} · shown as plain text (${filled.reason})`);
+    li.removeAttribute('aria-busy');
+    li.scrollIntoView?.({ block: 'start' });
+    return li;
+  }
+
+  private messageItem(role: Role): HTMLLIElement {
     const li = this.doc.createElement('li');
     li.className = `msg msg-${role}`;
     const head = this.doc.createElement('div');
@@ -150,19 +203,8 @@ export class ChatView {
     who.className = 'msg-role';
     who.textContent = ROLE_LABELS[role];
     head.append(who);
-    if (role === 'assistant') {
-      head.append(this.copyButton(content));
-    }
-    const body = this.doc.createElement('p');
-    body.className = 'msg-content';
-    body.textContent = content;
-    li.append(head, body);
-    if (note) {
-      this.addNote(li, note);
-    }
-    this.log.append(li);
+    li.append(head);
     this.emptyNote.hidden = true;
-    li.scrollIntoView?.({ block: 'end' });
     return li;
   }
 
@@ -205,7 +247,40 @@ export class ChatView {
     }
   }
 
+  /**
+   * "2 ahead of you · about 20 s" while the request waits in its node's queue; the status line
+   * (announced) changes only when the place does. Progress from the node replaces it.
+   */
+  showQueue(q: QueueInfo): void {
+    if (this.lastPhase !== null && this.lastPhase !== 'queued') {
+      return;
+    }
+    const ahead = q.position > 0 ? `${q.position} ahead of you` : 'Nobody ahead of you';
+    if (q.position === 0 && q.estimateSeconds === null) {
+      if (this.lastPhase === 'queued') {
+        this.setStatus('Waiting for the compute node…');
+      }
+      this.hideProgress();
+      return;
+    }
+    if (this.lastPhase !== 'queued' || this.lastQueuePosition !== q.position) {
+      this.setStatus(
+        q.position > 0
+          ? `Waiting in line at the compute node: ${ahead}.`
+          : 'Waiting for the compute node…',
+      );
+    }
+    this.lastPhase = 'queued';
+    this.lastQueuePosition = q.position;
+    this.progressRow.hidden = false;
+    this.progressRow.dataset.phase = 'queued';
+    this.progress.removeAttribute('value');
+    this.progressDetail.textContent =
+      q.estimateSeconds === null ? ahead : `${ahead} · about ${aboutTime(q.estimateSeconds)}`;
+  }
+
   hideProgress(): void {
+    this.lastQueuePosition = null;
     this.lastPhase = null;
     this.progressRow.hidden = true;
     this.progressDetail.textContent = '';
@@ -326,4 +401,15 @@ export class ChatView {
     });
     return button;
   }
+}
+
+/** "20 s", "3 min", "2 h": rounded, as a person would say it. */
+export function aboutTime(seconds: number): string {
+  if (seconds < 90) {
+    return `${Math.max(1, Math.round(seconds))} s`;
+  }
+  if (seconds < 90 * 60) {
+    return `${Math.round(seconds / 60)} min`;
+  }
+  return `${Math.round(seconds / 3600)} h`;
 }

@@ -60,6 +60,8 @@ async function start(): Promise<void> {
   let active: ActiveRequest | null = null;
 
   view.bindEnterToSend();
+  // The Markdown worker loads while the first message is typed, not on every visit.
+  view.input.addEventListener('input', () => view.prepareAnswers(), { once: true });
   view.setModels([FALLBACK_MODEL]);
 
   const refreshModels = async (): Promise<void> => {
@@ -150,6 +152,7 @@ async function start(): Promise<void> {
   const turn = async (text: string): Promise<void> => {
     const message: ChatMessage = { role: 'user', content: text };
     const entry = view.appendMessage('user', text);
+    view.prepareAnswers();
     const controller = new AbortController();
     busy = controller;
     view.showAlert(null);
@@ -168,6 +171,7 @@ async function start(): Promise<void> {
         {
           onStage: (stage, { attempt, tier }) => view.setStatus(stageText(stage, attempt, tier)),
           onProgress: (progress) => view.showProgress(progress),
+          onQueue: (queue) => view.showQueue(queue),
           onActive: (request) => {
             active = request;
           },
@@ -188,8 +192,7 @@ async function start(): Promise<void> {
         history.push(message, { role: 'assistant', content: outcome.content });
         const wrap = outcome.padding === 'pkcs1' ? 'PKCS#1 v1.5' : 'RSA-OAEP';
         const tokens = outcome.usage?.total_tokens;
-        view.appendMessage(
-          'assistant',
+        await view.appendAnswer(
           outcome.content,
           `Decrypted in this tab · node ${await keyFingerprint(outcome.nodeKey)} · key wrap ${wrap}${tokens !== undefined ? ` · ${tokens} tokens` : ''}`,
         );
