@@ -86,6 +86,7 @@ else
   log "stand-in base ${standin}: debootstrap --variant=minbase ${SUITE} from ${mirror}"
   rootfs="$(mktemp -d "${TMPDIR:-/var/tmp}/tokenplace-standin.XXXXXX")"
   trap 'rm -rf "$rootfs"' EXIT
+  trap 'exit 143' TERM INT # .ci/run stops an unfinished background build: clean up on the way out
   debootstrap --variant=minbase --arch="$arch" "$SUITE" "$rootfs" "$mirror" >&2 ||
     fail "debootstrap failed (see above)"
   # What node:<version>-bookworm-slim adds to Debian: Node and npm under /usr/local, user node.
@@ -107,7 +108,7 @@ else
       --change 'CMD ["node"]' \
       - "$standin" >/dev/null
   rm -rf "$rootfs"
-  trap - EXIT
+  trap - EXIT TERM INT
   log "stand-in base ${standin} built in $(elapsed "$started")"
 fi
 
