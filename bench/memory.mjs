@@ -12,8 +12,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
-import { cli, ROOT } from './lib.mjs';
+import { chartEnv, cli, ROOT } from './lib.mjs';
 
 const values = cli('usage: node bench/memory.mjs [--limit 512Mi] [--fill queue|answers] [--concurrency 4] [--raw]', {
   limit: { type: 'string', default: '512Mi' },
@@ -26,21 +25,6 @@ const units = { Ki: 1024, Mi: MiB, Gi: 1024 * MiB, '': 1 };
 const [, num, unit] = /^(\d+)(Ki|Mi|Gi|)$/.exec(values.limit);
 const limitBytes = Number(num) * units[unit];
 const mib = (b) => (b / MiB).toFixed(1);
-
-function chartEnv() {
-  const helm = process.env.HELM_BIN ?? join(ROOT, '.tools/bin/helm');
-  const r = spawnSync(helm, ['template', 'relay', join(ROOT, 'helm/tokenplace-relay'), '--set', `resources.limits.memory=${values.limit}`], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    throw new Error(`helm template failed (bash scripts/install-tools.sh): ${r.stderr}`);
-  }
-  const deployment = parseAllDocuments(r.stdout).map((d) => d.toJSON()).find((d) => d?.kind === 'Deployment');
-  const env = {};
-  for (const e of deployment.spec.template.spec.containers[0].env) {
-    if (e.value !== undefined) env[e.name] = e.value;
-    else if (e.valueFrom?.resourceFieldRef?.resource === 'limits.memory') env[e.name] = String(limitBytes);
-  }
-  return env;
-}
 
 function cgroup() {
   try {
@@ -69,7 +53,7 @@ function cgroup() {
 const port = 5200 + Math.floor(Math.random() * 700);
 const env = {
   PATH: process.env.PATH,
-  ...(values.raw ? { TOKENPLACE_LOG_LEVEL: 'info', ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}) } : chartEnv()),
+  ...(values.raw ? { TOKENPLACE_LOG_LEVEL: 'info', ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}) } : await chartEnv(values.limit)),
   RELAY_HOST: '127.0.0.1',
   RELAY_PORT: String(port),
   API_RATE_LIMIT: 'off',

@@ -5,10 +5,10 @@
 //
 // usage: node bench/profile.mjs [--scenario retrieve|sink|next|v1cycle|legacycycle] [--duration 6]
 import autocannon from 'autocannon';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cycle, startRelay, cli } from './lib.mjs';
+import { cycle, startRelay, cli, summariseProfile } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/profile.mjs [--scenario retrieve|...] [--duration S] [--top N]',
@@ -45,26 +45,5 @@ if (values.scenario.endsWith('cycle')) {
 await relay.stop();
 
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-const profile = JSON.parse(readFileSync(join(dir, file), 'utf8'));
-const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-const self = new Map();
-const dt = profile.timeDeltas;
-for (let i = 0; i < profile.samples.length; i += 1) {
-  self.set(profile.samples[i], (self.get(profile.samples[i]) ?? 0) + (dt[i] ?? 0));
-}
-const total = [...self.values()].reduce((a, b) => a + b, 0);
-const fn = new Map();
-const pkg = new Map();
-for (const [id, us] of self) {
-  const { callFrame } = byId.get(id);
-  const where = callFrame.url.replace(/^file:\/\//, '').replace(/.*node_modules\//, 'nm:').replace(/.*\/dist\//, 'dist/');
-  const name = `${callFrame.functionName || '(anonymous)'} ${where}:${callFrame.lineNumber + 1}`;
-  fn.set(name, (fn.get(name) ?? 0) + us);
-  const group = where.startsWith('nm:') ? where.split('/').slice(0, where.startsWith('nm:@') ? 2 : 1).join('/') : where.startsWith('dist/') ? 'dist (relay code)' : callFrame.url ? 'node:internal' : callFrame.functionName || '(native)';
-  pkg.set(group, (pkg.get(group) ?? 0) + us);
-}
-const pct = (us) => `${((us / total) * 100).toFixed(1)}%`;
-process.stdout.write(`\nprofile: ${join(dir, file)}\n\nself time by package:\n`);
-for (const [k, v] of [...pkg].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stdout.write(`  ${pct(v).padStart(6)}  ${k}\n`);
-process.stdout.write('\ntop functions (self time):\n');
-for (const [k, v] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) process.stdout.write(`  ${pct(v).padStart(6)}  ${k}\n`);
+const summary = summariseProfile(join(dir, file), Number(values.top));
+process.stdout.write(`\nprofile: ${join(dir, file)}\n\n${summary.lines.join('\n')}\n`);

@@ -13,6 +13,10 @@
 //          [--appendonly no|everysec|always]   (only for the redis-server this script starts)
 // redis-2x combines two cycle processes: cycles/s and requests/s add up; p50 is the mean of the
 // two p50s and p99 the larger p99 (percentiles of separate runs cannot be merged exactly).
+// --trace (API v1): every relay runs with bench/relay-probe.cjs timing its Redis scripts and wake-up
+// messages; after each row, where a delivery's milliseconds went (enqueue answered → the node's
+// replica got the pub/sub message → its claim sent → claim answered, with the commands already in
+// flight on that replica's command connection), and how many scripts a cycle sends.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
@@ -22,7 +26,7 @@ import { join } from 'node:path';
 import { cycle, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no]',
+  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST]',
   {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
@@ -31,6 +35,8 @@ const values = cli(
     configs: { type: 'string', default: 'memory,redis-1,redis-2,redis-2x' },
     port: { type: 'string', default: '5191' },
     appendonly: { type: 'string', default: 'no' },
+    trace: { type: 'boolean', default: false },
+    cpus: { type: 'string', default: '' },
   },
 );
 
@@ -88,18 +94,81 @@ function redisEnv(prefix) {
 async function withRelays(config, fn) {
   const prefix = `bench:${randomBytes(4).toString('hex')}:`;
   const relays = [];
+  const options = { probe: values.trace, cpus: values.cpus };
+  const traced = values.trace ? { BENCH_PROBE_TRACE: '1' } : {};
+  const start = (port, env) => startRelay(port, { ...env, ...traced }, [], 'dist/main.js', options);
   try {
     if (config === 'memory') {
-      relays.push(await startRelay(basePort, { TOKENPLACE_RELAY_STATE_STORE: 'memory' }));
+      relays.push(await start(basePort, { TOKENPLACE_RELAY_STATE_STORE: 'memory' }));
     } else if (config === 'redis-1') {
-      relays.push(await startRelay(basePort, redisEnv(prefix)));
+      relays.push(await start(basePort, redisEnv(prefix)));
     } else {
-      relays.push(await startRelay(basePort, redisEnv(prefix)), await startRelay(basePort + 1, redisEnv(prefix)));
+      relays.push(await start(basePort, redisEnv(prefix)), await start(basePort + 1, redisEnv(prefix)));
     }
-    return await fn(relays);
+    const result = await fn(relays);
+    if (values.trace && config !== 'memory') {
+      traces.push({ config, pipelines: result.pipelines, protocol: result.protocol, ...breakdown(await Promise.all(relays.map((r) => r.probe('trace')))) });
+    }
+    return result;
   } finally {
     await Promise.all(relays.map((r) => r.stop()));
   }
+}
+
+/**
+ * Where a delivery's milliseconds go on Redis, from the relays' traces (one array of rows per relay):
+ * for each tpEnqueue, the first claim of that node answered with a job (on whichever replica
+ * the node polls), and the wake-up message for that node on that replica.
+ */
+function breakdown(perRelay) {
+  const claims = new Map();
+  const messages = new Map();
+  const enqueues = [];
+  const ops = new Map();
+  perRelay.forEach((rows, replica) => {
+    for (const r of rows) {
+      if (r.op === 'message') {
+        const node = r.key.startsWith('w\n') ? r.key.slice(2) : null;
+        if (node !== null) (messages.get(`${replica} ${node}`) ?? messages.set(`${replica} ${node}`, []).get(`${replica} ${node}`)).push(r.at);
+        continue;
+      }
+      ops.set(r.op, (ops.get(r.op) ?? 0) + 1);
+      if (r.answered === undefined) continue;
+      if (r.op === 'tpEnqueue') enqueues.push({ ...r, replica });
+      if (r.op === 'tpClaimNext' && r.replyItems >= 9) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
+    }
+  });
+  for (const list of claims.values()) list.sort((a, b) => a.answered - b.answered);
+  const parts = { hopMs: [], wakeToClaimSentMs: [], claimRoundTripMs: [], claimInFlight: [], enqueueRoundTripMs: [], deliveryMs: [] };
+  let woken = 0;
+  let claimedBeforeMessage = 0;
+  let sameReplica = 0;
+  for (const e of enqueues) {
+    const c = claims.get(e.node)?.find((x) => x.answered > e.sent);
+    if (!c) continue;
+    parts.enqueueRoundTripMs.push(e.answered - e.sent);
+    parts.claimRoundTripMs.push(c.answered - c.sent);
+    parts.claimInFlight.push(c.inFlight);
+    parts.deliveryMs.push(c.answered - e.answered);
+    if (c.replica === e.replica) sameReplica += 1;
+    const m = (messages.get(`${c.replica} ${e.node}`) ?? []).find((at) => at >= e.sent);
+    if (m === undefined || c.sent < m || c.replica === e.replica) {
+      claimedBeforeMessage += c.replica === e.replica ? 0 : 1;
+      continue;
+    }
+    woken += 1;
+    parts.hopMs.push(m - e.answered);
+    parts.wakeToClaimSentMs.push(c.sent - m);
+  }
+  const out = { deliveries: parts.deliveryMs.length, wokenByMessage: woken, claimedBeforeMessage, sameReplica };
+  for (const [k, v] of Object.entries(parts)) {
+    v.sort((a, b) => a - b);
+    const q = (p) => (v.length ? Math.round(v[Math.min(v.length - 1, Math.floor(p * v.length))] * 100) / 100 : null);
+    out[k] = `${q(0.5)} / ${q(0.99)}`;
+  }
+  const cycles = Math.max(1, enqueues.length);
+  out.scriptsPerCycle = Object.fromEntries([...ops].map(([k, n]) => [k, Math.round((n / cycles) * 100) / 100]));
+  return out;
 }
 
 const common = { duration: values.duration, warmup: values.warmup };
@@ -137,6 +206,7 @@ async function run(config, protocol, pipelines) {
 }
 
 const rows = [];
+const traces = [];
 try {
   for (const protocol of values.protocols.split(',')) {
     for (const pipelines of values.pipelines.split(',').map(Number)) {
@@ -153,3 +223,11 @@ try {
 process.stdout.write(
   `\n${table(rows, ['config', 'protocol', 'pipelines', 'cyclesPerSecond', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'deliveryP50Ms', 'deliveryP99Ms', 'errors'])}\n`,
 );
+if (traces.length) {
+  const v1 = traces.filter((t) => t.protocol === 'v1');
+  process.stdout.write(
+    `\ndelivery on Redis, relay-side (p50 / p99 ms; enqueue answered → claim with the job answered; hop: enqueue answered → message received on the node's replica; in flight: commands ahead on that replica's command connection):\n` +
+      `${table(v1, ['config', 'pipelines', 'deliveries', 'wokenByMessage', 'claimedBeforeMessage', 'sameReplica', 'deliveryMs', 'hopMs', 'wakeToClaimSentMs', 'claimRoundTripMs', 'claimInFlight', 'enqueueRoundTripMs'])}\n`,
+  );
+  for (const t of v1) process.stdout.write(`scripts per cycle, ${t.config} ${t.pipelines}: ${JSON.stringify(t.scriptsPerCycle)}\n`);
+}

@@ -170,5 +170,4 @@ if (parts.includes('curve')) {
   }
   process.stdout.write(`\nmedian ms per operation (sequential, one client):\n${table(rows, Object.keys(rows[0]))}\n`);
 }
-agent.destroy();
 process.exit(0);
