@@ -117,12 +117,18 @@ previous="$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 created="$(git log -1 --format=%cI 2>/dev/null || echo unknown)"
 log "image ${IMAGE}: podman build of the Dockerfile, FROM ${standin}"
+# The labels relay-oci.yml also passes. They matter here too: buildah 1.28 keys its layer cache on
+# the instructions, not on --build-arg values, so with nothing changed but the commit it would hand
+# back the last image whole, its labels and ENV naming the previous commit. Given labels make it
+# commit the final image afresh, with every ARG-derived value of this build (cached layers reused).
 "${PODMAN[@]}" build "${ULIMITS[@]}" \
   --pull=never --format docker --network host ${COLD:+--no-cache} \
   --build-arg "NODE_IMAGE=${standin}" \
   --build-arg "VERSION=test-${revision:0:7}" \
   --build-arg "REVISION=${revision}" \
   --build-arg "CREATED=${created}" \
+  --label "org.opencontainers.image.revision=${revision}" \
+  --label "org.opencontainers.image.version=test-${revision:0:7}" \
   --file Dockerfile --tag "$IMAGE" . >&2 || fail "podman build failed (see above)"
 log "image ${IMAGE} built in $(elapsed "$started")"
 # The image this tag named before, unless it is the same or still in use (its layers may be).
