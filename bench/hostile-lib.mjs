@@ -156,13 +156,17 @@ export async function post(base, path, body, headers = {}) {
 
 // ---- opaque protocol bodies (the relay never decrypts; these have the wire shape only)
 import { randomBytes } from 'node:crypto';
+import { rsaKey } from './hostile-nodes.mjs';
 
 export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
 export const V1 = '/api/v1/relay';
 
-/** A distinct opaque PEM-b64 key, about the size of a real RSA-2048 one (604 characters). */
-export function fakeKey(label = 'k') {
-  return Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}-${randomBytes(200).toString('hex')}\n-----END PUBLIC KEY-----\n`).toString('base64');
+/**
+ * A distinct node key shaped like a real RSA-2048 one (about 616 characters), as API v1
+ * registration requires: a random modulus nobody holds a private key for. The label is for reading.
+ */
+export function fakeKey(_label = 'k') {
+  return rsaKey(2048);
 }
 
 export function capabilities(overrides = {}) {

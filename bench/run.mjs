@@ -6,6 +6,8 @@
 //   npm run bench -- --suite redis      memory vs one vs two Redis-backed replicas
 //   npm run bench -- --suite drain      SIGTERM under load, memory store
 //   npm run bench -- --suite crash      kill -9 (and SIGTERM) of a Redis replica under load
+//   npm run bench -- --suite redis-cpu  Redis CPU per cycle (legacy, v1, gateway), 2 and 4 relays
+//   npm run bench -- --suite failover   Sentinel failover under load: kill -9 / SIGSTOP, WAIT 0 / 1
 //   npm run bench -- --suite latency    legacy end-to-end chat latency, default vs low-latency
 //   npm run bench -- --suite soak       10-minute soak, memory store
 //   npm run bench -- --suite gateway    OpenAI gateway: latency added over the raw E2EE routes, 500 held chats
@@ -30,7 +32,7 @@ import { join } from 'node:path';
 import { ROOT, cycle, startRelay, table, cli, threadCpuMs } from './lib.mjs';
 
 const values = cli(
-  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|gateway|hostile|held|admission|delivery|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N] [--relay-node-args=FLAGS] [--ab=FLAGS [--rounds N]] [--only a,b --relay-dir DIR --pod-shape (hostile)]',
+  'usage: npm run bench [-- --suite cycles|overhead|scale|redis|drain|crash|latency|soak|redis-cpu|failover|gateway|hostile|held|admission|delivery|all] [--duration S] [--pipelines 16,64] [--protocols legacy,v1] [--port N] [--relay-node-args=FLAGS] [--ab=FLAGS [--rounds N]] [--only a,b --relay-dir DIR --pod-shape (hostile)]',
   {
     suite: { type: 'string', default: 'cycles' },
     duration: { type: 'string', default: '10' },
@@ -52,6 +54,11 @@ const SCRIPTS = {
   redis: [['redis-matrix.mjs', '--duration', values.duration, '--pipelines', values.pipelines]],
   drain: [['drain.mjs']],
   crash: [['crash.mjs'], ['crash.mjs', '--signal', 'SIGTERM', '--pipelines', '64']],
+  'redis-cpu': [
+    ['redis-cpu.mjs', '--relays', '2', '--duration', values.duration],
+    ['redis-cpu.mjs', '--relays', '4', '--duration', values.duration, '--protocols', 'legacy,v1'],
+  ],
+  failover: [['redis-failover.mjs']],
   latency: [['legacy-latency.mjs']],
   soak: [['soak.mjs', '--minutes', '10', '--every', '60']],
   gateway: [['gateway.mjs']],
@@ -127,7 +134,7 @@ if (values.ab) {
 
 const suites =
   values.suite === 'all'
-    ? ['cycles', 'overhead', 'scale', 'redis', 'drain', 'crash', 'latency', 'gateway', 'held', 'admission', 'delivery']
+    ? ['cycles', 'overhead', 'scale', 'redis', 'redis-cpu', 'failover', 'drain', 'crash', 'latency', 'gateway', 'held', 'admission', 'delivery']
     : values.suite.split(',');
 let failed = 0;
 for (const suite of suites) {

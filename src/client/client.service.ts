@@ -7,6 +7,7 @@ import { WireResponse } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../health/lifecycle.service';
 import { DEFAULT_MODEL, resolveModel } from '../registry/capabilities';
+import { RegistryViewService } from '../registry/registry-view.service';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
 import {
@@ -48,6 +49,7 @@ export class ClientService {
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
     private readonly registry: RegistryService,
+    private readonly views: RegistryViewService,
     private readonly lifecycle: LifecycleService,
   ) {}
 
@@ -141,7 +143,8 @@ export class ClientService {
     const model = resolveModel(requestedModel.slice(0, 256));
     if (!Object.hasOwn(CONTEXT_TIERS, requestedTier)) {
       // Spec order: no node known at all (either protocol) is 503, before the tier is checked.
-      if ((await this.registry.nodes()).length === 0) {
+      const { summary } = await this.views.view();
+      if (summary.legacy + summary.v1 + summary.fallback === 0) {
         throw Errors.noComputeNodes();
       }
       throw Errors.invalidContextTier();
@@ -370,6 +373,8 @@ export class ClientService {
         );
       case 'queue_full':
         throw Errors.capacity('The relay queue is full; retry shortly', 5, 503);
+      case 'request_in_use':
+        throw Errors.requestInUse();
       default: {
         const never: never = result;
         return never;

@@ -1,22 +1,25 @@
-import { Controller, Get, Header, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
-import { CLOCK, type Clock } from '../common/clock';
+import { Controller, Get, Header, Headers, HttpCode, Post, Query, UseGuards } from '@nestjs/common';
 import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
 import { RelayError } from '../common/relay-error';
-import { Inject } from '@nestjs/common';
+import { CallerOrigin } from '../registry/node-address';
+import type { NodeOrigin } from '../state/state.types';
 import { DiscoveryService } from './discovery.service';
 
 /** Public read-only routes: diagnostics, the configured upstream pool, release metadata. */
 @Controller()
 export class DiscoveryController {
-  constructor(
-    private readonly discovery: DiscoveryService,
-    @Inject(CLOCK) private readonly clock: Clock,
-  ) {}
+  constructor(private readonly discovery: DiscoveryService) {}
 
+  /** Sent as the JSON text rendered once for every reader (`?summary=1`: the counts alone). */
   @Get('relay/diagnostics')
   @Header('Cache-Control', 'no-store')
-  diagnostics(): Promise<object> {
-    return this.discovery.diagnostics(this.clock.now());
+  @Header('Content-Type', 'application/json; charset=utf-8')
+  diagnostics(
+    @Query('summary') summary: unknown,
+    @CallerOrigin() origin: NodeOrigin,
+  ): Promise<string> {
+    const asked = typeof summary === 'string' ? summary.trim().toLowerCase() : '';
+    return this.discovery.diagnostics(['1', 'true', 'yes', 'on'].includes(asked), origin);
   }
 
   @Get(['api/v1/relay/server-nodes', 'v1/relay/server-nodes'])

@@ -1,10 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
+import { Errors } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import { RegistryService } from '../registry/registry.service';
+import {
+  LISTED_NODES,
+  RegistryViewService,
+  type RegistryView,
+} from '../registry/registry-view.service';
 import { loadScore } from '../state/scheduler';
-import type { NodeView } from '../state/state.types';
+import { STATE_STORE, type StateStore } from '../state/state-store';
+import type { NodeCapabilities, NodeOrigin, NodeView } from '../state/state.types';
 
 /** The relay's own package version (package.json ships next to dist/ in every build). */
 const PACKAGE_VERSION = readPackageVersion();
@@ -34,7 +41,34 @@ const ENV_ALIASES: Record<string, 'prod' | 'staging' | 'dev'> = {
 };
 
 /** Node view as `/relay/diagnostics` and `/healthz` print it (spec §4.4.11). */
-export function describeNode(node: NodeView, now: number, key: string): Record<string, unknown> {
+/**
+ * Capabilities with at most `models` model ids, and `supported_model_count` when some were left
+ * out: the public node lists stay small whatever a node declares (spec §4.2 allows 64 of 128
+ * characters).
+ */
+export function compactCapabilities(
+  caps: NodeCapabilities | null,
+  models: number,
+): Record<string, unknown> | null {
+  if (caps === null || caps.supported_model_ids.length <= models) {
+    return caps === null ? null : { ...caps };
+  }
+  return {
+    ...caps,
+    supported_model_ids: caps.supported_model_ids.slice(0, models),
+    supported_model_count: caps.supported_model_ids.length,
+  };
+}
+
+/** Model ids each listed node shows in `/relay/diagnostics` (`/healthz` shows fewer). */
+export const LISTED_MODELS = 16;
+
+export function describeNode(
+  node: NodeView,
+  now: number,
+  key: string,
+  models = LISTED_MODELS,
+): Record<string, unknown> {
   const v1 = node.dialect === 'v1';
   return {
     server_public_key: key,
@@ -52,16 +86,8 @@ export function describeNode(node: NodeView, now: number, key: string): Record<s
           inFlightCount: node.inFlightCount,
         })
       : node.queueDepth,
-    capabilities: v1 ? node.capabilities : null,
+    capabilities: v1 ? compactCapabilities(node.capabilities, models) : null,
   };
-}
-
-/**
- * The public node lists count the compute nodes people run; the demo node (`--use_mock_llm`, a
- * fallback node) is shown apart, as the existing relay's mock mode shows no node.
- */
-export function apartFromDemo(listed: NodeView[]): { nodes: NodeView[]; demo: NodeView[] } {
-  return { nodes: listed.filter((n) => !n.fallback), demo: listed.filter((n) => n.fallback) };
 }
 
 /** Read-only views of the relay for browsers and operators: diagnostics, models, release metadata. */
@@ -69,7 +95,9 @@ export function apartFromDemo(listed: NodeView[]): { nodes: NodeView[]; demo: No
 export class DiscoveryService {
   constructor(
     private readonly config: RelayConfig,
-    private readonly registry: RegistryService,
+    private readonly views: RegistryViewService,
+    @Inject(STATE_STORE) private readonly store: StateStore,
+    @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
   /** The upstream fields shared by `/healthz` and `/relay/diagnostics` (spec §5.3). */
@@ -89,15 +117,31 @@ export class DiscoveryService {
     };
   }
 
-  /** Node lists sorted by key; the demo node only in `demo_compute_nodes` ({@link apartFromDemo}). */
-  async diagnostics(now: number): Promise<object> {
-    const listed = (await this.registry.nodes()).sort((a, b) =>
-      a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0,
+  /**
+   * `/relay/diagnostics` as JSON text, rendered once per registry reading and handed to every
+   * reader. The node lists hold the first {@link LISTED_NODES} nodes (registration order, shown
+   * sorted by key), the totals count them all; the demo node is counted and listed apart. The full
+   * form is rate-limited per address; `summary` (the counts alone, what the page polls) is not.
+   */
+  async diagnostics(summary: boolean, origin: NodeOrigin): Promise<string> {
+    if (!summary) {
+      await this.chargeDiagnostics(origin);
+    }
+    const view = await this.views.view();
+    return view.memo(summary ? 'diagnostics-summary' : 'diagnostics', () =>
+      JSON.stringify(summary ? this.diagnosticsSummary(view) : this.diagnosticsBody(view)),
     );
-    const { nodes, demo: demoNodes } = apartFromDemo(listed);
-    const all = nodes.map((n) => describeNode(n, now, n.nodeId));
-    const v1 = nodes.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, now, n.nodeId));
-    const demo = demoNodes.map((n) => describeNode(n, now, n.nodeId));
+  }
+
+  private diagnosticsBody(view: RegistryView): object {
+    const { summary: s, at } = view;
+    const byKey = (a: NodeView, b: NodeView): number =>
+      a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0;
+    const listed = [...s.listed].sort(byKey);
+    const all = listed.map((n) => describeNode(n, at, n.nodeId));
+    const v1 = listed.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, at, n.nodeId));
+    const demo = [...s.fallbackListed].sort(byKey).map((n) => describeNode(n, at, n.nodeId));
+    const total = s.legacy + s.v1;
     const up = this.upstream();
     return {
       relay_only: up.relayOnly,
@@ -105,12 +149,49 @@ export class DiscoveryService {
       active_upstream_servers: up.active,
       required_upstream_servers: up.required,
       registered_compute_nodes: all,
-      total_registered_compute_nodes: all.length,
+      total_registered_compute_nodes: total,
       api_v1_registered_compute_nodes: v1,
-      total_api_v1_registered_compute_nodes: v1.length,
+      total_api_v1_registered_compute_nodes: s.v1,
       ...(demo.length > 0 ? { demo_compute_nodes: demo } : {}),
+      ...(total > all.length || s.fallback > demo.length
+        ? { listed_compute_nodes_limit: LISTED_NODES }
+        : {}),
+      ...(s.unusable > 0 ? { unusable_compute_nodes_count: s.unusable } : {}),
       configured_upstream_servers: up.configured,
     };
+  }
+
+  private diagnosticsSummary(view: RegistryView): object {
+    const s = view.summary;
+    const up = this.upstream();
+    return {
+      relay_only: up.relayOnly,
+      upstream_health_required: this.config.requireUpstreamHealth,
+      active_upstream_servers: up.active,
+      required_upstream_servers: up.required,
+      total_registered_compute_nodes: s.legacy + s.v1,
+      total_api_v1_registered_compute_nodes: s.v1,
+      demo_compute_nodes_count: s.fallback,
+      unusable_compute_nodes_count: s.unusable,
+      configured_upstream_servers: up.configured,
+    };
+  }
+
+  /** The full diagnostics body's per-address limit (`TOKENPLACE_RELAY_DIAGNOSTICS_RATE_LIMIT`). */
+  private async chargeDiagnostics(origin: NodeOrigin): Promise<void> {
+    const limit = this.config.diagnosticsRateLimit;
+    if (limit === null) {
+      return;
+    }
+    const result = await this.store.hitRateLimit({
+      key: `d:diagnostics:${origin.group}`,
+      limit: limit.limit,
+      windowMs: limit.windowMs,
+      now: this.clock.now(),
+    });
+    if (!result.allowed) {
+      throw Errors.rateLimited(limit.text, result.resetSeconds);
+    }
   }
 
   /** `GET /api/v1/relay/server-nodes`: the configured upstream pool (spec §4.4.14). */

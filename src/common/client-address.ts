@@ -1,5 +1,5 @@
-import { isIPv6 } from 'node:net';
 import type { Request } from 'express';
+import * as ipaddr from 'ipaddr.js';
 
 /**
  * The caller's address for rate limiting: Express resolves `req.ip` through the configured
@@ -10,27 +10,46 @@ export function clientAddress(req: Request): string {
   return req.ip ?? req.socket.remoteAddress ?? 'unknown';
 }
 
+/** An IP address as ipaddr.js reads it (IPv4-mapped IPv6 as IPv4), or null for anything else. */
+function parse(address: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  try {
+    // A method call: the library's functions read their siblings through `this`.
+    return ipaddr.process(address);
+  } catch {
+    return null; // a Unix socket, or the 'unknown' fallback
+  }
+}
+
+/** The first `bits` (a multiple of 8) of an IPv6 address, written as a prefix. */
+function prefix(address: ipaddr.IPv6, bits: 56 | 64): string {
+  const parts = address.parts.slice(0, 4);
+  if (bits === 56) {
+    parts[3] = (parts[3] ?? 0) & 0xff00;
+  }
+  return `${parts.map((p) => p.toString(16)).join(':')}::/${bits}`;
+}
+
 /**
  * The unit one caller is held to in per-address bounds: an IPv4 address (IPv4-mapped IPv6 too),
- * or an IPv6 /64, because one host is routinely given a whole /64 and could otherwise spread
- * itself over as many "addresses" as it likes.
+ * or an IPv6 /64, because one host is routinely given a whole /64 (and picks new addresses inside
+ * it) and could otherwise spread itself over as many "addresses" as it likes.
  */
 export function addressUnit(address: string): string {
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  if (mapped) {
-    return mapped[1] as string;
-  }
-  if (!isIPv6(address)) {
+  const parsed = parse(address);
+  if (parsed === null) {
     return address;
   }
-  const [head = '', tail = ''] = address.split('::', 2);
-  const front = head === '' ? [] : head.split(':');
-  const back = tail === '' ? [] : tail.split(':');
-  const groups = address.includes('::')
-    ? [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back]
-    : front;
-  return `${groups
-    .slice(0, 4)
-    .map((g) => (Number.parseInt(g, 16) || 0).toString(16))
-    .join(':')}::/64`;
+  return parsed.kind() === 'ipv4' ? parsed.toString() : prefix(parsed as ipaddr.IPv6, 64);
+}
+
+/**
+ * A wider unit for what one household or VM may hold in total: an IPv4 address, or an IPv6 /56
+ * (the smallest block home and cloud networks commonly delegate).
+ */
+export function addressGroup(address: string): string {
+  const parsed = parse(address);
+  if (parsed === null) {
+    return address;
+  }
+  return parsed.kind() === 'ipv4' ? parsed.toString() : prefix(parsed as ipaddr.IPv6, 56);
 }

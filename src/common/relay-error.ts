@@ -65,6 +65,7 @@ export const Errors = {
   invalidPublicKey: () => obj(400, 'Invalid public key'),
   invalidBatchSize: () => obj(400, 'Invalid max_batch_size'),
   missingServerKey: () => obj(400, 'Missing server public key'),
+  invalidServerKey: () => obj(400, 'Invalid server public key'),
   missingClientKey: () => obj(400, 'Missing client public key'),
   streamNeedsClientKey: () => obj(400, 'Streaming requests require a client public key'),
   plaintextForbidden: () =>
@@ -91,6 +92,9 @@ export const Errors = {
   streamFull: () => obj(413, 'Stream session buffer is full'),
   unknownRequestId: (requestId: string) => obj(404, `Unknown request_id: ${echo(requestId)}`),
   noResponse: () => obj(404, 'No response available for the given public key'),
+  notHolder: () => obj(403, 'This request is not held by the answering node'),
+  requestInUse: () =>
+    obj(409, 'request_id is already in use by a live request; its cancel_token is needed'),
   noLongerWaiting: (code: string) =>
     obj(410, 'Request is no longer waiting for a response', code, { status: code }),
   requestEnded: (status: string, reason: string) =>

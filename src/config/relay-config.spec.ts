@@ -158,6 +158,107 @@ describe(RelayConfig.name, () => {
     ).toEqual([expect.stringContaining('must be greater than TOKENPLACE_RELAY_DRAIN_SECONDS')]);
   });
 
+  it('should read Sentinel settings and refuse what cannot work together', () => {
+    const sentinel = { TOKENPLACE_RELAY_STATE_STORE: 'redis' };
+    const config = RelayConfig.load({
+      ...sentinel,
+      TOKENPLACE_RELAY_REDIS_SENTINELS: 'valkey-0:26379, valkey-1:26379,[::1]:26380',
+      TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER: 'mymaster',
+      TOKENPLACE_RELAY_REDIS_SENTINEL_PASSWORD: 's3cret',
+      TOKENPLACE_RELAY_REDIS_PASSWORD: 'data-secret',
+    });
+
+    expect(config.redisTopology).toEqual({
+      kind: 'sentinel',
+      sentinels: [
+        { host: 'valkey-0', port: 26379 },
+        { host: 'valkey-1', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      master: 'mymaster',
+      sentinelPassword: 's3cret',
+      sentinelTls: false,
+    });
+    expect(config.redisPassword).toBe('data-secret');
+    expect(problemsOf({ ...sentinel, TOKENPLACE_RELAY_REDIS_SENTINELS: 'a:26379' })).toEqual([
+      expect.stringContaining('needs TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER'),
+    ]);
+    expect(
+      problemsOf({
+        ...sentinel,
+        TOKENPLACE_RELAY_REDIS_SENTINELS: 'a:26379',
+        TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER: 'm',
+        TOKENPLACE_RELAY_REDIS_CLUSTER_NODES: 'b:6379',
+      }),
+    ).toEqual([expect.stringContaining('exclude each other')]);
+    expect(problemsOf({ ...sentinel, TOKENPLACE_RELAY_REDIS_SENTINELS: 'a' })).toEqual([
+      expect.stringContaining(
+        'TOKENPLACE_RELAY_REDIS_SENTINELS="a": must be comma-separated host:port',
+      ),
+    ]);
+    expect(
+      problemsOf({
+        ...sentinel,
+        TOKENPLACE_RELAY_REDIS_SENTINEL_PASSWORD: '%%%',
+        TOKENPLACE_RELAY_REDIS_SENTINELS: 'a:0',
+        TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER: 'm',
+      }),
+    ).toEqual(['Redis Sentinel and Cluster ports must be 1-65535']);
+  });
+
+  it('should hash-tag the default prefix, migrate from the old default only while the prefix is left alone, and need a tag on a Cluster', () => {
+    const redis = {
+      TOKENPLACE_RELAY_STATE_STORE: 'redis',
+      TOKENPLACE_RELAY_REDIS_URL: 'redis://r:6379',
+    };
+    const defaults = RelayConfig.load(redis);
+    const own = RelayConfig.load({ ...redis, TOKENPLACE_RELAY_REDIS_KEY_PREFIX: 'staging:' });
+    const off = RelayConfig.load({ ...redis, TOKENPLACE_RELAY_REDIS_MIGRATE_FROM_PREFIX: 'off' });
+
+    expect(defaults.redisKeyPrefix).toBe('{tokenplace}:');
+    expect(defaults.redisMigrateFromPrefix).toBe('tokenplace:');
+    expect(own.redisMigrateFromPrefix).toBeNull();
+    expect(off.redisMigrateFromPrefix).toBeNull();
+    expect(
+      problemsOf({
+        TOKENPLACE_RELAY_STATE_STORE: 'redis',
+        TOKENPLACE_RELAY_REDIS_CLUSTER_NODES: 'c0:6379,c1:6379',
+        TOKENPLACE_RELAY_REDIS_KEY_PREFIX: 'tokenplace:',
+      }),
+    ).toEqual([expect.stringContaining('a Redis Cluster needs a hash tag in the prefix')]);
+    expect(problemsOf({ ...redis, TOKENPLACE_RELAY_REDIS_KEY_PREFIX: '{a}{b}:' })).toEqual([
+      expect.stringContaining('at most one hash tag'),
+    ]);
+    expect(problemsOf({ ...redis, TOKENPLACE_RELAY_REDIS_KEY_PREFIX: '{}:' })).toEqual([
+      expect.stringContaining('at most one hash tag'),
+    ]);
+    expect(
+      problemsOf({
+        ...redis,
+        TOKENPLACE_RELAY_REDIS_KEY_PREFIX: 'tokenplace:{x}:',
+        TOKENPLACE_RELAY_REDIS_MIGRATE_FROM_PREFIX: 'tokenplace:',
+      }),
+    ).toEqual([expect.stringContaining('one prefix may not start with the other')]);
+  });
+
+  it('should keep the replication wait shorter than the command timeout', () => {
+    const redis = {
+      TOKENPLACE_RELAY_STATE_STORE: 'redis',
+      TOKENPLACE_RELAY_REDIS_URL: 'redis://r:6379',
+    };
+
+    expect(RelayConfig.load(redis).redisWaitReplicas).toBe(0);
+    expect(
+      problemsOf({
+        ...redis,
+        TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS: '1',
+        TOKENPLACE_RELAY_REDIS_WAIT_TIMEOUT_MS: '2000',
+      }),
+    ).toEqual([
+      expect.stringContaining('must be less than TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS (2000)'),
+    ]);
+  });
+
   it('should refuse a node token variable set to nothing but blanks, naming it', () => {
     expect(problemsOf({ TOKENPLACE_RELAY_SERVER_TOKEN: ' \t ' })).toEqual([
       'TOKENPLACE_RELAY_SERVER_TOKEN is set but blank: node routes would be open to anyone. Put the token in it, or unset it to run with open node registration on purpose',

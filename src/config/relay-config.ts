@@ -169,6 +169,8 @@ export class RelayConfig {
   /** Send `next_ping_in_x_seconds: 0` with API v1 work (see the env table). */
   readonly v1WorkPingHint: boolean;
   readonly maxQueuePerNode: number;
+  /** Open registration: most nodes one address group holds (TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS). */
+  readonly maxNodesPerAddress: number;
 
   readonly publicRateLimits: RateLimit[];
   /**
@@ -179,11 +181,25 @@ export class RelayConfig {
   readonly publicLimitsLocalExempt: boolean;
   readonly controlRateLimits: Record<ControlRoute, RateLimit | null>;
   readonly controlIpRateLimit: RateLimit | null;
+  /** Per-address limit on the full `/relay/diagnostics` body. */
+  readonly diagnosticsRateLimit: RateLimit | null;
 
   readonly stateStore: 'memory' | 'redis';
   readonly redisUrl: string;
   readonly redisKeyPrefix: string;
   readonly redisCommandTimeoutMs: number;
+  /** Where Redis is: one server (the URL), Sentinels that name the primary, or a Cluster. */
+  readonly redisTopology: RedisTopology;
+  /** Data-node password that overrides the URL's ('' keeps it). */
+  readonly redisPassword: string;
+  /** TLS to the data nodes (rediss:// or TOKENPLACE_RELAY_REDIS_TLS). */
+  readonly redisTls: boolean;
+  readonly redisTlsCaFile: string | null;
+  /** Replicas every acknowledged transition waits for (0: none), and for how long. */
+  readonly redisWaitReplicas: number;
+  readonly redisWaitTimeoutMs: number;
+  /** Earlier prefix whose keys are renamed to {@link redisKeyPrefix} at boot, or null. */
+  readonly redisMigrateFromPrefix: string | null;
 
   readonly drainMs: number;
   readonly shutdownGraceMs: number;
@@ -265,6 +281,7 @@ export class RelayConfig {
     this.pollWaitSeconds = s.pollWaitSeconds;
     this.v1WorkPingHint = s.v1WorkPingHint;
     this.maxQueuePerNode = s.maxQueuePerNode;
+    this.maxNodesPerAddress = s.maxNodesPerAddress;
 
     this.publicRateLimits = [s.apiRateLimit, s.apiDailyQuota]
       .map(parseRateLimit)
@@ -290,11 +307,19 @@ export class RelayConfig {
     }
     this.controlRateLimits = control;
     this.controlIpRateLimit = parseRateLimit(s.controlPlaneIpRateLimit);
+    this.diagnosticsRateLimit = parseRateLimit(s.diagnosticsRateLimit);
 
     this.stateStore = s.stateStore === 'redis' ? 'redis' : 'memory';
     this.redisUrl = s.redisUrl;
     this.redisKeyPrefix = s.redisKeyPrefix;
     this.redisCommandTimeoutMs = s.redisCommandTimeoutMs;
+    this.redisTopology = redisTopologyOf(s);
+    this.redisPassword = s.redisPassword;
+    this.redisTls = s.redisTls || s.redisUrl.startsWith('rediss://');
+    this.redisTlsCaFile = s.redisTlsCaFile || null;
+    this.redisWaitReplicas = s.redisWaitReplicas;
+    this.redisWaitTimeoutMs = s.redisWaitTimeoutMs;
+    this.redisMigrateFromPrefix = migrateFromPrefix(s, explicit.has('redisKeyPrefix'));
 
     this.drainMs = s.drainSeconds * 1000;
     this.shutdownGraceMs = s.shutdownGraceSeconds * 1000;
@@ -418,9 +443,7 @@ export class RelayConfig {
       problems.push(describeError(error, source, secret, raw));
     }
     if (problems.length === 0) {
-      if (schema.stateStore === 'redis' && !schema.redisUrl) {
-        problems.push('TOKENPLACE_RELAY_STATE_STORE=redis needs TOKENPLACE_RELAY_REDIS_URL');
-      }
+      problems.push(...redisProblems(schema, source.redisKeyPrefix !== undefined));
       const redisUrlProblem = schema.stateStore === 'redis' ? checkRedisUrl(schema.redisUrl) : null;
       if (redisUrlProblem !== null) {
         problems.push(
@@ -549,6 +572,107 @@ function parseFlags(argv: readonly string[], problems: string[]): Record<string,
     }
   }
   return out;
+}
+
+/** One Redis address. */
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+}
+
+/** Where the Redis store connects. */
+export type RedisTopology =
+  | { kind: 'standalone' }
+  | {
+      kind: 'sentinel';
+      sentinels: RedisEndpoint[];
+      master: string;
+      sentinelPassword: string;
+      sentinelTls: boolean;
+    }
+  | { kind: 'cluster'; nodes: RedisEndpoint[] };
+
+function endpoints(list: string): RedisEndpoint[] {
+  return splitList(list).map((item) => {
+    const at = item.lastIndexOf(':');
+    return { host: item.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(item.slice(at + 1)) };
+  });
+}
+
+function redisTopologyOf(s: RelayEnvSchema): RedisTopology {
+  if (s.redisSentinels) {
+    return {
+      kind: 'sentinel',
+      sentinels: endpoints(s.redisSentinels),
+      master: s.redisSentinelMaster,
+      sentinelPassword: s.redisSentinelPassword,
+      sentinelTls: s.redisSentinelTls,
+    };
+  }
+  if (s.redisClusterNodes) {
+    return { kind: 'cluster', nodes: endpoints(s.redisClusterNodes) };
+  }
+  return { kind: 'standalone' };
+}
+
+/** The prefix of the layout before hash tags (0.1): its keys move to the default prefix at boot. */
+export const PRE_HASH_TAG_PREFIX = 'tokenplace:';
+
+/** The prefix to migrate keys from at boot, or null. */
+function migrateFromPrefix(s: RelayEnvSchema, explicitPrefix: boolean): string | null {
+  const from =
+    s.redisMigrateFromPrefix === '' && !explicitPrefix
+      ? PRE_HASH_TAG_PREFIX
+      : s.redisMigrateFromPrefix;
+  return from === '' || from === 'off' || from === s.redisKeyPrefix ? null : from;
+}
+
+/** The Redis settings that only make sense together. */
+function redisProblems(s: RelayEnvSchema, explicitPrefix: boolean): string[] {
+  const problems: string[] = [];
+  if (s.stateStore !== 'redis') {
+    return problems;
+  }
+  const sentinel = s.redisSentinels !== '';
+  const cluster = s.redisClusterNodes !== '';
+  if (!s.redisUrl && !sentinel && !cluster) {
+    problems.push('TOKENPLACE_RELAY_STATE_STORE=redis needs TOKENPLACE_RELAY_REDIS_URL');
+  }
+  if (sentinel && cluster) {
+    problems.push(
+      'TOKENPLACE_RELAY_REDIS_SENTINELS and TOKENPLACE_RELAY_REDIS_CLUSTER_NODES exclude each other: a deployment runs on Sentinel or on a Cluster',
+    );
+  }
+  if (sentinel && !s.redisSentinelMaster) {
+    problems.push(
+      'TOKENPLACE_RELAY_REDIS_SENTINELS needs TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER (the name the Sentinels monitor)',
+    );
+  }
+  if (badPort(s.redisSentinels) || badPort(s.redisClusterNodes)) {
+    problems.push('Redis Sentinel and Cluster ports must be 1-65535');
+  }
+  if (cluster && !/\{[^{}]+\}/.test(s.redisKeyPrefix)) {
+    problems.push(
+      `TOKENPLACE_RELAY_REDIS_KEY_PREFIX=${JSON.stringify(s.redisKeyPrefix)}: a Redis Cluster needs a hash tag in the prefix (e.g. {tokenplace}:) so every key of the deployment is in one slot`,
+    );
+  }
+  if (s.redisWaitReplicas > 0 && s.redisWaitTimeoutMs >= s.redisCommandTimeoutMs) {
+    problems.push(
+      `TOKENPLACE_RELAY_REDIS_WAIT_TIMEOUT_MS (${s.redisWaitTimeoutMs}) must be less than TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS (${s.redisCommandTimeoutMs})`,
+    );
+  }
+  const from = migrateFromPrefix(s, explicitPrefix);
+  if (from !== null && (from.startsWith(s.redisKeyPrefix) || s.redisKeyPrefix.startsWith(from))) {
+    problems.push(
+      `TOKENPLACE_RELAY_REDIS_MIGRATE_FROM_PREFIX=${JSON.stringify(from)}: one prefix may not start with the other (${JSON.stringify(s.redisKeyPrefix)}); set it empty to turn the migration off`,
+    );
+  }
+  return problems;
+}
+
+/** True when a host:port list holds a port outside 1-65535. */
+function badPort(list: string): boolean {
+  return endpoints(list).some((e) => !(e.port >= 1 && e.port <= 65535));
 }
 
 /** Why a Redis URL cannot be used (unparsable, no host, a non-numeric db), or null. */

@@ -47,6 +47,12 @@ const Trim = (): PropertyDecorator =>
 const RATE_LIMIT = /^(off|\d+\s*(\/|per)\s*(\d+\s*)?(second|minute|hour|day)s?)$/i;
 const RATE_LIMIT_MESSAGE = 'must look like "60/hour", "10 per minute" or "off"';
 
+/** `host:port,host:port` (IPv6 in brackets), or empty. */
+const HOST_PORT_LIST =
+  /^((\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})?(\s*,\s*(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5})*$/;
+const HOST_PORT_LIST_MESSAGE =
+  'must be comma-separated host:port (e.g. redis-0:26379,redis-1:26379)';
+
 /**
  * Every environment variable the relay reads, declared once with its default, its aliases (the
  * runbook's names and the existing relay's names) and a one-line description. Validated once at
@@ -391,6 +397,16 @@ export class RelayEnvSchema {
   maxNodes = 1024;
 
   @Env(
+    'TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS',
+    'Without a node token: most compute nodes one client address (IPv4, or IPv6 /56) holds; its new keys get 429 beyond',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(1)
+  @Max(1_000_000)
+  maxNodesPerAddress = 8;
+
+  @Env(
     'TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE',
     'Most queued requests per node: the scheduler skips a full node and admission answers 429',
   )
@@ -638,6 +654,14 @@ export class RelayEnvSchema {
   controlPlaneIpRateLimit = '24000/minute';
 
   @Env(
+    'TOKENPLACE_RELAY_DIAGNOSTICS_RATE_LIMIT',
+    'Per-address limit on the full /relay/diagnostics body (its ?summary=1 form is not limited)',
+  )
+  @Trim()
+  @Matches(RATE_LIMIT, { message: RATE_LIMIT_MESSAGE })
+  diagnosticsRateLimit = '120/minute';
+
+  @Env(
     'API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT',
     'Identity limit of /servers/register (default 240/hour)',
   )
@@ -695,18 +719,109 @@ export class RelayEnvSchema {
 
   @Env(
     ['TOKENPLACE_RELAY_REDIS_URL', 'REDIS_URL'],
-    'redis:// or rediss:// URL with optional password and db (required with the redis store)',
+    'redis:// or rediss:// URL with optional password and db (required with the redis store, except on Sentinel or a Cluster)',
     true,
   )
   @Trim()
   @Matches(/^(rediss?:\/\/\S+)?$/, { message: 'must be a redis:// or rediss:// URL' })
   redisUrl = '';
 
-  @Env('TOKENPLACE_RELAY_REDIS_KEY_PREFIX', 'Prefix of every Redis key the relay writes')
-  @Matches(/^[A-Za-z0-9:_{}.-]{1,64}$/, {
-    message: 'must be 1-64 characters of A-Z a-z 0-9 : _ { } . -',
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_KEY_PREFIX',
+    'Prefix of every Redis key the relay writes; its {hash tag} puts every key of a deployment in one Redis Cluster slot',
+  )
+  @Matches(/^(?=[A-Za-z0-9:_{}.-]{1,64}$)[^{}]*(\{[^{}]+\}[^{}]*)?$/, {
+    message:
+      'must be 1-64 characters of A-Z a-z 0-9 : _ { } . - with at most one hash tag, a non-empty {...} (e.g. {tokenplace}:)',
   })
-  redisKeyPrefix = 'tokenplace:';
+  redisKeyPrefix = '{tokenplace}:';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_MIGRATE_FROM_PREFIX',
+    'Earlier key prefix whose keys are renamed to the current prefix once at boot (then fenced); empty means tokenplace: (the old default) while the prefix is left at its default; off turns it off',
+  )
+  @Matches(/^(off|[A-Za-z0-9:_{}.-]{1,64})?$/, {
+    message: 'must be empty, off, or 1-64 characters of A-Z a-z 0-9 : _ { } . -',
+  })
+  redisMigrateFromPrefix = '';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_PASSWORD',
+    'Password of the Redis data nodes (overrides one in the URL; needed with Sentinel or Cluster when the URL is not set)',
+    true,
+  )
+  redisPassword = '';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_SENTINELS',
+    'Comma-separated host:port of Redis Sentinels; the relay then asks them for the primary and follows failovers',
+  )
+  @Trim()
+  @Matches(HOST_PORT_LIST, { message: HOST_PORT_LIST_MESSAGE })
+  redisSentinels = '';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER',
+    'Name the Sentinels monitor (Bitnami charts: mymaster); required with TOKENPLACE_RELAY_REDIS_SENTINELS',
+  )
+  @Trim()
+  @Matches(/^[A-Za-z0-9._-]{0,128}$/, { message: 'must be a Sentinel master name' })
+  redisSentinelMaster = '';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_SENTINEL_PASSWORD',
+    'Password of the Sentinels themselves (requirepass of sentinel.conf), when they have one',
+    true,
+  )
+  redisSentinelPassword = '';
+
+  @Env('TOKENPLACE_RELAY_REDIS_SENTINEL_TLS', 'Talk TLS to the Sentinels')
+  @ToBoolean()
+  @IsBoolean()
+  redisSentinelTls = false;
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_CLUSTER_NODES',
+    'Comma-separated host:port of Redis Cluster nodes (a few suffice); the relay then runs on the cluster, all keys in one slot',
+  )
+  @Trim()
+  @Matches(HOST_PORT_LIST, { message: HOST_PORT_LIST_MESSAGE })
+  redisClusterNodes = '';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_TLS',
+    'Talk TLS to the Redis data nodes (a rediss:// URL turns it on too)',
+  )
+  @ToBoolean()
+  @IsBoolean()
+  redisTls = false;
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_TLS_CA_FILE',
+    'PEM file of the CA that signed the Redis (and Sentinel) certificates; empty trusts the system CAs',
+  )
+  @Trim()
+  redisTlsCaFile = '';
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS',
+    'Before answering 2xx for an acknowledged transition, wait until this many replicas have it (Redis WAIT); 0 does not wait',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(0)
+  @Max(16)
+  redisWaitReplicas = 0;
+
+  @Env(
+    'TOKENPLACE_RELAY_REDIS_WAIT_TIMEOUT_MS',
+    'How long a transition waits for its replicas; past it the caller gets 503 + Retry-After and may retry with the same request_id',
+  )
+  @ToNumber()
+  @IsInt()
+  @Min(1)
+  @Max(60000)
+  redisWaitTimeoutMs = 500;
 
   @Env(
     'TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS',

@@ -8,12 +8,14 @@ import { RelayError } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../health/lifecycle.service';
 import { RegistryService } from '../registry/registry.service';
-import { STATE_STORE, type StateStore } from '../state/state-store';
+import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
+import { StoreUnavailableError } from '../state/store-unavailable.error';
 import { loadScore } from '../state/scheduler';
 import {
   CONTEXT_TIERS,
   PROTOCOL_ID,
   type Envelope,
+  type JobInput,
   type TerminalReason,
   type TerminalStatus,
 } from '../state/state.types';
@@ -24,6 +26,7 @@ import {
   publicKeyFromB64,
   sealText,
   type RsaKey,
+  type Sealed,
 } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
 import type { NodeReply } from './openai.format';
@@ -33,6 +36,10 @@ import type { ChatMessage } from './request.validation';
 const TIER = '8k-fast';
 /** Seconds of slack past the relay's own deadline before the gateway gives up (upstream: +5). */
 const DEADLINE_SLACK_MS = 5000;
+/** Nodes with unusable keys one request steps over before it gives up. */
+const MAX_UNUSABLE_KEYS = 4;
+/** Retries of the cancel that follows an enqueue the store did not confirm. */
+const CANCEL_RETRIES = 3;
 
 /** What the gateway asks a compute node for. */
 export interface DispatchRequest {
@@ -216,11 +223,42 @@ export class DispatchService {
     }
   }
 
-  /** Selects a node (never `exclude`) and enqueues the encrypted request there. */
+  /**
+   * Selects a node (never `exclude`) and enqueues the encrypted request there. A node whose key
+   * cannot be encrypted to is treated like one that vanished: it is marked, so the scheduler
+   * stops offering it, and another node is chosen (at most {@link MAX_UNUSABLE_KEYS} of them).
+   */
   private async place(d: Dispatch, exclude: string | null): Promise<void> {
+    const skip = new Set<string>(exclude === null ? [] : [exclude]);
+    for (;;) {
+      const nodeId = await this.choose(d, skip);
+      if (nodeId === null) {
+        // Every node left was skipped: the vanished one, or keys nothing can be encrypted to.
+        throw exclude !== null && skip.size === 1
+          ? ProviderErrors.cancelled()
+          : ProviderErrors.noNodes(d.request.noNodeCode);
+      }
+      const job = this.seal(d, nodeId);
+      if (job !== null) {
+        await this.enqueue(d, job);
+        return;
+      }
+      skip.add(nodeId);
+      this.logger.warn({
+        msg: 'gateway: node key unusable, choosing another',
+        node: fingerprint(nodeId),
+      });
+      await this.registry.markKeyUnusable(nodeId).catch(() => undefined);
+      if (skip.size > MAX_UNUSABLE_KEYS) {
+        throw ProviderErrors.unreachable(2);
+      }
+    }
+  }
+
+  /** The scheduler's pick, or the least loaded other node when that pick is to be skipped. */
+  private async choose(d: Dispatch, skip: ReadonlySet<string>): Promise<string | null> {
     const { model } = d.request;
     const selection = await this.registry.select(model, TIER);
-    let nodeId: string;
     switch (selection.status) {
       case 'no_nodes':
         throw ProviderErrors.noNodes(d.request.noNodeCode);
@@ -229,38 +267,31 @@ export class DispatchService {
       case 'no_capacity': {
         // Every matching node is busy: queue at the least loaded one instead of refusing (its
         // queue is capped at admission), as a browser retrying with backoff would end up doing.
-        const fallback = await this.leastLoaded(model, exclude);
+        const fallback = await this.leastLoaded(model, skip);
         if (fallback === null) {
           throw ProviderErrors.unreachable(2);
         }
-        nodeId = fallback;
-        break;
+        return fallback;
       }
       case 'selected':
-        nodeId = selection.selected.nodeId;
-        break;
+        return skip.has(selection.selected.nodeId)
+          ? this.leastLoaded(model, skip)
+          : selection.selected.nodeId;
       default: {
         const never: never = selection;
         return never;
       }
     }
-    if (nodeId === exclude) {
-      const other = await this.leastLoaded(model, exclude);
-      if (other === null) {
-        throw ProviderErrors.cancelled();
-      }
-      nodeId = other;
-    }
-    await this.enqueue(d, nodeId);
   }
 
-  private async leastLoaded(model: string, exclude: string | null): Promise<string | null> {
+  private async leastLoaded(model: string, skip: ReadonlySet<string>): Promise<string | null> {
     let best: { nodeId: string; load: number } | null = null;
     for (const node of await this.registry.nodes()) {
       const caps = node.capabilities;
       if (
         node.dialect !== 'v1' ||
-        node.nodeId === exclude ||
+        node.keyUnusable ||
+        skip.has(node.nodeId) ||
         !caps ||
         !caps.supported_model_ids.includes(model) ||
         caps.maximum_total_context_tokens < CONTEXT_TIERS[TIER] ||
@@ -276,14 +307,13 @@ export class DispatchService {
     return best?.nodeId ?? null;
   }
 
-  private async enqueue(d: Dispatch, nodeId: string): Promise<void> {
-    d.requestId = `api-v1-${hex(16)}`;
-    d.cancelToken = hex(16);
-    d.nodeId = nodeId;
+  /** The request sealed to the node, with a fresh id and cancel token; null if its key is unusable. */
+  private seal(d: Dispatch, nodeId: string): JobInput | null {
+    const requestId = `api-v1-${hex(16)}`;
     const inner = {
       protocol: PROTOCOL_ID,
       version: 1,
-      request_id: d.requestId,
+      request_id: requestId,
       client_public_key: d.key.publicKeyB64,
       api_v1_request: {
         model: d.request.model,
@@ -291,12 +321,11 @@ export class DispatchService {
         options: d.request.options,
       },
     };
-    let sealed;
+    let sealed: Sealed;
     try {
       sealed = sealText(JSON.stringify(inner), publicKeyFromB64(nodeId), 'oaep');
     } catch {
-      this.logger.warn({ msg: 'gateway: node key unusable', node: fingerprint(nodeId) });
-      throw ProviderErrors.invalidPayload();
+      return null;
     }
     const envelope: Envelope = {
       ciphertext: sealed.ciphertext,
@@ -304,21 +333,36 @@ export class DispatchService {
       iv: sealed.iv,
       extra: { protocol: PROTOCOL_ID, version: 1 },
     };
+    return {
+      jobId: newJobId(),
+      dialect: 'v1',
+      nodeId,
+      clientKey: d.key.publicKeyB64,
+      requestId,
+      cancelToken: hex(16),
+      stream: false,
+      envelope,
+      bytes: sealed.ciphertext.length + sealed.cipherkey.length + sealed.iv.length,
+    };
+  }
+
+  private async enqueue(d: Dispatch, job: JobInput): Promise<void> {
+    const nodeId = job.nodeId;
+    d.requestId = job.requestId as string;
+    d.cancelToken = job.cancelToken as string;
+    d.nodeId = nodeId;
     const now = this.clock.now();
-    const result = await this.store.enqueue({
-      job: {
-        jobId: newJobId(),
-        dialect: 'v1',
-        nodeId,
-        clientKey: d.key.publicKeyB64,
-        requestId: d.requestId,
-        cancelToken: d.cancelToken,
-        stream: false,
-        envelope,
-        bytes: sealed.ciphertext.length + sealed.cipherkey.length + sealed.iv.length,
-      },
-      now,
-    });
+    let result: EnqueueResult;
+    try {
+      result = await this.store.enqueue({ job, now });
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) {
+        // The store may still apply the enqueue once it recovers (a stalled Redis runs what it
+        // queued): cancel that id, so the node never does work nobody waits for.
+        this.cancelLater(d.key.publicKeyB64, d.requestId, d.cancelToken);
+      }
+      throw error;
+    }
     switch (result.status) {
       case 'queued':
         d.deadline = Math.min(
@@ -338,11 +382,39 @@ export class DispatchService {
       case 'client_pending_full':
       case 'queue_full':
         throw ProviderErrors.unreachable(5);
+      case 'request_in_use':
+        // Fresh random ids never collide; the store says otherwise, so do not guess.
+        throw ProviderErrors.bridge();
       default: {
         const never: never = result;
         return never;
       }
     }
+  }
+
+  /**
+   * Best-effort cancel of an id whose enqueue failed with a store error: now, then after 1, 2 and
+   * 4 s while the store stays unreachable. Commands on one Redis connection run in order, so a
+   * cancel sent after a stalled enqueue also runs after it.
+   */
+  private cancelLater(clientKey: string, requestId: string, cancelToken: string): void {
+    const attempt = (n: number): void => {
+      this.store
+        .cancel({
+          clientKey,
+          requestId,
+          cancelToken,
+          status: 'cancelled',
+          reason: 'requester_gave_up',
+          now: this.clock.now(),
+        })
+        .catch(() => {
+          if (n < CANCEL_RETRIES) {
+            setTimeout(() => attempt(n + 1), 1000 * 2 ** n).unref();
+          }
+        });
+    };
+    attempt(0);
   }
 
   private async failOver(d: Dispatch): Promise<void> {

@@ -1,16 +1,18 @@
 import { Controller, Get, Header, HttpException, UseInterceptors } from '@nestjs/common';
 import { HealthCheckService, type HealthCheckResult } from '@nestjs/terminus';
-import { Inject } from '@nestjs/common';
-import { CLOCK, type Clock } from '../common/clock';
 import { fingerprint } from '../common/ids';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
-import { apartFromDemo, describeNode, DiscoveryService } from '../client/discovery.service';
-import { RegistryService } from '../registry/registry.service';
+import { describeNode, DiscoveryService } from '../client/discovery.service';
+import { RegistryViewService } from '../registry/registry-view.service';
 import { LifecycleService } from './lifecycle.service';
 import { RelayHealthIndicators } from './store.health';
 
 const NO_STORE = { 'Cache-Control': 'no-store' };
+/** Nodes `/healthz` lists (it counts them all): it is probed often and must stay small. */
+const HEALTH_LISTED = 16;
+/** Model ids shown per listed node (`/relay/diagnostics` shows more). */
+const HEALTH_MODELS = 8;
 
 /** `/livez` touches nothing; `/healthz` is readiness: draining flag, state store, optional DNS. */
 @Controller()
@@ -20,10 +22,9 @@ export class HealthController {
     private readonly health: HealthCheckService,
     private readonly indicators: RelayHealthIndicators,
     private readonly lifecycle: LifecycleService,
-    private readonly registry: RegistryService,
+    private readonly views: RegistryViewService,
     private readonly discovery: DiscoveryService,
     private readonly config: RelayConfig,
-    @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
   @Get('livez')
@@ -96,25 +97,47 @@ export class HealthController {
         NO_STORE,
       );
     }
-    const now = this.clock.now();
-    const { nodes, demo } = apartFromDemo(await this.registry.nodes());
-    const demoNodes = demo.length;
-    if (nodes.length === 0) {
+    const nodes = await this.nodes();
+    if (nodes.knownServers === 0) {
       details.knownServers = 'empty';
     }
-    const registered = nodes.map((n) =>
-      describeNode(n, now, c.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId)),
-    );
     return new WireResponse(
       200,
-      {
-        ...body,
-        knownServers: nodes.length,
-        registeredServers: registered,
-        ...(demoNodes > 0 ? { demoNodes } : {}),
-        ...(Object.keys(details).length > 0 ? { details } : {}),
-      },
+      { ...body, ...nodes, ...(Object.keys(details).length > 0 ? { details } : {}) },
       NO_STORE,
     );
+  }
+
+  /**
+   * The node fields of `/healthz`, rendered once per registry reading: every node counted, the
+   * first {@link HEALTH_LISTED} listed (fingerprints unless keys are exposed), the demo node apart.
+   */
+  private async nodes(): Promise<{
+    knownServers: number;
+    registeredServers: object[];
+    registeredServersListed?: number;
+    demoNodes?: number;
+  }> {
+    const view = await this.views.view();
+    return view.memo('healthz', () => {
+      const { summary: s, at } = view;
+      const listed = s.listed
+        .slice(0, HEALTH_LISTED)
+        .map((n) =>
+          describeNode(
+            n,
+            at,
+            this.config.healthExposeKeys ? n.nodeId : fingerprint(n.nodeId),
+            HEALTH_MODELS,
+          ),
+        );
+      const known = s.legacy + s.v1;
+      return {
+        knownServers: known,
+        registeredServers: listed,
+        ...(known > listed.length ? { registeredServersListed: listed.length } : {}),
+        ...(s.fallback > 0 ? { demoNodes: s.fallback } : {}),
+      };
+    });
   }
 }

@@ -214,6 +214,11 @@ export class RelayMetrics {
     help: 'Requests this replica holds open waiting for work or an answer (long-polls)',
     registers: [this.registry],
   });
+  readonly replicationTimeouts = new Counter({
+    name: 'tokenplace_relay_redis_replication_timeouts_total',
+    help: 'Acknowledged transitions answered 503 because fewer than TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS replicas confirmed them in time',
+    registers: [this.registry],
+  });
   readonly storeUp = new Gauge({
     name: 'tokenplace_relay_state_store_up',
     help: '1 when the state store (memory or redis, see /healthz) answered the last check',

@@ -3,9 +3,17 @@ import { CLOCK, type Clock } from '../common/clock';
 import { newControlCredential, sha256Hex } from '../common/ids';
 import { Errors } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import { STATE_STORE, type SelectNodeResult, type StateStore } from '../state/state-store';
-import type { ContextTier, NodeView } from '../state/state.types';
+import {
+  STATE_STORE,
+  type SelectNodeResult,
+  type StateStore,
+  type UpsertNodeResult,
+} from '../state/state-store';
+import type { ContextTier, NodeOrigin, NodeView } from '../state/state.types';
 import { normaliseCapabilities } from './capabilities';
+import { isUsableNodeKey } from './node-key';
+import { RegistryViewService } from './registry-view.service';
+import { TokenService } from './token.service';
 
 export interface V1Registration {
   /** The raw control credential, present only on the first registration. */
@@ -22,20 +30,34 @@ export class RegistryService {
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
+    private readonly tokens: TokenService,
+    private readonly view: RegistryViewService,
   ) {}
 
-  /** A `/sink` heartbeat. False when the key belongs to an API v1 node (no work crosses dialects). */
-  async pingLegacy(nodeId: string, pollingUntil?: number): Promise<boolean> {
+  /**
+   * Most nodes one address may hold: only while registration is open. With a node token, token
+   * holders are trusted (an operator vouched for them) and only the registry's cap applies.
+   */
+  private get share(): number | undefined {
+    return this.tokens.open ? this.config.maxNodesPerAddress : undefined;
+  }
+
+  /**
+   * A `/sink` heartbeat. False when the key belongs to an API v1 node (no work crosses dialects),
+   * or to a live node at another address: the caller is answered as if nothing were queued.
+   */
+  async pingLegacy(nodeId: string, origin: NodeOrigin, pollingUntil?: number): Promise<boolean> {
     const result = await this.store.upsertNode({
       nodeId,
       dialect: 'legacy',
       pollingUntil,
+      origin,
+      maxPerGroup: this.share,
       now: this.clock.now(),
     });
-    if (result.status === 'nodes_full') {
-      throw Errors.capacity('Relay node registry is full', 30, 503);
-    }
-    return result.status !== 'dialect_conflict';
+    refuseNewNode(result);
+    this.noteCreated(result);
+    return result.status === 'created' || result.status === 'renewed';
   }
 
   /**
@@ -47,33 +69,63 @@ export class RegistryService {
     this.fallbackIds.add(nodeId);
   }
 
-  /** `/servers/register`: validates capabilities, issues the control credential once. */
-  async registerV1(nodeId: string, rawCapabilities: unknown): Promise<V1Registration> {
+  /**
+   * `/servers/register`: checks the key and the capabilities, issues the control credential once.
+   * A live key is renewed only for its owner: from the address it is bound to, or with its
+   * control credential (403 otherwise).
+   */
+  async registerV1(
+    nodeId: string,
+    rawCapabilities: unknown,
+    origin: NodeOrigin,
+    credential?: string,
+  ): Promise<V1Registration> {
     const capabilities = normaliseCapabilities(rawCapabilities);
-    const credential = newControlCredential();
+    if (!isUsableNodeKey(nodeId)) {
+      throw Errors.invalidServerKey();
+    }
+    const issued = newControlCredential();
     const result = await this.store.upsertNode({
       nodeId,
       dialect: 'v1',
       capabilities,
-      newCredentialDigest: sha256Hex(credential),
+      newCredentialDigest: sha256Hex(issued),
       fallback: this.fallbackIds.has(nodeId),
+      origin,
+      presentedDigest: credential === undefined ? undefined : sha256Hex(credential),
+      maxPerGroup: this.share,
       now: this.clock.now(),
     });
-    if (result.status === 'nodes_full') {
-      throw Errors.capacity('Relay node registry is full', 30, 503);
+    refuseNewNode(result);
+    this.noteCreated(result);
+    if (result.status === 'forbidden') {
+      throw Errors.controlCredential();
     }
     if (result.status !== 'created' && result.status !== 'renewed') {
       throw Errors.serverNotFound();
     }
-    return { credential: result.credentialIssued ? credential : null };
+    return { credential: result.credentialIssued ? issued : null };
   }
 
-  /** `/servers/poll` heartbeat: renews the lease, replaces capabilities when sent; 404 if unknown. */
-  async renewV1(nodeId: string, rawCapabilities: unknown, pollingUntil: number): Promise<void> {
+  /**
+   * `/servers/poll` heartbeat: renews the lease, replaces capabilities when sent; 404 if unknown,
+   * 403 for a caller that is not the node's owner (as for registration).
+   */
+  async renewV1(
+    nodeId: string,
+    rawCapabilities: unknown,
+    pollingUntil: number,
+    origin: NodeOrigin,
+    credential?: string,
+  ): Promise<void> {
     const capabilities =
       rawCapabilities === undefined || rawCapabilities === null
         ? undefined
         : normaliseCapabilities(rawCapabilities);
+    if (!isUsableNodeKey(nodeId)) {
+      // A key registered before keys were checked: it lapses, and may not register again.
+      throw Errors.invalidServerKey();
+    }
     const result = await this.store.upsertNode({
       nodeId,
       dialect: 'v1',
@@ -81,11 +133,21 @@ export class RegistryService {
       requireExisting: true,
       pollingUntil,
       fallback: this.fallbackIds.has(nodeId),
+      origin,
+      presentedDigest: credential === undefined ? undefined : sha256Hex(credential),
       now: this.clock.now(),
     });
+    if (result.status === 'forbidden') {
+      throw Errors.controlCredential();
+    }
     if (result.status !== 'renewed') {
       throw Errors.serverNotFound();
     }
+  }
+
+  /** Marks a key nothing can be encrypted to: the scheduler stops offering it. */
+  async markKeyUnusable(nodeId: string): Promise<void> {
+    await this.store.markKeyUnusable(nodeId, this.clock.now());
   }
 
   /** Removes a node; API v1 nodes must prove ownership with their control credential. */
@@ -98,6 +160,9 @@ export class RegistryService {
     if (result.status === 'forbidden') {
       throw Errors.controlCredential();
     }
+    if (result.status === 'removed') {
+      this.view.changed();
+    }
     return result.status === 'removed';
   }
 
@@ -109,7 +174,17 @@ export class RegistryService {
       force: true,
       now: this.clock.now(),
     });
+    if (result.status === 'removed') {
+      this.view.changed();
+    }
     return result.status === 'removed';
+  }
+
+  /** A node joined: the public views read the registry again. */
+  private noteCreated(result: UpsertNodeResult): void {
+    if (result.status === 'created') {
+      this.view.changed();
+    }
   }
 
   select(model: string, tier: ContextTier): Promise<SelectNodeResult> {
@@ -127,5 +202,19 @@ export class RegistryService {
 
   nodes(): Promise<NodeView[]> {
     return this.store.listNodes(this.clock.now());
+  }
+}
+
+/** A new key past the registry's cap (503) or past its address's share (429). */
+function refuseNewNode(result: UpsertNodeResult): void {
+  if (result.status === 'nodes_full') {
+    throw Errors.capacity('Relay node registry is full', 30, 503);
+  }
+  if (result.status === 'group_full') {
+    throw Errors.capacity(
+      'Too many compute nodes are registered from this address; retry later',
+      30,
+      429,
+    );
   }
 }

@@ -4,8 +4,10 @@ import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { TextErrors } from '../common/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
 import { RegistryService } from '../registry/registry.service';
+import type { NodeOrigin } from '../state/state.types';
 import { SinkDto, UnregisterDto } from './sink.dto';
 import { SinkService, type LegacySinkBody } from './sink.service';
 
@@ -24,9 +26,10 @@ export class LegacySinkController {
   @ControlRateLimit('poll')
   take(
     @Body(new BodyOf(SinkDto)) dto: SinkDto,
+    @CallerOrigin() origin: NodeOrigin,
     @ClientGone() gone: CallerWatch,
   ): Promise<LegacySinkBody> {
-    return this.sink.sink(dto.server_public_key, dto.max_batch_size ?? 1, gone);
+    return this.sink.sink(dto.server_public_key, dto.max_batch_size ?? 1, origin, gone);
   }
 
   /** Not gated: today's nodes fall back to it when `/servers/unregister` is missing. */

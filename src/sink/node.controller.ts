@@ -2,10 +2,12 @@ import { Body, Controller, Headers, HttpCode, Post, UseGuards } from '@nestjs/co
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
 import { OperatorService } from '../registry/operator.service';
 import { RegistryService } from '../registry/registry.service';
 import { RelayConfig } from '../config/relay-config';
+import type { NodeOrigin } from '../state/state.types';
 import { ControlDto, NodeHelloDto, UnregisterDto } from './sink.dto';
 import { SinkService, type PollBody } from './sink.service';
 
@@ -22,8 +24,16 @@ export class NodeController {
   @Post('servers/register')
   @HttpCode(200)
   @ControlRateLimit('register')
-  async register(@Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto): Promise<object> {
-    const { credential } = await this.registry.registerV1(dto.server_public_key, dto.capabilities);
+  async register(
+    @Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto,
+    @CallerOrigin() origin: NodeOrigin,
+  ): Promise<object> {
+    const { credential } = await this.registry.registerV1(
+      dto.server_public_key,
+      dto.capabilities,
+      origin,
+      dto.control_credential,
+    );
     return {
       next_ping_in_x_seconds: this.config.v1LeaseSeconds,
       poll_wait_seconds: this.config.pollWaitSeconds,
@@ -37,9 +47,10 @@ export class NodeController {
   @ControlRateLimit('poll')
   poll(
     @Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto,
+    @CallerOrigin() origin: NodeOrigin,
     @ClientGone() gone: CallerWatch,
   ): Promise<PollBody> {
-    return this.sink.poll(dto.server_public_key, dto.capabilities, gone);
+    return this.sink.poll(dto, origin, gone);
   }
 
   @Post('servers/control')

@@ -2,6 +2,11 @@ import { Allow, IsBoolean, IsInt, IsOptional, Min } from 'class-validator';
 import { BodyShape, Coerce, FailsAs } from '../common/envelope-body';
 import { Errors } from '../common/relay-error';
 import { MAX_ID_CHARS, MAX_KEY_CHARS, MAX_TOKEN_CHARS, Present, Str } from '../common/validators';
+import { MAX_NODE_KEY_CHARS } from '../registry/node-key';
+
+/** A credential field: anything but a non-empty bounded string counts as none sent. */
+const credentialOrNone = ({ value }: { value: unknown }): unknown =>
+  typeof value === 'string' && value !== '' && value.length <= MAX_TOKEN_CHARS ? value : undefined;
 
 /** Legacy `max_batch_size`: integer truncation like the existing relay ("3" → 3, 2.9 → 2, true → 1). */
 function toBatchSize({ value }: { value: unknown }): unknown {
@@ -27,8 +32,9 @@ export class SinkDto {
   @Min(1)
   max_batch_size?: number;
 
+  /** Node keys are bounded near real sizes (an RSA-8192 key); each one takes a registry slot. */
   @FailsAs(Errors.invalidPublicKey)
-  @Str(MAX_KEY_CHARS)
+  @Str(MAX_NODE_KEY_CHARS)
   server_public_key!: string;
 }
 
@@ -57,6 +63,14 @@ export class NodeHelloDto {
   /** Validated with the exact capability messages by the registry. */
   @Allow()
   capabilities?: unknown;
+
+  /**
+   * Optional proof of ownership (today's nodes send none): with it, a live node may register or
+   * poll from any address; a wrong one is refused.
+   */
+  @Coerce(credentialOrNone)
+  @Allow()
+  control_credential?: string;
 }
 
 /** `POST /api/v1/relay/servers/control`. */

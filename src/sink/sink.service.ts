@@ -8,7 +8,8 @@ import { LifecycleService } from '../health/lifecycle.service';
 import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
-import type { ClaimedJob, Dialect } from '../state/state.types';
+import type { ClaimedJob, Dialect, NodeOrigin } from '../state/state.types';
+import type { NodeHelloDto } from './sink.dto';
 
 export type LegacySinkBody = Record<string, unknown> & { next_ping_in_x_seconds: number };
 export type PollBody = Record<string, unknown>;
@@ -45,11 +46,16 @@ export class SinkService {
     private readonly lifecycle: LifecycleService,
   ) {}
 
-  async sink(nodeId: string, maxBatch: number, caller: CallerWatch): Promise<LegacySinkBody> {
+  async sink(
+    nodeId: string,
+    maxBatch: number,
+    origin: NodeOrigin,
+    caller: CallerWatch,
+  ): Promise<LegacySinkBody> {
     const holdMs = this.lifecycle.draining ? 0 : this.config.sinkHoldMs;
     const until = this.clock.now() + holdMs;
     const body: LegacySinkBody = { next_ping_in_x_seconds: this.config.sinkPingSeconds };
-    if (!(await this.registry.pingLegacy(nodeId, holdMs > 0 ? until : undefined))) {
+    if (!(await this.registry.pingLegacy(nodeId, origin, holdMs > 0 ? until : undefined))) {
       return body;
     }
     const jobs = await this.claimOrWait(nodeId, 'legacy', maxBatch, until, caller);
@@ -75,11 +81,18 @@ export class SinkService {
     return body;
   }
 
-  async poll(nodeId: string, capabilities: unknown, caller: CallerWatch): Promise<PollBody> {
+  async poll(hello: NodeHelloDto, origin: NodeOrigin, caller: CallerWatch): Promise<PollBody> {
+    const nodeId = hello.server_public_key;
     const waitSeconds = this.config.pollWaitSeconds;
     const draining = this.lifecycle.draining;
     const until = this.clock.now() + (draining ? 0 : waitSeconds * 1000);
-    await this.registry.renewV1(nodeId, capabilities, until);
+    await this.registry.renewV1(
+      nodeId,
+      hello.capabilities,
+      until,
+      origin,
+      hello.control_credential,
+    );
     const jobs = await this.claimOrWait(nodeId, 'v1', 1, until, caller);
     if (jobs === null) {
       throw Errors.serverNotFound();

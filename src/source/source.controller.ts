@@ -3,7 +3,9 @@ import { BodyOf } from '../common/body.pipe';
 import { TextErrors } from '../common/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
+import type { NodeOrigin } from '../state/state.types';
 import { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
 import { SourceService } from './source.service';
 
@@ -39,8 +41,11 @@ export class V1SourceController {
   @Post('responses')
   @HttpCode(200)
   @ControlRateLimit('response', 'client_public_key')
-  answer(@Body(new BodyOf(ResponsesDto)) dto: ResponsesDto): Promise<object> {
-    return this.source.responses(dto);
+  answer(
+    @Body(new BodyOf(ResponsesDto)) dto: ResponsesDto,
+    @CallerOrigin() origin: NodeOrigin,
+  ): Promise<object> {
+    return this.source.responses(dto, origin.owner);
   }
 
   @Post('progress')

@@ -78,7 +78,8 @@ export class SourceService {
     return { message: 'Chunk stored', final: dto.final };
   }
 
-  async responses(dto: ResponsesDto): Promise<object> {
+  /** `/responses`: `answerer` is the caller's owner address (only the holding node may answer). */
+  async responses(dto: ResponsesDto, answerer: string): Promise<object> {
     const extra: Record<string, string | number> = { client_public_key: dto.client_public_key };
     for (const key of ['request_id', 'protocol', 'version', 'cancel_token'] as const) {
       const value = dto[key];
@@ -97,6 +98,7 @@ export class SourceService {
       clientKey: dto.client_public_key,
       requestId: dto.request_id ?? null,
       envelope,
+      answerer,
       now: this.clock.now(),
     });
     switch (result.status) {
@@ -104,6 +106,8 @@ export class SourceService {
         return { message: 'Response received and queued for client' };
       case 'duplicate':
         return { message: 'Response already queued for client' };
+      case 'not_holder':
+        throw Errors.notHolder();
       case 'gone':
         throw Errors.noLongerWaiting(result.code);
       case 'responses_full':

@@ -21,6 +21,7 @@ import type {
   StreamChunkCommand,
   StreamChunkResult,
   StreamTakeResult,
+  SummarizeNodesCommand,
   TakeResponseCommand,
   TakeResponseResult,
   UnregisterNodeCommand,
@@ -28,7 +29,13 @@ import type {
   UpsertNodeCommand,
   UpsertNodeResult,
 } from './state-store';
-import type { NodeView, StoreLimits, StoreStats, TransitionCounts } from './state.types';
+import type {
+  NodeSummary,
+  NodeView,
+  StoreLimits,
+  StoreStats,
+  TransitionCounts,
+} from './state.types';
 import * as answers from './transitions/answers.memory';
 import { createMemoryState, type MemoryState } from './transitions/memory-state';
 import * as nodes from './transitions/nodes.memory';
@@ -65,6 +72,14 @@ export class InMemoryStateStore implements StateStore {
 
   listNodes(now: number): Promise<NodeView[]> {
     return Promise.resolve(nodes.listNodes(this.state, now));
+  }
+
+  summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+    return Promise.resolve(nodes.summarizeNodes(this.state, cmd));
+  }
+
+  markKeyUnusable(nodeId: string, _now: number): Promise<boolean> {
+    return Promise.resolve(nodes.markKeyUnusable(this.state, nodeId));
   }
 
   selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {

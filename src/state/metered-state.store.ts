@@ -21,6 +21,7 @@ import type {
   StreamChunkCommand,
   StreamChunkResult,
   StreamTakeResult,
+  SummarizeNodesCommand,
   TakeResponseCommand,
   TakeResponseResult,
   UnregisterNodeCommand,
@@ -28,7 +29,7 @@ import type {
   UpsertNodeCommand,
   UpsertNodeResult,
 } from './state-store';
-import type { NodeView, StoreStats, TransitionCounts } from './state.types';
+import type { NodeSummary, NodeView, StoreStats, TransitionCounts } from './state.types';
 
 /**
  * The store the services get: the real one, with every transition's outcome and eviction counts
@@ -59,6 +60,14 @@ export class MeteredStateStore implements StateStore {
 
   listNodes(now: number): Promise<NodeView[]> {
     return this.inner.listNodes(now);
+  }
+
+  summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+    return this.inner.summarizeNodes(cmd);
+  }
+
+  markKeyUnusable(nodeId: string, now: number): Promise<boolean> {
+    return this.inner.markKeyUnusable(nodeId, now);
   }
 
   selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {

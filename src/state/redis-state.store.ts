@@ -1,7 +1,16 @@
 import { Logger } from '@nestjs/common';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Clock } from '../common/clock';
-import type { RelayConfig } from '../config/relay-config';
+import type { RedisTopology, RelayConfig } from '../config/relay-config';
+import {
+  createClient,
+  createSubscriber,
+  primaryFor,
+  type RedisClient,
+  type WakeSubscriber,
+} from './redis/connection';
+import { migratePrefix } from './redis/prefix-migration';
+import { ReplicaAcks, ReplicationTimeoutError } from './redis/replica-acks';
 import { toStoreError } from './redis/redis-error.mapper';
 import {
   RELAY_SCRIPT_NAMES,
@@ -14,6 +23,7 @@ import {
   flagReply,
   MalformedReplyError,
   nodeListSchema,
+  nodeSummarySchema,
   nullableTextReply,
   parseJson,
   ScriptReply,
@@ -43,6 +53,7 @@ import type {
   StreamChunkCommand,
   StreamChunkResult,
   StreamTakeResult,
+  SummarizeNodesCommand,
   TakeResponseCommand,
   TakeResponseResult,
   UnregisterNodeCommand,
@@ -55,6 +66,7 @@ import {
   TERMINAL_REASONS,
   TERMINAL_STATUSES,
   type ClaimedJob,
+  type NodeSummary,
   type NodeView,
   type StoreLimits,
   type StoreStats,
@@ -65,10 +77,23 @@ import { statsFromSnapshot } from './transitions/stats-snapshot';
 import { responseKey, workKey } from './waiters';
 
 export interface RedisStoreOptions {
-  /** redis:// or rediss:// URL (password and db included). */
+  /** redis:// or rediss:// URL (password and db included); with Sentinel or Cluster, '' or credentials. */
   url: string;
+  /** Sentinels or Cluster nodes (default: the one server of the URL). */
+  topology?: RedisTopology;
+  /** Data-node password overriding the URL's. */
+  password?: string;
+  tls?: boolean;
+  tlsCaFile?: string | null;
   /** Prefix of every key and of the wake-up channel. */
   keyPrefix: string;
+  /** Replicas an acknowledged transition waits for (Redis WAIT), and for how long (ms). */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
+  /** Counts each acknowledged transition whose replicas did not confirm in time. */
+  onReplicationTimeout?: (operation: string) => void;
+  /** An earlier prefix whose keys move under `keyPrefix` once at boot (see prefix-migration.ts). */
+  migrateFromPrefix?: string | null;
   /** A command slower than this fails with 503 (the store reports itself unavailable). */
   commandTimeoutMs: number;
   limits: StoreLimits;
@@ -84,6 +109,62 @@ export interface StoreLog {
 }
 
 type ScriptArg = string | number;
+
+/**
+ * Transitions whose success the relay acknowledges to a caller (2xx) and whose loss in a failover
+ * would lose or resurrect something: with TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS they wait for the
+ * replicas before the reply. Taking an answer waits too where a retry hands the same answer out
+ * again (legacy, and API v1 with a request id), see `takeResponse`.
+ *
+ * Left out on purpose: claims and stream drains (a lost claim re-queues the work, delivered again:
+ * at-least-once; a claim answered 503 after it was applied would instead hide the work until its
+ * lease lapses), rate-limit hits, sweeps, the scheduler cursor and the read-only scripts.
+ */
+const ACKNOWLEDGED: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
+  'tpUpsertNode',
+  'tpUnregisterNode',
+  'tpEnqueue',
+  'tpControl',
+  'tpCancel',
+  'tpPutProgress',
+  'tpComplete',
+  'tpConfirmDelivery',
+  'tpAppendStreamChunk',
+]);
+
+interface CallOptions {
+  /** Sent again once after READONLY (default: {@link IDEMPOTENT}). */
+  idempotent?: boolean;
+  /** Waits for the replicas (default: {@link ACKNOWLEDGED}). */
+  acknowledged?: boolean;
+}
+
+/**
+ * Scripts whose repetition leaves the same state and reply, so a call refused with READONLY (a
+ * demoted primary) is sent again once the connection has found the new primary. Enqueue, complete
+ * and take are idempotent only with a request id (API v1) and say so per call; the rest (claims,
+ * rate-limit hits, legacy streams) answer 503 and leave the retry to the caller.
+ */
+const IDEMPOTENT: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
+  'tpUpsertNode',
+  'tpUnregisterNode',
+  'tpListNodes',
+  'tpSummarizeNodes',
+  'tpMarkKeyUnusable',
+  'tpPickLegacyNode',
+  'tpSelectNode',
+  'tpControl',
+  'tpCancel',
+  'tpPutProgress',
+  'tpHasWork',
+  'tpHasResponse',
+  'tpConfirmDelivery',
+  'tpSweep',
+  'tpStats',
+]);
+
+/** Most a READONLY retry waits for the connection to come back on the new primary. */
+const FAILOVER_RETRY_WAIT_MS = 5_000;
 type ScriptHost = Partial<Record<RelayScriptName, (...args: ScriptArg[]) => Promise<unknown>>>;
 
 /** At most this many entries per index per sweep script; the sweep loops while more are due. */
@@ -105,7 +186,9 @@ const UPSERT_STATUSES = [
   'renewed',
   'not_found',
   'nodes_full',
+  'group_full',
   'dialect_conflict',
+  'forbidden',
 ] as const;
 const UNREGISTER_STATUSES = ['removed', 'absent', 'forbidden'] as const;
 const ENQUEUE_STATUSES = [
@@ -114,10 +197,11 @@ const ENQUEUE_STATUSES = [
   'node_queue_full',
   'queue_full',
   'client_pending_full',
+  'request_in_use',
 ] as const;
 const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
 const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
-const COMPLETE_STATUSES = ['stored', 'duplicate', 'responses_full', 'gone'] as const;
+const COMPLETE_STATUSES = ['stored', 'duplicate', 'not_holder', 'responses_full', 'gone'] as const;
 const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
 const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
 const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
@@ -147,10 +231,17 @@ function addCounts(total: TransitionCounts, t: TransitionCounts): void {
  * evicting or speaking another data layout, and `ping` (readiness) says why.
  */
 export class RedisStateStore implements StateStore {
-  private readonly cmd: Redis;
-  private readonly sub: Redis;
+  private readonly cmd: RedisClient;
+  private readonly sub: WakeSubscriber;
   private readonly wake: WakeChannel;
+  private readonly acks: ReplicaAcks;
   private readonly prefix: string;
+  /** The key every script declares, so a Cluster routes it to the slot of the prefix's hash tag. */
+  private readonly routingKey: string;
+  private readonly migrateFrom: string | null;
+  private readonly commandTimeoutMs: number;
+  /** False once ROLE was refused (ACL): readiness then checks writability by PING alone. */
+  private roleAllowed = true;
   private readonly limitsJson: string;
   private usable = false;
   private closed = false;
@@ -159,13 +250,28 @@ export class RedisStateStore implements StateStore {
   private checkedAt = 0;
   private readonly logged = new Map<string, number>();
   private readyListeners: Array<() => void> = [];
+  /** Calls waiting for the store to be usable again (a READONLY retry). */
+  private usableListeners: Array<() => void> = [];
+  private readonly onReplicationTimeout: (operation: string) => void;
 
-  static connect(config: RelayConfig, clock: Clock): Promise<StateStore> {
+  static connect(
+    config: RelayConfig,
+    clock: Clock,
+    onReplicationTimeout?: (operation: string) => void,
+  ): Promise<StateStore> {
     return RedisStateStore.open(
       {
         url: config.redisUrl,
+        topology: config.redisTopology,
+        password: config.redisPassword,
+        tls: config.redisTls,
+        tlsCaFile: config.redisTlsCaFile,
         keyPrefix: config.redisKeyPrefix,
         commandTimeoutMs: config.redisCommandTimeoutMs,
+        waitReplicas: config.redisWaitReplicas,
+        waitTimeoutMs: config.redisWaitTimeoutMs,
+        onReplicationTimeout,
+        migrateFromPrefix: config.redisMigrateFromPrefix,
         limits: config.limits,
         connectWaitMs: Math.min(5000, Math.max(1000, config.redisCommandTimeoutMs)),
       },
@@ -190,25 +296,29 @@ export class RedisStateStore implements StateStore {
     private readonly log: StoreLog,
   ) {
     this.prefix = options.keyPrefix;
+    this.routingKey = `${options.keyPrefix}schema`;
+    this.migrateFrom = options.migrateFromPrefix ?? null;
+    this.commandTimeoutMs = options.commandTimeoutMs;
     this.limitsJson = JSON.stringify(options.limits);
-    const base: RedisOptions = {
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      autoResubscribe: false,
-      enableReadyCheck: true,
-      commandTimeout: options.commandTimeoutMs,
-      connectTimeout: Math.max(1000, options.commandTimeoutMs),
-      keepAlive: 10_000,
-      disconnectTimeout: 200,
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+    const settings = {
+      url: options.url,
+      topology: options.topology ?? { kind: 'standalone' },
+      password: options.password,
+      tls: options.tls,
+      tlsCaFile: options.tlsCaFile,
+      commandTimeoutMs: options.commandTimeoutMs,
     };
-    this.cmd = new Redis(options.url, { ...base, connectionName: 'tokenplace-relay' });
-    this.sub = new Redis(options.url, { ...base, connectionName: 'tokenplace-relay-wake' });
+    this.cmd = createClient(settings, 'tokenplace-relay');
+    this.sub = createSubscriber(settings, 'tokenplace-relay-wake');
+    this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
+      primaryFor(this.cmd, this.routingKey),
+    );
+    this.onReplicationTimeout = options.onReplicationTimeout ?? (() => undefined);
     const scripts = relayScripts();
     for (const name of RELAY_SCRIPT_NAMES) {
-      this.cmd.defineCommand(name, { numberOfKeys: 0, lua: scripts[name] });
+      // One declared key (the layout key, under the prefix): a Cluster routes the script to the
+      // slot of the prefix's hash tag, where every key it builds from the prefix lives.
+      this.cmd.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
     }
     this.wake = new WakeChannel(this.sub, `${this.prefix}wake`, clock);
     this.watch();
@@ -233,6 +343,10 @@ export class RedisStateStore implements StateStore {
       cmd.requireExisting === true ? '1' : '0',
       opt(cmd.pollingUntil),
       opt(cmd.fallback === undefined ? undefined : cmd.fallback ? '1' : '0'),
+      opt(cmd.origin?.owner),
+      opt(cmd.origin?.group),
+      opt(cmd.presentedDigest),
+      opt(cmd.maxPerGroup),
     ]);
     const status = r.oneOf(UPSERT_STATUSES, 'status');
     const transitions = r.transitions();
@@ -262,6 +376,15 @@ export class RedisStateStore implements StateStore {
     return parseJson('tpListNodes', nodeListSchema, raw, 'node list');
   }
 
+  async summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+    const raw = await this.call('tpSummarizeNodes', cmd.now, [cmd.limit]);
+    return parseJson('tpSummarizeNodes', nodeSummarySchema, raw, 'node summary');
+  }
+
+  async markKeyUnusable(nodeId: string, now: number): Promise<boolean> {
+    return flagReply('tpMarkKeyUnusable', await this.call('tpMarkKeyUnusable', now, [nodeId]));
+  }
+
   async selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
     const raw = await this.call('tpSelectNode', cmd.now, [cmd.model, cmd.tier, cmd.maxQueueDepth]);
     return parseJson('tpSelectNode', selectionSchema, raw, 'selection');
@@ -278,17 +401,22 @@ export class RedisStateStore implements StateStore {
 
   async enqueue(cmd: EnqueueCommand): Promise<EnqueueResult> {
     const { job } = cmd;
-    const r = await this.reply('tpEnqueue', cmd.now, [
-      job.jobId,
-      job.dialect,
-      job.nodeId,
-      opt(job.clientKey),
-      opt(job.requestId),
-      opt(job.cancelToken),
-      job.stream ? '1' : '0',
-      JSON.stringify(job.envelope),
-      job.bytes,
-    ]);
+    const r = await this.reply(
+      'tpEnqueue',
+      cmd.now,
+      [
+        job.jobId,
+        job.dialect,
+        job.nodeId,
+        opt(job.clientKey),
+        opt(job.requestId),
+        opt(job.cancelToken),
+        job.stream ? '1' : '0',
+        JSON.stringify(job.envelope),
+        job.bytes,
+      ],
+      { idempotent: job.requestId !== null },
+    );
     const status = r.oneOf(ENQUEUE_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'queued') {
@@ -390,12 +518,18 @@ export class RedisStateStore implements StateStore {
   // ---------------------------------------------------------------- answers (answers.redis.lua)
 
   async complete(cmd: CompleteCommand): Promise<CompleteResult> {
-    const r = await this.reply('tpComplete', cmd.now, [
-      cmd.dialect,
-      cmd.clientKey,
-      opt(cmd.requestId),
-      JSON.stringify(cmd.envelope),
-    ]);
+    const r = await this.reply(
+      'tpComplete',
+      cmd.now,
+      [
+        cmd.dialect,
+        cmd.clientKey,
+        opt(cmd.requestId),
+        JSON.stringify(cmd.envelope),
+        opt(cmd.answerer),
+      ],
+      { idempotent: cmd.requestId !== null },
+    );
     const status = r.oneOf(COMPLETE_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'gone') {
@@ -411,11 +545,15 @@ export class RedisStateStore implements StateStore {
   }
 
   async takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
-    const r = await this.reply('tpTakeResponse', cmd.now, [
-      cmd.dialect,
-      cmd.clientKey,
-      opt(cmd.requestId),
-    ]);
+    // Repeatable (the answer stays handed out until delivery is confirmed) except an untracked
+    // API v1 answer, which the take removes: only a repeatable take may answer 503 after it ran.
+    const repeatable = cmd.dialect === 'legacy' || cmd.requestId !== null;
+    const r = await this.reply(
+      'tpTakeResponse',
+      cmd.now,
+      [cmd.dialect, cmd.clientKey, opt(cmd.requestId)],
+      { idempotent: repeatable, acknowledged: repeatable },
+    );
     const status = r.oneOf(TAKE_STATUSES, 'status');
     const transitions = r.transitions();
     let result: TakeResponseResult;
@@ -538,6 +676,10 @@ export class RedisStateStore implements StateStore {
     return statsFromSnapshot(parseJson('tpStats', statsSchema, raw, 'stats'), now);
   }
 
+  /**
+   * Readiness: the store is usable and the server it writes to is a writable primary (ROLE; a
+   * demoted primary makes the connection look for the new one, and readiness fails until found).
+   */
   async ping(): Promise<void> {
     if (this.closed) {
       throw new StoreUnavailableError('redis: store closed');
@@ -549,7 +691,7 @@ export class RedisStateStore implements StateStore {
       throw new StoreUnavailableError(this.problem);
     }
     try {
-      await this.cmd.ping();
+      await this.checkWritable();
     } catch (error) {
       throw toStoreError(error);
     }
@@ -596,11 +738,78 @@ export class RedisStateStore implements StateStore {
   // ---------------------------------------------------------------- connection
 
   /** A positional reply, read with its checks; a malformed one is logged and fails with 503. */
-  private async reply(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<ScriptReply> {
-    return ScriptReply.of(name, await this.call(name, now, args));
+  private async reply(
+    name: RelayScriptName,
+    now: number,
+    args: ScriptArg[],
+    options: CallOptions = {},
+  ): Promise<ScriptReply> {
+    return ScriptReply.of(name, await this.call(name, now, args, options));
   }
 
-  private async call(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<unknown> {
+  /**
+   * One script call. A call refused with READONLY (the primary was demoted under us: the
+   * connection is already reconnecting to the new one) is sent once more when it is idempotent,
+   * and otherwise fails with 503. With WAIT_REPLICAS, an acknowledged transition resolves only
+   * once its replicas have it (503 when they do not answer in time).
+   */
+  private async call(
+    name: RelayScriptName,
+    now: number,
+    args: ScriptArg[],
+    options: CallOptions = {},
+  ): Promise<unknown> {
+    const idempotent = options.idempotent ?? IDEMPOTENT.has(name);
+    const acknowledged = options.acknowledged ?? ACKNOWLEDGED.has(name);
+    try {
+      return await this.replicated(name, acknowledged, await this.send(name, now, args));
+    } catch (error) {
+      if (!idempotent || !(error instanceof ReadOnlyReply)) {
+        throw error;
+      }
+      this.usable = false;
+      this.problem = error.message;
+      await this.whenUsable(Math.min(FAILOVER_RETRY_WAIT_MS, this.commandTimeoutMs));
+      return this.replicated(name, acknowledged, await this.send(name, now, args));
+    }
+  }
+
+  private async replicated(
+    name: RelayScriptName,
+    acknowledged: boolean,
+    reply: unknown,
+  ): Promise<unknown> {
+    if (acknowledged && this.acks.enabled) {
+      try {
+        await this.acks.after();
+      } catch (error) {
+        if (error instanceof ReplicationTimeoutError) {
+          this.onReplicationTimeout(name);
+        }
+        throw toStoreError(error);
+      }
+    }
+    return reply;
+  }
+
+  /** Resolves when the store is usable again, or after `ms` (the next call then reports why not). */
+  private whenUsable(ms: number): Promise<void> {
+    if (this.usable) {
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.usableListeners = this.usableListeners.filter((l) => l !== done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      this.usableListeners.push(done);
+    });
+  }
+
+  private async send(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<unknown> {
     if (!this.usable && !this.closed && this.cmd.status === 'ready') {
       // Connected but refused earlier (policy, layout, a failed check): look again, at most 1/s.
       if (Date.now() - this.checkedAt > RECHECK_WHEN_REFUSED_MS) {
@@ -615,13 +824,17 @@ export class RedisStateStore implements StateStore {
       throw new Error(`script ${name} is not defined`);
     }
     try {
-      return await fn.call(this.cmd, this.prefix, this.limitsJson, now, ...args);
+      return await fn.call(this.cmd, this.routingKey, this.prefix, this.limitsJson, now, ...args);
     } catch (error) {
       const mapped = toStoreError(error);
       if (mapped.message.startsWith('redis: TPSCHEMA')) {
         this.refuse(mapped.message);
       }
-      throw mapped;
+      // Only a reply of the server itself counts as a demotion seen (not a fast refusal that
+      // repeats the last problem): that one call may be retried once the primary is found.
+      throw mapped.message.startsWith('redis: READONLY')
+        ? new ReadOnlyReply(mapped.message)
+        : mapped;
     }
   }
 
@@ -697,6 +910,7 @@ export class RedisStateStore implements StateStore {
   private async checkServer(): Promise<void> {
     this.checkedAt = Date.now();
     try {
+      await this.checkWritable();
       const policy = await this.evictionPolicy();
       if (policy !== null && policy !== 'noeviction') {
         this.refuse(
@@ -704,7 +918,8 @@ export class RedisStateStore implements StateStore {
         );
         return;
       }
-      const schemaKey = `${this.prefix}schema`;
+      const schemaKey = this.routingKey;
+      await this.migrate();
       await this.cmd.set(schemaKey, SCHEMA_VERSION, 'NX');
       const schema = await this.cmd.get(schemaKey);
       if (schema !== SCHEMA_VERSION) {
@@ -719,9 +934,67 @@ export class RedisStateStore implements StateStore {
       this.usable = true;
       this.problem = '';
       this.notifyReady();
+      const waiting = this.usableListeners;
+      this.usableListeners = [];
+      for (const listener of waiting) {
+        listener();
+      }
     } catch (error) {
       this.usable = false;
       this.problem = toStoreError(error).message;
+    }
+  }
+
+  /**
+   * The server this store writes to must be a primary: ROLE (one round trip, as cheap as PING).
+   * A replica there (a demoted primary, or a URL naming a replica) refuses service; with Sentinel
+   * the connection is dropped so that it asks the Sentinels for the current primary.
+   */
+  private async checkWritable(): Promise<void> {
+    const server = await primaryFor(this.cmd, this.routingKey);
+    if (!this.roleAllowed) {
+      await server.ping();
+      return;
+    }
+    let role: string;
+    try {
+      role = String(((await server.call('ROLE')) as unknown[])[0]);
+    } catch (error) {
+      const mapped = toStoreError(error);
+      if (!mapped.message.includes('NOPERM')) {
+        throw error;
+      }
+      this.roleAllowed = false;
+      this.warnOnce(
+        'cannot read the redis role (ROLE not permitted); readiness uses PING',
+        mapped.message,
+      );
+      await server.ping();
+      return;
+    }
+    if (role !== 'master') {
+      const reason = `redis: READONLY the server is a ${role === 'slave' ? 'replica' : role}, not a writable primary`;
+      this.refuse(reason);
+      if (this.cmd instanceof Redis && this.cmd.options.sentinels) {
+        this.cmd.disconnect(true);
+      }
+      throw new StoreUnavailableError(reason);
+    }
+  }
+
+  /** Renames an earlier prefix's keys under this one, once (see prefix-migration.ts). */
+  private async migrate(): Promise<void> {
+    if (this.migrateFrom === null || !(this.cmd instanceof Redis)) {
+      return;
+    }
+    const result = await migratePrefix(this.cmd, this.migrateFrom, this.prefix, SCHEMA_VERSION);
+    if (result.status === 'moved') {
+      this.log.warn({
+        msg: 'redis: moved the relay state to the new key prefix; replicas of earlier releases now refuse to serve',
+        from: this.migrateFrom,
+        to: this.prefix,
+        keys: result.keys,
+      });
     }
   }
 
@@ -772,7 +1045,10 @@ export class RedisStateStore implements StateStore {
   }
 }
 
-async function quit(connection: Redis): Promise<void> {
+/** The server answered READONLY: the connection reached a replica (a demoted primary). */
+class ReadOnlyReply extends StoreUnavailableError {}
+
+async function quit(connection: RedisClient | WakeSubscriber): Promise<void> {
   if (connection.status !== 'ready') {
     connection.disconnect();
     return;

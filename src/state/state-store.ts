@@ -6,6 +6,8 @@ import type {
   Envelope,
   JobInput,
   NodeCapabilities,
+  NodeOrigin,
+  NodeSummary,
   NodeView,
   StoreStats,
   TerminalReason,
@@ -32,12 +34,35 @@ export interface UpsertNodeCommand {
    * take the request, like a lapsed one. Stored on every v1 upsert that sets it; `undefined` keeps.
    */
   fallback?: boolean;
+  /**
+   * Where the call came from. A new node is bound to `origin.owner` and counted in
+   * `origin.group`; a live node takes a call without a credential only from its owner (`forbidden`
+   * otherwise). Absent: nothing is bound or counted (in-process callers).
+   */
+  origin?: NodeOrigin;
+  /**
+   * SHA-256 hex of the control credential the caller showed. It must match the live node's
+   * (`forbidden` otherwise), and then the call is accepted from anywhere and the node is bound to
+   * the caller's address. Undefined: none shown.
+   */
+  presentedDigest?: string;
+  /** Open registration: most live nodes one origin group may hold (a new key beyond: `group_full`). */
+  maxPerGroup?: number;
   now: number;
 }
 
 export type UpsertNodeResult =
   | { status: 'created' | 'renewed'; credentialIssued: boolean; transitions: TransitionCounts }
-  | { status: 'not_found' | 'nodes_full' | 'dialect_conflict'; transitions: TransitionCounts };
+  | {
+      status: 'not_found' | 'nodes_full' | 'group_full' | 'dialect_conflict' | 'forbidden';
+      transitions: TransitionCounts;
+    };
+
+export interface SummarizeNodesCommand {
+  /** Most nodes listed in each list of the summary. */
+  limit: number;
+  now: number;
+}
 
 export interface UnregisterNodeCommand {
   nodeId: string;
@@ -93,7 +118,12 @@ export interface EnqueueCommand {
 export type EnqueueResult =
   | { status: 'queued'; deadlineAt: number; transitions: TransitionCounts }
   | {
-      status: 'node_not_found' | 'node_queue_full' | 'queue_full' | 'client_pending_full';
+      status:
+        | 'node_not_found'
+        | 'node_queue_full'
+        | 'queue_full'
+        | 'client_pending_full'
+        | 'request_in_use';
       transitions: TransitionCounts;
     };
 
@@ -133,11 +163,16 @@ export interface CompleteCommand {
   /** API v1 request id; null for untracked v1 responses and for legacy `/source`. */
   requestId: string | null;
   envelope: Envelope;
+  /**
+   * The answering caller's owner address ({@link NodeOrigin.owner}): a tracked API v1 answer is
+   * taken only from the address the holding node is bound to. Undefined: not checked.
+   */
+  answerer?: string;
   now: number;
 }
 
 export type CompleteResult =
-  | { status: 'stored' | 'duplicate'; transitions: TransitionCounts }
+  | { status: 'stored' | 'duplicate' | 'not_holder'; transitions: TransitionCounts }
   | { status: 'gone'; code: TerminalStatus | 'completed' | 'gone'; transitions: TransitionCounts }
   | { status: 'responses_full'; transitions: TransitionCounts };
 
@@ -255,7 +290,11 @@ export interface RateLimitResult {
  * whichever replica performed it. The store never knows HTTP.
  */
 export interface StateStore {
-  /** Registers or renews a node; replaces capabilities when given; issues a credential digest once. */
+  /**
+   * Registers or renews a node; replaces capabilities when given; issues a credential digest once.
+   * A live node is renewed only for its owner (its address, or its credential); a new key is
+   * admitted within the node cap and its origin group's share.
+   */
   upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult>;
   /**
    * Removes a node: queued work becomes `cancelled/server_unregistered`, in-flight work leaves a
@@ -264,20 +303,35 @@ export interface StateStore {
   unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult>;
   /** Live nodes in registration order. */
   listNodes(now: number): Promise<NodeView[]>;
-  /** Runs the `best_fit_smallest_capable_least_loaded_v1` scheduler and advances its cursor. */
+  /** Counts of the live nodes and the first few of them: a reply bounded whatever registered. */
+  summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary>;
+  /**
+   * Marks a node's key unusable (nothing could be encrypted to it): the scheduler never offers it
+   * again. False when the node is not registered.
+   */
+  markKeyUnusable(nodeId: string, now: number): Promise<boolean>;
+  /**
+   * Runs the `best_fit_smallest_capable_least_loaded_v1` scheduler over the nodes whose key is
+   * usable and advances its cursor.
+   */
   selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult>;
   /** A uniformly random live legacy node, or null. */
   pickLegacyNode(now: number): Promise<string | null>;
   /**
    * Admits a job to a node's FIFO within every cap. A v1 job with a `(client, request_id)` that is
-   * still live supersedes the old one; a terminal record for the pair is cleared.
+   * still live supersedes the old one only with the old one's cancel token (`request_in_use`
+   * otherwise); a terminal record for the pair is cleared.
    */
   enqueue(cmd: EnqueueCommand): Promise<EnqueueResult>;
   /** Hands out up to `max` jobs of the node's dialect; past-deadline jobs expire instead. */
   claimNext(cmd: ClaimCommand): Promise<ClaimResult>;
   /** `/servers/control`: renews an in-flight lease or reports the request's fate. */
   control(cmd: ControlCommand): Promise<ControlResult>;
-  /** Stores a node's answer (first answer wins; late answers to ended requests are refused). */
+  /**
+   * Stores a node's answer (first answer wins; late answers to ended requests are refused). A
+   * tracked API v1 answer needs the request in a node's hands, and the answerer at that node's
+   * address (`not_holder` otherwise).
+   */
   complete(cmd: CompleteCommand): Promise<CompleteResult>;
   /**
    * Hands out a stored answer, or reports pending (with progress, once), terminal or unknown. A

@@ -9,12 +9,16 @@ import { RedisStateStore } from './redis-state.store';
 import { STATE_STORE, type StateStore } from './state-store';
 
 /** Builds the one store the process uses; an unknown backend fails at boot. */
-export async function createStateStore(config: RelayConfig, clock: Clock): Promise<StateStore> {
+export async function createStateStore(
+  config: RelayConfig,
+  clock: Clock,
+  metrics?: RelayMetrics,
+): Promise<StateStore> {
   switch (config.stateStore) {
     case 'memory':
       return new InMemoryStateStore(config.limits, clock);
     case 'redis':
-      return RedisStateStore.connect(config, clock);
+      return RedisStateStore.connect(config, clock, () => metrics?.replicationTimeouts.inc());
     default: {
       const never: never = config.stateStore;
       throw new Error(`Unknown state store ${String(never)}`);
@@ -28,7 +32,7 @@ async function createMeteredStore(
   clock: Clock,
   metrics: RelayMetrics,
 ): Promise<StateStore> {
-  return new MeteredStateStore(await createStateStore(config, clock), metrics);
+  return new MeteredStateStore(await createStateStore(config, clock, metrics), metrics);
 }
 
 /** Closes the store after the HTTP server has closed (Nest's last shutdown step). */

@@ -105,6 +105,17 @@ export interface ClaimedJob {
   deadlineAt: number;
 }
 
+/**
+ * Where a compute-node call came from, as the registry keys it (src/registry/node-address.ts): a
+ * live node is bound to its `owner` address, and new keys are counted per `group` of addresses.
+ */
+export interface NodeOrigin {
+  /** The IPv4 address, or the IPv6 /64: who may act for a live node without its credential. */
+  owner: string;
+  /** The IPv4 address, or the IPv6 /56: whose share of the registry a new key takes. */
+  group: string;
+}
+
 /** Snapshot of a node for the scheduler, diagnostics and health. */
 export interface NodeView {
   nodeId: string;
@@ -116,6 +127,24 @@ export interface NodeView {
   capabilities: NodeCapabilities | null;
   /** A fallback node (the demo node), offered only when no other fresh node can take the work. */
   fallback: boolean;
+  /** Its key was found unusable (nothing can be encrypted to it): never offered to clients. */
+  keyUnusable: boolean;
+}
+
+/** The registry in a bounded answer, for the public read routes (`/healthz`, diagnostics). */
+export interface NodeSummary {
+  /** Live legacy nodes. */
+  legacy: number;
+  /** Live API v1 nodes, fallback nodes apart. */
+  v1: number;
+  /** Live fallback nodes (the demo node). */
+  fallback: number;
+  /** Live API v1 nodes (fallback ones apart) whose key is marked unusable. */
+  unusable: number;
+  /** The first `limit` live nodes that are not fallback nodes, in registration order. */
+  listed: NodeView[];
+  /** The first `limit` live fallback nodes, in registration order. */
+  fallbackListed: NodeView[];
 }
 
 /** Counts of transitions an operation caused, so the caller can record each once. */

@@ -391,11 +391,29 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     expectCleanRun();
   });
 
-  it('should say what it cannot talk to after the README walkthrough: a node whose key is no key, a legacy node', async () => {
-    await call(t.baseUrl, 'POST', '/api/v1/relay/servers/register', {
+  it('should say what it cannot talk to: a node whose key the relay found unusable, a legacy node', async () => {
+    const refused = await call(t.baseUrl, 'POST', '/api/v1/relay/servers/register', {
       server_public_key: 'N1',
       capabilities: { supported_model_ids: ['qwen3-8b-instruct'] },
     });
+    // A record made before registration checked keys, once the gateway found it unusable.
+    await t.store.upsertNode({
+      nodeId: 'N1',
+      dialect: 'v1',
+      capabilities: {
+        api_version: 'v1',
+        supported_model_ids: ['qwen3-8b-instruct'],
+        active_context_tier: '8k-fast',
+        maximum_total_context_tokens: 8192,
+        default_output_token_reservation: 1024,
+        maximum_output_tokens: 8192,
+        max_concurrency: 1,
+        backend_class: 'unknown',
+      },
+      pollingUntil: t.clock.now() + 600_000,
+      now: t.clock.now(),
+    });
+    await t.store.markKeyUnusable('N1', t.clock.now());
     await open();
     await nodeCount('No compute node this page can use: 1 node with a key this page cannot use');
     await call(t.baseUrl, 'POST', '/sink', { server_public_key: 'NODE' });
@@ -411,7 +429,8 @@ describeIf(hasChromium())('browser chat in real Chromium', () => {
     await real.register();
     await nodeCount('1 compute node online; also 1 node with a key this page cannot use');
 
-    expect(await alert.textContent()).toContain('has a key this page cannot encrypt to');
+    expect(refused.status).toBe(400);
+    expect(await alert.textContent()).toContain('No compute nodes are connected');
     expectCleanRun();
   });
 

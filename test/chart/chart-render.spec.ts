@@ -127,6 +127,7 @@ describeIf(ready)(
           'docs/examples/tokenplace-relay.values.monitoring.yaml',
         ],
         ['-f', 'docs/examples/tokenplace-relay.values.ha-redis.yaml'],
+        ['-f', 'docs/examples/tokenplace-relay.values.ha-sentinel.yaml'],
         [
           '-f',
           'test/chart/fixtures/sugarkube-dev.values.yaml',
@@ -234,7 +235,7 @@ describeIf(ready)(
       [
         'the Redis store with the chart Valkey turned off and no URL Secret',
         { set: ['state.store=redis', 'valkey.enabled=false'] },
-        'state.store=redis needs a Redis: leave valkey.enabled unset (the chart runs one) or set state.redis.existingSecret to an existing Secret holding the redis:// or rediss:// URL',
+        'state.store=redis needs a Redis: leave valkey.enabled unset (the chart runs one), or set state.redis.existingSecret to an existing Secret holding the redis:// or rediss:// URL, or state.redis.sentinel.hosts, or state.redis.cluster.nodes',
       ],
       [
         'the chart Valkey with the memory store',
@@ -246,7 +247,7 @@ describeIf(ready)(
         {
           set: ['state.store=redis', 'state.redis.existingSecret=redis-url', 'valkey.enabled=true'],
         },
-        "valkey.enabled=true and state.redis.existingSecret are both set: use the chart's Valkey or an external Redis, not both",
+        "valkey.enabled=true and an external Redis (state.redis.existingSecret, sentinel.hosts or cluster.nodes) are both set: use the chart's Valkey or an external Redis, not both",
       ],
       [
         'a memory limit too small for the relay',

@@ -260,6 +260,20 @@ export const MATRIX: Record<string, RenderOptions> = {
     values: ['docs/examples/tokenplace-relay.values.ha-redis.yaml'],
     set: ['image.tag=main-0123abc'],
   },
+  'HA on Sentinel (Bitnami valkey, example values)': {
+    release: 'tokenplace',
+    namespace: 'tokenplace',
+    values: ['docs/examples/tokenplace-relay.values.ha-sentinel.yaml'],
+    set: ['image.tag=main-0123abc'],
+  },
+  'Redis Cluster, hash-tagged prefix, two replicas': {
+    set: [
+      'state.store=redis',
+      'state.redis.cluster.nodes={redis-0.redis:6379,redis-1.redis:6379}',
+      'state.redis.password.existingSecret=redis-auth',
+      'replicaCount=2',
+    ],
+  },
   'external Redis, fixed 3 replicas, no autoscaling': {
     set: ['state.store=redis', 'state.redis.existingSecret=redis-url', 'replicaCount=3'],
   },

@@ -3,6 +3,10 @@ import { createMemoryCgroup, type MemoryCgroup } from '../helpers/memory-cgroup'
 import { MAIN_JS, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { describeIf, requirement } from '../helpers/requirements';
 import { chartRuntime, helmReady } from './chart.helper';
+import { fakeKey } from '../e2e/api-v1-fixtures';
+
+/** The one node of these runs: API v1 registration wants a key shaped like an RSA one. */
+const NODE = fakeKey('node');
 
 /**
  * Issue 12 item 4: a full queue must be refused with 503 + Retry-After, never end in an OOM kill.
@@ -85,7 +89,7 @@ describeIf(ready)("queue caps under the chart's memory limit (built relay, chart
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
-          server_public_key: 'NODE',
+          server_public_key: NODE,
           client_public_key: `CLIENT-${n}`,
           request_id: `r${n}`,
           protocol: 'tokenplace_api_v1_relay_e2ee',
@@ -99,7 +103,7 @@ describeIf(ready)("queue caps under the chart's memory limit (built relay, chart
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
-        server_public_key: 'NODE',
+        server_public_key: NODE,
         capabilities: { supported_model_ids: ['m'] },
       }),
     });

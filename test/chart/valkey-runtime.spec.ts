@@ -8,6 +8,10 @@ import { freePort, redisServerBin } from '../helpers/redis-server';
 import { MAIN_JS, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { describeIf, requirement } from '../helpers/requirements';
 import { envList, find, get, helmReady, render, type K8s } from './chart.helper';
+import { fakeKey } from '../e2e/api-v1-fixtures';
+
+/** The one node of these runs: API v1 registration wants a key shaped like an RSA one. */
+const NODE = fakeKey('node');
 
 /**
  * `state.store: redis` out of the box (issue 12 item 9): the chart's Valkey configuration, run by
@@ -127,7 +131,7 @@ describeIf(ready)(
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
-          server_public_key: 'NODE',
+          server_public_key: NODE,
           capabilities: { supported_model_ids: ['m'] },
         }),
       });
@@ -136,7 +140,7 @@ describeIf(ready)(
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({
-            server_public_key: 'NODE',
+            server_public_key: NODE,
             client_public_key: `C${n}`,
             request_id: `r${n}`,
             protocol: 'tokenplace_api_v1_relay_e2ee',

@@ -298,7 +298,13 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     const now = (): number => clock.now();
     await registerNode();
     await a.upsertNode({ nodeId: 'node-b', dialect: 'v1', capabilities: CAPS, now: now() });
-    await a.upsertNode({ nodeId: 'node-l', dialect: 'legacy', now: now() });
+    await a.upsertNode({
+      nodeId: 'node-l',
+      dialect: 'legacy',
+      origin: { owner: 'owner-l', group: 'group-l' },
+      maxPerGroup: 2,
+      now: now(),
+    });
     const tie = await a.selectNode({
       model: 'qwen3-8b-instruct',
       tier: '8k-fast',

@@ -238,6 +238,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
             queueDepth: 0,
             inFlightCount: 0,
             fallback: false,
+            keyUnusable: false,
             capabilities: null,
           },
         ]);
@@ -382,6 +383,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
             queueDepth: 0,
             inFlightCount: 0,
             fallback: false,
+            keyUnusable: false,
             capabilities: CAPS,
           },
           {
@@ -392,6 +394,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
             queueDepth: 1,
             inFlightCount: 1,
             fallback: false,
+            keyUnusable: false,
             capabilities: CAPS_64K,
           },
         ]);
@@ -773,6 +776,249 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       });
     });
 
+    describe('node ownership and the per-address share', () => {
+      const A = { owner: 'owner-a', group: 'group-a' };
+      const A2 = { owner: 'owner-a2', group: 'group-a' };
+      const B = { owner: 'owner-b', group: 'group-b' };
+      const capsOf = async (nodeId: string) =>
+        (await store.listNodes(now())).find((n) => n.nodeId === nodeId)?.capabilities;
+
+      it('should renew a live node without a credential only from the address it is bound to', async () => {
+        await upsert(store, 'node-a', 'v1', { origin: A });
+        await upsert(store, 'node-l', 'legacy', { origin: A });
+
+        const hijack = await upsert(store, 'node-a', 'v1', { origin: B, capabilities: CAPS_64K });
+        const poll = await upsert(store, 'node-a', 'v1', { origin: B, requireExisting: true });
+        const sink = await upsert(store, 'node-l', 'legacy', { origin: B });
+        const owner = await upsert(store, 'node-a', 'v1', { origin: A, requireExisting: true });
+        const legacyOwner = await upsert(store, 'node-l', 'legacy', { origin: A });
+
+        expect(hijack).toEqual({ status: 'forbidden', transitions: NONE });
+        expect(poll).toEqual({ status: 'forbidden', transitions: NONE });
+        expect(sink).toEqual({ status: 'forbidden', transitions: NONE });
+        expect(owner.status).toBe('renewed');
+        expect(legacyOwner.status).toBe('renewed');
+        expect(await capsOf('node-a')).toEqual(CAPS);
+      });
+
+      it('should renew a live node from anywhere with its credential, bind it there, and refuse a wrong one', async () => {
+        await upsert(store, 'node-a', 'v1', { origin: A });
+
+        const wrong = await upsert(store, 'node-a', 'v1', { origin: A, presentedDigest: 'nope' });
+        const moved = await upsert(store, 'node-a', 'v1', {
+          origin: B,
+          presentedDigest: digestOf('node-a'),
+          requireExisting: true,
+        });
+        const thereAfter = await upsert(store, 'node-a', 'v1', { origin: B });
+        const oldAddress = await upsert(store, 'node-a', 'v1', { origin: A });
+
+        expect(wrong).toEqual({ status: 'forbidden', transitions: NONE });
+        expect(moved).toMatchObject({ status: 'renewed', credentialIssued: false });
+        expect(thereAfter.status).toBe('renewed');
+        expect(oldAddress).toEqual({ status: 'forbidden', transitions: NONE });
+      });
+
+      it('should bind an unbound node to its next caller, and check nothing for a caller of unknown origin', async () => {
+        await upsert(store, 'node-a', 'v1');
+        const bound = await upsert(store, 'node-a', 'v1', { origin: A });
+        const other = await upsert(store, 'node-a', 'v1', { origin: B });
+        const unknown = await upsert(store, 'node-a', 'v1');
+
+        expect(bound.status).toBe('renewed');
+        expect(other.status).toBe('forbidden');
+        expect(unknown.status).toBe('renewed');
+      });
+
+      it('should free the key of a node silent past its lease and grace for anyone, with a new credential', async () => {
+        await upsert(store, 'node-a', 'v1', { origin: A });
+        clock.advance(limits.v1LeaseMs + limits.lapseGraceMs + 1);
+
+        const result = await upsert(store, 'node-a', 'v1', {
+          origin: B,
+          newCredentialDigest: 'fresh',
+        });
+
+        expect(result).toMatchObject({ status: 'created', credentialIssued: true });
+        expect(await control(store, 'node-a', 'r', false, 'fresh')).toMatchObject({ status: 'ok' });
+      });
+
+      it('should keep the binding when a /sink node turns into an API v1 node', async () => {
+        await upsert(store, 'node-l', 'legacy', { origin: A });
+
+        const converted = await upsert(store, 'node-l', 'v1', { origin: A });
+        const stranger = await upsert(store, 'node-l', 'v1', { origin: B });
+
+        expect(converted.status).toBe('created');
+        expect(stranger.status).toBe('forbidden');
+      });
+
+      it('should admit at most the share of new keys per origin group, both dialects, and renewals always', async () => {
+        const share = { maxPerGroup: 2 };
+        const first = await upsert(store, 'n1', 'v1', { origin: A, ...share });
+        const second = await upsert(store, 'n2', 'legacy', { origin: A2, ...share });
+        const third = await upsert(store, 'n3', 'v1', { origin: A, ...share });
+        const thirdLegacy = await upsert(store, 'n4', 'legacy', { origin: A, ...share });
+        const elsewhere = await upsert(store, 'n5', 'v1', { origin: B, ...share });
+        const renewal = await upsert(store, 'n1', 'v1', { origin: A, ...share });
+        const unlimited = await upsert(store, 'n6', 'v1', { origin: A });
+
+        expect([first.status, second.status]).toEqual(['created', 'created']);
+        expect(third).toEqual({ status: 'group_full', transitions: NONE });
+        expect(thirdLegacy).toEqual({ status: 'group_full', transitions: NONE });
+        expect(elsewhere.status).toBe('created');
+        expect(renewal.status).toBe('renewed');
+        expect(unlimited.status).toBe('created');
+      });
+
+      it('should give the share back when a node is unregistered or evicted', async () => {
+        const share = { maxPerGroup: 1 };
+        await upsert(store, 'n1', 'v1', { origin: A, ...share });
+        await upsert(store, 'l1', 'legacy', { origin: B, ...share });
+        const fullA = await upsert(store, 'n2', 'v1', { origin: A, ...share });
+        await store.unregisterNode({
+          nodeId: 'n1',
+          credentialDigest: digestOf('n1'),
+          now: now(),
+        });
+        const afterUnregister = await upsert(store, 'n2', 'v1', { origin: A, ...share });
+        clock.advance(limits.legacyLeaseMs + limits.lapseGraceMs + 1);
+        await store.sweep(now());
+        const afterEviction = await upsert(store, 'l2', 'legacy', { origin: B, ...share });
+
+        expect(fullA.status).toBe('group_full');
+        expect(afterUnregister.status).toBe('created');
+        expect(afterEviction.status).toBe('created');
+      });
+
+      it('should make room in a full registry: the group holding the most gives up its newest node for a group holding fewer', async () => {
+        const s = await open({ maxNodes: 4 });
+        const at = (group: string) => ({ origin: { owner: `o-${group}`, group }, maxPerGroup: 3 });
+        const reg = (nodeId: string, group: string, extra: Partial<UpsertNodeCommand> = {}) =>
+          s.upsertNode({ nodeId, dialect: 'v1', ...at(group), ...extra, now: now() });
+        for (const id of ['a1', 'a2', 'a3']) {
+          await reg(id, 'A');
+        }
+        await reg('b1', 'B');
+        await s.enqueue({ job: job({ nodeId: 'a3' }), now: now() });
+
+        const c1 = await reg('c1', 'C');
+        const d1 = await reg('d1', 'D');
+        const e1 = await reg('e1', 'E');
+        const backAtA = await reg('a3', 'A');
+        const tokenHolder = await s.upsertNode({ nodeId: 'f1', dialect: 'v1', now: now() });
+        const live = (await s.listNodes(now())).map((n) => n.nodeId);
+
+        expect(c1).toEqual({
+          status: 'created',
+          credentialIssued: false,
+          transitions: { outcomes: { cancelled: 1 }, evictions: { capacity_loss: 1 } },
+        });
+        expect(d1.status).toBe('created');
+        expect(e1).toEqual({ status: 'nodes_full', transitions: NONE });
+        expect(backAtA.status).toBe('nodes_full');
+        expect(tokenHolder.status).toBe('nodes_full');
+        expect(live).toEqual(['a1', 'b1', 'c1', 'd1']);
+      });
+
+      it('should check the share before the registry cap', async () => {
+        const s = await open({ maxNodes: 1 });
+        await s.upsertNode({ nodeId: 'n1', dialect: 'v1', origin: A, maxPerGroup: 1, now: now() });
+
+        const sameGroup = await s.upsertNode({
+          nodeId: 'n2',
+          dialect: 'v1',
+          origin: A,
+          maxPerGroup: 1,
+          now: now(),
+        });
+        const otherGroup = await s.upsertNode({
+          nodeId: 'n3',
+          dialect: 'v1',
+          origin: B,
+          maxPerGroup: 1,
+          now: now(),
+        });
+
+        expect(sameGroup.status).toBe('group_full');
+        expect(otherGroup.status).toBe('nodes_full');
+      });
+    });
+
+    describe('unusable keys', () => {
+      const pick = async (): Promise<string> => {
+        const r = await store.selectNode({
+          model: 'qwen3-8b-instruct',
+          tier: '8k-fast',
+          maxQueueDepth: 10,
+          now: now(),
+        });
+        return r.status === 'selected' ? r.selected.nodeId : r.status;
+      };
+
+      it('should never offer a node whose key is marked unusable, not even before the fallback node', async () => {
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        await upsert(store, 'junk', 'v1');
+        const before = await pick();
+
+        const marked = await store.markKeyUnusable('junk', now());
+        const unknown = await store.markKeyUnusable('ghost', now());
+        const after = [await pick(), await pick()];
+        await upsert(store, 'junk', 'v1');
+        const listed = (await store.listNodes(now())).map((n) => [n.nodeId, n.keyUnusable]);
+
+        expect(before).toBe('junk');
+        expect([marked, unknown]).toEqual([true, false]);
+        expect(after).toEqual(['demo', 'demo']);
+        expect(listed).toEqual([
+          ['demo', false],
+          ['junk', true],
+        ]);
+      });
+
+      it('should report no_nodes when every API v1 node left has an unusable key', async () => {
+        await upsert(store, 'junk', 'v1');
+        await store.markKeyUnusable('junk', now());
+
+        expect(await pick()).toBe('no_nodes');
+      });
+    });
+
+    describe('summarizeNodes', () => {
+      it('should count the live nodes by kind and list the first ones, fallback nodes apart', async () => {
+        const s = await open({ maxNodes: 10 });
+        await upsert(s, 'gone', 'v1');
+        clock.advance(limits.v1LeaseMs + limits.lapseGraceMs + 1);
+        await upsert(s, 'demo', 'v1', { fallback: true });
+        await upsert(s, 'v1a', 'v1');
+        await upsert(s, 'sink', 'legacy');
+        await upsert(s, 'v1b', 'v1');
+        await upsert(s, 'junk', 'v1');
+        await s.markKeyUnusable('junk', now());
+
+        const summary = await s.summarizeNodes({ limit: 2, now: now() });
+        const everything = await s.summarizeNodes({ limit: 10, now: now() });
+        const listed = await s.listNodes(now());
+
+        expect(summary).toMatchObject({ legacy: 1, v1: 3, fallback: 1, unusable: 1 });
+        expect(summary.listed.map((n) => n.nodeId)).toEqual(['v1a', 'sink']);
+        expect(summary.fallbackListed.map((n) => n.nodeId)).toEqual(['demo']);
+        expect(everything.listed).toEqual(listed.filter((n) => !n.fallback));
+        expect(everything.fallbackListed).toEqual(listed.filter((n) => n.fallback));
+      });
+
+      it('should summarize an empty registry', async () => {
+        expect(await store.summarizeNodes({ limit: 5, now: now() })).toEqual({
+          legacy: 0,
+          v1: 0,
+          fallback: 0,
+          unusable: 0,
+          listed: [],
+          fallbackListed: [],
+        });
+      });
+    });
+
     describe('selectNode', () => {
       const select = (
         s: StateStore,
@@ -980,11 +1226,15 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(afterRetrieval.status).toBe('queued');
       });
 
-      it('should supersede a live (client, request_id): the old job ends, the new one queues', async () => {
+      it('should supersede a live (client, request_id) sent with its cancel token: the old job ends, the new one queues', async () => {
         const s = await open({ maxPendingPerClient: 1 });
         await upsert(s, 'node-a', 'v1');
-        const original = job({ requestId: 'same', envelope: envelope('old') });
-        const replacement = job({ requestId: 'same', envelope: envelope('new') });
+        const original = job({ requestId: 'same', cancelToken: 'tk', envelope: envelope('old') });
+        const replacement = job({
+          requestId: 'same',
+          cancelToken: 'tk',
+          envelope: envelope('new'),
+        });
         await enqueueOk(s, original);
 
         const result = await s.enqueue({ job: replacement, now: now() });
@@ -999,13 +1249,59 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(await take(s, replacement)).toMatchObject({ status: 'pending' });
       });
 
+      it('should refuse to replace a live (client, request_id) without its cancel token, on any node', async () => {
+        await upsert(store, 'node-a', 'v1');
+        await upsert(store, 'node-b', 'v1');
+        const original = job({ requestId: 'same', cancelToken: 'tk' });
+        await enqueueOk(store, original);
+        const answered = job({ requestId: 'done', cancelToken: 'tk2', clientKey: 'client-2' });
+        await enqueueOk(store, answered);
+        await claimOne(store);
+        await claimOne(store);
+        await complete(store, answered);
+
+        const refused = [
+          await store.enqueue({
+            job: job({ requestId: 'same', cancelToken: 'other', nodeId: 'node-b' }),
+            now: now(),
+          }),
+          await store.enqueue({
+            job: job({ requestId: 'same', cancelToken: null, nodeId: 'node-b' }),
+            now: now(),
+          }),
+          await store.enqueue({
+            job: job({ requestId: 'done', cancelToken: 'x', clientKey: 'client-2' }),
+            now: now(),
+          }),
+        ];
+        const untouched = await control(store, 'node-a', 'same');
+
+        for (const result of refused) {
+          expect(result).toEqual({ status: 'request_in_use', transitions: NONE });
+        }
+        expect(untouched).toMatchObject({ status: 'ok', state: 'active' });
+        expect(await take(store, answered)).toMatchObject({ status: 'ok' });
+      });
+
+      it('should refuse to replace a live request that was admitted without a cancel token', async () => {
+        await upsert(store, 'node-a', 'v1');
+        await enqueueOk(store, job({ requestId: 'same', cancelToken: null }));
+
+        const again = await store.enqueue({
+          job: job({ requestId: 'same', cancelToken: null }),
+          now: now(),
+        });
+
+        expect(again.status).toBe('request_in_use');
+      });
+
       it('should leave a tombstone for the node when it supersedes in-flight work', async () => {
         await upsert(store, 'node-a', 'v1');
-        const original = job({ requestId: 'same' });
+        const original = job({ requestId: 'same', cancelToken: 'tk' });
         await enqueueOk(store, original);
         await claimOne(store);
 
-        await enqueueOk(store, job({ requestId: 'same' }));
+        await enqueueOk(store, job({ requestId: 'same', cancelToken: 'tk' }));
         const view = await control(store, 'node-a', 'same');
 
         expect(view).toMatchObject({ status: 'ok', state: 'cancelled' });
@@ -1014,12 +1310,15 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
 
       it('should not count a second outcome when it supersedes an answered request', async () => {
         await upsert(store, 'node-a', 'v1');
-        const original = job({ requestId: 'same' });
+        const original = job({ requestId: 'same', cancelToken: 'tk' });
         await enqueueOk(store, original);
         await claimOne(store);
         await complete(store, original, 'first-answer');
 
-        const result = await store.enqueue({ job: job({ requestId: 'same' }), now: now() });
+        const result = await store.enqueue({
+          job: job({ requestId: 'same', cancelToken: 'tk' }),
+          now: now(),
+        });
 
         expect(result.status).toBe('queued');
         expect(counts(result.transitions)).toEqual(NONE);
@@ -1366,6 +1665,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         const inputs = [1, 2, 3, 4].map((i) => job({ clientKey: `c${i}` }));
         for (const input of inputs) {
           await enqueueOk(s, input);
+          await claimOne(s);
           await complete(s, input);
           await retrieve(s, input);
           clock.advance(1);
@@ -1419,6 +1719,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         await upsert(store, 'node-a', 'v1', { pollingUntil: now() + 10 * limits.v1DeadlineMs });
         const input = job();
         await enqueueOk(store, input);
+        await claimOne(store);
         clock.advance(limits.v1DeadlineMs);
 
         const result = await complete(store, input);
@@ -1435,20 +1736,40 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         });
       });
 
-      it('should accept an answer to a request that is still queued and take it off the queue', async () => {
+      it('should refuse an answer to a request no node has claimed, and keep it queued', async () => {
         await upsert(store, 'node-a', 'v1');
         const input = job();
         await enqueueOk(store, input);
 
         const result = await complete(store, input);
 
-        expect(result.status).toBe('stored');
-        expect(await claimOne(store)).toBeUndefined();
-        expect(await store.stats(now())).toMatchObject({
-          queueDepth: 0,
-          queuedBytes: 0,
-          storedResponses: 1,
-        });
+        expect(result).toEqual({ status: 'not_holder', transitions: NONE });
+        expect((await claimOne(store))?.jobId).toBe(input.jobId);
+        expect(await store.stats(now())).toMatchObject({ storedResponses: 0 });
+      });
+
+      it('should take a tracked answer only from the address the holding node is bound to', async () => {
+        const origin = { owner: 'addr-a', group: 'group-a' };
+        await upsert(store, 'node-a', 'v1', { origin });
+        const input = job();
+        await enqueueOk(store, input);
+        await claimOne(store);
+        const answer = (answerer: string | undefined) =>
+          store.complete({
+            dialect: 'v1',
+            clientKey: input.clientKey as string,
+            requestId: input.requestId,
+            envelope: envelope('a'),
+            answerer,
+            now: now(),
+          });
+
+        const elsewhere = await answer('addr-b');
+        const fromOwner = await answer('addr-a');
+
+        expect(elsewhere).toEqual({ status: 'not_holder', transitions: NONE });
+        expect(fromOwner.status).toBe('stored');
+        expect(await answer('addr-b')).toEqual({ status: 'duplicate', transitions: NONE });
       });
 
       it('should keep untracked API v1 answers per client in FIFO order within their caps', async () => {
@@ -1825,10 +2146,11 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         const tokenless = job({ cancelToken: null, clientKey: 'c2' });
         const answered = job({ clientKey: 'c3' });
         const live = job();
-        await enqueueOk(store, tokenless);
         await enqueueOk(store, answered);
-        await enqueueOk(store, live);
+        await claimOne(store);
         await complete(store, answered);
+        await enqueueOk(store, tokenless);
+        await enqueueOk(store, live);
 
         const forbidden = { status: 'forbidden', transitions: NONE };
         expect(await cancel(store, job({ requestId: 'never' }))).toEqual(forbidden);

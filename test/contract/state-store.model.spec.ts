@@ -1,7 +1,7 @@
 /**
  * Model-based differential test: random command sequences drive an InMemoryStateStore and a
- * RedisStateStore in lockstep on one ManualClock; after every step both replies, `stats()` and
- * `listNodes()` must be deep-equal. fast-check prints the seed and path of a failure and shrinks
+ * RedisStateStore in lockstep on one ManualClock; after every step both replies, `stats()`,
+ * `listNodes()` and `summarizeNodes()` must be deep-equal. fast-check prints the seed and path of a failure and shrinks
  * it to a minimal sequence of commands.
  *
  *   npx jest test/contract/state-store.model.spec.ts                      (REDIS_URL needed)
@@ -11,7 +11,8 @@
  *   TOKENPLACE_MODEL_TRACE=1 prints every step with its reply; TOKENPLACE_MODEL_COVERAGE=1 what
  *   the runs reached (command:status, outcomes, evictions)
  *
- * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null), caps are one
+ * Pools are small (3 API v1 and 2 legacy node ids, 3 clients, 2 request ids and null, 4 caller
+ * addresses in 3 groups), caps are one
  * or two, and time steps land 1 ms before, at and 1 ms after the end of every lifetime measured
  * from any recent command, so every cap, lease, grace, TTL and deadline edge is reachable.
  *
@@ -36,13 +37,31 @@ import {
   type TerminalReason,
   type TerminalStatus,
 } from '../../src/state/state.types';
-import { CapturedLog, deletePrefix, randomPrefix, sharedRedisUrl } from '../helpers/redis-server';
-import { describeIf } from '../helpers/requirements';
+import { ClusterTopology } from '../helpers/redis-ha';
+import {
+  CapturedLog,
+  deletePrefix,
+  randomPrefix,
+  randomTaggedPrefix,
+  redisServerBin,
+  sharedRedisUrl,
+} from '../helpers/redis-server';
+import { describeIf, requirement } from '../helpers/requirements';
 
 const REDIS_URL = sharedRedisUrl('Redis state store (model-based test)');
 const available = REDIS_URL !== '';
 
 const RUNS = Number(process.env.TOKENPLACE_MODEL_RUNS ?? '40');
+/** On a Redis Cluster the same property runs with fewer sequences (a subset, for CI time). */
+const CLUSTER_RUNS = Number(process.env.TOKENPLACE_MODEL_CLUSTER_RUNS ?? '10');
+const bin = redisServerBin();
+const clusterAvailable = requirement(
+  'Redis Cluster (model-based test)',
+  bin !== null,
+  'TOKENPLACE_REQUIRE_REDIS',
+  'install redis-server (Debian: apt-get install redis-server) or set REDIS_SERVER_BIN',
+);
+
 const MAX_COMMANDS = Number(process.env.TOKENPLACE_MODEL_COMMANDS ?? '80');
 const SEED = process.env.TOKENPLACE_MODEL_SEED;
 const PATH = process.env.TOKENPLACE_MODEL_PATH;
@@ -148,6 +167,15 @@ const CANCELS: Array<[TerminalStatus, TerminalReason]> = [
 
 const digestOf = (nodeId: string): string => `dig-${nodeId}`;
 
+/** Callers: two owners in one group, one each in two others (shares, fair share, ownership). */
+const ORIGINS = [
+  { owner: 'o1', group: 'g1' },
+  { owner: 'o2', group: 'g1' },
+  { owner: 'o3', group: 'g2' },
+  { owner: 'o4', group: 'g3' },
+];
+const origin = fc.constantFrom<number | undefined>(undefined, 0, 0, 1, 2, 3);
+
 function envelope(tag: string): Envelope {
   return {
     ciphertext: `ct/${tag}+=é`,
@@ -237,6 +265,11 @@ async function sameState(w: World, now: number, after: string): Promise<void> {
   expect({ after, stats: rs }).toStrictEqual({ after, stats: ms });
   const [mn, rn] = [await w.memory.listNodes(now), await w.redis.listNodes(now)];
   expect({ after, nodes: rn }).toStrictEqual({ after, nodes: mn });
+  const [msum, rsum] = [
+    await w.memory.summarizeNodes({ limit: 2, now }),
+    await w.redis.summarizeNodes({ limit: 2, now }),
+  ];
+  expect({ after, summary: rsum }).toStrictEqual({ after, summary: msum });
 }
 
 /**
@@ -425,6 +458,11 @@ const fallbackFlag = fc.constantFrom<boolean | undefined>(
   true,
 );
 
+/** A control credential shown on register or poll (today's nodes show none). */
+const shown = fc.constantFrom<'own' | 'other' | undefined>(undefined, undefined, 'own', 'other');
+/** Open registration's per-group share, or none (a node token is set). */
+const share = fc.constantFrom<number | undefined>(undefined, 2, 3, 3);
+
 /** `/sink`, `/servers/register` and `/servers/poll` (renewals aim at live nodes). */
 const upsert = fc
   .oneof(
@@ -436,6 +474,9 @@ const upsert = fc
       dialect: fc.constant<Dialect>('legacy'),
       poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
       fallback: fallbackFlag,
+      origin,
+      shown: fc.constant<'own' | 'other' | undefined>(undefined),
+      share,
     }),
     {
       weight: 2,
@@ -445,6 +486,9 @@ const upsert = fc
         caps: fc.constantFrom<number | null>(0, 1, 2, null),
         digest: fc.constantFrom<string | undefined>('own', 'own', 'other', undefined),
         fallback: fallbackFlag,
+        origin,
+        shown,
+        share,
       }),
     },
     {
@@ -456,6 +500,8 @@ const upsert = fc
         requireExisting: fc.constant(true),
         poll: fc.constantFrom<number | undefined>(undefined, ...POLLS),
         fallback: fallbackFlag,
+        origin,
+        shown,
       }),
     },
   )
@@ -467,6 +513,15 @@ const upsert = fc
         async (w, now): Promise<UpsertNodeCommand> => {
           const nodeId = await nodeOf(w, now, a.node);
           const cmd: UpsertNodeCommand = { nodeId, dialect: a.dialect, now };
+          if (a.origin !== undefined) {
+            cmd.origin = ORIGINS[a.origin];
+          }
+          if (a.shown !== undefined) {
+            cmd.presentedDigest = a.shown === 'own' ? digestOf(nodeId) : 'dig-other';
+          }
+          if ('share' in a && a.share !== undefined) {
+            cmd.maxPerGroup = a.share;
+          }
           if ('caps' in a && a.caps !== undefined) {
             cmd.capabilities = a.caps === null ? null : CAPS[a.caps];
           }
@@ -534,7 +589,7 @@ const enqueue = fc
         node: nodeRef('v1', false),
         clientKey: client,
         requestId,
-        cancelToken: fc.constantFrom<string | null>('tk', 'tk', null),
+        cancelToken: fc.constantFrom<string | null>('tk', 'tk', 'tk2', null),
         stream: fc.constant(false),
         bytes: fc.constantFrom(10, 40),
       }),
@@ -637,13 +692,29 @@ function targetOf(
   };
 }
 
-const complete = fc.record({ to: answerTarget, tag: fc.nat(9) }).map(
-  (a) =>
+const complete = fc
+  .record({
+    to: answerTarget,
+    tag: fc.nat(9),
+    answerer: fc.constantFrom<string | undefined>(undefined, 'o1', 'o1', 'o3'),
+  })
+  .map(
+    (a) =>
+      new Step(
+        'complete',
+        a,
+        (w) => ({ ...targetOf(w, a.to), tag: `a${a.tag}`, answerer: a.answerer }),
+        (s, { tag, ...args }, now) => s.complete({ ...args, envelope: envelope(tag), now }),
+      ),
+  );
+
+const markKeyUnusable = nodeRef('v1').map(
+  (ref) =>
     new Step(
-      'complete',
-      a,
-      (w) => ({ ...targetOf(w, a.to), tag: `a${a.tag}` }),
-      (s, { tag, ...args }, now) => s.complete({ ...args, envelope: envelope(tag), now }),
+      'markKeyUnusable',
+      ref,
+      (w, now) => nodeOf(w, now, ref),
+      (s, nodeId, now) => s.markKeyUnusable(nodeId, now),
     ),
 );
 
@@ -855,6 +926,7 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
   fc.oneof(
     { weight: 8, arbitrary: upsert },
     { weight: 1, arbitrary: unregister },
+    { weight: 1, arbitrary: markKeyUnusable },
     { weight: 2, arbitrary: select },
     { weight: 1, arbitrary: fc.constant(new PickLegacy()) },
     { weight: 7, arbitrary: enqueue },
@@ -877,45 +949,102 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
   ),
 ];
 
+/** How the Redis twin of one run is opened and cleaned. */
+interface RedisTwinFactory {
+  open(clock: ManualClock): Promise<{ store: RedisStateStore; dispose: () => Promise<void> }>;
+}
+
+/** The property: every command sequence gives the same replies, stats and node lists. */
+async function lockstep(factory: RedisTwinFactory, runs: number): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }),
+      async (cmds) => {
+        const clock = new ManualClock();
+        const memory = new InMemoryStateStore(LIMITS, clock);
+        const { store: redis, dispose } = await factory.open(clock);
+        const world: World = {
+          clock,
+          memory,
+          redis,
+          times: [clock.now()],
+          jobs: [],
+          claimed: [],
+          submitted: 0,
+        };
+        try {
+          await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
+        } finally {
+          await memory.close();
+          await redis.close();
+          await dispose();
+        }
+      },
+    ),
+    {
+      numRuns: runs,
+      ...(SEED !== undefined ? { seed: Number(SEED) } : {}),
+      ...(PATH !== undefined ? { path: PATH } : {}),
+    },
+  );
+}
+
+describeIf(clusterAvailable)(
+  `InMemoryStateStore and RedisStateStore on a Redis Cluster in lockstep (model-based, ${CLUSTER_RUNS} runs)`,
+  () => {
+    let cluster: ClusterTopology;
+    beforeAll(async () => {
+      cluster = await ClusterTopology.start(bin as string);
+    }, 60_000);
+    afterAll(async () => {
+      await cluster.stop();
+    });
+    it(
+      'should give the same replies, stats and node lists on a 3-primary cluster as in memory',
+      async () => {
+        await lockstep(
+          {
+            open: async (clock) => ({
+              store: await RedisStateStore.open(
+                {
+                  url: '',
+                  topology: { kind: 'cluster', nodes: cluster.endpoints },
+                  keyPrefix: randomTaggedPrefix('model'),
+                  commandTimeoutMs: 10_000,
+                  limits: LIMITS,
+                },
+                clock,
+                new CapturedLog(),
+              ),
+              // The cluster is this suite's own and goes away with it.
+              dispose: () => Promise.resolve(),
+            }),
+          },
+          CLUSTER_RUNS,
+        );
+      },
+      Math.max(300_000, CLUSTER_RUNS * MAX_COMMANDS * 100),
+    );
+  },
+);
+
 describeIf(available)('InMemoryStateStore and RedisStateStore in lockstep (model-based)', () => {
   it(
     'should give the same replies, stats and node lists for every command sequence',
     async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }),
-          async (cmds) => {
-            const clock = new ManualClock();
+      await lockstep(
+        {
+          open: async (clock) => {
             const prefix = randomPrefix('model');
-            const memory = new InMemoryStateStore(LIMITS, clock);
-            const redis = await RedisStateStore.open(
+            const store = await RedisStateStore.open(
               { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 10_000, limits: LIMITS },
               clock,
               new CapturedLog(),
             );
-            const world: World = {
-              clock,
-              memory,
-              redis,
-              times: [clock.now()],
-              jobs: [],
-              claimed: [],
-              submitted: 0,
-            };
-            try {
-              await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
-            } finally {
-              await memory.close();
-              await redis.close();
-              await deletePrefix(REDIS_URL, prefix);
-            }
+            return { store, dispose: () => deletePrefix(REDIS_URL, prefix) };
           },
-        ),
-        {
-          numRuns: RUNS,
-          ...(SEED !== undefined ? { seed: Number(SEED) } : {}),
-          ...(PATH !== undefined ? { path: PATH } : {}),
         },
+        RUNS,
       );
     },
     Math.max(300_000, RUNS * MAX_COMMANDS * 100),

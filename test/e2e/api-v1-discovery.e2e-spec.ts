@@ -55,11 +55,9 @@ describe('GET /relay/diagnostics', () => {
   });
 
   it('should list API v1 and legacy nodes with their load, sorted by key', async () => {
-    const v1 = await registerNode(t, {
-      key: `B${fakeKey()}`,
-      caps: capabilities({ max_concurrency: 2 }),
-    });
-    const legacyKey = `A${fakeKey()}`;
+    // API v1 keys are base64 PEM ('LS0t...'); a legacy /sink key may be any string.
+    const v1 = await registerNode(t, { caps: capabilities({ max_concurrency: 2 }) });
+    const legacyKey = `A-legacy-${fakeKey()}`.slice(0, 64);
     await post(t, '/sink', { server_public_key: legacyKey });
     await submit(t, v1.key);
     await submit(t, v1.key);

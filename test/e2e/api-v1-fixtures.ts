@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import forge from 'node-forge';
+import { deletePrefix, randomPrefix, sharedRedisUrl } from '../helpers/redis-server';
 import { call, type TestApp, type WireResult } from '../helpers/test-app';
 
 /**
@@ -16,11 +18,71 @@ export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
  */
 export const MANUAL_SWEEP = { TOKENPLACE_RELAY_SWEEP_INTERVAL_SECONDS: '60' };
 
-/** A distinct opaque "PEM-b64" identity (the relay never parses keys). */
-export function fakeKey(label = 'k'): string {
-  return Buffer.from(
-    `-----BEGIN PUBLIC KEY-----\n${label}-${randomBytes(12).toString('hex')}\n-----END PUBLIC KEY-----\n`,
-  ).toString('base64');
+const E65537 = new forge.jsbn.BigInteger('65537');
+
+/**
+ * A distinct node identity shaped like a real one: the base64 of an RSA public key PEM (what
+ * API v1 registration accepts). Its modulus is random, not a product of two primes, so it costs
+ * nothing to make and nobody holds its private key; suites that decrypt use the simulators' keys.
+ * The label only says what the key stands for where it is made.
+ */
+export function fakeKey(_label = 'k', bits = 2048): string {
+  const modulus = randomBytes(bits / 8);
+  modulus[0] = (modulus[0] as number) | 0x80;
+  modulus[modulus.length - 1] = (modulus[modulus.length - 1] as number) | 1;
+  const key = forge.pki.setRsaPublicKey(
+    new forge.jsbn.BigInteger(modulus.toString('hex'), 16),
+    E65537,
+  );
+  return Buffer.from(forge.pki.publicKeyToPem(key)).toString('base64');
+}
+
+/** Headers that make a call come from `address` (the app must trust loopback as its proxy). */
+export function from(
+  address: string,
+  headers: Record<string, string> = {},
+): Record<string, string> {
+  return { 'X-Forwarded-For': address, ...headers };
+}
+
+/** Lets tests give calls a client address with {@link from}. */
+export const TRUST_LOOPBACK = { TOKENPLACE_RELAY_TRUST_PROXY: 'loopback' };
+
+export interface StoreVariant {
+  label: string;
+  /** Environment of a fresh app on this store (a new key prefix each time for Redis). */
+  env: () => Record<string, string>;
+  /** Removes what the apps of this variant left in the store. */
+  cleanup: () => Promise<void>;
+}
+
+/** The memory store always; the Redis store as well when REDIS_URL is set (loudly skipped if not). */
+export function storeVariants(name: string): StoreVariant[] {
+  const url = sharedRedisUrl(`${name} on the Redis store`);
+  const prefixes: string[] = [];
+  const variants: StoreVariant[] = [
+    { label: 'memory store', env: () => ({}), cleanup: () => Promise.resolve() },
+  ];
+  if (url !== '') {
+    variants.push({
+      label: 'Redis store',
+      env: () => {
+        const prefix = randomPrefix('e2e');
+        prefixes.push(prefix);
+        return {
+          TOKENPLACE_RELAY_STATE_STORE: 'redis',
+          TOKENPLACE_RELAY_REDIS_URL: url,
+          TOKENPLACE_RELAY_REDIS_KEY_PREFIX: prefix,
+        };
+      },
+      cleanup: async () => {
+        for (const prefix of prefixes.splice(0)) {
+          await deletePrefix(url, prefix);
+        }
+      },
+    });
+  }
+  return variants;
 }
 
 export function hex(bytes = 16): string {
@@ -84,10 +146,19 @@ export interface FakeNode {
 /** Registers an API v1 node with a fake key; returns its key and control credential. */
 export async function registerNode(
   t: TestApp,
-  opts: { key?: string; caps?: Record<string, unknown> | null; token?: string } = {},
+  opts: {
+    key?: string;
+    caps?: Record<string, unknown> | null;
+    token?: string;
+    /** Extra headers on every call of this node (an address with {@link from}). */
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<FakeNode> {
   const key = opts.key ?? fakeKey('node');
-  const headers: Record<string, string> = opts.token ? { 'X-Relay-Server-Token': opts.token } : {};
+  const headers: Record<string, string> = {
+    ...(opts.token ? { 'X-Relay-Server-Token': opts.token } : {}),
+    ...opts.headers,
+  };
   const body: Record<string, unknown> = { server_public_key: key };
   if (opts.caps !== null) {
     body.capabilities = opts.caps ?? capabilities();

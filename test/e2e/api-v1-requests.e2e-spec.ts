@@ -311,24 +311,39 @@ describe('API v1 /requests guardrails and admission', () => {
     expect(delivered).toEqual(ids);
   });
 
-  it('should supersede a repeat of the same (client, request_id) without growing the queue', async () => {
+  it('should supersede a repeat of the same (client, request_id) with its cancel token without growing the queue', async () => {
     const client = fakeKey('client');
     const requestId = hex();
+    const cancelToken = hex();
     await post(
       t,
       REQUESTS,
-      requestBody(node.key, client, { request_id: requestId, ciphertext: 'Rmlyc3Q=' }),
+      requestBody(node.key, client, {
+        request_id: requestId,
+        cancel_token: cancelToken,
+        ciphertext: 'Rmlyc3Q=',
+      }),
     );
 
+    const stranger = await post(
+      t,
+      REQUESTS,
+      requestBody(node.key, client, { request_id: requestId, ciphertext: 'RXZpbA==' }),
+    );
     const again = await post(
       t,
       REQUESTS,
-      requestBody(node.key, client, { request_id: requestId, ciphertext: 'U2Vjb25k' }),
+      requestBody(node.key, client, {
+        request_id: requestId,
+        cancel_token: cancelToken,
+        ciphertext: 'U2Vjb25k',
+      }),
     );
     const depth = await queueDepth(t, node.key);
     const work = await poll(t, node);
     const nothing = await poll(t, node);
 
+    expect(stranger.status).toBe(409);
     expect(again.status).toBe(200);
     expect(depth).toBe(1);
     expect(work.body.ciphertext).toBe('U2Vjb25k');

@@ -162,19 +162,17 @@ describe('API v1 /responses and /responses/retrieve', () => {
     expect(completed.body).toEqual(gone('completed'));
   });
 
-  it('should accept an answer to a still-queued request and take it out of the queue', async () => {
+  it('should refuse an answer to a still-queued request (no node holds it) and keep it queued', async () => {
     const req = await submit(t, node.key);
 
     const posted = await respond(t, req);
-    const pending = poll(t, node);
-    await parked(clock);
-    clock.advance(10_000);
-    const work = await pending;
-    const done = await retrieve(t, req.clientKey, req.requestId);
+    const work = await poll(t, node);
+    const pending = await retrieve(t, req.clientKey, req.requestId);
 
-    expect(posted.status).toBe(200);
-    expect(work.body.message).toBe('No requests available');
-    expect(done.status).toBe(200);
+    expect(posted.status).toBe(403);
+    expect(posted.body).toEqual(apiError('This request is not held by the answering node', 403));
+    expect(work.body.request_id).toBe(req.requestId);
+    expect(pending.status).toBe(202);
   });
 
   it('should keep a response bound to its client: another client cannot take it', async () => {

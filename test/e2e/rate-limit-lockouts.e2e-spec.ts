@@ -48,7 +48,10 @@ describe('rate limits that strangers cannot turn against others (issue 18 item 4
       API_RELAY_CONTROL_PLANE_POLL_RATE_LIMIT: '5/hour',
       TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '0',
     });
-    const victim = new V1NodeSim(t.baseUrl);
+    const victim = new V1NodeSim(t.baseUrl, {
+      transport: (base, method, path, body, headers) =>
+        call(base, method, path, body, { ...headers, ...from('203.0.113.10') }),
+    });
     await victim.register();
     const attack: number[] = [];
     for (let i = 0; i < 8; i += 1) {
@@ -130,13 +133,17 @@ describe('rate limits that strangers cannot turn against others (issue 18 item 4
       TOKENPLACE_RELAY_SERVER_TOKEN: 'node-token',
       API_RELAY_CONTROL_PLANE_REGISTER_RATE_LIMIT: '2/hour',
     });
-    const body = { server_public_key: fakeKey(), capabilities: { supported_model_ids: ['m'] } };
+    const body: Record<string, unknown> = {
+      server_public_key: fakeKey(),
+      capabilities: { supported_model_ids: ['m'] },
+    };
     const headers = (ip: string) => ({ ...from(ip), 'X-Relay-Server-Token': 'node-token' });
     const statuses: number[] = [];
     for (const ip of ['203.0.113.5', '198.51.100.7', '192.0.2.9']) {
-      statuses.push(
-        (await call(t.baseUrl, 'POST', `${V1}/servers/register`, body, headers(ip))).status,
-      );
+      const res = await call(t.baseUrl, 'POST', `${V1}/servers/register`, body, headers(ip));
+      statuses.push(res.status);
+      // A live key answers another address only with its credential (item 7).
+      body.control_credential ??= res.body.control_credential;
     }
 
     expect(statuses).toEqual([200, 200, 429]);

@@ -115,7 +115,7 @@ describe('README', () => {
         .map((s, i) => ({ command: s.command, expected: s.expected, actual: answers[i] ?? '' }))
         .filter((x) => x.expected !== null && !matches(x.expected, x.actual));
 
-      expect(checked.length).toBe(14);
+      expect(checked.length).toBe(15);
       expect(mismatches).toEqual([]);
     });
   });

@@ -18,6 +18,7 @@ export const PER_ENTITY_FAMILIES = [
   'lc',
   's',
   'sc',
+  'g',
 ] as const;
 
 /**
@@ -40,6 +41,7 @@ export const EMPTYING_KEYS = [
   'nodes',
   'lease',
   'legacy',
+  'gz',
   'dl',
   'queued',
   'claimed',

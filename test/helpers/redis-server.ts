@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,11 @@ export function redisServerBin(): string | null {
 /** A fresh key prefix, so tests sharing one Redis never see each other's keys. */
 export function randomPrefix(label = 't'): string {
   return `tpt:${label}:${randomBytes(6).toString('hex')}:`;
+}
+
+/** A fresh prefix with a hash tag (every key in one Redis Cluster slot), like the default one. */
+export function randomTaggedPrefix(label = 't'): string {
+  return `{tpt:${label}:${randomBytes(6).toString('hex')}}:`;
 }
 
 /** Deletes every key under `prefix`. */
@@ -114,12 +119,17 @@ export interface RedisServerOptions {
   aof?: boolean;
   password?: string;
   extraArgs?: string[];
+  /**
+   * Runs `redis-server <dir>/sentinel.conf --sentinel` with these config lines (a Sentinel
+   * rewrites its config file, so it needs one of its own).
+   */
+  sentinelConfig?: string[];
 }
 
 /** A redis-server child process of the test, on a free loopback port, data in a temp dir. */
 export class RedisServer {
   private child: ChildProcess | null = null;
-  private readonly dir = mkdtempSync(join(tmpdir(), 'tp-redis-'));
+  readonly dir = mkdtempSync(join(tmpdir(), 'tp-redis-'));
 
   private constructor(
     private readonly bin: string,
@@ -150,26 +160,44 @@ export class RedisServer {
 
   /** Starts the server again on the same port and data directory. */
   async spawn(): Promise<void> {
-    const args = [
-      '--port',
-      String(this.port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      this.dir,
-      '--save',
-      '',
-      '--appendonly',
-      this.options.aof ? 'yes' : 'no',
-      '--appendfsync',
-      'always',
-      '--logfile',
-      '',
-      '--loglevel',
-      'warning',
-      ...(this.options.password ? ['--requirepass', this.options.password] : []),
-      ...(this.options.extraArgs ?? []),
-    ];
+    const sentinel = this.options.sentinelConfig;
+    const file = join(this.dir, 'sentinel.conf');
+    if (sentinel !== undefined && !existsSync(file)) {
+      writeFileSync(
+        file,
+        [
+          `port ${this.port}`,
+          'bind 127.0.0.1',
+          `dir ${this.dir}`,
+          'logfile ""',
+          'loglevel warning',
+          ...sentinel,
+        ].join('\n') + '\n',
+      );
+    }
+    const args =
+      sentinel !== undefined
+        ? [file, '--sentinel']
+        : [
+            '--port',
+            String(this.port),
+            '--bind',
+            '127.0.0.1',
+            '--dir',
+            this.dir,
+            '--save',
+            '',
+            '--appendonly',
+            this.options.aof ? 'yes' : 'no',
+            '--appendfsync',
+            'always',
+            '--logfile',
+            '',
+            '--loglevel',
+            'warning',
+            ...(this.options.password ? ['--requirepass', this.options.password] : []),
+            ...(this.options.extraArgs ?? []),
+          ];
     const child = spawn(this.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     let stderr = '';
@@ -211,7 +239,22 @@ export class RedisServer {
     await exited;
   }
 
+  /** SIGSTOP: the process freezes with its sockets open (a partition-like stall). */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after {@link pause}. */
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   async stop(): Promise<void> {
+    this.resume();
     await this.crash();
     rmSync(this.dir, { recursive: true, force: true });
   }

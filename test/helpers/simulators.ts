@@ -375,12 +375,14 @@ export class V1ClientSim {
     );
   }
 
+  /** Submits one message; `requestId` repeats an earlier submission (a retry after a 503). */
   submit(
     serverKey: string,
     content: string,
     extra: Record<string, unknown> = {},
+    requestId?: string,
   ): Promise<V1Submission> {
-    return this.submitMessages(serverKey, [{ role: 'user', content }], extra);
+    return this.submitMessages(serverKey, [{ role: 'user', content }], extra, requestId);
   }
 
   /** Submits a whole conversation so far (what today's clients send with every message). */
@@ -388,8 +390,8 @@ export class V1ClientSim {
     serverKey: string,
     messages: ChatMessage[],
     extra: Record<string, unknown> = {},
+    requestId = randomBytes(16).toString('hex'),
   ): Promise<V1Submission> {
-    const requestId = randomBytes(16).toString('hex');
     const cancelToken = randomBytes(16).toString('hex');
     const sealed = seal(
       {

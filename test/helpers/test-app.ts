@@ -22,11 +22,15 @@ export interface TestApp {
   close: () => Promise<void>;
 }
 
-/** Environment every test app starts from: quiet logs, no rate limits unless a test sets them. */
+/**
+ * Environment every test app starts from: quiet logs, no rate limits and no per-address node share
+ * (every test node calls from 127.0.0.1) unless a test sets them.
+ */
 export const TEST_ENV: Record<string, string> = {
   TOKENPLACE_LOG_LEVEL: 'silent',
   API_RATE_LIMIT: 'off',
   API_DAILY_QUOTA: 'off',
+  TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '1000000',
   RELAY_PORT: '0',
 };
 

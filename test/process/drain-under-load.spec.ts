@@ -1,4 +1,8 @@
 import { startRelayProcess } from '../helpers/relay-process';
+import { fakeKey } from '../e2e/api-v1-fixtures';
+
+/** The 16 pipelines' nodes: API v1 registration wants keys shaped like RSA ones. */
+const NODE_KEYS = Array.from({ length: 16 }, (_, i) => fakeKey(`drain-node-${i}`));
 
 interface Tally {
   accepted: Set<string>;
@@ -28,7 +32,7 @@ async function pipeline(
   tally: Tally,
   stopped: () => boolean,
 ): Promise<void> {
-  const node = `drain-node-${i}`;
+  const node = NODE_KEYS[i] as string;
   const client = `drain-client-${i}`;
   let n = 0;
   const nodeLoop = (async () => {
@@ -102,6 +106,7 @@ describe('graceful drain under load (memory store, real process)', () => {
       API_DAILY_QUOTA: 'off',
       API_RELAY_CONTROL_PLANE_RATE_LIMIT: 'off',
       API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT: 'off',
+      TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '16', // every node calls from 127.0.0.1
     });
     const tally: Tally = {
       accepted: new Set(),
@@ -115,7 +120,7 @@ describe('graceful drain under load (memory store, real process)', () => {
     });
     for (let i = 0; i < 16; i += 1) {
       await post(relay.baseUrl, '/api/v1/relay/servers/register', {
-        server_public_key: `drain-node-${i}`,
+        server_public_key: NODE_KEYS[i],
         capabilities: { supported_model_ids: ['m'] },
       });
     }

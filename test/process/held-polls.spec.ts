@@ -1,6 +1,7 @@
 import { eventually } from '../helpers/eventually';
 import { startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { call, type WireResult } from '../helpers/test-app';
+import { fakeKey } from '../e2e/api-v1-fixtures';
 
 const HELD = 2000;
 
@@ -27,10 +28,11 @@ describe(`${HELD} long-polls held at once (real process)`, () => {
   it('should hold them without any Node warning on stderr and answer them all when draining starts', async () => {
     relay = await startRelayProcess({
       TOKENPLACE_RELAY_MAX_NODES: String(HELD),
+      TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: String(HELD), // every node calls from 127.0.0.1
       TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '60',
       TOKENPLACE_RELAY_DRAIN_SECONDS: '1',
     });
-    const keys = Array.from({ length: HELD }, (_, i) => `held-node-${i}`);
+    const keys = Array.from({ length: HELD }, (_, i) => fakeKey(`held-node-${i}`));
     await inBatches(HELD, 200, (i) =>
       call(relay.baseUrl, 'POST', '/api/v1/relay/servers/register', {
         server_public_key: keys[i],

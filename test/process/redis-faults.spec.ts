@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { HeadNodeLoop } from '../helpers/gateway';
 import { V1ClientSim, V1NodeSim } from '../helpers/simulators';
 import { call, createTestApp, type TestApp, type WireResult } from '../helpers/test-app';
 import { freePort, randomPrefix, RedisServer, redisServerBin } from '../helpers/redis-server';
@@ -190,5 +191,53 @@ describeIf(available)('Redis state store faults (own redis-server)', () => {
 
     expectUnavailable(full.response);
     expect(roomAgain.response.status).toBe(200);
+  });
+});
+
+describeIf(available)('a gateway request caught in a Redis stall (own redis-server)', () => {
+  let server: RedisServer | undefined;
+  let app: TestApp | undefined;
+
+  afterEach(async () => {
+    await app?.close();
+    await server?.stop();
+    app = undefined;
+    server = undefined;
+  });
+
+  it('should cancel a request whose enqueue timed out, so the node never does work nobody waits for', async () => {
+    server = await RedisServer.start(bin as string);
+    app = await createTestApp(redisEnv(server.url));
+    const node = await new HeadNodeLoop(app.baseUrl).start();
+    const admin = server.admin();
+    // The stall starts as the gateway enqueues (after it chose the node): Redis holds the write,
+    // the relay's command times out (503), and Redis runs the write once the pause ends.
+    const store = app.store;
+    const enqueue = store.enqueue.bind(store);
+    store.enqueue = async (cmd) => {
+      store.enqueue = enqueue;
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      return enqueue(cmd);
+    };
+
+    const chat = await call(app.baseUrl, 'POST', '/v1/chat/completions', {
+      model: 'qwen3-8b-instruct',
+      messages: [{ role: 'user', content: 'asked once' }],
+    });
+    // Once the pause is over, the write runs: the request is queued, and then (with the
+    // follow-up cancel) ended before the node can take it.
+    await eventually(async () => {
+      const stats = await app!.store.stats(app!.clock.now()).catch(() => undefined);
+      return stats && stats.queueDepth === 0 ? stats : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const stats = await app.store.stats(app.clock.now());
+    await node.stop();
+    admin.disconnect();
+
+    expect(chat.status).toBe(503);
+    expect(chat.body).toMatchObject({ error: { code: 'state_store_unavailable' } });
+    expect(node.works).toEqual([]);
+    expect(stats).toMatchObject({ queueDepth: 0, inFlight: 0, terminalRecords: 1 });
   });
 });

@@ -1,6 +1,10 @@
 import { call } from '../helpers/test-app';
 import { startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { eventually } from '../helpers/eventually';
+import { fakeKey } from '../e2e/api-v1-fixtures';
+
+/** API v1 registration wants a key shaped like an RSA one. */
+const NODE = fakeKey('node-1');
 
 describe('process life: SIGTERM drain (real process)', () => {
   let relay: RelayProcess | undefined;
@@ -19,12 +23,12 @@ describe('process life: SIGTERM drain (real process)', () => {
     });
     const { baseUrl } = relay;
     await call(baseUrl, 'POST', '/api/v1/relay/servers/register', {
-      server_public_key: 'node-1',
+      server_public_key: NODE,
       capabilities: { supported_model_ids: ['m'] },
     });
     const ready = await call(baseUrl, 'GET', '/healthz');
     const held = call(baseUrl, 'POST', '/api/v1/relay/servers/poll', {
-      server_public_key: 'node-1',
+      server_public_key: NODE,
     });
     await new Promise((r) => setTimeout(r, 100));
     const signalledAt = Date.now();

@@ -430,10 +430,22 @@ describe(ChatFlow.name, () => {
     });
   });
 
-  it('should say the offered node\'s key is unusable (a curl-registered "N1"), sending nothing', async () => {
-    await call(t.baseUrl, 'POST', '/api/v1/relay/servers/register', {
-      server_public_key: 'N1',
-      capabilities: { supported_model_ids: ['qwen3-8b-instruct'] },
+  it('should say the offered node\'s key is unusable (an "N1" registered before keys were checked), sending nothing', async () => {
+    // Registration now refuses such a key (400); a record made before that is still offered.
+    await t.store.upsertNode({
+      nodeId: 'N1',
+      dialect: 'v1',
+      capabilities: {
+        api_version: 'v1',
+        supported_model_ids: ['qwen3-8b-instruct'],
+        active_context_tier: '8k-fast',
+        maximum_total_context_tokens: 8192,
+        default_output_token_reservation: 1024,
+        maximum_output_tokens: 8192,
+        max_concurrency: 1,
+        backend_class: 'unknown',
+      },
+      now: t.clock.now(),
     });
 
     const outcome = await start('hello?', { liveNodes: 0 }).outcome;

@@ -193,7 +193,12 @@ state.store=redis and no state.redis.existingSecret (so `state.store: redis` wor
 {{- define "tokenplace-relay.valkeyEnabled" -}}
 {{- if kindIs "bool" .Values.valkey.enabled }}
 {{- if .Values.valkey.enabled }}true{{ end }}
-{{- else if and (eq .Values.state.store "redis") (not .Values.state.redis.existingSecret) }}true{{ end }}
+{{- else if and (eq .Values.state.store "redis") (not (include "tokenplace-relay.externalRedis" .)) }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the values name a Redis outside the chart: a URL Secret, Sentinels or a Cluster. */}}
+{{- define "tokenplace-relay.externalRedis" -}}
+{{- if or .Values.state.redis.existingSecret .Values.state.redis.sentinel.hosts .Values.state.redis.cluster.nodes }}true{{ end }}
 {{- end }}
 
 {{- define "tokenplace-relay.valkeyName" -}}
@@ -250,7 +255,7 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 `env`/`extraEnv`, or a node/metrics/Redis secret as a literal value, fails the render.
 */}}
 {{- define "tokenplace-relay.env" -}}
-{{- $owned := list "TOKENPLACE_GATEWAY_ENABLED" "TOKENPLACE_GATEWAY_KEY_FILE" "RELAY_HOST" "RELAY_PORT" "TOKENPLACE_IMAGE_TAG" "TOKENPLACE_RELEASE_VERSION" "TOKENPLACE_CHART_VERSION" "TOKENPLACE_DEPLOY_ENV" "TOKENPLACE_RELAY_DRAIN_SECONDS" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "TOKENPLACE_METRICS_TOKEN" "TOKENPLACE_METRICS_DISABLED" "TOKENPLACE_RELAY_STATE_STORE" "TOKENPLACE_RELAY_REDIS_URL" "REDIS_URL" "VALKEY_PASSWORD" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" "TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES" }}
+{{- $owned := list "TOKENPLACE_GATEWAY_ENABLED" "TOKENPLACE_GATEWAY_KEY_FILE" "RELAY_HOST" "RELAY_PORT" "TOKENPLACE_IMAGE_TAG" "TOKENPLACE_RELEASE_VERSION" "TOKENPLACE_CHART_VERSION" "TOKENPLACE_DEPLOY_ENV" "TOKENPLACE_RELAY_DRAIN_SECONDS" "TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS" "TOKENPLACE_METRICS_TOKEN" "TOKENPLACE_METRICS_DISABLED" "TOKENPLACE_RELAY_STATE_STORE" "TOKENPLACE_RELAY_REDIS_URL" "REDIS_URL" "VALKEY_PASSWORD" "TOKENPLACE_RELAY_REDIS_KEY_PREFIX" "TOKENPLACE_RELAY_REDIS_MIGRATE_FROM_PREFIX" "TOKENPLACE_RELAY_REDIS_PASSWORD" "TOKENPLACE_RELAY_REDIS_TLS" "TOKENPLACE_RELAY_REDIS_SENTINELS" "TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER" "TOKENPLACE_RELAY_REDIS_SENTINEL_PASSWORD" "TOKENPLACE_RELAY_REDIS_SENTINEL_TLS" "TOKENPLACE_RELAY_REDIS_CLUSTER_NODES" "TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS" "TOKENPLACE_RELAY_REDIS_WAIT_TIMEOUT_MS" "TOKENPLACE_RELAY_SERVER_TOKENS_FILE" "TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES" }}
 {{- $secretNames := list "TOKENPLACE_RELAY_SERVER_TOKEN" "TOKEN_PLACE_RELAY_SERVER_TOKEN" "TOKEN_PLACE_RELAY_SERVER_TOKENS" "TOKENPLACE_RELAY_SERVER_TOKENS" "TOKEN_PLACE_OPERATOR_TOKEN" "TOKEN_PLACE_KEY_ROTATION_TOKEN" "PUBLIC_KEY_ROTATION_TOKEN" }}
 {{- $defaults := list }}
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_LOG_LEVEL" "value" (toString .Values.relay.logLevel)) }}
@@ -311,10 +316,35 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- else }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "value" (printf "redis://%s" $address)) }}
 {{- end }}
-{{- else }}
+{{- else if .Values.state.redis.existingSecret }}
 {{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_URL" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.state.redis.existingSecret "key" .Values.state.redis.secretKey))) }}
 {{- end }}
-{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_KEY_PREFIX" "value" (toString .Values.state.redis.keyPrefix)) }}
+{{- $r := .Values.state.redis }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_KEY_PREFIX" "value" (toString $r.keyPrefix)) }}
+{{- $migrate := toString $r.migrateFromPrefix }}
+{{- if and (not $migrate) (eq (toString $r.keyPrefix) "{tokenplace}:") }}{{ $migrate = "tokenplace:" }}{{ end }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_MIGRATE_FROM_PREFIX" "value" (default "off" $migrate)) }}
+{{- if $r.password.existingSecret }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $r.password.existingSecret "key" $r.password.secretKey))) }}
+{{- end }}
+{{- if $r.tls }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_TLS" "value" "1") }}
+{{- end }}
+{{- if $r.sentinel.hosts }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_SENTINELS" "value" (join "," $r.sentinel.hosts)) }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_SENTINEL_MASTER" "value" (toString $r.sentinel.masterName)) }}
+{{- if $r.sentinel.existingSecret }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_SENTINEL_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $r.sentinel.existingSecret "key" $r.sentinel.secretKey))) }}
+{{- end }}
+{{- if $r.sentinel.tls }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_SENTINEL_TLS" "value" "1") }}
+{{- end }}
+{{- end }}
+{{- if $r.cluster.nodes }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_CLUSTER_NODES" "value" (join "," $r.cluster.nodes)) }}
+{{- end }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS" "value" (toString (int $r.waitReplicas))) }}
+{{- $managed = append $managed (dict "name" "TOKENPLACE_RELAY_REDIS_WAIT_TIMEOUT_MS" "value" (toString (int $r.waitTimeoutMs))) }}
 {{- end }}
 {{- if .Values.nodeAuth.existingSecret }}
 {{- $managed = append $managed (dict "name" "TOKEN_PLACE_RELAY_SERVER_TOKENS" "valueFrom" (dict "secretKeyRef" (dict "name" .Values.nodeAuth.existingSecret "key" .Values.nodeAuth.secretKey))) }}
@@ -357,14 +387,26 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled=true needs metrics.enabled=true and metrics.auth.existingSecret: the relay answers 401 on /metrics otherwise" }}
 {{- end }}
-{{- if and (eq .Values.state.store "redis") (not .Values.state.redis.existingSecret) (not (include "tokenplace-relay.valkeyEnabled" .)) }}
-{{- fail "state.store=redis needs a Redis: leave valkey.enabled unset (the chart runs one) or set state.redis.existingSecret to an existing Secret holding the redis:// or rediss:// URL" }}
+{{- if and (eq .Values.state.store "redis") (not (include "tokenplace-relay.externalRedis" .)) (not (include "tokenplace-relay.valkeyEnabled" .)) }}
+{{- fail "state.store=redis needs a Redis: leave valkey.enabled unset (the chart runs one), or set state.redis.existingSecret to an existing Secret holding the redis:// or rediss:// URL, or state.redis.sentinel.hosts, or state.redis.cluster.nodes" }}
+{{- end }}
+{{- if and .Values.state.redis.sentinel.hosts .Values.state.redis.cluster.nodes }}
+{{- fail "state.redis.sentinel.hosts and state.redis.cluster.nodes exclude each other: the relay runs on Sentinel or on a Cluster" }}
+{{- end }}
+{{- if and .Values.state.redis.sentinel.hosts (not .Values.state.redis.sentinel.masterName) }}
+{{- fail "state.redis.sentinel.hosts needs state.redis.sentinel.masterName: the name the Sentinels monitor (Bitnami valkey: sentinel.primarySet, default myprimary)" }}
+{{- end }}
+{{- if and .Values.state.redis.cluster.nodes (not (regexMatch "\\{[^{}]+\\}" (toString .Values.state.redis.keyPrefix))) }}
+{{- fail "state.redis.cluster.nodes needs a hash tag in state.redis.keyPrefix (e.g. {tokenplace}:) so every key of the deployment is in one slot" }}
+{{- end }}
+{{- if and (eq .Values.state.store "redis") (gt (int .Values.state.redis.waitReplicas) 0) (ge (int .Values.state.redis.waitTimeoutMs) (int (dig "TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS" 2000 (default (dict) (and (kindIs "map" .Values.env) .Values.env))))) }}
+{{- fail "state.redis.waitTimeoutMs must be less than the Redis command timeout (TOKENPLACE_RELAY_REDIS_COMMAND_TIMEOUT_MS, 2000 by default)" }}
 {{- end }}
 {{- if and (include "tokenplace-relay.valkeyEnabled" .) (ne .Values.state.store "redis") }}
 {{- fail "valkey.enabled=true but state.store is memory: set state.store=redis so the relay uses it" }}
 {{- end }}
-{{- if and (include "tokenplace-relay.valkeyEnabled" .) .Values.state.redis.existingSecret }}
-{{- fail "valkey.enabled=true and state.redis.existingSecret are both set: use the chart's Valkey or an external Redis, not both" }}
+{{- if and (include "tokenplace-relay.valkeyEnabled" .) (include "tokenplace-relay.externalRedis" .) }}
+{{- fail "valkey.enabled=true and an external Redis (state.redis.existingSecret, sentinel.hosts or cluster.nodes) are both set: use the chart's Valkey or an external Redis, not both" }}
 {{- end }}
 {{- if and (include "tokenplace-relay.ingressEnabled" .) .Values.ingress.tls.enabled (not (include "tokenplace-relay.ingressHosts" . | fromJsonArray)) }}
 {{- fail "ingress.tls.enabled=true needs ingress.host (or TOKENPLACE_RELAY_PUBLIC_URL in env)" }}

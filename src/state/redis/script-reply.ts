@@ -8,6 +8,7 @@ import {
   type ContextTier,
   type Envelope,
   type NodeCapabilities,
+  type NodeSummary,
   type NodeView,
   type TransitionCounts,
 } from '../state.types';
@@ -240,18 +241,28 @@ export const capabilitiesSchema: z.ZodType<NodeCapabilities> = z.strictObject({
   backend_class: z.string(),
 });
 
-export const nodeListSchema: z.ZodType<NodeView[]> = z.array(
-  z.strictObject({
-    nodeId: z.string(),
-    dialect: z.enum(DIALECTS),
-    lastPingAt: instant,
-    leaseMs: count,
-    queueDepth: count,
-    inFlightCount: count,
-    fallback: z.boolean(),
-    capabilities: capabilitiesSchema.nullable(),
-  }),
-);
+const nodeViewSchema: z.ZodType<NodeView> = z.strictObject({
+  nodeId: z.string(),
+  dialect: z.enum(DIALECTS),
+  lastPingAt: instant,
+  leaseMs: count,
+  queueDepth: count,
+  inFlightCount: count,
+  fallback: z.boolean(),
+  keyUnusable: z.boolean(),
+  capabilities: capabilitiesSchema.nullable(),
+});
+
+export const nodeListSchema: z.ZodType<NodeView[]> = z.array(nodeViewSchema);
+
+export const nodeSummarySchema: z.ZodType<NodeSummary> = z.strictObject({
+  legacy: count,
+  v1: count,
+  fallback: count,
+  unusable: count,
+  listed: z.array(nodeViewSchema),
+  fallbackListed: z.array(nodeViewSchema),
+});
 
 export const selectionSchema: z.ZodType<SelectNodeResult> = z.discriminatedUnion('status', [
   z.strictObject({ status: z.literal('no_nodes') }),

@@ -30,6 +30,8 @@ const SCRIPTS = {
   tpUpsertNode: false,
   tpUnregisterNode: false,
   tpListNodes: true,
+  tpSummarizeNodes: true,
+  tpMarkKeyUnusable: false,
   tpPickLegacyNode: true,
   tpSelectNode: false,
   tpEnqueue: false,

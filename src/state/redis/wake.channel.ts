@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Clock } from '../../common/clock';
 import { Waiters } from '../waiters';
+import type { WakeSubscriber } from './connection';
 
 /** While the subscription is down, waits re-check the store this often instead of hanging. */
 const UNSUBSCRIBED_RECHECK_MS = 250;
@@ -20,7 +20,7 @@ export class WakeChannel {
   private subscribed = false;
 
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: WakeSubscriber,
     private readonly channel: string,
     private readonly clock: Clock,
   ) {

@@ -51,6 +51,9 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
   if (job.state === 'answered') {
     return { status: 'duplicate', transitions: tx.t };
   }
+  if (!heldBy(s, job, cmd.answerer)) {
+    return { status: 'not_holder', transitions: tx.t };
+  }
   if (job.deadlineAt <= tx.now) {
     endJob(tx, job, 'expired', 'pending_request_ttl_exceeded', true);
     return { status: 'gone', code: 'expired', transitions: tx.t };
@@ -77,6 +80,18 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
   outcome(tx, 'completed');
   s.wake(responseKey(cmd.clientKey, cmd.requestId));
   return { status: 'stored', transitions: tx.t };
+}
+
+/**
+ * Whether the answerer may answer this live job: a node must have claimed it, and the caller must
+ * be at the address that node is bound to (an unknown answerer or an unbound node passes that part).
+ */
+function heldBy(s: MemoryState, job: JobRec, answerer: string | undefined): boolean {
+  if (job.state !== 'inflight') {
+    return false;
+  }
+  const owner = s.nodes.get(job.nodeId)?.owner ?? null;
+  return answerer === undefined || owner === null || owner === answerer;
 }
 
 function completeLegacy(tx: Tx, cmd: CompleteCommand): CompleteResult {

@@ -3,8 +3,8 @@
 
 --[[ script tpComplete
 KEYS: none
-ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON
-Reply: { 'stored'|'duplicate'|'responses_full', transitions }
+ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON, 8 answerer's owner address (opt)
+Reply: { 'stored'|'duplicate'|'not_holder'|'responses_full', transitions }
      | { 'gone', transitions, 'cancelled'|'expired'|'completed'|'gone' }
 ]]
 local dialect, ck, rid, env = ARGV[4], ARGV[5], opt(ARGV[6]), ARGV[7]
@@ -41,6 +41,12 @@ if not j then
   return { 'gone', enc(), 'gone' }
 end
 if j.s == 'a' then return { 'duplicate', enc() } end
+-- Only the node holding the request answers it: it must be claimed, and the answerer must be at
+-- the address that node is bound to (an unknown answerer or an unbound node passes that part).
+local answerer = opt(ARGV[8])
+if j.s ~= 'i' then return { 'not_holder', enc() } end
+local holder = redis.call('HGET', P .. 'n:' .. j.node, 'own')
+if answerer and holder and holder ~= answerer then return { 'not_holder', enc() } end
 if j.dl <= NOW then
   endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
   return { 'gone', enc(), 'expired' }

@@ -8,6 +8,7 @@ import {
   outcomeOf,
   type Dialect,
   type EvictionReason,
+  type NodeView,
   type RequestOutcome,
   type TerminalReason,
   type TerminalStatus,
@@ -29,6 +30,21 @@ export function evicted(tx: Tx, reason: EvictionReason): void {
 
 export function leaseMs(s: MemoryState, dialect: Dialect): number {
   return dialect === 'v1' ? s.limits.v1LeaseMs : s.limits.legacyLeaseMs;
+}
+
+/** A node as the read transitions list it. */
+export function nodeView(s: MemoryState, node: NodeRec): NodeView {
+  return {
+    nodeId: node.nodeId,
+    dialect: node.dialect,
+    lastPingAt: node.lastPingAt,
+    leaseMs: leaseMs(s, node.dialect),
+    queueDepth: node.queue.size,
+    inFlightCount: node.activeClaims.size,
+    capabilities: node.capabilities,
+    fallback: node.fallback,
+    keyUnusable: node.keyUnusable,
+  };
 }
 
 /** Past its lease and not protected by a held poll or an active claim: late, maybe gone. */
@@ -221,6 +237,11 @@ export function removeNode(tx: Tx, node: NodeRec, reason: EvictionReason, count:
     }
   }
   s.nodes.delete(node.nodeId);
+  const group = node.group === null ? undefined : s.groups.get(node.group);
+  group?.delete(node.nodeId);
+  if (node.group !== null && group?.size === 0) {
+    s.groups.delete(node.group);
+  }
   s.leases[node.dialect].delete(node.nodeId);
   s.rechecks[node.dialect].delete(node.nodeId);
   const pos = s.legacyPos.get(node.nodeId);

@@ -67,10 +67,19 @@ end
 local function leaseMs(d) if d == 'v1' then return L.v1LeaseMs end return L.legacyLeaseMs end
 
 local function getNode(id)
-  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'dig', 'fb')
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'dig', 'fb', 'own', 'grp', 'bad')
   if not r[1] then return nil end
   return { id = id, d = r[1], seq = tonumber(r[2]), ping = tonumber(r[3]), poll = tonumber(r[4]), dig = r[5],
-    fb = r[6] == '1' }
+    fb = r[6] == '1', own = r[7] or nil, grp = r[8] or nil, bad = r[9] == '1' }
+end
+
+-- A node as the read scripts list it (NodeView as JSON; the capabilities as stored).
+local function nodeView(n)
+  local view = cjson.encode({ nodeId = n.id, dialect = n.d, lastPingAt = n.ping,
+    leaseMs = leaseMs(n.d), queueDepth = redis.call('ZCARD', P .. 'q:' .. n.id),
+    inFlightCount = redis.call('SCARD', P .. 'a:' .. n.id), fallback = n.fb, keyUnusable = n.bad })
+  local caps = redis.call('HGET', P .. 'n:' .. n.id, 'caps')
+  return string.sub(view, 1, -2) .. ',"capabilities":' .. (caps or 'null') .. '}'
 end
 
 -- Past its lease and not protected by a held poll or an active claim: late, maybe gone.
@@ -94,6 +103,7 @@ local function touch(n)
   if NOW > n.ping then n.ping = NOW end
   redis.call('HSET', P .. 'n:' .. n.id, 'ping', num(n.ping))
   redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
+  if n.grp then redis.call('PEXPIRE', P .. 'g:' .. n.grp, ttl(0)) end
   redis.call('ZADD', P .. 'lease', num(evictAt(n)), n.id)
 end
 
@@ -227,6 +237,10 @@ local function removeNode(n, reason, count)
     if s[1] == id and s[2] ~= '1' then dropStream(sid) end
   end
   redis.call('DEL', P .. 'n:' .. id, P .. 'q:' .. id, P .. 'c:' .. id, P .. 'a:' .. id, P .. 'sn:' .. id)
+  if n.grp then
+    redis.call('ZREM', P .. 'g:' .. n.grp, id)
+    if tonumber(redis.call('ZINCRBY', P .. 'gz', -1, n.grp)) <= 0 then redis.call('ZREM', P .. 'gz', n.grp) end
+  end
   redis.call('ZREM', P .. 'nodes', id)
   redis.call('ZREM', P .. 'lease', id)
   redis.call('SREM', P .. 'legacy', id)

@@ -36,6 +36,11 @@ export interface MemoryState {
   readonly legacyPos: Map<string, number>;
   /** `ctr:node`. */
   nodeSeq: number;
+  /**
+   * `gz` + `g:<group>`: origin group → its nodes in registration order (open registration's
+   * per-address share, and the fair share when the registry is full).
+   */
+  readonly groups: Map<string, Set<string>>;
 
   /** `j:<job>`. */
   readonly jobs: Map<string, JobRec>;
@@ -113,6 +118,12 @@ export interface NodeRec {
    * weighting the newest answer 1/4 (integer ms); absent until the node has answered once.
    */
   serviceMs?: number;
+  /** `own`: the owner address a call without the credential must come from (null: unbound). */
+  owner: string | null;
+  /** `grp`: the origin group the node is counted in (null: not counted). */
+  group: string | null;
+  /** `bad`: its key was found unusable; never offered to clients. */
+  keyUnusable: boolean;
   /** request_id → job id of v1 work this node claimed and has not answered. */
   claims: Map<string, string>;
   /** Claims whose accounting lease is active (counted for load and eviction protection). */
@@ -183,6 +194,7 @@ export function createMemoryState(limits: StoreLimits, wake: (key: string) => vo
     legacyIds: [],
     legacyPos: new Map(),
     nodeSeq: 0,
+    groups: new Map(),
     jobs: new Map(),
     deadlines: { legacy: new TtlIndex(), v1: new TtlIndex() },
     queued: new Map(),

@@ -7,15 +7,18 @@ KEYS: none
 ARGV: 4 node id, 5 dialect, 6 capabilities mode (keep|null|set), 7 capabilities JSON, 8 tier,
   9 max total context, 10 max concurrency, 11 model set ('\n' .. ids joined by '\n' .. '\n'),
   12 model ids JSON, 13 new credential digest (opt), 14 require existing ('1'), 15 polling until (opt),
-  16 fallback (opt: '1'|'0', v1 only; absent keeps)
+  16 fallback (opt: '1'|'0', v1 only; absent keeps), 17 origin owner (opt), 18 origin group (opt),
+  19 presented credential digest (opt), 20 most nodes per origin group (opt)
 Reply: { 'created'|'renewed', transitions, credential issued (0|1) }
-     | { 'not_found'|'nodes_full'|'dialect_conflict', transitions }
+     | { 'not_found'|'nodes_full'|'group_full'|'dialect_conflict'|'forbidden', transitions }
 ]]
 local id, dialect, capsMode = ARGV[4], ARGV[5], ARGV[6]
 local newDigest = opt(ARGV[13])
 local requireExisting = ARGV[14] == '1'
 local poll = opt(ARGV[15])
 local fallback = opt(ARGV[16])
+local owner, group, shown = opt(ARGV[17]), opt(ARGV[18]), opt(ARGV[19])
+local perGroup = opt(ARGV[20])
 local nkey = P .. 'n:' .. id
 
 local function setCaps()
@@ -27,7 +30,8 @@ local function setCaps()
   end
 end
 
-local function createNode()
+-- A new node, counted in the caller's group; `own` binds it elsewhere (a dialect change).
+local function createNode(own)
   local seq = redis.call('INCR', P .. 'ctr:node')
   redis.call('HSET', nkey, 'd', dialect, 'seq', seq, 'ping', num(NOW), 'poll', poll or '0')
   if dialect == 'v1' then
@@ -35,10 +39,39 @@ local function createNode()
     if newDigest then redis.call('HSET', nkey, 'dig', newDigest) end
     redis.call('HSET', nkey, 'fb', fallback == '1' and '1' or '0')
   end
+  if own then redis.call('HSET', nkey, 'own', own) end
+  if group then
+    redis.call('HSET', nkey, 'grp', group)
+    redis.call('ZADD', P .. 'g:' .. group, seq, id)
+    redis.call('PEXPIRE', P .. 'g:' .. group, ttl(0))
+    redis.call('ZINCRBY', P .. 'gz', 1, group)
+  end
   redis.call('PEXPIRE', nkey, ttl(0))
   redis.call('ZADD', P .. 'nodes', seq, id)
   redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(dialect) + L.lapseGraceMs), id)
   if dialect == 'legacy' then redis.call('SADD', P .. 'legacy', id) end
+end
+
+-- Whether the caller may act for a live node: with its credential from anywhere, without one
+-- only from the address the node is bound to (an unbound node, or a caller of unknown origin, passes).
+local function ownedBy(n)
+  if shown then return n.d == 'v1' and credentialMatches(n.dig, shown) end
+  return not owner or not n.own or n.own == owner
+end
+
+-- Open registration with a full registry: the group holding the most nodes (ties: the greatest
+-- name) gives up its newest one (capacity_loss) when it holds at least two more than the caller's
+-- group, so an address can always register while others hold more than it.
+local function makeRoom()
+  if not perGroup or not group then return false end
+  local own = tonumber(redis.call('ZSCORE', P .. 'gz', group) or '0')
+  local largest = redis.call('ZREVRANGE', P .. 'gz', 0, 0, 'WITHSCORES')
+  if not largest[1] or tonumber(largest[2]) <= own + 1 then return false end
+  local newest = redis.call('ZREVRANGE', P .. 'g:' .. largest[1], 0, 0)[1]
+  local victim = newest and getNode(newest)
+  if not victim then return false end
+  removeNode(victim, 'capacity_loss', true)
+  return true
 end
 
 local n = getNode(id)
@@ -48,16 +81,27 @@ if n and isGone(n, NOW) then
 end
 if not n then
   if requireExisting then return { 'not_found', enc() } end
-  if redis.call('ZCARD', P .. 'nodes') >= L.maxNodes then return { 'nodes_full', enc() } end
-  createNode()
+  if perGroup and group and tonumber(redis.call('ZSCORE', P .. 'gz', group) or '0') >= tonumber(perGroup) then
+    return { 'group_full', enc() }
+  end
+  if redis.call('ZCARD', P .. 'nodes') >= L.maxNodes and not makeRoom() then
+    return { 'nodes_full', enc() }
+  end
+  createNode(owner)
   return { 'created', enc(), (dialect == 'v1' and newDigest) and 1 or 0 }
+end
+if not ownedBy(n) then return { 'forbidden', enc() } end
+if owner and (shown or not n.own) then
+  -- Shown the credential (or bound to no one yet): the key now belongs to the caller's address.
+  n.own = owner
+  redis.call('HSET', nkey, 'own', owner)
 end
 if n.d ~= dialect then
   if dialect == 'legacy' or requireExisting then return { 'dialect_conflict', enc() } end
   -- A `/sink` node re-registering through API v1 becomes a v1 node: its legacy work cannot be
   -- served by a v1 node, so it ends as cancelled; it moves to the end of the registry.
   removeNode(n, 'unregistered', false)
-  createNode()
+  createNode(n.own)
   return { 'created', enc(), newDigest and 1 or 0 }
 end
 touch(n)
@@ -88,21 +132,55 @@ return { 'removed', enc() }
 KEYS: none
 ARGV: none of its own
 Reply: JSON array of the nodes within lease and grace, in registration order:
-  [{ nodeId, dialect, lastPingAt, leaseMs, queueDepth, inFlightCount, fallback, capabilities|null }]
+  [{ nodeId, dialect, lastPingAt, leaseMs, queueDepth, inFlightCount, fallback, keyUnusable,
+     capabilities|null }]
 ]]
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
   if n and not isGone(n, NOW) then
-    local view = cjson.encode({ nodeId = id, dialect = n.d, lastPingAt = n.ping,
-      leaseMs = leaseMs(n.d), queueDepth = redis.call('ZCARD', P .. 'q:' .. id),
-      inFlightCount = redis.call('SCARD', P .. 'a:' .. id),
-      fallback = n.fb })
-    local caps = redis.call('HGET', P .. 'n:' .. id, 'caps')
-    out[#out + 1] = string.sub(view, 1, -2) .. ',"capabilities":' .. (caps or 'null') .. '}'
+    out[#out + 1] = nodeView(n)
   end
 end
 return '[' .. table.concat(out, ',') .. ']'
+
+--[[ script tpSummarizeNodes (read-only)
+KEYS: none
+ARGV: 4 most nodes per list
+Reply: JSON { legacy, v1, fallback, unusable, listed: [NODE], fallbackListed: [NODE] }: counts of
+  the nodes within lease and grace (fallback nodes apart from v1, unusable among v1), and the first
+  nodes of each list in registration order, NODE as tpListNodes
+]]
+local limit = tonumber(ARGV[4])
+local counts = { legacy = 0, v1 = 0, fallback = 0, unusable = 0 }
+local listed, fallbackListed = {}, {}
+for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
+  local n = getNode(id)
+  if n and not isGone(n, NOW) then
+    if n.d == 'legacy' then
+      counts.legacy = counts.legacy + 1
+    elseif n.fb then
+      counts.fallback = counts.fallback + 1
+    else
+      counts.v1 = counts.v1 + 1
+      if n.bad then counts.unusable = counts.unusable + 1 end
+    end
+    local list = n.fb and fallbackListed or listed
+    if #list < limit then list[#list + 1] = nodeView(n) end
+  end
+end
+local head = cjson.encode(counts)
+return string.sub(head, 1, -2) .. ',"listed":[' .. table.concat(listed, ',') .. '],"fallbackListed":['
+  .. table.concat(fallbackListed, ',') .. ']}'
+
+--[[ script tpMarkKeyUnusable
+KEYS: none
+ARGV: 4 node id
+Reply: 1 when the node is registered (now marked), else 0
+]]
+if not redis.call('HGET', P .. 'n:' .. ARGV[4], 'd') then return 0 end
+redis.call('HSET', P .. 'n:' .. ARGV[4], 'bad', '1')
+return 1
 
 --[[ script tpPickLegacyNode (read-only)
 KEYS: none
@@ -137,7 +215,8 @@ Reply: JSON { status: 'no_nodes' }
          capacityLimitedTierCounts }
      | { status: 'selected', selected: { nodeId, tier, modelSupport, queueDepth, inFlightCount,
          loadScore }, eligibleTierCounts, eligibleCount }
-best_fit_smallest_capable_least_loaded_v1 with its round-robin cursors, in one step (scheduler.ts).
+best_fit_smallest_capable_least_loaded_v1 with its round-robin cursors, in one step (scheduler.ts);
+nodes whose key is marked unusable are never offered.
 ]]
 local model, maxQ = ARGV[4], tonumber(ARGV[6])
 local wanted = K.TIERS[ARGV[5]]
@@ -148,7 +227,7 @@ local modelOk = not string.find(model, '\n', 1, true)
 local fresh, all, anySecondTier = {}, {}, false
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
-  if n and n.d == 'v1' and not isGone(n, NOW) then
+  if n and n.d == 'v1' and not n.bad and not isGone(n, NOW) then
     all[#all + 1] = n
     if n.fb or isLapsed(n, NOW) then anySecondTier = true else fresh[#fresh + 1] = n end
   end

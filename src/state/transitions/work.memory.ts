@@ -43,6 +43,13 @@ export function enqueue(s: MemoryState, cmd: EnqueueCommand): EnqueueResult {
   const pk =
     job.requestId !== null && job.clientKey !== null ? pairKey(job.clientKey, job.requestId) : null;
   const supersedes = pk !== null ? s.pairs.get(pk) : undefined;
+  if (supersedes !== undefined) {
+    // A live request is only replaced by its client, who alone knows its cancel token.
+    const token = s.jobs.get(supersedes)?.cancelToken ?? null;
+    if (token === null || job.cancelToken === null || !constantTimeEquals(token, job.cancelToken)) {
+      return { status: 'request_in_use', transitions: tx.t };
+    }
+  }
   if (node.queue.size >= s.limits.maxQueuePerNode) {
     return { status: 'node_queue_full', transitions: tx.t };
   }

@@ -6,7 +6,8 @@ KEYS: none
 ARGV: 4 job id, 5 dialect, 6 node id, 7 client (opt), 8 request id (opt), 9 cancel token (opt),
   10 stream ('1'), 11 envelope JSON, 12 bytes
 Reply: { 'queued', transitions, deadline }
-     | { 'node_not_found'|'node_queue_full'|'queue_full'|'client_pending_full', transitions }
+     | { 'node_not_found'|'node_queue_full'|'queue_full'|'client_pending_full'|'request_in_use',
+         transitions }
 ]]
 local jid, dialect, node = ARGV[4], ARGV[5], ARGV[6]
 local ck, rid, tok = opt(ARGV[7]), opt(ARGV[8]), opt(ARGV[9])
@@ -17,6 +18,14 @@ local pk = nil
 if ck and rid then pk = ck .. '\n' .. rid end
 local sup = nil
 if pk then sup = redis.call('HGET', P .. 'pairs', pk) or nil end
+if sup then
+  -- A live request is only replaced by its client, who alone knows its cancel token (compared
+  -- through digests, so the comparison takes the same time for any token).
+  local old = getJob(sup)
+  if not old or not old.tok or not tok or redis.sha1hex(old.tok) ~= redis.sha1hex(tok) then
+    return { 'request_in_use', enc() }
+  end
+end
 if redis.call('ZCARD', P .. 'q:' .. node) >= L.maxQueuePerNode then return { 'node_queue_full', enc() } end
 if redis.call('ZCARD', P .. 'queued') >= L.maxQueuedTotal
   or tonumber(redis.call('GET', P .. 'qbytes') or '0') + bytes > L.maxQueuedBytes then

@@ -1,6 +1,6 @@
 import { ChatFlow, type ActiveRequest, type Stage } from './chat.flow';
 import { ChatView, type NodeCounts } from './chat.view';
-import { TabIdentity, importRecipient, keyFingerprint } from './e2ee.crypto';
+import { TabIdentity, keyFingerprint } from './e2ee.crypto';
 import {
   FALLBACK_MODEL,
   type ChatMessage,
@@ -72,31 +72,17 @@ async function start(): Promise<void> {
       // keep the current list
     }
   };
-  // Whether each registered node's key can be encrypted to (checked once per key).
-  const usableKeys = new Map<string, boolean>();
-  const usable = async (key: string): Promise<boolean> => {
-    let known = usableKeys.get(key);
-    if (known === undefined) {
-      known = await importRecipient(key).then(
-        () => true,
-        () => false,
-      );
-      usableKeys.set(key, known);
-    }
-    return known;
-  };
   repeat(async () => {
     let counts: NodeCounts | null = null;
     try {
       const nodes = await api.nodes();
-      const checks = await Promise.all(nodes.v1Keys.map(usable));
-      for (const key of usableKeys.keys()) {
-        if (!nodes.v1Keys.includes(key)) {
-          usableKeys.delete(key);
-        }
-      }
-      const ok = checks.filter(Boolean).length;
-      counts = { usable: ok, unusable: checks.length - ok, legacy: nodes.legacy, demo: nodes.demo };
+      const unusable = nodes.unusable;
+      counts = {
+        usable: nodes.v1 - unusable + nodes.demo,
+        unusable,
+        legacy: nodes.legacy,
+        demo: nodes.demo,
+      };
     } catch {
       counts = null;
     }

@@ -49,12 +49,14 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** What `/relay/diagnostics` says is registered. */
+/** What `/relay/diagnostics?summary=1` says is registered. */
 export interface RegisteredNodes {
-  /** API v1 node keys, the demo node's included. */
-  v1Keys: string[];
+  /** API v1 nodes, the demo node apart. */
+  v1: number;
+  /** Among `v1`, nodes whose key the relay found unusable. */
+  unusable: number;
   legacy: number;
-  /** Demo nodes (`--use_mock_llm`) among `v1Keys`: listed apart by the relay. */
+  /** Demo nodes (`--use_mock_llm`), counted apart by the relay. */
   demo: number;
 }
 
@@ -125,31 +127,25 @@ export class RelayApi {
   }
 
   /**
-   * The registered nodes as `/relay/diagnostics` lists them: the API v1 nodes' keys (the page can
-   * only talk to those) and how many legacy `/sink` nodes there are besides.
+   * How many nodes are registered, from the counts-only form of `/relay/diagnostics` (a few
+   * hundred bytes however many nodes there are; the relay checks every API v1 key at registration).
    */
   async nodes(signal?: AbortSignal): Promise<RegisteredNodes> {
-    const res = await this.call('GET', '/relay/diagnostics', { signal, timeoutMs: 1000 });
-    const total = res.body.total_registered_compute_nodes;
-    const v1 = res.body.api_v1_registered_compute_nodes;
+    const res = await this.call('GET', '/relay/diagnostics?summary=1', { signal, timeoutMs: 1000 });
     const count = (n: unknown): n is number =>
       typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
-    if (res.status !== 200 || !count(total) || !Array.isArray(v1)) {
+    const { total_registered_compute_nodes: total, total_api_v1_registered_compute_nodes: v1 } =
+      res.body;
+    const unusable = res.body.unusable_compute_nodes_count;
+    const demo = res.body.demo_compute_nodes_count;
+    if (res.status !== 200 || !count(total) || !count(v1)) {
       throw new NetworkError(false);
     }
-    const keysOf = (list: unknown[]): string[] =>
-      list
-        .map((n: unknown) =>
-          isRecord(n) && typeof n.server_public_key === 'string' ? n.server_public_key : '',
-        )
-        .filter((k) => k !== '');
-    const v1Keys = keysOf(v1);
-    const demoList = res.body.demo_compute_nodes;
-    const demoKeys = Array.isArray(demoList) ? keysOf(demoList) : [];
     return {
-      v1Keys: [...v1Keys, ...demoKeys],
-      legacy: Math.max(0, total - v1Keys.length),
-      demo: demoKeys.length,
+      v1,
+      unusable: count(unusable) ? Math.min(unusable, v1) : 0,
+      legacy: Math.max(0, total - v1),
+      demo: count(demo) ? demo : 0,
     };
   }
 
