@@ -33,6 +33,15 @@ async function replicaOf(primary: RedisServer): Promise<RedisServer> {
   } finally {
     admin.disconnect();
   }
+  // After a diskless full sync the primary streams to a replica only once it acknowledged (about a
+  // second later): wait for that, so the test's own WAIT timeout measures replication, not sync.
+  const onPrimary = primary.admin();
+  try {
+    await onPrimary.set('tpt:sync-probe', '1', 'PX', 10_000);
+    await onPrimary.wait(1, 10_000);
+  } finally {
+    onPrimary.disconnect();
+  }
   return replica;
 }
 
@@ -112,7 +121,13 @@ describeIf(available)(
       const first = await client.submit(node.key, 'retried');
       replica.resume();
       const again = await eventually(async () => {
-        const res = await client.submit(node.key, 'retried', {}, first.requestId);
+        // A retry resends the same body: the same request_id and cancel_token.
+        const res = await client.submit(
+          node.key,
+          'retried',
+          { cancel_token: first.cancelToken },
+          first.requestId,
+        );
         return res.response.status === 200 ? res : undefined;
       });
       const work = await node.take();
