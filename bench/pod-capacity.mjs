@@ -6,7 +6,7 @@
 // it reaches the bench's Redis) or, with --runner process, as `node dist/main.js` with the same env
 // (no cgroup: RSS is measured, nothing is OOM-killed). Each phase gets a fresh relay and fills one
 // thing until the relay refuses, or the phase's bound (count and seconds):
-//   queued     4 KiB legacy requests (/faucet) spread over 32 nodes, nobody claims them
+//   queued     4 KiB API v1 requests (/requests) spread over 32 nodes, nobody claims them
 //   legacy     4 KiB legacy answers waiting (/faucet → /sink → /source, nobody retrieves), then
 //              every one collected with /retrieve and compared byte for byte
 //   v1         the same with API v1 (/requests → /servers/poll → /responses → /responses/retrieve)
@@ -199,20 +199,31 @@ async function postFull(relay, path, body) {
 // ------------------------------------------------------------------ phases
 
 async function queued(relay) {
-  // Registered once: a /sink would claim queued work (the phase ends within the 60 s lease).
-  for (let w = 0; w < NODES; w += 1) await post(relay, '/sink', { server_public_key: legacyNode(w) });
+  // API v1 nodes, kept alive by re-registering (which claims nothing) while the queues fill.
+  const nodes = [];
+  for (let w = 0; w < NODES; w += 1) {
+    const key = fakeKey();
+    await post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+    nodes.push(key);
+  }
+  const renew = setInterval(() => {
+    for (const key of nodes) void post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+  }, 10_000);
+  const clients = Array.from({ length: 4096 }, () => fakeKey());
+  const ciphertext = Buffer.from(payload('q', 0, 3 * KiB)).toString('base64'); // 4 KiB as base64
   let held = 0;
   let refused = null;
   const deadline = Date.now() + SECONDS * 1000;
   await lanes(32, MAX, deadline, async (w, i) => {
-    const res = await postFull(relay, '/faucet', { server_public_key: legacyNode(i % NODES), client_public_key: clientKey(i), chat_history: payload('q', i), cipherkey: 'k', iv: 'i' });
-    if (res.status === 200) {
+    const res = await postFull(relay, `${V1}/requests`, { server_public_key: nodes[i % NODES], client_public_key: clients[i % clients.length], request_id: rid(i), protocol: PROTOCOL, version: 1, ciphertext, cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
+    if (res.status === 200 || res.status === 202) {
       held += 1;
       return true;
     }
     refused ??= res;
     return false;
   });
+  clearInterval(renew);
   return { held, next: refusal(refused) };
 }
 
