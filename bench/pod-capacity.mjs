@@ -328,6 +328,10 @@ async function held(relay) {
     polls.push({ server_public_key: key, control_credential: reg.body.control_credential });
   }
   const nodeKey = polls[0].server_public_key;
+  // Registering 1,024 nodes can outlast the 30 s lease on a slow store: keep them all alive.
+  const renewAll = setInterval(() => {
+    for (const p of polls) void post(relay, `${V1}/servers/register`, { server_public_key: p.server_public_key, capabilities: capabilities() });
+  }, 10_000);
   const retrieves = Number(o.retrieves);
   const clients = [];
   for (let i = 0; i < retrieves; i += 1) {
@@ -358,6 +362,7 @@ async function held(relay) {
   for (let i = 1; i < polls.length; i += 250) await Promise.all(polls.slice(i, i + 250).map((p) => hold(`${V1}/servers/poll`, p)));
   for (let i = 0; i < clients.length; i += 250) await Promise.all(clients.slice(i, i + 250).map((c) => hold(`${V1}/responses/retrieve`, c, 'Prefer: wait=8\r\n')));
   await sleep(3000);
+  clearInterval(renewAll);
   const atHold = relay.mem();
   // Gateway chats to a node that never answers (the first one, which keeps renewing its lease).
   const renew = setInterval(() => void post(relay, `${V1}/servers/register`, { server_public_key: nodeKey, capabilities: capabilities() }, {}), 10_000);
