@@ -163,6 +163,12 @@ const IDEMPOTENT: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
   'tpStats',
 ]);
 
+/** The scripts sent on the delivery lane (see {@link RedisStateStore.lane}). */
+const LANE_SCRIPTS: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>(['tpClaimNext']);
+
+/** How ioredis refuses a call it did not send (its offline queue is off). */
+const NOT_SENT = "Stream isn't writeable";
+
 /** Most a READONLY retry waits for the connection to come back on the new primary. */
 const FAILOVER_RETRY_WAIT_MS = 5_000;
 type ScriptHost = Partial<Record<RelayScriptName, (...args: ScriptArg[]) => Promise<unknown>>>;
@@ -232,6 +238,15 @@ function addCounts(total: TransitionCounts, t: TransitionCounts): void {
  */
 export class RedisStateStore implements StateStore {
   private readonly cmd: RedisClient;
+  /**
+   * The delivery lane: a second command connection that carries only claims, the call a woken
+   * long-poll makes. Behind the bulk of a busy replica's commands on `cmd` (enqueues, answers,
+   * renewals), a claim would wait for every command already in flight there; on its own socket
+   * Redis serves it in its next turn. Claims are not acknowledged transitions (no WAIT), and a
+   * later acknowledged transition on `cmd` has a larger replication offset, so WAIT still covers
+   * them. When the lane is not ready, claims fall back to `cmd`.
+   */
+  private readonly lane: RedisClient;
   private readonly sub: WakeSubscriber;
   private readonly wake: WakeChannel;
   private readonly acks: ReplicaAcks;
@@ -309,6 +324,7 @@ export class RedisStateStore implements StateStore {
       commandTimeoutMs: options.commandTimeoutMs,
     };
     this.cmd = createClient(settings, 'tokenplace-relay');
+    this.lane = createClient(settings, 'tokenplace-relay-delivery');
     this.sub = createSubscriber(settings, 'tokenplace-relay-wake');
     this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
       primaryFor(this.cmd, this.routingKey),
@@ -319,6 +335,9 @@ export class RedisStateStore implements StateStore {
       // One declared key (the layout key, under the prefix): a Cluster routes the script to the
       // slot of the prefix's hash tag, where every key it builds from the prefix lives.
       this.cmd.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
+    }
+    for (const name of LANE_SCRIPTS) {
+      this.lane.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
     }
     this.wake = new WakeChannel(this.sub, `${this.prefix}wake`, clock);
     this.watch();
@@ -732,7 +751,7 @@ export class RedisStateStore implements StateStore {
     this.usable = false;
     this.problem = 'redis: store closed';
     this.wake.wakeAll();
-    await Promise.all([quit(this.cmd), quit(this.sub)]);
+    await Promise.all([quit(this.cmd), quit(this.lane), quit(this.sub)]);
   }
 
   // ---------------------------------------------------------------- connection
@@ -819,12 +838,19 @@ export class RedisStateStore implements StateStore {
     if (!this.usable) {
       throw new StoreUnavailableError(this.problem);
     }
-    const fn = (this.cmd as unknown as ScriptHost)[name];
-    if (!fn) {
-      throw new Error(`script ${name} is not defined`);
-    }
     try {
-      return await fn.call(this.cmd, this.routingKey, this.prefix, this.limitsJson, now, ...args);
+      if (LANE_SCRIPTS.has(name) && this.lane.status === 'ready') {
+        try {
+          return await this.sendOn(this.lane, name, now, args);
+        } catch (error) {
+          // The lane dropped before the call left (nothing reached Redis): the command
+          // connection takes it. A call lost in flight is not re-sent (a claim is not idempotent).
+          if (!(error instanceof Error) || !error.message.startsWith(NOT_SENT)) {
+            throw error;
+          }
+        }
+      }
+      return await this.sendOn(this.cmd, name, now, args);
     } catch (error) {
       const mapped = toStoreError(error);
       if (mapped.message.startsWith('redis: TPSCHEMA')) {
@@ -838,9 +864,23 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  private sendOn(
+    connection: RedisClient,
+    name: RelayScriptName,
+    now: number,
+    args: ScriptArg[],
+  ): Promise<unknown> {
+    const fn = (connection as unknown as ScriptHost)[name];
+    if (!fn) {
+      throw new Error(`script ${name} is not defined`);
+    }
+    return fn.call(connection, this.routingKey, this.prefix, this.limitsJson, now, ...args);
+  }
+
   private async start(waitMs: number): Promise<void> {
     const ready = new Promise<void>((resolve) => this.readyListeners.push(resolve));
     this.cmd.connect().catch(() => undefined);
+    this.lane.connect().catch(() => undefined);
     this.sub.connect().catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -879,6 +919,9 @@ export class RedisStateStore implements StateStore {
       if (!this.closed) {
         this.problem = `redis: reconnecting${this.lastError ? ` (${this.lastError})` : ''}`;
       }
+    });
+    this.lane.on('error', (error: Error) => {
+      this.warnOnce('redis delivery connection error', error.message);
     });
     this.sub.on('ready', () => {
       void this.subscribe();

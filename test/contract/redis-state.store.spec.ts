@@ -264,6 +264,52 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     expect(new Set(ids).size).toBe(3);
   });
 
+  /** The server's CLIENT LIST line of one of the store's own connections, found by its port. */
+  async function serverSideOf(connection: Redis): Promise<Record<string, string>> {
+    const port = (connection as unknown as { stream: { localPort: number } }).stream.localPort;
+    const list = (await admin.client('LIST')) as string;
+    const line = list.split('\n').find((l) => l.includes(`addr=127.0.0.1:${port} `));
+    if (line === undefined) {
+      throw new Error(`no client on port ${port}`);
+    }
+    return Object.fromEntries(
+      line.split(' ').map((f: string) => f.split('=', 2) as [string, string]),
+    );
+  }
+
+  it('should send claims on their own delivery connection, and on the command connection while that one is down', async () => {
+    const lane = (a as unknown as { lane: Redis }).lane;
+    await registerNode();
+    const first = job({ clientKey: 'c1' });
+    const second = job({ clientKey: 'c2' });
+    await b.enqueue({ job: first, now: clock.now() });
+    await b.enqueue({ job: second, now: clock.now() });
+    const before = await serverSideOf(lane);
+
+    const claimed = await a.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+    const after = await serverSideOf(lane);
+    const dropped = new Promise((resolve) => lane.once('close', resolve));
+    await admin.client('KILL', 'ID', after.id as string);
+    await dropped;
+    const fallback = await a.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+
+    expect(before.name).toBe('tokenplace-relay-delivery');
+    expect(before.cmd).not.toMatch(/^eval/);
+    expect(after.cmd).toMatch(/^eval/);
+    expect(claimed.status === 'ok' && claimed.jobs.map((j) => j.jobId)).toEqual([first.jobId]);
+    expect(fallback.status === 'ok' && fallback.jobs.map((j) => j.jobId)).toEqual([second.jobId]);
+  });
+
   it('should recover when Redis forgets its scripts (SCRIPT FLUSH, restart, failover)', async () => {
     await registerNode();
     await a.enqueue({ job: job(), now: clock.now() });
