@@ -305,9 +305,16 @@ export function premadeKeys() {
  * `count` distinct node public keys as the relay admits them (RSA-2048 SPKI PEM, base64), generated
  * once on the libuv pool and kept in the temp directory, so benches need not pay keygen each run.
  */
+const NODE_KEYS_FILE = join(tmpdir(), 'tokenplace-bench-rsa2048-public.json');
+
+/** The cached node keys, synchronously (forked helpers; after `nodePublicKeys` made enough). */
+export function cachedNodePublicKeys() {
+  return existsSync(NODE_KEYS_FILE) ? JSON.parse(readFileSync(NODE_KEYS_FILE, 'utf8')) : [];
+}
+
 export async function nodePublicKeys(count) {
-  const file = join(tmpdir(), 'tokenplace-bench-rsa2048-public.json');
-  let keys = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : [];
+  const file = NODE_KEYS_FILE;
+  let keys = cachedNodePublicKeys();
   if (keys.length < count) {
     const more = await Promise.all(
       Array.from({ length: count - keys.length }, () =>
