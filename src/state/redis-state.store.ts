@@ -31,6 +31,7 @@ import {
   statsSchema,
 } from './redis/script-reply';
 import { WakeChannel } from './redis/wake.channel';
+import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
 import type {
   CancelCommand,
   ConfirmDeliveryCommand,
@@ -90,8 +91,8 @@ export interface RedisStoreOptions {
   /** Replicas an acknowledged transition waits for (Redis WAIT), and for how long (ms). */
   waitReplicas?: number;
   waitTimeoutMs?: number;
-  /** Counts each acknowledged transition whose replicas did not confirm in time. */
-  onReplicationTimeout?: (operation: string) => void;
+  /** Told each transition's counts, and each acknowledged transition not replicated in time. */
+  sink?: TransitionSink;
   /** An earlier prefix whose keys move under `keyPrefix` once at boot (see prefix-migration.ts). */
   migrateFromPrefix?: string | null;
   /** A command slower than this fails with 503 (the store reports itself unavailable). */
@@ -267,13 +268,9 @@ export class RedisStateStore implements StateStore {
   private readyListeners: Array<() => void> = [];
   /** Calls waiting for the store to be usable again (a READONLY retry). */
   private usableListeners: Array<() => void> = [];
-  private readonly onReplicationTimeout: (operation: string) => void;
+  private readonly sink: TransitionSink;
 
-  static connect(
-    config: RelayConfig,
-    clock: Clock,
-    onReplicationTimeout?: (operation: string) => void,
-  ): Promise<StateStore> {
+  static connect(config: RelayConfig, clock: Clock, sink?: TransitionSink): Promise<StateStore> {
     return RedisStateStore.open(
       {
         url: config.redisUrl,
@@ -285,7 +282,7 @@ export class RedisStateStore implements StateStore {
         commandTimeoutMs: config.redisCommandTimeoutMs,
         waitReplicas: config.redisWaitReplicas,
         waitTimeoutMs: config.redisWaitTimeoutMs,
-        onReplicationTimeout,
+        sink,
         migrateFromPrefix: config.redisMigrateFromPrefix,
         limits: config.limits,
         connectWaitMs: Math.min(5000, Math.max(1000, config.redisCommandTimeoutMs)),
@@ -329,7 +326,7 @@ export class RedisStateStore implements StateStore {
     this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
       primaryFor(this.cmd, this.routingKey),
     );
-    this.onReplicationTimeout = options.onReplicationTimeout ?? (() => undefined);
+    this.sink = options.sink ?? NO_TRANSITION_SINK;
     const scripts = relayScripts();
     for (const name of RELAY_SCRIPT_NAMES) {
       // One declared key (the layout key, under the prefix): a Cluster routes the script to the
@@ -763,7 +760,7 @@ export class RedisStateStore implements StateStore {
     args: ScriptArg[],
     options: CallOptions = {},
   ): Promise<ScriptReply> {
-    return ScriptReply.of(name, await this.call(name, now, args, options));
+    return ScriptReply.of(name, await this.call(name, now, args, options), this.sink);
   }
 
   /**
@@ -803,7 +800,7 @@ export class RedisStateStore implements StateStore {
         await this.acks.after();
       } catch (error) {
         if (error instanceof ReplicationTimeoutError) {
-          this.onReplicationTimeout(name);
+          this.sink.replicationTimeout(name);
         }
         throw toStoreError(error);
       }

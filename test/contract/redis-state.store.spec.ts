@@ -1,7 +1,8 @@
 import { Redis } from 'ioredis';
 import { ManualClock } from '../../src/common/clock';
 import { RedisStateStore } from '../../src/state/redis-state.store';
-import type { StoreLimits } from '../../src/state/state.types';
+import type { StoreLimits, TransitionCounts } from '../../src/state/state.types';
+import type { TransitionSink } from '../../src/state/transition.sink';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
 import {
@@ -495,5 +496,59 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
 
     expect(counts(cancel.transitions)).toEqual({ outcomes: { cancelled: 1 }, evictions: {} });
     expect(counts(again)).toEqual({ outcomes: {}, evictions: {} });
+  });
+
+  it('should report each transition to its sink once, on the replica that performed it', async () => {
+    const told = { a: [] as TransitionCounts[], b: [] as TransitionCounts[] };
+    const sinkOf = (list: TransitionCounts[]): TransitionSink => ({
+      transitions: (t) => list.push(t),
+      replicationTimeout: () => undefined,
+    });
+    const sa = await RedisStateStore.open(
+      {
+        url: REDIS_URL,
+        keyPrefix: prefix,
+        commandTimeoutMs: 2000,
+        limits: CONTRACT_LIMITS,
+        sink: sinkOf(told.a),
+      },
+      clock,
+      new CapturedLog(),
+    );
+    const sb = await RedisStateStore.open(
+      {
+        url: REDIS_URL,
+        keyPrefix: prefix,
+        commandTimeoutMs: 2000,
+        limits: CONTRACT_LIMITS,
+        sink: sinkOf(told.b),
+      },
+      clock,
+      new CapturedLog(),
+    );
+    try {
+      await registerNode();
+      const input = job();
+      await sa.enqueue({ job: input, now: clock.now() });
+      await sb.cancel({
+        clientKey: 'client-1',
+        requestId: input.requestId as string,
+        cancelToken: input.cancelToken as string,
+        status: 'cancelled',
+        reason: 'requester_cancelled',
+        now: clock.now(),
+      });
+      await sa.sweep(clock.now());
+    } finally {
+      await sa.close();
+      await sb.close();
+    }
+
+    const nonEmpty = (list: TransitionCounts[]) =>
+      list
+        .map(counts)
+        .filter((t) => Object.keys(t.outcomes).length + Object.keys(t.evictions).length > 0);
+    expect(nonEmpty(told.a)).toEqual([]);
+    expect(nonEmpty(told.b)).toEqual([{ outcomes: { cancelled: 1 }, evictions: {} }]);
   });
 });
