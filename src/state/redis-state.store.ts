@@ -32,35 +32,46 @@ import {
 } from './redis/script-reply';
 import { WakeChannel } from './redis/wake.channel';
 import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
-import type {
-  CancelCommand,
-  ConfirmDeliveryCommand,
-  CancelResult,
-  ClaimCommand,
-  ClaimResult,
-  CompleteCommand,
-  CompleteResult,
-  ControlCommand,
-  ControlResult,
-  EnqueueCommand,
-  EnqueueResult,
-  ProgressCommand,
-  ProgressResult,
-  RateLimitCommand,
-  RateLimitResult,
-  SelectNodeCommand,
-  SelectNodeResult,
-  StateStore,
-  StreamChunkCommand,
-  StreamChunkResult,
-  StreamTakeResult,
-  SummarizeNodesCommand,
-  TakeResponseCommand,
-  TakeResponseResult,
-  UnregisterNodeCommand,
-  UnregisterNodeResult,
-  UpsertNodeCommand,
-  UpsertNodeResult,
+import {
+  CLAIM_STATUSES,
+  COMPLETE_STATUSES,
+  ENQUEUE_STATUSES,
+  GONE_CODES,
+  PROGRESS_STATUSES,
+  PROOF_STATUSES,
+  STREAM_CHUNK_STATUSES,
+  STREAM_TAKE_STATUSES,
+  TAKE_RESPONSE_STATUSES,
+  UNREGISTER_NODE_STATUSES,
+  UPSERT_NODE_STATUSES,
+  type CancelCommand,
+  type ConfirmDeliveryCommand,
+  type CancelResult,
+  type ClaimCommand,
+  type ClaimResult,
+  type CompleteCommand,
+  type CompleteResult,
+  type ControlCommand,
+  type ControlResult,
+  type EnqueueCommand,
+  type EnqueueResult,
+  type ProgressCommand,
+  type ProgressResult,
+  type RateLimitCommand,
+  type RateLimitResult,
+  type SelectNodeCommand,
+  type SelectNodeResult,
+  type StateStore,
+  type StreamChunkCommand,
+  type StreamChunkResult,
+  type StreamTakeResult,
+  type SummarizeNodesCommand,
+  type TakeResponseCommand,
+  type TakeResponseResult,
+  type UnregisterNodeCommand,
+  type UnregisterNodeResult,
+  type UpsertNodeCommand,
+  type UpsertNodeResult,
 } from './state-store';
 import {
   CONTROL_STATES,
@@ -187,33 +198,6 @@ const QUIT_TIMEOUT_MS = 1_000;
 function opt(value: string | null | undefined | number): string {
   return value === null || value === undefined ? '' : `=${value}`;
 }
-
-const UPSERT_STATUSES = [
-  'created',
-  'renewed',
-  'not_found',
-  'nodes_full',
-  'group_full',
-  'dialect_conflict',
-  'forbidden',
-] as const;
-const UNREGISTER_STATUSES = ['removed', 'absent', 'forbidden'] as const;
-const ENQUEUE_STATUSES = [
-  'queued',
-  'node_not_found',
-  'node_queue_full',
-  'queue_full',
-  'client_pending_full',
-  'request_in_use',
-] as const;
-const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
-const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
-const COMPLETE_STATUSES = ['stored', 'duplicate', 'not_holder', 'responses_full', 'gone'] as const;
-const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
-const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
-const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
-const STREAM_STATUSES = ['stored', 'unknown', 'full'] as const;
-const STREAM_TAKE_STATUSES = ['ok', 'none'] as const;
 
 function addCounts(total: TransitionCounts, t: TransitionCounts): void {
   for (const [k, v] of Object.entries(t.outcomes) as Array<
@@ -364,7 +348,7 @@ export class RedisStateStore implements StateStore {
       opt(cmd.presentedDigest),
       opt(cmd.maxPerGroup),
     ]);
-    const status = r.oneOf(UPSERT_STATUSES, 'status');
+    const status = r.oneOf(UPSERT_NODE_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'created' || status === 'renewed') {
       const credentialIssued = r.flag('credential issued');
@@ -381,7 +365,7 @@ export class RedisStateStore implements StateStore {
       opt(cmd.credentialDigest),
       cmd.force === true ? '1' : '0',
     ]);
-    const status = r.oneOf(UNREGISTER_STATUSES, 'status');
+    const status = r.oneOf(UNREGISTER_NODE_STATUSES, 'status');
     const transitions = r.transitions();
     r.end();
     return { status, transitions };
@@ -478,7 +462,7 @@ export class RedisStateStore implements StateStore {
       cmd.credentialDigest,
       cmd.acknowledge ? '1' : '0',
     ]);
-    const status = r.oneOf(OK_OR_FORBIDDEN, 'status');
+    const status = r.oneOf(PROOF_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'forbidden') {
       r.end();
@@ -498,7 +482,7 @@ export class RedisStateStore implements StateStore {
       cmd.status,
       cmd.reason,
     ]);
-    const status = r.oneOf(OK_OR_FORBIDDEN, 'status');
+    const status = r.oneOf(PROOF_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'forbidden') {
       r.end();
@@ -570,7 +554,7 @@ export class RedisStateStore implements StateStore {
       [cmd.dialect, cmd.clientKey, opt(cmd.requestId)],
       { idempotent: repeatable, acknowledged: repeatable },
     );
-    const status = r.oneOf(TAKE_STATUSES, 'status');
+    const status = r.oneOf(TAKE_RESPONSE_STATUSES, 'status');
     const transitions = r.transitions();
     let result: TakeResponseResult;
     switch (status) {
@@ -637,7 +621,7 @@ export class RedisStateStore implements StateStore {
       cmd.chunkBytes,
       cmd.final ? '1' : '0',
     ]);
-    const status = r.oneOf(STREAM_STATUSES, 'status');
+    const status = r.oneOf(STREAM_CHUNK_STATUSES, 'status');
     const transitions = r.transitions();
     r.end();
     return { status, transitions };
