@@ -7,7 +7,7 @@ import { RegistryService } from '../registry/registry.service';
 import { isPlainObject } from '../common/envelope-body';
 import { isTruthy } from '../common/validators';
 import { WireResponse } from '../common/wire-response';
-import { LifecycleService } from '../health/lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { GatewayErrors } from './gateway.errors';
 import { GatewayKeysService } from './keys.service';
 import { unixSeconds, v1Model, v2Model } from './openai.format';
