@@ -14,6 +14,7 @@ const LAYERS = [
   ['client', 'sink', 'source', 'gateway', 'ui'],
   ['demo'],
   ['health'],
+  ['boot'],
 ];
 const folder = (names) => `^src/(${names.join('|')})/`;
 

@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ClientModule } from './client/client.module';
+import { DemoModule } from './demo/demo.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { RelayExceptionFilter } from './edge/relay-exception.filter';
 import { CoreModule, type CoreOptions } from './common/core.module';
@@ -40,6 +41,7 @@ export class AppModule {
         MetricsModule,
         LifecycleModule,
         RegistryModule,
+        DemoModule,
       ],
       providers: [{ provide: APP_FILTER, useClass: RelayExceptionFilter }],
     };

@@ -42,7 +42,7 @@ export interface DemoNodeOptions {
   token: string | null;
   /** Pause after a failed call before trying again. */
   retryMs?: number;
-  /** The node's key, when it was started early (main.ts makes it while the app boots). */
+  /** The node's key, when it was started early (DemoNodeService makes it while the app boots). */
   key?: Promise<RsaKey>;
 }
 

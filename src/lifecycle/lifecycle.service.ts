@@ -30,7 +30,7 @@ export class LifecycleService implements DrainNotifier {
 
   /**
    * Keeps readiness at 503 until the returned release is called: for what must be in place before
-   * a client's first request can be served (main.ts holds it for the demo node until it registers).
+   * a client's first request can be served (DemoNodeService holds it until the demo node has registered).
    */
   holdReadiness(what: string): () => void {
     this.pending.add(what);
@@ -100,7 +100,7 @@ export class LifecycleService implements DrainNotifier {
    * After the drain window, with state held in this process only: work already handed out may
    * still be answered and collected. No new work is handed out (`lingering`); this resolves once
    * `settled()` says nothing handed out is left, or on a second signal. The grace deadline of
-   * main.ts ends the process whatever this is waiting for.
+   * src/boot/shutdown.ts ends the process whatever this is waiting for.
    */
   async linger(settled: () => Promise<boolean>, everyMs = 200): Promise<void> {
     this.lingeringSince = Date.now();
