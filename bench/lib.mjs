@@ -331,14 +331,15 @@ export async function nodePublicKeys(count) {
 /**
  * The relay's environment in the Helm chart for a memory limit (`512Mi`): `helm template` of
  * helm/tokenplace-relay (HELM_BIN, else .tools/bin/helm from scripts/install-tools.sh), so
- * NODE_OPTIONS, TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES and the caps are the chart's.
+ * NODE_OPTIONS, TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES and the caps are the chart's. `sets`: more
+ * `--set` values (`state.store=redis`).
  */
-export async function chartEnv(limit) {
+export async function chartEnv(limit, sets = []) {
   const { parseAllDocuments } = await import('yaml');
   const [, num, unit] = /^(\d+)(Ki|Mi|Gi|)$/.exec(limit) ?? [];
   const limitBytes = Number(num) * { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, '': 1 }[unit];
   const helm = process.env.HELM_BIN ?? join(ROOT, '.tools/bin/helm');
-  const r = spawnSync(helm, ['template', 'relay', join(ROOT, 'helm/tokenplace-relay'), '--set', `resources.limits.memory=${limit}`], { encoding: 'utf8' });
+  const r = spawnSync(helm, ['template', 'relay', join(ROOT, 'helm/tokenplace-relay'), '--set', `resources.limits.memory=${limit}`, ...sets.flatMap((v) => ['--set', v])], { encoding: 'utf8' });
   if (r.status !== 0) {
     throw new Error(`helm template failed (bash scripts/install-tools.sh, or HELM_BIN): ${r.stderr ?? r.error?.message}`);
   }

@@ -146,7 +146,7 @@ try {
 }
 await new Promise((r) => setTimeout(r, 300));
 out.exit = exit ?? 'running';
-if (caps) out.caps = { heapLimitMiB: mib(caps.heapLimitBytes), dataMiB: mib(caps.dataBytes), maxQueuedMiB: mib(caps.maxQueuedBytes), maxStoredResponses: caps.maxStoredResponses, derived: caps.derived.join(',') };
+if (caps) out.caps = { heapLimitMiB: mib(caps.heapLimitBytes), dataMiB: mib(caps.dataBytes), maxQueuedMiB: mib(caps.maxQueuedBytes), maxAnswerMiB: mib(caps.maxAnswerBytes), maxStoredResponses: caps.maxStoredResponses, derived: caps.derived.join(',') };
 if (cg) { out.cgroupPeakMiB = mib(cg.peak()); out.cgroupLimitHits = cg.hits(); out.oomKills = cg.kills(); }
 if (exit !== null) out.stderrTail = stderr.split('\n').filter((l) => /FATAL|fatal|heap/.test(l)).slice(0, 2).join(' | ');
 child.kill('SIGKILL');

@@ -8,56 +8,39 @@ const base = (over: Partial<MemoryPlanInput> = {}): MemoryPlanInput => ({
   runtime: CHART_POD,
   maxBodyBytes: MiB,
   bodyBytesInFlight: 32 * MiB,
-  maxStreamBytes: MiB,
   store: 'memory',
   ...over,
 });
 
 describe(planMemory.name, () => {
-  it('should give legacy stream sessions their own share and refuse explicit ones that cannot fit', () => {
-    const derived = planMemory(base()).plan;
-    const unlimited = planMemory(
-      base({ runtime: { constrainedBytes: null, heapLimitBytes: 4096 * MiB } }),
-    ).plan;
-    const tooMany = planMemory(base({ maxStreamSessions: 1024 }));
-
-    expect(derived?.maxStreamSessions).toBe(10);
-    expect(unlimited?.maxStreamSessions).toBe(64);
-    expect(tooMany.plan).toBeNull();
-    expect(tooMany.problems).toEqual([
-      expect.stringMatching(
-        /^TOKENPLACE_RELAY_MAX_STREAM_SESSIONS=1024 sessions of TOKENPLACE_RELAY_MAX_STREAM_BYTES=1048576 need about 1126 MiB of heap when full, more than the 11 MiB/,
-      ),
-    ]);
-  });
-
-  it('should derive the queue and answer caps of a 512 MiB pod from its heap and memory limits', () => {
+  it('should derive the queue and answer byte caps of a 512 MiB pod from its heap and memory limits', () => {
     const { plan, problems, warnings } = planMemory(base());
 
-    const data = Math.min(0.8 * 387, 512 - 96) * MiB - 48 * MiB - 32 * MiB;
+    const data = Math.floor(Math.min(0.8 * 387, 512 - 96) * MiB - 48 * MiB - 32 * MiB);
+    const answers = Math.floor((0.45 * data) / 1.1);
     expect(problems).toEqual([]);
     expect(warnings).toEqual([]);
     expect(plan).toEqual({
       limitBytes: 512 * MiB,
       limitSource: 'cgroup',
       heapLimitBytes: 387 * MiB,
-      dataBytes: Math.floor(data),
-      maxQueuedBytes: Math.floor((0.4 * Math.floor(data)) / 1.1),
-      maxStoredResponses: Math.floor((0.4 * Math.floor(data)) / (1.1 * MiB)),
-      maxStreamSessions: Math.floor((0.05 * Math.floor(data)) / (1.1 * MiB)),
-      derived: ['maxQueuedBytes', 'maxStoredResponses', 'maxStreamSessions'],
+      dataBytes: data,
+      maxQueuedBytes: Math.floor((0.4 * data) / 1.1),
+      maxAnswerBytes: answers,
+      answerReserveBytes: Math.floor(answers * 0.25),
+      maxStoredResponses: 50000,
+      maxStreamSessions: 1024,
+      derived: ['maxQueuedBytes', 'maxAnswerBytes'],
     });
-    expect(plan?.maxQueuedBytes).toBeLessThan(100 * MiB);
-    expect(plan?.maxStoredResponses).toBe(83);
-    expect(plan?.maxStreamSessions).toBe(10);
+    // 10,000 waiting answers of 4 KiB (with their client key and records) fit below the reserve.
+    expect(10000 * (4096 + 1024) * 1.1).toBeLessThan(answers * 0.75);
   });
 
   it('should bound what a full queue and full answer store hold well below the pod limit', () => {
     const plan = planMemory(base()).plan;
 
     const heldAtCaps =
-      MEMORY_MODEL.amplification *
-      ((plan?.maxQueuedBytes ?? 0) + (plan?.maxStoredResponses ?? 0) * MiB);
+      MEMORY_MODEL.amplification * ((plan?.maxQueuedBytes ?? 0) + (plan?.maxAnswerBytes ?? 0));
     const worstRss =
       MEMORY_MODEL.nativeReserveBytes + MEMORY_MODEL.heapBaselineBytes + 32 * MiB + heldAtCaps;
 
@@ -74,7 +57,8 @@ describe(planMemory.name, () => {
       limitBytes: null,
       limitSource: 'none',
       maxQueuedBytes: 512 * MiB,
-      maxStoredResponses: 1176,
+      maxAnswerBytes: 512 * MiB,
+      maxStoredResponses: 50000,
     });
   });
 
@@ -93,29 +77,27 @@ describe(planMemory.name, () => {
 
     expect(plan).toBeNull();
     expect(problems).toEqual([
-      'TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB of heap when full, more than the 184 MiB the memory budget gives queued and stored ciphertext (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower them, or leave them unset to derive them from the budget',
+      'TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB of heap when full, more than the 195 MiB the memory budget gives queued requests and waiting answers (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower them, or leave them unset to derive them from the budget',
     ]);
   });
 
-  it('should count each stored answer at the body limit', () => {
-    const refused = planMemory(base({ maxStoredResponses: 20000 }));
-    const smallBodies = planMemory(
-      base({ maxStoredResponses: 2000, maxBodyBytes: 64 * 1024, bodyBytesInFlight: 2 * MiB }),
-    );
+  it('should budget answers in bytes, keeping counts as ceilings only', () => {
+    const refused = planMemory(base({ maxAnswerBytes: 512 * MiB }));
+    const counts = planMemory(base({ maxStoredResponses: 200000, maxStreamSessions: 4096 }));
 
     expect(refused.problems[0]).toMatch(
-      /^TOKENPLACE_RELAY_MAX_STORED_RESPONSES=20000 \(each up to TOKENPLACE_RELAY_MAX_BODY_BYTES=1048576\) need about 22000 MiB/,
+      /^TOKENPLACE_RELAY_MAX_ANSWER_BYTES=536870912 need about 563 MiB of heap when full/,
     );
-    expect(smallBodies.problems).toEqual([]);
-    expect(smallBodies.plan?.maxStoredResponses).toBe(2000);
+    expect(counts.problems).toEqual([]);
+    expect(counts.plan).toMatchObject({ maxStoredResponses: 200000, maxStreamSessions: 4096 });
   });
 
   it('should give an unset cap what an explicit one leaves', () => {
     const { plan } = planMemory(base({ maxQueuedBytes: 10 * MiB }));
 
-    const capacity = 0.8 * (plan?.dataBytes ?? 0);
-    expect(plan?.derived).toEqual(['maxStoredResponses', 'maxStreamSessions']);
-    expect(plan?.maxStoredResponses).toBe(Math.floor((capacity - 11 * MiB) / (1.1 * MiB)));
+    const capacity = 0.85 * (plan?.dataBytes ?? 0);
+    expect(plan?.derived).toEqual(['maxAnswerBytes']);
+    expect(plan?.maxAnswerBytes).toBe(Math.floor((capacity - 11 * MiB) / 1.1));
   });
 
   it('should refuse a limit too small for the runtime and its request bodies', () => {
@@ -151,6 +133,8 @@ describe(planMemory.name, () => {
     expect(problems).toEqual([]);
     expect(plan).toMatchObject({
       maxQueuedBytes: 512 * MiB,
+      maxAnswerBytes: 512 * MiB,
+      answerReserveBytes: 128 * MiB,
       maxStoredResponses: 20000,
       derived: [],
     });
@@ -175,7 +159,10 @@ describe('RelayConfig memory caps', () => {
     );
 
     expect(config.limits.maxQueuedBytes).toBe(config.memory.maxQueuedBytes);
-    expect(config.limits.maxStoredResponses).toBe(83);
+    expect(config.limits.maxAnswerBytes).toBe(config.memory.maxAnswerBytes);
+    expect(config.limits.answerReserveBytes).toBe(config.memory.answerReserveBytes);
+    expect(config.limits.maxAnswerBytes).toBeGreaterThan(90 * MiB);
+    expect(config.limits.maxStoredResponses).toBe(50000);
     expect(config.memory.limitSource).toBe('TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES');
   });
 

@@ -43,14 +43,23 @@ export const MEMORY_MODEL = {
   /** Heap bytes per counted ciphertext byte (measured 1.02-1.05). */
   amplification: 1.1,
   /**
-   * How the data budget is split. `inFlight` is headroom: claimed requests keep their ciphertext.
-   * `streams` holds legacy stream sessions, each up to TOKENPLACE_RELAY_MAX_STREAM_BYTES.
+   * How the data budget is split. `queued`: request ciphertext waiting in queues. `answers`:
+   * answers waiting for their clients and buffered legacy stream chunks, counted in bytes as they
+   * really are (`answerBytes()` in state.types.ts). `inFlight` is headroom: claimed requests keep
+   * their ciphertext.
    */
-  shares: { queued: 0.4, answers: 0.4, streams: 0.05, inFlight: 0.15 },
+  shares: { queued: 0.4, answers: 0.45, inFlight: 0.15 },
+  /**
+   * The part of the answer budget kept for the answers of work already accepted: above
+   * `1 - answerReserve` of it, new requests and answers nobody asked for are refused.
+   */
+  answerReserve: 0.25,
   /** Ceilings of the derived caps: the defaults of a relay without a memory limit. */
   maxQueuedBytes: 512 * MiB,
-  maxStoredResponses: 20000,
-  maxStreamSessions: 64,
+  maxAnswerBytes: 512 * MiB,
+  /** Sanity ceilings on counts: the bytes above are the budget. */
+  maxStoredResponses: 50000,
+  maxStreamSessions: 1024,
   /** A budget below this cannot hold a useful queue. */
   minimumDataBytes: 16 * MiB,
 } as const;
@@ -64,10 +73,9 @@ export interface MemoryPlanInput {
   bodyBytesInFlight: number;
   /** Caps the operator set explicitly; unset ones are derived. */
   maxQueuedBytes?: number;
+  maxAnswerBytes?: number;
   maxStoredResponses?: number;
   maxStreamSessions?: number;
-  /** TOKENPLACE_RELAY_MAX_STREAM_BYTES: what one legacy stream session may buffer. */
-  maxStreamBytes: number;
   /** With Redis the queue and the answers live in Redis, not in this process. */
   store: 'memory' | 'redis';
 }
@@ -80,9 +88,14 @@ export interface MemoryPlan {
   /** Heap bytes relay state may use: the smaller of the usable heap and the limit minus native RSS, minus the runtime and in-flight bodies. */
   dataBytes: number;
   maxQueuedBytes: number;
+  /** Bytes of answers (and buffered stream chunks) held for clients. */
+  maxAnswerBytes: number;
+  /** Of {@link maxAnswerBytes}, the part kept for the answers of work already accepted. */
+  answerReserveBytes: number;
+  /** Count ceilings (sanity bounds; the bytes are the budget). */
   maxStoredResponses: number;
   maxStreamSessions: number;
-  derived: Array<'maxQueuedBytes' | 'maxStoredResponses' | 'maxStreamSessions'>;
+  derived: Array<'maxQueuedBytes' | 'maxAnswerBytes'>;
 }
 
 export interface MemoryPlanResult {
@@ -132,7 +145,12 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
     return { plan: null, problems, warnings };
   }
 
+  const ceilings = {
+    maxStoredResponses: input.maxStoredResponses ?? m.maxStoredResponses,
+    maxStreamSessions: input.maxStreamSessions ?? m.maxStreamSessions,
+  };
   if (input.store === 'redis') {
+    const maxAnswerBytes = input.maxAnswerBytes ?? m.maxAnswerBytes;
     return {
       plan: {
         limitBytes,
@@ -140,8 +158,9 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
         heapLimitBytes: runtime.heapLimitBytes,
         dataBytes,
         maxQueuedBytes: input.maxQueuedBytes ?? m.maxQueuedBytes,
-        maxStoredResponses: input.maxStoredResponses ?? m.maxStoredResponses,
-        maxStreamSessions: input.maxStreamSessions ?? m.maxStreamSessions,
+        maxAnswerBytes,
+        answerReserveBytes: Math.floor(maxAnswerBytes * m.answerReserve),
+        ...ceilings,
         derived: [],
       },
       problems,
@@ -149,28 +168,28 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
     };
   }
 
-  const answerBytes = m.amplification * input.maxBodyBytes;
+  // Queued requests and waiting answers share what the budget gives them, each in real bytes.
   const capacity = dataBytes * (m.shares.queued + m.shares.answers);
   const explicitCost =
-    (input.maxQueuedBytes ?? 0) * m.amplification + (input.maxStoredResponses ?? 0) * answerBytes;
+    ((input.maxQueuedBytes ?? 0) + (input.maxAnswerBytes ?? 0)) * m.amplification;
   if (explicitCost > capacity) {
     const set = [
       input.maxQueuedBytes !== undefined
         ? `TOKENPLACE_RELAY_MAX_QUEUED_BYTES=${input.maxQueuedBytes}`
         : null,
-      input.maxStoredResponses !== undefined
-        ? `TOKENPLACE_RELAY_MAX_STORED_RESPONSES=${input.maxStoredResponses} (each up to TOKENPLACE_RELAY_MAX_BODY_BYTES=${input.maxBodyBytes})`
+      input.maxAnswerBytes !== undefined
+        ? `TOKENPLACE_RELAY_MAX_ANSWER_BYTES=${input.maxAnswerBytes}`
         : null,
     ].filter(Boolean);
     problems.push(
-      `${set.join(' and ')} need about ${mib(explicitCost)} of heap when full, more than the ${mib(capacity)} the memory budget gives queued and stored ciphertext (${where}): lower them, or leave them unset to derive them from the budget`,
+      `${set.join(' and ')} need about ${mib(explicitCost)} of heap when full, more than the ${mib(capacity)} the memory budget gives queued requests and waiting answers (${where}): lower them, or leave them unset to derive them from the budget`,
     );
     return { plan: null, problems, warnings };
   }
 
   const remaining = capacity - explicitCost;
   const queuedDerived = input.maxQueuedBytes === undefined;
-  const answersDerived = input.maxStoredResponses === undefined;
+  const answersDerived = input.maxAnswerBytes === undefined;
   const shareOf = (share: number): number =>
     remaining *
     (share /
@@ -178,41 +197,25 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
   const maxQueuedBytes =
     input.maxQueuedBytes ??
     Math.min(m.maxQueuedBytes, Math.floor(shareOf(m.shares.queued) / m.amplification));
-  const maxStoredResponses =
-    input.maxStoredResponses ??
-    Math.min(m.maxStoredResponses, Math.floor(shareOf(m.shares.answers) / answerBytes));
+  const maxAnswerBytes =
+    input.maxAnswerBytes ??
+    Math.min(m.maxAnswerBytes, Math.floor(shareOf(m.shares.answers) / m.amplification));
   if (queuedDerived && maxQueuedBytes < MiB) {
     problems.push(
-      `the memory budget (${where}) leaves less than 1 MiB for queued ciphertext: raise the memory limit or lower TOKENPLACE_RELAY_MAX_STORED_RESPONSES`,
+      `the memory budget (${where}) leaves less than 1 MiB for queued ciphertext: raise the memory limit or lower TOKENPLACE_RELAY_MAX_ANSWER_BYTES`,
     );
   }
-  if (answersDerived && maxStoredResponses < 1) {
+  if (answersDerived && maxAnswerBytes < input.maxBodyBytes) {
     problems.push(
-      `the memory budget (${where}) leaves no room for one stored answer of TOKENPLACE_RELAY_MAX_BODY_BYTES=${input.maxBodyBytes}: raise the memory limit or lower TOKENPLACE_RELAY_MAX_QUEUED_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES`,
+      `the memory budget (${where}) leaves no room for one answer of TOKENPLACE_RELAY_MAX_BODY_BYTES=${input.maxBodyBytes}: raise the memory limit or lower TOKENPLACE_RELAY_MAX_QUEUED_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES`,
     );
   }
-  const streamBytes = m.amplification * input.maxStreamBytes;
-  const streamShare = dataBytes * m.shares.streams;
-  if (
-    input.maxStreamSessions !== undefined &&
-    input.maxStreamSessions * streamBytes > streamShare
-  ) {
-    problems.push(
-      `TOKENPLACE_RELAY_MAX_STREAM_SESSIONS=${input.maxStreamSessions} sessions of TOKENPLACE_RELAY_MAX_STREAM_BYTES=${input.maxStreamBytes} need about ${mib(input.maxStreamSessions * streamBytes)} of heap when full, more than the ${mib(streamShare)} the memory budget gives legacy streams (${where}): lower one of them, or leave the session count unset to derive it`,
-    );
-  }
-  const maxStreamSessions =
-    input.maxStreamSessions ??
-    Math.max(1, Math.min(m.maxStreamSessions, Math.floor(streamShare / streamBytes)));
   const derived: MemoryPlan['derived'] = [];
   if (queuedDerived) {
     derived.push('maxQueuedBytes');
   }
   if (answersDerived) {
-    derived.push('maxStoredResponses');
-  }
-  if (input.maxStreamSessions === undefined) {
-    derived.push('maxStreamSessions');
+    derived.push('maxAnswerBytes');
   }
   return {
     plan:
@@ -224,8 +227,9 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
             heapLimitBytes: runtime.heapLimitBytes,
             dataBytes,
             maxQueuedBytes,
-            maxStoredResponses,
-            maxStreamSessions,
+            maxAnswerBytes,
+            answerReserveBytes: Math.floor(maxAnswerBytes * m.answerReserve),
+            ...ceilings,
             derived,
           },
     problems,

@@ -105,6 +105,12 @@ export interface BodyLimits {
 /** Smallest charge of a body being read: a stalled socket's buffers hold about this much. */
 export const MIN_BODY_CHARGE_BYTES = 16384;
 
+/**
+ * How long a claim whose answer was refused `answers_full` waits for its node to confirm it before
+ * it is queued again (the Retry-After the refusal carries; see StoreLimits.answerRetryMs).
+ */
+export const ANSWER_RETRY_MS = 5000;
+
 export interface GatewayConfig {
   enabled: boolean;
   /** `TOKENPLACE_API_V1_DISTRIBUTED_TIMEOUT_SECONDS`. */
@@ -359,6 +365,9 @@ export class RelayConfig {
       maxQueuedBytes: memory.maxQueuedBytes,
       maxPendingPerClient: s.maxPendingPerClient,
       maxResponsesPerClient: s.maxResponsesPerClient,
+      maxAnswerBytes: memory.maxAnswerBytes,
+      answerReserveBytes: memory.answerReserveBytes,
+      answerRetryMs: ANSWER_RETRY_MS,
       maxStoredResponses: memory.maxStoredResponses,
       maxTerminalRecords: s.maxTerminalRecords,
       maxStreamSessions: memory.maxStreamSessions,
@@ -493,9 +502,9 @@ export class RelayConfig {
       maxBodyBytes: schema.maxBodyBytes,
       bodyBytesInFlight: bodyLimits(schema).maxInFlightBytes,
       maxQueuedBytes: schema.maxQueuedBytes,
+      maxAnswerBytes: schema.maxAnswerBytes,
       maxStoredResponses: schema.maxStoredResponses,
       maxStreamSessions: schema.maxStreamSessions,
-      maxStreamBytes: schema.maxStreamBytes,
       store: schema.stateStore === 'redis' ? 'redis' : 'memory',
     });
     if (memory.plan === null) {

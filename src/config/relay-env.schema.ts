@@ -456,7 +456,7 @@ export class RelayEnvSchema {
 
   @Env(
     'TOKENPLACE_RELAY_MAX_STORED_RESPONSES',
-    'Most answers waiting to be retrieved over all clients (503 beyond); unset: derived from the memory budget (each answer counted at TOKENPLACE_RELAY_MAX_BODY_BYTES), at most 20000',
+    'Sanity ceiling on the count of answers waiting to be retrieved over all clients (503 beyond); their bytes are the budget (TOKENPLACE_RELAY_MAX_ANSWER_BYTES)',
   )
   @ToNumber()
   @IsOptional()
@@ -464,6 +464,17 @@ export class RelayEnvSchema {
   @Min(1)
   @Max(10_000_000)
   maxStoredResponses?: number;
+
+  @Env(
+    'TOKENPLACE_RELAY_MAX_ANSWER_BYTES',
+    'Most bytes of answers waiting for their clients and of buffered legacy stream chunks, as held (503 + Retry-After beyond; the last quarter is kept for the answers of accepted requests); unset: derived from the memory budget, at most 536870912',
+  )
+  @ToNumber()
+  @IsOptional()
+  @IsInt()
+  @Min(1024 * 1024)
+  @Max(64 * 1024 * 1024 * 1024)
+  maxAnswerBytes?: number;
 
   @Env(
     'TOKENPLACE_RELAY_RESPONSE_TTL_SECONDS',
@@ -497,7 +508,7 @@ export class RelayEnvSchema {
 
   @Env(
     'TOKENPLACE_RELAY_MAX_STREAM_SESSIONS',
-    'Most open legacy stream sessions (oldest dropped first; default: derived from the memory budget, at most 64)',
+    'Sanity ceiling on open legacy stream sessions (oldest dropped first); their buffered bytes count in TOKENPLACE_RELAY_MAX_ANSWER_BYTES',
   )
   @ToNumber()
   @IsOptional()

@@ -9,8 +9,30 @@ export interface StoreLimits {
   maxQueuedBytes: number;
   maxPendingPerClient: number;
   maxResponsesPerClient: number;
+  /**
+   * Bytes of answers waiting for their clients (as `answerBytes()` in state.types.ts counts them;
+   * handed out and unconfirmed ones included) plus buffered legacy stream chunks. The answer of
+   * accepted work (a claimed request, an open stream) beyond is refused `answers_full`, and its
+   * work stays answerable (see {@link answerRetryMs}).
+   */
+  maxAnswerBytes: number;
+  /**
+   * The last part of {@link maxAnswerBytes} kept for the answers of work already accepted: while
+   * answers hold more than `maxAnswerBytes - answerReserveBytes`, new requests are refused
+   * (`queue_full`) and answers nobody asked for (untracked API v1, a legacy answer for a client
+   * with no claimed request) are refused `answers_full`.
+   */
+  answerReserveBytes: number;
+  /**
+   * A claim whose answer was refused `answers_full` goes back to the head of its node's queue
+   * after this long unless its node confirms it again (`/servers/control`): today's nodes do not
+   * send a refused answer again, so the request is claimed and answered again instead.
+   */
+  answerRetryMs: number;
+  /** Sanity ceiling on the count of waiting answers (the bytes are the budget). */
   maxStoredResponses: number;
   maxTerminalRecords: number;
+  /** Sanity ceiling on open legacy stream sessions (their chunks count in {@link maxAnswerBytes}). */
   maxStreamSessions: number;
   maxStreamChunks: number;
   maxStreamBytes: number;

@@ -210,6 +210,11 @@ export class RelayMetrics implements TransitionSink {
     help: 'Bytes of queued ciphertext over all nodes',
     registers: [this.registry],
   });
+  readonly answerBytes = new Gauge({
+    name: 'tokenplace_relay_answer_bytes',
+    help: 'Bytes of answers waiting for their clients and of buffered legacy stream chunks',
+    registers: [this.registry],
+  });
   readonly waitingRequests = new Gauge({
     name: 'tokenplace_relay_waiting_requests',
     help: 'Requests this replica holds open waiting for work or an answer (long-polls)',
@@ -342,6 +347,7 @@ export class RelayMetrics implements TransitionSink {
     this.inFlight.set(stats.inFlight);
     this.oldestInFlightAge.set(stats.oldestInFlightAgeSeconds);
     this.queuedBytes.set(stats.queuedBytes);
+    this.answerBytes.set(stats.answerBytes);
     this.registeredNodes.set(stats.nodesRegistered);
     this.storedResponses.set(stats.storedResponses);
     this.terminalRecords.set(stats.terminalRecords);

@@ -1,10 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CLOCK, type Clock } from '../common/clock';
 import { sha256Hex } from '../common/ids';
+import { ANSWER_RETRY_MS } from '../config/relay-config';
 import { Errors } from '../common/relay-error';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { Envelope } from '../state/state.types';
 import type { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
+
+/** The refusal of an answer the relay has no room for now (the work stays answerable). */
+const ANSWER_NOT_STORED =
+  'Relay answer storage is full; the answer was not stored, retry it shortly (the request stays answerable)';
+const ANSWER_RETRY_SECONDS = ANSWER_RETRY_MS / 1000;
 
 /** Stream chunks are small JSON values; deeper nesting is refused rather than stored. */
 const MAX_CHUNK_DEPTH = 64;
@@ -49,8 +55,9 @@ export class SourceService {
       envelope,
       now: this.clock.now(),
     });
-    if (result.status === 'responses_full') {
-      throw Errors.capacity('Relay response storage is full; retry shortly', 5, 503);
+    if (result.status === 'responses_full' || result.status === 'answers_full') {
+      // Not stored: the claim stays with this node and is queued again if it does not resend.
+      throw Errors.capacity(ANSWER_NOT_STORED, ANSWER_RETRY_SECONDS, 503);
     }
     return { message: 'Response received and queued for client' };
   }
@@ -74,6 +81,9 @@ export class SourceService {
     }
     if (result.status === 'full') {
       throw Errors.streamFull();
+    }
+    if (result.status === 'answers_full') {
+      throw Errors.capacity(ANSWER_NOT_STORED, ANSWER_RETRY_SECONDS, 503);
     }
     return { message: 'Chunk stored', final: dto.final };
   }
@@ -112,6 +122,8 @@ export class SourceService {
         throw Errors.noLongerWaiting(result.code);
       case 'responses_full':
         throw Errors.capacity('Too many unretrieved responses for this client; retry later', 5);
+      case 'answers_full':
+        throw Errors.capacity(ANSWER_NOT_STORED, ANSWER_RETRY_SECONDS, 503);
       default: {
         const never: never = result;
         return never;

@@ -74,6 +74,7 @@ import {
   type UpsertNodeResult,
 } from './state-store';
 import {
+  answerBytes,
   CONTROL_STATES,
   TERMINAL_REASONS,
   TERMINAL_STATUSES,
@@ -527,6 +528,7 @@ export class RedisStateStore implements StateStore {
         opt(cmd.requestId),
         JSON.stringify(cmd.envelope),
         opt(cmd.answerer),
+        String(answerBytes(cmd.envelope, cmd.clientKey)),
       ],
       { idempotent: cmd.requestId !== null },
     );

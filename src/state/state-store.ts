@@ -197,11 +197,16 @@ export interface CompleteCommand {
   now: number;
 }
 
+/**
+ * `responses_full`: a count cap (per client, or the ceiling). `answers_full`: the answer bytes
+ * budget (`StoreLimits.maxAnswerBytes`); the work stays answerable.
+ */
 export const COMPLETE_STATUSES = [
   'stored',
   'duplicate',
   'not_holder',
   'responses_full',
+  'answers_full',
   'gone',
 ] as const;
 export type CompleteStatus = (typeof COMPLETE_STATUSES)[number];
@@ -291,7 +296,8 @@ export interface StreamChunkCommand {
   now: number;
 }
 
-export const STREAM_CHUNK_STATUSES = ['stored', 'unknown', 'full'] as const;
+/** `full`: the session's own caps. `answers_full`: the answer bytes budget (503, retry). */
+export const STREAM_CHUNK_STATUSES = ['stored', 'unknown', 'full', 'answers_full'] as const;
 
 export type StreamChunkResult = {
   status: (typeof STREAM_CHUNK_STATUSES)[number];

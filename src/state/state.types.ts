@@ -163,6 +163,11 @@ export interface StoreStats {
   v1NodesHealthy: number;
   maxLeaseAgeSeconds: number;
   queuedBytes: number;
+  /**
+   * Answer bytes held for clients ({@link answerBytes}): waiting answers (handed out and
+   * unconfirmed ones included) and buffered legacy stream chunks.
+   */
+  answerBytes: number;
   storedResponses: number;
   terminalRecords: number;
   tombstones: number;
@@ -172,5 +177,22 @@ export interface StoreStats {
 
 /** Limits the store enforces: config builds them (the bottom of the module graph owns the type). */
 export type { StoreLimits } from '../config/store-limits';
+
+/** Heap a stored answer costs besides its envelope strings: its records and index entries. */
+export const ANSWER_RECORD_BYTES = 256;
+
+/**
+ * What a stored answer counts against `StoreLimits.maxAnswerBytes`: its envelope strings,
+ * the client key it is filed under, and its records. Both stores count with this one function.
+ */
+export function answerBytes(envelope: Envelope, clientKey: string): number {
+  return (
+    envelope.ciphertext.length +
+    envelope.cipherkey.length +
+    envelope.iv.length +
+    clientKey.length +
+    ANSWER_RECORD_BYTES
+  );
+}
 
 export const PROTOCOL_ID = 'tokenplace_api_v1_relay_e2ee';

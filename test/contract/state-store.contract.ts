@@ -1,6 +1,7 @@
 import { ManualClock } from '../../src/common/clock';
 import type { StateStore, UpsertNodeCommand } from '../../src/state/state-store';
 import {
+  answerBytes,
   PROTOCOL_ID,
   type Dialect,
   type Envelope,
@@ -27,6 +28,9 @@ export const CONTRACT_LIMITS: StoreLimits = {
   maxQueuedBytes: 10_000,
   maxPendingPerClient: 3,
   maxResponsesPerClient: 2,
+  maxAnswerBytes: 10_000_000,
+  answerReserveBytes: 2_500_000,
+  answerRetryMs: 5_000,
   maxStoredResponses: 4,
   maxTerminalRecords: 3,
   maxStreamSessions: 2,
@@ -1868,6 +1872,221 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
       });
     });
 
+    describe('answer bytes (waiting answers budgeted as held)', () => {
+      /** An answer whose ciphertext is `size` characters: its counted bytes are {@link sized}. */
+      const bigEnvelope = (tag: string, size = 4096): Envelope => ({
+        ...envelope(tag),
+        ciphertext: `${tag}:`.padEnd(size, 'x'),
+      });
+      const sized = (tag: string, clientKey: string): number =>
+        answerBytes(bigEnvelope(tag), clientKey);
+      const answer = (s: StateStore, input: JobInput, tag: string) =>
+        s.complete({
+          dialect: input.dialect,
+          clientKey: input.clientKey as string,
+          requestId: input.requestId,
+          envelope: bigEnvelope(tag),
+          now: now(),
+        });
+      /** Three API v1 requests of three clients, claimed by node-a. */
+      async function threeClaimed(s: StateStore): Promise<[JobInput, JobInput, JobInput]> {
+        await upsert(s, 'node-a', 'v1');
+        const inputs: [JobInput, JobInput, JobInput] = [
+          job({ clientKey: 'c1' }),
+          job({ clientKey: 'c2' }),
+          job({ clientKey: 'c3' }),
+        ];
+        for (const input of inputs) {
+          await enqueueOk(s, input);
+          await claimOne(s);
+        }
+        return inputs;
+      }
+      const S = sized('a1', 'c1');
+
+      it('should count waiting answers in bytes and refuse the one beyond the budget, whatever their count', async () => {
+        store = await open({
+          maxStoredResponses: 1000,
+          maxAnswerBytes: 2 * S + 10,
+          answerReserveBytes: 0,
+        });
+        const [a, b, c] = await threeClaimed(store);
+
+        const first = await answer(store, a, 'a1');
+        const second = await answer(store, b, 'a2');
+        const statsFull = await store.stats(now());
+        const third = await answer(store, c, 'a3');
+        const collected = await retrieve(store, a);
+        const statsAfter = await store.stats(now());
+        const thirdAgain = await answer(store, c, 'a3');
+
+        expect(first.status).toBe('stored');
+        expect(second.status).toBe('stored');
+        expect(statsFull).toMatchObject({ storedResponses: 2, answerBytes: 2 * S });
+        expect(third).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(collected).toEqual({ status: 'ok', envelope: bigEnvelope('a1'), transitions: NONE });
+        expect(statsAfter).toMatchObject({ storedResponses: 1, answerBytes: S });
+        expect(thirdAgain.status).toBe('stored');
+        expect(await retrieve(store, c)).toMatchObject({
+          status: 'ok',
+          envelope: bigEnvelope('a3'),
+        });
+        expect(await retrieve(store, b)).toMatchObject({
+          status: 'ok',
+          envelope: bigEnvelope('a2'),
+        });
+        expect((await store.stats(now())).answerBytes).toBe(0);
+      });
+
+      it('should keep the reserve for accepted work: new requests and unasked answers are refused beyond it', async () => {
+        store = await open({ maxAnswerBytes: 3 * S + 10, answerReserveBytes: 2 * S });
+        const [a, b] = await threeClaimed(store);
+        await answer(store, a, 'a1');
+
+        const admitted = await store.enqueue({ job: job({ clientKey: 'c4' }), now: now() });
+        const withinReserve = await answer(store, b, 'a2');
+        const refusedRequest = await store.enqueue({ job: job({ clientKey: 'c5' }), now: now() });
+        const untracked = await store.complete({
+          dialect: 'v1',
+          clientKey: 'c6',
+          requestId: null,
+          envelope: bigEnvelope('u'),
+          now: now(),
+        });
+        const unaskedLegacy = await store.complete({
+          dialect: 'legacy',
+          clientKey: 'c7',
+          requestId: null,
+          envelope: bigEnvelope('l'),
+          now: now(),
+        });
+        await retrieve(store, a);
+        await retrieve(store, b);
+        const admittedAgain = await store.enqueue({ job: job({ clientKey: 'c5' }), now: now() });
+
+        expect(admitted.status).toBe('queued');
+        expect(withinReserve.status).toBe('stored');
+        expect(refusedRequest).toEqual({ status: 'queue_full', transitions: NONE });
+        expect(untracked).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(unaskedLegacy).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(admittedAgain.status).toBe('queued');
+      });
+
+      it('should keep a refused API v1 answer answerable, and queue its request again after answerRetryMs', async () => {
+        store = await open({ maxAnswerBytes: S + 10, answerReserveBytes: 0 });
+        const [a, b, c] = await threeClaimed(store);
+        await answer(store, a, 'a1');
+
+        const refused = await answer(store, b, 'a2');
+        const pending = await take(store, b);
+        await retrieve(store, a);
+        const resent = await answer(store, b, 'a2');
+        const refusedC = await answer(store, c, 'a3');
+        clock.advance(limits.answerRetryMs - 1);
+        await store.sweep(now());
+        const stillClaimed = await store.stats(now());
+        clock.advance(1);
+        await store.sweep(now());
+        const requeued = await store.stats(now());
+        const claimedAgain = await claimOne(store);
+        await retrieve(store, b);
+        const answeredAgain = await answer(store, c, 'a3');
+
+        expect(refused).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(pending).toMatchObject({ status: 'pending' });
+        expect(resent.status).toBe('stored');
+        expect(refusedC).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(stillClaimed).toMatchObject({ queueDepth: 0, inFlight: 1 });
+        expect(requeued).toMatchObject({ queueDepth: 1, inFlight: 0 });
+        expect(claimedAgain).toMatchObject({ jobId: c.jobId, requestId: c.requestId });
+        expect(answeredAgain.status).toBe('stored');
+        expect(await retrieve(store, c)).toMatchObject({
+          status: 'ok',
+          envelope: bigEnvelope('a3'),
+        });
+      });
+
+      it('should keep a refused API v1 answer claimed while its node confirms the claim', async () => {
+        store = await open({ maxAnswerBytes: S + 10, answerReserveBytes: 0 });
+        const [a, b] = await threeClaimed(store);
+        await answer(store, a, 'a1');
+        await answer(store, b, 'a2');
+
+        clock.advance(1000);
+        const confirmed = await control(store, 'node-a', b.requestId as string);
+        clock.advance(limits.answerRetryMs);
+        await store.sweep(now());
+
+        expect(confirmed).toMatchObject({ status: 'ok', state: 'active' });
+        expect(await store.stats(now())).toMatchObject({ queueDepth: 0 });
+      });
+
+      it('should keep a refused legacy answer claimed, queue its request again after answerRetryMs, and complete it then', async () => {
+        store = await open({ maxAnswerBytes: sized('l1', 'client-1') + 10, answerReserveBytes: 0 });
+        await upsert(store, 'node-l', 'legacy');
+        const one = legacyJob({ nodeId: 'node-l', clientKey: 'client-1' });
+        const two = legacyJob({ nodeId: 'node-l', clientKey: 'client-2' });
+        await enqueueOk(store, one);
+        await enqueueOk(store, two);
+        await store.claimNext({ nodeId: 'node-l', dialect: 'legacy', max: 2, now: now() });
+
+        const stored = await answer(store, one, 'l1');
+        const refused = await answer(store, two, 'l2');
+        clock.advance(limits.answerRetryMs);
+        await store.sweep(now());
+        const requeued = await store.stats(now());
+        const claimedAgain = await claimOne(store, 'node-l', 'legacy');
+        const collected = await retrieve(store, one);
+        const completed = await answer(store, two, 'l2');
+
+        expect(stored).toEqual({
+          status: 'stored',
+          transitions: { outcomes: { completed: 1 }, evictions: {} },
+        });
+        expect(refused).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(requeued).toMatchObject({ queueDepth: 1, inFlight: 0 });
+        expect(claimedAgain).toMatchObject({ jobId: two.jobId, clientKey: 'client-2' });
+        expect(collected).toMatchObject({ status: 'ok', envelope: bigEnvelope('l1') });
+        expect(completed).toEqual({
+          status: 'stored',
+          transitions: { outcomes: { completed: 1 }, evictions: {} },
+        });
+        expect(await retrieve(store, two)).toMatchObject({
+          status: 'ok',
+          envelope: bigEnvelope('l2'),
+        });
+        expect(await store.stats(now())).toMatchObject({ answerBytes: 0, inFlight: 0 });
+      });
+
+      it('should count legacy stream chunks in the answer budget and free them when drained', async () => {
+        store = await open({ maxAnswerBytes: 2048, answerReserveBytes: 0, maxStreamBytes: 4096 });
+        await upsert(store, 'node-l', 'legacy');
+        const input = legacyJob({ nodeId: 'node-l', stream: true });
+        await enqueueOk(store, input);
+        await claimOne(store, 'node-l', 'legacy');
+        const append = (chunkBytes: number) =>
+          store.appendStreamChunk({
+            sessionId: input.jobId,
+            chunk: '"x"',
+            chunkBytes,
+            final: false,
+            now: now(),
+          });
+
+        const first = await append(1500);
+        const refused = await append(1000);
+        const held = (await store.stats(now())).answerBytes;
+        await store.takeStream('client-1', now());
+        const afterDrain = await append(1000);
+
+        expect(first.status).toBe('stored');
+        expect(refused).toEqual({ status: 'answers_full', transitions: NONE });
+        expect(held).toBe(1500);
+        expect(afterDrain.status).toBe('stored');
+        expect((await store.stats(now())).answerBytes).toBe(1000);
+      });
+    });
+
     describe('takeResponse', () => {
       it('should report pending while queued and in flight, with the deadline', async () => {
         await upsert(store, 'node-a', 'v1');
@@ -2733,6 +2952,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           maxLeaseAgeSeconds: 0,
           queuedBytes: 0,
           storedResponses: 0,
+          answerBytes: 0,
           terminalRecords: 0,
           tombstones: 0,
           streamSessions: 0,
@@ -2749,6 +2969,7 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
           maxLeaseAgeSeconds: 3,
           queuedBytes: 11,
           storedResponses: 1,
+          answerBytes: answerBytes(envelope('answer'), 'c9'),
           terminalRecords: 0,
           tombstones: 0,
           streamSessions: 0,

@@ -74,6 +74,11 @@ const LIMITS: StoreLimits = {
   maxQueuedBytes: 100,
   maxPendingPerClient: 2,
   maxResponsesPerClient: 1,
+  // About 280 bytes an answer (answerBytes()): two answers of accepted work fit, and only one
+  // below the reserve (new requests and unasked answers are refused beyond).
+  maxAnswerBytes: 700,
+  answerReserveBytes: 300,
+  answerRetryMs: 8_000,
   maxStoredResponses: 3,
   maxTerminalRecords: 2,
   maxStreamSessions: 1,
@@ -105,6 +110,7 @@ const LIFETIMES = [
     LIMITS.legacyLeaseMs + LIMITS.lapseGraceMs,
     LIMITS.v1LeaseMs + LIMITS.lapseGraceMs,
     LIMITS.inFlightTtlMs,
+    LIMITS.answerRetryMs,
     LIMITS.v1DeadlineMs,
     LIMITS.legacyRequestTtlMs,
     LIMITS.responseTtlMs,

@@ -22,7 +22,7 @@ export const PER_ENTITY_FAMILIES = [
 ] as const;
 
 /**
- * Fixed keys that stay once everything expired: layout, counters, queued bytes, and the scheduler
+ * Fixed keys that stay once everything expired: layout, counters, queued and answer bytes, and the scheduler
  * cursors with their use order (capped at `maxTieCursors`, never expired).
  */
 export const LASTING_KEYS = [
@@ -32,6 +32,7 @@ export const LASTING_KEYS = [
   'ctr:u',
   'ctr:rr',
   'qbytes',
+  'abytes',
   'rr',
   'rro',
 ];
@@ -52,7 +53,9 @@ export const EMPTYING_KEYS = [
   'live',
   'ut',
   'lrt',
+  'lrb',
   'lht',
+  'lhb',
   'term',
   'termt',
   'done',

@@ -307,6 +307,7 @@ export const statsSchema: z.ZodType<StatsSnapshot> = z.strictObject({
   oldestPingAt: instant.nullable(),
   queuedBytes: z.number().int(),
   storedResponses: count,
+  answerBytes: count,
   terminalRecords: count,
   tombstones: count,
   streamSessions: count,

@@ -12,10 +12,13 @@ import type {
   TakeResponseCommand,
   TakeResponseResult,
 } from '../state-store';
-import type { Envelope } from '../state.types';
+import { answerBytes, type Envelope } from '../state.types';
 import { responseKey } from '../waiters';
 import {
+  answerFits,
   completeLegacyClaim,
+  dropLegacyHanded,
+  dropLegacyResponse,
   detach,
   dropStream,
   dropUntracked,
@@ -23,6 +26,7 @@ import {
   forget,
   outcome,
   pairKey,
+  retryClaimLater,
   storedCount,
   touchId,
 } from './lifecycle.memory';
@@ -58,6 +62,12 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
     endJob(tx, job, 'expired', 'pending_request_ttl_exceeded', true);
     return { status: 'gone', code: 'expired', transitions: tx.t };
   }
+  const bytes = answerBytes(cmd.envelope, cmd.clientKey);
+  if (!answerFits(s, bytes, true)) {
+    // Its work stays in the node's hands; unless the node confirms it again, it is queued again.
+    retryClaimLater(tx, job);
+    return { status: 'answers_full', transitions: tx.t };
+  }
   if (job.state === 'inflight') {
     touchId(tx, job.nodeId);
     recordServiceTime(s, job, tx.now);
@@ -66,6 +76,8 @@ export function complete(s: MemoryState, cmd: CompleteCommand): CompleteResult {
   s.deadlines[job.dialect].delete(job.jobId);
   job.state = 'answered';
   job.response = cmd.envelope;
+  job.responseBytes = bytes;
+  s.answerBytes += bytes;
   job.progress = null;
   s.answered.set(job.jobId, tx.now + s.limits.responseTtlMs);
   if (!s.completedTtl.has(pk) && s.completedTtl.size >= s.limits.maxTerminalRecords) {
@@ -99,7 +111,21 @@ function completeLegacy(tx: Tx, cmd: CompleteCommand): CompleteResult {
   if (!s.legacyResponses.has(cmd.clientKey) && storedCount(s) >= s.limits.maxStoredResponses) {
     return { status: 'responses_full', transitions: tx.t };
   }
+  const bytes = answerBytes(cmd.envelope, cmd.clientKey);
+  // The answer to a claimed request may use the reserve; one nobody is waiting for may not.
+  const claims = s.legacyClaimsByClient.get(cmd.clientKey);
+  const replacing = s.legacyResponseBytes.get(cmd.clientKey) ?? 0;
+  if (!answerFits(s, bytes, claims !== undefined, replacing)) {
+    const oldest = claims?.values().next().value;
+    const job = oldest !== undefined ? s.jobs.get(oldest) : undefined;
+    if (job) {
+      retryClaimLater(tx, job);
+    }
+    return { status: 'answers_full', transitions: tx.t };
+  }
+  s.answerBytes += bytes - replacing;
   s.legacyResponses.set(cmd.clientKey, cmd.envelope);
+  s.legacyResponseBytes.set(cmd.clientKey, bytes);
   s.legacyResponseTtl.set(cmd.clientKey, tx.now + s.limits.responseTtlMs);
   completeLegacyClaim(tx, cmd.clientKey, null);
   s.wake(responseKey(cmd.clientKey, null));
@@ -115,9 +141,14 @@ function storeUntracked(tx: Tx, cmd: CompleteCommand): CompleteResult {
   ) {
     return { status: 'responses_full', transitions: tx.t };
   }
+  const bytes = answerBytes(cmd.envelope, cmd.clientKey);
+  if (!answerFits(s, bytes, false)) {
+    return { status: 'answers_full', transitions: tx.t };
+  }
+  s.answerBytes += bytes;
   s.untrackedSeq += 1;
   const id = String(s.untrackedSeq);
-  s.untracked.set(id, { clientKey: cmd.clientKey, envelope: cmd.envelope });
+  s.untracked.set(id, { clientKey: cmd.clientKey, envelope: cmd.envelope, bytes });
   s.untrackedTtl.set(id, tx.now + s.limits.responseTtlMs);
   const set = mine ?? new Set<string>();
   set.add(id);
@@ -138,9 +169,12 @@ export function takeResponse(s: MemoryState, cmd: TakeResponseCommand): TakeResp
         ? { status: 'ok', envelope: again, transitions: tx.t }
         : { status: 'unknown', transitions: tx.t };
     }
-    s.legacyResponses.delete(cmd.clientKey);
-    s.legacyResponseTtl.delete(cmd.clientKey);
+    const bytes = s.legacyResponseBytes.get(cmd.clientKey) ?? 0;
+    dropLegacyResponse(s, cmd.clientKey);
+    dropLegacyHanded(s, cmd.clientKey);
+    s.answerBytes += bytes;
     s.legacyHanded.set(cmd.clientKey, fresh);
+    s.legacyHandedBytes.set(cmd.clientKey, bytes);
     s.legacyHandedTtl.set(cmd.clientKey, tx.now + s.limits.deliveryGraceMs);
     return { status: 'ok', envelope: fresh, transitions: tx.t };
   }
@@ -266,8 +300,7 @@ export function hasResponse(
 /** tpConfirmDelivery: the answer was written out, forget it. */
 export function confirmDelivery(s: MemoryState, cmd: ConfirmDeliveryCommand): void {
   if (cmd.dialect === 'legacy') {
-    s.legacyHanded.delete(cmd.clientKey);
-    s.legacyHandedTtl.delete(cmd.clientKey);
+    dropLegacyHanded(s, cmd.clientKey);
     return;
   }
   if (cmd.requestId === null) {
@@ -293,8 +326,12 @@ export function appendStreamChunk(s: MemoryState, cmd: StreamChunkCommand): Stre
   ) {
     return { status: 'full', transitions: tx.t };
   }
+  if (!answerFits(s, cmd.chunkBytes, true)) {
+    return { status: 'answers_full', transitions: tx.t };
+  }
   session.chunks.push(cmd.chunk);
   session.bytes += cmd.chunkBytes;
+  s.answerBytes += cmd.chunkBytes;
   session.final = session.final || cmd.final;
   s.streamTtl.set(cmd.sessionId, tx.now + s.limits.streamTtlMs);
   if (cmd.final) {
@@ -312,6 +349,7 @@ export function takeStream(s: MemoryState, clientKey: string, now: number): Stre
     return { status: 'none' };
   }
   const chunks = session.chunks;
+  s.answerBytes -= session.bytes;
   session.chunks = [];
   session.bytes = 0;
   if (session.final) {

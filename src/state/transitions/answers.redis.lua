@@ -3,15 +3,27 @@
 
 --[[ script tpComplete
 KEYS: none
-ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON, 8 answerer's owner address (opt)
-Reply: { 'stored'|'duplicate'|'not_holder'|'responses_full', transitions }
+ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON, 8 answerer's owner address (opt),
+  9 the answer's counted bytes (answerBytes() in state.types.ts)
+Reply: { 'stored'|'duplicate'|'not_holder'|'responses_full'|'answers_full', transitions }
      | { 'gone', transitions, 'cancelled'|'expired'|'completed'|'gone' }
 ]]
 local dialect, ck, rid, env = ARGV[4], ARGV[5], opt(ARGV[6]), ARGV[7]
+local bytes = tonumber(ARGV[9])
 if dialect == 'legacy' then
   if redis.call('EXISTS', P .. 'lr:' .. ck) == 0 and storedCount() >= L.maxStoredResponses then
     return { 'responses_full', enc() }
   end
+  -- The answer to a claimed request may use the reserve; one nobody is waiting for may not.
+  local claim = redis.call('ZRANGE', P .. 'lc:' .. ck, 0, 0)[1]
+  local replacing = tonumber(redis.call('HGET', P .. 'lrb', ck) or '0')
+  if not answerFits(bytes, claim ~= nil, replacing) then
+    local j = claim and getJob(claim)
+    if j then retryClaimLater(j) end
+    return { 'answers_full', enc() }
+  end
+  addAnswerBytes(bytes - replacing)
+  redis.call('HSET', P .. 'lrb', ck, bytes)
   redis.call('SET', P .. 'lr:' .. ck, env, 'PX', ttl(L.responseTtlMs))
   redis.call('ZADD', P .. 'lrt', num(NOW + L.responseTtlMs), ck)
   completeLegacyClaim(ck, nil)
@@ -22,8 +34,10 @@ if not rid then
   if redis.call('ZCARD', P .. 'uc:' .. ck) >= L.maxResponsesPerClient or storedCount() >= L.maxStoredResponses then
     return { 'responses_full', enc() }
   end
+  if not answerFits(bytes, false) then return { 'answers_full', enc() } end
+  addAnswerBytes(bytes)
   local id = redis.call('INCR', P .. 'ctr:u')
-  redis.call('HSET', P .. 'u:' .. id, 'c', ck, 'e', env)
+  redis.call('HSET', P .. 'u:' .. id, 'c', ck, 'e', env, 'b', bytes)
   redis.call('PEXPIRE', P .. 'u:' .. id, ttl(L.responseTtlMs))
   redis.call('ZADD', P .. 'ut', num(NOW + L.responseTtlMs), id)
   redis.call('ZADD', P .. 'uc:' .. ck, id, id)
@@ -51,6 +65,11 @@ if j.dl <= NOW then
   endJob(j, 'expired', 'pending_request_ttl_exceeded', true)
   return { 'gone', enc(), 'expired' }
 end
+if not answerFits(bytes, true) then
+  -- Its work stays in the node's hands; unless the node confirms it again, it is queued again.
+  retryClaimLater(j)
+  return { 'answers_full', enc() }
+end
 if j.s == 'i' then
   touchId(j.node)
   -- The node's service time (claim → answer): a moving average weighting the newest 1/4, in ms.
@@ -64,7 +83,8 @@ if j.s == 'i' then
 end
 detach(j)
 redis.call('ZREM', P .. 'dl', jid)
-redis.call('HSET', P .. 'j:' .. jid, 's', 'a', 'resp', env)
+redis.call('HSET', P .. 'j:' .. jid, 's', 'a', 'resp', env, 'rb', bytes)
+addAnswerBytes(bytes)
 redis.call('HDEL', P .. 'j:' .. jid, 'prog')
 redis.call('ZADD', P .. 'answered', num(NOW + L.responseTtlMs), jid)
 if not redis.call('ZSCORE', P .. 'done', pk) and redis.call('ZCARD', P .. 'done') >= L.maxTerminalRecords then
@@ -93,8 +113,11 @@ if dialect == 'legacy' then
     if again then return { 'ok', enc(), again } end
     return { 'unknown', enc() }
   end
-  redis.call('DEL', P .. 'lr:' .. ck)
-  redis.call('ZREM', P .. 'lrt', ck)
+  local b = tonumber(redis.call('HGET', P .. 'lrb', ck) or '0')
+  dropLegacyResponse(ck)
+  dropLegacyHanded(ck)
+  addAnswerBytes(b)
+  redis.call('HSET', P .. 'lhb', ck, b)
   redis.call('SET', P .. 'lh:' .. ck, e, 'PX', ttl(L.deliveryGraceMs))
   redis.call('ZADD', P .. 'lht', num(NOW + L.deliveryGraceMs), ck)
   return { 'ok', enc(), e }
@@ -180,8 +203,7 @@ Reply: 1 (the answer was written out: forget it)
 ]]
 local dialect, ck, rid = ARGV[4], ARGV[5], opt(ARGV[6])
 if dialect == 'legacy' then
-  redis.call('DEL', P .. 'lh:' .. ck)
-  redis.call('ZREM', P .. 'lht', ck)
+  dropLegacyHanded(ck)
   return 1
 end
 if not rid then return 1 end
@@ -193,13 +215,15 @@ return 1
 --[[ script tpAppendStreamChunk
 KEYS: none
 ARGV: 4 session id, 5 chunk JSON, 6 chunk bytes, 7 final ('1')
-Reply: { 'stored'|'unknown'|'full', transitions }
+Reply: { 'stored'|'unknown'|'full'|'answers_full', transitions }
 ]]
 local sid, bytes = ARGV[4], tonumber(ARGV[6])
 local skey = P .. 's:' .. sid
 local s = redis.call('HMGET', skey, 'c', 'k', 'b')
 if not s[1] then return { 'unknown', enc() } end
 if tonumber(s[2]) >= L.maxStreamChunks or tonumber(s[3]) + bytes > L.maxStreamBytes then return { 'full', enc() } end
+if not answerFits(bytes, true) then return { 'answers_full', enc() } end
+addAnswerBytes(bytes)
 redis.call('RPUSH', P .. 'sc:' .. sid, ARGV[5])
 redis.call('HINCRBY', skey, 'k', 1)
 redis.call('HINCRBY', skey, 'b', bytes)
@@ -227,6 +251,7 @@ if not final then
 end
 local out = { 'ok', sid, final == '1' and 1 or 0 }
 for _, c in ipairs(redis.call('LRANGE', P .. 'sc:' .. sid, 0, -1)) do out[#out + 1] = c end
+addAnswerBytes(-tonumber(redis.call('HGET', skey, 'b') or '0'))
 redis.call('DEL', P .. 'sc:' .. sid)
 redis.call('HSET', skey, 'b', 0, 'k', 0)
 if final == '1' then

@@ -119,6 +119,8 @@ export function detach(s: MemoryState, job: JobRec): void {
 /** Removes every trace of a job except terminal records and tombstones. */
 export function forget(s: MemoryState, job: JobRec): void {
   detach(s, job);
+  s.answerBytes -= job.responseBytes;
+  job.responseBytes = 0;
   s.deadlines[job.dialect].delete(job.jobId);
   s.answered.delete(job.jobId);
   s.handed.delete(job.jobId);
@@ -195,6 +197,7 @@ export function endJob(
 
 export function dropStream(s: MemoryState, sessionId: string): void {
   const session = s.streams.get(sessionId);
+  s.answerBytes -= session?.bytes ?? 0;
   s.streams.delete(sessionId);
   s.streamTtl.delete(sessionId);
   if (session && s.streamByClient.get(session.clientKey) === sessionId) {
@@ -293,6 +296,7 @@ export function dropUntracked(s: MemoryState, id: string): void {
   if (!rec) {
     return;
   }
+  s.answerBytes -= rec.bytes;
   s.untracked.delete(id);
   s.untrackedTtl.delete(id);
   const set = s.untrackedByClient.get(rec.clientKey);
@@ -300,4 +304,45 @@ export function dropUntracked(s: MemoryState, id: string): void {
   if (set && set.size === 0) {
     s.untrackedByClient.delete(rec.clientKey);
   }
+}
+
+/** Empties a client's legacy mailbox (a new answer not handed out yet). */
+export function dropLegacyResponse(s: MemoryState, clientKey: string): void {
+  s.answerBytes -= s.legacyResponseBytes.get(clientKey) ?? 0;
+  s.legacyResponses.delete(clientKey);
+  s.legacyResponseBytes.delete(clientKey);
+  s.legacyResponseTtl.delete(clientKey);
+}
+
+/** Forgets a client's legacy answer handed out and not confirmed delivered. */
+export function dropLegacyHanded(s: MemoryState, clientKey: string): void {
+  s.answerBytes -= s.legacyHandedBytes.get(clientKey) ?? 0;
+  s.legacyHanded.delete(clientKey);
+  s.legacyHandedBytes.delete(clientKey);
+  s.legacyHandedTtl.delete(clientKey);
+}
+
+/**
+ * Whether an answer of `bytes` fits the answer budget: up to `maxAnswerBytes` for accepted work
+ * (`forAcceptedWork`), below the reserve for anything else. `replacing`: bytes it takes the
+ * place of.
+ */
+export function answerFits(
+  s: MemoryState,
+  bytes: number,
+  forAcceptedWork: boolean,
+  replacing = 0,
+): boolean {
+  const limit = s.limits.maxAnswerBytes - (forAcceptedWork ? 0 : s.limits.answerReserveBytes);
+  return s.answerBytes - replacing + bytes <= limit;
+}
+
+/**
+ * An answer of this claim was refused for capacity: unless its node confirms the claim again
+ * (`/servers/control`), it goes back to the head of the node's queue `answerRetryMs` from now
+ * (the sweep's redelivery), so it is claimed and answered again rather than lost.
+ */
+export function retryClaimLater(tx: Tx, job: JobRec): void {
+  job.acked = false;
+  tx.s.claimLeases.set(job.jobId, Math.min(tx.now + tx.s.limits.answerRetryMs, job.deadlineAt));
 }

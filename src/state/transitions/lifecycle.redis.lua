@@ -149,9 +149,15 @@ local function detach(j)
   end
 end
 
+-- abytes: bytes of every answer held for a client and of buffered stream chunks (answerBytes()
+-- in state.types.ts counts an answer; the caller passes it).
+local function answerBytes() return tonumber(redis.call('GET', P .. 'abytes') or '0') end
+local function addAnswerBytes(b) if b ~= 0 then redis.call('INCRBY', P .. 'abytes', b) end end
+
 -- Removes every trace of a job except terminal records and tombstones.
 local function forget(j)
   detach(j)
+  addAnswerBytes(-tonumber(redis.call('HGET', P .. 'j:' .. j.id, 'rb') or '0'))
   redis.call('ZREM', P .. 'dl', j.id)
   redis.call('ZREM', P .. 'answered', j.id)
   redis.call('ZREM', P .. 'handed', j.id)
@@ -198,7 +204,8 @@ local function endJob(j, status, reason, terminal)
 end
 
 local function dropStream(sid)
-  local s = redis.call('HMGET', P .. 's:' .. sid, 'c', 'n')
+  local s = redis.call('HMGET', P .. 's:' .. sid, 'c', 'n', 'b')
+  addAnswerBytes(-tonumber(s[3] or '0'))
   redis.call('DEL', P .. 's:' .. sid, P .. 'sc:' .. sid)
   redis.call('ZREM', P .. 'stt', sid)
   if s[1] and redis.call('HGET', P .. 'sbc', s[1]) == sid then redis.call('HDEL', P .. 'sbc', s[1]) end
@@ -282,8 +289,41 @@ local function completeLegacyClaim(ck, jid)
 end
 
 local function dropUntracked(id)
-  local c = redis.call('HGET', P .. 'u:' .. id, 'c')
+  local u = redis.call('HMGET', P .. 'u:' .. id, 'c', 'b')
+  local c = u[1]
+  addAnswerBytes(-tonumber(u[2] or '0'))
   redis.call('DEL', P .. 'u:' .. id)
   redis.call('ZREM', P .. 'ut', id)
   if c then redis.call('ZREM', P .. 'uc:' .. c, id) end
+end
+
+-- Empties a client's legacy mailbox (a new answer not handed out yet).
+local function dropLegacyResponse(ck)
+  addAnswerBytes(-tonumber(redis.call('HGET', P .. 'lrb', ck) or '0'))
+  redis.call('DEL', P .. 'lr:' .. ck)
+  redis.call('HDEL', P .. 'lrb', ck)
+  redis.call('ZREM', P .. 'lrt', ck)
+end
+
+-- Forgets a client's legacy answer handed out and not confirmed delivered.
+local function dropLegacyHanded(ck)
+  addAnswerBytes(-tonumber(redis.call('HGET', P .. 'lhb', ck) or '0'))
+  redis.call('DEL', P .. 'lh:' .. ck)
+  redis.call('HDEL', P .. 'lhb', ck)
+  redis.call('ZREM', P .. 'lht', ck)
+end
+
+-- Whether an answer of b bytes fits the answer budget: up to maxAnswerBytes for accepted work,
+-- below the reserve for anything else; `replacing`: bytes it takes the place of.
+local function answerFits(b, forAcceptedWork, replacing)
+  local limit = L.maxAnswerBytes
+  if not forAcceptedWork then limit = limit - L.answerReserveBytes end
+  return answerBytes() - (replacing or 0) + b <= limit
+end
+
+-- An answer of this claim was refused for capacity: unless its node confirms the claim again
+-- (/servers/control), the sweep puts it back at the head of its node's queue answerRetryMs later.
+local function retryClaimLater(j)
+  redis.call('HDEL', P .. 'j:' .. j.id, 'ack')
+  redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.answerRetryMs, j.dl)), j.id)
 end

@@ -68,13 +68,20 @@ export interface MemoryState {
   readonly untrackedTtl: TtlIndex<string>;
   readonly untrackedByClient: Map<string, Set<string>>;
   untrackedSeq: number;
-  /** `lr:<client>`, `lrt`: the legacy mailbox. */
+  /** `lr:<client>`, `lrt`: the legacy mailbox (`lrb`: each answer's counted bytes). */
   readonly legacyResponses: Map<string, Envelope>;
+  readonly legacyResponseBytes: Map<string, number>;
   readonly legacyResponseTtl: TtlIndex<string>;
   /** `handed`: tracked answers handed out and not yet confirmed delivered. */
   readonly handed: TtlIndex<string>;
-  /** `lh:<client>`, `lht`: legacy answers handed out and not yet confirmed delivered. */
+  /** `lh:<client>`, `lht`: legacy answers handed out and not yet confirmed delivered (`lhb`: bytes). */
   readonly legacyHanded: Map<string, Envelope>;
+  readonly legacyHandedBytes: Map<string, number>;
+  /**
+   * `abytes`: bytes of every answer held for a client (tracked, untracked, legacy, handed out or
+   * not) and of buffered stream chunks, as `answerBytes()` (state.types.ts) counts them.
+   */
+  answerBytes: number;
   readonly legacyHandedTtl: TtlIndex<string>;
 
   /** `term` + `termt`. */
@@ -138,6 +145,8 @@ export interface JobRec extends JobInput {
   deadlineAt: number;
   claimedAt: number;
   response: Envelope | null;
+  /** `rb`: the stored answer's counted bytes (0 until answered). */
+  responseBytes: number;
   progress: Envelope | null;
   /** The claiming node has confirmed it holds the work (a `/servers/control` or progress call). */
   acked: boolean;
@@ -168,6 +177,7 @@ export interface StreamRec {
 export interface UntrackedRec {
   clientKey: string;
   envelope: Envelope;
+  bytes: number;
 }
 
 /**
@@ -210,9 +220,12 @@ export function createMemoryState(limits: StoreLimits, wake: (key: string) => vo
     untrackedByClient: new Map(),
     untrackedSeq: 0,
     legacyResponses: new Map(),
+    legacyResponseBytes: new Map(),
     legacyResponseTtl: new TtlIndex(),
     handed: new TtlIndex(),
     legacyHanded: new Map(),
+    legacyHandedBytes: new Map(),
+    answerBytes: 0,
     legacyHandedTtl: new TtlIndex(),
     terminals: new Map(),
     terminalTtl: new TtlIndex(),

@@ -16,6 +16,7 @@ export interface StatsSnapshot {
   oldestPingAt: number | null;
   queuedBytes: number;
   storedResponses: number;
+  answerBytes: number;
   terminalRecords: number;
   tombstones: number;
   streamSessions: number;

@@ -9,6 +9,8 @@ import { takeDue, TtlIndex } from '../ttl-index';
 import { workKey } from '../waiters';
 import {
   clearTerminal,
+  dropLegacyHanded,
+  dropLegacyResponse,
   dropStream,
   dropUntracked,
   endJob,
@@ -72,13 +74,13 @@ export function sweep(s: MemoryState, now: number): TransitionCounts {
     }
   }
   for (const [client] of takeDue(now, false, s.legacyHandedTtl)) {
-    s.legacyHanded.delete(client);
+    dropLegacyHanded(s, client);
   }
   for (const [id] of takeDue(now, false, s.untrackedTtl)) {
     dropUntracked(s, id);
   }
   for (const [client] of takeDue(now, false, s.legacyResponseTtl)) {
-    s.legacyResponses.delete(client);
+    dropLegacyResponse(s, client);
   }
   for (const [sessionId] of takeDue(now, false, s.streamTtl)) {
     dropStream(s, sessionId);
@@ -103,12 +105,23 @@ export function sweep(s: MemoryState, now: number): TransitionCounts {
 /**
  * Puts a claim its node never confirmed back at the head of the node's queue. Today's nodes call
  * `/servers/control` right after claiming, so silence for a whole in-flight lease means the poll
- * answer never reached them (node crashed, connection cut, replica killed mid-answer).
+ * answer never reached them (node crashed, connection cut, replica killed mid-answer). A claim
+ * whose answer was refused `answers_full` (API v1 or legacy) comes here `answerRetryMs` later.
  */
 function redeliver(s: MemoryState, job: JobRec, node: NodeRec): void {
   s.claimed.delete(job.jobId);
   if (job.requestId !== null && node.claims.get(job.requestId) === job.jobId) {
     node.claims.delete(job.requestId);
+  }
+  if (job.dialect === 'legacy' && job.clientKey !== null) {
+    const set = s.legacyClaimsByClient.get(job.clientKey);
+    set?.delete(job.jobId);
+    if (set?.size === 0) {
+      s.legacyClaimsByClient.delete(job.clientKey);
+    }
+    if (job.stream) {
+      dropStream(s, job.jobId);
+    }
   }
   job.state = 'queued';
   job.claimedAt = 0;
@@ -166,6 +179,7 @@ export function stats(s: MemoryState, now: number): StatsSnapshot {
     oldestPingAt,
     queuedBytes: s.queuedBytes,
     storedResponses: storedCount(s) + s.handed.size + s.legacyHanded.size,
+    answerBytes: s.answerBytes,
     terminalRecords: s.terminals.size + s.completedTtl.size,
     tombstones: s.tombstones.size,
     streamSessions: s.streams.size,

@@ -40,12 +40,17 @@ for _, jid in ipairs(due('cl')) do
     redis.call('SREM', P .. 'a:' .. j.node, jid)
     local jkey = P .. 'j:' .. jid
     local extra = redis.call('HMGET', jkey, 'ack', 'qa')
-    if j.s == 'i' and j.d == 'v1' and j.rid and not extra[1] and j.dl > NOW
+    if j.s == 'i' and ((j.d == 'v1' and j.rid) or j.d == 'legacy') and not extra[1] and j.dl > NOW
       and redis.call('EXISTS', P .. 'n:' .. j.node) == 1 then
       -- A claim its node never confirmed (no control, no progress) for a whole in-flight lease:
-      -- the poll answer never reached the node. Back to the head of its queue.
+      -- the poll answer never reached the node. Back to the head of its queue. A claim whose
+      -- answer was refused answers_full (API v1 or legacy) comes here answerRetryMs later.
       redis.call('ZREM', P .. 'claimed', jid)
-      if redis.call('HGET', P .. 'c:' .. j.node, j.rid) == jid then redis.call('HDEL', P .. 'c:' .. j.node, j.rid) end
+      if j.rid and redis.call('HGET', P .. 'c:' .. j.node, j.rid) == jid then redis.call('HDEL', P .. 'c:' .. j.node, j.rid) end
+      if j.d == 'legacy' and j.ck then
+        redis.call('ZREM', P .. 'lc:' .. j.ck, jid)
+        if j.st == '1' then dropStream(jid) end
+      end
       redis.call('HSET', jkey, 's', 'q')
       redis.call('ZADD', P .. 'queued', extra[2], jid)
       redis.call('INCRBY', P .. 'qbytes', j.b)
@@ -70,15 +75,9 @@ for _, jid in ipairs(due('handed')) do
   local j = getJob(jid)
   if j and j.s == 'a' then forget(j) else redis.call('ZREM', P .. 'handed', jid) end
 end
-for _, ck in ipairs(due('lht')) do
-  redis.call('DEL', P .. 'lh:' .. ck)
-  redis.call('ZREM', P .. 'lht', ck)
-end
+for _, ck in ipairs(due('lht')) do dropLegacyHanded(ck) end
 for _, id in ipairs(due('ut')) do dropUntracked(id) end
-for _, ck in ipairs(due('lrt')) do
-  redis.call('DEL', P .. 'lr:' .. ck)
-  redis.call('ZREM', P .. 'lrt', ck)
-end
+for _, ck in ipairs(due('lrt')) do dropLegacyResponse(ck) end
 for _, sid in ipairs(due('stt')) do dropStream(sid) end
 for _, id in ipairs(due('lease', true)) do
   local n = getNode(id)
@@ -104,7 +103,7 @@ return { enc(), more }
 KEYS: none
 ARGV: none of its own
 Reply: JSON { queueDepth, oldestQueuedAt|null, inFlight, oldestClaimedAt|null, nodesRegistered,
-  v1NodesRegistered, v1NodesHealthy, oldestPingAt|null, queuedBytes, storedResponses,
+  v1NodesRegistered, v1NodesHealthy, oldestPingAt|null, queuedBytes, storedResponses, answerBytes,
   terminalRecords, tombstones, streamSessions, rateLimitBuckets } (a StatsSnapshot)
 ]]
 local nodes, v1, healthy, oldestPing = 0, 0, 0, nil
@@ -132,6 +131,7 @@ return cjson.encode({
   oldestPingAt = oldestPing or cjson.null,
   queuedBytes = tonumber(redis.call('GET', P .. 'qbytes') or '0'),
   storedResponses = storedCount() + redis.call('ZCARD', P .. 'handed') + redis.call('ZCARD', P .. 'lht'),
+  answerBytes = answerBytes(),
   terminalRecords = redis.call('HLEN', P .. 'term') + redis.call('ZCARD', P .. 'done'),
   tombstones = redis.call('HLEN', P .. 'tomb'),
   streamSessions = redis.call('ZCARD', P .. 'stt'),

@@ -55,7 +55,9 @@ export function enqueue(s: MemoryState, cmd: EnqueueCommand): EnqueueResult {
   }
   if (
     s.queued.size >= s.limits.maxQueuedTotal ||
-    s.queuedBytes + job.bytes > s.limits.maxQueuedBytes
+    s.queuedBytes + job.bytes > s.limits.maxQueuedBytes ||
+    // The rest of the answer budget is kept for the answers of work already accepted.
+    s.answerBytes > s.limits.maxAnswerBytes - s.limits.answerReserveBytes
   ) {
     return { status: 'queue_full', transitions: tx.t };
   }
@@ -88,6 +90,7 @@ export function enqueue(s: MemoryState, cmd: EnqueueCommand): EnqueueResult {
     deadlineAt,
     claimedAt: 0,
     response: null,
+    responseBytes: 0,
     progress: null,
     acked: false,
     handed: false,

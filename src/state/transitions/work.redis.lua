@@ -28,7 +28,9 @@ if sup then
 end
 if redis.call('ZCARD', P .. 'q:' .. node) >= L.maxQueuePerNode then return { 'node_queue_full', enc() } end
 if redis.call('ZCARD', P .. 'queued') >= L.maxQueuedTotal
-  or tonumber(redis.call('GET', P .. 'qbytes') or '0') + bytes > L.maxQueuedBytes then
+  or tonumber(redis.call('GET', P .. 'qbytes') or '0') + bytes > L.maxQueuedBytes
+  -- The rest of the answer budget is kept for the answers of work already accepted.
+  or answerBytes() > L.maxAnswerBytes - L.answerReserveBytes then
   return { 'queue_full', enc() }
 end
 if ck and not sup and tonumber(redis.call('HGET', P .. 'live', ck) or '0') >= L.maxPendingPerClient then

@@ -1,0 +1,469 @@
+#!/usr/bin/env node
+// What one pod holds (issue 19, docs/operations.md "What one pod holds"): the relay runs with the Helm
+// chart's environment for a memory limit (`helm template`, bench/lib.mjs chartEnv: NODE_OPTIONS,
+// TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, the store), in the built image under podman with that limit
+// (`--memory`, no swap, read-only root, UID 1000, as test/image/pod.ts runs it; `--network host` so
+// it reaches the bench's Redis) or, with --runner process, as `node dist/main.js` with the same env
+// (no cgroup: RSS is measured, nothing is OOM-killed). Each phase gets a fresh relay and fills one
+// thing until the relay refuses, or the phase's bound (count and seconds):
+//   queued     4 KiB API v1 requests (/requests) spread over 32 nodes, nobody claims them
+//   legacy     4 KiB legacy answers waiting (/faucet → /sink → /source, nobody retrieves), then
+//              every one collected with /retrieve and compared byte for byte
+//   v1         the same with API v1 (/requests → /servers/poll → /responses → /responses/retrieve)
+//   held       1,024 node polls (the registry cap) and --retrieves client retrieves (Prefer: wait)
+//              held at once, then --chats gateway chats to a node that never answers
+//   flood      1 MiB legacy requests, 4 at a time, until refused
+// Per phase: what was held, what the next one got (status and Retry-After), the relay's RSS at the
+// end and its peak (VmHWM), and whether the container was OOM-killed or the relay died. The last
+// line is the table row. Only the chart's caps apply; rate limits and the per-address node share
+// are off (one loopback address drives the whole pod). The Redis store gets its own redis-server
+// (REDIS_SERVER_BIN), on an ephemeral loopback port, removed at the end.
+//
+// usage: node bench/pod-capacity.mjs --limit 512Mi [--store memory|redis] [--runner podman|process]
+//          [--image localhost/tokenplace-relay:test] [--phases queued,legacy,v1,held,flood]
+//          [--max 60000] [--seconds 180] [--retrieves 5000] [--chats 1024] [--port 5400]
+//   helm: HELM_BIN or .tools/bin/helm (bash scripts/install-tools.sh); the image: scripts/build-image.sh
+//   BENCH_RELAY_ROOT=<checkout> with --runner process measures another build (before/after).
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, chartEnv, cli, ensureFdLimit, procStatus, request, stopProcess } from './lib.mjs';
+import { capabilities, fakeKey, PROTOCOL, V1 } from './hostile-lib.mjs';
+
+const o = cli('usage: node bench/pod-capacity.mjs --limit 512Mi [options]', {
+  limit: { type: 'string', default: '512Mi' },
+  store: { type: 'string', default: 'memory' },
+  runner: { type: 'string', default: 'podman' },
+  image: { type: 'string', default: 'localhost/tokenplace-relay:test' },
+  phases: { type: 'string', default: 'queued,legacy,v1,held,flood' },
+  max: { type: 'string', default: '60000' },
+  seconds: { type: 'string', default: '180' },
+  retrieves: { type: 'string', default: '5000' },
+  chats: { type: 'string', default: '1024' },
+  port: { type: 'string', default: '5400' },
+});
+const MAX = Number(o.max);
+const SECONDS = Number(o.seconds);
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const PODMAN = ['podman', '--runtime', 'runc'];
+const NODES = 32;
+
+/** The bench drives the pod from one loopback address: only the chart's caps should refuse it. */
+const ONE_ADDRESS = {
+  TOKENPLACE_LOG_LEVEL: 'warn',
+  API_RATE_LIMIT: 'off',
+  API_DAILY_QUOTA: 'off',
+  API_RELAY_CONTROL_PLANE_RATE_LIMIT: 'off',
+  API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT: 'off',
+  TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '1000000',
+  TOKENPLACE_RELAY_TRUST_PROXY: 'loopback',
+};
+
+// ------------------------------------------------------------------ the relay under test
+
+async function startRedis() {
+  const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pod-capacity-redis-'));
+  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i += 1) {
+    if (await canConnect(port)) return { url: `redis://127.0.0.1:${port}`, stop: async () => (await stopProcess(child, 'SIGTERM'), rmSync(dir, { recursive: true, force: true })) };
+    await sleep(50);
+  }
+  throw new Error('redis-server did not start');
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => (s.destroy(), resolve(true)));
+    s.on('error', () => resolve(false));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRelay(env, port) {
+  const full = { ...env, ...ONE_ADDRESS, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port) };
+  let pid;
+  let stop;
+  let dead = () => false;
+  let oomKilled = () => false;
+  if (o.runner === 'podman') {
+    const name = `pod-capacity-${process.pid}-${port}`;
+    const limit = env.TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES;
+    spawnSync(PODMAN[0], [...PODMAN.slice(1), 'rm', '--force', '--ignore', name]);
+    const args = [
+      ...PODMAN.slice(1), 'run', '--detach', '--name', name, '--network', 'host',
+      '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=4096:4096',
+      '--memory', limit, '--memory-swap', limit, '--user', '1000:1000', '--no-healthcheck',
+      '--read-only', '--read-only-tmpfs=false', '--mount', 'type=tmpfs,destination=/tmp,tmpfs-size=67108864,tmpfs-mode=1777',
+      '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
+      ...Object.entries(full).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      o.image,
+    ];
+    const r = spawnSync(PODMAN[0], args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`podman run failed: ${r.stderr}`);
+    const inspect = (f) => spawnSync(PODMAN[0], [...PODMAN.slice(1), 'inspect', '--format', f, name], { encoding: 'utf8' }).stdout.trim();
+    dead = () => inspect('{{.State.Running}}') !== 'true';
+    oomKilled = () => inspect('{{.State.OOMKilled}}') === 'true';
+    stop = () => spawnSync(PODMAN[0], [...PODMAN.slice(1), 'rm', '--force', '--time', '2', name]);
+    await waitLive(port, dead);
+    pid = Number(inspect('{{.State.Pid}}'));
+  } else {
+    const root = process.env.BENCH_RELAY_ROOT ?? ROOT;
+    const child = spawn(process.execPath, [join(root, 'dist/main.js')], { env: { PATH: process.env.PATH, ...full }, stdio: ['ignore', 'ignore', 'inherit'] });
+    process.once('exit', () => child.kill('SIGKILL'));
+    dead = () => child.exitCode !== null || child.signalCode !== null;
+    stop = () => stopProcess(child, 'SIGKILL');
+    await waitLive(port, dead);
+    pid = child.pid;
+  }
+  return { base: `http://127.0.0.1:${port}`, pid, dead, oomKilled, stop, mem: () => (dead() ? null : procStatus(pid)) };
+}
+
+async function waitLive(port, dead) {
+  for (let i = 0; i < 600; i += 1) {
+    if (dead()) throw new Error('the relay exited at boot');
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/livez`)).ok) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(100);
+  }
+  throw new Error('the relay did not start');
+}
+
+// ------------------------------------------------------------------ wire helpers
+
+const post = (relay, path, body, headers) => request(relay.base, 'POST', path, body, headers, 30_000).catch((e) => ({ status: 'error', body: e.message }));
+/** A deterministic 4 KiB payload of index i (compared on collection). */
+const payload = (tag, i, size = 4 * KiB) => createHash('sha256').update(`${tag}-${i}`).digest('base64').repeat(Math.ceil(size / 44)).slice(0, size);
+const legacyNode = (w) => `pod-capacity-legacy-node-${w}`;
+const clientKey = (i) => `pod-capacity-client-${i}`;
+/** An API v1 request id (and cancel token) for index i: 32 hex digits. */
+const rid = (i) => i.toString(16).padStart(32, '0');
+
+/** Runs `worker(w, i)` on `workers` lanes over i = 0..max-1 until one returns false or time runs out. */
+async function lanes(workers, max, deadline, worker) {
+  let next = 0;
+  let stopped = false;
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      while (!stopped && Date.now() < deadline) {
+        const i = next++;
+        if (i >= max) return;
+        if ((await worker(w, i)) === false) stopped = true;
+      }
+    }),
+  );
+}
+
+/** What a refusal said: `503 RA 5 (relay_overloaded)`. */
+function refusal(res) {
+  if (!res) return 'none (bound reached)';
+  const ra = res.headers?.['retry-after'];
+  const code = res.body?.error?.code ?? res.body?.error?.type ?? '';
+  return `${res.status}${ra ? ` RA ${ra}` : ''}${code && typeof code === 'string' ? ` ${code}` : ''}`;
+}
+
+// request() does not return headers: a fetch for the calls whose refusal we report.
+async function postFull(relay, path, body) {
+  try {
+    const res = await fetch(`${relay.base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
+    const text = await res.text();
+    let parsed = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // text
+    }
+    return { status: res.status, body: parsed, headers: { 'retry-after': res.headers.get('retry-after') } };
+  } catch (error) {
+    return { status: 'error', body: error.message, headers: {} };
+  }
+}
+
+// ------------------------------------------------------------------ phases
+
+async function queued(relay) {
+  // API v1 nodes, kept alive by re-registering (which claims nothing) while the queues fill.
+  const nodes = [];
+  for (let w = 0; w < NODES; w += 1) {
+    const key = fakeKey();
+    await post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+    nodes.push(key);
+  }
+  const renew = setInterval(() => {
+    for (const key of nodes) void post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+  }, 10_000);
+  const clients = Array.from({ length: 4096 }, () => fakeKey());
+  const ciphertext = Buffer.from(payload('q', 0, 3 * KiB)).toString('base64'); // 4 KiB as base64
+  let held = 0;
+  let refused = null;
+  const deadline = Date.now() + SECONDS * 1000;
+  await lanes(32, MAX, deadline, async (w, i) => {
+    const res = await postFull(relay, `${V1}/requests`, { server_public_key: nodes[i % NODES], client_public_key: clients[i % clients.length], request_id: rid(i), protocol: PROTOCOL, version: 1, ciphertext, cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
+    if (res.status === 200 || res.status === 202) {
+      held += 1;
+      return true;
+    }
+    refused ??= res;
+    return false;
+  });
+  clearInterval(renew);
+  return { held, next: refusal(refused) };
+}
+
+async function legacyAnswers(relay) {
+  let held = 0;
+  let refused = null;
+  const answered = [];
+  const deadline = Date.now() + SECONDS * 1000;
+  await lanes(NODES, MAX, deadline, async (w, i) => {
+    const node = legacyNode(w);
+    const asked = await postFull(relay, '/faucet', { server_public_key: node, client_public_key: clientKey(i), chat_history: 'request', cipherkey: 'k', iv: 'i' });
+    if (asked.status === 404) {
+      await post(relay, '/sink', { server_public_key: node }); // registers the node
+      return true;
+    }
+    if (asked.status !== 200) {
+      refused ??= asked;
+      return false;
+    }
+    const work = await post(relay, '/sink', { server_public_key: node });
+    const client = work.body?.client_public_key;
+    if (typeof client !== 'string') throw new Error(`/sink handed out no work: ${JSON.stringify(work.body)}`);
+    const index = Number(client.slice(clientKey('').length));
+    const res = await postFull(relay, '/source', { client_public_key: client, chat_history: payload('l', index), cipherkey: 'ck', iv: 'iv' });
+    if (res.status !== 200) {
+      refused ??= res;
+      return false;
+    }
+    held += 1;
+    answered.push(index);
+    return true;
+  });
+  const collect = await collected(answered, async (i) => {
+    const res = await post(relay, '/retrieve', { client_public_key: clientKey(i) });
+    return res.status === 200 && res.body?.chat_history === payload('l', i);
+  });
+  return { held, next: refusal(refused), collected: collect };
+}
+
+async function v1Answers(relay) {
+  const nodes = [];
+  for (let w = 0; w < NODES; w += 1) {
+    const key = fakeKey();
+    const reg = await post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+    nodes.push({ key, credential: reg.body?.control_credential });
+  }
+  const clients = new Map();
+  const client = (i) => {
+    if (!clients.has(i % 4096)) clients.set(i % 4096, fakeKey());
+    return clients.get(i % 4096);
+  };
+  let held = 0;
+  let refused = null;
+  const answered = [];
+  const deadline = Date.now() + SECONDS * 1000;
+  await lanes(NODES, MAX, deadline, async (w, i) => {
+    const node = nodes[w];
+    const requestId = rid(i);
+    const asked = await postFull(relay, `${V1}/requests`, { server_public_key: node.key, client_public_key: client(i), request_id: requestId, protocol: PROTOCOL, version: 1, ciphertext: 'Y2lwaGVy', cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
+    if (asked.status !== 202 && asked.status !== 200) {
+      refused ??= asked;
+      return false;
+    }
+    const work = await post(relay, `${V1}/servers/poll`, { server_public_key: node.key, control_credential: node.credential });
+    if (work.body?.request_id !== requestId) throw new Error(`poll handed out ${JSON.stringify(work.body).slice(0, 200)}`);
+    const res = await postFull(relay, `${V1}/responses`, { client_public_key: client(i), request_id: requestId, protocol: PROTOCOL, version: 1, chat_history: payload('v', i), cipherkey: 'ck', iv: 'iv' });
+    if (res.status !== 200) {
+      refused ??= res;
+      return false;
+    }
+    held += 1;
+    answered.push(i);
+    return true;
+  });
+  const collect = await collected(answered, async (i) => {
+    const res = await post(relay, `${V1}/responses/retrieve`, { client_public_key: client(i), request_id: rid(i) });
+    return res.status === 200 && (res.body?.chat_history ?? res.body?.ciphertext) === payload('v', i);
+  });
+  return { held, next: refusal(refused), collected: collect };
+}
+
+async function collected(indexes, check) {
+  let intact = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < indexes.length) {
+        if (await check(indexes[next++])) intact += 1;
+      }
+    }),
+  );
+  return `${intact}/${indexes.length} intact`;
+}
+
+/** 1,024 node polls and N client retrieves held at once (raw sockets), then N gateway chats. */
+async function held(relay) {
+  const polls = [];
+  for (let i = 0; i < 1024; i += 1) {
+    const key = fakeKey();
+    const reg = await post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+    if (reg.status !== 200) return { held: `${i} nodes`, next: refusal({ ...reg, headers: {} }) };
+    polls.push({ server_public_key: key, control_credential: reg.body.control_credential });
+  }
+  const nodeKey = polls[0].server_public_key;
+  // Registering 1,024 nodes can outlast the 30 s lease on a slow store: keep them all alive.
+  const renewAll = setInterval(() => {
+    for (const p of polls) void post(relay, `${V1}/servers/register`, { server_public_key: p.server_public_key, capabilities: capabilities() });
+  }, 10_000);
+  const retrieves = Number(o.retrieves);
+  const clients = [];
+  for (let i = 0; i < retrieves; i += 1) {
+    const client = fakeKey();
+    const asked = await post(relay, `${V1}/requests`, { server_public_key: polls[1 + (i % 1023)].server_public_key, client_public_key: client, request_id: rid(i), protocol: PROTOCOL, version: 1, ciphertext: 'Y2lwaGVy', cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
+    if (asked.status !== 202 && asked.status !== 200) break;
+    clients.push({ client_public_key: client, request_id: rid(i) });
+  }
+  // Every node but the first claims its queue (in flight), so its next poll is held empty.
+  for (const p of polls.slice(1)) {
+    for (;;) {
+      const w = await post(relay, `${V1}/servers/poll`, p);
+      if (!w.body?.request_id) break;
+      await post(relay, `${V1}/servers/control`, { ...p, request_id: w.body.request_id });
+    }
+  }
+  const sockets = [];
+  const hold = (path, body, headers = '') =>
+    new Promise((resolve) => {
+      const data = JSON.stringify(body);
+      const s = net.connect({ port: Number(new URL(relay.base).port), host: '127.0.0.1' }, () => {
+        s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\n${headers}\r\n${data}`);
+        resolve();
+      });
+      s.on('error', () => resolve());
+      sockets.push(s);
+    });
+  for (let i = 1; i < polls.length; i += 250) await Promise.all(polls.slice(i, i + 250).map((p) => hold(`${V1}/servers/poll`, p)));
+  for (let i = 0; i < clients.length; i += 250) await Promise.all(clients.slice(i, i + 250).map((c) => hold(`${V1}/responses/retrieve`, c, 'Prefer: wait=8\r\n')));
+  await sleep(3000);
+  clearInterval(renewAll);
+  const atHold = relay.mem();
+  // Gateway chats to a node that never answers (the first one, which keeps renewing its lease).
+  const renew = setInterval(() => void post(relay, `${V1}/servers/register`, { server_public_key: nodeKey, capabilities: capabilities() }, {}), 10_000);
+  const chats = Number(o.chats);
+  let settled = 0;
+  let refusedChat = null;
+  const controller = new AbortController();
+  for (let i = 0; i <= chats; i += 1) {
+    fetch(`${relay.base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hold' }] }), signal: controller.signal })
+      .then(async (res) => {
+        settled += 1;
+        refusedChat ??= { status: res.status, body: await res.json().catch(() => null), headers: { 'retry-after': res.headers.get('retry-after') } };
+      })
+      .catch(() => {});
+  }
+  // One more chat than the cap: the last is refused; the rest stay open (the node never answers).
+  await sleep(Math.min(SECONDS, 30) * 1000);
+  const heldChats = chats + 1 - settled;
+  const full = relay.mem();
+  clearInterval(renew);
+  controller.abort();
+  for (const s of sockets) s.destroy();
+  return {
+    held: `${polls.length - 1} polls + ${clients.length} retrieves (RSS ${mib(atHold?.rssKiB)} MiB); ${heldChats} gateway chats`,
+    next: `chat: ${refusal(refusedChat)}`,
+    rssKiB: full?.rssKiB,
+  };
+}
+
+async function flood(relay) {
+  await post(relay, '/sink', { server_public_key: legacyNode(0) });
+  let held = 0;
+  let refused = null;
+  const big = 'x'.repeat(MiB - 2 * KiB);
+  const deadline = Date.now() + SECONDS * 1000;
+  await lanes(4, Math.min(MAX, 2000), deadline, async (w, i) => {
+    const res = await postFull(relay, '/faucet', { server_public_key: legacyNode(0), client_public_key: clientKey(i), chat_history: big, cipherkey: 'k', iv: 'i' });
+    if (res.status === 200) {
+      held += 1;
+      return true;
+    }
+    refused ??= res;
+    return false;
+  });
+  const alive = (await request(relay.base, 'GET', '/livez').catch(() => ({ status: 'down' }))).status;
+  return { held: `${held} × 1 MiB`, next: `${refusal(refused)}; /livez ${alive}` };
+}
+
+const PHASES = { queued, legacy: legacyAnswers, v1: v1Answers, held, flood };
+const mib = (kib) => (kib === undefined || kib === null || Number.isNaN(kib) ? '—' : Math.round(kib / 1024));
+
+async function main() {
+  ensureFdLimit(20_000);
+  const sets = o.store === 'redis' ? ['state.store=redis'] : [];
+  const env = await chartEnv(o.limit, sets);
+  let redis = null;
+  if (o.store === 'redis') {
+    redis = await startRedis();
+    env.TOKENPLACE_RELAY_STATE_STORE = 'redis';
+    env.TOKENPLACE_RELAY_REDIS_URL = redis.url;
+  }
+  if (o.runner === 'podman' && spawnSync(PODMAN[0], [...PODMAN.slice(1), 'image', 'exists', o.image]).status !== 0) {
+    throw new Error(`image ${o.image} not found: bash scripts/build-image.sh (or --runner process)`);
+  }
+  if (o.runner === 'process' && !existsSync(join(process.env.BENCH_RELAY_ROOT ?? ROOT, 'dist/main.js'))) {
+    throw new Error('dist/main.js is missing: npm run build');
+  }
+  const results = {};
+  let port = Number(o.port);
+  try {
+    for (const phase of o.phases.split(',')) {
+      const relay = await startRelay(env, port++);
+      const t0 = Date.now();
+      let r;
+      try {
+        r = await PHASES[phase](relay);
+      } catch (error) {
+        r = { held: 'error', next: error.message };
+      }
+      const m = relay.mem();
+      r.rssMiB = mib(r.rssKiB ?? m?.rssKiB);
+      r.peakMiB = mib(m?.hwmKiB);
+      r.died = relay.dead();
+      r.oomKilled = relay.oomKilled();
+      r.seconds = Math.round((Date.now() - t0) / 1000);
+      delete r.rssKiB;
+      results[phase] = r;
+      process.stderr.write(`${o.limit} ${o.store} ${phase}: ${JSON.stringify(r)}\n`);
+      await relay.stop();
+    }
+  } finally {
+    await redis?.stop();
+  }
+  const cell = (p) => (results[p] ? `${results[p].held}${results[p].collected ? ` (${results[p].collected})` : ''}` : '—');
+  const peak = Math.max(...Object.values(results).map((r) => (typeof r.peakMiB === 'number' ? r.peakMiB : 0)));
+  const next = Object.entries(results)
+    .map(([p, r]) => `${p}: ${r.next}${r.oomKilled ? ' OOMKILLED' : r.died ? ' DIED' : ''}`)
+    .join('; ');
+  console.log(JSON.stringify({ limit: o.limit, store: o.store, runner: o.runner, image: o.runner === 'podman' ? o.image : null, results }));
+  console.log(`| ${o.limit} | ${o.store} | ${cell('queued')} | legacy ${cell('legacy')}; API v1 ${cell('v1')} | ${cell('held')} | ${peak} MiB | ${next} |`);
+}
+
+await main();
+process.exit(0);
