@@ -346,6 +346,15 @@ export class DispatchService {
     };
   }
 
+  /**
+   * The store's cap on the gateway's client key: every chat this process may hold, plus what a
+   * stranger naming that key on the public routes may add (`maxPendingPerClient`), so that stranger
+   * can never take a gateway chat's place.
+   */
+  private clientCap(): number {
+    return this.config.gateway.maxConcurrent + this.config.limits.maxPendingPerClient;
+  }
+
   private async enqueue(d: Dispatch, job: JobInput): Promise<void> {
     const nodeId = job.nodeId;
     d.requestId = job.requestId as string;
@@ -354,7 +363,9 @@ export class DispatchService {
     const now = this.clock.now();
     let result: EnqueueResult;
     try {
-      result = await this.store.enqueue({ job, now });
+      // The process-wide client key is the gateway's, not a stranger's: its chats are bounded by
+      // the gateway's own caps; the store's cap on it is kept as a backstop above them.
+      result = await this.store.enqueue({ job, now, clientCap: this.clientCap() });
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
         // The store may still apply the enqueue once it recovers (a stalled Redis runs what it
