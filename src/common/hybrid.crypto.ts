@@ -128,36 +128,52 @@ function unwrapPkcs1(privateKey: KeyObject, wrapped: Buffer): Buffer {
 /** node-forge's copy of a key, made once per key (the relay's own key decrypts many requests). */
 const forgeKeys = new WeakMap<KeyObject, forge.pki.rsa.PrivateKey>();
 
-/** Unwraps a cipherkey (OAEP-SHA256, then PKCS#1 v1.5) into the AES key it carries. */
+/** The AES key an unwrapped RSA plaintext carries (its base64 text), or null if it carries none. */
+function aesKeyOf(text: Buffer): Buffer | null {
+  const keyText = text.toString('latin1');
+  if (!isStrictBase64(keyText)) {
+    return null;
+  }
+  const key = Buffer.from(keyText, 'base64');
+  return AES_KEY_BYTES.has(key.length) ? key : null;
+}
+
+function unwrapWith(privateKey: KeyObject, wrapped: Buffer, padding: Padding): Buffer | null {
+  let text: Buffer;
+  try {
+    text =
+      padding === 'oaep'
+        ? privateDecrypt(
+            { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+            wrapped,
+          )
+        : unwrapPkcs1(privateKey, wrapped);
+  } catch {
+    return null;
+  }
+  return aesKeyOf(text);
+}
+
+/**
+ * Unwraps a cipherkey into the AES key it carries: OAEP-SHA256, then PKCS#1 v1.5, or `prefer`
+ * first (one RSA operation instead of two when the sender's padding is known from before). A wrong
+ * guess costs the second attempt, never a wrong key: v1.5 with implicit rejection (Node 24) turns
+ * an OAEP wrap into random bytes, which are not the base64 text of an AES key.
+ */
 export function unwrapKey(
   privateKey: KeyObject,
   cipherkey: string,
+  prefer: Padding = 'oaep',
 ): { key: Buffer; padding: Padding } {
   const wrapped = Buffer.from(cipherkey, 'base64');
-  let text: Buffer;
-  let padding: Padding = 'oaep';
-  try {
-    text = privateDecrypt(
-      { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
-      wrapped,
-    );
-  } catch {
-    padding = 'pkcs1';
-    try {
-      text = unwrapPkcs1(privateKey, wrapped);
-    } catch {
-      throw new DecryptError('the key could not be unwrapped');
+  const other: Padding = prefer === 'oaep' ? 'pkcs1' : 'oaep';
+  for (const padding of [prefer, other]) {
+    const key = unwrapWith(privateKey, wrapped, padding);
+    if (key !== null) {
+      return { key, padding };
     }
   }
-  const keyText = text.toString('latin1');
-  if (!isStrictBase64(keyText)) {
-    throw new DecryptError('the unwrapped key is not base64');
-  }
-  const key = Buffer.from(keyText, 'base64');
-  if (!AES_KEY_BYTES.has(key.length)) {
-    throw new DecryptError('the unwrapped key has the wrong size');
-  }
-  return { key, padding };
+  throw new DecryptError('the key could not be unwrapped');
 }
 
 /** AES-CBC decryption with an unwrapped key; the text must be UTF-8. */
@@ -175,11 +191,12 @@ export function openWithKey(key: Buffer, sealed: { ciphertext: string; iv: strin
   }
 }
 
-/** Decrypts a hybrid envelope to text; reports which padding the sender used. */
+/** Decrypts a hybrid envelope to text (`prefer`: see {@link unwrapKey}); reports the sender's padding. */
 export function openText(
   privateKey: KeyObject,
   sealed: Sealed,
+  prefer: Padding = 'oaep',
 ): { text: string; padding: Padding } {
-  const { key, padding } = unwrapKey(privateKey, sealed.cipherkey);
+  const { key, padding } = unwrapKey(privateKey, sealed.cipherkey, prefer);
   return { text: openWithKey(key, sealed), padding };
 }

@@ -23,12 +23,12 @@ import { GatewayErrors, ProviderErrors } from './gateway.errors';
 import {
   DecryptError,
   openText,
-  publicKeyFromB64,
   sealText,
   type RsaKey,
   type Sealed,
 } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
+import { NodeKeys } from './node-keys';
 import type { NodeReply } from './openai.format';
 import type { ChatMessage } from './request.validation';
 
@@ -111,6 +111,7 @@ const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
 export class DispatchService {
   private readonly logger = new Logger('Gateway');
   private active = 0;
+  private readonly nodeKeys = new NodeKeys();
 
   constructor(
     @Inject(STATE_STORE) private readonly store: StateStore,
@@ -323,7 +324,7 @@ export class DispatchService {
     };
     let sealed: Sealed;
     try {
-      sealed = sealText(JSON.stringify(inner), publicKeyFromB64(nodeId), 'oaep');
+      sealed = sealText(JSON.stringify(inner), this.nodeKeys.publicKey(nodeId), 'oaep');
     } catch {
       return null;
     }
@@ -452,7 +453,9 @@ export class DispatchService {
   private readAnswer(d: Dispatch, envelope: Envelope): NodeReply {
     let inner: unknown;
     try {
-      inner = JSON.parse(openText(d.key.privateKey, envelope).text);
+      const opened = openText(d.key.privateKey, envelope, this.nodeKeys.replyPadding(d.nodeId));
+      this.nodeKeys.answered(d.nodeId, opened.padding);
+      inner = JSON.parse(opened.text);
     } catch (error) {
       this.reject(d, error instanceof DecryptError ? 'undecryptable' : 'not_json');
     }
@@ -510,7 +513,8 @@ export class DispatchService {
       return;
     }
     try {
-      const inner: unknown = JSON.parse(openText(d.key.privateKey, envelope).text);
+      const opened = openText(d.key.privateKey, envelope, this.nodeKeys.replyPadding(d.nodeId));
+      const inner: unknown = JSON.parse(opened.text);
       if (!isPlainObject(inner) || inner.request_id !== d.requestId) {
         return;
       }
