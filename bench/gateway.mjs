@@ -149,15 +149,17 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function timed(n, gapMs, fn) {
-  const out = [];
+async function alternated(n, gapMs, a, b) {
+  const out = [[], []];
   for (let i = 0; i < n; i += 1) {
-    const t0 = performance.now();
-    await fn();
-    out.push(performance.now() - t0);
-    await sleep(gapMs);
+    for (const [k, fn] of [a, b].entries()) {
+      const t0 = performance.now();
+      await fn();
+      out[k].push(performance.now() - t0);
+      await sleep(gapMs);
+    }
   }
-  return out.sort((a, b) => a - b);
+  return out.map((x) => x.sort((p, q) => p - q));
 }
 
 async function latency() {
@@ -177,8 +179,8 @@ async function latency() {
       await sleep(3000); // let the key pool refill
       const n = Number(values.samples);
       const gap = Number(values.gap);
-      const raw = await timed(n, gap, () => rawChat(relay.base, client));
-      const gw = await timed(n, gap, () => gatewayChat(relay.base));
+      // Alternated, so both paths see the same moments of a busy machine.
+      const [raw, gw] = await alternated(n, gap, () => rawChat(relay.base, client), () => gatewayChat(relay.base));
       const r = (x) => Math.round(x * 10) / 10;
       rows.push({
         relay: label,
