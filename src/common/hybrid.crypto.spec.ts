@@ -3,8 +3,10 @@ import {
   DecryptError,
   identityOf,
   openText,
+  openTextAsync,
   sealText,
   unwrapKey,
+  unwrapKeyAsync,
   wrapKey,
   type Padding,
 } from './hybrid.crypto';
@@ -47,6 +49,40 @@ describe('unwrapKey with a preferred padding', () => {
       const wrapped = wrapKey(randomBytes(32), otherKey, 'oaep');
 
       expect(() => unwrapKey(me.privateKey, wrapped, prefer)).toThrow(DecryptError);
+    },
+  );
+});
+
+describe('unwrapKeyAsync (OAEP through WebCrypto, off the event loop)', () => {
+  it.each<[Padding, Padding]>([
+    ['oaep', 'oaep'],
+    ['oaep', 'pkcs1'],
+    ['pkcs1', 'oaep'],
+    ['pkcs1', 'pkcs1'],
+  ])('should recover a %s-wrapped key when %s is tried first', async (sent, prefer) => {
+    const aes = randomBytes(32);
+    const wrapped = wrapKey(aes, me.privateKey, sent);
+
+    const { key, padding } = await unwrapKeyAsync(me.privateKey, wrapped, prefer);
+
+    expect(key.equals(aes)).toBe(true);
+    expect(padding).toBe(sent);
+  });
+
+  it('should open an OAEP envelope to the same text as the synchronous path', async () => {
+    const sealed = sealText('{"answer":"async"}', me.privateKey, 'oaep');
+
+    await expect(openTextAsync(me.privateKey, sealed)).resolves.toEqual(
+      openText(me.privateKey, sealed),
+    );
+  });
+
+  it.each<Padding>(['oaep', 'pkcs1'])(
+    'should refuse a key wrapped for another key (%s first)',
+    async (prefer) => {
+      const wrapped = wrapKey(randomBytes(32), otherKey, 'oaep');
+
+      await expect(unwrapKeyAsync(me.privateKey, wrapped, prefer)).rejects.toThrow(DecryptError);
     },
   );
 });

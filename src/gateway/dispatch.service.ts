@@ -23,6 +23,7 @@ import { GatewayErrors, ProviderErrors } from './gateway.errors';
 import {
   DecryptError,
   openText,
+  openTextAsync,
   sealText,
   type RsaKey,
   type Sealed,
@@ -450,10 +451,11 @@ export class DispatchService {
     }
   }
 
-  private readAnswer(d: Dispatch, envelope: Envelope): NodeReply {
+  private async readAnswer(d: Dispatch, envelope: Envelope): Promise<NodeReply> {
     let inner: unknown;
     try {
-      const opened = openText(d.key.privateKey, envelope, this.nodeKeys.replyPadding(d.nodeId));
+      const padding = this.nodeKeys.replyPadding(d.nodeId);
+      const opened = await openTextAsync(d.key.privateKey, envelope, padding);
       this.nodeKeys.answered(d.nodeId, opened.padding);
       inner = JSON.parse(opened.text);
     } catch (error) {
