@@ -5,7 +5,7 @@ import { isPlainObject } from '../common/envelope-body';
 import { fingerprint } from '../common/ids';
 import {
   identityOf,
-  openText,
+  openTextAsync,
   publicKeyFromB64,
   sealText,
   type Padding,
@@ -175,7 +175,8 @@ export class DemoNode {
     let inner: unknown;
     let padding: Padding = 'oaep';
     try {
-      const opened = openText(key.privateKey, {
+      // Off the event loop it shares with the relay (OAEP through WebCrypto).
+      const opened = await openTextAsync(key.privateKey, {
         ciphertext: work.chat_history as string,
         cipherkey: work.cipherkey,
         iv: work.iv,
