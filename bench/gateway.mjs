@@ -7,37 +7,63 @@
 //  2. held: N gateway chats waiting at once for a node that never answers; RSS/heap per chat.
 //  3. burst (issue 22, not in the default parts): --burst chats sent at once against --nodes
 //     simulated nodes that answer the moment a poll hands them work (they build the reply from the
-//     work's outer request id and client key, so the bench's own CPU stays small). Per key mode:
-//     `keygen` as shipped (a fresh RSA key per chat, pool of 8) and `premade` (relay-probe.cjs hands
-//     out pre-made keys: what a chat costs once keygen is off the request path). Prints admission
-//     (last work handed to a node) and completion rates, chat latency, and the relay's CPU per chat
-//     from /proc (main thread; other threads: libuv pool keygen and V8 GC), which survives a busy
-//     machine. --profile adds the relay's CPU profile (--cpu-prof) per mode. --cpus pins the relay
-//     (`taskset -c`); run the bench itself on the other core: `taskset -c 1 node bench/gateway.mjs`.
-// usage: node bench/gateway.mjs [--parts latency,held,burst] [--samples 100] [--held 500] [--gap 250]
-//          [--burst 2000] [--nodes 8] [--polls 4] [--keys keygen,premade] [--cpus 0] [--profile]
+//     work's outer request id and client key, so the bench's own CPU stays small; with
+//     --node-answers async, the default, a node polls again without waiting for its answer's
+//     reply, so admission is not paced by completion). Per key mode: `built` (what the relay under
+//     test does: a keygen per chat from a pool of 8 before issue 22, one client key per process
+//     after) and `premade` (relay-probe.cjs hands out pre-made keys, so every keygen the relay asks
+//     for answers at once). Prints admission (the moment the last work reached a node) and
+//     completion rates, chat latency, the keygens the relay asked for, and the relay's CPU per chat
+//     from /proc (main thread; other threads: libuv pool and V8 GC), which survives a busy machine.
+//     --profile adds the relay's CPU profile (--cpu-prof) per mode. --cpus pins the relay
+//     (`taskset -c`); --bench-cpus pins this script (run it on the other core).
+//  4. demo (issue 22): the relay with its demo node (`USE_MOCK_LLM=1`, what `npm start --
+//     --use_mock_llm` starts), --demo-chats chats sent at once; completion rate and latency, per
+//     Node binary of --node-bins (e.g. /usr/bin/node for Node 20).
+// Every part runs once per relay checkout of --roots (default: this one), so a before/after is one
+// invocation: `--roots .,/work/baseline`.
+// usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100]
+//          [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade]
+//          [--node-answers async|sync] [--cpus 0] [--bench-cpus 1] [--profile] [--demo-chats 500]
+//          [--node-bins BIN,BIN]
 import { constants, createCipheriv, createDecipheriv, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { cli, percentile as quantile, premadeKeys, request, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
+import { join, resolve } from 'node:path';
+import { cli, percentile as quantile, premadeKeys, request, ROOT, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/gateway.mjs [--parts latency,held,burst] [--samples 100] [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys keygen,premade] [--cpus LIST] [--profile]',
+  'usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100] [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade] [--node-answers async|sync] [--cpus LIST] [--bench-cpus LIST] [--profile] [--demo-chats 500] [--node-bins BIN,BIN]',
   {
     parts: { type: 'string', default: 'latency,held' },
+    roots: { type: 'string', default: '.' },
     samples: { type: 'string', default: '100' },
     held: { type: 'string', default: '500' },
     gap: { type: 'string', default: '250' },
     burst: { type: 'string', default: '2000' },
     nodes: { type: 'string', default: '8' },
     polls: { type: 'string', default: '4' },
-    keys: { type: 'string', default: 'keygen,premade' },
+    keys: { type: 'string', default: 'built,premade' },
+    'node-answers': { type: 'string', default: 'async' },
     cpus: { type: 'string', default: '' },
+    'bench-cpus': { type: 'string', default: '' },
     profile: { type: 'boolean', default: false },
+    'demo-chats': { type: 'string', default: '500' },
+    'node-bins': { type: 'string', default: '' },
   },
 );
+if (values['bench-cpus']) {
+  execFileSync('taskset', ['-a', '-p', '-c', values['bench-cpus'], String(process.pid)], { stdio: 'ignore' });
+}
+/** The relay checkouts to measure: [label, dist/main.js]. */
+const ROOTS = values.roots.split(',').map((dir) => {
+  const root = dir === '.' ? ROOT : resolve(dir);
+  const commit = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
+  return [`${dir === '.' ? 'this checkout' : dir}${commit ? ` (${commit})` : ''}`, join(root, 'dist/main.js')];
+});
+const nodeVersion = (bin) => spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim();
 const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -123,21 +149,25 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function timed(n, gapMs, fn) {
-  const out = [];
+async function alternated(n, gapMs, a, b) {
+  const out = [[], []];
   for (let i = 0; i < n; i += 1) {
-    const t0 = performance.now();
-    await fn();
-    out.push(performance.now() - t0);
-    await sleep(gapMs);
+    for (const [k, fn] of [a, b].entries()) {
+      const t0 = performance.now();
+      await fn();
+      out[k].push(performance.now() - t0);
+      await sleep(gapMs);
+    }
   }
-  return out.sort((a, b) => a - b);
+  return out.map((x) => x.sort((p, q) => p - q));
 }
 
 async function latency() {
   const rows = [];
+  for (const [label, main] of ROOTS)
   for (const padding of ['pkcs1', 'oaep']) {
-    const relay = await startRelay(5181, { TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '16' });
+    // The pool size only matters to relays from before issue 22 (later ones ignore it, with a warning).
+    const relay = await startRelay(5181, { TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '16' }, [], main);
     const stop = { done: false };
     try {
       const node = await instantNode(relay.base, padding, stop);
@@ -149,10 +179,11 @@ async function latency() {
       await sleep(3000); // let the key pool refill
       const n = Number(values.samples);
       const gap = Number(values.gap);
-      const raw = await timed(n, gap, () => rawChat(relay.base, client));
-      const gw = await timed(n, gap, () => gatewayChat(relay.base));
+      // Alternated, so both paths see the same moments of a busy machine.
+      const [raw, gw] = await alternated(n, gap, () => rawChat(relay.base, client), () => gatewayChat(relay.base));
       const r = (x) => Math.round(x * 10) / 10;
       rows.push({
+        relay: label,
         nodeReplyPadding: padding,
         samples: n,
         rawP50Ms: r(percentile(raw, 50)),
@@ -179,8 +210,14 @@ async function metrics(base) {
 }
 
 async function held() {
+  for (const [label, main] of ROOTS) {
+    await heldOne(label, main);
+  }
+}
+
+async function heldOne(label, main) {
   const N = Number(values.held);
-  const relay = await startRelay(5182, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '0', TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 10) });
+  const relay = await startRelay(5182, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '0', TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 10) }, [], main);
   try {
     const silent = identity();
     const registered = await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: silent.b64, capabilities: CAPS });
@@ -208,6 +245,7 @@ async function held() {
       statuses[r.status] = (statuses[r.status] ?? 0) + 1;
     }
     const row = {
+      relay: label,
       waiting: N,
       admitSeconds: Math.round(admittedS * 10) / 10,
       rssBeforeMiB: Math.round(before.rssMiB),
@@ -253,12 +291,19 @@ async function fastNode(base, stop, received) {
         continue;
       }
       received.push(performance.now());
-      const reply = seal(
+      const answer = () => {
+        const reply = seal(
         { protocol: PROTOCOL, version: 1, request_id: res.body.request_id, client_public_key: res.body.client_public_key, api_v1_response: { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } },
         res.body.client_public_key,
         'oaep',
       );
-      await post(base, '/api/v1/relay/responses', { client_public_key: res.body.client_public_key, request_id: res.body.request_id, protocol: PROTOCOL, version: 1, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv });
+        return post(base, '/api/v1/relay/responses', { client_public_key: res.body.client_public_key, request_id: res.body.request_id, protocol: PROTOCOL, version: 1, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv });
+      };
+      if (values['node-answers'] === 'sync') {
+        await answer();
+      } else {
+        answer().catch(() => undefined); // the chat's own status says whether it arrived
+      }
     }
   };
   for (let i = 0; i < Number(values.polls); i += 1) {
@@ -271,7 +316,8 @@ async function burst() {
   const N = Number(values.burst);
   const rows = [];
   const profiles = [];
-  for (const mode of values.keys.split(',')) {
+  for (const [label, main] of ROOTS)
+  for (const mode of values.keys.split(',').map((k) => (k === 'keygen' ? 'built' : k))) {
     const dir = values.profile ? mkdtempSync(join(tmpdir(), 'relay-burst-prof-')) : null;
     const env = {
       TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600',
@@ -279,7 +325,7 @@ async function burst() {
       TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 100),
       ...(mode === 'premade' ? { BENCH_PROBE_KEYS: premadeKeys() } : {}),
     };
-    const relay = await startRelay(5184, env, dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [], 'dist/main.js', { probe: true, cpus: values.cpus });
+    const relay = await startRelay(5184, env, dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [], main, { probe: true, cpus: values.cpus });
     const stop = { done: false };
     const received = [];
     try {
@@ -287,7 +333,7 @@ async function burst() {
       for (let i = 0; i < 20; i += 1) {
         await gatewayChat(relay.base);
       }
-      await sleep(mode === 'keygen' ? 5000 : 500); // the key pool refills (8 keys)
+      await sleep(mode === 'built' ? 5000 : 500); // a keygen pool (before issue 22) refills
       received.length = 0;
       const cpu0 = threadCpuMs(relay.pid);
       const keys0 = await relay.probe('keygen');
@@ -313,8 +359,10 @@ async function burst() {
       const ms = ok.map((c) => c.ms).sort((a, b) => a - b);
       const per = (x) => Math.round((x / N) * 100) / 100;
       rows.push({
+        relay: label,
         keys: mode,
         chats: N,
+        relayCpus: values.cpus || 'any',
         nodes: `${values.nodes}×${values.polls}`,
         admitSeconds: Math.round(admitS * 100) / 100,
         admittedPerSecond: Math.round(received.length / admitS),
@@ -334,11 +382,11 @@ async function burst() {
     }
     if (dir) {
       const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-      if (file) profiles.push([mode, join(dir, file)]);
+      if (file) profiles.push([`${label} ${mode}`, join(dir, file), rows.length - 1]);
     }
   }
   process.stdout.write(`\n${table(rows, Object.keys(rows[0]))}\n`);
-  for (const [mode, file] of profiles) {
+  for (const [mode, file, row] of profiles) {
     const summary = summariseProfile(file, 30);
     process.stdout.write(`\nrelay CPU profile, keys ${mode} (${Math.round(summary.totalMs)} ms sampled, main thread): ${file}\n${summary.lines.join('\n')}\n`);
     // The main thread's CPU per chat split by what it was doing (the profile's share of non-idle
@@ -350,12 +398,72 @@ async function burst() {
       const cat = CATEGORIES.find(([, re]) => re.test(k))?.[0] ?? 'other';
       cats.set(cat, (cats.get(cat) ?? 0) + us);
     }
-    const perChat = rows.find((r) => r.keys === mode).cpuMainMsPerChat;
+    const perChat = rows[row].cpuMainMsPerChat;
     process.stdout.write(`\nmain-thread CPU per chat by activity, keys ${mode} (${perChat} ms per chat):\n`);
     for (const [cat, us] of [...cats].sort((a, b) => b[1] - a[1])) {
       process.stdout.write(`  ${((us / sum) * perChat).toFixed(2).padStart(6)} ms  ${((us / sum) * 100).toFixed(1).padStart(5)}%  ${cat}\n`);
     }
   }
+}
+
+/** The relay with its demo node: --demo-chats chats at once, per relay checkout and Node binary. */
+async function demo() {
+  const N = Number(values['demo-chats']);
+  const bins = values['node-bins'] ? values['node-bins'].split(',') : [process.execPath];
+  const rows = [];
+  for (const [label, main] of ROOTS)
+  for (const bin of bins) {
+    const env = { USE_MOCK_LLM: '1', TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 100) };
+    const relay = await startRelay(5186, env, [], main, { probe: true, cpus: values.cpus, node: bin });
+    try {
+      for (let i = 0; i < 100; i += 1) {
+        const diag = await request(relay.base, 'GET', '/relay/diagnostics');
+        if ((diag.body.api_v1_registered_compute_nodes ?? []).length > 0) break;
+        await sleep(100);
+      }
+      for (let i = 0; i < 5; i += 1) {
+        await gatewayChat(relay.base);
+      }
+      await sleep(3000); // a keygen pool (before issue 22) refills
+      const cpu0 = threadCpuMs(relay.pid);
+      const keys0 = await relay.probe('keygen');
+      const t0 = performance.now();
+      const chats = await Promise.all(
+        Array.from({ length: N }, async (_, i) => {
+          const sent = performance.now();
+          const res = await post(relay.base, '/v1/chat/completions', { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: `demo chat ${i}` }] }).catch((e) => ({ status: 0, body: String(e) }));
+          const ok = res.status === 200 && /^Mock response/.test(res.body?.choices?.[0]?.message?.content ?? '');
+          return { status: ok ? 200 : res.status, ms: performance.now() - sent, at: performance.now() };
+        }),
+      );
+      const cpu1 = threadCpuMs(relay.pid);
+      const keys1 = await relay.probe('keygen');
+      const ok = chats.filter((c) => c.status === 200);
+      const statuses = {};
+      for (const c of chats) statuses[c.status] = (statuses[c.status] ?? 0) + 1;
+      const doneS = (Math.max(...chats.map((c) => c.at)) - t0) / 1000;
+      const ms = ok.map((c) => c.ms).sort((a, b) => a - b);
+      const per = (x) => Math.round((x / N) * 100) / 100;
+      rows.push({
+        relay: label,
+        node: nodeVersion(bin),
+        relayCpus: values.cpus || 'any',
+        chats: N,
+        seconds: Math.round(doneS * 100) / 100,
+        completedPerSecond: Math.round(ok.length / doneS),
+        p50Ms: Math.round(quantile(ms, 0.5)),
+        p99Ms: Math.round(quantile(ms, 0.99)),
+        cpuMainMsPerChat: per(cpu1.main - cpu0.main),
+        cpuOtherThreadsMsPerChat: per(cpu1.others - cpu0.others),
+        keygens: keys1.calls - keys0.calls,
+        statuses: JSON.stringify(statuses),
+      });
+      process.stdout.write(`${JSON.stringify(rows.at(-1))}\n`);
+    } finally {
+      await relay.stop();
+    }
+  }
+  process.stdout.write(`\n${table(rows, Object.keys(rows[0]))}\n`);
 }
 
 for (const part of values.parts.split(',')) {
@@ -366,6 +474,8 @@ for (const part of values.parts.split(',')) {
     await held();
   } else if (part === 'burst') {
     await burst();
+  } else if (part === 'demo') {
+    await demo();
   }
 }
 process.exit(0);

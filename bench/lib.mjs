@@ -61,6 +61,7 @@ process.once('exit', () => {
  * Starts `node dist/main.js` on a port and waits until /livez answers.
  * `options.probe`: preload bench/relay-probe.cjs with an IPC channel (`relay.probe('gc')`, 'memory',
  * 'snapshot', 'eld', 'trace'; see that file). `options.cpus`: pin the relay (`taskset -c <cpus>`).
+ * `options.node`: the Node binary to run it with (default: the one running the bench).
  */
 export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/main.js', options = {}) {
   // BENCH_RELAY_ROOT=<checkout> runs another build of the relay (before/after comparisons).
@@ -69,7 +70,8 @@ export async function startRelay(port, env = {}, nodeArgs = [], script = 'dist/m
     throw new Error(`${main} is missing: run \`npm run build\` first`);
   }
   const args = [...(options.probe ? ['--expose-gc', '-r', join(ROOT, 'bench/relay-probe.cjs')] : []), ...nodeArgs, main];
-  const [command, argv] = options.cpus ? ['taskset', ['-c', String(options.cpus), process.execPath, ...args]] : [process.execPath, args];
+  const node = options.node ?? process.execPath;
+  const [command, argv] = options.cpus ? ['taskset', ['-c', String(options.cpus), node, ...args]] : [node, args];
   const child = spawn(command, argv, {
     env: { ...process.env, ...BENCH_ENV, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), ...env },
     // BENCH_RELAY_LOGS=<dir> keeps each relay's JSON log in <dir>/relay-<port>.log.

@@ -368,6 +368,12 @@ describe('unknown variables', () => {
     expect(RelayConfig.load({ [typo]: '1' }).warnings[0]?.suggestion).toBe(suggestion);
   });
 
+  it('should explain the retired gateway key pool size', () => {
+    expect(warningsOf({ TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '8' })).toEqual([
+      'TOKENPLACE_GATEWAY_KEY_POOL_SIZE is ignored: retired: the gateway seals every chat under one client key per process (see TOKENPLACE_GATEWAY_CLIENT_KEY_ROTATE_SECONDS)',
+    ]);
+  });
+
   it('should warn without a guess when nothing is close, and explain names that belong to other programs', () => {
     expect(
       warningsOf({

@@ -116,7 +116,8 @@ export interface GatewayConfig {
   /** `TOKENPLACE_API_V1_DISTRIBUTED_TIMEOUT_SECONDS`. */
   timeoutMs: number;
   maxConcurrent: number;
-  keyPoolSize: number;
+  /** Age after which the client key of gateway chats is replaced (in the background). */
+  clientKeyRotateMs: number;
   /** PEM private key file shared by replicas, or null for a per-process key. */
   keyFile: string | null;
   serviceName: string;
@@ -338,7 +339,7 @@ export class RelayConfig {
       enabled: s.gatewayEnabled,
       timeoutMs: Math.round(s.gatewayTimeoutSeconds * 1000),
       maxConcurrent: s.gatewayMaxConcurrent,
-      keyPoolSize: s.gatewayKeyPoolSize,
+      clientKeyRotateMs: s.gatewayClientKeyRotateSeconds * 1000,
       keyFile: s.gatewayKeyFile || null,
       serviceName: s.serviceName || 'token.place',
       streamRateLimit: parseRateLimit(s.streamRateLimit),

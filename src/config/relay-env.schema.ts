@@ -913,14 +913,14 @@ export class RelayEnvSchema {
   gatewayMaxConcurrent = 1024;
 
   @Env(
-    'TOKENPLACE_GATEWAY_KEY_POOL_SIZE',
-    'Pre-generated one-time RSA-2048 client keys the gateway keeps ready (refilled in the background)',
+    'TOKENPLACE_GATEWAY_CLIENT_KEY_ROTATE_SECONDS',
+    'Age after which the gateway replaces the RSA-2048 client key its chats are sealed under (one per process, made in the background, never persisted)',
   )
   @ToNumber()
   @IsInt()
-  @Min(0)
-  @Max(1024)
-  gatewayKeyPoolSize = 8;
+  @Min(60)
+  @Max(604800)
+  gatewayClientKeyRotateSeconds = 3600;
 
   @Env(
     'TOKENPLACE_GATEWAY_KEY_FILE',

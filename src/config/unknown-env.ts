@@ -25,6 +25,10 @@ const NOT_OURS: ReadonlyArray<readonly [RegExp, string]> = [
     /^TOKENPLACE_FRONTEND_MODE$/,
     "the existing relay's Vue build switch; this relay serves one bundled page",
   ],
+  [
+    /^TOKENPLACE_GATEWAY_KEY_POOL_SIZE$/,
+    'retired: the gateway seals every chat under one client key per process (see TOKENPLACE_GATEWAY_CLIENT_KEY_ROTATE_SECONDS)',
+  ],
   [/^TOKENPLACE_REQUIRE_[A-Z_]+$/, "a switch of this project's test suite (npm test)"],
   [
     /^(TOKENPLACE_RATE_LIMIT_STORAGE_URI|TOKEN_PLACE_CONFIG)$/,

@@ -23,12 +23,13 @@ import { GatewayErrors, ProviderErrors } from './gateway.errors';
 import {
   DecryptError,
   openText,
-  publicKeyFromB64,
+  openTextAsync,
   sealText,
   type RsaKey,
   type Sealed,
 } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
+import { NodeKeys } from './node-keys';
 import type { NodeReply } from './openai.format';
 import type { ChatMessage } from './request.validation';
 
@@ -111,6 +112,7 @@ const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
 export class DispatchService {
   private readonly logger = new Logger('Gateway');
   private active = 0;
+  private readonly nodeKeys = new NodeKeys();
 
   constructor(
     @Inject(STATE_STORE) private readonly store: StateStore,
@@ -323,7 +325,7 @@ export class DispatchService {
     };
     let sealed: Sealed;
     try {
-      sealed = sealText(JSON.stringify(inner), publicKeyFromB64(nodeId), 'oaep');
+      sealed = sealText(JSON.stringify(inner), this.nodeKeys.publicKey(nodeId), 'oaep');
     } catch {
       return null;
     }
@@ -346,6 +348,15 @@ export class DispatchService {
     };
   }
 
+  /**
+   * The store's cap on the gateway's client key: every chat this process may hold, plus what a
+   * stranger naming that key on the public routes may add (`maxPendingPerClient`), so that stranger
+   * can never take a gateway chat's place.
+   */
+  private clientCap(): number {
+    return this.config.gateway.maxConcurrent + this.config.limits.maxPendingPerClient;
+  }
+
   private async enqueue(d: Dispatch, job: JobInput): Promise<void> {
     const nodeId = job.nodeId;
     d.requestId = job.requestId as string;
@@ -354,7 +365,9 @@ export class DispatchService {
     const now = this.clock.now();
     let result: EnqueueResult;
     try {
-      result = await this.store.enqueue({ job, now });
+      // The process-wide client key is the gateway's, not a stranger's: its chats are bounded by
+      // the gateway's own caps; the store's cap on it is kept as a backstop above them.
+      result = await this.store.enqueue({ job, now, clientCap: this.clientCap() });
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
         // The store may still apply the enqueue once it recovers (a stalled Redis runs what it
@@ -438,10 +451,13 @@ export class DispatchService {
     }
   }
 
-  private readAnswer(d: Dispatch, envelope: Envelope): NodeReply {
+  private async readAnswer(d: Dispatch, envelope: Envelope): Promise<NodeReply> {
     let inner: unknown;
     try {
-      inner = JSON.parse(openText(d.key.privateKey, envelope).text);
+      const padding = this.nodeKeys.replyPadding(d.nodeId);
+      const opened = await openTextAsync(d.key.privateKey, envelope, padding);
+      this.nodeKeys.answered(d.nodeId, opened.padding);
+      inner = JSON.parse(opened.text);
     } catch (error) {
       this.reject(d, error instanceof DecryptError ? 'undecryptable' : 'not_json');
     }
@@ -499,7 +515,8 @@ export class DispatchService {
       return;
     }
     try {
-      const inner: unknown = JSON.parse(openText(d.key.privateKey, envelope).text);
+      const opened = openText(d.key.privateKey, envelope, this.nodeKeys.replyPadding(d.nodeId));
+      const inner: unknown = JSON.parse(opened.text);
       if (!isPlainObject(inner) || inner.request_id !== d.requestId) {
         return;
       }

@@ -1,6 +1,7 @@
 import { createPrivateKey, generateKeyPair } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { CLOCK, type Clock } from '../common/clock';
 import { fingerprint } from '../common/ids';
 import { RelayConfig } from '../config/relay-config';
 import { GatewayErrors } from './gateway.errors';
@@ -19,24 +20,31 @@ function newRsaKey(): Promise<RsaKey> {
   });
 }
 
-/** Most keygens the pool runs at once in the background (the libuv pool has 4 threads). */
-const MAX_REFILLS = 2;
-
 /**
- * The gateway's RSA keys: the relay's own key for the encrypted mode (one per process, generated on
- * first use and never persisted, or read from `TOKENPLACE_GATEWAY_KEY_FILE` so replicas share it),
- * and a small pool of one-time client keys for dispatch, refilled in the background so a chat
- * rarely waits for a keygen. Every client key is handed out once.
+ * The gateway's RSA keys, each made once and reused, never persisted:
+ * - the relay's own key for the encrypted mode (one per process, generated on first use, or read
+ *   from `TOKENPLACE_GATEWAY_KEY_FILE` so replicas share it);
+ * - the client key every gateway chat of this process is sealed for the node under (docs/decisions.md,
+ *   "One client key per gateway process"). It is made once, on the first chat, and replaced in the
+ *   background once it is older than `TOKENPLACE_GATEWAY_CLIENT_KEY_ROTATE_SECONDS`: the chat that
+ *   notices the age still gets the current key, later chats get the new one when it is ready. A chat
+ *   keeps the key it started with until it ends, so rotation never strands an answer.
  */
 @Injectable()
 export class GatewayKeysService implements OnModuleInit {
   private readonly logger = new Logger('Gateway');
   private relay: Promise<RsaKey> | null = null;
   private fromFile = false;
-  private readonly pool: RsaKey[] = [];
-  private refilling = 0;
+  /** The first client key while it is being made; then the current one. */
+  private client: Promise<RsaKey> | null = null;
+  private clientSince = 0;
+  private replacing = false;
+  private made = 0;
 
-  constructor(private readonly config: RelayConfig) {}
+  constructor(
+    private readonly config: RelayConfig,
+    @Inject(CLOCK) private readonly clock: Clock,
+  ) {}
 
   /** A configured key file is read at boot, so a bad one stops the process (fail fast). */
   onModuleInit(): void {
@@ -87,35 +95,61 @@ export class GatewayKeysService implements OnModuleInit {
     return key;
   }
 
-  /** A fresh client key, used for one gateway request only. */
-  async clientKey(): Promise<RsaKey> {
-    const ready = this.pool.pop();
-    this.refill();
-    return ready ?? newRsaKey();
-  }
-
-  /** Keys ready in the pool (benchmarks and tests). */
-  get pooled(): number {
-    return this.pool.length;
-  }
-
-  private refill(): void {
-    const size = this.config.gateway.keyPoolSize;
-    while (this.refilling < MAX_REFILLS && this.pool.length + this.refilling < size) {
-      this.refilling += 1;
-      newRsaKey().then(
-        (key) => {
-          this.refilling -= 1;
-          if (this.pool.length < size) {
-            this.pool.push(key);
+  /**
+   * The client key a new gateway chat is sealed under. Only the very first chats of a process wait
+   * for a keygen (they share it); a key past its age starts its replacement in the background.
+   */
+  clientKey(): Promise<RsaKey> {
+    if (this.client === null) {
+      const pending = newRsaKey();
+      this.client = pending;
+      this.clientSince = this.clock.now();
+      pending.then(
+        (key) => this.adopted(key, false),
+        () => {
+          if (this.client === pending) {
+            this.client = null; // the next chat tries again
           }
-          this.refill();
-        },
-        (error: unknown) => {
-          this.refilling -= 1;
-          this.logger.warn({ msg: 'gateway key generation failed', reason: String(error) });
         },
       );
+      return pending;
     }
+    if (
+      !this.replacing &&
+      this.clock.now() - this.clientSince >= this.config.gateway.clientKeyRotateMs
+    ) {
+      this.replace();
+    }
+    return this.client;
+  }
+
+  /** Client keys made by this process so far (tests, benchmarks). */
+  get clientKeysMade(): number {
+    return this.made;
+  }
+
+  private replace(): void {
+    this.replacing = true;
+    newRsaKey().then(
+      (key) => {
+        this.replacing = false;
+        this.client = Promise.resolve(key);
+        this.clientSince = this.clock.now();
+        this.adopted(key, true);
+      },
+      (error: unknown) => {
+        // The current key stays in use; the next chat past the age tries again.
+        this.replacing = false;
+        this.logger.warn({ msg: 'gateway client key generation failed', reason: String(error) });
+      },
+    );
+  }
+
+  private adopted(key: RsaKey, rotated: boolean): void {
+    this.made += 1;
+    this.logger.log({
+      msg: rotated ? 'gateway client key rotated' : 'gateway client key generated',
+      key: fingerprint(key.publicKeyB64),
+    });
   }
 }

@@ -415,6 +415,7 @@ export class RedisStateStore implements StateStore {
         job.stream ? '1' : '0',
         JSON.stringify(job.envelope),
         job.bytes,
+        opt(cmd.clientCap),
       ],
       { idempotent: job.requestId !== null },
     );

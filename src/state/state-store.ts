@@ -130,6 +130,13 @@ export type SelectNodeResult =
 export interface EnqueueCommand {
   job: JobInput;
   now: number;
+  /**
+   * Most live requests the job's client key may have, instead of `maxPendingPerClient`. Only the
+   * gateway sets it, for its own process-wide client key: its chats are bounded by its own caps
+   * (per-address rate limits, `TOKENPLACE_GATEWAY_MAX_CONCURRENT`), not as one client. A stranger
+   * naming that key on the public routes still gets `maxPendingPerClient`, counted with them.
+   */
+  clientCap?: number;
 }
 
 export const ENQUEUE_STATUSES = [

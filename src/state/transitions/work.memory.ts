@@ -64,7 +64,7 @@ export function enqueue(s: MemoryState, cmd: EnqueueCommand): EnqueueResult {
   if (
     job.clientKey !== null &&
     supersedes === undefined &&
-    (s.liveByClient.get(job.clientKey) ?? 0) >= s.limits.maxPendingPerClient
+    (s.liveByClient.get(job.clientKey) ?? 0) >= (cmd.clientCap ?? s.limits.maxPendingPerClient)
   ) {
     return { status: 'client_pending_full', transitions: tx.t };
   }

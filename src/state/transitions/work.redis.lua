@@ -4,7 +4,7 @@
 --[[ script tpEnqueue
 KEYS: none
 ARGV: 4 job id, 5 dialect, 6 node id, 7 client (opt), 8 request id (opt), 9 cancel token (opt),
-  10 stream ('1'), 11 envelope JSON, 12 bytes
+  10 stream ('1'), 11 envelope JSON, 12 bytes, 13 client cap (opt; maxPendingPerClient when empty)
 Reply: { 'queued', transitions, deadline }
      | { 'node_not_found'|'node_queue_full'|'queue_full'|'client_pending_full'|'request_in_use',
          transitions }
@@ -33,7 +33,8 @@ if redis.call('ZCARD', P .. 'queued') >= L.maxQueuedTotal
   or answerBytes() > L.maxAnswerBytes - L.answerReserveBytes then
   return { 'queue_full', enc() }
 end
-if ck and not sup and tonumber(redis.call('HGET', P .. 'live', ck) or '0') >= L.maxPendingPerClient then
+local cap = tonumber(opt(ARGV[13]) or L.maxPendingPerClient)
+if ck and not sup and tonumber(redis.call('HGET', P .. 'live', ck) or '0') >= cap then
   return { 'client_pending_full', enc() }
 end
 if sup then
