@@ -3,6 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 import { ClientModule } from './client/client.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { RelayExceptionFilter } from './common/relay-exception.filter';
+import { RouteFactsModule } from './common/route-table';
 import { RelayConfigModule, type RelayConfigOptions } from './config/relay-config.module';
 import { HealthModule } from './health/health.module';
 import { LifecycleModule } from './health/lifecycle.module';
@@ -21,6 +22,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         RelayConfigModule.forRoot(options),
+        RouteFactsModule,
         // Route modules first, busiest first: Express matches routes in registration order.
         ClientModule,
         SinkModule,

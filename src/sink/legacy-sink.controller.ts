@@ -1,9 +1,9 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { TextErrors } from '../common/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { Cors, ErrorDialect } from '../common/route-facts';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
 import { RegistryService } from '../registry/registry.service';
@@ -13,7 +13,8 @@ import { SinkService, type LegacySinkBody } from './sink.service';
 
 /** Legacy compute-node routes: heartbeat + work (`/sink`) and leaving (`/unregister`). */
 @Controller()
-@TextErrors()
+@ErrorDialect('text')
+@Cors('none')
 export class LegacySinkController {
   constructor(
     private readonly sink: SinkService,
