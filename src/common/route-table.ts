@@ -147,14 +147,10 @@ export class RouteTable implements OnApplicationBootstrap {
         }
         const verb = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod];
         const targets = [handler, controller];
-        const style = this.reflector.getAllAndOverride<ErrorStyle | undefined>(
-          ERROR_STYLE,
-          targets,
-        );
-        const cors = this.reflector.getAllAndOverride<CorsDeclaration | undefined>(
-          CORS_POLICY,
-          targets,
-        );
+        const read = <T>(key: string): T | undefined =>
+          this.reflector.getAllAndOverride<T | undefined>(key, targets);
+        const style = read<ErrorStyle>(ERROR_STYLE);
+        const cors = read<CorsDeclaration>(CORS_POLICY);
         const label = `${controller.name}.${name}`;
         for (const cp of controllerPaths.length > 0 ? controllerPaths : ['']) {
           for (const mp of asList(methodPaths)) {
@@ -164,15 +160,9 @@ export class RouteTable implements OnApplicationBootstrap {
               handler: label,
               style,
               cors,
-              ownMetricsLabel:
-                this.reflector.getAllAndOverride<boolean | undefined>(OWN_METRICS_LABEL, targets) ??
-                false,
-              log:
-                this.reflector.getAllAndOverride<AccessLogLevel | undefined>(ACCESS_LOG, targets) ??
-                'info',
-              body:
-                this.reflector.getAllAndOverride<BodyPolicy | undefined>(BODY_POLICY, targets) ??
-                {},
+              ownMetricsLabel: read<boolean>(OWN_METRICS_LABEL) ?? false,
+              log: read<AccessLogLevel>(ACCESS_LOG) ?? 'info',
+              body: read<BodyPolicy>(BODY_POLICY) ?? {},
             };
             if (style === undefined || cors === undefined) {
               const missing = [

@@ -7,15 +7,12 @@ import { raw } from './api-v1-fixtures';
 
 /** Routes the live router serves: `GET /path` for each method of each route layer. */
 function servedRoutes(t: TestApp): string[] {
-  const router = t.app.getHttpAdapter().getInstance<{
-    router: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
-  }>().router;
-  return router.stack.flatMap((layer) =>
-    layer.route === undefined
+  type Layer = { route?: { path: string; methods: Record<string, boolean> } };
+  const instance = t.app.getHttpAdapter().getInstance() as { router: { stack: Layer[] } };
+  return instance.router.stack.flatMap(({ route }) =>
+    route === undefined
       ? []
-      : Object.keys(layer.route.methods).map(
-          (m) => `${m.toUpperCase()} ${(layer.route as { path: string }).path}`,
-        ),
+      : Object.keys(route.methods).map((m) => `${m.toUpperCase()} ${route.path}`),
   );
 }
 
