@@ -1,6 +1,6 @@
 // Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
 import { spawn, spawnSync, execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPair, generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import { existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,8 @@ export const BENCH_ENV = {
   TOKENPLACE_RELAY_MAX_QUEUED_REQUESTS: '1000000',
   TOKENPLACE_RELAY_MAX_NODES: '100000',
   TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE: '100000',
+  // Every bench node registers from loopback without a token (open registration).
+  TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '100000',
 };
 
 /**
@@ -297,6 +299,33 @@ export function premadeKeys() {
     renameSync(`${file}.${process.pid}`, file);
   }
   return file;
+}
+
+/**
+ * `count` distinct node public keys as the relay admits them (RSA-2048 SPKI PEM, base64), generated
+ * once on the libuv pool and kept in the temp directory, so benches need not pay keygen each run.
+ */
+const NODE_KEYS_FILE = join(tmpdir(), 'tokenplace-bench-rsa2048-public.json');
+
+/** The cached node keys, synchronously (forked helpers; after `nodePublicKeys` made enough). */
+export function cachedNodePublicKeys() {
+  return existsSync(NODE_KEYS_FILE) ? JSON.parse(readFileSync(NODE_KEYS_FILE, 'utf8')) : [];
+}
+
+export async function nodePublicKeys(count) {
+  const file = NODE_KEYS_FILE;
+  let keys = cachedNodePublicKeys();
+  if (keys.length < count) {
+    const more = await Promise.all(
+      Array.from({ length: count - keys.length }, () =>
+        promisify(generateKeyPair)('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } }),
+      ),
+    );
+    keys = [...keys, ...more.map((k) => Buffer.from(k.publicKey).toString('base64'))];
+    writeFileSync(`${file}.${process.pid}`, JSON.stringify(keys));
+    renameSync(`${file}.${process.pid}`, file);
+  }
+  return keys.slice(0, count);
 }
 
 /**

@@ -9,7 +9,7 @@ import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { ROOT, startRelay, stopProcess, table, cycle, cli } from './lib.mjs';
+import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N]',
@@ -58,7 +58,7 @@ const port = Number(values.port);
 const relay = await startRelay(port, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' });
 const base = relay.base;
 const node = pemKey('node');
-const v1node = pemKey('v1node');
+const [v1node] = await nodePublicKeys(1); // API v1 admits only real RSA public keys
 const client = pemKey('client');
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 await fetch(`${base}/sink`, json({ server_public_key: node }));

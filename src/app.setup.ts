@@ -1,6 +1,6 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { Server } from 'node:http';
-import { BodyBudget, readJsonBodies } from './common/body-admission';
+import { BodyBudget, readJsonBodies } from './edge/body-admission';
 import type { Logger } from 'pino';
 import {
   bodyErrors,
@@ -13,9 +13,9 @@ import {
   requireJson,
   routeFacts,
   uiSecurityHeaders,
-} from './common/http-middleware';
+} from './edge/http-middleware';
 import { PinoLoggerService, RELAY_LOGGER } from './common/logging';
-import { RouteTable } from './common/route-table';
+import { RouteTable } from './edge/route-table';
 import type { RelayConfig } from './config/relay-config';
 import { RelayMetrics } from './metrics/relay-metrics';
 

@@ -12,8 +12,8 @@ import {
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
-import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
 import { Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
+import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
 import { ClientService } from './client.service';

@@ -5,7 +5,7 @@ import { newJobId } from '../common/ids';
 import { Errors } from '../common/relay-error';
 import { WireResponse } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../health/lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { DEFAULT_MODEL, resolveModel } from '../registry/capabilities';
 import { RegistryViewService } from '../registry/registry-view.service';
 import { RegistryService } from '../registry/registry.service';

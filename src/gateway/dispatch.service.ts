@@ -6,7 +6,7 @@ import { fingerprint, newJobId } from '../common/ids';
 import { isPlainObject } from '../common/envelope-body';
 import { RelayError } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../health/lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
 import { StoreUnavailableError } from '../state/store-unavailable.error';

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { EndpointRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
 import { Cors, ErrorDialect } from '../common/route-facts';
+import { EndpointRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CatalogService } from './catalog.service';
 import { ChatService } from './chat.service';
@@ -57,8 +57,8 @@ function sharedRoutes(api: ApiVersion) {
 
     @Get('health')
     @EndpointRateLimit()
-    health(): object {
-      return this.catalog.health(api);
+    health(@Reply() reply: WireReply): unknown {
+      return reply.send(this.catalog.health(api));
     }
 
     @Post('completions')

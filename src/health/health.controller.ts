@@ -6,7 +6,7 @@ import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { describeNode, DiscoveryService } from '../client/discovery.service';
 import { RegistryViewService } from '../registry/registry-view.service';
-import { LifecycleService } from './lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { RelayHealthIndicators } from './store.health';
 
 const NO_STORE = { 'Cache-Control': 'no-store' };
@@ -62,6 +62,16 @@ export class HealthController {
         503,
         { ...body, status: 'draining', details },
         { ...NO_STORE, 'Retry-After': '0' },
+      );
+    }
+    const starting = this.lifecycle.starting;
+    if (starting.length > 0) {
+      // Listening, but not yet able to serve a chat (the demo node has not registered).
+      details.startingFor = starting;
+      return new WireResponse(
+        503,
+        { ...body, status: 'starting', details },
+        { ...NO_STORE, 'Retry-After': '1' },
       );
     }
     const checks = [() => this.indicators.store_()];

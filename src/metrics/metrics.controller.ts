@@ -4,7 +4,7 @@ import { constantTimeEquals } from '../common/ids';
 import { AccessLog, Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../health/lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import { RelayMetrics } from './relay-metrics';
 

@@ -1,9 +1,9 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
-import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
 import { Errors } from '../common/relay-error';
 import { Cors, ErrorDialect, JsonBody, OwnMetricsLabel } from '../common/route-facts';
+import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
 import type { NodeOrigin } from '../state/state.types';

@@ -1,7 +1,7 @@
 import { Controller, Get, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Cors, ErrorDialect } from '../../src/common/route-facts';
-import { RouteFactsModule, RouteTable } from '../../src/common/route-table';
+import { RouteFactsModule, RouteTable } from '../../src/edge/route-table';
 import { createTestApp, type TestApp } from '../helpers/test-app';
 import { raw } from './api-v1-fixtures';
 

@@ -26,7 +26,7 @@ import {
   type CorsPolicy,
   type ErrorStyle,
   type PathFacts,
-} from './route-facts';
+} from '../common/route-facts';
 
 /** One method and path a controller serves, with what it declares. */
 export interface DeclaredRoute {

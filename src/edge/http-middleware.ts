@@ -2,10 +2,10 @@ import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { RelayMetrics } from '../metrics/relay-metrics';
-import { newRequestId } from './ids';
-import { Errors, RelayError } from './relay-error';
+import { newRequestId } from '../common/ids';
+import { Errors, RelayError } from '../common/relay-error';
 import { sendRelayError } from './relay-exception.filter';
-import { attachFacts, factsOf, styleOf, type ErrorStyle } from './route-facts';
+import { attachFacts, factsOf, styleOf, type ErrorStyle } from '../common/route-facts';
 import type { RouteTable } from './route-table';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;

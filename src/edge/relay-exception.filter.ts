@@ -9,8 +9,8 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { StoreUnavailableError } from '../state/store-unavailable.error';
-import { Errors, OpenAiError, RelayError } from './relay-error';
-import { factsOf, styleOf, type ErrorStyle } from './route-facts';
+import { Errors, OpenAiError, RelayError } from '../common/relay-error';
+import { factsOf, styleOf, type ErrorStyle } from '../common/route-facts';
 import { RouteTable } from './route-table';
 
 /** `type` of an OpenAI error that does not name one, by status (gateway.md §2.1 vocabulary). */

@@ -1,9 +1,9 @@
 import { json, type NextFunction, type Request, type Response } from 'express';
 import type { BodyLimits } from '../config/relay-config';
-import { addressUnit, clientAddress } from './client-address';
-import { Errors, RelayError } from './relay-error';
+import { addressUnit, clientAddress } from '../common/client-address';
+import { Errors, RelayError } from '../common/relay-error';
 import { sendRelayError } from './relay-exception.filter';
-import { factsOf, styleOf, type ErrorStyle } from './route-facts';
+import { factsOf, styleOf, type ErrorStyle } from '../common/route-facts';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;
 
