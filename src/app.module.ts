@@ -4,6 +4,7 @@ import { ClientModule } from './client/client.module';
 import { DemoModule } from './demo/demo.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { RelayExceptionFilter } from './edge/relay-exception.filter';
+import { RouteFactsModule } from './edge/route-table';
 import { CoreModule, type CoreOptions } from './common/core.module';
 import type { RelayConfig } from './config/relay-config';
 import { RelayConfigModule } from './config/relay-config.module';
@@ -30,6 +31,7 @@ export class AppModule {
       imports: [
         RelayConfigModule.forRoot(options.config),
         CoreModule.forRoot(options),
+        RouteFactsModule,
         // Route modules first, busiest first: Express matches routes in registration order.
         ClientModule,
         SinkModule,

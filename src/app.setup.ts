@@ -1,27 +1,24 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { json } from 'express';
 import type { Server } from 'node:http';
-import { BodyBudget, readBodyWithin } from './edge/body-admission';
+import { BodyBudget, readJsonBodies } from './edge/body-admission';
 import type { Logger } from 'pino';
 import {
   bodyErrors,
   inSequence,
   noSniff,
   observeRequests,
-  progressSizeCheck,
+  ownLimitCheck,
   publicCors,
   requestId,
   requireJson,
+  routeFacts,
   uiSecurityHeaders,
 } from './edge/http-middleware';
 import { PinoLoggerService, RELAY_LOGGER } from './common/logging';
-import { Errors } from './common/relay-error';
+import { RouteTable } from './edge/route-table';
 import type { RelayConfig } from './config/relay-config';
 import { RelayMetrics } from './metrics/relay-metrics';
 
-const JSON_TYPES = ['application/json', 'application/*+json'];
-/** Progress envelopes are capped at 16 KiB (spec §4.4.10). */
-const PROGRESS_LIMIT = 16384;
 /** Keep-alive longer than typical load-balancer idle timeouts, so they close first. */
 const KEEP_ALIVE_MS = 65_000;
 
@@ -35,37 +32,24 @@ export function setupApp(app: NestExpressApplication, config: RelayConfig): void
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('trust proxy', config.trustProxy ?? false);
+  // What each route declares (CORS, error style, body policy, metrics label, log level) comes
+  // from its controller through one table (docs/decisions.md, "Route facts live on the routes").
+  const table = app.get(RouteTable);
   // One Express layer for the per-request front door (each layer costs a router hop per request).
+  // Bodies are read only within the in-flight budget and their deadline (docs/decisions.md,
+  // "Bodies in flight"); the JSON parsers never see a body that does not fit.
+  const bodies = new BodyBudget(config.bodies);
   app.use(
     inSequence(
       requestId,
       noSniff,
-      observeRequests(app.get(RelayMetrics), logger),
+      routeFacts(table),
+      observeRequests(app.get(RelayMetrics), logger, table),
       publicCors,
       uiSecurityHeaders(),
       requireJson,
-    ),
-  );
-  // Bodies are read only within the in-flight budget and their deadline (docs/decisions.md,
-  // "Bodies in flight"); the JSON parsers below never see a body that does not fit.
-  const bodies = new BodyBudget(config.bodies);
-  app.use(
-    '/api/v1/relay/progress',
-    progressSizeCheck,
-    readBodyWithin(
-      bodies,
-      config.bodies,
-      json({ limit: PROGRESS_LIMIT, strict: false, type: JSON_TYPES }),
-      PROGRESS_LIMIT,
-      () => Errors.progressTooLarge(),
-    ),
-  );
-  app.use(
-    readBodyWithin(
-      bodies,
-      config.bodies,
-      json({ limit: config.maxBodyBytes, strict: false, type: JSON_TYPES }),
-      config.maxBodyBytes,
+      ownLimitCheck,
+      readJsonBodies(bodies, config.bodies, config.maxBodyBytes),
     ),
   );
   app.use(bodyErrors);

@@ -11,8 +11,8 @@ import {
 } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { TextErrors } from '../edge/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
+import { Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
 import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
@@ -26,6 +26,8 @@ export function preferWait(header: string | undefined): number {
 
 /** Legacy client routes (spec §3.3, §3.4, §3.7, §3.8). */
 @Controller()
+@ErrorDialect('object')
+@Cors('none')
 export class LegacyClientController {
   constructor(private readonly client: ClientService) {}
 
@@ -46,7 +48,7 @@ export class LegacyClientController {
 
   @Post('retrieve')
   @HttpCode(200)
-  @TextErrors()
+  @ErrorDialect('text')
   @UseGuards(LegacyGateGuard)
   retrieve(
     @Body(new BodyOf(LegacyRetrieveDto)) dto: LegacyRetrieveDto,
@@ -57,7 +59,7 @@ export class LegacyClientController {
 
   @Post('stream/retrieve')
   @HttpCode(200)
-  @TextErrors()
+  @ErrorDialect('text')
   streamRetrieve(@Body(new BodyOf(LegacyRetrieveDto)) dto: LegacyRetrieveDto): Promise<object> {
     return this.client.streamRetrieve(dto);
   }
@@ -65,6 +67,9 @@ export class LegacyClientController {
 
 /** API v1 client routes (spec §4.4.5, §4.4.6, §4.4.8, §4.4.9). */
 @Controller('api/v1/relay')
+@ErrorDialect('object')
+@Cors('public')
+@OwnMetricsLabel()
 export class V1ClientController {
   constructor(private readonly client: ClientService) {}
 

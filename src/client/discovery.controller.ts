@@ -1,17 +1,22 @@
 import { Controller, Get, Header, Headers, HttpCode, Post, Query, UseGuards } from '@nestjs/common';
 import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { RelayError } from '../common/relay-error';
+import { AccessLog, Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
 import { CallerOrigin } from '../registry/node-address';
 import type { NodeOrigin } from '../state/state.types';
 import { DiscoveryService } from './discovery.service';
 
 /** Public read-only routes: diagnostics, the configured upstream pool, release metadata. */
 @Controller()
+@ErrorDialect('object')
+@Cors('none')
 export class DiscoveryController {
   constructor(private readonly discovery: DiscoveryService) {}
 
   /** Sent as the JSON text rendered once for every reader (`?summary=1`: the counts alone). */
   @Get('relay/diagnostics')
+  @OwnMetricsLabel()
+  @AccessLog('debug') // polled by every open page, once a second per tab
   @Header('Cache-Control', 'no-store')
   @Header('Content-Type', 'application/json; charset=utf-8')
   diagnostics(
@@ -46,6 +51,8 @@ const STUB = (what: string): RelayError =>
 
 /** `/relay/api/v1/*`: fail-closed stubs (spec §4.4.13). */
 @Controller('relay/api/v1')
+@ErrorDialect('object')
+@Cors('none')
 export class RelayApiStubController {
   @Post('chat/completions')
   @HttpCode(503)

@@ -1,10 +1,9 @@
-import type { NextFunction, Request, Response } from 'express';
+import { json, type NextFunction, type Request, type Response } from 'express';
 import type { BodyLimits } from '../config/relay-config';
 import { addressUnit, clientAddress } from '../common/client-address';
-import type { ErrorStyle } from './error-style';
-import { preRoutingStyle } from './http-middleware';
 import { Errors, RelayError } from '../common/relay-error';
 import { sendRelayError } from './relay-exception.filter';
+import { factsOf, styleOf, type ErrorStyle } from '../common/route-facts';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;
 
@@ -99,7 +98,7 @@ export function readBodyWithin(
       parser(req, res, next);
       return;
     }
-    const style = preRoutingStyle(req.path);
+    const style = styleOf(factsOf(req), req.method);
     const declared = declaredLength(req);
     if (declared !== null && declared > limit) {
       refuse(res, refusedTooLarge(req), style);
@@ -142,6 +141,38 @@ export function readBodyWithin(
         next(err);
       }
     });
+  };
+}
+
+/**
+ * The JSON body parser of every route, scoped by what the route declares (`@JsonBody()`): its own
+ * cap and too-large error, or the relay-wide `maxBodyBytes`; each read within the shared
+ * {@link BodyBudget}. A path no controller serves is parsed as the relay-wide default.
+ */
+export function readJsonBodies(
+  budget: BodyBudget,
+  limits: BodyLimits,
+  maxBodyBytes: number,
+): Middleware {
+  const readers = new Map<number, Middleware>();
+  const readerFor = (limit: number): Middleware => {
+    let reader = readers.get(limit);
+    if (reader === undefined) {
+      const refused = (req: Request): RelayError =>
+        factsOf(req)?.body.tooLarge?.() ?? Errors.bodyTooLarge(limit);
+      reader = readBodyWithin(
+        budget,
+        limits,
+        json({ limit, strict: false, type: JSON_TYPES }),
+        limit,
+        refused,
+      );
+      readers.set(limit, reader); // one per declared limit, so bounded by the routes
+    }
+    return reader;
+  };
+  return (req, res, next) => {
+    readerFor(factsOf(req)?.body.limit ?? maxBodyBytes)(req, res, next);
   };
 }
 

@@ -4,8 +4,9 @@ import type { Logger } from 'pino';
 import type { RelayMetrics } from '../metrics/relay-metrics';
 import { newRequestId } from '../common/ids';
 import { Errors, RelayError } from '../common/relay-error';
-import type { ErrorStyle } from './error-style';
 import { sendRelayError } from './relay-exception.filter';
+import { attachFacts, factsOf, styleOf, type ErrorStyle } from '../common/route-facts';
+import type { RouteTable } from './route-table';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;
 
@@ -49,66 +50,25 @@ export function requestId(req: Request, res: Response, next: NextFunction): void
   next();
 }
 
-const PUBLIC_CORS = new Set([
-  '/api/v1/relay/requests',
-  '/api/v1/relay/requests/cancel',
-  '/api/v1/relay/responses/retrieve',
-  '/api/v1/relay/servers/next',
-  '/api/v1/public-key',
-  '/api/v1/chat/completions',
-  '/api/v1/health',
-  '/v1/relay/requests',
-  '/v1/relay/requests/cancel',
-  '/v1/relay/responses/retrieve',
-  '/v1/relay/servers/next',
-  '/v1/public-key',
-  '/v1/chat/completions',
-  '/v1/health',
-]);
-
 /**
- * OpenAI-compatible gateway routes with CORS (gateway.md §1): the API v1 prefixes only; nothing
- * under `/api/v2` or `/v2`, and never `public-key/rotate`.
+ * Looks up the facts of the request's path once, in front of everything else: the CORS policy,
+ * error style, metrics label, log level and body policy its controller declares.
  */
-const GATEWAY_CORS = new Set([
-  '/api/v1/completions',
-  '/v1/completions',
-  '/api/v1/images/generations',
-  '/v1/images/generations',
-  '/api/v1/server-providers',
-]);
-
-export function isPublicCorsPath(path: string): boolean {
-  return (
-    PUBLIC_CORS.has(path) ||
-    GATEWAY_CORS.has(path) ||
-    path === '/api/v1/models' ||
-    path.startsWith('/api/v1/models/') ||
-    path === '/v1/models' ||
-    path.startsWith('/v1/models/') ||
-    path.startsWith('/api/v1/community/')
-  );
+export function routeFacts(table: RouteTable): Middleware {
+  return (req, _res, next) => {
+    attachFacts(req, table.lookup(req.path));
+    next();
+  };
 }
 
-/**
- * POST routes of the gateway. A body that fails before routing (415, malformed JSON, too large)
- * has no route metadata yet, so these paths pick the OpenAI envelope for those three errors; every
- * later error is chosen by the route's `@OpenAiErrors()`.
- */
-const GATEWAY_BODY_PATHS = new Set(
-  ['chat/completions', 'completions', 'images/generations', 'public-key/rotate'].flatMap((r) =>
-    ['/api/v1', '/v1', '/api/v2', '/v2'].map((p) => `${p}/${r}`),
-  ),
-);
-
-/** Error shape of a failure that happens before routing. */
-export function preRoutingStyle(path: string): ErrorStyle {
-  return GATEWAY_BODY_PATHS.has(path) ? 'openai' : 'object';
+/** Error style of a failure before routing: the one the route declares for this method. */
+export function preRoutingStyle(req: Request): ErrorStyle {
+  return styleOf(factsOf(req), req.method);
 }
 
 /** The fixed, non-credentialed wildcard CORS policy of spec §2.3, before routing and limits. */
 export function publicCors(req: Request, res: Response, next: NextFunction): void {
-  if (!isPublicCorsPath(req.path)) {
+  if (factsOf(req)?.cors !== 'public') {
     next();
     return;
   }
@@ -124,16 +84,13 @@ export function publicCors(req: Request, res: Response, next: NextFunction): voi
   next();
 }
 
-const QUIET = new Set(['/healthz', '/livez', '/metrics']);
-/** Polled by every open page (once a second per tab): logged at debug, not info. */
-const POLLED = new Set(['/relay/diagnostics']);
-
 /**
  * Counts and times every exchange under a bounded route label, and writes one JSON log line per
  * request: method, route template, status, duration, request id. Never bodies, headers, query
- * strings or keys. Probes and scrapes are not logged per hit.
+ * strings or keys. Routes declare how loudly they are logged (`@AccessLog()`: probes and scrapes
+ * not per hit, pages' polls at debug) and whether they are their own metrics label.
  */
-export function observeRequests(metrics: RelayMetrics, logger: Logger) {
+export function observeRequests(metrics: RelayMetrics, logger: Logger, table: RouteTable) {
   const logging = logger.isLevelEnabled('info');
   const debugging = logger.isLevelEnabled('debug');
   // One shared listener (no closure per request); the start time rides on the response.
@@ -142,10 +99,19 @@ export function observeRequests(metrics: RelayMetrics, logger: Logger) {
     const seconds = Number(process.hrtime.bigint() - this.startedAt) / 1e9;
     const template = (req.route as { path?: unknown } | undefined)?.path;
     const route = typeof template === 'string' ? template : null;
-    metrics.observeHttp(req.method, req.path, route, this.statusCode, seconds);
+    const facts = route !== null ? table.forTemplate(route) : factsOf(req);
+    metrics.observeHttp(
+      req.method,
+      req.path,
+      route,
+      facts?.metricsLabel ?? null,
+      this.statusCode,
+      seconds,
+    );
     const failed = this.statusCode >= 500;
-    const polled = POLLED.has(req.path);
-    if (logging && !QUIET.has(req.path) && (failed || !polled || debugging)) {
+    const log = facts?.log ?? 'info';
+    const polled = log === 'debug';
+    if (logging && log !== 'quiet' && (failed || !polled || debugging)) {
       const line = {
         request_id: req.id,
         method: req.method,
@@ -173,12 +139,6 @@ type TimedResponse = Response & { startedAt: bigint };
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
-/**
- * Routes whose body the existing relay parsed leniently (spec §4.4.1): a body that is not JSON
- * counts as missing, so the route answers its own 400 after the token check.
- */
-const LENIENT_BODY = new Set(['/api/v1/relay/servers/register']);
-
 /** A POST with a body that is not JSON gets 415 (the existing relay's framework did the same). */
 export function requireJson(req: Request, res: Response, next: NextFunction): void {
   const hasBody =
@@ -192,19 +152,24 @@ export function requireJson(req: Request, res: Response, next: NextFunction): vo
     hasBody &&
     !plainJson &&
     !req.is(['application/json', 'application/*+json']) &&
-    !LENIENT_BODY.has(req.path)
+    factsOf(req)?.body.lenient !== true
   ) {
-    sendRelayError(res, Errors.unsupportedMediaType(), preRoutingStyle(req.path));
+    sendRelayError(res, Errors.unsupportedMediaType(), preRoutingStyle(req));
     return;
   }
   next();
 }
 
-/** `/api/v1/relay/progress` is size-checked before parsing and before auth (spec §2.4). */
-export function progressSizeCheck(req: Request, res: Response, next: NextFunction): void {
-  if (Number(req.headers['content-length'] ?? 0) > 16384) {
+/**
+ * A route with its own body cap (`@JsonBody({ limit })`, such as `/api/v1/relay/progress`, spec
+ * §2.4) refuses a larger declared length before parsing and before auth, whatever its type.
+ */
+export function ownLimitCheck(req: Request, res: Response, next: NextFunction): void {
+  const body = factsOf(req)?.body;
+  if (body?.limit !== undefined && Number(req.headers['content-length'] ?? 0) > body.limit) {
     res.setHeader('Connection', 'close'); // the body is never read: do not wait for it either
-    sendRelayError(res, Errors.progressTooLarge(), 'object');
+    const error = body.tooLarge?.() ?? Errors.bodyTooLarge(body.limit);
+    sendRelayError(res, error, preRoutingStyle(req));
     return;
   }
   next();
@@ -226,13 +191,10 @@ export function bodyErrors(err: unknown, req: Request, res: Response, next: Next
   let error: RelayError;
   switch (e.type ?? 'unknown') {
     case 'entity.too.large':
-      error =
-        req.path === '/api/v1/relay/progress'
-          ? Errors.progressTooLarge()
-          : Errors.bodyTooLarge(e.limit ?? 0);
+      error = factsOf(req)?.body.tooLarge?.() ?? Errors.bodyTooLarge(e.limit ?? 0);
       break;
     case 'entity.parse.failed':
-      if (LENIENT_BODY.has(req.path)) {
+      if (factsOf(req)?.body.lenient === true) {
         req.body = undefined;
         next();
         return;
@@ -252,7 +214,7 @@ export function bodyErrors(err: unknown, req: Request, res: Response, next: Next
         'Unreadable request body',
       );
   }
-  sendRelayError(res, error, preRoutingStyle(req.path));
+  sendRelayError(res, error, preRoutingStyle(req));
 }
 
 /** Browser UI routes get a strict CSP and friends; API routes keep their plain JSON and CORS. */

@@ -9,8 +9,9 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { StoreUnavailableError } from '../state/store-unavailable.error';
-import type { ErrorStyle } from './error-style';
 import { Errors, OpenAiError, RelayError } from '../common/relay-error';
+import { factsOf, styleOf, type ErrorStyle } from '../common/route-facts';
+import { RouteTable } from './route-table';
 
 /** `type` of an OpenAI error that does not name one, by status (gateway.md §2.1 vocabulary). */
 function openAiType(status: number): string {
@@ -97,16 +98,25 @@ export function toRelayError(exception: unknown): RelayError | null {
 
 /**
  * The one error path: domain errors, store outages and framework exceptions become wire errors in
- * the `{"error":{"message","code",...}}` shape. Routes that speak the legacy text shape bind
- * {@link LegacyTextExceptionFilter} instead (route metadata, see `@TextErrors()`).
+ * the style the route declares (`@ErrorDialect()`, read from the {@link RouteTable}); a path or
+ * method no route serves answers in the `{"error":{"message","code",...}}` shape.
  */
 @Catch()
 @Injectable()
 export class RelayExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('RelayExceptionFilter');
-  protected readonly style: ErrorStyle = 'object';
 
-  constructor(private readonly adapterHost: HttpAdapterHost) {}
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly table: RouteTable,
+  ) {}
+
+  /** The style of the route that matched, else of the path as the front door found it. */
+  private styleFor(req: Request): ErrorStyle {
+    const template = (req.route as { path?: unknown } | undefined)?.path;
+    const facts = typeof template === 'string' ? this.table.forTemplate(template) : factsOf(req);
+    return styleOf(facts, req.method);
+  }
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
@@ -115,7 +125,7 @@ export class RelayExceptionFilter implements ExceptionFilter {
     if (res.headersSent) {
       return;
     }
-    const style = this.style;
+    const style = this.styleFor(req);
     let error = toRelayError(exception);
     if (error?.status === 404 && exception instanceof HttpException) {
       const allowed = this.allowedMethods(req.path);
@@ -163,18 +173,4 @@ export class RelayExceptionFilter implements ExceptionFilter {
     }
     return [...methods].sort();
   }
-}
-
-/** The legacy `{"error":"<message>"}` shape for 400/404 (spec §3.5–3.8, §3.10). */
-@Catch()
-@Injectable()
-export class LegacyTextExceptionFilter extends RelayExceptionFilter {
-  protected override readonly style: ErrorStyle = 'text';
-}
-
-/** The OpenAI envelope of the gateway routes (gateway.md §2.1), bound by `@OpenAiErrors()`. */
-@Catch()
-@Injectable()
-export class OpenAiExceptionFilter extends RelayExceptionFilter {
-  protected override readonly style: ErrorStyle = 'openai';
 }

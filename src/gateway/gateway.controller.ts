@@ -1,11 +1,14 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { OpenAiErrors } from '../edge/error-style.decorator';
+import { Cors, ErrorDialect } from '../common/route-facts';
 import { EndpointRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CatalogService } from './catalog.service';
 import { ChatService } from './chat.service';
 import type { ApiVersion } from './request.validation';
+
+/** Browsers may call the gateway on the API v1 prefixes only (gateway.md §1). */
+const V1_PREFIXES = ['/api/v1', '/v1'];
 
 /**
  * The routes API v1 and v2 share (models, public key, rotate, health, completions), for a
@@ -13,7 +16,8 @@ import type { ApiVersion } from './request.validation';
  * the existing relay's per-endpoint buckets.
  */
 function sharedRoutes(api: ApiVersion) {
-  @OpenAiErrors()
+  @ErrorDialect('openai')
+  @Cors('public', { under: V1_PREFIXES })
   @UseGuards(RateLimitGuard)
   class SharedRoutes {
     constructor(
@@ -22,6 +26,7 @@ function sharedRoutes(api: ApiVersion) {
     ) {}
 
     @Get('models')
+    @Cors('public', { under: V1_PREFIXES, subPaths: true })
     @EndpointRateLimit()
     models(): Promise<object> {
       return this.catalog.list(api);
@@ -41,6 +46,7 @@ function sharedRoutes(api: ApiVersion) {
 
     @Post('public-key/rotate')
     @HttpCode(200)
+    @Cors('none')
     @EndpointRateLimit()
     rotate(
       @Headers('x-token-place-operator') operator: string | undefined,
@@ -104,7 +110,8 @@ export class GatewayV2Controller extends sharedRoutes('v2') {
 
 /** Directory routes the existing relay serves under `/api/v1` (some also `/api/v2`) only. */
 @Controller()
-@OpenAiErrors()
+@ErrorDialect('openai')
+@Cors('public', { under: ['/api/v1'] })
 @UseGuards(RateLimitGuard)
 export class GatewayDirectoryController {
   constructor(private readonly catalog: CatalogService) {}

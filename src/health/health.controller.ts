@@ -1,6 +1,7 @@
 import { Controller, Get, Header, HttpException, UseInterceptors } from '@nestjs/common';
 import { HealthCheckService, type HealthCheckResult } from '@nestjs/terminus';
 import { fingerprint } from '../common/ids';
+import { AccessLog, Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { describeNode, DiscoveryService } from '../client/discovery.service';
@@ -16,6 +17,10 @@ const HEALTH_MODELS = 8;
 
 /** `/livez` touches nothing; `/healthz` is readiness: draining flag, state store, optional DNS. */
 @Controller()
+@ErrorDialect('object')
+@Cors('none')
+@OwnMetricsLabel()
+@AccessLog('quiet') // probes are not logged per hit
 @UseInterceptors(WireResponseInterceptor)
 export class HealthController {
   constructor(

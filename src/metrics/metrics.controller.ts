@@ -1,6 +1,7 @@
 import { Controller, Get, Headers, Inject, UseInterceptors } from '@nestjs/common';
 import { CLOCK, type Clock } from '../common/clock';
 import { constantTimeEquals } from '../common/ids';
+import { AccessLog, Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../lifecycle/lifecycle.service';
@@ -11,6 +12,10 @@ const TEXT = { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no
 
 /** `/metrics` with the auth semantics of spec §5.5; gauges recomputed on every scrape. */
 @Controller()
+@ErrorDialect('object')
+@Cors('none')
+@OwnMetricsLabel()
+@AccessLog('quiet') // scrapes are not logged per hit
 @UseInterceptors(WireResponseInterceptor)
 export class MetricsController {
   constructor(

@@ -23,28 +23,12 @@ import {
 export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD'] as const;
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-const SELF_ROUTES = new Set([
-  '/api/v1/relay/requests',
-  '/api/v1/relay/requests/cancel',
-  '/api/v1/relay/responses',
-  '/api/v1/relay/responses/retrieve',
-  '/api/v1/relay/progress',
-  '/api/v1/relay/servers/register',
-  '/api/v1/relay/servers/unregister',
-  '/api/v1/relay/servers/poll',
-  '/api/v1/relay/servers/control',
-  '/api/v1/relay/servers/next',
-  '/healthz',
-  '/livez',
-  '/metrics',
-  '/relay/diagnostics',
-]);
-
-/** Spec §5.5 route normalisation: a bounded label whatever path was requested. */
+/**
+ * Spec §5.5 route normalisation: a bounded label whatever path was requested. Routes that are
+ * their own label declare it (`@OwnMetricsLabel()`) and never reach this; the rest share one label
+ * per API prefix.
+ */
 export function normaliseRoute(path: string): string {
-  if (SELF_ROUTES.has(path)) {
-    return path;
-  }
   if (
     path === '/api/v1' ||
     path.startsWith('/api/v1/') ||
@@ -264,15 +248,20 @@ export class RelayMetrics implements TransitionSink {
   }
 
   /** One HTTP exchange; labels are bounded by construction. */
+  /**
+   * One finished exchange. `ownLabel` is the route's own label when it declares one; otherwise
+   * the route template (or the path, when nothing matched) is normalised.
+   */
   observeHttp(
     method: string,
     path: string,
     template: string | null,
+    ownLabel: string | null,
     status: number,
     seconds: number,
   ): void {
     const m = methodLabel(method);
-    const route = normaliseRoute(template ?? path);
+    const route = ownLabel ?? normaliseRoute(template ?? path);
     const key = `${m} ${route} ${status}`;
     let child = this.children.get(key);
     if (!child) {

@@ -1,8 +1,8 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { TextErrors } from '../edge/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
+import { Cors, ErrorDialect } from '../common/route-facts';
 import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
@@ -13,7 +13,8 @@ import { SinkService, type LegacySinkBody } from './sink.service';
 
 /** Legacy compute-node routes: heartbeat + work (`/sink`) and leaving (`/unregister`). */
 @Controller()
-@TextErrors()
+@ErrorDialect('text')
+@Cors('none')
 export class LegacySinkController {
   constructor(
     private readonly sink: SinkService,

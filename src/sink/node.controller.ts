@@ -1,6 +1,7 @@
 import { Body, Controller, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
+import { Cors, ErrorDialect, JsonBody, OwnMetricsLabel } from '../common/route-facts';
 import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
@@ -13,6 +14,9 @@ import { SinkService, type PollBody } from './sink.service';
 
 /** API v1 compute-node routes (spec §4.4.1–4.4.4). */
 @Controller('api/v1/relay')
+@ErrorDialect('object')
+@Cors('none')
+@OwnMetricsLabel()
 @UseGuards(NodeTokenGuard, RateLimitGuard)
 export class NodeController {
   constructor(
@@ -21,8 +25,10 @@ export class NodeController {
     private readonly config: RelayConfig,
   ) {}
 
+  /** A body that is not JSON counts as missing: the token check answers first (spec §4.4.1). */
   @Post('servers/register')
   @HttpCode(200)
+  @JsonBody({ lenient: true })
   @ControlRateLimit('register')
   async register(
     @Body(new BodyOf(NodeHelloDto)) dto: NodeHelloDto,
@@ -80,6 +86,8 @@ export class NodeController {
 
 /** Operator removal of any node (spec §4.4.4 operator variant); not a compute-node route. */
 @Controller()
+@ErrorDialect('object')
+@Cors('none')
 export class OperatorController {
   constructor(private readonly operator: OperatorService) {}
 

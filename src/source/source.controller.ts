@@ -1,7 +1,8 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
-import { TextErrors } from '../edge/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
+import { Errors } from '../common/relay-error';
+import { Cors, ErrorDialect, JsonBody, OwnMetricsLabel } from '../common/route-facts';
 import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
@@ -11,7 +12,8 @@ import { SourceService } from './source.service';
 
 /** Legacy answers: `/source` (gated) and `/stream/source` (not gated, as upstream). */
 @Controller()
-@TextErrors()
+@ErrorDialect('text')
+@Cors('none')
 export class LegacySourceController {
   constructor(private readonly source: SourceService) {}
 
@@ -34,6 +36,9 @@ export class LegacySourceController {
 
 /** API v1 answers and progress (spec §4.4.7, §4.4.10). */
 @Controller('api/v1/relay')
+@ErrorDialect('object')
+@Cors('none')
+@OwnMetricsLabel()
 @UseGuards(NodeTokenGuard, RateLimitGuard)
 export class V1SourceController {
   constructor(private readonly source: SourceService) {}
@@ -48,8 +53,10 @@ export class V1SourceController {
     return this.source.responses(dto, origin.owner);
   }
 
+  /** Capped at 16 KiB before parsing and before auth (spec §2.4, §4.4.10). */
   @Post('progress')
   @HttpCode(202)
+  @JsonBody({ limit: 16384, tooLarge: () => Errors.progressTooLarge() })
   @ControlRateLimit('progress')
   progress(@Body(new BodyOf(ProgressDto)) dto: ProgressDto): Promise<object> {
     return this.source.progress(dto);

@@ -12,6 +12,7 @@ import { ServeStaticModule } from '@nestjs/serve-static';
 import { existsSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { Cors, ErrorDialect } from '../common/route-facts';
 import { precompressedAssets } from './precompressed.middleware';
 
 /** Where the browser UI lives: `public/` next to `dist/` (works from src/ under Jest too). */
@@ -35,6 +36,8 @@ class UiAssetsModule implements NestModule {
 
 /** `GET /`: the page, read once at boot (no filesystem access per request). */
 @Controller()
+@ErrorDialect('object')
+@Cors('none')
 class UiController {
   private readonly html = readFileSync(join(publicDir(), 'index.html'), 'utf8');
 
