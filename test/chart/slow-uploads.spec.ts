@@ -128,7 +128,8 @@ async function probeHealth(baseUrl: string, ms: number) {
   const statuses: number[] = [];
   const latencies: number[] = [];
   const until = Date.now() + ms;
-  while (Date.now() < until) {
+  // At least one probe, however short the window (a 1 ms window once measured nothing: NaN).
+  do {
     const started = performance.now();
     const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(5000) }).catch(
       () => null,
@@ -137,7 +138,7 @@ async function probeHealth(baseUrl: string, ms: number) {
     latencies.push(performance.now() - started);
     statuses.push(res?.status ?? 0);
     await new Promise((r) => setTimeout(r, 20));
-  }
+  } while (Date.now() < until);
   latencies.sort((a, b) => a - b);
   return { statuses, p99: latencies[Math.ceil(0.99 * latencies.length) - 1] as number };
 }
