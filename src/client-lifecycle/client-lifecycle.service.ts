@@ -3,8 +3,10 @@ import type { CallerWatch } from '../common/client-gone.decorator';
 import { CLOCK, type Clock } from '../common/clock';
 import { RelayConfig } from '../config/relay-config';
 import { LifecycleService } from '../health/lifecycle.service';
+import { isUsableNodeKey } from '../registry/node-key';
 import {
   STATE_STORE,
+  type AtCapacityPolicy,
   type CancelResult,
   type EnqueueResult,
   type SelectNodeResult,
@@ -66,7 +68,18 @@ export interface Placement {
   tier: ContextTier;
   /** Nodes this request must not go to (one it already failed on). */
   exclude: readonly string[];
+  /** Every matching node busy: refuse (`/servers/next`), or queue in the shortest line. */
+  atCapacity: AtCapacityPolicy;
 }
+
+/**
+ * The node chosen for a request, or why none: the store's answer, `exhausted` when only nodes
+ * the request was kept from could take it, `too_many_unusable` past {@link MAX_UNUSABLE_KEYS}.
+ */
+export type Choice =
+  | SelectNodeResult
+  | { status: 'exhausted'; unusable: number }
+  | { status: 'too_many_unusable'; unusable: number };
 
 /**
  * Where a request placed by the relay went: queued (with the job as admitted, and whether a node
@@ -77,7 +90,8 @@ export interface Placement {
 export type PlaceResult =
   | { status: 'queued'; job: JobInput; deadlineAt: number; replaced: boolean }
   | { status: 'exhausted'; unusable: number }
-  | { status: 'no_nodes' | 'no_match' | 'no_capacity' | 'too_many_unusable' }
+  | { status: 'too_many_unusable'; unusable: number }
+  | { status: 'no_nodes' | 'no_match' | 'no_capacity' }
   | { status: AdmitRefusal };
 
 export interface PlaceOptions extends AdmitOptions {
@@ -147,21 +161,23 @@ export class ClientLifecycleService {
     let unusable = 0;
     let replaced = false;
     for (;;) {
-      const selection = await this.select(placement, exclude);
-      if (selection.status !== 'selected') {
-        return selection.status === 'exhausted'
-          ? { status: 'exhausted', unusable }
-          : { status: selection.status };
+      const choice = await this.choose({ ...placement, exclude }, opts.onUnusable);
+      if (choice.status === 'exhausted' || choice.status === 'too_many_unusable') {
+        return { status: choice.status, unusable: unusable + choice.unusable };
       }
-      const nodeId = selection.selected.nodeId;
+      if (choice.status !== 'selected') {
+        return { status: choice.status };
+      }
+      const nodeId = choice.selected.nodeId;
       const job = seal(nodeId);
       if (job === null) {
+        // The key passed the check but still could not be used: the same treatment.
+        opts.onUnusable?.(nodeId);
+        await this.markUnusable(nodeId);
         exclude.push(nodeId);
         unusable += 1;
-        opts.onUnusable?.(nodeId);
-        await this.store.markKeyUnusable(nodeId, this.clock.now()).catch(() => undefined);
         if (exclude.length > MAX_UNUSABLE_KEYS) {
-          return { status: 'too_many_unusable' };
+          return { status: 'too_many_unusable', unusable };
         }
         continue;
       }
@@ -180,6 +196,38 @@ export class ClientLifecycleService {
   }
 
   /**
+   * The store's choice of node (the one place node choice lives: fresh, lapsed and fallback tiers,
+   * marked keys, `exclude`, the busy policy). A chosen key nothing can be encrypted to is marked,
+   * so no one is offered it again, and another node is chosen: `/servers/next` and the gateway
+   * step over such nodes alike, before any client tries them.
+   */
+  async choose(placement: Placement, onUnusable?: (nodeId: string) => void): Promise<Choice> {
+    const exclude = [...placement.exclude];
+    let unusable = 0;
+    for (;;) {
+      const selection = await this.select(placement, exclude);
+      if (selection.status !== 'selected') {
+        return selection.status === 'exhausted' ? { status: 'exhausted', unusable } : selection;
+      }
+      const nodeId = selection.selected.nodeId;
+      if (isUsableNodeKey(nodeId)) {
+        return selection;
+      }
+      onUnusable?.(nodeId);
+      await this.markUnusable(nodeId);
+      exclude.push(nodeId);
+      unusable += 1;
+      if (exclude.length > MAX_UNUSABLE_KEYS) {
+        return { status: 'too_many_unusable', unusable };
+      }
+    }
+  }
+
+  private async markUnusable(nodeId: string): Promise<void> {
+    await this.store.markKeyUnusable(nodeId, this.clock.now()).catch(() => undefined);
+  }
+
+  /**
    * The store's choice with the request's exclusions. When it finds nothing, the choice without
    * them says why: if only an excluded node could take the request, it is `exhausted`.
    */
@@ -191,7 +239,7 @@ export class ClientLifecycleService {
       model: placement.model,
       tier: placement.tier,
       maxQueueDepth: this.config.maxQueuePerNode,
-      atCapacity: 'least_loaded' as const,
+      atCapacity: placement.atCapacity,
     };
     const selection = await this.store.selectNode({ ...cmd, exclude, now: this.clock.now() });
     if (selection.status === 'selected' || exclude.length === 0) {

@@ -154,8 +154,18 @@ export class ClientService {
       }
       throw Errors.invalidContextTier();
     }
-    const result = await this.registry.select(model, requestedTier as ContextTier);
-    if (result.status === 'no_nodes') {
+    const result = await this.requests.choose({
+      model,
+      tier: requestedTier as ContextTier,
+      exclude: [],
+      atCapacity: 'refuse',
+    });
+    if (
+      result.status === 'no_nodes' ||
+      result.status === 'exhausted' ||
+      result.status === 'too_many_unusable'
+    ) {
+      // Only keys nothing can be encrypted to are left: as if there were no node.
       throw Errors.noComputeNodes();
     }
     const base = {

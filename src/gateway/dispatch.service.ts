@@ -225,7 +225,14 @@ export class DispatchService {
     let result: PlaceResult;
     try {
       result = await this.requests.place(
-        { model: d.request.model, tier: TIER, exclude: exclude === null ? [] : [exclude] },
+        {
+          model: d.request.model,
+          tier: TIER,
+          exclude: exclude === null ? [] : [exclude],
+          // Every matching node busy: queue in the shortest line (its queue is capped at
+          // admission), as a browser retrying with backoff would end up doing.
+          atCapacity: 'least_loaded',
+        },
         (nodeId) => this.seal(d, nodeId),
         {
           awaitedHere: true,
