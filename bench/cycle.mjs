@@ -10,7 +10,7 @@
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { cli } from './lib.mjs';
+import { cli, rsaShapedKey } from './lib.mjs';
 
 const args = cli(
   'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL]',
@@ -87,7 +87,7 @@ function fail(what, res) {
   }
 }
 
-const key = (label, i) => Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}-${i}-${randomBytes(24).toString('base64')}\n-----END PUBLIC KEY-----\n`).toString('base64');
+const key = (label, i) => rsaShapedKey(`${label}-${i}`);
 
 async function legacyCycle(p) {
   let res = await post(clientUrl, '/faucet', {

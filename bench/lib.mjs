@@ -1,6 +1,6 @@
 // Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
 import { spawn, spawnSync, execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -320,4 +320,23 @@ export async function chartEnv(limit) {
     else if (e.valueFrom?.resourceFieldRef?.resource === 'limits.memory') env[e.name] = String(limitBytes);
   }
   return env;
+}
+
+/**
+ * A distinct key shaped like a compute node's (the base64 of an RSA-2048 SPKI PEM, what API v1
+ * registration accepts), from a random odd modulus: nothing to generate, nobody holds its private
+ * half. The label only makes keys easy to tell apart in a trace.
+ */
+export function rsaShapedKey(label = 'k') {
+  void label;
+  const modulus = randomBytes(256);
+  modulus[0] |= 0x80;
+  modulus[255] |= 1;
+  const der = Buffer.concat([
+    Buffer.from('30820122300d06092a864886f70d01010105000382010f003082010a0282010100', 'hex'),
+    modulus,
+    Buffer.from('0203010001', 'hex'),
+  ]);
+  const pem = `-----BEGIN PUBLIC KEY-----\n${der.toString('base64').match(/.{1,64}/g).join('\n')}\n-----END PUBLIC KEY-----\n`;
+  return Buffer.from(pem).toString('base64');
 }

@@ -7,9 +7,8 @@
 // usage: node bench/overhead.mjs [--duration 8] [--connections 64] [--rounds 1]  (needs `npm run build`)
 import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { ROOT, startRelay, stopProcess, table, cycle, cli } from './lib.mjs';
+import { ROOT, startRelay, stopProcess, table, cycle, cli, rsaShapedKey } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N]',
@@ -23,8 +22,7 @@ const values = cli(
 const DURATION = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
 
-const pemKey = (label) =>
-  Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}${randomBytes(300).toString('base64')}\n-----END PUBLIC KEY-----\n`).toString('base64');
+const pemKey = (label) => rsaShapedKey(label);
 
 function load(url, opts) {
   return new Promise((resolve, reject) => {
