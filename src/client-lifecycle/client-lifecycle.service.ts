@@ -60,7 +60,7 @@ export type Outcome =
   | { status: 'ended'; terminal: TerminalStatus; reason: TerminalReason }
   | { status: 'unknown' };
 
-/** What the one who can be waited on: the caller's connection, ended by its leaving or the drain. */
+/** The caller a wait belongs to: its leaving, or the drain, ends the wait. */
 export type Waiter = Pick<CallerWatch, 'gone' | 'signal'>;
 
 export interface Placement {
