@@ -14,7 +14,7 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRelay, stopProcess, cli } from './lib.mjs';
+import { startRelay, stopProcess, cli, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/crash.mjs [--pipelines N] [--before S] [--after S] [--inflight N] [--signal SIGKILL|SIGTERM]',
@@ -87,7 +87,7 @@ const countFailure = (kind) => {
 };
 
 async function pipeline(k) {
-  const node = `crash-node-${k}`;
+  const node = nodeKeys[k];
   const client = `crash-client-${k}`;
   // Half the pipelines have their node on A and client on B, half the reverse.
   const nodePref = { i: k % 2 };
@@ -132,6 +132,7 @@ async function pipeline(k) {
 
 let deadline = Infinity;
 const progress = setInterval(() => process.stderr.write(`accepted ${accepted.size} answered ${answered.size} failures ${failures}\n`), 2000);
+const nodeKeys = await nodePublicKeys(Number(values.pipelines)); // API v1 admits only real RSA keys
 const runs = Array.from({ length: Number(values.pipelines) }, (_, k) => pipeline(k));
 await sleep(Number(values.before) * 1000);
 const acceptedBeforeKill = accepted.size;

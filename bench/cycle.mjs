@@ -10,7 +10,7 @@
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { cli, rsaShapedKey } from './lib.mjs';
+import { cli, nodePublicKeys } from './lib.mjs';
 
 const args = cli(
   'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL]',
@@ -87,7 +87,7 @@ function fail(what, res) {
   }
 }
 
-const key = (label, i) => rsaShapedKey(`${label}-${i}`);
+const key = (label, i) => Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}-${i}-${randomBytes(24).toString('base64')}\n-----END PUBLIC KEY-----\n`).toString('base64');
 
 async function legacyCycle(p) {
   let res = await post(clientUrl, '/faucet', {
@@ -166,9 +166,9 @@ async function bareCycle(p) {
   return true;
 }
 
-async function setup(i) {
+async function setup(i, nodeKey) {
   const p = {
-    node: key('node', i),
+    node: nodeKey,
     client: key('client', i),
     cipherkey: randomBytes(256).toString('base64'),
     iv: randomBytes(16).toString('base64'),
@@ -195,7 +195,9 @@ function percentile(sorted, q) {
 }
 
 async function main() {
-  const pipes = await Promise.all(Array.from({ length: pipelines }, (_, i) => setup(i)));
+  // Node keys are real RSA-2048 public keys: the relay admits nothing else (issue 18).
+  const nodeKeys = await nodePublicKeys(pipelines);
+  const pipes = await Promise.all(Array.from({ length: pipelines }, (_, i) => setup(i, nodeKeys[i])));
   const latencies = [];
   const deliveries = [];
   let measuring = false;

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { join } from 'node:path';
-import { BENCH_ENV, ROOT, cli } from './lib.mjs';
+import { BENCH_ENV, ROOT, cli, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/drain.mjs [--pipelines N] [--load-seconds S] [--drain S] [--port N]',
@@ -37,6 +37,7 @@ const child = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
   env: { ...process.env, ...BENCH_ENV, RELAY_PORT: values.port, TOKENPLACE_RELAY_DRAIN_SECONDS: values.drain, TOKENPLACE_RELAY_SHUTDOWN_GRACE_SECONDS: String(Number(values.drain) + 15) },
   stdio: 'ignore',
 });
+const nodeKeys = await nodePublicKeys(Number(values.pipelines)); // API v1 admits only real RSA keys
 const exit = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 let exited = false;
 void exit.then(() => (exited = true));
@@ -55,7 +56,7 @@ const accepted = new Set();
 const answered = new Set();
 
 async function pipeline(i) {
-  const node = `drain-node-${i}`;
+  const node = nodeKeys[i];
   const client = `drain-client-${i}`;
   await post('/api/v1/relay/servers/register', { server_public_key: node, capabilities: { supported_model_ids: ['m'] } });
   const nodeLoop = (async () => {

@@ -42,7 +42,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ROOT, chartEnv, cli, ensureFdLimit, median, parseMetrics, percentile, premadeKeys, procStatus, request, startRelay, stopProcess, table } from './lib.mjs';
+import { ROOT, chartEnv, cli, ensureFdLimit, median, parseMetrics, percentile, premadeKeys, cachedNodePublicKeys, nodePublicKeys, procStatus, request, startRelay, stopProcess, table } from './lib.mjs';
 
 const MODEL = 'qwen3-8b-instruct';
 const CAPS = { supported_model_ids: [MODEL], max_concurrency: 1 };
@@ -55,9 +55,19 @@ function fakeKey(label, i) {
   return Buffer.from(`-----BEGIN PUBLIC KEY-----\n${body}\n-----END PUBLIC KEY-----\n`).toString('base64');
 }
 
+/** API v1 node keys must be real RSA public keys (issue 18): node i's, from the bench key cache. */
+let nodeKeys = null;
+function nodeKey(i) {
+  nodeKeys ??= cachedNodePublicKeys();
+  const key = nodeKeys[i];
+  if (key === undefined) throw new Error(`bench key cache holds ${nodeKeys.length} keys, node ${i} needs more`);
+  return key;
+}
+const PARKING_NODE = 1024 + 1;
+
 /** The held request of kind `kind` for index i, and whether its answer is re-sent (still held). */
 const KINDS = {
-  poll: { path: '/api/v1/relay/servers/poll', body: (i) => ({ server_public_key: fakeKey('node', i) }), again: (s) => s === 200 },
+  poll: { path: '/api/v1/relay/servers/poll', body: (i) => ({ server_public_key: nodeKey(i) }), again: (s) => s === 200 },
   retrieve: {
     path: '/api/v1/relay/responses/retrieve',
     body: (i) => ({ client_public_key: fakeKey('client', i), request_id: `held-${i}` }),
@@ -188,6 +198,8 @@ async function main() {
       summarise: { type: 'string', default: '' },
     },
   );
+  // Node keys for every poll (up to the registry's cap) and the parking node, made once and cached.
+  await nodePublicKeys(PARKING_NODE + 1);
   let chart = null;
   if (values.chart) {
     const { RELAY_HOST: _host, RELAY_PORT: _port, ...env } = await chartEnv(values.chart);
@@ -393,11 +405,11 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
     clients = holders(port, total);
     // State that exists at 0 held too: the nodes, the pending requests, the legacy registrations.
     if (kind === 'poll') {
-      await inBatches(n, 200, (i) => post('/api/v1/relay/servers/register', { server_public_key: fakeKey('node', i), capabilities: CAPS }));
+      await inBatches(n, 200, (i) => post('/api/v1/relay/servers/register', { server_public_key: nodeKey(i), capabilities: CAPS }));
     } else if (kind === 'retrieve') {
-      await post('/api/v1/relay/servers/register', { server_public_key: fakeKey('parking', 0), capabilities: CAPS });
+      await post('/api/v1/relay/servers/register', { server_public_key: nodeKey(PARKING_NODE), capabilities: CAPS });
       await inBatches(n, 200, (i) =>
-        post('/api/v1/relay/requests', { server_public_key: fakeKey('parking', 0), client_public_key: fakeKey('client', i), request_id: `held-${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
+        post('/api/v1/relay/requests', { server_public_key: nodeKey(PARKING_NODE), client_public_key: fakeKey('client', i), request_id: `held-${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
       );
     } else if (kind === 'chat') {
       const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -405,12 +417,12 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
     } else if (kind === 'pod') {
       // n requests in flight at 1,024 nodes (request i at node i mod 1,024, claimed by a poll): then
       // their clients hold a retrieve each and every node holds its next poll.
-      await inBatches(POD_NODES, 200, (j) => post('/api/v1/relay/servers/register', { server_public_key: fakeKey('node', j), capabilities: { ...CAPS, max_concurrency: 64 } }));
+      await inBatches(POD_NODES, 200, (j) => post('/api/v1/relay/servers/register', { server_public_key: nodeKey(j), capabilities: { ...CAPS, max_concurrency: 64 } }));
       await inBatches(n, 200, (i) =>
-        post('/api/v1/relay/requests', { server_public_key: fakeKey('node', i % POD_NODES), client_public_key: fakeKey('client', i), request_id: `held-${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
+        post('/api/v1/relay/requests', { server_public_key: nodeKey(i % POD_NODES), client_public_key: fakeKey('client', i), request_id: `held-${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
       );
       await inBatches(POD_NODES, 200, async (j) => {
-        for (let i = j; i < n; i += POD_NODES) await post('/api/v1/relay/servers/poll', { server_public_key: fakeKey('node', j) });
+        for (let i = j; i < n; i += POD_NODES) await post('/api/v1/relay/servers/poll', { server_public_key: nodeKey(j) });
       });
     }
     // Warm-up (JIT, lazily built pieces): held connections opened and dropped. The legacy nodes

@@ -1,6 +1,6 @@
 // Shared helpers for the bench scripts: start relay processes, run the cycle benchmark.
 import { spawn, spawnSync, execFile } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPair, generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import { existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,9 +21,9 @@ export const BENCH_ENV = {
   TOKENPLACE_RELAY_MAX_PENDING_PER_CLIENT: '100000',
   TOKENPLACE_RELAY_MAX_QUEUED_REQUESTS: '1000000',
   TOKENPLACE_RELAY_MAX_NODES: '100000',
-  // Every pipeline's node registers from loopback: no per-address share (issue 18).
-  TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '1000000',
   TOKEN_PLACE_API_V1_MAX_QUEUE_DEPTH_PER_NODE: '100000',
+  // Every bench node registers from loopback without a token (open registration).
+  TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '100000',
 };
 
 /**
@@ -302,6 +302,33 @@ export function premadeKeys() {
 }
 
 /**
+ * `count` distinct node public keys as the relay admits them (RSA-2048 SPKI PEM, base64), generated
+ * once on the libuv pool and kept in the temp directory, so benches need not pay keygen each run.
+ */
+const NODE_KEYS_FILE = join(tmpdir(), 'tokenplace-bench-rsa2048-public.json');
+
+/** The cached node keys, synchronously (forked helpers; after `nodePublicKeys` made enough). */
+export function cachedNodePublicKeys() {
+  return existsSync(NODE_KEYS_FILE) ? JSON.parse(readFileSync(NODE_KEYS_FILE, 'utf8')) : [];
+}
+
+export async function nodePublicKeys(count) {
+  const file = NODE_KEYS_FILE;
+  let keys = cachedNodePublicKeys();
+  if (keys.length < count) {
+    const more = await Promise.all(
+      Array.from({ length: count - keys.length }, () =>
+        promisify(generateKeyPair)('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } }),
+      ),
+    );
+    keys = [...keys, ...more.map((k) => Buffer.from(k.publicKey).toString('base64'))];
+    writeFileSync(`${file}.${process.pid}`, JSON.stringify(keys));
+    renameSync(`${file}.${process.pid}`, file);
+  }
+  return keys.slice(0, count);
+}
+
+/**
  * The relay's environment in the Helm chart for a memory limit (`512Mi`): `helm template` of
  * helm/tokenplace-relay (HELM_BIN, else .tools/bin/helm from scripts/install-tools.sh), so
  * NODE_OPTIONS, TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES and the caps are the chart's.
@@ -322,23 +349,4 @@ export async function chartEnv(limit) {
     else if (e.valueFrom?.resourceFieldRef?.resource === 'limits.memory') env[e.name] = String(limitBytes);
   }
   return env;
-}
-
-/**
- * A distinct key shaped like a compute node's (the base64 of an RSA-2048 SPKI PEM, what API v1
- * registration accepts), from a random odd modulus: nothing to generate, nobody holds its private
- * half. The label only makes keys easy to tell apart in a trace.
- */
-export function rsaShapedKey(label = 'k') {
-  void label;
-  const modulus = randomBytes(256);
-  modulus[0] |= 0x80;
-  modulus[255] |= 1;
-  const der = Buffer.concat([
-    Buffer.from('30820122300d06092a864886f70d01010105000382010f003082010a0282010100', 'hex'),
-    modulus,
-    Buffer.from('0203010001', 'hex'),
-  ]);
-  const pem = `-----BEGIN PUBLIC KEY-----\n${der.toString('base64').match(/.{1,64}/g).join('\n')}\n-----END PUBLIC KEY-----\n`;
-  return Buffer.from(pem).toString('base64');
 }

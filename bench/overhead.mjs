@@ -7,8 +7,9 @@
 // usage: node bench/overhead.mjs [--duration 8] [--connections 64] [--rounds 1]  (needs `npm run build`)
 import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { ROOT, startRelay, stopProcess, table, cycle, cli, rsaShapedKey } from './lib.mjs';
+import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N]',
@@ -22,7 +23,8 @@ const values = cli(
 const DURATION = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
 
-const pemKey = (label) => rsaShapedKey(label);
+const pemKey = (label) =>
+  Buffer.from(`-----BEGIN PUBLIC KEY-----\n${label}${randomBytes(300).toString('base64')}\n-----END PUBLIC KEY-----\n`).toString('base64');
 
 function load(url, opts) {
   return new Promise((resolve, reject) => {
@@ -56,7 +58,7 @@ const port = Number(values.port);
 const relay = await startRelay(port, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' });
 const base = relay.base;
 const node = pemKey('node');
-const v1node = pemKey('v1node');
+const [v1node] = await nodePublicKeys(1); // API v1 admits only real RSA public keys
 const client = pemKey('client');
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 await fetch(`${base}/sink`, json({ server_public_key: node }));

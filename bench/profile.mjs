@@ -8,7 +8,7 @@ import autocannon from 'autocannon';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cycle, startRelay, cli, summariseProfile } from './lib.mjs';
+import { cycle, startRelay, cli, summariseProfile, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/profile.mjs [--scenario retrieve|...] [--duration S] [--top N]',
@@ -22,8 +22,9 @@ const dir = mkdtempSync(join(tmpdir(), 'relay-prof-'));
 const relay = await startRelay(5096, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' }, ['--cpu-prof', '--cpu-prof-dir', dir]);
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const key = Buffer.from('-----BEGIN PUBLIC KEY-----\n' + 'A'.repeat(400) + '\n-----END PUBLIC KEY-----\n').toString('base64');
+const [v1key] = await nodePublicKeys(1); // API v1 admits only real RSA public keys
 await fetch(`${relay.base}/sink`, json({ server_public_key: key }));
-await fetch(`${relay.base}/api/v1/relay/servers/register`, json({ server_public_key: `v1${key}`, capabilities: { supported_model_ids: ['qwen3-8b-instruct'] } }));
+await fetch(`${relay.base}/api/v1/relay/servers/register`, json({ server_public_key: v1key, capabilities: { supported_model_ids: ['qwen3-8b-instruct'] } }));
 
 const routes = {
   retrieve: ['/retrieve', json({ client_public_key: key })],
@@ -31,7 +32,7 @@ const routes = {
   next: ['/api/v1/relay/servers/next?model=qwen3-8b-instruct', { method: 'GET' }],
   pending: ['/api/v1/relay/responses/retrieve', json({ client_public_key: key, request_id: 'pending-1' })],
 };
-await fetch(`${relay.base}/api/v1/relay/requests`, json({ server_public_key: `v1${key}`, client_public_key: key, request_id: 'pending-1', ciphertext: 'c', cipherkey: 'k', iv: 'i' }));
+await fetch(`${relay.base}/api/v1/relay/requests`, json({ server_public_key: v1key, client_public_key: key, request_id: 'pending-1', ciphertext: 'c', cipherkey: 'k', iv: 'i' }));
 if (values.scenario.endsWith('cycle')) {
   const result = await cycle({ url: relay.base, protocol: values.scenario.replace('cycle', ''), pipelines: 64, duration: values.duration, warmup: 1 });
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -125,6 +125,8 @@ function breakdown(perRelay) {
   const messages = new Map();
   const enqueues = [];
   const ops = new Map();
+  // An empty claim's reply is the script header alone; a claim with a job is longer.
+  const emptyClaim = Math.min(...perRelay.flat().filter((r) => r.op === 'tpClaimNext' && r.replyItems !== undefined).map((r) => r.replyItems));
   perRelay.forEach((rows, replica) => {
     for (const r of rows) {
       if (r.op === 'message') {
@@ -135,7 +137,7 @@ function breakdown(perRelay) {
       ops.set(r.op, (ops.get(r.op) ?? 0) + 1);
       if (r.answered === undefined) continue;
       if (r.op === 'tpEnqueue') enqueues.push({ ...r, replica });
-      if (r.op === 'tpClaimNext' && r.replyItems >= 9) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
+      if (r.op === 'tpClaimNext' && r.replyItems > emptyClaim) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
     }
   });
   for (const list of claims.values()) list.sort((a, b) => a.answered - b.answered);

@@ -67,14 +67,15 @@ if (process.env.BENCH_PROBE_TRACE === '1') {
   Commander.prototype.defineCommand = function traced(name, definition) {
     define.call(this, name, definition);
     const fn = this[name];
-    // Script arguments: prefix, limits JSON, now, then the script's own (node id first for claims).
+    // Script arguments: routing key, prefix, limits JSON, now, then the script's own (node id first
+    // for claims).
     this[name] = function timed(...args) {
       const row = { op: name, conn: this.options.connectionName, sent: epoch(), inFlight: this.commandQueue?.length ?? 0 };
       if (name === 'tpEnqueue') {
-        row.job = args[3];
-        row.node = args[5];
+        row.job = args[4];
+        row.node = args[6];
       } else if (name === 'tpClaimNext' || name === 'tpHasWork') {
-        row.node = args[3];
+        row.node = args[4];
       }
       trace.push(row);
       const done = (reply) => {

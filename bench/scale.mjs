@@ -5,7 +5,7 @@
 //  2. queued: 10,000 queued 2 KiB requests; RSS and heap growth per request.
 //  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests.
 // usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis]  (needs npm run build)
-import { cli, request, startRelay, table } from './lib.mjs';
+import { cli, request, startRelay, table, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis] [--held N] [--queued N] [--curve 10,100,1000,10000] [--samples N]',
@@ -41,16 +41,17 @@ async function inBatches(n, size, fn) {
 
 async function held() {
   const N = Number(values.held);
+  const keys = await nodePublicKeys(N + 1); // API v1 admits only real RSA node keys
   const relay = await startRelay(5101, { ...storeEnv, TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '60', TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '120' });
   try {
     const before = await processStats(relay.base);
-    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/servers/register', { server_public_key: `held-node-${i}`, capabilities: caps }));
-    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: 'parking', capabilities: caps });
+    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/servers/register', { server_public_key: keys[i], capabilities: caps }));
+    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: keys[N], capabilities: caps });
     await inBatches(N, 200, (i) =>
-      post(relay.base, '/api/v1/relay/requests', { server_public_key: 'parking', client_public_key: `held-client-${i}`, request_id: `p${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
+      post(relay.base, '/api/v1/relay/requests', { server_public_key: keys[N], client_public_key: `held-client-${i}`, request_id: `p${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
     );
     const t0 = performance.now();
-    const polls = Array.from({ length: N }, (_, i) => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: `held-node-${i}` }).then((r) => ({ ...r, at: performance.now() }), (e) => ({ status: 0, error: String(e) })));
+    const polls = Array.from({ length: N }, (_, i) => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: keys[i] }).then((r) => ({ ...r, at: performance.now() }), (e) => ({ status: 0, error: String(e) })));
     const waits = Array.from({ length: N }, (_, i) =>
       post(relay.base, '/api/v1/relay/responses/retrieve', { client_public_key: `held-client-${i}`, request_id: `p${i}` }, { Prefer: 'wait=8' }).then((r) => ({ ...r, at: performance.now() }), (e) => ({ status: 0, error: String(e) })),
     );
@@ -59,7 +60,7 @@ async function held() {
     const release = performance.now();
     await inBatches(N, 200, (i) =>
       Promise.all([
-        post(relay.base, '/api/v1/relay/requests', { server_public_key: `held-node-${i}`, client_public_key: `w${i}`, request_id: `w${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
+        post(relay.base, '/api/v1/relay/requests', { server_public_key: keys[i], client_public_key: `w${i}`, request_id: `w${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
         post(relay.base, '/api/v1/relay/responses', { client_public_key: `held-client-${i}`, request_id: `p${i}`, chat_history: 'a', cipherkey: 'k', iv: 'i' }),
       ]),
     );

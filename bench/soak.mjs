@@ -7,7 +7,7 @@
 // usage: node bench/soak.mjs [--minutes 10] [--every 30] [--pipelines 8] [--store memory|redis]
 //   (redis: uses REDIS_URL, best a dedicated server: it also samples DBSIZE)
 import { randomBytes } from 'node:crypto';
-import { request as send, startRelay, table, cli } from './lib.mjs';
+import { request as send, startRelay, table, cli, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/soak.mjs [--minutes N] [--every S] [--pipelines N] [--store memory|redis] [--response-ttl S]',
@@ -44,10 +44,16 @@ function request(method, path, body, headers = {}) {
 const post = (path, body, headers) => request('POST', path, body, headers);
 const payload = randomBytes(1536).toString('base64');
 
+// API v1 admits only real RSA node keys, and a key a live (or silent, not yet evicted) node holds
+// needs that node's credential: a fresh key for each node lifetime (one per 20-60 s per pipeline).
+const v1Keys = await nodePublicKeys(Math.ceil(Number(values.pipelines) * ((Number(values.minutes) * 60) / 20 + 2)));
+let nextV1Key = 0;
+
 async function v1Pipeline() {
   while (!stop) {
-    const node = `soak-v1-${randomBytes(6).toString('hex')}`;
-    await post('/api/v1/relay/servers/register', { server_public_key: node, capabilities: { supported_model_ids: ['qwen3-8b-instruct'] } });
+    const node = v1Keys[nextV1Key++ % v1Keys.length];
+    const registered = await post('/api/v1/relay/servers/register', { server_public_key: node, capabilities: { supported_model_ids: ['qwen3-8b-instruct'] } });
+    const credential = registered.body?.control_credential ?? 'x';
     const lifetime = Date.now() + 20_000 + Math.random() * 40_000;
     while (!stop && Date.now() < lifetime) {
       const client = `soak-client-${randomBytes(6).toString('hex')}`;
@@ -60,7 +66,7 @@ async function v1Pipeline() {
         continue;
       }
       if (work.body?.request_id === id) {
-        await post('/api/v1/relay/servers/control', { server_public_key: node, request_id: id, control_credential: 'x' });
+        await post('/api/v1/relay/servers/control', { server_public_key: node, request_id: id, control_credential: credential });
         await post('/api/v1/relay/responses', { client_public_key: client, request_id: id, chat_history: payload, cipherkey: 'k', iv: 'i' });
         if (Math.random() < 0.9) {
           const got = await post('/api/v1/relay/responses/retrieve', { client_public_key: client, request_id: id });

@@ -1,7 +1,7 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { json } from 'express';
 import type { Server } from 'node:http';
-import { BodyBudget, readBodyWithin } from './common/body-admission';
+import { BodyBudget, readBodyWithin } from './edge/body-admission';
 import type { Logger } from 'pino';
 import {
   bodyErrors,
@@ -13,7 +13,7 @@ import {
   requestId,
   requireJson,
   uiSecurityHeaders,
-} from './common/http-middleware';
+} from './edge/http-middleware';
 import { PinoLoggerService, RELAY_LOGGER } from './common/logging';
 import { Errors } from './common/relay-error';
 import type { RelayConfig } from './config/relay-config';

@@ -13,7 +13,7 @@ import {
   type RelayConfig,
 } from './config/relay-config';
 import { DemoNode, newDemoNodeKey } from './demo/demo.node';
-import { LifecycleService } from './health/lifecycle.service';
+import { LifecycleService } from './lifecycle/lifecycle.service';
 import { TokenService } from './registry/token.service';
 import { RegistryService } from './registry/registry.service';
 import { STATE_STORE, type StateStore } from './state/state-store';

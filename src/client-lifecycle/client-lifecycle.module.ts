@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { LifecycleModule } from '../health/lifecycle.module';
+import { LifecycleModule } from '../lifecycle/lifecycle.module';
 import { StateModule } from '../state/state.module';
 import { ClientLifecycleService } from './client-lifecycle.service';
 

@@ -11,9 +11,9 @@ import {
 } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { TextErrors } from '../common/error-style.decorator';
+import { TextErrors } from '../edge/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
-import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
 import { ClientService } from './client.service';

@@ -1,5 +1,5 @@
 import { Controller, Get, Header, Headers, HttpCode, Post, Query, UseGuards } from '@nestjs/common';
-import { PublicRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { RelayError } from '../common/relay-error';
 import { CallerOrigin } from '../registry/node-address';
 import type { NodeOrigin } from '../state/state.types';

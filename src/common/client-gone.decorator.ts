@@ -1,6 +1,6 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Response } from 'express';
-import type { DrainNotifier } from '../health/lifecycle.service';
+import type { DrainNotifier } from '../lifecycle/lifecycle.service';
 
 /**
  * Tells a long-poll whether its caller is still there. The AbortSignal (and its `close`

@@ -1,27 +1,16 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
-import type { Logger } from 'pino';
-import { CLOCK, SystemClock, type Clock } from '../common/clock';
-import { createRootLogger, RELAY_LOGGER } from '../common/logging';
 import { RelayConfig } from './relay-config';
 
-export interface RelayConfigOptions {
-  /** The validated configuration (main.ts and the test helper both build it with RelayConfig.load). */
-  config: RelayConfig;
-  /** Time source; tests pass a ManualClock. */
-  clock?: Clock;
-  /** Root logger (main.ts creates it before the app so boot logs share it). */
-  logger?: Logger;
-}
-
 /**
- * The only global module: the validated {@link RelayConfig} (held by @nestjs/config's ConfigService,
- * which never reads process.env or .env files here), the injected {@link Clock} and the root logger.
+ * The validated {@link RelayConfig}, global (every module reads its slice), held by @nestjs/config's
+ * ConfigService, which never reads process.env or .env files here: main.ts and the test helper
+ * build it with RelayConfig.load. The bottom of the module graph: it imports nothing of the relay.
  */
 @Global()
 @Module({})
 export class RelayConfigModule {
-  static forRoot(options: RelayConfigOptions): DynamicModule {
+  static forRoot(config: RelayConfig): DynamicModule {
     return {
       module: RelayConfigModule,
       imports: [
@@ -29,7 +18,7 @@ export class RelayConfigModule {
           ignoreEnvFile: true,
           skipProcessEnv: true,
           validatePredefined: false,
-          load: [() => ({ relay: options.config })],
+          load: [() => ({ relay: config })],
         }),
       ],
       providers: [
@@ -39,10 +28,8 @@ export class RelayConfigModule {
           useFactory: (service: ConfigService): RelayConfig =>
             service.getOrThrow<RelayConfig>('relay'),
         },
-        { provide: CLOCK, useValue: options.clock ?? new SystemClock() },
-        { provide: RELAY_LOGGER, useValue: options.logger ?? createRootLogger(options.config) },
       ],
-      exports: [RelayConfig, CLOCK, RELAY_LOGGER],
+      exports: [RelayConfig],
     };
   }
 }

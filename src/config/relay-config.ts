@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
-import type { StoreLimits } from '../state/state.types';
+import type { StoreLimits } from './store-limits';
 import { envSpecs } from './env.decorator';
 import {
   MEMORY_MODEL,

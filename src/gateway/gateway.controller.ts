@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Headers, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { OpenAiErrors } from '../common/error-style.decorator';
-import { EndpointRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { OpenAiErrors } from '../edge/error-style.decorator';
+import { EndpointRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CatalogService } from './catalog.service';
 import { ChatService } from './chat.service';

@@ -4,7 +4,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { CallerWatch } from '../common/client-gone.decorator';
 import { CLOCK, type Clock } from '../common/clock';
 import { RelayError } from '../common/relay-error';
-import { openAiBody } from '../common/relay-exception.filter';
+import { openAiBody } from '../edge/relay-exception.filter';
 import { DispatchService, type Dispatch, type DispatchRequest } from './dispatch.service';
 import { GatewayErrors } from './gateway.errors';
 import { isStrictBase64, publicKeyFromB64, sealWithKey, wrapKey } from '../common/hybrid.crypto';

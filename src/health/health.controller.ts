@@ -5,7 +5,7 @@ import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { describeNode, DiscoveryService } from '../client/discovery.service';
 import { RegistryViewService } from '../registry/registry-view.service';
-import { LifecycleService } from './lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { RelayHealthIndicators } from './store.health';
 
 const NO_STORE = { 'Cache-Control': 'no-store' };

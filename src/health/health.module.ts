@@ -5,7 +5,7 @@ import { MetricsModule } from '../metrics/metrics.module';
 import { RegistryModule } from '../registry/registry.module';
 import { StateModule } from '../state/state.module';
 import { HealthController } from './health.controller';
-import { LifecycleModule } from './lifecycle.module';
+import { LifecycleModule } from '../lifecycle/lifecycle.module';
 import { RelayHealthIndicators } from './store.health';
 
 @Module({

@@ -3,7 +3,7 @@ import { CLOCK, type Clock } from '../common/clock';
 import { constantTimeEquals } from '../common/ids';
 import { WireResponse, WireResponseInterceptor } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../health/lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import { RelayMetrics } from './relay-metrics';
 

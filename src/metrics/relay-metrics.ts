@@ -9,6 +9,7 @@ import {
   type Histogram as HistogramT,
 } from 'prom-client';
 import { RelayConfig } from '../config/relay-config';
+import type { TransitionSink } from '../state/transition.sink';
 import {
   CONTROL_STATES,
   EVICTION_REASONS,
@@ -77,7 +78,7 @@ interface HttpChildren {
  * (spec §5.5 names, labels and buckets; ops.md §4 for the dashboards that read them).
  */
 @Injectable()
-export class RelayMetrics {
+export class RelayMetrics implements TransitionSink {
   readonly registry = new Registry();
 
   private readonly legacyRequests = new Counter({
@@ -298,7 +299,17 @@ export class RelayMetrics {
     legacy.inc();
   }
 
-  recordTransitions(t: TransitionCounts): void {
+  /** {@link TransitionSink}: the store reports each transition's counts here, once. */
+  transitions(t: TransitionCounts): void {
+    this.recordTransitions(t);
+  }
+
+  /** {@link TransitionSink}: an acknowledged transition its replicas did not confirm in time. */
+  replicationTimeout(): void {
+    this.replicationTimeouts.inc();
+  }
+
+  private recordTransitions(t: TransitionCounts): void {
     for (const [outcome, n] of Object.entries(t.outcomes)) {
       if (n) {
         this.outcomes.inc({ outcome }, n);

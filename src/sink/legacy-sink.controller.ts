@@ -1,9 +1,9 @@
 import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { TextErrors } from '../common/error-style.decorator';
+import { TextErrors } from '../edge/error-style.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
-import { ControlRateLimit, RateLimitGuard } from '../common/rate-limit.guard';
+import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
 import { RegistryService } from '../registry/registry.service';

@@ -4,7 +4,7 @@ import { CLOCK, type Clock } from '../common/clock';
 import { sha256Hex } from '../common/ids';
 import { Errors } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../health/lifecycle.service';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';

@@ -36,6 +36,7 @@ import type {
   StoreStats,
   TransitionCounts,
 } from './state.types';
+import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
 import * as answers from './transitions/answers.memory';
 import { createMemoryState, type MemoryState } from './transitions/memory-state';
 import * as nodes from './transitions/nodes.memory';
@@ -57,17 +58,18 @@ export class InMemoryStateStore implements StateStore {
   constructor(
     limits: StoreLimits,
     private readonly clock: Clock,
+    private readonly sink: TransitionSink = NO_TRANSITION_SINK,
   ) {
     this.waiters = new Waiters(clock);
     this.state = createMemoryState(limits, (key) => this.waiters.notify(key));
   }
 
   upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
-    return Promise.resolve(nodes.upsertNode(this.state, cmd));
+    return this.reported(nodes.upsertNode(this.state, cmd));
   }
 
   unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult> {
-    return Promise.resolve(nodes.unregisterNode(this.state, cmd));
+    return this.reported(nodes.unregisterNode(this.state, cmd));
   }
 
   listNodes(now: number): Promise<NodeView[]> {
@@ -91,31 +93,31 @@ export class InMemoryStateStore implements StateStore {
   }
 
   enqueue(cmd: EnqueueCommand): Promise<EnqueueResult> {
-    return Promise.resolve(work.enqueue(this.state, cmd));
+    return this.reported(work.enqueue(this.state, cmd));
   }
 
   claimNext(cmd: ClaimCommand): Promise<ClaimResult> {
-    return Promise.resolve(work.claimNext(this.state, cmd));
+    return this.reported(work.claimNext(this.state, cmd));
   }
 
   control(cmd: ControlCommand): Promise<ControlResult> {
-    return Promise.resolve(work.control(this.state, cmd));
+    return this.reported(work.control(this.state, cmd));
   }
 
   cancel(cmd: CancelCommand): Promise<CancelResult> {
-    return Promise.resolve(work.cancel(this.state, cmd));
+    return this.reported(work.cancel(this.state, cmd));
   }
 
   putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
-    return Promise.resolve(work.putProgress(this.state, cmd));
+    return this.reported(work.putProgress(this.state, cmd));
   }
 
   complete(cmd: CompleteCommand): Promise<CompleteResult> {
-    return Promise.resolve(answers.complete(this.state, cmd));
+    return this.reported(answers.complete(this.state, cmd));
   }
 
   takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
-    return Promise.resolve(answers.takeResponse(this.state, cmd));
+    return this.reported(answers.takeResponse(this.state, cmd));
   }
 
   confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
@@ -124,7 +126,7 @@ export class InMemoryStateStore implements StateStore {
   }
 
   appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
-    return Promise.resolve(answers.appendStreamChunk(this.state, cmd));
+    return this.reported(answers.appendStreamChunk(this.state, cmd));
   }
 
   takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {
@@ -136,7 +138,9 @@ export class InMemoryStateStore implements StateStore {
   }
 
   sweep(now: number): Promise<TransitionCounts> {
-    return Promise.resolve(upkeep.sweep(this.state, now));
+    const counts = upkeep.sweep(this.state, now);
+    this.sink.transitions(counts);
+    return Promise.resolve(counts);
   }
 
   stats(now: number): Promise<StoreStats> {
@@ -184,5 +188,11 @@ export class InMemoryStateStore implements StateStore {
   close(): Promise<void> {
     this.waiters.notifyAll();
     return Promise.resolve();
+  }
+
+  /** A transition's result, its counts reported to the sink first. */
+  private reported<R extends { transitions: TransitionCounts }>(result: R): Promise<R> {
+    this.sink.transitions(result.transitions);
+    return Promise.resolve(result);
   }
 }

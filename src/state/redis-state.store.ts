@@ -31,35 +31,47 @@ import {
   statsSchema,
 } from './redis/script-reply';
 import { WakeChannel } from './redis/wake.channel';
-import type {
-  CancelCommand,
-  ConfirmDeliveryCommand,
-  CancelResult,
-  ClaimCommand,
-  ClaimResult,
-  CompleteCommand,
-  CompleteResult,
-  ControlCommand,
-  ControlResult,
-  EnqueueCommand,
-  EnqueueResult,
-  ProgressCommand,
-  ProgressResult,
-  RateLimitCommand,
-  RateLimitResult,
-  SelectNodeCommand,
-  SelectNodeResult,
-  StateStore,
-  StreamChunkCommand,
-  StreamChunkResult,
-  StreamTakeResult,
-  SummarizeNodesCommand,
-  TakeResponseCommand,
-  TakeResponseResult,
-  UnregisterNodeCommand,
-  UnregisterNodeResult,
-  UpsertNodeCommand,
-  UpsertNodeResult,
+import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
+import {
+  CLAIM_STATUSES,
+  COMPLETE_STATUSES,
+  ENQUEUE_STATUSES,
+  GONE_CODES,
+  PROGRESS_STATUSES,
+  PROOF_STATUSES,
+  STREAM_CHUNK_STATUSES,
+  STREAM_TAKE_STATUSES,
+  TAKE_RESPONSE_STATUSES,
+  UNREGISTER_NODE_STATUSES,
+  UPSERT_NODE_STATUSES,
+  type CancelCommand,
+  type ConfirmDeliveryCommand,
+  type CancelResult,
+  type ClaimCommand,
+  type ClaimResult,
+  type CompleteCommand,
+  type CompleteResult,
+  type ControlCommand,
+  type ControlResult,
+  type EnqueueCommand,
+  type EnqueueResult,
+  type ProgressCommand,
+  type ProgressResult,
+  type RateLimitCommand,
+  type RateLimitResult,
+  type SelectNodeCommand,
+  type SelectNodeResult,
+  type StateStore,
+  type StreamChunkCommand,
+  type StreamChunkResult,
+  type StreamTakeResult,
+  type SummarizeNodesCommand,
+  type TakeResponseCommand,
+  type TakeResponseResult,
+  type UnregisterNodeCommand,
+  type UnregisterNodeResult,
+  type UpsertNodeCommand,
+  type UpsertNodeResult,
 } from './state-store';
 import {
   CONTROL_STATES,
@@ -90,8 +102,8 @@ export interface RedisStoreOptions {
   /** Replicas an acknowledged transition waits for (Redis WAIT), and for how long (ms). */
   waitReplicas?: number;
   waitTimeoutMs?: number;
-  /** Counts each acknowledged transition whose replicas did not confirm in time. */
-  onReplicationTimeout?: (operation: string) => void;
+  /** Told each transition's counts, and each acknowledged transition not replicated in time. */
+  sink?: TransitionSink;
   /** An earlier prefix whose keys move under `keyPrefix` once at boot (see prefix-migration.ts). */
   migrateFromPrefix?: string | null;
   /** A command slower than this fails with 503 (the store reports itself unavailable). */
@@ -163,6 +175,12 @@ const IDEMPOTENT: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
   'tpStats',
 ]);
 
+/** The scripts sent on the delivery lane (see {@link RedisStateStore.lane}). */
+const LANE_SCRIPTS: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>(['tpClaimNext']);
+
+/** How ioredis refuses a call it did not send (its offline queue is off). */
+const NOT_SENT = "Stream isn't writeable";
+
 /** Most a READONLY retry waits for the connection to come back on the new primary. */
 const FAILOVER_RETRY_WAIT_MS = 5_000;
 type ScriptHost = Partial<Record<RelayScriptName, (...args: ScriptArg[]) => Promise<unknown>>>;
@@ -180,33 +198,6 @@ const QUIT_TIMEOUT_MS = 1_000;
 function opt(value: string | null | undefined | number): string {
   return value === null || value === undefined ? '' : `=${value}`;
 }
-
-const UPSERT_STATUSES = [
-  'created',
-  'renewed',
-  'not_found',
-  'nodes_full',
-  'group_full',
-  'dialect_conflict',
-  'forbidden',
-] as const;
-const UNREGISTER_STATUSES = ['removed', 'absent', 'forbidden'] as const;
-const ENQUEUE_STATUSES = [
-  'queued',
-  'node_not_found',
-  'node_queue_full',
-  'queue_full',
-  'client_pending_full',
-  'request_in_use',
-] as const;
-const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
-const OK_OR_FORBIDDEN = ['ok', 'forbidden'] as const;
-const COMPLETE_STATUSES = ['stored', 'duplicate', 'not_holder', 'responses_full', 'gone'] as const;
-const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
-const TAKE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
-const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
-const STREAM_STATUSES = ['stored', 'unknown', 'full'] as const;
-const STREAM_TAKE_STATUSES = ['ok', 'none'] as const;
 
 function addCounts(total: TransitionCounts, t: TransitionCounts): void {
   for (const [k, v] of Object.entries(t.outcomes) as Array<
@@ -232,6 +223,15 @@ function addCounts(total: TransitionCounts, t: TransitionCounts): void {
  */
 export class RedisStateStore implements StateStore {
   private readonly cmd: RedisClient;
+  /**
+   * The delivery lane: a second command connection that carries only claims, the call a woken
+   * long-poll makes. Behind the bulk of a busy replica's commands on `cmd` (enqueues, answers,
+   * renewals), a claim would wait for every command already in flight there; on its own socket
+   * Redis serves it in its next turn. Claims are not acknowledged transitions (no WAIT), and a
+   * later acknowledged transition on `cmd` has a larger replication offset, so WAIT still covers
+   * them. When the lane is not ready, claims fall back to `cmd`.
+   */
+  private readonly lane: RedisClient;
   private readonly sub: WakeSubscriber;
   private readonly wake: WakeChannel;
   private readonly acks: ReplicaAcks;
@@ -252,13 +252,9 @@ export class RedisStateStore implements StateStore {
   private readyListeners: Array<() => void> = [];
   /** Calls waiting for the store to be usable again (a READONLY retry). */
   private usableListeners: Array<() => void> = [];
-  private readonly onReplicationTimeout: (operation: string) => void;
+  private readonly sink: TransitionSink;
 
-  static connect(
-    config: RelayConfig,
-    clock: Clock,
-    onReplicationTimeout?: (operation: string) => void,
-  ): Promise<StateStore> {
+  static connect(config: RelayConfig, clock: Clock, sink?: TransitionSink): Promise<StateStore> {
     return RedisStateStore.open(
       {
         url: config.redisUrl,
@@ -270,7 +266,7 @@ export class RedisStateStore implements StateStore {
         commandTimeoutMs: config.redisCommandTimeoutMs,
         waitReplicas: config.redisWaitReplicas,
         waitTimeoutMs: config.redisWaitTimeoutMs,
-        onReplicationTimeout,
+        sink,
         migrateFromPrefix: config.redisMigrateFromPrefix,
         limits: config.limits,
         connectWaitMs: Math.min(5000, Math.max(1000, config.redisCommandTimeoutMs)),
@@ -309,16 +305,20 @@ export class RedisStateStore implements StateStore {
       commandTimeoutMs: options.commandTimeoutMs,
     };
     this.cmd = createClient(settings, 'tokenplace-relay');
+    this.lane = createClient(settings, 'tokenplace-relay-delivery');
     this.sub = createSubscriber(settings, 'tokenplace-relay-wake');
     this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
       primaryFor(this.cmd, this.routingKey),
     );
-    this.onReplicationTimeout = options.onReplicationTimeout ?? (() => undefined);
+    this.sink = options.sink ?? NO_TRANSITION_SINK;
     const scripts = relayScripts();
     for (const name of RELAY_SCRIPT_NAMES) {
       // One declared key (the layout key, under the prefix): a Cluster routes the script to the
       // slot of the prefix's hash tag, where every key it builds from the prefix lives.
       this.cmd.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
+    }
+    for (const name of LANE_SCRIPTS) {
+      this.lane.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
     }
     this.wake = new WakeChannel(this.sub, `${this.prefix}wake`, clock);
     this.watch();
@@ -348,7 +348,7 @@ export class RedisStateStore implements StateStore {
       opt(cmd.presentedDigest),
       opt(cmd.maxPerGroup),
     ]);
-    const status = r.oneOf(UPSERT_STATUSES, 'status');
+    const status = r.oneOf(UPSERT_NODE_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'created' || status === 'renewed') {
       const credentialIssued = r.flag('credential issued');
@@ -365,7 +365,7 @@ export class RedisStateStore implements StateStore {
       opt(cmd.credentialDigest),
       cmd.force === true ? '1' : '0',
     ]);
-    const status = r.oneOf(UNREGISTER_STATUSES, 'status');
+    const status = r.oneOf(UNREGISTER_NODE_STATUSES, 'status');
     const transitions = r.transitions();
     r.end();
     return { status, transitions };
@@ -468,7 +468,7 @@ export class RedisStateStore implements StateStore {
       cmd.credentialDigest,
       cmd.acknowledge ? '1' : '0',
     ]);
-    const status = r.oneOf(OK_OR_FORBIDDEN, 'status');
+    const status = r.oneOf(PROOF_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'forbidden') {
       r.end();
@@ -488,7 +488,7 @@ export class RedisStateStore implements StateStore {
       cmd.status,
       cmd.reason,
     ]);
-    const status = r.oneOf(OK_OR_FORBIDDEN, 'status');
+    const status = r.oneOf(PROOF_STATUSES, 'status');
     const transitions = r.transitions();
     if (status === 'forbidden') {
       r.end();
@@ -560,7 +560,7 @@ export class RedisStateStore implements StateStore {
       [cmd.dialect, cmd.clientKey, opt(cmd.requestId)],
       { idempotent: repeatable, acknowledged: repeatable },
     );
-    const status = r.oneOf(TAKE_STATUSES, 'status');
+    const status = r.oneOf(TAKE_RESPONSE_STATUSES, 'status');
     const transitions = r.transitions();
     let result: TakeResponseResult;
     switch (status) {
@@ -627,7 +627,7 @@ export class RedisStateStore implements StateStore {
       cmd.chunkBytes,
       cmd.final ? '1' : '0',
     ]);
-    const status = r.oneOf(STREAM_STATUSES, 'status');
+    const status = r.oneOf(STREAM_CHUNK_STATUSES, 'status');
     const transitions = r.transitions();
     r.end();
     return { status, transitions };
@@ -738,7 +738,7 @@ export class RedisStateStore implements StateStore {
     this.usable = false;
     this.problem = 'redis: store closed';
     this.wake.wakeAll();
-    await Promise.all([quit(this.cmd), quit(this.sub)]);
+    await Promise.all([quit(this.cmd), quit(this.lane), quit(this.sub)]);
   }
 
   // ---------------------------------------------------------------- connection
@@ -750,7 +750,7 @@ export class RedisStateStore implements StateStore {
     args: ScriptArg[],
     options: CallOptions = {},
   ): Promise<ScriptReply> {
-    return ScriptReply.of(name, await this.call(name, now, args, options));
+    return ScriptReply.of(name, await this.call(name, now, args, options), this.sink);
   }
 
   /**
@@ -790,7 +790,7 @@ export class RedisStateStore implements StateStore {
         await this.acks.after();
       } catch (error) {
         if (error instanceof ReplicationTimeoutError) {
-          this.onReplicationTimeout(name);
+          this.sink.replicationTimeout(name);
         }
         throw toStoreError(error);
       }
@@ -825,12 +825,19 @@ export class RedisStateStore implements StateStore {
     if (!this.usable) {
       throw new StoreUnavailableError(this.problem);
     }
-    const fn = (this.cmd as unknown as ScriptHost)[name];
-    if (!fn) {
-      throw new Error(`script ${name} is not defined`);
-    }
     try {
-      return await fn.call(this.cmd, this.routingKey, this.prefix, this.limitsJson, now, ...args);
+      if (LANE_SCRIPTS.has(name) && this.lane.status === 'ready') {
+        try {
+          return await this.sendOn(this.lane, name, now, args);
+        } catch (error) {
+          // The lane dropped before the call left (nothing reached Redis): the command
+          // connection takes it. A call lost in flight is not re-sent (a claim is not idempotent).
+          if (!(error instanceof Error) || !error.message.startsWith(NOT_SENT)) {
+            throw error;
+          }
+        }
+      }
+      return await this.sendOn(this.cmd, name, now, args);
     } catch (error) {
       const mapped = toStoreError(error);
       if (mapped.message.startsWith('redis: TPSCHEMA')) {
@@ -844,9 +851,23 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  private sendOn(
+    connection: RedisClient,
+    name: RelayScriptName,
+    now: number,
+    args: ScriptArg[],
+  ): Promise<unknown> {
+    const fn = (connection as unknown as ScriptHost)[name];
+    if (!fn) {
+      throw new Error(`script ${name} is not defined`);
+    }
+    return fn.call(connection, this.routingKey, this.prefix, this.limitsJson, now, ...args);
+  }
+
   private async start(waitMs: number): Promise<void> {
     const ready = new Promise<void>((resolve) => this.readyListeners.push(resolve));
     this.cmd.connect().catch(() => undefined);
+    this.lane.connect().catch(() => undefined);
     this.sub.connect().catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -885,6 +906,9 @@ export class RedisStateStore implements StateStore {
       if (!this.closed) {
         this.problem = `redis: reconnecting${this.lastError ? ` (${this.lastError})` : ''}`;
       }
+    });
+    this.lane.on('error', (error: Error) => {
+      this.warnOnce('redis delivery connection error', error.message);
     });
     this.sub.on('ready', () => {
       void this.subscribe();

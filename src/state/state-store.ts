@@ -1,18 +1,19 @@
-import type {
-  ClaimedJob,
-  ContextTier,
-  ControlState,
-  Dialect,
-  Envelope,
-  JobInput,
-  NodeCapabilities,
-  NodeOrigin,
-  NodeSummary,
-  NodeView,
-  StoreStats,
-  TerminalReason,
-  TerminalStatus,
-  TransitionCounts,
+import {
+  TERMINAL_STATUSES,
+  type ClaimedJob,
+  type ContextTier,
+  type ControlState,
+  type Dialect,
+  type Envelope,
+  type JobInput,
+  type NodeCapabilities,
+  type NodeOrigin,
+  type NodeSummary,
+  type NodeView,
+  type StoreStats,
+  type TerminalReason,
+  type TerminalStatus,
+  type TransitionCounts,
 } from './state.types';
 
 /** Injection token of the one {@link StateStore} the process uses. */
@@ -51,12 +52,21 @@ export interface UpsertNodeCommand {
   now: number;
 }
 
+export const UPSERT_NODE_STATUSES = [
+  'created',
+  'renewed',
+  'not_found',
+  'nodes_full',
+  'group_full',
+  'dialect_conflict',
+  'forbidden',
+] as const;
+export type UpsertNodeStatus = (typeof UPSERT_NODE_STATUSES)[number];
+type NodeAdmitted = Extract<UpsertNodeStatus, 'created' | 'renewed'>;
+
 export type UpsertNodeResult =
-  | { status: 'created' | 'renewed'; credentialIssued: boolean; transitions: TransitionCounts }
-  | {
-      status: 'not_found' | 'nodes_full' | 'group_full' | 'dialect_conflict' | 'forbidden';
-      transitions: TransitionCounts;
-    };
+  | { status: NodeAdmitted; credentialIssued: boolean; transitions: TransitionCounts }
+  | { status: Exclude<UpsertNodeStatus, NodeAdmitted>; transitions: TransitionCounts };
 
 export interface SummarizeNodesCommand {
   /** Most nodes listed in each list of the summary. */
@@ -73,8 +83,10 @@ export interface UnregisterNodeCommand {
   now: number;
 }
 
+export const UNREGISTER_NODE_STATUSES = ['removed', 'absent', 'forbidden'] as const;
+
 export type UnregisterNodeResult = {
-  status: 'removed' | 'absent' | 'forbidden';
+  status: (typeof UNREGISTER_NODE_STATUSES)[number];
   transitions: TransitionCounts;
 };
 
@@ -109,17 +121,22 @@ export interface SelectionCandidate {
   loadScore: number;
 }
 
+export const SELECT_NODE_STATUSES = ['no_nodes', 'no_match', 'no_capacity', 'selected'] as const;
+export type SelectNodeStatus = (typeof SELECT_NODE_STATUSES)[number];
+/** Statuses of a selection that found nodes but none to take the request. */
+export type SelectionMissStatus = Extract<SelectNodeStatus, 'no_match' | 'no_capacity'>;
+
 export type SelectNodeResult =
-  | { status: 'no_nodes' }
+  | { status: Extract<SelectNodeStatus, 'no_nodes'> }
   | {
-      status: 'no_match' | 'no_capacity';
+      status: SelectionMissStatus;
       eligibleTierCounts: Partial<Record<ContextTier, number>>;
       eligibleCount: number;
       capacityLimitedCount: number;
       capacityLimitedTierCounts: Partial<Record<ContextTier, number>>;
     }
   | {
-      status: 'selected';
+      status: Extract<SelectNodeStatus, 'selected'>;
       selected: SelectionCandidate;
       eligibleTierCounts: Partial<Record<ContextTier, number>>;
       eligibleCount: number;
@@ -130,17 +147,19 @@ export interface EnqueueCommand {
   now: number;
 }
 
+export const ENQUEUE_STATUSES = [
+  'queued',
+  'node_not_found',
+  'node_queue_full',
+  'queue_full',
+  'client_pending_full',
+  'request_in_use',
+] as const;
+export type EnqueueStatus = (typeof ENQUEUE_STATUSES)[number];
+
 export type EnqueueResult =
-  | { status: 'queued'; deadlineAt: number; transitions: TransitionCounts }
-  | {
-      status:
-        | 'node_not_found'
-        | 'node_queue_full'
-        | 'queue_full'
-        | 'client_pending_full'
-        | 'request_in_use';
-      transitions: TransitionCounts;
-    };
+  | { status: Extract<EnqueueStatus, 'queued'>; deadlineAt: number; transitions: TransitionCounts }
+  | { status: Exclude<EnqueueStatus, 'queued'>; transitions: TransitionCounts };
 
 export interface ClaimCommand {
   nodeId: string;
@@ -150,9 +169,12 @@ export interface ClaimCommand {
   now: number;
 }
 
+export const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;
+export type ClaimStatus = (typeof CLAIM_STATUSES)[number];
+
 export type ClaimResult =
-  | { status: 'not_found' | 'dialect_conflict'; transitions: TransitionCounts }
-  | { status: 'ok'; jobs: ClaimedJob[]; transitions: TransitionCounts };
+  | { status: Exclude<ClaimStatus, 'ok'>; transitions: TransitionCounts }
+  | { status: Extract<ClaimStatus, 'ok'>; jobs: ClaimedJob[]; transitions: TransitionCounts };
 
 export interface ControlCommand {
   nodeId: string;
@@ -162,10 +184,14 @@ export interface ControlCommand {
   now: number;
 }
 
+/** `/servers/control` and cancel: the caller's proof held, or it did not. */
+export const PROOF_STATUSES = ['ok', 'forbidden'] as const;
+export type ProofStatus = (typeof PROOF_STATUSES)[number];
+
 export type ControlResult =
-  | { status: 'forbidden'; transitions: TransitionCounts }
+  | { status: Extract<ProofStatus, 'forbidden'>; transitions: TransitionCounts }
   | {
-      status: 'ok';
+      status: Extract<ProofStatus, 'ok'>;
       state: ControlState;
       /** Deadline of the request when known (for the deadline fields). */
       deadlineAt: number | null;
@@ -186,10 +212,21 @@ export interface CompleteCommand {
   now: number;
 }
 
+export const COMPLETE_STATUSES = [
+  'stored',
+  'duplicate',
+  'not_holder',
+  'responses_full',
+  'gone',
+] as const;
+export type CompleteStatus = (typeof COMPLETE_STATUSES)[number];
+/** Why an answer came too late: the request ended, was answered, or is unknown. */
+export const GONE_CODES = [...TERMINAL_STATUSES, 'completed', 'gone'] as const;
+export type GoneCode = (typeof GONE_CODES)[number];
+
 export type CompleteResult =
-  | { status: 'stored' | 'duplicate' | 'not_holder'; transitions: TransitionCounts }
-  | { status: 'gone'; code: TerminalStatus | 'completed' | 'gone'; transitions: TransitionCounts }
-  | { status: 'responses_full'; transitions: TransitionCounts };
+  | { status: Exclude<CompleteStatus, 'gone'>; transitions: TransitionCounts }
+  | { status: Extract<CompleteStatus, 'gone'>; code: GoneCode; transitions: TransitionCounts };
 
 export interface TakeResponseCommand {
   dialect: Dialect;
@@ -198,10 +235,13 @@ export interface TakeResponseCommand {
   now: number;
 }
 
+export const TAKE_RESPONSE_STATUSES = ['ok', 'pending', 'terminal', 'unknown'] as const;
+export type TakeResponseStatus = (typeof TAKE_RESPONSE_STATUSES)[number];
+
 export type TakeResponseResult =
-  | { status: 'ok'; envelope: Envelope; transitions: TransitionCounts }
+  | { status: Extract<TakeResponseStatus, 'ok'>; envelope: Envelope; transitions: TransitionCounts }
   | {
-      status: 'pending';
+      status: Extract<TakeResponseStatus, 'pending'>;
       deadlineAt: number;
       progress: Envelope | null;
       /** Requests ahead of this one in its node's queue; 0 once the node has claimed it. */
@@ -214,12 +254,12 @@ export type TakeResponseResult =
       transitions: TransitionCounts;
     }
   | {
-      status: 'terminal';
+      status: Extract<TakeResponseStatus, 'terminal'>;
       terminal: TerminalStatus;
       reason: TerminalReason;
       transitions: TransitionCounts;
     }
-  | { status: 'unknown'; transitions: TransitionCounts };
+  | { status: Extract<TakeResponseStatus, 'unknown'>; transitions: TransitionCounts };
 
 export interface ConfirmDeliveryCommand {
   dialect: Dialect;
@@ -238,8 +278,8 @@ export interface CancelCommand {
 }
 
 export type CancelResult =
-  | { status: 'forbidden'; transitions: TransitionCounts }
-  | { status: 'ok'; removedFromQueue: number; transitions: TransitionCounts };
+  | { status: Extract<ProofStatus, 'forbidden'>; transitions: TransitionCounts }
+  | { status: Extract<ProofStatus, 'ok'>; removedFromQueue: number; transitions: TransitionCounts };
 
 export interface ProgressCommand {
   nodeId: string;
@@ -250,8 +290,10 @@ export interface ProgressCommand {
   now: number;
 }
 
+export const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
+
 export type ProgressResult = {
-  status: 'accepted' | 'forbidden' | 'not_active' | 'expired';
+  status: (typeof PROGRESS_STATUSES)[number];
   transitions: TransitionCounts;
 };
 
@@ -264,16 +306,21 @@ export interface StreamChunkCommand {
   now: number;
 }
 
+export const STREAM_CHUNK_STATUSES = ['stored', 'unknown', 'full'] as const;
+
 export type StreamChunkResult = {
-  status: 'stored' | 'unknown' | 'full';
+  status: (typeof STREAM_CHUNK_STATUSES)[number];
   /** A final chunk completes the legacy request (outcome `completed`). */
   transitions: TransitionCounts;
 };
 
+export const STREAM_TAKE_STATUSES = ['ok', 'none'] as const;
+export type StreamTakeStatus = (typeof STREAM_TAKE_STATUSES)[number];
+
 export type StreamTakeResult =
-  | { status: 'none' }
+  | { status: Extract<StreamTakeStatus, 'none'> }
   | {
-      status: 'ok';
+      status: Extract<StreamTakeStatus, 'ok'>;
       sessionId: string;
       /** The chunks as the JSON texts they were stored as, in order. */
       chunks: string[];

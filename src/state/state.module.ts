@@ -1,38 +1,30 @@
 import { Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { CLOCK, type Clock } from '../common/clock';
 import { RelayConfig } from '../config/relay-config';
-import { RelayMetrics } from '../metrics/relay-metrics';
-import { RelayMetricsModule } from '../metrics/relay-metrics.module';
 import { InMemoryStateStore } from './in-memory-state.store';
-import { MeteredStateStore } from './metered-state.store';
 import { RedisStateStore } from './redis-state.store';
 import { STATE_STORE, type StateStore } from './state-store';
+import { TRANSITION_SINK, type TransitionSink } from './transition.sink';
 
-/** Builds the one store the process uses; an unknown backend fails at boot. */
+/**
+ * Builds the one store the process uses, reporting its transitions to `sink` (the metrics); an
+ * unknown backend fails at boot.
+ */
 export async function createStateStore(
   config: RelayConfig,
   clock: Clock,
-  metrics?: RelayMetrics,
+  sink?: TransitionSink,
 ): Promise<StateStore> {
   switch (config.stateStore) {
     case 'memory':
-      return new InMemoryStateStore(config.limits, clock);
+      return new InMemoryStateStore(config.limits, clock, sink);
     case 'redis':
-      return RedisStateStore.connect(config, clock, () => metrics?.replicationTimeouts.inc());
+      return RedisStateStore.connect(config, clock, sink);
     default: {
       const never: never = config.stateStore;
       throw new Error(`Unknown state store ${String(never)}`);
     }
   }
-}
-
-/** The store services get: the configured one, recording every transition in the metrics. */
-async function createMeteredStore(
-  config: RelayConfig,
-  clock: Clock,
-  metrics: RelayMetrics,
-): Promise<StateStore> {
-  return new MeteredStateStore(await createStateStore(config, clock, metrics), metrics);
 }
 
 /** Closes the store after the HTTP server has closed (Nest's last shutdown step). */
@@ -45,13 +37,16 @@ class StoreCloser implements OnApplicationShutdown {
   }
 }
 
+/**
+ * The store. Its {@link TRANSITION_SINK} comes from the global metrics provider (the metrics
+ * module sits above this one and reads the store; the store only knows the sink's interface).
+ */
 @Module({
-  imports: [RelayMetricsModule],
   providers: [
     {
       provide: STATE_STORE,
-      inject: [RelayConfig, CLOCK, RelayMetrics],
-      useFactory: createMeteredStore,
+      inject: [RelayConfig, CLOCK, TRANSITION_SINK],
+      useFactory: createStateStore,
     },
     StoreCloser,
   ],

@@ -1,7 +1,8 @@
 import { Redis } from 'ioredis';
 import { ManualClock } from '../../src/common/clock';
 import { RedisStateStore } from '../../src/state/redis-state.store';
-import type { StoreLimits } from '../../src/state/state.types';
+import type { StoreLimits, TransitionCounts } from '../../src/state/state.types';
+import type { TransitionSink } from '../../src/state/transition.sink';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
 import {
@@ -264,6 +265,52 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     expect(new Set(ids).size).toBe(3);
   });
 
+  /** The server's CLIENT LIST line of one of the store's own connections, found by its port. */
+  async function serverSideOf(connection: Redis): Promise<Record<string, string>> {
+    const port = (connection as unknown as { stream: { localPort: number } }).stream.localPort;
+    const list = (await admin.client('LIST')) as string;
+    const line = list.split('\n').find((l) => l.includes(`addr=127.0.0.1:${port} `));
+    if (line === undefined) {
+      throw new Error(`no client on port ${port}`);
+    }
+    return Object.fromEntries(
+      line.split(' ').map((f: string) => f.split('=', 2) as [string, string]),
+    );
+  }
+
+  it('should send claims on their own delivery connection, and on the command connection while that one is down', async () => {
+    const lane = (a as unknown as { lane: Redis }).lane;
+    await registerNode();
+    const first = job({ clientKey: 'c1' });
+    const second = job({ clientKey: 'c2' });
+    await b.enqueue({ job: first, now: clock.now() });
+    await b.enqueue({ job: second, now: clock.now() });
+    const before = await serverSideOf(lane);
+
+    const claimed = await a.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+    const after = await serverSideOf(lane);
+    const dropped = new Promise((resolve) => lane.once('close', resolve));
+    await admin.client('KILL', 'ID', after.id as string);
+    await dropped;
+    const fallback = await a.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+
+    expect(before.name).toBe('tokenplace-relay-delivery');
+    expect(before.cmd).not.toMatch(/^eval/);
+    expect(after.cmd).toMatch(/^eval/);
+    expect(claimed.status === 'ok' && claimed.jobs.map((j) => j.jobId)).toEqual([first.jobId]);
+    expect(fallback.status === 'ok' && fallback.jobs.map((j) => j.jobId)).toEqual([second.jobId]);
+  });
+
   it('should recover when Redis forgets its scripts (SCRIPT FLUSH, restart, failover)', async () => {
     await registerNode();
     await a.enqueue({ job: job(), now: clock.now() });
@@ -449,5 +496,59 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
 
     expect(counts(cancel.transitions)).toEqual({ outcomes: { cancelled: 1 }, evictions: {} });
     expect(counts(again)).toEqual({ outcomes: {}, evictions: {} });
+  });
+
+  it('should report each transition to its sink once, on the replica that performed it', async () => {
+    const told = { a: [] as TransitionCounts[], b: [] as TransitionCounts[] };
+    const sinkOf = (list: TransitionCounts[]): TransitionSink => ({
+      transitions: (t) => list.push(t),
+      replicationTimeout: () => undefined,
+    });
+    const sa = await RedisStateStore.open(
+      {
+        url: REDIS_URL,
+        keyPrefix: prefix,
+        commandTimeoutMs: 2000,
+        limits: CONTRACT_LIMITS,
+        sink: sinkOf(told.a),
+      },
+      clock,
+      new CapturedLog(),
+    );
+    const sb = await RedisStateStore.open(
+      {
+        url: REDIS_URL,
+        keyPrefix: prefix,
+        commandTimeoutMs: 2000,
+        limits: CONTRACT_LIMITS,
+        sink: sinkOf(told.b),
+      },
+      clock,
+      new CapturedLog(),
+    );
+    try {
+      await registerNode();
+      const input = job();
+      await sa.enqueue({ job: input, now: clock.now() });
+      await sb.cancel({
+        clientKey: 'client-1',
+        requestId: input.requestId as string,
+        cancelToken: input.cancelToken as string,
+        status: 'cancelled',
+        reason: 'requester_cancelled',
+        now: clock.now(),
+      });
+      await sa.sweep(clock.now());
+    } finally {
+      await sa.close();
+      await sb.close();
+    }
+
+    const nonEmpty = (list: TransitionCounts[]) =>
+      list
+        .map(counts)
+        .filter((t) => Object.keys(t.outcomes).length + Object.keys(t.evictions).length > 0);
+    expect(nonEmpty(told.a)).toEqual([]);
+    expect(nonEmpty(told.b)).toEqual([{ outcomes: { cancelled: 1 }, evictions: {} }]);
   });
 });

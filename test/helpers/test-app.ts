@@ -6,7 +6,7 @@ import { AppModule } from '../../src/app.module';
 import { setupApp } from '../../src/app.setup';
 import { CLOCK, type Clock } from '../../src/common/clock';
 import { RelayConfig } from '../../src/config/relay-config';
-import { LifecycleService } from '../../src/health/lifecycle.service';
+import { LifecycleService } from '../../src/lifecycle/lifecycle.service';
 import { SweepService } from '../../src/registry/sweep.service';
 import { STATE_STORE, type StateStore } from '../../src/state/state-store';
 

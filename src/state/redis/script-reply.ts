@@ -14,6 +14,7 @@ import {
 } from '../state.types';
 import type { StatsSnapshot } from '../transitions/stats-snapshot';
 import { StoreUnavailableError } from '../store-unavailable.error';
+import { NO_TRANSITION_SINK, type TransitionSink } from '../transition.sink';
 
 /**
  * A script reply that is not what its header promises: a bug or a foreign writer. It fails the
@@ -43,13 +44,19 @@ export class ScriptReply {
   private constructor(
     readonly script: string,
     private readonly items: readonly unknown[],
+    private readonly sink: TransitionSink,
   ) {}
 
-  static of(script: string, reply: unknown): ScriptReply {
+  /** A script's reply; the transition counts it carries are reported to `sink` as they are read. */
+  static of(
+    script: string,
+    reply: unknown,
+    sink: TransitionSink = NO_TRANSITION_SINK,
+  ): ScriptReply {
     if (!Array.isArray(reply)) {
       throw new MalformedReplyError(script, `expected an array, got ${typeof reply}`);
     }
-    return new ScriptReply(script, reply);
+    return new ScriptReply(script, reply, sink);
   }
 
   get remaining(): number {
@@ -165,6 +172,7 @@ export class ScriptReply {
       t.evictions[name] = count;
       return true;
     });
+    this.sink.transitions(t);
     return t;
   }
 

@@ -2,10 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ManualClock } from '../common/clock';
 import { RelayConfig } from '../config/relay-config';
-import { RelayMetrics } from '../metrics/relay-metrics';
 import { InMemoryStateStore } from './in-memory-state.store';
-import { MeteredStateStore } from './metered-state.store';
-import type { NodeCapabilities } from './state.types';
+import type { NodeCapabilities, TransitionCounts } from './state.types';
+import type { TransitionSink } from './transition.sink';
 
 const CAPS: NodeCapabilities = {
   api_version: 'v1',
@@ -20,27 +19,39 @@ const CAPS: NodeCapabilities = {
 
 const envelope = { ciphertext: 'c', cipherkey: 'k', iv: 'i', extra: {} };
 
-async function counted(metrics: RelayMetrics, name: string): Promise<Record<string, number>> {
-  const metric = metrics.registry.getSingleMetric(name);
-  const values = (await metric?.get())?.values ?? [];
-  return Object.fromEntries(
-    values.filter((v) => v.value > 0).map((v) => [String(Object.values(v.labels)[0]), v.value]),
-  );
+/** A sink that sums what it is told, as the metrics counters do. */
+class SummingSink implements TransitionSink {
+  readonly outcomes: Record<string, number> = {};
+  readonly evictions: Record<string, number> = {};
+  readonly timeouts: string[] = [];
+
+  transitions(t: TransitionCounts): void {
+    for (const [k, n] of Object.entries(t.outcomes)) {
+      this.outcomes[k] = (this.outcomes[k] ?? 0) + n;
+    }
+    for (const [k, n] of Object.entries(t.evictions)) {
+      this.evictions[k] = (this.evictions[k] ?? 0) + n;
+    }
+  }
+
+  replicationTimeout(operation: string): void {
+    this.timeouts.push(operation);
+  }
 }
 
-describe(MeteredStateStore.name, () => {
+describe('TransitionSink (the in-memory store; the Redis twin in test/contract)', () => {
   const config = RelayConfig.load({});
   let clock: ManualClock;
-  let metrics: RelayMetrics;
-  let store: MeteredStateStore;
+  let sink: SummingSink;
+  let store: InMemoryStateStore;
 
   beforeEach(() => {
     clock = new ManualClock();
-    metrics = new RelayMetrics(config);
-    store = new MeteredStateStore(new InMemoryStateStore(config.limits, clock), metrics);
+    sink = new SummingSink();
+    store = new InMemoryStateStore(config.limits, clock, sink);
   });
 
-  it('should record each outcome and eviction a transition reports, once, and pass results through', async () => {
+  it('should report each outcome and eviction a transition reports, once, and pass results through', async () => {
     const now = (): number => clock.now();
     await store.upsertNode({
       nodeId: 'n',
@@ -90,16 +101,11 @@ describe(MeteredStateStore.name, () => {
     });
     expect(completed.transitions).toEqual({ outcomes: { completed: 1 }, evictions: {} });
     expect(swept).toEqual({ outcomes: { cancelled: 1 }, evictions: { stale_lease: 1 } });
-    expect(await counted(metrics, 'tokenplace_relay_request_outcomes_total')).toEqual({
-      cancelled: 2,
-      completed: 1,
-    });
-    expect(await counted(metrics, 'tokenplace_compute_node_evictions_total')).toEqual({
-      stale_lease: 1,
-    });
+    expect(sink.outcomes).toEqual({ cancelled: 2, completed: 1 });
+    expect(sink.evictions).toEqual({ stale_lease: 1 });
   });
 
-  it('should be the only caller of recordTransitions in src/ (services cannot count twice)', () => {
+  it('should leave reporting to the stores (services cannot count twice)', () => {
     const root = join(__dirname, '..');
     const files = (dir: string): string[] =>
       readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -107,9 +113,13 @@ describe(MeteredStateStore.name, () => {
       );
     const callers = files(root)
       .filter((f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'))
-      .filter((f) => readFileSync(f, 'utf8').includes('recordTransitions('))
+      .filter((f) => /recordTransitions\(|sink\.transitions\(/.test(readFileSync(f, 'utf8')))
       .map((f) => relative(root, f));
 
-    expect(callers.sort()).toEqual(['metrics/relay-metrics.ts', 'state/metered-state.store.ts']);
+    expect(callers.sort()).toEqual([
+      'metrics/relay-metrics.ts',
+      'state/in-memory-state.store.ts',
+      'state/redis/script-reply.ts',
+    ]);
   });
 });

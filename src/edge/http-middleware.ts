@@ -2,9 +2,9 @@ import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { RelayMetrics } from '../metrics/relay-metrics';
-import { newRequestId } from './ids';
-import { Errors, RelayError } from './relay-error';
-import type { ErrorStyle } from './error-style.decorator';
+import { newRequestId } from '../common/ids';
+import { Errors, RelayError } from '../common/relay-error';
+import type { ErrorStyle } from './error-style';
 import { sendRelayError } from './relay-exception.filter';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;

@@ -9,8 +9,8 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Request, Response } from 'express';
 import { StoreUnavailableError } from '../state/store-unavailable.error';
-import type { ErrorStyle } from './error-style.decorator';
-import { Errors, OpenAiError, RelayError } from './relay-error';
+import type { ErrorStyle } from './error-style';
+import { Errors, OpenAiError, RelayError } from '../common/relay-error';
 
 /** `type` of an OpenAI error that does not name one, by status (gateway.md §2.1 vocabulary). */
 function openAiType(status: number): string {

@@ -1,9 +1,9 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { BodyLimits } from '../config/relay-config';
-import { addressUnit, clientAddress } from './client-address';
-import type { ErrorStyle } from './error-style.decorator';
+import { addressUnit, clientAddress } from '../common/client-address';
+import type { ErrorStyle } from './error-style';
 import { preRoutingStyle } from './http-middleware';
-import { Errors, RelayError } from './relay-error';
+import { Errors, RelayError } from '../common/relay-error';
 import { sendRelayError } from './relay-exception.filter';
 
 type Middleware = (req: Request, res: Response, next: NextFunction) => void;

@@ -16,12 +16,12 @@ import type { Request } from 'express';
 import { RelayConfig, type ControlRoute, type RateLimit } from '../config/relay-config';
 import { RelayMetrics } from '../metrics/relay-metrics';
 import { STATE_STORE, type StateStore } from '../state/state-store';
-import { CLOCK, type Clock } from './clock';
-import { addressUnit, clientAddress } from './client-address';
-import { isPlainObject } from './envelope-body';
-import { sha256Hex } from './ids';
-import { isTruthy } from './validators';
-import { Errors } from './relay-error';
+import { CLOCK, type Clock } from '../common/clock';
+import { addressUnit, clientAddress } from '../common/client-address';
+import { isPlainObject } from '../common/envelope-body';
+import { sha256Hex } from '../common/ids';
+import { isTruthy } from '../common/validators';
+import { Errors } from '../common/relay-error';
 
 export type RateLimitPolicy =
   | { kind: 'public'; bucket: string }
