@@ -23,9 +23,11 @@ COPY tsconfig.json tsconfig.build.json nest-cli.json ./
 COPY scripts/build-ui.mjs ./scripts/
 COPY public/ ./public/
 COPY src/ ./src/
-# dist/ (nest build) and public/static/ (the browser bundle), then drop the dev dependencies.
+# dist/ (nest build) and public/static/ (the browser bundle), then drop the dev dependencies and
+# the scope folders npm prune leaves behind empty (@jest, @swc ...).
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts \
+ && find node_modules -mindepth 1 -maxdepth 1 -type d -name '@*' -empty -delete \
  && npm cache clean --force
 
 FROM ${NODE_IMAGE} AS runtime

@@ -57,6 +57,8 @@ async function bootstrap(): Promise<void> {
   // that arrives right after the log line (a supervisor, a test) must never meet Node's default.
   const log = new Logger('Main');
   const lifecycle = app.get(LifecycleService);
+  // Not ready until the demo node has registered: a chat at the first 200 must find it.
+  const demoRegistered = demoKey ? lifecycle.holdReadiness('demo compute node') : null;
   let demo: DemoNode | null = null;
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -152,6 +154,7 @@ async function bootstrap(): Promise<void> {
     try {
       app.get(RegistryService).markFallback((await demoKey).publicKeyB64);
       await node.start();
+      demoRegistered?.();
       demo = node;
       if (stopping) {
         await node.stop(); // a signal arrived while it was registering

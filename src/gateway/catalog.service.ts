@@ -6,6 +6,8 @@ import { OperatorService } from '../registry/operator.service';
 import { RegistryService } from '../registry/registry.service';
 import { isPlainObject } from '../common/envelope-body';
 import { isTruthy } from '../common/validators';
+import { WireResponse } from '../common/wire-response';
+import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { GatewayErrors } from './gateway.errors';
 import { GatewayKeysService } from './keys.service';
 import { unixSeconds, v1Model, v2Model } from './openai.format';
@@ -22,6 +24,7 @@ export class CatalogService {
     private readonly keys: GatewayKeysService,
     private readonly operator: OperatorService,
     private readonly config: RelayConfig,
+    private readonly lifecycle: LifecycleService,
     @Inject(CLOCK) private readonly clock: Clock,
   ) {}
 
@@ -72,13 +75,19 @@ export class CatalogService {
     return api === 'v1' ? v1Model(wanted) : v2Model(wanted);
   }
 
-  health(api: ApiVersion): object {
-    return {
-      status: 'ok',
-      version: api,
-      service: this.config.gateway.serviceName,
-      timestamp: unixSeconds(this.clock.now()),
-    };
+  /** 503 `starting` until the relay can take a chat (the demo node registered), like `/healthz`. */
+  health(api: ApiVersion): WireResponse {
+    const starting = this.lifecycle.starting.length > 0;
+    return new WireResponse(
+      starting ? 503 : 200,
+      {
+        status: starting ? 'starting' : 'ok',
+        version: api,
+        service: this.config.gateway.serviceName,
+        timestamp: unixSeconds(this.clock.now()),
+      },
+      starting ? { 'Retry-After': '1' } : {},
+    );
   }
 
   async publicKey(): Promise<object> {

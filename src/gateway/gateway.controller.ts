@@ -51,8 +51,8 @@ function sharedRoutes(api: ApiVersion) {
 
     @Get('health')
     @EndpointRateLimit()
-    health(): object {
-      return this.catalog.health(api);
+    health(@Reply() reply: WireReply): unknown {
+      return reply.send(this.catalog.health(api));
     }
 
     @Post('completions')

@@ -59,6 +59,16 @@ export class HealthController {
         { ...NO_STORE, 'Retry-After': '0' },
       );
     }
+    const starting = this.lifecycle.starting;
+    if (starting.length > 0) {
+      // Listening, but not yet able to serve a chat (the demo node has not registered).
+      details.startingFor = starting;
+      return new WireResponse(
+        503,
+        { ...body, status: 'starting', details },
+        { ...NO_STORE, 'Retry-After': '1' },
+      );
+    }
     const checks = [() => this.indicators.store_()];
     if (c.requireUpstreamHealth) {
       checks.push(() => this.indicators.upstreamDns());

@@ -7,8 +7,9 @@ export interface DrainNotifier {
 }
 
 /**
- * The life of the process after boot: `draining` flips the moment SIGTERM/SIGINT arrives, and every
- * waiter subscribed with `onDrain` is told at once, so every long-poll answers. Readiness,
+ * The life of the process after boot: `starting` names what readiness still waits for (the demo
+ * compute node until it has registered), `draining` flips the moment SIGTERM/SIGINT arrives, and
+ * every waiter subscribed with `onDrain` is told at once, so every long-poll answers. Readiness,
  * long-polls and admission read it; nothing else does. Waiters live in a Set rather than as
  * listeners of one long-lived AbortSignal: thousands of held polls are normal, and an EventTarget
  * with more than ten listeners makes Node warn about a leak.
@@ -20,6 +21,25 @@ export class LifecycleService implements DrainNotifier {
   private skipWindow: (() => void) | null = null;
   private drainingSince: number | null = null;
   private lingeringSince: number | null = null;
+  private readonly pending = new Set<string>();
+
+  /** What readiness still waits for, in the order it was held (empty: ready to take work). */
+  get starting(): string[] {
+    return [...this.pending];
+  }
+
+  /**
+   * Keeps readiness at 503 until the returned release is called: for what must be in place before
+   * a client's first request can be served (main.ts holds it for the demo node until it registers).
+   */
+  holdReadiness(what: string): () => void {
+    this.pending.add(what);
+    return () => {
+      if (this.pending.delete(what)) {
+        this.logger.log({ msg: 'ready', was: what });
+      }
+    };
+  }
 
   get draining(): boolean {
     return this.drainingSince !== null;

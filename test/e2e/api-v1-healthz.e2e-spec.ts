@@ -200,6 +200,38 @@ describe('GET /healthz (HEAD fields)', () => {
       expect(live.status).toBe(200);
       expect(live.body).toEqual({ status: 'alive' });
     });
+
+    it('should answer 503 starting on /healthz, /api/v1/health and /v1/health while readiness is held (the demo node registering), and 200 once released', async () => {
+      const release = t.lifecycle.holdReadiness('demo compute node');
+
+      const held = await Promise.all(
+        ['/healthz', '/api/v1/health', '/v1/health', '/livez'].map((p) => get(t, p)),
+      );
+      release();
+      const after = await Promise.all(
+        ['/healthz', '/api/v1/health', '/v1/health'].map((p) => get(t, p)),
+      );
+
+      const [healthz, apiV1, v1, live] = held;
+      expect(healthz?.status).toBe(503);
+      expect(healthz?.body).toMatchObject({
+        status: 'starting',
+        details: { startingFor: ['demo compute node'] },
+      });
+      expect(healthz?.headers.get('retry-after')).toBe('1');
+      expect(healthz?.headers.get('cache-control')).toBe('no-store');
+      for (const res of [apiV1, v1]) {
+        expect(res?.status).toBe(503);
+        expect(res?.body).toMatchObject({ status: 'starting', version: 'v1' });
+        expect(res?.headers.get('retry-after')).toBe('1');
+      }
+      expect(live?.status).toBe(200);
+      expect(after.map((r) => [r.status, r.body.status])).toEqual([
+        [200, 'ok'],
+        [200, 'ok'],
+        [200, 'ok'],
+      ]);
+    });
   });
 
   it('should show whole keys when TOKENPLACE_RELAY_HEALTH_EXPOSE_KEYS=1', async () => {

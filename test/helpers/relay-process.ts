@@ -26,6 +26,8 @@ export async function startRelayProcess(
   options: {
     /** Runs the relay through another program (e.g. a shell that joins a cgroup, then execs). */
     wrap?: (command: string, args: string[]) => [string, string[]];
+    /** How long it may take to log "relay listening" (20 s). */
+    startTimeoutMs?: number;
   } = {},
 ): Promise<RelayProcess> {
   if (!existsSync(MAIN_JS)) {
@@ -56,7 +58,7 @@ export async function startRelayProcess(
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`relay did not start: ${stderr}`));
-    }, 20_000);
+    }, options.startTimeoutMs ?? 20_000);
     child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('utf8');
       let nl = buffer.indexOf('\n');
