@@ -10,6 +10,7 @@ const LAYERS = [
   ['state'],
   ['metrics'],
   ['registry'],
+  ['client-lifecycle'],
   ['edge'],
   ['client', 'sink', 'source', 'gateway', 'ui'],
   ['demo'],

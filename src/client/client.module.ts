@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { LifecycleModule } from '../lifecycle/lifecycle.module';
+import { ClientLifecycleModule } from '../client-lifecycle/client-lifecycle.module';
 import { MetricsModule } from '../metrics/metrics.module';
 import { RegistryModule } from '../registry/registry.module';
 import { StateModule } from '../state/state.module';
@@ -9,7 +9,7 @@ import { DiscoveryController, RelayApiStubController } from './discovery.control
 import { DiscoveryService } from './discovery.service';
 
 @Module({
-  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
+  imports: [StateModule, MetricsModule, RegistryModule, ClientLifecycleModule],
   controllers: [
     V1ClientController,
     LegacyClientController,

@@ -1,20 +1,23 @@
 import { Inject, Injectable } from '@nestjs/common';
+import {
+  ClientLifecycleService,
+  type AdmitRefusal,
+  type OutcomeClient,
+} from '../client-lifecycle/client-lifecycle.service';
 import type { CallerWatch } from '../common/client-gone.decorator';
 import { CLOCK, type Clock } from '../common/clock';
 import { newJobId } from '../common/ids';
-import { Errors } from '../common/relay-error';
+import { Errors, type RelayError } from '../common/relay-error';
 import { WireResponse } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../lifecycle/lifecycle.service';
 import { DEFAULT_MODEL, resolveModel } from '../registry/capabilities';
 import { RegistryViewService } from '../registry/registry-view.service';
 import { RegistryService } from '../registry/registry.service';
-import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
+import { STATE_STORE, type StateStore } from '../state/state-store';
 import {
   CONTEXT_TIERS,
   TERMINAL_REASONS,
   type ContextTier,
-  type Dialect,
   type Envelope,
   type JobInput,
   type TerminalReason,
@@ -36,6 +39,17 @@ const CANCEL_REASONS = new Set<string>(
 
 const seconds = (ms: number): number => Math.max(0, ms) / 1000;
 
+/** The relay routes' answer to each admission refusal (legacy and API v1 share these errors). */
+const ADMIT_ERRORS: Record<AdmitRefusal, () => RelayError> = {
+  draining: () => Errors.draining(),
+  node_not_found: () => Errors.serverNotFound(),
+  node_queue_full: () => Errors.capacity('The compute node queue is full; retry with backoff', 5),
+  client_pending_full: () =>
+    Errors.capacity('Too many pending requests for this client; retry when one finishes', 5),
+  queue_full: () => Errors.capacity('The relay queue is full; retry shortly', 5, 503),
+  request_in_use: () => Errors.requestInUse(),
+};
+
 /** Envelope bytes counted against the queue's byte cap. */
 function envelopeBytes(e: Envelope): number {
   return e.ciphertext.length + e.cipherkey.length + e.iv.length;
@@ -50,7 +64,7 @@ export class ClientService {
     private readonly config: RelayConfig,
     private readonly registry: RegistryService,
     private readonly views: RegistryViewService,
-    private readonly lifecycle: LifecycleService,
+    private readonly requests: ClientLifecycleService,
   ) {}
 
   // ------------------------------------------------------------ legacy
@@ -73,7 +87,7 @@ export class ClientService {
       // The existing relay queued such work, and nodes then dropped it (their schema needs a string).
       throw Errors.missingClientKey();
     }
-    this.refuseWhileDrainingInMemory();
+    this.refuseWhileDraining();
     const envelope: Envelope = {
       ciphertext: dto.chat_history,
       cipherkey: dto.cipherkey,
@@ -95,27 +109,18 @@ export class ClientService {
   }
 
   async legacyRetrieve(dto: LegacyRetrieveDto, caller: CallerWatch): Promise<object> {
-    const until = this.clock.now() + (this.lifecycle.draining ? 0 : this.config.retrieveHoldMs);
-    for (;;) {
-      const result = await this.store.takeResponse({
-        dialect: 'legacy',
-        clientKey: dto.client_public_key,
-        requestId: null,
-        now: this.clock.now(),
-      });
-      if (result.status === 'ok') {
-        this.confirmWhenDelivered(caller, 'legacy', dto.client_public_key, null);
-        return {
-          chat_history: result.envelope.ciphertext,
-          cipherkey: result.envelope.cipherkey,
-          iv: result.envelope.iv,
-        };
-      }
-      if (this.clock.now() >= until || caller.gone || this.lifecycle.draining) {
-        return { error: 'No response available for the given public key' };
-      }
-      await this.store.waitForResponse(dto.client_public_key, null, until, this.waitSignal(caller));
+    const client: OutcomeClient = { dialect: 'legacy', clientKey: dto.client_public_key };
+    const until = this.clock.now() + this.config.retrieveHoldMs;
+    const outcome = await this.requests.awaitOutcome(client, null, until, caller);
+    if (outcome.status !== 'answered') {
+      return { error: 'No response available for the given public key' };
     }
+    this.requests.confirmDelivery(client, null, caller);
+    return {
+      chat_history: outcome.envelope.ciphertext,
+      cipherkey: outcome.envelope.cipherkey,
+      iv: outcome.envelope.iv,
+    };
   }
 
   async streamRetrieve(dto: LegacyRetrieveDto): Promise<object> {
@@ -149,8 +154,18 @@ export class ClientService {
       }
       throw Errors.invalidContextTier();
     }
-    const result = await this.registry.select(model, requestedTier as ContextTier);
-    if (result.status === 'no_nodes') {
+    const result = await this.requests.choose({
+      model,
+      tier: requestedTier as ContextTier,
+      exclude: [],
+      atCapacity: 'refuse',
+    });
+    if (
+      result.status === 'no_nodes' ||
+      result.status === 'exhausted' ||
+      result.status === 'too_many_unusable'
+    ) {
+      // Only keys nothing can be encrypted to are left: as if there were no node.
       throw Errors.noComputeNodes();
     }
     const base = {
@@ -201,7 +216,7 @@ export class ClientService {
   }
 
   async submit(dto: RequestsDto): Promise<object> {
-    this.refuseWhileDrainingInMemory();
+    this.refuseWhileDraining();
     const extra: Record<string, string | number> = {};
     if (dto.protocol !== undefined) {
       extra.protocol = dto.protocol;
@@ -243,14 +258,13 @@ export class ClientService {
       typeof dto.reason === 'string' && CANCEL_REASONS.has(dto.reason)
         ? (dto.reason as TerminalReason)
         : status;
-    const result = await this.store.cancel({
-      clientKey: dto.client_public_key,
-      requestId: dto.request_id,
-      cancelToken: dto.cancel_token,
+    const result = await this.requests.cancel(
+      dto.client_public_key,
+      dto.request_id,
+      dto.cancel_token,
       status,
       reason,
-      now: this.clock.now(),
-    });
+    );
     if (result.status === 'forbidden') {
       throw Errors.cancelProof();
     }
@@ -267,124 +281,76 @@ export class ClientService {
     caller: CallerWatch,
   ): Promise<WireResponse> {
     const requestId = dto.request_id ?? null;
-    const hold = this.lifecycle.draining
-      ? 0
-      : Math.min(Math.max(waitSeconds, 0), MAX_RETRIEVE_WAIT_SECONDS);
-    const until = this.clock.now() + hold * 1000;
-    for (;;) {
-      const now = this.clock.now();
-      const result = await this.store.takeResponse({
-        dialect: 'v1',
-        clientKey: dto.client_public_key,
-        requestId,
-        now,
-      });
-      switch (result.status) {
-        case 'ok': {
-          const e = result.envelope;
-          this.confirmWhenDelivered(caller, 'v1', dto.client_public_key, requestId);
-          return new WireResponse(200, {
-            ...e.extra,
-            ciphertext: e.ciphertext,
-            chat_history: e.ciphertext,
-            cipherkey: e.cipherkey,
-            iv: e.iv,
-          });
-        }
-        case 'terminal':
-          throw Errors.requestEnded(result.terminal, result.reason);
-        case 'unknown':
-          throw requestId !== null ? Errors.unknownRequestId(requestId) : Errors.noResponse();
-        case 'pending': {
-          if (result.progress !== null || now >= until || caller.gone || this.lifecycle.draining) {
-            const remaining = seconds(result.deadlineAt - now);
-            const body: Record<string, unknown> = {
-              status: 'pending',
-              request_deadline_remaining_seconds: remaining,
-              request_ttl_seconds: remaining,
-              // Counts and times only: no other client's request or key (docs/api.md).
-              queue_position: result.queuePosition,
-            };
-            if (result.estimatedWaitSeconds !== null) {
-              body.estimated_wait_seconds = result.estimatedWaitSeconds;
-            }
-            if (result.progress !== null) {
-              const p = result.progress;
-              body.encrypted_progress = {
-                ...p.extra,
-                ciphertext: p.ciphertext,
-                cipherkey: p.cipherkey,
-                iv: p.iv,
-              };
-            }
-            return new WireResponse(202, body);
-          }
-          await this.store.waitForResponse(
-            dto.client_public_key,
-            requestId,
-            Math.min(until, result.deadlineAt + 1),
-            this.waitSignal(caller),
-          );
-          break;
-        }
-        default: {
-          const never: never = result;
-          return never;
-        }
+    const client: OutcomeClient = { dialect: 'v1', clientKey: dto.client_public_key };
+    const hold = Math.min(Math.max(waitSeconds, 0), MAX_RETRIEVE_WAIT_SECONDS);
+    const outcome = await this.requests.awaitOutcome(
+      client,
+      requestId,
+      this.clock.now() + hold * 1000,
+      caller,
+    );
+    switch (outcome.status) {
+      case 'answered': {
+        const e = outcome.envelope;
+        this.requests.confirmDelivery(client, requestId, caller);
+        return new WireResponse(200, {
+          ...e.extra,
+          ciphertext: e.ciphertext,
+          chat_history: e.ciphertext,
+          cipherkey: e.cipherkey,
+          iv: e.iv,
+        });
       }
-    }
-  }
-
-  /**
-   * An answer leaves the store only once it was written out: if this process dies first, a retry
-   * (on any replica) gets it again within the delivery grace.
-   */
-  private confirmWhenDelivered(
-    caller: CallerWatch,
-    dialect: Dialect,
-    clientKey: string,
-    requestId: string | null,
-  ): void {
-    caller.afterDelivered(() => {
-      this.store
-        .confirmDelivery({ dialect, clientKey, requestId, now: this.clock.now() })
-        .catch(() => undefined); // the grace timeout forgets it anyway
-    });
-  }
-
-  /** Ends a wait when the caller leaves or the relay starts draining. */
-  private waitSignal(caller: CallerWatch): AbortSignal {
-    return caller.signal(this.lifecycle);
-  }
-
-  private async admit(job: JobInput): Promise<Extract<EnqueueResult, { status: 'queued' }>> {
-    const result = await this.store.enqueue({ job, now: this.clock.now() });
-    switch (result.status) {
-      case 'queued':
-        return result;
-      case 'node_not_found':
-        throw Errors.serverNotFound();
-      case 'node_queue_full':
-        throw Errors.capacity('The compute node queue is full; retry with backoff', 5);
-      case 'client_pending_full':
-        throw Errors.capacity(
-          'Too many pending requests for this client; retry when one finishes',
-          5,
-        );
-      case 'queue_full':
-        throw Errors.capacity('The relay queue is full; retry shortly', 5, 503);
-      case 'request_in_use':
-        throw Errors.requestInUse();
+      case 'node_gone':
+      case 'ended':
+        throw Errors.requestEnded(outcome.terminal, outcome.reason);
+      case 'unknown':
+        throw requestId !== null ? Errors.unknownRequestId(requestId) : Errors.noResponse();
+      case 'pending': {
+        const r = outcome.request;
+        if (r === null) {
+          throw Errors.noResponse(); // only a legacy wait has no request state
+        }
+        const remaining = seconds(r.deadlineAt - this.clock.now());
+        const body: Record<string, unknown> = {
+          status: 'pending',
+          request_deadline_remaining_seconds: remaining,
+          request_ttl_seconds: remaining,
+          // Counts and times only: no other client's request or key (docs/api.md).
+          queue_position: r.queuePosition,
+        };
+        if (r.estimatedWaitSeconds !== null) {
+          body.estimated_wait_seconds = r.estimatedWaitSeconds;
+        }
+        if (r.progress !== null) {
+          const p = r.progress;
+          body.encrypted_progress = {
+            ...p.extra,
+            ciphertext: p.ciphertext,
+            cipherkey: p.cipherkey,
+            iv: p.iv,
+          };
+        }
+        return new WireResponse(202, body);
+      }
       default: {
-        const never: never = result;
+        const never: never = outcome;
         return never;
       }
     }
   }
 
-  /** With the memory store, work accepted now would die with the process: send it elsewhere. */
-  private refuseWhileDrainingInMemory(): void {
-    if (this.lifecycle.draining && this.config.stateStore === 'memory') {
+  private async admit(job: JobInput): Promise<{ deadlineAt: number }> {
+    const result = await this.requests.admit(job, { awaitedHere: false });
+    if (result.status !== 'queued') {
+      throw ADMIT_ERRORS[result.status]();
+    }
+    return result;
+  }
+
+  /** The lifecycle's drain rule, checked before the body is turned into a job. */
+  private refuseWhileDraining(): void {
+    if (this.requests.refusesNewWork({ awaitedHere: false })) {
       throw Errors.draining();
     }
   }

@@ -4,15 +4,15 @@ import type { CallerWatch } from '../common/client-gone.decorator';
 import { CLOCK, type Clock } from '../common/clock';
 import { fingerprint, newJobId } from '../common/ids';
 import { isPlainObject } from '../common/envelope-body';
-import { RelayError } from '../common/relay-error';
+import { OpenAiError, RelayError } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import { LifecycleService } from '../lifecycle/lifecycle.service';
-import { RegistryService } from '../registry/registry.service';
-import { STATE_STORE, type EnqueueResult, type StateStore } from '../state/state-store';
-import { StoreUnavailableError } from '../state/store-unavailable.error';
-import { loadScore } from '../state/scheduler';
 import {
-  CONTEXT_TIERS,
+  ClientLifecycleService,
+  type OutcomeClient,
+  type PlaceResult,
+} from '../client-lifecycle/client-lifecycle.service';
+import { StoreUnavailableError } from '../state/store-unavailable.error';
+import {
   PROTOCOL_ID,
   type Envelope,
   type JobInput,
@@ -37,8 +37,6 @@ import type { ChatMessage } from './request.validation';
 const TIER = '8k-fast';
 /** Seconds of slack past the relay's own deadline before the gateway gives up (upstream: +5). */
 const DEADLINE_SLACK_MS = 5000;
-/** Nodes with unusable keys one request steps over before it gives up. */
-const MAX_UNUSABLE_KEYS = 4;
 /** Retries of the cancel that follows an enqueue the store did not confirm. */
 const CANCEL_RETRIES = 3;
 
@@ -115,11 +113,9 @@ export class DispatchService {
   private readonly nodeKeys = new NodeKeys();
 
   constructor(
-    @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
-    private readonly registry: RegistryService,
-    private readonly lifecycle: LifecycleService,
+    private readonly requests: ClientLifecycleService,
     private readonly keys: GatewayKeysService,
   ) {}
 
@@ -136,7 +132,7 @@ export class DispatchService {
     if (!this.config.gateway.enabled) {
       throw GatewayErrors.disabled();
     }
-    if (this.lifecycle.draining) {
+    if (this.requests.refusesNewWork({ awaitedHere: true })) {
       throw GatewayErrors.draining();
     }
     if (this.active >= this.config.gateway.maxConcurrent) {
@@ -171,54 +167,52 @@ export class DispatchService {
   }
 
   private async waitLoop(d: Dispatch, caller: CallerWatch, hooks: WaitHooks): Promise<NodeReply> {
-    const clientKey = d.key.publicKeyB64;
+    const client: OutcomeClient = { dialect: 'v1', clientKey: d.key.publicKeyB64 };
     for (;;) {
-      const now = this.clock.now();
-      const result = await this.store.takeResponse({
-        dialect: 'v1',
-        clientKey,
-        requestId: d.requestId,
-        now,
-      });
-      switch (result.status) {
-        case 'ok':
-          this.store
-            .confirmDelivery({ dialect: 'v1', clientKey, requestId: d.requestId, now })
-            .catch(() => undefined); // the delivery grace forgets it anyway
-          return this.readAnswer(d, result.envelope);
-        case 'terminal': {
-          if (result.terminal === 'cancelled' && result.reason === 'server_unregistered') {
-            if (!d.failedOver) {
-              await this.failOver(d);
-              break;
-            }
+      const tick = hooks.tickMs !== undefined ? this.clock.now() + hooks.tickMs : Infinity;
+      const until = Math.min(d.deadline, tick);
+      const outcome = await this.requests.awaitOutcome(client, d.requestId, until, caller);
+      switch (outcome.status) {
+        case 'answered':
+          this.requests.confirmDelivery(client, d.requestId, null);
+          return this.readAnswer(d, outcome.envelope);
+        case 'node_gone':
+          if (!d.failedOver) {
+            await this.failOver(d);
+            break;
           }
           throw ProviderErrors.cancelled();
-        }
+        case 'ended':
+          throw ProviderErrors.cancelled();
         case 'unknown':
           throw ProviderErrors.bridge();
-        case 'pending': {
-          if (result.progress !== null) {
-            this.reportProgress(d, result.progress, hooks);
-          }
-          if (caller.gone) {
-            await this.cancel(d, 'cancelled', 'requester_cancelled');
-            throw new CallerGoneError();
-          }
-          if (now >= d.deadline) {
-            await this.cancel(d, 'expired', 'provider_timeout');
-            throw ProviderErrors.timeout();
-          }
-          const tick = hooks.tickMs !== undefined ? now + hooks.tickMs : Infinity;
-          const until = Math.min(d.deadline, tick);
-          await this.store.waitForResponse(clientKey, d.requestId, until, caller.signal());
-          if (this.clock.now() >= tick && this.clock.now() < d.deadline && !caller.gone) {
-            hooks.onTick?.();
+        case 'pending':
+          switch (outcome.ended) {
+            case 'progress':
+              this.reportProgress(d, outcome.request?.progress ?? null, hooks);
+              break;
+            case 'caller_gone':
+              await this.cancel(d, 'cancelled', 'requester_cancelled');
+              throw new CallerGoneError();
+            case 'draining':
+              // Nothing but this process could deliver the answer: the caller retries elsewhere.
+              await this.cancel(d, 'cancelled', 'requester_gave_up');
+              throw GatewayErrors.draining();
+            case 'until':
+              if (this.clock.now() >= d.deadline) {
+                await this.cancel(d, 'expired', 'provider_timeout');
+                throw ProviderErrors.timeout();
+              }
+              hooks.onTick?.();
+              break;
+            default: {
+              const never: never = outcome.ended;
+              return never;
+            }
           }
           break;
-        }
         default: {
-          const never: never = result;
+          const never: never = outcome;
           return never;
         }
       }
@@ -226,87 +220,52 @@ export class DispatchService {
   }
 
   /**
-   * Selects a node (never `exclude`) and enqueues the encrypted request there. A node whose key
-   * cannot be encrypted to is treated like one that vanished: it is marked, so the scheduler
-   * stops offering it, and another node is chosen (at most {@link MAX_UNUSABLE_KEYS} of them).
+   * Lets the client lifecycle place the request (the store chooses the node, never one in
+   * `exclude`; unusable keys are marked and stepped over), then maps why it could not.
    */
   private async place(d: Dispatch, exclude: string | null): Promise<void> {
-    const skip = new Set<string>(exclude === null ? [] : [exclude]);
-    for (;;) {
-      const nodeId = await this.choose(d, skip);
-      if (nodeId === null) {
-        // Every node left was skipped: the vanished one, or keys nothing can be encrypted to.
-        throw exclude !== null && skip.size === 1
-          ? ProviderErrors.cancelled()
-          : ProviderErrors.noNodes(d.request.noNodeCode);
+    let result: PlaceResult;
+    try {
+      result = await this.requests.place(
+        {
+          model: d.request.model,
+          tier: TIER,
+          exclude: exclude === null ? [] : [exclude],
+          // Every matching node busy: queue in the shortest line (its queue is capped at
+          // admission), as a browser retrying with backoff would end up doing.
+          atCapacity: 'least_loaded',
+        },
+        (nodeId) => this.seal(d, nodeId),
+        {
+          awaitedHere: true,
+          // The process-wide client key is the gateway's, not a stranger's: its chats are bounded
+          // by the gateway's own caps; the store's cap on it is kept as a backstop above them.
+          clientCap: this.clientCap(),
+          mayReplace: !d.failedOver,
+          onUnusable: (nodeId) =>
+            this.logger.warn({
+              msg: 'gateway: node key unusable, choosing another',
+              node: fingerprint(nodeId),
+            }),
+        },
+      );
+    } catch (error) {
+      if (error instanceof StoreUnavailableError && d.requestId !== '') {
+        // The store may still apply the enqueue once it recovers (a stalled Redis runs what it
+        // queued): cancel that id, so the node never does work nobody waits for.
+        this.cancelLater(d.key.publicKeyB64, d.requestId, d.cancelToken);
       }
-      const job = this.seal(d, nodeId);
-      if (job !== null) {
-        await this.enqueue(d, job);
-        return;
-      }
-      skip.add(nodeId);
-      this.logger.warn({
-        msg: 'gateway: node key unusable, choosing another',
-        node: fingerprint(nodeId),
-      });
-      await this.registry.markKeyUnusable(nodeId).catch(() => undefined);
-      if (skip.size > MAX_UNUSABLE_KEYS) {
-        throw ProviderErrors.unreachable(2);
-      }
+      throw error;
     }
-  }
-
-  /** The scheduler's pick, or the least loaded other node when that pick is to be skipped. */
-  private async choose(d: Dispatch, skip: ReadonlySet<string>): Promise<string | null> {
-    const { model } = d.request;
-    const selection = await this.registry.select(model, TIER);
-    switch (selection.status) {
-      case 'no_nodes':
-        throw ProviderErrors.noNodes(d.request.noNodeCode);
-      case 'no_match':
-        throw GatewayErrors.modelNotSupported(model);
-      case 'no_capacity': {
-        // Every matching node is busy: queue at the least loaded one instead of refusing (its
-        // queue is capped at admission), as a browser retrying with backoff would end up doing.
-        const fallback = await this.leastLoaded(model, skip);
-        if (fallback === null) {
-          throw ProviderErrors.unreachable(2);
-        }
-        return fallback;
-      }
-      case 'selected':
-        return skip.has(selection.selected.nodeId)
-          ? this.leastLoaded(model, skip)
-          : selection.selected.nodeId;
-      default: {
-        const never: never = selection;
-        return never;
-      }
+    if (result.status === 'queued') {
+      d.failedOver ||= result.replaced;
+      d.deadline = Math.min(
+        this.clock.now() + this.config.gateway.timeoutMs,
+        result.deadlineAt + DEADLINE_SLACK_MS,
+      );
+      return;
     }
-  }
-
-  private async leastLoaded(model: string, skip: ReadonlySet<string>): Promise<string | null> {
-    let best: { nodeId: string; load: number } | null = null;
-    for (const node of await this.registry.nodes()) {
-      const caps = node.capabilities;
-      if (
-        node.dialect !== 'v1' ||
-        node.keyUnusable ||
-        skip.has(node.nodeId) ||
-        !caps ||
-        !caps.supported_model_ids.includes(model) ||
-        caps.maximum_total_context_tokens < CONTEXT_TIERS[TIER] ||
-        node.queueDepth >= this.config.maxQueuePerNode
-      ) {
-        continue;
-      }
-      const load = loadScore({ ...node, seq: 0 });
-      if (best === null || load < best.load) {
-        best = { nodeId: node.nodeId, load };
-      }
-    }
-    return best?.nodeId ?? null;
+    throw placeError(result, d.request.noNodeCode, d.request.model);
   }
 
   /** The request sealed to the node, with a fresh id and cancel token; null if its key is unusable. */
@@ -335,13 +294,16 @@ export class DispatchService {
       iv: sealed.iv,
       extra: { protocol: PROTOCOL_ID, version: 1 },
     };
+    d.requestId = requestId;
+    d.cancelToken = hex(16);
+    d.nodeId = nodeId;
     return {
       jobId: newJobId(),
       dialect: 'v1',
       nodeId,
       clientKey: d.key.publicKeyB64,
       requestId,
-      cancelToken: hex(16),
+      cancelToken: d.cancelToken,
       stream: false,
       envelope,
       bytes: sealed.ciphertext.length + sealed.cipherkey.length + sealed.iv.length,
@@ -357,54 +319,6 @@ export class DispatchService {
     return this.config.gateway.maxConcurrent + this.config.limits.maxPendingPerClient;
   }
 
-  private async enqueue(d: Dispatch, job: JobInput): Promise<void> {
-    const nodeId = job.nodeId;
-    d.requestId = job.requestId as string;
-    d.cancelToken = job.cancelToken as string;
-    d.nodeId = nodeId;
-    const now = this.clock.now();
-    let result: EnqueueResult;
-    try {
-      // The process-wide client key is the gateway's, not a stranger's: its chats are bounded by
-      // the gateway's own caps; the store's cap on it is kept as a backstop above them.
-      result = await this.store.enqueue({ job, now, clientCap: this.clientCap() });
-    } catch (error) {
-      if (error instanceof StoreUnavailableError) {
-        // The store may still apply the enqueue once it recovers (a stalled Redis runs what it
-        // queued): cancel that id, so the node never does work nobody waits for.
-        this.cancelLater(d.key.publicKeyB64, d.requestId, d.cancelToken);
-      }
-      throw error;
-    }
-    switch (result.status) {
-      case 'queued':
-        d.deadline = Math.min(
-          now + this.config.gateway.timeoutMs,
-          result.deadlineAt + DEADLINE_SLACK_MS,
-        );
-        return;
-      case 'node_not_found':
-        // The node left between selection and admission: the page's fail-over, once.
-        if (!d.failedOver) {
-          d.failedOver = true;
-          await this.place(d, nodeId);
-          return;
-        }
-        throw ProviderErrors.unreachable();
-      case 'node_queue_full':
-      case 'client_pending_full':
-      case 'queue_full':
-        throw ProviderErrors.unreachable(5);
-      case 'request_in_use':
-        // Fresh random ids never collide; the store says otherwise, so do not guess.
-        throw ProviderErrors.bridge();
-      default: {
-        const never: never = result;
-        return never;
-      }
-    }
-  }
-
   /**
    * Best-effort cancel of an id whose enqueue failed with a store error: now, then after 1, 2 and
    * 4 s while the store stays unreachable. Commands on one Redis connection run in order, so a
@@ -412,15 +326,8 @@ export class DispatchService {
    */
   private cancelLater(clientKey: string, requestId: string, cancelToken: string): void {
     const attempt = (n: number): void => {
-      this.store
-        .cancel({
-          clientKey,
-          requestId,
-          cancelToken,
-          status: 'cancelled',
-          reason: 'requester_gave_up',
-          now: this.clock.now(),
-        })
+      this.requests
+        .cancel(clientKey, requestId, cancelToken, 'cancelled', 'requester_gave_up')
         .catch(() => {
           if (n < CANCEL_RETRIES) {
             setTimeout(() => attempt(n + 1), 1000 * 2 ** n).unref();
@@ -438,14 +345,7 @@ export class DispatchService {
 
   private async cancel(d: Dispatch, status: TerminalStatus, reason: TerminalReason): Promise<void> {
     try {
-      await this.store.cancel({
-        clientKey: d.key.publicKeyB64,
-        requestId: d.requestId,
-        cancelToken: d.cancelToken,
-        status,
-        reason,
-        now: this.clock.now(),
-      });
+      await this.requests.cancel(d.key.publicKeyB64, d.requestId, d.cancelToken, status, reason);
     } catch {
       // The store is unreachable: the request ends at its own deadline instead.
     }
@@ -510,8 +410,8 @@ export class DispatchService {
     throw ProviderErrors.invalidPayload();
   }
 
-  private reportProgress(d: Dispatch, envelope: Envelope, hooks: WaitHooks): void {
-    if (!hooks.onProgress) {
+  private reportProgress(d: Dispatch, envelope: Envelope | null, hooks: WaitHooks): void {
+    if (!hooks.onProgress || envelope === null) {
       return;
     }
     try {
@@ -534,6 +434,44 @@ export class DispatchService {
       });
     } catch {
       // progress is advisory
+    }
+  }
+}
+
+/** The gateway's answer to each reason a request could not be placed (gateway.md §5.4). */
+function placeError(
+  result: Exclude<PlaceResult, { status: 'queued' }>,
+  noNodeCode: DispatchRequest['noNodeCode'],
+  model: string,
+): OpenAiError {
+  switch (result.status) {
+    case 'draining':
+      return GatewayErrors.draining();
+    case 'no_nodes':
+      return ProviderErrors.noNodes(noNodeCode);
+    case 'no_match':
+      return GatewayErrors.modelNotSupported(model);
+    case 'exhausted':
+      // Only nodes kept from the request are left: the one that left (cancelled, as the page
+      // sees it), or keys nothing can be encrypted to (as if there were no node).
+      return result.unusable === 0
+        ? ProviderErrors.cancelled()
+        : ProviderErrors.noNodes(noNodeCode);
+    case 'no_capacity':
+    case 'too_many_unusable':
+      return ProviderErrors.unreachable(2);
+    case 'node_not_found':
+      return ProviderErrors.unreachable();
+    case 'node_queue_full':
+    case 'client_pending_full':
+    case 'queue_full':
+      return ProviderErrors.unreachable(5);
+    case 'request_in_use':
+      // Fresh random ids never collide; the store says otherwise, so do not guess.
+      return ProviderErrors.bridge();
+    default: {
+      const never: never = result;
+      return never;
     }
   }
 }

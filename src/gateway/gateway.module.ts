@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { ClientLifecycleModule } from '../client-lifecycle/client-lifecycle.module';
 import { LifecycleModule } from '../lifecycle/lifecycle.module';
 import { MetricsModule } from '../metrics/metrics.module';
 import { RegistryModule } from '../registry/registry.module';
@@ -16,7 +17,7 @@ import { SseService } from './sse.service';
 
 /** The OpenAI-compatible gateway: `/api/v1`, `/v1`, `/api/v2`, `/v2` (gateway.md). */
 @Module({
-  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
+  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule, ClientLifecycleModule],
   controllers: [GatewayV1Controller, GatewayV2Controller, GatewayDirectoryController],
   providers: [CatalogService, ChatService, DispatchService, SseService, GatewayKeysService],
   exports: [DispatchService, GatewayKeysService],

@@ -3,13 +3,8 @@ import { CLOCK, type Clock } from '../common/clock';
 import { newControlCredential, sha256Hex } from '../common/ids';
 import { Errors } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
-import {
-  STATE_STORE,
-  type SelectNodeResult,
-  type StateStore,
-  type UpsertNodeResult,
-} from '../state/state-store';
-import type { ContextTier, NodeOrigin, NodeView } from '../state/state.types';
+import { STATE_STORE, type StateStore, type UpsertNodeResult } from '../state/state-store';
+import type { NodeOrigin, NodeView } from '../state/state.types';
 import { normaliseCapabilities } from './capabilities';
 import { isUsableNodeKey } from './node-key';
 import { RegistryViewService } from './registry-view.service';
@@ -145,11 +140,6 @@ export class RegistryService {
     }
   }
 
-  /** Marks a key nothing can be encrypted to: the scheduler stops offering it. */
-  async markKeyUnusable(nodeId: string): Promise<void> {
-    await this.store.markKeyUnusable(nodeId, this.clock.now());
-  }
-
   /** Removes a node; API v1 nodes must prove ownership with their control credential. */
   async unregister(nodeId: string, credential: string | null): Promise<boolean> {
     const result = await this.store.unregisterNode({
@@ -185,15 +175,6 @@ export class RegistryService {
     if (result.status === 'created') {
       this.view.changed();
     }
-  }
-
-  select(model: string, tier: ContextTier): Promise<SelectNodeResult> {
-    return this.store.selectNode({
-      model,
-      tier,
-      maxQueueDepth: this.config.maxQueuePerNode,
-      now: this.clock.now(),
-    });
   }
 
   pickLegacy(): Promise<string | null> {

@@ -387,7 +387,13 @@ export class RedisStateStore implements StateStore {
   }
 
   async selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
-    const raw = await this.call('tpSelectNode', cmd.now, [cmd.model, cmd.tier, cmd.maxQueueDepth]);
+    const raw = await this.call('tpSelectNode', cmd.now, [
+      cmd.model,
+      cmd.tier,
+      cmd.maxQueueDepth,
+      cmd.atCapacity ?? 'refuse',
+      ...(cmd.exclude ?? []),
+    ]);
     return parseJson('tpSelectNode', selectionSchema, raw, 'selection');
   }
 

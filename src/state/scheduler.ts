@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { SelectNodeResult, SelectionCandidate } from './state-store';
+import type { AtCapacityPolicy, SelectNodeResult, SelectionCandidate } from './state-store';
 import { CONTEXT_TIERS, type ContextTier, type NodeCapabilities } from './state.types';
 
 /** A live API v1 node as the scheduler sees it. */
@@ -33,7 +33,8 @@ export function loadScore(node: SchedulableNode): number {
 /**
  * `best_fit_smallest_capable_least_loaded_v1`: among nodes serving the model with a tier at least
  * as large as requested, skip those at capacity, take the smallest tier, then the lowest load, and
- * break ties round-robin. Pure apart from the cursor state it advances.
+ * break ties round-robin. With `busyOk`, a node at its concurrency still counts as available while
+ * its queue has room (only a full queue is capacity). Pure apart from the cursor state it advances.
  */
 export function schedule(
   nodes: readonly SchedulableNode[],
@@ -41,6 +42,7 @@ export function schedule(
   tier: ContextTier,
   maxQueueDepth: number,
   cursors: CursorState,
+  busyOk = false,
 ): SelectNodeResult {
   if (nodes.length === 0) {
     return { status: 'no_nodes' };
@@ -64,7 +66,10 @@ export function schedule(
     const nodeTier = caps.active_context_tier;
     eligibleCount += 1;
     eligibleTierCounts[nodeTier] = (eligibleTierCounts[nodeTier] ?? 0) + 1;
-    if (node.inFlightCount >= caps.max_concurrency || node.queueDepth >= maxQueueDepth) {
+    if (
+      (!busyOk && node.inFlightCount >= caps.max_concurrency) ||
+      node.queueDepth >= maxQueueDepth
+    ) {
       capacityLimitedCount += 1;
       capacityLimitedTierCounts[nodeTier] = (capacityLimitedTierCounts[nodeTier] ?? 0) + 1;
       continue;
@@ -105,7 +110,9 @@ export function schedule(
  * {@link schedule} over the fresh nodes; only when none of them can take the request, over the
  * fresh and the second-tier ones: lapsed nodes (past their lease, within the grace) and fallback
  * nodes (the demo node). A late node, or the demo node, still gets work when it is the only one
- * that could do it, and never while a fresh node could.
+ * that could do it, and never while a fresh node could. When every matching node is at capacity
+ * and `atCapacity` is `least_loaded`, the same two tiers again with busy nodes counted in
+ * (`busyOk`): the request queues at a busy fresh node before a busy second-tier one.
  */
 export function scheduleFreshFirst(
   fresh: readonly SchedulableNode[],
@@ -114,13 +121,22 @@ export function scheduleFreshFirst(
   tier: ContextTier,
   maxQueueDepth: number,
   cursors: CursorState,
+  atCapacity: AtCapacityPolicy = 'refuse',
 ): SelectNodeResult {
-  const first = schedule(fresh, model, tier, maxQueueDepth, cursors);
-  if (first.status === 'selected' || lapsed.length === 0) {
-    return first;
+  const tiers = (busyOk: boolean): SelectNodeResult => {
+    const first = schedule(fresh, model, tier, maxQueueDepth, cursors, busyOk);
+    if (first.status === 'selected' || lapsed.length === 0) {
+      return first;
+    }
+    const all = [...fresh, ...lapsed].sort((a, b) => a.seq - b.seq);
+    return schedule(all, model, tier, maxQueueDepth, cursors, busyOk);
+  };
+  const strict = tiers(false);
+  if (strict.status !== 'no_capacity' || atCapacity === 'refuse') {
+    return strict;
   }
-  const all = [...fresh, ...lapsed].sort((a, b) => a.seq - b.seq);
-  return schedule(all, model, tier, maxQueueDepth, cursors);
+  const busy = tiers(true);
+  return busy.status === 'selected' ? busy : strict;
 }
 
 function pickRoundRobin(ties: SchedulableNode[], cursors: CursorState): SchedulableNode {

@@ -90,10 +90,25 @@ export type UnregisterNodeResult = {
   transitions: TransitionCounts;
 };
 
+export const AT_CAPACITY_POLICIES = ['refuse', 'least_loaded'] as const;
+/** What {@link StateStore.selectNode} does when every matching node is at capacity. */
+export type AtCapacityPolicy = (typeof AT_CAPACITY_POLICIES)[number];
+
 export interface SelectNodeCommand {
   model: string;
   tier: ContextTier;
   maxQueueDepth: number;
+  /**
+   * Nodes never to offer, as if they were not registered (the nodes a request already failed on).
+   * A few at most: each one is an argument of the script.
+   */
+  exclude?: readonly string[];
+  /**
+   * Every matching node is at capacity: `refuse` (the default) answers `no_capacity`;
+   * `least_loaded` selects, by the same rule and tiers, among the nodes that are only busy
+   * (at `max_concurrency`) and still have queue room, so the request waits in the shortest line.
+   */
+  atCapacity?: AtCapacityPolicy;
   now: number;
 }
 
@@ -371,8 +386,11 @@ export interface StateStore {
    */
   markKeyUnusable(nodeId: string, now: number): Promise<boolean>;
   /**
-   * Runs the `best_fit_smallest_capable_least_loaded_v1` scheduler over the nodes whose key is
-   * usable and advances its cursor.
+   * Runs the `best_fit_smallest_capable_least_loaded_v1` scheduler and advances its cursors. The one
+   * place a node is chosen, with every tier applied here: nodes gone past their grace, with an
+   * unusable key, or in `exclude` are never offered; fresh nodes first, lapsed and fallback nodes
+   * (the demo node) only when no fresh node can take the request; then, with `atCapacity:
+   * 'least_loaded'`, the same two tiers again among nodes that are busy but have queue room.
    */
   selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult>;
   /** A uniformly random live legacy node, or null. */

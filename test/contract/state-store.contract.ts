@@ -1137,6 +1137,74 @@ export function runStateStoreContract(label: string, factory: StoreFactory): voi
         expect(loaded.status === 'selected' && loaded.selected.nodeId).not.toBe('node-c');
       });
 
+      it('should never offer an excluded node, falling back to the lapsed and fallback tiers', async () => {
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        await upsert(store, 'late', 'v1');
+        clock.advance(limits.v1LeaseMs + 1);
+        await upsert(store, 'node-a', 'v1');
+        await upsert(store, 'node-b', 'v1');
+        const pick = async (exclude: string[]): Promise<string> => {
+          const r = await store.selectNode({
+            model: 'qwen3-8b-instruct',
+            tier: '8k-fast',
+            maxQueueDepth: 10,
+            exclude,
+            now: now(),
+          });
+          return r.status === 'selected' ? r.selected.nodeId : r.status;
+        };
+
+        const picks = [
+          await pick(['node-a']),
+          await pick(['node-a']),
+          await pick(['node-a', 'node-b']),
+          await pick(['node-a', 'node-b']),
+          await pick(['node-a', 'node-b', 'late', 'demo']),
+        ];
+
+        expect(picks.slice(0, 2)).toEqual(['node-b', 'node-b']);
+        // The second tier (a lapsed node and the demo node) only once every fresh one is excluded.
+        expect(picks.slice(2, 4).sort()).toEqual(['demo', 'late']);
+        expect(picks[4]).toBe('no_nodes');
+      });
+
+      it('should queue at the least loaded busy node with atCapacity least_loaded, fresh before fallback', async () => {
+        await upsert(store, 'demo', 'v1', { fallback: true });
+        await upsert(store, 'node-a', 'v1');
+        await upsert(store, 'node-b', 'v1');
+        await enqueueOk(store, job({ nodeId: 'node-a' }));
+        await claimOne(store, 'node-a');
+        await enqueueOk(store, job({ nodeId: 'node-a', clientKey: 'c2' }));
+        await enqueueOk(store, job({ nodeId: 'node-b', clientKey: 'c3' }));
+        await claimOne(store, 'node-b');
+        await enqueueOk(store, job({ nodeId: 'demo', clientKey: 'c4' }));
+        await claimOne(store, 'demo');
+        const busy = (atCapacity?: 'refuse' | 'least_loaded', maxQueueDepth = 10) =>
+          store.selectNode({
+            model: 'qwen3-8b-instruct',
+            tier: '8k-fast',
+            maxQueueDepth,
+            atCapacity,
+            now: now(),
+          });
+
+        const refused = await busy();
+        const refusedToo = await busy('refuse');
+        const queued = await busy('least_loaded');
+        const queueFull = await busy('least_loaded', 1);
+        await enqueueOk(store, job({ nodeId: 'node-b', clientKey: 'c5' }));
+        const fallbackLast = await busy('least_loaded', 1);
+
+        expect(refused).toMatchObject({ status: 'no_capacity', capacityLimitedCount: 3 });
+        expect(refusedToo).toEqual(refused);
+        expect(queued).toMatchObject({
+          status: 'selected',
+          selected: { nodeId: 'node-b', queueDepth: 0, inFlightCount: 1, loadScore: 1 },
+        });
+        expect(queueFull).toMatchObject({ status: 'selected', selected: { nodeId: 'node-b' } });
+        expect(fallbackLast).toMatchObject({ status: 'selected', selected: { nodeId: 'demo' } });
+      });
+
       it('should report the load score of the selected node', async () => {
         await upsert(store, 'node-a', 'v1', { capabilities: { ...CAPS, max_concurrency: 3 } });
         await enqueueOk(store, job());

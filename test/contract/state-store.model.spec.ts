@@ -575,6 +575,12 @@ const select = fc
     model: fc.constantFrom(...MODELS),
     tier: fc.constantFrom(...TIERS),
     maxQueueDepth: fc.constantFrom(1, 2, 5),
+    atCapacity: fc.constantFrom<'refuse' | 'least_loaded' | undefined>(
+      undefined,
+      'refuse',
+      'least_loaded',
+    ),
+    exclude: fc.subarray(V1_NODES, { maxLength: 2 }),
   })
   .map(
     (a) =>

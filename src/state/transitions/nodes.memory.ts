@@ -251,14 +251,21 @@ export function pickLegacyNode(s: MemoryState, now: number): string | null {
 }
 
 /**
- * tpSelectNode: the scheduler over the fresh nodes, then over the lapsed and fallback ones too;
- * nodes whose key is unusable are never offered. Advances its cursors.
+ * tpSelectNode: the scheduler over the fresh nodes, then over the lapsed and fallback ones too (and
+ * again with busy nodes counted in, when `atCapacity` says so); nodes whose key is unusable or that
+ * the caller excludes are never offered. Advances its cursors.
  */
 export function selectNode(s: MemoryState, cmd: SelectNodeCommand): SelectNodeResult {
   const fresh: SchedulableNode[] = [];
   const lapsed: SchedulableNode[] = [];
+  const excluded = cmd.exclude ?? [];
   for (const node of s.nodes.values()) {
-    if (node.dialect !== 'v1' || node.keyUnusable || isGone(s, node, cmd.now)) {
+    if (
+      node.dialect !== 'v1' ||
+      node.keyUnusable ||
+      isGone(s, node, cmd.now) ||
+      excluded.includes(node.nodeId)
+    ) {
       continue;
     }
     (node.fallback || isLapsed(s, node, cmd.now) ? lapsed : fresh).push({
@@ -269,5 +276,13 @@ export function selectNode(s: MemoryState, cmd: SelectNodeCommand): SelectNodeRe
       inFlightCount: node.activeClaims.size,
     });
   }
-  return scheduleFreshFirst(fresh, lapsed, cmd.model, cmd.tier, cmd.maxQueueDepth, s.cursors);
+  return scheduleFreshFirst(
+    fresh,
+    lapsed,
+    cmd.model,
+    cmd.tier,
+    cmd.maxQueueDepth,
+    s.cursors,
+    cmd.atCapacity,
+  );
 }

@@ -209,31 +209,36 @@ return pool[math.min(#pool, math.floor(tonumber(ARGV[4]) * #pool) + 1)]
 
 --[[ script tpSelectNode
 KEYS: none
-ARGV: 4 model, 5 requested tier, 6 max queue depth
+ARGV: 4 model, 5 requested tier, 6 max queue depth, 7 at capacity ('refuse'|'least_loaded'),
+  8.. node ids never to offer
 Reply: JSON { status: 'no_nodes' }
      | { status: 'no_match'|'no_capacity', eligibleTierCounts, eligibleCount, capacityLimitedCount,
          capacityLimitedTierCounts }
      | { status: 'selected', selected: { nodeId, tier, modelSupport, queueDepth, inFlightCount,
          loadScore }, eligibleTierCounts, eligibleCount }
 best_fit_smallest_capable_least_loaded_v1 with its round-robin cursors, in one step (scheduler.ts);
-nodes whose key is marked unusable are never offered.
+nodes whose key is marked unusable, and the excluded ones, are never offered.
 ]]
 local model, maxQ = ARGV[4], tonumber(ARGV[6])
 local wanted = K.TIERS[ARGV[5]]
 if not wanted then error('TPBUG unknown context tier ' .. ARGV[5]) end
+local leastLoaded = ARGV[7] == 'least_loaded'
+local excluded = {}
+for i = 8, #ARGV do excluded[ARGV[i]] = true end
 local modelOk = not string.find(model, '\n', 1, true)
 -- Fresh nodes first; lapsed ones (past their lease, within the grace) and fallback ones (the demo
 -- node) only when no other fresh node can take the request.
 local fresh, all, anySecondTier = {}, {}, false
 for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
   local n = getNode(id)
-  if n and n.d == 'v1' and not n.bad and not isGone(n, NOW) then
+  if n and n.d == 'v1' and not n.bad and not excluded[id] and not isGone(n, NOW) then
     all[#all + 1] = n
     if n.fb or isLapsed(n, NOW) then anySecondTier = true else fresh[#fresh + 1] = n end
   end
 end
 
-local function pass(nodes)
+-- One scheduler pass; with busyOk a node at its concurrency still has room while its queue does.
+local function pass(nodes, busyOk)
   if #nodes == 0 then return { status = 'no_nodes' } end
   local eligible, limited = 0, 0
   local eligibleTiers, limitedTiers = {}, {}
@@ -249,7 +254,7 @@ local function pass(nodes)
       local q = redis.call('ZCARD', P .. 'q:' .. id)
       local a = redis.call('SCARD', P .. 'a:' .. id)
       local conc = tonumber(c[3])
-      if a >= conc or q >= maxQ then
+      if (not busyOk and a >= conc) or q >= maxQ then
         limited = limited + 1
         limitedTiers[c[1]] = (limitedTiers[c[1]] or 0) + 1
       else
@@ -265,8 +270,18 @@ local function pass(nodes)
   return { status = 'selected', avail = avail, eligibleTierCounts = eligibleTiers, eligibleCount = eligible }
 end
 
-local r = pass(fresh)
-if r.status ~= 'selected' and anySecondTier then r = pass(all) end
+local function tiers(busyOk)
+  local t = pass(fresh, busyOk)
+  if t.status ~= 'selected' and anySecondTier then t = pass(all, busyOk) end
+  return t
+end
+
+local r = tiers(false)
+if r.status == 'no_capacity' and leastLoaded then
+  -- Every matching node is at capacity: the same tiers again, busy nodes with queue room counted in.
+  local busy = tiers(true)
+  if busy.status == 'selected' then r = busy end
+end
 if r.status ~= 'selected' then return cjson.encode(r) end
 
 local avail = r.avail
