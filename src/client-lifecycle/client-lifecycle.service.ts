@@ -106,12 +106,6 @@ export interface PlaceOptions extends AdmitOptions {
 /** Nodes with unusable keys one request steps over before it gives up. */
 export const MAX_UNUSABLE_KEYS = 4;
 /**
- * Node keys remembered as usable, so a busy `/servers/next` parses each key once, not per call
- * (a parse costs about 0.1 ms). The registry's default cap (spec §9); past it the oldest goes.
- */
-const USABLE_KEYS_REMEMBERED = 1024;
-
-/**
  * The client half of a request's life, one service for the legacy routes, the API v1 routes and
  * the gateway: admit it (one drain rule), place it on a node the store chooses (the gateway),
  * await its outcome (answered, pending, node gone, ended, unknown; every wait ends when the caller
@@ -120,8 +114,6 @@ const USABLE_KEYS_REMEMBERED = 1024;
  */
 @Injectable()
 export class ClientLifecycleService {
-  private readonly usableKeys = new Set<string>();
-
   constructor(
     @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
@@ -223,7 +215,7 @@ export class ClientLifecycleService {
         return selection.status === 'exhausted' ? { status: 'exhausted', unusable } : selection;
       }
       const nodeId = selection.selected.nodeId;
-      if (this.isUsable(nodeId)) {
+      if (isUsableNodeKey(nodeId)) {
         return selection;
       }
       onUnusable?.(nodeId);
@@ -234,20 +226,6 @@ export class ClientLifecycleService {
         return { status: 'too_many_unusable', unusable };
       }
     }
-  }
-
-  private isUsable(nodeId: string): boolean {
-    if (this.usableKeys.has(nodeId)) {
-      return true;
-    }
-    if (!isUsableNodeKey(nodeId)) {
-      return false;
-    }
-    if (this.usableKeys.size >= USABLE_KEYS_REMEMBERED) {
-      this.usableKeys.delete(this.usableKeys.values().next().value as string);
-    }
-    this.usableKeys.add(nodeId);
-    return true;
   }
 
   private async markUnusable(nodeId: string): Promise<void> {
