@@ -316,4 +316,64 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
       });
     }, 120_000);
   });
+  describe("what a 512 Mi pod holds (bench/pod-capacity.mjs, this image, the chart's env)", () => {
+    it(
+      'should hold 10,000 waiting 4 KiB answers on each protocol (collected intact), 10,000 queued 4 KiB requests, and refuse a 1 MiB flood with 503 + Retry-After, never OOM-killed',
+      () => {
+        const bench = spawnSync(
+          process.execPath,
+          [
+            'bench/pod-capacity.mjs',
+            ...['--limit', '512Mi', '--store', 'memory', '--runner', 'podman', '--image', image],
+            // The held-connection phase (1,024 polls, 5,000 retrieves, the gateway's chats) takes
+            // minutes in the pod's CPU share: it is the bench's (docs/operations.md), not the test's.
+            ...['--phases', 'queued,legacy,v1,flood'],
+            ...['--max', '10100', '--seconds', '400', '--port', String(5600 + (process.pid % 300))],
+          ],
+          { cwd: ROOT, encoding: 'utf8', timeout: 40 * 60_000 },
+        );
+        const lines = bench.stdout.split('\n');
+        const json = lines.find((l) => l.startsWith('{"limit"'));
+        if (json === undefined) {
+          throw new Error(
+            `pod-capacity printed no result (exit ${bench.status}): ${bench.stderr.slice(-2000)}`,
+          );
+        }
+        note(`pod-capacity 512Mi memory: ${lines.find((l) => l.startsWith('| 512Mi')) ?? json}`);
+        const { results } = JSON.parse(json) as {
+          results: Record<
+            string,
+            {
+              held: number | string;
+              next: string;
+              collected?: string;
+              died: boolean;
+              oomKilled: boolean;
+            }
+          >;
+        };
+
+        expect(results.queued?.held).toBeGreaterThanOrEqual(10_000);
+        for (const protocol of ['legacy', 'v1']) {
+          const r = results[protocol];
+          // Every answer held was collected byte for byte (the first request per node registers it).
+          expect({ protocol, atLeast: Number(r?.held) >= 10_000, collected: r?.collected }).toEqual(
+            {
+              protocol,
+              atLeast: true,
+              collected: `${r?.held}/${r?.held} intact`,
+            },
+          );
+        }
+        expect(results.flood?.next).toMatch(/^503 RA \d+.*; \/livez 200$/);
+        for (const r of Object.values(results)) {
+          expect({ died: r.died, oomKilled: r.oomKilled }).toEqual({
+            died: false,
+            oomKilled: false,
+          });
+        }
+      },
+      45 * 60_000,
+    );
+  });
 });
