@@ -2,6 +2,7 @@
 import { spawn, spawnSync, execFile } from 'node:child_process';
 import { generateKeyPair, generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
+import { createServer } from 'node:net';
 import { existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -352,4 +353,16 @@ export async function chartEnv(limit, sets = []) {
     else if (e.valueFrom?.resourceFieldRef?.resource === 'limits.memory') env[e.name] = String(limitBytes);
   }
   return env;
+}
+
+/** A TCP port free on loopback right now (for a bench's own redis-server or relay). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -30,7 +30,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, chartEnv, cli, ensureFdLimit, procStatus, request, stopProcess } from './lib.mjs';
+import { ROOT, chartEnv, cli, ensureFdLimit, freePort, procStatus, request, stopProcess } from './lib.mjs';
 import { capabilities, fakeKey, PROTOCOL, V1 } from './hostile-lib.mjs';
 
 const o = cli('usage: node bench/pod-capacity.mjs --limit 512Mi [options]', {
@@ -82,15 +82,6 @@ function canConnect(port) {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: '127.0.0.1' }, () => (s.destroy(), resolve(true)));
     s.on('error', () => resolve(false));
-  });
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
   });
 }
 

@@ -17,10 +17,9 @@
 import { spawn } from 'node:child_process';
 import { constants, createCipheriv, generateKeyPairSync, publicEncrypt, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cli, cycle, request, startRelay, table } from './lib.mjs';
+import { cli, cycle, freePort, request, startRelay, table } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/redis-cpu.mjs [--relays N] [--duration S] [--pipelines N] [--protocols legacy,v1,gateway] [--appendonly no|everysec|always] [--port N (0: free ports)] [--json]',
@@ -39,17 +38,6 @@ const CLK_TCK = 100;
 const IDLE_MS = 3000;
 const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 64 };
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function startRedis() {
   const port = await freePort();

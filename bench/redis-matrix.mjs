@@ -19,11 +19,10 @@
 // flight on that replica's command connection), and how many scripts a cycle sends.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cycle, startRelay, table, cli } from './lib.mjs';
+import { cycle, freePort, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST]',
@@ -39,17 +38,6 @@ const values = cli(
     cpus: { type: 'string', default: '' },
   },
 );
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function startRedis() {
   const port = await freePort();
