@@ -12,81 +12,53 @@ import {
 import { migratePrefix } from './redis/prefix-migration';
 import { ReplicaAcks, ReplicationTimeoutError } from './redis/replica-acks';
 import { toStoreError } from './redis/redis-error.mapper';
-import {
-  RELAY_SCRIPT_NAMES,
-  relayScripts,
-  SCHEMA_VERSION,
-  type RelayScriptName,
-} from './redis/script.registry';
-import {
-  envelopeSchema,
-  flagReply,
-  MalformedReplyError,
-  nodeListSchema,
-  nodeSummarySchema,
-  nullableTextReply,
-  parseJson,
-  ScriptReply,
-  selectionSchema,
-  statsSchema,
-} from './redis/script-reply';
+import { RELAY_SCRIPTS, relayScripts, SCHEMA_VERSION } from './redis/script.registry';
+import type { RedisScript, ScriptArg } from './redis/script-call';
 import { WakeChannel } from './redis/wake.channel';
 import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
-import {
-  CLAIM_STATUSES,
-  COMPLETE_STATUSES,
-  ENQUEUE_STATUSES,
-  GONE_CODES,
-  PROGRESS_STATUSES,
-  PROOF_STATUSES,
-  STREAM_CHUNK_STATUSES,
-  STREAM_TAKE_STATUSES,
-  TAKE_RESPONSE_STATUSES,
-  UNREGISTER_NODE_STATUSES,
-  UPSERT_NODE_STATUSES,
-  type CancelCommand,
-  type ConfirmDeliveryCommand,
-  type CancelResult,
-  type ClaimCommand,
-  type ClaimResult,
-  type CompleteCommand,
-  type CompleteResult,
-  type ControlCommand,
-  type ControlResult,
-  type EnqueueCommand,
-  type EnqueueResult,
-  type ProgressCommand,
-  type ProgressResult,
-  type RateLimitCommand,
-  type RateLimitResult,
-  type SelectNodeCommand,
-  type SelectNodeResult,
-  type StateStore,
-  type StreamChunkCommand,
-  type StreamChunkResult,
-  type StreamTakeResult,
-  type SummarizeNodesCommand,
-  type TakeResponseCommand,
-  type TakeResponseResult,
-  type UnregisterNodeCommand,
-  type UnregisterNodeResult,
-  type UpsertNodeCommand,
-  type UpsertNodeResult,
+import type {
+  CancelCommand,
+  CancelResult,
+  ClaimCommand,
+  ClaimResult,
+  CompleteCommand,
+  CompleteResult,
+  ConfirmDeliveryCommand,
+  ControlCommand,
+  ControlResult,
+  EnqueueCommand,
+  EnqueueResult,
+  ProgressCommand,
+  ProgressResult,
+  RateLimitCommand,
+  RateLimitResult,
+  SelectNodeCommand,
+  SelectNodeResult,
+  StateStore,
+  StreamChunkCommand,
+  StreamChunkResult,
+  StreamTakeResult,
+  SummarizeNodesCommand,
+  TakeResponseCommand,
+  TakeResponseResult,
+  UnregisterNodeCommand,
+  UnregisterNodeResult,
+  UpsertNodeCommand,
+  UpsertNodeResult,
 } from './state-store';
-import {
-  answerBytes,
-  CONTROL_STATES,
-  TERMINAL_REASONS,
-  TERMINAL_STATUSES,
-  type ClaimedJob,
-  type NodeSummary,
-  type NodeView,
-  type StoreLimits,
-  type StoreStats,
-  type TransitionCounts,
+import type {
+  NodeSummary,
+  NodeView,
+  StoreLimits,
+  StoreStats,
+  TransitionCounts,
 } from './state.types';
 import { StoreUnavailableError } from './store-unavailable.error';
+import * as answers from './transitions/answers.redis';
+import * as nodes from './transitions/nodes.redis';
 import { statsFromSnapshot } from './transitions/stats-snapshot';
+import * as upkeep from './transitions/upkeep.redis';
+import * as work from './transitions/work.redis';
 import { responseKey, workKey } from './waiters';
 
 export interface RedisStoreOptions {
@@ -121,97 +93,18 @@ export interface StoreLog {
   error(message: object): void;
 }
 
-type ScriptArg = string | number;
-
-/**
- * Transitions whose success the relay acknowledges to a caller (2xx) and whose loss in a failover
- * would lose or resurrect something: with TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS they wait for the
- * replicas before the reply. Taking an answer waits too where a retry hands the same answer out
- * again (legacy, and API v1 with a request id), see `takeResponse`.
- *
- * Left out on purpose: claims and stream drains (a lost claim re-queues the work, delivered again:
- * at-least-once; a claim answered 503 after it was applied would instead hide the work until its
- * lease lapses), rate-limit hits, sweeps, the scheduler cursor and the read-only scripts.
- */
-const ACKNOWLEDGED: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
-  'tpUpsertNode',
-  'tpUnregisterNode',
-  'tpEnqueue',
-  'tpControl',
-  'tpCancel',
-  'tpPutProgress',
-  'tpComplete',
-  'tpConfirmDelivery',
-  'tpAppendStreamChunk',
-]);
-
-interface CallOptions {
-  /** Sent again once after READONLY (default: {@link IDEMPOTENT}). */
-  idempotent?: boolean;
-  /** Waits for the replicas (default: {@link ACKNOWLEDGED}). */
-  acknowledged?: boolean;
-}
-
-/**
- * Scripts whose repetition leaves the same state and reply, so a call refused with READONLY (a
- * demoted primary) is sent again once the connection has found the new primary. Enqueue, complete
- * and take are idempotent only with a request id (API v1) and say so per call; the rest (claims,
- * rate-limit hits, legacy streams) answer 503 and leave the retry to the caller.
- */
-const IDEMPOTENT: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>([
-  'tpUpsertNode',
-  'tpUnregisterNode',
-  'tpListNodes',
-  'tpSummarizeNodes',
-  'tpMarkKeyUnusable',
-  'tpPickLegacyNode',
-  'tpSelectNode',
-  'tpControl',
-  'tpCancel',
-  'tpPutProgress',
-  'tpHasWork',
-  'tpHasResponse',
-  'tpConfirmDelivery',
-  'tpSweep',
-  'tpStats',
-]);
-
-/** The scripts sent on the delivery lane (see {@link RedisStateStore.lane}). */
-const LANE_SCRIPTS: ReadonlySet<RelayScriptName> = new Set<RelayScriptName>(['tpClaimNext']);
-
 /** How ioredis refuses a call it did not send (its offline queue is off). */
 const NOT_SENT = "Stream isn't writeable";
 
 /** Most a READONLY retry waits for the connection to come back on the new primary. */
 const FAILOVER_RETRY_WAIT_MS = 5_000;
-type ScriptHost = Partial<Record<RelayScriptName, (...args: ScriptArg[]) => Promise<unknown>>>;
+type ScriptHost = Partial<Record<string, (...args: ScriptArg[]) => Promise<unknown>>>;
 
-/** At most this many entries per index per sweep script; the sweep loops while more are due. */
-const SWEEP_BATCH = 500;
-const SWEEP_MAX_ROUNDS = 20;
 /** How often readiness re-reads the server's eviction policy. */
 const SERVER_RECHECK_MS = 30_000;
 const RECHECK_WHEN_REFUSED_MS = 1_000;
 const LOG_REPEAT_MS = 10_000;
 const QUIT_TIMEOUT_MS = 1_000;
-
-/** Nullable strings travel as '' (null) or '=' + value, so an empty string stays distinct. */
-function opt(value: string | null | undefined | number): string {
-  return value === null || value === undefined ? '' : `=${value}`;
-}
-
-function addCounts(total: TransitionCounts, t: TransitionCounts): void {
-  for (const [k, v] of Object.entries(t.outcomes) as Array<
-    [keyof TransitionCounts['outcomes'], number]
-  >) {
-    total.outcomes[k] = (total.outcomes[k] ?? 0) + v;
-  }
-  for (const [k, v] of Object.entries(t.evictions) as Array<
-    [keyof TransitionCounts['evictions'], number]
-  >) {
-    total.evictions[k] = (total.evictions[k] ?? 0) + v;
-  }
-}
 
 /**
  * The shared store for several replicas: every transition is one Lua script (prelude + body, see
@@ -312,367 +205,125 @@ export class RedisStateStore implements StateStore {
       primaryFor(this.cmd, this.routingKey),
     );
     this.sink = options.sink ?? NO_TRANSITION_SINK;
-    const scripts = relayScripts();
-    for (const name of RELAY_SCRIPT_NAMES) {
+    for (const [name, lua] of Object.entries(relayScripts())) {
       // One declared key (the layout key, under the prefix): a Cluster routes the script to the
       // slot of the prefix's hash tag, where every key it builds from the prefix lives.
-      this.cmd.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
-    }
-    for (const name of LANE_SCRIPTS) {
-      this.lane.defineCommand(name, { numberOfKeys: 1, lua: scripts[name] });
+      this.cmd.defineCommand(name, { numberOfKeys: 1, lua });
+      if (RELAY_SCRIPTS.get(name)?.lane === true) {
+        this.lane.defineCommand(name, { numberOfKeys: 1, lua });
+      }
     }
     this.wake = new WakeChannel(this.sub, `${this.prefix}wake`, clock);
     this.watch();
   }
 
-  // ---------------------------------------------------------------- nodes (nodes.redis.lua)
+  // ---------------------------------------------------------------- nodes (nodes.redis.ts)
 
-  async upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
-    const caps = cmd.capabilities;
-    const mode = caps === undefined ? 'keep' : caps === null ? 'null' : 'set';
-    const r = await this.reply('tpUpsertNode', cmd.now, [
-      cmd.nodeId,
-      cmd.dialect,
-      mode,
-      caps ? JSON.stringify(caps) : '',
-      caps ? caps.active_context_tier : '',
-      caps ? caps.maximum_total_context_tokens : 0,
-      caps ? caps.max_concurrency : 0,
-      caps ? `\n${caps.supported_model_ids.join('\n')}\n` : '',
-      caps ? JSON.stringify(caps.supported_model_ids) : '',
-      opt(cmd.newCredentialDigest),
-      cmd.requireExisting === true ? '1' : '0',
-      opt(cmd.pollingUntil),
-      opt(cmd.fallback === undefined ? undefined : cmd.fallback ? '1' : '0'),
-      opt(cmd.origin?.owner),
-      opt(cmd.origin?.group),
-      opt(cmd.presentedDigest),
-      opt(cmd.maxPerGroup),
-    ]);
-    const status = r.oneOf(UPSERT_NODE_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'created' || status === 'renewed') {
-      const credentialIssued = r.flag('credential issued');
-      r.end();
-      return { status, credentialIssued, transitions };
-    }
-    r.end();
-    return { status, transitions };
+  upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
+    return this.run(nodes.upsertNode, cmd.now, cmd);
   }
 
-  async unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult> {
-    const r = await this.reply('tpUnregisterNode', cmd.now, [
-      cmd.nodeId,
-      opt(cmd.credentialDigest),
-      cmd.force === true ? '1' : '0',
-    ]);
-    const status = r.oneOf(UNREGISTER_NODE_STATUSES, 'status');
-    const transitions = r.transitions();
-    r.end();
-    return { status, transitions };
+  unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult> {
+    return this.run(nodes.unregisterNode, cmd.now, cmd);
   }
 
-  async listNodes(now: number): Promise<NodeView[]> {
-    const raw = await this.call('tpListNodes', now, []);
-    return parseJson('tpListNodes', nodeListSchema, raw, 'node list');
+  listNodes(now: number): Promise<NodeView[]> {
+    return this.run(nodes.listNodes, now, undefined);
   }
 
-  async summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
-    const raw = await this.call('tpSummarizeNodes', cmd.now, [cmd.limit]);
-    return parseJson('tpSummarizeNodes', nodeSummarySchema, raw, 'node summary');
+  summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+    return this.run(nodes.summarizeNodes, cmd.now, cmd);
   }
 
-  async markKeyUnusable(nodeId: string, now: number): Promise<boolean> {
-    return flagReply('tpMarkKeyUnusable', await this.call('tpMarkKeyUnusable', now, [nodeId]));
+  markKeyUnusable(nodeId: string, now: number): Promise<boolean> {
+    return this.run(nodes.markKeyUnusable, now, nodeId);
   }
 
-  async selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
-    const raw = await this.call('tpSelectNode', cmd.now, [
-      cmd.model,
-      cmd.tier,
-      cmd.maxQueueDepth,
-      cmd.atCapacity ?? 'refuse',
-      ...(cmd.exclude ?? []),
-    ]);
-    return parseJson('tpSelectNode', selectionSchema, raw, 'selection');
+  selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
+    return this.run(nodes.selectNode, cmd.now, cmd);
   }
 
-  async pickLegacyNode(now: number): Promise<string | null> {
-    return nullableTextReply(
-      'tpPickLegacyNode',
-      await this.call('tpPickLegacyNode', now, [Math.random()]),
-    );
+  pickLegacyNode(now: number): Promise<string | null> {
+    return this.run(nodes.pickLegacyNode, now, undefined);
   }
 
-  // ---------------------------------------------------------------- work (work.redis.lua)
+  // ---------------------------------------------------------------- work (work.redis.ts)
 
   async enqueue(cmd: EnqueueCommand): Promise<EnqueueResult> {
-    const { job } = cmd;
-    const r = await this.reply(
-      'tpEnqueue',
-      cmd.now,
-      [
-        job.jobId,
-        job.dialect,
-        job.nodeId,
-        opt(job.clientKey),
-        opt(job.requestId),
-        opt(job.cancelToken),
-        job.stream ? '1' : '0',
-        JSON.stringify(job.envelope),
-        job.bytes,
-        opt(cmd.clientCap),
-      ],
-      { idempotent: job.requestId !== null },
-    );
-    const status = r.oneOf(ENQUEUE_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'queued') {
-      const deadlineAt = r.number('deadline');
-      r.end();
-      this.wake.notifyLocal(workKey(job.nodeId));
-      return { status, deadlineAt, transitions };
+    const result = await this.run(work.enqueue, cmd.now, cmd);
+    if (result.status === 'queued') {
+      this.wake.notifyLocal(workKey(cmd.job.nodeId));
     }
-    r.end();
-    return { status, transitions };
-  }
-
-  async claimNext(cmd: ClaimCommand): Promise<ClaimResult> {
-    const r = await this.reply('tpClaimNext', cmd.now, [cmd.nodeId, cmd.dialect, cmd.max]);
-    const status = r.oneOf(CLAIM_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status !== 'ok') {
-      r.end();
-      return { status, transitions };
-    }
-    if (r.remaining % 7 !== 0 || r.remaining / 7 > cmd.max) {
-      r.fail(`${r.remaining} claim fields are not 7 per job for at most ${cmd.max}`);
-    }
-    const jobs: ClaimedJob[] = [];
-    while (r.remaining > 0) {
-      jobs.push({
-        jobId: r.text('job id'),
-        clientKey: r.nullableText('client'),
-        requestId: r.nullableText('request id'),
-        cancelToken: r.nullableText('cancel token'),
-        stream: r.flag('stream'),
-        envelope: r.json(envelopeSchema, 'envelope'),
-        deadlineAt: r.number('deadline'),
-      });
-    }
-    return { status, jobs, transitions };
-  }
-
-  async control(cmd: ControlCommand): Promise<ControlResult> {
-    const r = await this.reply('tpControl', cmd.now, [
-      cmd.nodeId,
-      cmd.requestId,
-      cmd.credentialDigest,
-      cmd.acknowledge ? '1' : '0',
-    ]);
-    const status = r.oneOf(PROOF_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'forbidden') {
-      r.end();
-      return { status, transitions };
-    }
-    const state = r.oneOf(CONTROL_STATES, 'control state');
-    const deadlineAt = r.nullableNumber('deadline');
-    r.end();
-    return { status, state, deadlineAt, transitions };
-  }
-
-  async cancel(cmd: CancelCommand): Promise<CancelResult> {
-    const r = await this.reply('tpCancel', cmd.now, [
-      cmd.clientKey,
-      cmd.requestId,
-      cmd.cancelToken,
-      cmd.status,
-      cmd.reason,
-    ]);
-    const status = r.oneOf(PROOF_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'forbidden') {
-      r.end();
-      return { status, transitions };
-    }
-    const removedFromQueue = r.integer('removed from queue');
-    r.end();
-    return { status, removedFromQueue, transitions };
-  }
-
-  async putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
-    const r = await this.reply('tpPutProgress', cmd.now, [
-      cmd.nodeId,
-      cmd.credentialDigest,
-      cmd.clientKey,
-      cmd.requestId,
-      JSON.stringify(cmd.envelope),
-    ]);
-    const status = r.oneOf(PROGRESS_STATUSES, 'status');
-    const transitions = r.transitions();
-    r.end();
-    if (status === 'accepted') {
-      this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
-    }
-    return { status, transitions };
-  }
-
-  /** What a work wait re-checks: the node has queued work, or is gone. */
-  async hasWork(nodeId: string, now: number): Promise<boolean> {
-    return flagReply('tpHasWork', await this.call('tpHasWork', now, [nodeId]));
-  }
-
-  // ---------------------------------------------------------------- answers (answers.redis.lua)
-
-  async complete(cmd: CompleteCommand): Promise<CompleteResult> {
-    const r = await this.reply(
-      'tpComplete',
-      cmd.now,
-      [
-        cmd.dialect,
-        cmd.clientKey,
-        opt(cmd.requestId),
-        JSON.stringify(cmd.envelope),
-        opt(cmd.answerer),
-        String(answerBytes(cmd.envelope, cmd.clientKey)),
-      ],
-      { idempotent: cmd.requestId !== null },
-    );
-    const status = r.oneOf(COMPLETE_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'gone') {
-      const code = r.oneOf(GONE_CODES, 'code');
-      r.end();
-      return { status, code, transitions };
-    }
-    r.end();
-    if (status === 'stored') {
-      this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
-    }
-    return { status, transitions };
-  }
-
-  async takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
-    // Repeatable (the answer stays handed out until delivery is confirmed) except an untracked
-    // API v1 answer, which the take removes: only a repeatable take may answer 503 after it ran.
-    const repeatable = cmd.dialect === 'legacy' || cmd.requestId !== null;
-    const r = await this.reply(
-      'tpTakeResponse',
-      cmd.now,
-      [cmd.dialect, cmd.clientKey, opt(cmd.requestId)],
-      { idempotent: repeatable, acknowledged: repeatable },
-    );
-    const status = r.oneOf(TAKE_RESPONSE_STATUSES, 'status');
-    const transitions = r.transitions();
-    let result: TakeResponseResult;
-    switch (status) {
-      case 'ok':
-        result = { status, envelope: r.json(envelopeSchema, 'envelope'), transitions };
-        break;
-      case 'pending': {
-        const deadlineAt = r.number('deadline');
-        const progress = r.nullableText('progress');
-        const queuePosition = r.integer('queue position');
-        const estimatedWaitSeconds = r.nullableNumber('estimated wait');
-        result = {
-          status,
-          deadlineAt,
-          progress:
-            progress === null ? null : parseJson(r.script, envelopeSchema, progress, 'progress'),
-          queuePosition,
-          estimatedWaitSeconds,
-          transitions,
-        };
-        break;
-      }
-      case 'terminal':
-        result = {
-          status,
-          terminal: r.oneOf(TERMINAL_STATUSES, 'terminal status'),
-          reason: r.oneOf(TERMINAL_REASONS, 'terminal reason'),
-          transitions,
-        };
-        break;
-      case 'unknown':
-        result = { status, transitions };
-        break;
-      default: {
-        const never: never = status;
-        return never;
-      }
-    }
-    r.end();
     return result;
   }
 
+  claimNext(cmd: ClaimCommand): Promise<ClaimResult> {
+    return this.run(work.claimNext, cmd.now, cmd);
+  }
+
+  control(cmd: ControlCommand): Promise<ControlResult> {
+    return this.run(work.control, cmd.now, cmd);
+  }
+
+  cancel(cmd: CancelCommand): Promise<CancelResult> {
+    return this.run(work.cancel, cmd.now, cmd);
+  }
+
+  async putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
+    const result = await this.run(work.putProgress, cmd.now, cmd);
+    if (result.status === 'accepted') {
+      this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
+    }
+    return result;
+  }
+
+  /** What a work wait re-checks: the node has queued work, or is gone. */
+  hasWork(nodeId: string, now: number): Promise<boolean> {
+    return this.run(work.hasWork, now, nodeId);
+  }
+
+  // ---------------------------------------------------------------- answers (answers.redis.ts)
+
+  async complete(cmd: CompleteCommand): Promise<CompleteResult> {
+    const result = await this.run(answers.complete, cmd.now, cmd);
+    if (result.status === 'stored') {
+      this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
+    }
+    return result;
+  }
+
+  takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
+    return this.run(answers.takeResponse, cmd.now, cmd);
+  }
+
   /** What a response wait re-checks (see the in-memory twin, answers.memory.ts). */
-  async hasResponse(clientKey: string, requestId: string | null, now: number): Promise<boolean> {
-    const reply = await this.call('tpHasResponse', now, [clientKey, opt(requestId)]);
-    return flagReply('tpHasResponse', reply);
+  hasResponse(clientKey: string, requestId: string | null, now: number): Promise<boolean> {
+    return this.run(answers.hasResponse, now, { clientKey, requestId });
   }
 
-  async confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
-    const reply = await this.call('tpConfirmDelivery', cmd.now, [
-      cmd.dialect,
-      cmd.clientKey,
-      opt(cmd.requestId),
-    ]);
-    if (reply !== 1) {
-      throw new MalformedReplyError('tpConfirmDelivery', `expected 1, got ${typeof reply}`);
-    }
+  confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
+    return this.run(answers.confirmDelivery, cmd.now, cmd);
   }
 
-  async appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
-    const r = await this.reply('tpAppendStreamChunk', cmd.now, [
-      cmd.sessionId,
-      cmd.chunk,
-      cmd.chunkBytes,
-      cmd.final ? '1' : '0',
-    ]);
-    const status = r.oneOf(STREAM_CHUNK_STATUSES, 'status');
-    const transitions = r.transitions();
-    r.end();
-    return { status, transitions };
+  appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
+    return this.run(answers.appendStreamChunk, cmd.now, cmd);
   }
 
-  async takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {
-    const r = await this.reply('tpTakeStream', now, [clientKey]);
-    if (r.oneOf(STREAM_TAKE_STATUSES, 'status') === 'none') {
-      r.end();
-      return { status: 'none' };
-    }
-    const sessionId = r.text('session id');
-    const final = r.flag('final');
-    const chunks: string[] = [];
-    while (r.remaining > 0) {
-      chunks.push(r.text('chunk'));
-    }
-    return { status: 'ok', sessionId, final, chunks };
+  takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {
+    return this.run(answers.takeStream, now, clientKey);
   }
 
-  // ---------------------------------------------------------------- upkeep (upkeep.redis.lua)
+  // ---------------------------------------------------------------- upkeep (upkeep.redis.ts)
 
-  async hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult> {
-    const r = await this.reply('tpHitRateLimit', cmd.now, [
-      cmd.key,
-      cmd.limit,
-      cmd.windowMs,
-      cmd.refund === true ? '1' : '0',
-    ]);
-    const allowed = r.flag('allowed');
-    const resetSeconds = r.integer('reset seconds');
-    r.end();
-    return { allowed, resetSeconds };
+  hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult> {
+    return this.run(upkeep.hitRateLimit, cmd.now, cmd);
   }
 
   async sweep(now: number): Promise<TransitionCounts> {
     const total: TransitionCounts = { outcomes: {}, evictions: {} };
-    for (let round = 0; round < SWEEP_MAX_ROUNDS; round += 1) {
-      const r = await this.reply('tpSweep', now, [SWEEP_BATCH]);
-      addCounts(total, r.transitions());
-      const more = r.flag('more');
-      r.end();
+    for (let round = 0; round < upkeep.SWEEP_MAX_ROUNDS; round += 1) {
+      const { transitions, more } = await this.run(upkeep.sweep, now, upkeep.SWEEP_BATCH);
+      upkeep.addCounts(total, transitions);
       if (!more) {
         break;
       }
@@ -681,8 +332,7 @@ export class RedisStateStore implements StateStore {
   }
 
   async stats(now: number): Promise<StoreStats> {
-    const raw = await this.call('tpStats', now, []);
-    return statsFromSnapshot(parseJson('tpStats', statsSchema, raw, 'stats'), now);
+    return statsFromSnapshot(await this.run(upkeep.stats, now, undefined), now);
   }
 
   /**
@@ -746,48 +396,33 @@ export class RedisStateStore implements StateStore {
 
   // ---------------------------------------------------------------- connection
 
-  /** A positional reply, read with its checks; a malformed one is logged and fails with 503. */
-  private async reply(
-    name: RelayScriptName,
-    now: number,
-    args: ScriptArg[],
-    options: CallOptions = {},
-  ): Promise<ScriptReply> {
-    return ScriptReply.of(name, await this.call(name, now, args, options), this.sink);
-  }
-
   /**
-   * One script call. A call refused with READONLY (the primary was demoted under us: the
-   * connection is already reconnecting to the new one) is sent once more when it is idempotent,
-   * and otherwise fails with 503. With WAIT_REPLICAS, an acknowledged transition resolves only
-   * once its replicas have it (503 when they do not answer in time).
+   * One script call: its arguments encoded and its reply decoded by the script's declaration
+   * (`transitions/<group>.redis.ts`); a malformed reply is logged and fails with 503. A call
+   * refused with READONLY (the primary was demoted under us: the connection is already
+   * reconnecting to the new one) is sent once more when it is idempotent, and otherwise fails
+   * with 503. With WAIT_REPLICAS, an acknowledged transition resolves only once its replicas have
+   * it (503 when they do not answer in time).
    */
-  private async call(
-    name: RelayScriptName,
-    now: number,
-    args: ScriptArg[],
-    options: CallOptions = {},
-  ): Promise<unknown> {
-    const idempotent = options.idempotent ?? IDEMPOTENT.has(name);
-    const acknowledged = options.acknowledged ?? ACKNOWLEDGED.has(name);
+  private async run<C, R>(script: RedisScript<C, R>, now: number, cmd: C): Promise<R> {
+    const args = script.encode(cmd);
+    const acknowledged = script.acknowledged(cmd);
+    let reply: unknown;
     try {
-      return await this.replicated(name, acknowledged, await this.send(name, now, args));
+      reply = await this.replicated(script.name, acknowledged, await this.send(script, now, args));
     } catch (error) {
-      if (!idempotent || !(error instanceof ReadOnlyReply)) {
+      if (!script.idempotent(cmd) || !(error instanceof ReadOnlyReply)) {
         throw error;
       }
       this.usable = false;
       this.problem = error.message;
       await this.whenUsable(Math.min(FAILOVER_RETRY_WAIT_MS, this.commandTimeoutMs));
-      return this.replicated(name, acknowledged, await this.send(name, now, args));
+      reply = await this.replicated(script.name, acknowledged, await this.send(script, now, args));
     }
+    return script.decode(reply, cmd, this.sink);
   }
 
-  private async replicated(
-    name: RelayScriptName,
-    acknowledged: boolean,
-    reply: unknown,
-  ): Promise<unknown> {
+  private async replicated(name: string, acknowledged: boolean, reply: unknown): Promise<unknown> {
     if (acknowledged && this.acks.enabled) {
       try {
         await this.acks.after();
@@ -818,7 +453,7 @@ export class RedisStateStore implements StateStore {
     });
   }
 
-  private async send(name: RelayScriptName, now: number, args: ScriptArg[]): Promise<unknown> {
+  private async send(script: RedisScript<never>, now: number, args: ScriptArg[]): Promise<unknown> {
     if (!this.usable && !this.closed && this.cmd.status === 'ready') {
       // Connected but refused earlier (policy, layout, a failed check): look again, at most 1/s.
       if (Date.now() - this.checkedAt > RECHECK_WHEN_REFUSED_MS) {
@@ -829,9 +464,9 @@ export class RedisStateStore implements StateStore {
       throw new StoreUnavailableError(this.problem);
     }
     try {
-      if (LANE_SCRIPTS.has(name) && this.lane.status === 'ready') {
+      if (script.lane && this.lane.status === 'ready') {
         try {
-          return await this.sendOn(this.lane, name, now, args);
+          return await this.sendOn(this.lane, script.name, now, args);
         } catch (error) {
           // The lane dropped before the call left (nothing reached Redis): the command
           // connection takes it. A call lost in flight is not re-sent (a claim is not idempotent).
@@ -840,7 +475,7 @@ export class RedisStateStore implements StateStore {
           }
         }
       }
-      return await this.sendOn(this.cmd, name, now, args);
+      return await this.sendOn(this.cmd, script.name, now, args);
     } catch (error) {
       const mapped = toStoreError(error);
       if (mapped.message.startsWith('redis: TPSCHEMA')) {
@@ -856,7 +491,7 @@ export class RedisStateStore implements StateStore {
 
   private sendOn(
     connection: RedisClient,
-    name: RelayScriptName,
+    name: string,
     now: number,
     args: ScriptArg[],
   ): Promise<unknown> {
