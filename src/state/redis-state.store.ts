@@ -8,36 +8,7 @@ import { RELAY_SCRIPTS, relayScripts } from './redis/script.registry';
 import type { RedisScript } from './redis/script-call';
 import type { WakeChannel } from './redis/wake.channel';
 import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
-import type {
-  CancelCommand,
-  CancelResult,
-  ClaimCommand,
-  ClaimResult,
-  CompleteCommand,
-  CompleteResult,
-  ConfirmDeliveryCommand,
-  ControlCommand,
-  ControlResult,
-  EnqueueCommand,
-  EnqueueResult,
-  ProgressCommand,
-  ProgressResult,
-  RateLimitCommand,
-  RateLimitResult,
-  SelectNodeCommand,
-  SelectNodeResult,
-  StateStore,
-  StreamChunkCommand,
-  StreamChunkResult,
-  StreamTakeResult,
-  SummarizeNodesCommand,
-  TakeResponseCommand,
-  TakeResponseResult,
-  UnregisterNodeCommand,
-  UnregisterNodeResult,
-  UpsertNodeCommand,
-  UpsertNodeResult,
-} from './state-store';
+import type * as store from './state-store';
 import type {
   NodeSummary,
   NodeView,
@@ -94,7 +65,7 @@ const FAILOVER_RETRY_WAIT_MS = 5_000;
  * evicting or speaking another data layout, and `ping` (readiness) says why
  * ({@link ConnectionSupervisor}).
  */
-export class RedisStateStore implements StateStore {
+export class RedisStateStore implements store.StateStore {
   private readonly connections: ConnectionSupervisor;
   private readonly wake: WakeChannel;
   private readonly acks: ReplicaAcks;
@@ -103,7 +74,11 @@ export class RedisStateStore implements StateStore {
   private readonly limitsJson: string;
   private readonly sink: TransitionSink;
 
-  static connect(config: RelayConfig, clock: Clock, sink?: TransitionSink): Promise<StateStore> {
+  static connect(
+    config: RelayConfig,
+    clock: Clock,
+    sink?: TransitionSink,
+  ): Promise<store.StateStore> {
     return RedisStateStore.open(
       {
         url: config.redisUrl,
@@ -169,11 +144,11 @@ export class RedisStateStore implements StateStore {
 
   // ---------------------------------------------------------------- nodes (nodes.redis.ts)
 
-  upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
+  upsertNode(cmd: store.UpsertNodeCommand): Promise<store.UpsertNodeResult> {
     return this.run(nodes.upsertNode, cmd.now, cmd);
   }
 
-  unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult> {
+  unregisterNode(cmd: store.UnregisterNodeCommand): Promise<store.UnregisterNodeResult> {
     return this.run(nodes.unregisterNode, cmd.now, cmd);
   }
 
@@ -181,7 +156,7 @@ export class RedisStateStore implements StateStore {
     return this.run(nodes.listNodes, now, undefined);
   }
 
-  summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+  summarizeNodes(cmd: store.SummarizeNodesCommand): Promise<NodeSummary> {
     return this.run(nodes.summarizeNodes, cmd.now, cmd);
   }
 
@@ -189,7 +164,7 @@ export class RedisStateStore implements StateStore {
     return this.run(nodes.markKeyUnusable, now, nodeId);
   }
 
-  selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
+  selectNode(cmd: store.SelectNodeCommand): Promise<store.SelectNodeResult> {
     return this.run(nodes.selectNode, cmd.now, cmd);
   }
 
@@ -199,7 +174,7 @@ export class RedisStateStore implements StateStore {
 
   // ---------------------------------------------------------------- work (work.redis.ts)
 
-  async enqueue(cmd: EnqueueCommand): Promise<EnqueueResult> {
+  async enqueue(cmd: store.EnqueueCommand): Promise<store.EnqueueResult> {
     const result = await this.run(work.enqueue, cmd.now, cmd);
     if (result.status === 'queued') {
       this.wake.notifyLocal(workKey(cmd.job.nodeId));
@@ -207,19 +182,19 @@ export class RedisStateStore implements StateStore {
     return result;
   }
 
-  claimNext(cmd: ClaimCommand): Promise<ClaimResult> {
+  claimNext(cmd: store.ClaimCommand): Promise<store.ClaimResult> {
     return this.run(work.claimNext, cmd.now, cmd);
   }
 
-  control(cmd: ControlCommand): Promise<ControlResult> {
+  control(cmd: store.ControlCommand): Promise<store.ControlResult> {
     return this.run(work.control, cmd.now, cmd);
   }
 
-  cancel(cmd: CancelCommand): Promise<CancelResult> {
+  cancel(cmd: store.CancelCommand): Promise<store.CancelResult> {
     return this.run(work.cancel, cmd.now, cmd);
   }
 
-  async putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
+  async putProgress(cmd: store.ProgressCommand): Promise<store.ProgressResult> {
     const result = await this.run(work.putProgress, cmd.now, cmd);
     if (result.status === 'accepted') {
       this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
@@ -234,7 +209,7 @@ export class RedisStateStore implements StateStore {
 
   // ---------------------------------------------------------------- answers (answers.redis.ts)
 
-  async complete(cmd: CompleteCommand): Promise<CompleteResult> {
+  async complete(cmd: store.CompleteCommand): Promise<store.CompleteResult> {
     const result = await this.run(answers.complete, cmd.now, cmd);
     if (result.status === 'stored') {
       this.wake.notifyLocal(responseKey(cmd.clientKey, cmd.requestId));
@@ -242,7 +217,7 @@ export class RedisStateStore implements StateStore {
     return result;
   }
 
-  takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
+  takeResponse(cmd: store.TakeResponseCommand): Promise<store.TakeResponseResult> {
     return this.run(answers.takeResponse, cmd.now, cmd);
   }
 
@@ -251,21 +226,21 @@ export class RedisStateStore implements StateStore {
     return this.run(answers.hasResponse, now, { clientKey, requestId });
   }
 
-  confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
+  confirmDelivery(cmd: store.ConfirmDeliveryCommand): Promise<void> {
     return this.run(answers.confirmDelivery, cmd.now, cmd);
   }
 
-  appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
+  appendStreamChunk(cmd: store.StreamChunkCommand): Promise<store.StreamChunkResult> {
     return this.run(answers.appendStreamChunk, cmd.now, cmd);
   }
 
-  takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {
+  takeStream(clientKey: string, now: number): Promise<store.StreamTakeResult> {
     return this.run(answers.takeStream, now, clientKey);
   }
 
   // ---------------------------------------------------------------- upkeep (upkeep.redis.ts)
 
-  hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult> {
+  hitRateLimit(cmd: store.RateLimitCommand): Promise<store.RateLimitResult> {
     return this.run(upkeep.hitRateLimit, cmd.now, cmd);
   }
 

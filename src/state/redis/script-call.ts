@@ -1,3 +1,4 @@
+import type { TransitionCounts } from '../state.types';
 import type { TransitionSink } from '../transition.sink';
 import { ScriptReply } from './script-reply';
 
@@ -89,5 +90,17 @@ export function script<C, R, const A extends string = never>(
         ? spec.reply(ScriptReply.of(name, reply, sink), cmd)
         : spec.parse(reply, name);
     },
+  };
+}
+
+/** The reader of a reply that holds a status of `statuses` and the transitions, nothing more. */
+export function statusReply<const V extends readonly string[]>(
+  statuses: V,
+): (r: ScriptReply) => { status: V[number]; transitions: TransitionCounts } {
+  return (r) => {
+    const status = r.oneOf(statuses, 'status');
+    const transitions = r.transitions();
+    r.end();
+    return { status, transitions };
   };
 }

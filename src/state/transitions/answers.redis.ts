@@ -2,7 +2,7 @@
  * How the store calls the scripts of answers.redis.lua (the twin of answers.memory.ts): each one's
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
-import { bit, opt, script } from '../redis/script-call';
+import { bit, opt, script, statusReply } from '../redis/script-call';
 import { envelopeSchema, flagReply, MalformedReplyError, parseJson } from '../redis/script-reply';
 import {
   COMPLETE_STATUSES,
@@ -14,12 +14,11 @@ import {
   type CompleteResult,
   type ConfirmDeliveryCommand,
   type StreamChunkCommand,
-  type StreamChunkResult,
   type StreamTakeResult,
   type TakeResponseCommand,
   type TakeResponseResult,
 } from '../state-store';
-import { answerBytes, TERMINAL_REASONS, TERMINAL_STATUSES } from '../state.types';
+import { answerBytes, TERMINAL_REASONS, TERMINAL_STATUSES, type Dialect } from '../state.types';
 
 export const LUA_FILE = 'answers.redis.lua';
 
@@ -27,6 +26,11 @@ export const LUA_FILE = 'answers.redis.lua';
 interface AnswerAddress {
   clientKey: string;
   requestId: string | null;
+}
+
+/** The arguments naming one answer: who asks in which dialect (take and confirm alike). */
+function answerArgs(cmd: AnswerAddress & { dialect: Dialect }) {
+  return { dialect: cmd.dialect, client: cmd.clientKey, requestId: opt(cmd.requestId) };
 }
 
 export const complete = script('tpComplete', {
@@ -65,11 +69,7 @@ const repeatable = (cmd: TakeResponseCommand): boolean =>
 
 export const takeResponse = script('tpTakeResponse', {
   args: ['dialect', 'client', 'requestId'],
-  encode: (cmd: TakeResponseCommand) => ({
-    dialect: cmd.dialect,
-    client: cmd.clientKey,
-    requestId: opt(cmd.requestId),
-  }),
+  encode: (cmd: TakeResponseCommand) => answerArgs(cmd),
   idempotent: repeatable,
   acknowledged: repeatable,
   reply: (r): TakeResponseResult => {
@@ -129,11 +129,7 @@ export const hasResponse = script('tpHasResponse', {
 
 export const confirmDelivery = script('tpConfirmDelivery', {
   args: ['dialect', 'client', 'requestId'],
-  encode: (cmd: ConfirmDeliveryCommand) => ({
-    dialect: cmd.dialect,
-    client: cmd.clientKey,
-    requestId: opt(cmd.requestId),
-  }),
+  encode: (cmd: ConfirmDeliveryCommand) => answerArgs(cmd),
   idempotent: true,
   acknowledged: true,
   parse: (raw, name): void => {
@@ -153,12 +149,7 @@ export const appendStreamChunk = script('tpAppendStreamChunk', {
   }),
   idempotent: false,
   acknowledged: true,
-  reply: (r): StreamChunkResult => {
-    const status = r.oneOf(STREAM_CHUNK_STATUSES, 'status');
-    const transitions = r.transitions();
-    r.end();
-    return { status, transitions };
-  },
+  reply: statusReply(STREAM_CHUNK_STATUSES),
 });
 
 export const takeStream = script('tpTakeStream', {

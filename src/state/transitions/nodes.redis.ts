@@ -2,7 +2,7 @@
  * How the store calls the scripts of nodes.redis.lua (the twin of nodes.memory.ts): each one's
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
-import { bit, opt, script } from '../redis/script-call';
+import { bit, opt, script, statusReply } from '../redis/script-call';
 import {
   flagReply,
   nodeListSchema,
@@ -18,7 +18,6 @@ import {
   type SelectNodeResult,
   type SummarizeNodesCommand,
   type UnregisterNodeCommand,
-  type UnregisterNodeResult,
   type UpsertNodeCommand,
   type UpsertNodeResult,
 } from '../state-store';
@@ -92,12 +91,7 @@ export const unregisterNode = script('tpUnregisterNode', {
   }),
   idempotent: true,
   acknowledged: true,
-  reply: (r): UnregisterNodeResult => {
-    const status = r.oneOf(UNREGISTER_NODE_STATUSES, 'status');
-    const transitions = r.transitions();
-    r.end();
-    return { status, transitions };
-  },
+  reply: statusReply(UNREGISTER_NODE_STATUSES),
 });
 
 export const listNodes = script('tpListNodes', {

@@ -2,7 +2,7 @@
  * How the store calls the scripts of work.redis.lua (the twin of work.memory.ts): each one's
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
-import { bit, opt, script } from '../redis/script-call';
+import { bit, opt, script, statusReply } from '../redis/script-call';
 import { envelopeSchema, flagReply } from '../redis/script-reply';
 import {
   CLAIM_STATUSES,
@@ -18,7 +18,6 @@ import {
   type EnqueueCommand,
   type EnqueueResult,
   type ProgressCommand,
-  type ProgressResult,
 } from '../state-store';
 import { CONTROL_STATES, type ClaimedJob } from '../state.types';
 
@@ -160,12 +159,7 @@ export const putProgress = script('tpPutProgress', {
   }),
   idempotent: true,
   acknowledged: true,
-  reply: (r): ProgressResult => {
-    const status = r.oneOf(PROGRESS_STATUSES, 'status');
-    const transitions = r.transitions();
-    r.end();
-    return { status, transitions };
-  },
+  reply: statusReply(PROGRESS_STATUSES),
 });
 
 /** What a work wait re-checks: the node has queued work, or is gone. */
