@@ -28,7 +28,7 @@ export interface RedisScript<C = never, R = unknown> {
   readonly args: readonly string[];
   /** A variadic tail after `args`, or null. */
   readonly rest: string | null;
-  /** Sent on the delivery lane (see RedisStateStore). */
+  /** Sent on the delivery lane (see ConnectionSupervisor): the call a woken long-poll makes. */
   readonly lane: boolean;
   /**
    * Repeating it leaves the same state and reply, so a call refused with READONLY (a demoted
