@@ -1,34 +1,5 @@
 import type { Clock } from '../common/clock';
-import type {
-  CancelCommand,
-  CancelResult,
-  ClaimCommand,
-  ClaimResult,
-  CompleteCommand,
-  CompleteResult,
-  ConfirmDeliveryCommand,
-  ControlCommand,
-  ControlResult,
-  EnqueueCommand,
-  EnqueueResult,
-  ProgressCommand,
-  ProgressResult,
-  RateLimitCommand,
-  RateLimitResult,
-  SelectNodeCommand,
-  SelectNodeResult,
-  StateStore,
-  StreamChunkCommand,
-  StreamChunkResult,
-  StreamTakeResult,
-  SummarizeNodesCommand,
-  TakeResponseCommand,
-  TakeResponseResult,
-  UnregisterNodeCommand,
-  UnregisterNodeResult,
-  UpsertNodeCommand,
-  UpsertNodeResult,
-} from './state-store';
+import type * as store from './state-store';
 import type {
   NodeSummary,
   NodeView,
@@ -51,7 +22,7 @@ import { responseKey, Waiters, workKey } from './waiters';
  * inside one turn of the event loop, which makes it atomic. Expiry uses one {@link TtlIndex} per
  * fixed-TTL category, so sweeps cost O(expired).
  */
-export class InMemoryStateStore implements StateStore {
+export class InMemoryStateStore implements store.StateStore {
   private readonly state: MemoryState;
   private readonly waiters: Waiters;
 
@@ -64,11 +35,11 @@ export class InMemoryStateStore implements StateStore {
     this.state = createMemoryState(limits, (key) => this.waiters.notify(key));
   }
 
-  upsertNode(cmd: UpsertNodeCommand): Promise<UpsertNodeResult> {
+  upsertNode(cmd: store.UpsertNodeCommand): Promise<store.UpsertNodeResult> {
     return this.reported(nodes.upsertNode(this.state, cmd));
   }
 
-  unregisterNode(cmd: UnregisterNodeCommand): Promise<UnregisterNodeResult> {
+  unregisterNode(cmd: store.UnregisterNodeCommand): Promise<store.UnregisterNodeResult> {
     return this.reported(nodes.unregisterNode(this.state, cmd));
   }
 
@@ -76,7 +47,7 @@ export class InMemoryStateStore implements StateStore {
     return Promise.resolve(nodes.listNodes(this.state, now));
   }
 
-  summarizeNodes(cmd: SummarizeNodesCommand): Promise<NodeSummary> {
+  summarizeNodes(cmd: store.SummarizeNodesCommand): Promise<NodeSummary> {
     return Promise.resolve(nodes.summarizeNodes(this.state, cmd));
   }
 
@@ -84,7 +55,7 @@ export class InMemoryStateStore implements StateStore {
     return Promise.resolve(nodes.markKeyUnusable(this.state, nodeId));
   }
 
-  selectNode(cmd: SelectNodeCommand): Promise<SelectNodeResult> {
+  selectNode(cmd: store.SelectNodeCommand): Promise<store.SelectNodeResult> {
     return Promise.resolve(nodes.selectNode(this.state, cmd));
   }
 
@@ -92,48 +63,48 @@ export class InMemoryStateStore implements StateStore {
     return Promise.resolve(nodes.pickLegacyNode(this.state, now));
   }
 
-  enqueue(cmd: EnqueueCommand): Promise<EnqueueResult> {
+  enqueue(cmd: store.EnqueueCommand): Promise<store.EnqueueResult> {
     return this.reported(work.enqueue(this.state, cmd));
   }
 
-  claimNext(cmd: ClaimCommand): Promise<ClaimResult> {
+  claimNext(cmd: store.ClaimCommand): Promise<store.ClaimResult> {
     return this.reported(work.claimNext(this.state, cmd));
   }
 
-  control(cmd: ControlCommand): Promise<ControlResult> {
+  control(cmd: store.ControlCommand): Promise<store.ControlResult> {
     return this.reported(work.control(this.state, cmd));
   }
 
-  cancel(cmd: CancelCommand): Promise<CancelResult> {
+  cancel(cmd: store.CancelCommand): Promise<store.CancelResult> {
     return this.reported(work.cancel(this.state, cmd));
   }
 
-  putProgress(cmd: ProgressCommand): Promise<ProgressResult> {
+  putProgress(cmd: store.ProgressCommand): Promise<store.ProgressResult> {
     return this.reported(work.putProgress(this.state, cmd));
   }
 
-  complete(cmd: CompleteCommand): Promise<CompleteResult> {
+  complete(cmd: store.CompleteCommand): Promise<store.CompleteResult> {
     return this.reported(answers.complete(this.state, cmd));
   }
 
-  takeResponse(cmd: TakeResponseCommand): Promise<TakeResponseResult> {
+  takeResponse(cmd: store.TakeResponseCommand): Promise<store.TakeResponseResult> {
     return this.reported(answers.takeResponse(this.state, cmd));
   }
 
-  confirmDelivery(cmd: ConfirmDeliveryCommand): Promise<void> {
+  confirmDelivery(cmd: store.ConfirmDeliveryCommand): Promise<void> {
     answers.confirmDelivery(this.state, cmd);
     return Promise.resolve();
   }
 
-  appendStreamChunk(cmd: StreamChunkCommand): Promise<StreamChunkResult> {
+  appendStreamChunk(cmd: store.StreamChunkCommand): Promise<store.StreamChunkResult> {
     return this.reported(answers.appendStreamChunk(this.state, cmd));
   }
 
-  takeStream(clientKey: string, now: number): Promise<StreamTakeResult> {
+  takeStream(clientKey: string, now: number): Promise<store.StreamTakeResult> {
     return Promise.resolve(answers.takeStream(this.state, clientKey, now));
   }
 
-  hitRateLimit(cmd: RateLimitCommand): Promise<RateLimitResult> {
+  hitRateLimit(cmd: store.RateLimitCommand): Promise<store.RateLimitResult> {
     return Promise.resolve(upkeep.hitRateLimit(this.state, cmd));
   }
 

@@ -6,7 +6,9 @@ import {
   loadScriptSections,
   LUA_DIR,
   RELAY_SCRIPT_NAMES,
+  RELAY_SCRIPTS,
   SCRIPT_FILES,
+  type ScriptSection,
 } from '../../src/state/redis/script.registry';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
 
@@ -42,7 +44,75 @@ function documentedKeys(): Set<string> {
   return names;
 }
 
+/** `node id` -> `nodeId`, `envelope JSON` -> `envelopeJson`. */
+function camelCase(words: string): string {
+  return words
+    .trim()
+    .split(/\s+/)
+    .map((w, i) =>
+      i === 0 ? w.toLowerCase() : `${w[0]?.toUpperCase()}${w.slice(1).toLowerCase()}`,
+    )
+    .join('');
+}
+
+/**
+ * A script header's ARGV line as names in order: `ARGV: 4 node id (opt), 5 dialect, 6.. ids`
+ * gives { args: ['nodeId', 'dialect'], rest: 'ids' }. Parentheses are comments; numbering must
+ * run from 4 without a gap.
+ */
+function declaredArgv(section: ScriptSection): { args: string[]; rest: string | null } {
+  const line = /^ARGV: ([\s\S]*?)\nReply:/m.exec(section.doc)?.[1] ?? '';
+  if (line === 'none of its own') {
+    return { args: [], rest: null };
+  }
+  let bare = line.replace(/\s+/g, ' ');
+  for (let before = ''; before !== bare;) {
+    before = bare;
+    bare = bare.replace(/\s*\([^()]*\)/g, '');
+  }
+  const args: string[] = [];
+  let rest: string | null = null;
+  for (const [i, entry] of bare.split(',').entries()) {
+    const m = /^\s*(\d+)(\.\.)? (.+)$/.exec(entry);
+    if (!m || Number(m[1]) !== 4 + i || rest !== null) {
+      throw new Error(`${section.name}: ARGV entry "${entry}" is not "${4 + i} name"`);
+    }
+    if (m[2]) {
+      rest = camelCase(m[3] as string);
+    } else {
+      args.push(camelCase(m[3] as string));
+    }
+  }
+  return { args, rest };
+}
+
 describe('Redis scripts (src/state/transitions/*.redis.lua)', () => {
+  it('should send each script the arguments its Lua reads, in the order its header names them', () => {
+    for (const section of loadScriptSections()) {
+      const script = RELAY_SCRIPTS.get(section.name);
+      const argv = declaredArgv(section);
+      const read = [...section.body.matchAll(/ARGV\[(\d+)\]/g)].map((m) => Number(m[1]));
+      const last = 3 + argv.args.length;
+      const unread = argv.args.filter((_, i) => !read.includes(4 + i));
+      const variadic = new RegExp(`for \\w+ = ${last + 1}, #ARGV do`).test(section.body);
+
+      expect({ script: section.name, args: script?.args, rest: script?.rest }).toEqual({
+        script: section.name,
+        args: argv.args,
+        rest: argv.rest,
+      });
+      expect({
+        script: section.name,
+        beyond: read.filter((n) => n < 4 || n > last),
+        unread,
+      }).toEqual({ script: section.name, beyond: [], unread: [] });
+      expect({ script: section.name, variadic }).toEqual({
+        script: section.name,
+        variadic: argv.rest !== null,
+      });
+    }
+  });
+
   it('should define every script once, each with a header naming its KEYS, ARGV and reply', () => {
     const sections = loadScriptSections();
 

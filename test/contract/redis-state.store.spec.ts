@@ -279,7 +279,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
   }
 
   it('should send claims on their own delivery connection, and on the command connection while that one is down', async () => {
-    const lane = (a as unknown as { lane: Redis }).lane;
+    const lane = (a as unknown as { connections: { lane: Redis } }).connections.lane;
     await registerNode();
     const first = job({ clientKey: 'c1' });
     const second = job({ clientKey: 'c2' });

@@ -9,6 +9,11 @@ import {
   TERMINAL_REASONS,
   TERMINAL_STATUSES,
 } from '../state.types';
+import * as answers from '../transitions/answers.redis';
+import * as nodes from '../transitions/nodes.redis';
+import * as upkeep from '../transitions/upkeep.redis';
+import * as work from '../transitions/work.redis';
+import type { RedisScript } from './script-call';
 
 /** Layout of the relay's keys; replicas that speak another layout refuse to serve. */
 export const SCHEMA_VERSION = 'tokenplace-relay/1';
@@ -17,46 +22,24 @@ export const SCHEMA_VERSION = 'tokenplace-relay/1';
 export const LUA_DIR = join(__dirname, '..', 'transitions');
 /** The shared helpers, prepended to every script. */
 export const LIFECYCLE_FILE = 'lifecycle.redis.lua';
+
+/**
+ * The script groups: each `transitions/<group>.redis.ts` declares the scripts of its `.lua` file
+ * (name, arguments, reply). Everything below is derived from them.
+ */
+const GROUPS = [nodes, work, answers, upkeep];
+
 /** Files holding scripts, each a sequence of `--[[ script <name> ... ]]` sections. */
-export const SCRIPT_FILES = [
-  'nodes.redis.lua',
-  'work.redis.lua',
-  'answers.redis.lua',
-  'upkeep.redis.lua',
-] as const;
+export const SCRIPT_FILES = GROUPS.map((g) => g.LUA_FILE);
 
-/** Every script by ioredis command name; `true` for the read-only ones (they run under OOM). */
-const SCRIPTS = {
-  tpUpsertNode: false,
-  tpUnregisterNode: false,
-  tpListNodes: true,
-  tpSummarizeNodes: true,
-  tpMarkKeyUnusable: false,
-  tpPickLegacyNode: true,
-  tpSelectNode: false,
-  tpEnqueue: false,
-  tpClaimNext: false,
-  tpControl: false,
-  tpCancel: false,
-  tpPutProgress: false,
-  tpHasWork: true,
-  tpComplete: false,
-  tpTakeResponse: false,
-  tpHasResponse: true,
-  tpConfirmDelivery: false,
-  tpAppendStreamChunk: false,
-  tpTakeStream: false,
-  tpSweep: false,
-  tpStats: true,
-  tpHitRateLimit: false,
-} as const satisfies Record<string, boolean>;
-
-export type RelayScriptName = keyof typeof SCRIPTS;
-export const RELAY_SCRIPT_NAMES = Object.keys(SCRIPTS) as RelayScriptName[];
-
-function isScriptName(name: string): name is RelayScriptName {
-  return Object.hasOwn(SCRIPTS, name);
-}
+/** Every script the store calls, by ioredis command name. */
+export const RELAY_SCRIPTS: ReadonlyMap<string, RedisScript> = new Map(
+  GROUPS.flatMap((g) => g.SCRIPTS as readonly RedisScript[]).map((s) => [s.name, s]),
+);
+export const RELAY_SCRIPT_NAMES = [...RELAY_SCRIPTS.keys()];
+const FILE_OF = new Map(
+  GROUPS.flatMap((g) => g.SCRIPTS.map((s): [string, string] => [s.name, g.LUA_FILE])),
+);
 
 /** Redis TTL margin past a key's own lifetime: a safety net that never decides anything. */
 export const TTL_SAFETY_MS = 86_400_000;
@@ -162,11 +145,19 @@ export function loadScriptSections(dir = LUA_DIR): ScriptSection[] {
   const sections = SCRIPT_FILES.flatMap((file) => parseScriptFile(file, readLua(dir, file)));
   const names = sections.map((s) => s.name);
   for (const section of sections) {
-    if (!isScriptName(section.name)) {
+    const declared = RELAY_SCRIPTS.get(section.name);
+    if (!declared) {
       throw new Error(`${section.file}: unknown script ${section.name}`);
     }
-    if (section.readOnly !== SCRIPTS[section.name]) {
-      throw new Error(`${section.file}: ${section.name} read-only flag differs from the registry`);
+    if (section.file !== FILE_OF.get(section.name)) {
+      throw new Error(
+        `${section.file}: ${section.name} is declared in ${FILE_OF.get(section.name)}`,
+      );
+    }
+    if (section.readOnly !== declared.readOnly) {
+      throw new Error(
+        `${section.file}: ${section.name} read-only flag differs from its declaration`,
+      );
     }
   }
   for (const name of RELAY_SCRIPT_NAMES) {
@@ -177,24 +168,21 @@ export function loadScriptSections(dir = LUA_DIR): ScriptSection[] {
   return sections;
 }
 
-let loaded: Record<RelayScriptName, string> | undefined;
+let loaded: Record<string, string> | undefined;
 
 /** The scripts of the built or source tree this module belongs to, read once per process. */
-export function relayScripts(): Record<RelayScriptName, string> {
+export function relayScripts(): Record<string, string> {
   loaded ??= loadRelayScripts();
   return loaded;
 }
 
 /** Full source of every script (header, lifecycle, section), by command name. */
-export function loadRelayScripts(dir = LUA_DIR): Record<RelayScriptName, string> {
+export function loadRelayScripts(dir = LUA_DIR): Record<string, string> {
   const constants = luaLiteral(scriptConstants());
   const lifecycle = readLua(dir, LIFECYCLE_FILE);
-  // Every name gets its source below: loadScriptSections checks each is defined exactly once.
-  const out = {} as Record<RelayScriptName, string>;
+  const out: Record<string, string> = {};
   for (const section of loadScriptSections(dir)) {
-    if (isScriptName(section.name)) {
-      out[section.name] = `${header(section.readOnly, constants)}${lifecycle}\n${section.body}`;
-    }
+    out[section.name] = `${header(section.readOnly, constants)}${lifecycle}\n${section.body}`;
   }
   return out;
 }

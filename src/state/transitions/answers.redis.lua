@@ -3,8 +3,8 @@
 
 --[[ script tpComplete
 KEYS: none
-ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON, 8 answerer's owner address (opt),
-  9 the answer's counted bytes (answerBytes() in state.types.ts)
+ARGV: 4 dialect, 5 client, 6 request id (opt), 7 envelope JSON, 8 answerer (owner address, opt),
+  9 answer bytes (counted by answerBytes() in state.types.ts)
 Reply: { 'stored'|'duplicate'|'not_holder'|'responses_full'|'answers_full', transitions }
      | { 'gone', transitions, 'cancelled'|'expired'|'completed'|'gone' }
 ]]

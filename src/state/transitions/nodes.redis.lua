@@ -184,7 +184,7 @@ return 1
 
 --[[ script tpPickLegacyNode (read-only)
 KEYS: none
-ARGV: 4 a random number in [0, 1)
+ARGV: 4 random (a number from 0 up to 1, 1 excluded)
 Reply: a random fresh legacy node id, else a random lapsed one, or nil
 ]]
 for _ = 1, 4 do
@@ -210,7 +210,7 @@ return pool[math.min(#pool, math.floor(tonumber(ARGV[4]) * #pool) + 1)]
 --[[ script tpSelectNode
 KEYS: none
 ARGV: 4 model, 5 requested tier, 6 max queue depth, 7 at capacity ('refuse'|'least_loaded'),
-  8.. node ids never to offer
+  8.. excluded node ids (never offered)
 Reply: JSON { status: 'no_nodes' }
      | { status: 'no_match'|'no_capacity', eligibleTierCounts, eligibleCount, capacityLimitedCount,
          capacityLimitedTierCounts }

@@ -3,7 +3,7 @@
 
 --[[ script tpSweep
 KEYS: none
-ARGV: 4 most entries per index per call
+ARGV: 4 batch (most entries per index per call)
 Reply: { transitions, more (0|1: some index had more due entries than the batch) }
 Expires everything due at NOW and evicts gone nodes. Idempotent and atomic, so every replica may
 run it. Due entries are handled in sorted-set order (expiry, then member), as the memory twin does.

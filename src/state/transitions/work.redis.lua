@@ -70,7 +70,7 @@ return { 'queued', enc(), num(dl) }
 
 --[[ script tpClaimNext
 KEYS: none
-ARGV: 4 node id, 5 dialect, 6 most jobs to hand out
+ARGV: 4 node id, 5 dialect, 6 max jobs (most to hand out)
 Reply: { 'ok', transitions, [job id, client|nil, request id|nil, cancel token|nil, stream (0|1),
          envelope JSON, deadline] * claimed }
      | { 'not_found'|'dialect_conflict', transitions }

@@ -1,0 +1,106 @@
+import type { TransitionCounts } from '../state.types';
+import type { TransitionSink } from '../transition.sink';
+import { ScriptReply } from './script-reply';
+
+export type ScriptArg = string | number;
+
+/** Nullable strings travel as '' (null) or '=' + value, so an empty string stays distinct. */
+export function opt(value: string | number | null | undefined): string {
+  return value === null || value === undefined ? '' : `=${value}`;
+}
+
+/** A boolean argument: '1' or '0'. */
+export function bit(value: boolean | undefined): string {
+  return value === true ? '1' : '0';
+}
+
+/**
+ * One Redis script as the store calls it, declared once beside its Lua
+ * (`transitions/<group>.redis.ts` next to `<group>.redis.lua`): its name, its arguments in ARGV
+ * order, how a command becomes those arguments and how the reply becomes a result. The store only
+ * sends it; test/contract/redis-scripts.spec.ts checks `args` against the ARGV the Lua reads.
+ */
+export interface RedisScript<C = never, R = unknown> {
+  readonly name: string;
+  /** `#!lua flags=no-writes`: runs while Redis is out of memory, never creates the layout key. */
+  readonly readOnly: boolean;
+  /** The script's own arguments in order, from ARGV[4] (ARGV[1..3]: prefix, limits, now). */
+  readonly args: readonly string[];
+  /** A variadic tail after `args`, or null. */
+  readonly rest: string | null;
+  /** Sent on the delivery lane (see ConnectionSupervisor): the call a woken long-poll makes. */
+  readonly lane: boolean;
+  /**
+   * Repeating it leaves the same state and reply, so a call refused with READONLY (a demoted
+   * primary) is sent again once the connection has found the new primary. The rest (claims,
+   * rate-limit hits, legacy streams) answer 503 and leave the retry to the caller.
+   */
+  idempotent(cmd: C): boolean;
+  /**
+   * A transition whose success the relay acknowledges to a caller (2xx) and whose loss in a
+   * failover would lose or resurrect something: with TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS it
+   * waits for the replicas (Redis WAIT) before the reply. Left out on purpose: claims and stream
+   * drains, rate-limit hits, sweeps and the read-only scripts.
+   */
+  acknowledged(cmd: C): boolean;
+  encode(cmd: C): ScriptArg[];
+  /** The reply, checked field by field (MalformedReplyError otherwise); counts go to `sink`. */
+  decode(reply: unknown, cmd: C, sink: TransitionSink): R;
+}
+
+interface ScriptSpec<C, A extends string> {
+  readOnly?: boolean;
+  args: readonly A[];
+  /** The arguments by name; `args` alone orders them. */
+  encode: (cmd: C) => Record<A, ScriptArg>;
+  rest?: { name: string; values: (cmd: C) => ScriptArg[] };
+  lane?: boolean;
+  idempotent: boolean | ((cmd: C) => boolean);
+  acknowledged: boolean | ((cmd: C) => boolean);
+}
+
+type Decoder<C, R> =
+  /** A positional reply: status first, encoded transitions second (the hot paths). */
+  | { reply: (r: ScriptReply, cmd: C) => R; parse?: never }
+  /** A single value or one JSON document (the cold paths). */
+  | { parse: (reply: unknown, script: string) => R; reply?: never };
+
+/** Declares a script (see {@link RedisScript}). */
+export function script<C, R, const A extends string = never>(
+  name: string,
+  spec: ScriptSpec<C, A> & Decoder<C, R>,
+): RedisScript<C, R> {
+  const flag = (value: boolean | ((cmd: C) => boolean)) =>
+    typeof value === 'boolean' ? () => value : value;
+  return {
+    name,
+    readOnly: spec.readOnly ?? false,
+    args: spec.args,
+    rest: spec.rest?.name ?? null,
+    lane: spec.lane ?? false,
+    idempotent: flag(spec.idempotent),
+    acknowledged: flag(spec.acknowledged),
+    encode(cmd) {
+      const named = spec.encode(cmd);
+      const values = spec.args.map((a) => named[a]);
+      return spec.rest ? [...values, ...spec.rest.values(cmd)] : values;
+    },
+    decode(reply, cmd, sink) {
+      return spec.reply
+        ? spec.reply(ScriptReply.of(name, reply, sink), cmd)
+        : spec.parse(reply, name);
+    },
+  };
+}
+
+/** The reader of a reply that holds a status of `statuses` and the transitions, nothing more. */
+export function statusReply<const V extends readonly string[]>(
+  statuses: V,
+): (r: ScriptReply) => { status: V[number]; transitions: TransitionCounts } {
+  return (r) => {
+    const status = r.oneOf(statuses, 'status');
+    const transitions = r.transitions();
+    r.end();
+    return { status, transitions };
+  };
+}

@@ -1,0 +1,182 @@
+/**
+ * How the store calls the scripts of answers.redis.lua (the twin of answers.memory.ts): each one's
+ * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
+ */
+import { bit, opt, script, statusReply } from '../redis/script-call';
+import { envelopeSchema, flagReply, MalformedReplyError, parseJson } from '../redis/script-reply';
+import {
+  COMPLETE_STATUSES,
+  GONE_CODES,
+  STREAM_CHUNK_STATUSES,
+  STREAM_TAKE_STATUSES,
+  TAKE_RESPONSE_STATUSES,
+  type CompleteCommand,
+  type CompleteResult,
+  type ConfirmDeliveryCommand,
+  type StreamChunkCommand,
+  type StreamTakeResult,
+  type TakeResponseCommand,
+  type TakeResponseResult,
+} from '../state-store';
+import { answerBytes, TERMINAL_REASONS, TERMINAL_STATUSES, type Dialect } from '../state.types';
+
+export const LUA_FILE = 'answers.redis.lua';
+
+/** A client's answer, with or without a request id (legacy: none). */
+interface AnswerAddress {
+  clientKey: string;
+  requestId: string | null;
+}
+
+/** The arguments naming one answer: who asks in which dialect (take and confirm alike). */
+function answerArgs(cmd: AnswerAddress & { dialect: Dialect }) {
+  return { dialect: cmd.dialect, client: cmd.clientKey, requestId: opt(cmd.requestId) };
+}
+
+export const complete = script('tpComplete', {
+  args: ['dialect', 'client', 'requestId', 'envelopeJson', 'answerer', 'answerBytes'],
+  encode: (cmd: CompleteCommand) => ({
+    dialect: cmd.dialect,
+    client: cmd.clientKey,
+    requestId: opt(cmd.requestId),
+    envelopeJson: JSON.stringify(cmd.envelope),
+    answerer: opt(cmd.answerer),
+    answerBytes: String(answerBytes(cmd.envelope, cmd.clientKey)),
+  }),
+  // Idempotent only with a request id (API v1): the same answer is not stored twice.
+  idempotent: (cmd) => cmd.requestId !== null,
+  acknowledged: true,
+  reply: (r): CompleteResult => {
+    const status = r.oneOf(COMPLETE_STATUSES, 'status');
+    const transitions = r.transitions();
+    if (status === 'gone') {
+      const code = r.oneOf(GONE_CODES, 'code');
+      r.end();
+      return { status, code, transitions };
+    }
+    r.end();
+    return { status, transitions };
+  },
+});
+
+/**
+ * Repeatable (the answer stays handed out until delivery is confirmed) except an untracked API v1
+ * answer, which the take removes: only a repeatable take may answer 503 after it ran, so only a
+ * repeatable one is retried and waits for the replicas.
+ */
+const repeatable = (cmd: TakeResponseCommand): boolean =>
+  cmd.dialect === 'legacy' || cmd.requestId !== null;
+
+export const takeResponse = script('tpTakeResponse', {
+  args: ['dialect', 'client', 'requestId'],
+  encode: (cmd: TakeResponseCommand) => answerArgs(cmd),
+  idempotent: repeatable,
+  acknowledged: repeatable,
+  reply: (r): TakeResponseResult => {
+    const status = r.oneOf(TAKE_RESPONSE_STATUSES, 'status');
+    const transitions = r.transitions();
+    let result: TakeResponseResult;
+    switch (status) {
+      case 'ok':
+        result = { status, envelope: r.json(envelopeSchema, 'envelope'), transitions };
+        break;
+      case 'pending': {
+        const deadlineAt = r.number('deadline');
+        const progress = r.nullableText('progress');
+        const queuePosition = r.integer('queue position');
+        const estimatedWaitSeconds = r.nullableNumber('estimated wait');
+        result = {
+          status,
+          deadlineAt,
+          progress:
+            progress === null ? null : parseJson(r.script, envelopeSchema, progress, 'progress'),
+          queuePosition,
+          estimatedWaitSeconds,
+          transitions,
+        };
+        break;
+      }
+      case 'terminal':
+        result = {
+          status,
+          terminal: r.oneOf(TERMINAL_STATUSES, 'terminal status'),
+          reason: r.oneOf(TERMINAL_REASONS, 'terminal reason'),
+          transitions,
+        };
+        break;
+      case 'unknown':
+        result = { status, transitions };
+        break;
+      default: {
+        const never: never = status;
+        return never;
+      }
+    }
+    r.end();
+    return result;
+  },
+});
+
+/** What a response wait re-checks (see the in-memory twin, answers.memory.ts). */
+export const hasResponse = script('tpHasResponse', {
+  readOnly: true,
+  args: ['client', 'requestId'],
+  encode: (cmd: AnswerAddress) => ({ client: cmd.clientKey, requestId: opt(cmd.requestId) }),
+  idempotent: true,
+  acknowledged: false,
+  parse: (raw, name) => flagReply(name, raw),
+});
+
+export const confirmDelivery = script('tpConfirmDelivery', {
+  args: ['dialect', 'client', 'requestId'],
+  encode: (cmd: ConfirmDeliveryCommand) => answerArgs(cmd),
+  idempotent: true,
+  acknowledged: true,
+  parse: (raw, name): void => {
+    if (raw !== 1) {
+      throw new MalformedReplyError(name, `expected 1, got ${typeof raw}`);
+    }
+  },
+});
+
+export const appendStreamChunk = script('tpAppendStreamChunk', {
+  args: ['sessionId', 'chunkJson', 'chunkBytes', 'final'],
+  encode: (cmd: StreamChunkCommand) => ({
+    sessionId: cmd.sessionId,
+    chunkJson: cmd.chunk,
+    chunkBytes: cmd.chunkBytes,
+    final: bit(cmd.final),
+  }),
+  idempotent: false,
+  acknowledged: true,
+  reply: statusReply(STREAM_CHUNK_STATUSES),
+});
+
+export const takeStream = script('tpTakeStream', {
+  args: ['client'],
+  encode: (clientKey: string) => ({ client: clientKey }),
+  idempotent: false,
+  acknowledged: false,
+  reply: (r): StreamTakeResult => {
+    if (r.oneOf(STREAM_TAKE_STATUSES, 'status') === 'none') {
+      r.end();
+      return { status: 'none' };
+    }
+    const sessionId = r.text('session id');
+    const final = r.flag('final');
+    const chunks: string[] = [];
+    while (r.remaining > 0) {
+      chunks.push(r.text('chunk'));
+    }
+    return { status: 'ok', sessionId, final, chunks };
+  },
+});
+
+export const SCRIPTS = [
+  complete,
+  takeResponse,
+  hasResponse,
+  confirmDelivery,
+  appendStreamChunk,
+  takeStream,
+];
