@@ -12,11 +12,9 @@ import {
 } from 'class-validator';
 import { Env } from './env.decorator';
 
-/**
- * The kinds of variable the slices declare (`*.config.ts`): each one decorator that names the
- * variable, converts its text and validates it, so a declaration is its names, its doc line, its
- * bounds and its default.
- */
+// The kinds of variable the slices declare (`*.config.ts`): each one decorator that names the
+// variable, converts its text and validates it, so a declaration is its names, its doc line, its
+// bounds and its default.
 
 type Names = string | readonly string[];
 
@@ -24,7 +22,7 @@ const TRUE = new Set(['1', 'true', 'yes', 'on']);
 const FALSE = new Set(['0', 'false', 'no', 'off']);
 
 /** Strings that look like numbers become numbers; anything else stays a string and fails validation. */
-export const ToNumber = (): PropertyDecorator =>
+const ToNumber = (): PropertyDecorator =>
   Transform(({ value }: { value: unknown }) => {
     if (typeof value !== 'string') {
       return value;
@@ -34,7 +32,7 @@ export const ToNumber = (): PropertyDecorator =>
     return trimmed !== '' && Number.isFinite(n) ? n : value;
   });
 
-export const ToBoolean = (): PropertyDecorator =>
+const ToBoolean = (): PropertyDecorator =>
   Transform(({ value }: { value: unknown }) => {
     if (typeof value !== 'string') {
       return value;
@@ -128,7 +126,7 @@ export function PatternEnv(
 }
 
 /** `60/hour`, `60 per hour`, `10/minute`, `1000/day`, or `off`. */
-export const RATE_LIMIT = /^(off|\d+\s*(\/|per)\s*(\d+\s*)?(second|minute|hour|day)s?)$/i;
+const RATE_LIMIT = /^(off|\d+\s*(\/|per)\s*(\d+\s*)?(second|minute|hour|day)s?)$/i;
 const RATE_LIMIT_OR_EMPTY = new RegExp(`^$|${RATE_LIMIT.source}`, 'i');
 const RATE_LIMIT_MESSAGE = 'must look like "60/hour", "10 per minute" or "off"';
 
