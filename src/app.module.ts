@@ -6,8 +6,6 @@ import { GatewayModule } from './gateway/gateway.module';
 import { RelayExceptionFilter } from './edge/relay-exception.filter';
 import { RouteFactsModule } from './edge/route-table';
 import { CoreModule, type CoreOptions } from './common/core.module';
-import type { RelayConfig } from './config/relay-config';
-import { RelayConfigModule } from './config/relay-config.module';
 import { HealthModule } from './health/health.module';
 import { LifecycleModule } from './lifecycle/lifecycle.module';
 import { MetricsModule } from './metrics/metrics.module';
@@ -17,19 +15,13 @@ import { SourceModule } from './source/source.module';
 import { StateModule } from './state/state.module';
 import { UiModule } from './ui/ui.module';
 
-export interface AppOptions extends CoreOptions {
-  /** The validated configuration (main.ts and the test helper both build it with RelayConfig.load). */
-  config: RelayConfig;
-}
-
 /** Composes the relay; holds no logic of its own. */
 @Module({})
 export class AppModule {
-  static register(options: AppOptions): DynamicModule {
+  static register(options: CoreOptions): DynamicModule {
     return {
       module: AppModule,
       imports: [
-        RelayConfigModule.forRoot(options.config),
         CoreModule.forRoot(options),
         RouteFactsModule,
         // Route modules first, busiest first: Express matches routes in registration order.

@@ -142,12 +142,8 @@ export class DiscoveryService {
     const v1 = listed.filter((n) => n.dialect === 'v1').map((n) => describeNode(n, at, n.nodeId));
     const demo = [...s.fallbackListed].sort(byKey).map((n) => describeNode(n, at, n.nodeId));
     const total = s.legacy + s.v1;
-    const up = this.upstream();
     return {
-      relay_only: up.relayOnly,
-      upstream_health_required: this.config.requireUpstreamHealth,
-      active_upstream_servers: up.active,
-      required_upstream_servers: up.required,
+      ...this.upstreamHead(),
       registered_compute_nodes: all,
       total_registered_compute_nodes: total,
       api_v1_registered_compute_nodes: v1,
@@ -157,23 +153,30 @@ export class DiscoveryService {
         ? { listed_compute_nodes_limit: LISTED_NODES }
         : {}),
       ...(s.unusable > 0 ? { unusable_compute_nodes_count: s.unusable } : {}),
-      configured_upstream_servers: up.configured,
+      configured_upstream_servers: this.config.configuredUpstreams,
     };
   }
 
   private diagnosticsSummary(view: RegistryView): object {
     const s = view.summary;
+    return {
+      ...this.upstreamHead(),
+      total_registered_compute_nodes: s.legacy + s.v1,
+      total_api_v1_registered_compute_nodes: s.v1,
+      demo_compute_nodes_count: s.fallback,
+      unusable_compute_nodes_count: s.unusable,
+      configured_upstream_servers: this.config.configuredUpstreams,
+    };
+  }
+
+  /** The upstream fields both diagnostics forms open with. */
+  private upstreamHead(): object {
     const up = this.upstream();
     return {
       relay_only: up.relayOnly,
       upstream_health_required: this.config.requireUpstreamHealth,
       active_upstream_servers: up.active,
       required_upstream_servers: up.required,
-      total_registered_compute_nodes: s.legacy + s.v1,
-      total_api_v1_registered_compute_nodes: s.v1,
-      demo_compute_nodes_count: s.fallback,
-      unusable_compute_nodes_count: s.unusable,
-      configured_upstream_servers: up.configured,
     };
   }
 

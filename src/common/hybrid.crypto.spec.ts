@@ -14,22 +14,27 @@ import {
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const me = identityOf(privateKey);
 const { privateKey: otherKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+/** Every pair of the padding a key was wrapped with and the padding tried first. */
+const SENT_AND_PREFERRED: Array<[Padding, Padding]> = [
+  ['oaep', 'oaep'],
+  ['oaep', 'pkcs1'],
+  ['pkcs1', 'oaep'],
+  ['pkcs1', 'pkcs1'],
+];
 
 describe('unwrapKey with a preferred padding', () => {
-  it.each<[Padding, Padding]>([
-    ['oaep', 'oaep'],
-    ['oaep', 'pkcs1'],
-    ['pkcs1', 'oaep'],
-    ['pkcs1', 'pkcs1'],
-  ])('should recover a %s-wrapped key when %s is tried first', (sent, prefer) => {
-    const aes = randomBytes(32);
-    const wrapped = wrapKey(aes, me.privateKey, sent);
+  it.each(SENT_AND_PREFERRED)(
+    'should recover a %s-wrapped key when %s is tried first',
+    (sent, prefer) => {
+      const aes = randomBytes(32);
+      const wrapped = wrapKey(aes, me.privateKey, sent);
 
-    const { key, padding } = unwrapKey(me.privateKey, wrapped, prefer);
+      const { key, padding } = unwrapKey(me.privateKey, wrapped, prefer);
 
-    expect(key.equals(aes)).toBe(true);
-    expect(padding).toBe(sent);
-  });
+      expect(key.equals(aes)).toBe(true);
+      expect(padding).toBe(sent);
+    },
+  );
 
   it.each<Padding>(['oaep', 'pkcs1'])(
     'should open a whole envelope whichever padding comes first (%s first)',
@@ -54,20 +59,18 @@ describe('unwrapKey with a preferred padding', () => {
 });
 
 describe('unwrapKeyAsync (OAEP through WebCrypto, off the event loop)', () => {
-  it.each<[Padding, Padding]>([
-    ['oaep', 'oaep'],
-    ['oaep', 'pkcs1'],
-    ['pkcs1', 'oaep'],
-    ['pkcs1', 'pkcs1'],
-  ])('should recover a %s-wrapped key when %s is tried first', async (sent, prefer) => {
-    const aes = randomBytes(32);
-    const wrapped = wrapKey(aes, me.privateKey, sent);
+  it.each(SENT_AND_PREFERRED)(
+    'should recover a %s-wrapped key when %s is tried first',
+    async (sent, prefer) => {
+      const aes = randomBytes(32);
+      const wrapped = wrapKey(aes, me.privateKey, sent);
 
-    const { key, padding } = await unwrapKeyAsync(me.privateKey, wrapped, prefer);
+      const { key, padding } = await unwrapKeyAsync(me.privateKey, wrapped, prefer);
 
-    expect(key.equals(aes)).toBe(true);
-    expect(padding).toBe(sent);
-  });
+      expect(key.equals(aes)).toBe(true);
+      expect(padding).toBe(sent);
+    },
+  );
 
   it('should open an OAEP envelope to the same text as the synchronous path', async () => {
     const sealed = sealText('{"answer":"async"}', me.privateKey, 'oaep');

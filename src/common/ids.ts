@@ -1,39 +1,41 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
-const JOB_POOL_BYTES = 16 * 256;
-let jobPool = Buffer.alloc(0);
-let jobPoolOffset = JOB_POOL_BYTES;
+/**
+ * Ids of `idBytes` random bytes in `encoding`, drawn from a CSPRNG pool refilled `count` ids at a
+ * time (one syscall per `count` ids instead of one per id).
+ */
+function pooledIds(idBytes: number, count: number, encoding: 'hex' | 'base64url'): () => string {
+  const poolBytes = idBytes * count;
+  let pool = Buffer.alloc(0);
+  let offset = poolBytes;
+  return () => {
+    if (offset >= poolBytes) {
+      pool = randomBytes(poolBytes);
+      offset = 0;
+    }
+    const id = pool.toString(encoding, offset, offset + idBytes);
+    offset += idBytes;
+    return id;
+  };
+}
+
+const jobIds = pooledIds(16, 256, 'base64url');
+const requestIds = pooledIds(8, 512, 'hex');
 
 /**
  * 16 random bytes, URL-safe base64 without padding (22 chars): job and stream-session ids. Drawn
  * from a CSPRNG pool refilled 4 KiB at a time (one syscall per 256 ids instead of one per id).
  */
 export function newJobId(): string {
-  if (jobPoolOffset >= JOB_POOL_BYTES) {
-    jobPool = randomBytes(JOB_POOL_BYTES);
-    jobPoolOffset = 0;
-  }
-  const id = jobPool.toString('base64url', jobPoolOffset, jobPoolOffset + 16);
-  jobPoolOffset += 16;
-  return id;
+  return jobIds();
 }
-
-const POOL_BYTES = 8 * 512;
-let pool = Buffer.alloc(0);
-let poolOffset = POOL_BYTES;
 
 /**
  * 16 lowercase hex chars, the X-Request-Id the relay generates. Correlation ids, not secrets: they
  * come from a pool refilled 4 KiB at a time instead of one CSPRNG call per request.
  */
 export function newRequestId(): string {
-  if (poolOffset >= POOL_BYTES) {
-    pool = randomBytes(POOL_BYTES);
-    poolOffset = 0;
-  }
-  const id = pool.toString('hex', poolOffset, poolOffset + 8);
-  poolOffset += 8;
-  return id;
+  return requestIds();
 }
 
 /** 32 random bytes, URL-safe base64 (43 chars): an API v1 control credential. */

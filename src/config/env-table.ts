@@ -1,10 +1,9 @@
-import { envSpecs } from './env.decorator';
-import { RelayEnvSchema } from './relay-env.schema';
+import { relayEnvDefaults, relayEnvSpecs } from './relay-env.schema';
 
 /** The README's environment table, generated from the schema (a test keeps the README in sync). */
 export function envTable(): string {
-  const defaults = new RelayEnvSchema() as unknown as Record<string, unknown>;
-  const rows = envSpecs(RelayEnvSchema.prototype).map(([property, spec]) => {
+  const defaults = relayEnvDefaults() as unknown as Record<string, unknown>;
+  const rows = relayEnvSpecs().map(([property, spec]) => {
     const value = defaults[property];
     const shown =
       typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'

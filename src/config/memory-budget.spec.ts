@@ -72,13 +72,21 @@ describe(planMemory.name, () => {
     expect(plan?.dataBytes).toBe((256 - 96 - 48 - 32) * MiB);
   });
 
-  it('should refuse explicit caps that cannot fit, naming them and the budget', () => {
-    const { plan, problems } = planMemory(base({ maxQueuedBytes: 512 * MiB }));
-
-    expect(plan).toBeNull();
-    expect(problems).toEqual([
+  it.each<[string, Partial<MemoryPlanInput>, string]>([
+    [
+      'explicit caps that cannot fit, naming them and the budget',
+      { maxQueuedBytes: 512 * MiB },
       'TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB of heap when full, more than the 195 MiB the memory budget gives queued requests and waiting answers (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower them, or leave them unset to derive them from the budget',
-    ]);
+    ],
+    [
+      'a limit too small for the runtime and its request bodies',
+      { configuredLimitBytes: 128 * MiB },
+      'memory budget too small: memory limit 128 MiB from TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, heap limit 387 MiB leave 0 MiB for relay state after the runtime (48 MiB) and request bodies being read (TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT, 32 MiB); at least 16 MiB is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT',
+    ],
+  ])('should refuse %s', (_, over, problem) => {
+    const refused = planMemory(base(over));
+
+    expect(refused).toMatchObject({ plan: null, problems: [problem] });
   });
 
   it('should budget answers in bytes, keeping counts as ceilings only', () => {
@@ -98,15 +106,6 @@ describe(planMemory.name, () => {
     const capacity = 0.85 * (plan?.dataBytes ?? 0);
     expect(plan?.derived).toEqual(['maxAnswerBytes']);
     expect(plan?.maxAnswerBytes).toBe(Math.floor((capacity - 11 * MiB) / 1.1));
-  });
-
-  it('should refuse a limit too small for the runtime and its request bodies', () => {
-    const { plan, problems } = planMemory(base({ configuredLimitBytes: 128 * MiB }));
-
-    expect(plan).toBeNull();
-    expect(problems).toEqual([
-      'memory budget too small: memory limit 128 MiB from TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES, heap limit 387 MiB leave 0 MiB for relay state after the runtime (48 MiB) and request bodies being read (TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT, 32 MiB); at least 16 MiB is needed: raise the memory limit or lower TOKENPLACE_RELAY_MAX_BODY_BYTES or TOKENPLACE_RELAY_MAX_BODY_BYTES_IN_FLIGHT',
-    ]);
   });
 
   it('should take the bodies being read out of the data budget, at the bound the body admission enforces', () => {

@@ -26,6 +26,17 @@ describe(RelayConfig.name, () => {
     expect(config.limits.inFlightTtlMs).toBe(30_000);
   });
 
+  it('should declare every schema property and every variable name in one slice only', () => {
+    const described = RelayConfig.describe();
+
+    const properties = described.map((d) => d.property);
+    const names = described.flatMap((d) => d.names);
+    expect(new Set(properties).size).toBe(properties.length);
+    expect(new Set(names).size).toBe(names.length);
+    expect(properties).toContain('gatewayEnabled');
+    expect(properties).toContain('redisUrl');
+  });
+
   it('should list every bad variable in one error', () => {
     const problems = problemsOf({
       RELAY_PORT: 'eighty',

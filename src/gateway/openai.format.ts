@@ -35,26 +35,6 @@ export function pythonJson(value: unknown): string {
   return `{${parts.join(', ')}}`;
 }
 
-/** True when `value` nests deeper than `max` containers (iterative: hostile depth is cheap). */
-export function nestedDeeperThan(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop() as [unknown, number];
-    if (typeof current !== 'object' || current === null) {
-      continue;
-    }
-    if (depth >= max) {
-      return true;
-    }
-    for (const child of Object.values(current)) {
-      if (typeof child === 'object' && child !== null) {
-        stack.push([child, depth + 1]);
-      }
-    }
-  }
-  return false;
-}
-
 export function unixSeconds(nowMs: number): number {
   return Math.floor(nowMs / 1000);
 }

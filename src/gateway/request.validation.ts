@@ -1,10 +1,9 @@
 import { isPlainObject } from '../common/envelope-body';
 import { echo, OpenAiError } from '../common/relay-error';
-import { isTruthy } from '../common/validators';
+import { isTruthy, nestedDeeperThan } from '../common/validators';
 import { MODEL_ALIASES } from '../registry/capabilities';
 import { GatewayErrors } from './gateway.errors';
 import { isStrictBase64, type Sealed } from '../common/hybrid.crypto';
-import { nestedDeeperThan } from './openai.format';
 
 /**
  * The gateway's request checks in the existing relay's order (gateway.md §3.4, §3.5, §6.2, §6.4):

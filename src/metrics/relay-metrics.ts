@@ -65,18 +65,32 @@ interface HttpChildren {
 export class RelayMetrics implements TransitionSink {
   readonly registry = new Registry();
 
-  private readonly legacyRequests = new Counter({
-    name: 'tokenplace_relay_requests_total',
-    help: 'HTTP responses by method, endpoint (route template) and status code',
-    labelNames: ['method', 'endpoint', 'status'] as const,
-    registers: [this.registry],
-  });
-  private readonly httpRequests = new Counter({
-    name: 'tokenplace_http_requests_total',
-    help: 'HTTP requests by normalised route, status class and outcome',
-    labelNames: ['method', 'route', 'status_class', 'provider_mode', 'outcome'] as const,
-    registers: [this.registry],
-  });
+  private gauge<L extends string = string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+  ): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private counter<L extends string = string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+  ): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private readonly legacyRequests = this.counter(
+    'tokenplace_relay_requests_total',
+    'HTTP responses by method, endpoint (route template) and status code',
+    ['method', 'endpoint', 'status'],
+  );
+  private readonly httpRequests = this.counter(
+    'tokenplace_http_requests_total',
+    'HTTP requests by normalised route, status class and outcome',
+    ['method', 'route', 'status_class', 'provider_mode', 'outcome'],
+  );
   private readonly httpDuration = new Histogram({
     name: 'tokenplace_http_request_duration_seconds',
     help: 'HTTP request latency by normalised route, status class and outcome',
@@ -84,136 +98,111 @@ export class RelayMetrics implements TransitionSink {
     buckets: DURATION_BUCKETS,
     registers: [this.registry],
   });
-  readonly queueDepth = new Gauge({
-    name: 'tokenplace_relay_queue_depth',
-    help: 'Requests queued for compute nodes',
-    labelNames: ['provider_mode'] as const,
-    registers: [this.registry],
-  });
-  readonly oldestQueuedAge = new Gauge({
-    name: 'tokenplace_relay_oldest_queued_request_age_seconds',
-    help: 'Age of the oldest queued request',
-    labelNames: ['provider_mode'] as const,
-    registers: [this.registry],
-  });
-  readonly nodesRegistered = new Gauge({
-    name: 'tokenplace_compute_nodes_registered',
-    help: 'API v1 compute nodes in the registry',
-    registers: [this.registry],
-  });
-  readonly nodesHealthy = new Gauge({
-    name: 'tokenplace_compute_nodes_healthy',
-    help: 'API v1 compute nodes whose lease is current',
-    registers: [this.registry],
-  });
-  readonly leaseAge = new Gauge({
-    name: 'tokenplace_compute_node_lease_age_seconds',
-    help: 'Seconds since the least recently seen node last pinged',
-    registers: [this.registry],
-  });
-  private readonly evictions = new Counter({
-    name: 'tokenplace_compute_node_evictions_total',
-    help: 'Compute nodes removed from the registry, by reason',
-    labelNames: ['reason'] as const,
-    registers: [this.registry],
-  });
-  readonly inFlight = new Gauge({
-    name: 'tokenplace_relay_in_flight_requests',
-    help: 'Requests claimed by a compute node and not yet answered',
-    registers: [this.registry],
-  });
-  readonly oldestInFlightAge = new Gauge({
-    name: 'tokenplace_relay_oldest_in_flight_age_seconds',
-    help: 'Age of the oldest in-flight request',
-    registers: [this.registry],
-  });
-  private readonly outcomes = new Counter({
-    name: 'tokenplace_relay_request_outcomes_total',
-    help: 'Terminal request outcomes, once per request',
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
-  private readonly controlRequests = new Counter({
-    name: 'tokenplace_relay_compute_control_requests_total',
-    help: '/servers/control results by state',
-    labelNames: ['state'] as const,
-    registers: [this.registry],
-  });
-  private readonly leaseRenewals = new Counter({
-    name: 'tokenplace_relay_compute_control_lease_renewals_total',
-    help: 'Active /servers/control calls that renewed an in-flight lease',
-    registers: [this.registry],
-  });
-  private readonly buildInfo = new Gauge({
-    name: 'tokenplace_build_info',
-    help: 'Build metadata (always 1)',
-    labelNames: ['version', 'revision'] as const,
-    registers: [this.registry],
-  });
-  readonly instrumentationUp = new Gauge({
-    name: 'tokenplace_instrumentation_up',
-    help: '1 when every collector was created',
-    registers: [this.registry],
-  });
+  readonly queueDepth = this.gauge(
+    'tokenplace_relay_queue_depth',
+    'Requests queued for compute nodes',
+    ['provider_mode'],
+  );
+  readonly oldestQueuedAge = this.gauge(
+    'tokenplace_relay_oldest_queued_request_age_seconds',
+    'Age of the oldest queued request',
+    ['provider_mode'],
+  );
+  readonly nodesRegistered = this.gauge(
+    'tokenplace_compute_nodes_registered',
+    'API v1 compute nodes in the registry',
+  );
+  readonly nodesHealthy = this.gauge(
+    'tokenplace_compute_nodes_healthy',
+    'API v1 compute nodes whose lease is current',
+  );
+  readonly leaseAge = this.gauge(
+    'tokenplace_compute_node_lease_age_seconds',
+    'Seconds since the least recently seen node last pinged',
+  );
+  private readonly evictions = this.counter(
+    'tokenplace_compute_node_evictions_total',
+    'Compute nodes removed from the registry, by reason',
+    ['reason'],
+  );
+  readonly inFlight = this.gauge(
+    'tokenplace_relay_in_flight_requests',
+    'Requests claimed by a compute node and not yet answered',
+  );
+  readonly oldestInFlightAge = this.gauge(
+    'tokenplace_relay_oldest_in_flight_age_seconds',
+    'Age of the oldest in-flight request',
+  );
+  private readonly outcomes = this.counter(
+    'tokenplace_relay_request_outcomes_total',
+    'Terminal request outcomes, once per request',
+    ['outcome'],
+  );
+  private readonly controlRequests = this.counter(
+    'tokenplace_relay_compute_control_requests_total',
+    '/servers/control results by state',
+    ['state'],
+  );
+  private readonly leaseRenewals = this.counter(
+    'tokenplace_relay_compute_control_lease_renewals_total',
+    'Active /servers/control calls that renewed an in-flight lease',
+  );
+  private readonly buildInfo = this.gauge('tokenplace_build_info', 'Build metadata (always 1)', [
+    'version',
+    'revision',
+  ]);
+  readonly instrumentationUp = this.gauge(
+    'tokenplace_instrumentation_up',
+    '1 when every collector was created',
+  );
   /**
    * Size of every bounded collection in the store, for soak checks and capacity alerts. One
    * unlabelled family each: Sugarkube's metrics verifier only admits its own label names.
    */
-  readonly storedResponses = new Gauge({
-    name: 'tokenplace_relay_stored_responses',
-    help: 'Answers waiting to be retrieved (capped, expire after the response TTL)',
-    registers: [this.registry],
-  });
-  readonly terminalRecords = new Gauge({
-    name: 'tokenplace_relay_terminal_records',
-    help: 'Remembered cancelled/expired/completed request records (capped, TTL)',
-    registers: [this.registry],
-  });
-  readonly tombstones = new Gauge({
-    name: 'tokenplace_relay_control_tombstones',
-    help: 'Control tombstones for compute nodes (capped, TTL)',
-    registers: [this.registry],
-  });
-  readonly streamSessions = new Gauge({
-    name: 'tokenplace_relay_stream_sessions',
-    help: 'Open legacy stream sessions (capped, TTL)',
-    registers: [this.registry],
-  });
-  readonly rateLimitBuckets = new Gauge({
-    name: 'tokenplace_relay_rate_limit_buckets',
-    help: 'Rate-limit buckets held (capped, expire with their window)',
-    registers: [this.registry],
-  });
-  readonly registeredNodes = new Gauge({
-    name: 'tokenplace_relay_registered_nodes',
-    help: 'Registered compute nodes of both protocols (capped)',
-    registers: [this.registry],
-  });
-  readonly queuedBytes = new Gauge({
-    name: 'tokenplace_relay_queued_bytes',
-    help: 'Bytes of queued ciphertext over all nodes',
-    registers: [this.registry],
-  });
-  readonly answerBytes = new Gauge({
-    name: 'tokenplace_relay_answer_bytes',
-    help: 'Bytes of answers waiting for their clients and of buffered legacy stream chunks',
-    registers: [this.registry],
-  });
-  readonly waitingRequests = new Gauge({
-    name: 'tokenplace_relay_waiting_requests',
-    help: 'Requests this replica holds open waiting for work or an answer (long-polls)',
-    registers: [this.registry],
-  });
-  readonly replicationTimeouts = new Counter({
-    name: 'tokenplace_relay_redis_replication_timeouts_total',
-    help: 'Acknowledged transitions answered 503 because fewer than TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS replicas confirmed them in time',
-    registers: [this.registry],
-  });
-  readonly storeUp = new Gauge({
-    name: 'tokenplace_relay_state_store_up',
-    help: '1 when the state store (memory or redis, see /healthz) answered the last check',
-    registers: [this.registry],
-  });
+  readonly storedResponses = this.gauge(
+    'tokenplace_relay_stored_responses',
+    'Answers waiting to be retrieved (capped, expire after the response TTL)',
+  );
+  readonly terminalRecords = this.gauge(
+    'tokenplace_relay_terminal_records',
+    'Remembered cancelled/expired/completed request records (capped, TTL)',
+  );
+  readonly tombstones = this.gauge(
+    'tokenplace_relay_control_tombstones',
+    'Control tombstones for compute nodes (capped, TTL)',
+  );
+  readonly streamSessions = this.gauge(
+    'tokenplace_relay_stream_sessions',
+    'Open legacy stream sessions (capped, TTL)',
+  );
+  readonly rateLimitBuckets = this.gauge(
+    'tokenplace_relay_rate_limit_buckets',
+    'Rate-limit buckets held (capped, expire with their window)',
+  );
+  readonly registeredNodes = this.gauge(
+    'tokenplace_relay_registered_nodes',
+    'Registered compute nodes of both protocols (capped)',
+  );
+  readonly queuedBytes = this.gauge(
+    'tokenplace_relay_queued_bytes',
+    'Bytes of queued ciphertext over all nodes',
+  );
+  readonly answerBytes = this.gauge(
+    'tokenplace_relay_answer_bytes',
+    'Bytes of answers waiting for their clients and of buffered legacy stream chunks',
+  );
+  readonly waitingRequests = this.gauge(
+    'tokenplace_relay_waiting_requests',
+    'Requests this replica holds open waiting for work or an answer (long-polls)',
+  );
+  readonly replicationTimeouts = this.counter(
+    'tokenplace_relay_redis_replication_timeouts_total',
+    'Acknowledged transitions answered 503 because fewer than TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS replicas confirmed them in time',
+  );
+  readonly storeUp = this.gauge(
+    'tokenplace_relay_state_store_up',
+    '1 when the state store (memory or redis, see /healthz) answered the last check',
+  );
 
   private readonly children = new Map<string, HttpChildren>();
   private readonly legacyChildren = new Map<string, CounterT.Internal>();

@@ -6,7 +6,6 @@ import { Cors, ErrorDialect } from '../common/route-facts';
 import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
 import { NodeTokenGuard } from '../registry/node-token.guard';
-import { RegistryService } from '../registry/registry.service';
 import type { NodeOrigin } from '../state/state.types';
 import { SinkDto, UnregisterDto } from './sink.dto';
 import { SinkService, type LegacySinkBody } from './sink.service';
@@ -16,10 +15,7 @@ import { SinkService, type LegacySinkBody } from './sink.service';
 @ErrorDialect('text')
 @Cors('none')
 export class LegacySinkController {
-  constructor(
-    private readonly sink: SinkService,
-    private readonly registry: RegistryService,
-  ) {}
+  constructor(private readonly sink: SinkService) {}
 
   @Post('sink')
   @HttpCode(200)
@@ -38,11 +34,7 @@ export class LegacySinkController {
   @HttpCode(200)
   @UseGuards(NodeTokenGuard, RateLimitGuard)
   @ControlRateLimit('unregister')
-  async unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
-    const removed = await this.registry.unregister(
-      dto.server_public_key,
-      dto.control_credential ?? null,
-    );
-    return { message: 'Server unregistered', removed };
+  unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
+    return this.sink.unregister(dto);
   }
 }

@@ -75,12 +75,8 @@ export class NodeController {
   @Post('servers/unregister')
   @HttpCode(200)
   @ControlRateLimit('unregister')
-  async unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
-    const removed = await this.registry.unregister(
-      dto.server_public_key,
-      dto.control_credential ?? null,
-    );
-    return { message: 'Server unregistered', removed };
+  unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
+    return this.sink.unregister(dto);
   }
 }
 

@@ -9,7 +9,7 @@ import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { ClaimedJob, Dialect, NodeOrigin } from '../state/state.types';
-import type { NodeHelloDto } from './sink.dto';
+import type { NodeHelloDto, UnregisterDto } from './sink.dto';
 
 export type LegacySinkBody = Record<string, unknown> & { next_ping_in_x_seconds: number };
 export type PollBody = Record<string, unknown>;
@@ -194,5 +194,14 @@ export class SinkService {
         until = this.clock.now();
       }
     }
+  }
+
+  /** `/unregister` and `/servers/unregister`: the node leaves (spec §4.4.4). */
+  async unregister(dto: UnregisterDto): Promise<object> {
+    const removed = await this.registry.unregister(
+      dto.server_public_key,
+      dto.control_credential ?? null,
+    );
+    return { message: 'Server unregistered', removed };
   }
 }

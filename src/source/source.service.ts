@@ -3,6 +3,7 @@ import { CLOCK, type Clock } from '../common/clock';
 import { sha256Hex } from '../common/ids';
 import { ANSWER_RETRY_MS } from '../config/relay-config';
 import { Errors } from '../common/relay-error';
+import { nestedDeeperThan } from '../common/validators';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { Envelope } from '../state/state.types';
 import type { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
@@ -14,24 +15,6 @@ const ANSWER_RETRY_SECONDS = ANSWER_RETRY_MS / 1000;
 
 /** Stream chunks are small JSON values; deeper nesting is refused rather than stored. */
 const MAX_CHUNK_DEPTH = 64;
-
-/** Iterative nesting check (recursion is what deep values are built to break). */
-function nestedDeeperThan(value: unknown, limit: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop() as [unknown, number];
-    if (typeof current !== 'object' || current === null) {
-      continue;
-    }
-    if (depth >= limit) {
-      return true;
-    }
-    for (const child of Object.values(current)) {
-      stack.push([child, depth + 1]);
-    }
-  }
-  return false;
-}
 
 /** Compute nodes answering: `/source`, `/stream/source`, `/responses`, `/progress`. */
 @Injectable()

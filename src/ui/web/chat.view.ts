@@ -16,6 +16,16 @@ function byId<T extends HTMLElement>(doc: Document, id: string, type: { new (): 
   return el;
 }
 
+type PillState = 'ok' | 'warn' | 'bad';
+
+/** The relay health pill: its colour and its words for each health the page reads. */
+const HEALTH_PILLS: Record<RelayHealth, readonly [PillState, string]> = {
+  ok: ['ok', 'Relay: OK'],
+  degraded: ['warn', 'Relay: degraded'],
+  draining: ['warn', 'Relay: restarting'],
+  unreachable: ['bad', 'Relay: unreachable'],
+};
+
 const ROLE_LABELS: Record<Role, string> = {
   user: 'You',
   assistant: 'Assistant',
@@ -318,24 +328,8 @@ export class ChatView {
   }
 
   setHealth(health: RelayHealth): void {
-    switch (health) {
-      case 'ok':
-        this.pill(this.health, 'ok', 'Relay: OK');
-        break;
-      case 'degraded':
-        this.pill(this.health, 'warn', 'Relay: degraded');
-        break;
-      case 'draining':
-        this.pill(this.health, 'warn', 'Relay: restarting');
-        break;
-      case 'unreachable':
-        this.pill(this.health, 'bad', 'Relay: unreachable');
-        break;
-      default: {
-        const never: never = health;
-        return never;
-      }
-    }
+    const [state, text] = HEALTH_PILLS[health];
+    this.pill(this.health, state, text);
   }
 
   setRelease(label: string): void {
@@ -357,7 +351,7 @@ export class ChatView {
     }
   }
 
-  private pill(el: HTMLElement, state: 'ok' | 'warn' | 'bad', text: string): void {
+  private pill(el: HTMLElement, state: PillState, text: string): void {
     el.dataset.state = state;
     if (el.textContent !== text) {
       el.textContent = text;

@@ -1,0 +1,35 @@
+import { bodyLimits, type EdgeEnv } from './edge.config';
+import { IntEnv } from './env-kinds';
+import { planMemory, type MemoryPlanResult, type RuntimeMemory } from './memory-budget';
+import { storeKind, type RedisEnv } from './redis.config';
+import type { StoreEnv } from './store.config';
+
+/** The memory the relay may use: the caps left unset are sized from it (memory-budget.ts). */
+export class MemoryEnv {
+  @IntEnv(
+    'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES',
+    "The container's memory limit in bytes (the chart sets it from resources.limits.memory); unset: the cgroup limit. Unset caps are derived from it and the V8 heap limit; explicit caps that cannot fit stop the relay at boot",
+    64 * 1024 * 1024,
+    2 ** 50,
+    { optional: true },
+  )
+  memoryLimitBytes?: number;
+}
+
+/** Sizes the byte-holding caps from the memory limit, the body bounds and the caps set. */
+export function memoryPlanOf(
+  s: MemoryEnv & EdgeEnv & StoreEnv & RedisEnv,
+  runtime: RuntimeMemory,
+): MemoryPlanResult {
+  return planMemory({
+    configuredLimitBytes: s.memoryLimitBytes,
+    runtime,
+    maxBodyBytes: s.maxBodyBytes,
+    bodyBytesInFlight: bodyLimits(s).maxInFlightBytes,
+    maxQueuedBytes: s.maxQueuedBytes,
+    maxAnswerBytes: s.maxAnswerBytes,
+    maxStoredResponses: s.maxStoredResponses,
+    maxStreamSessions: s.maxStreamSessions,
+    store: storeKind(s),
+  });
+}
