@@ -64,6 +64,13 @@ local function split(s)
   end
 end
 
+-- A record written as '\n'-joined fields into one hash field (terminal, tombstone), split; false
+-- when there is none.
+local function getRecord(hash, field)
+  local v = redis.call('HGET', hash, field)
+  return v and split(v)
+end
+
 local function leaseMs(d) if d == 'v1' then return L.v1LeaseMs end return L.legacyLeaseMs end
 
 local function getNode(id)
