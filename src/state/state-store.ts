@@ -19,6 +19,12 @@ import {
 /** Injection token of the one {@link StateStore} the process uses. */
 export const STATE_STORE = Symbol('STATE_STORE');
 
+/** The result of a transition that answers a status and nothing more, with the counts it reports. */
+export interface StatusOnlyResult<S extends string> {
+  status: S;
+  transitions: TransitionCounts;
+}
+
 export interface UpsertNodeCommand {
   nodeId: string;
   dialect: Dialect;
@@ -85,10 +91,7 @@ export interface UnregisterNodeCommand {
 
 export const UNREGISTER_NODE_STATUSES = ['removed', 'absent', 'forbidden'] as const;
 
-export type UnregisterNodeResult = {
-  status: (typeof UNREGISTER_NODE_STATUSES)[number];
-  transitions: TransitionCounts;
-};
+export type UnregisterNodeResult = StatusOnlyResult<(typeof UNREGISTER_NODE_STATUSES)[number]>;
 
 export const AT_CAPACITY_POLICIES = ['refuse', 'least_loaded'] as const;
 /** What {@link StateStore.selectNode} does when every matching node is at capacity. */
@@ -304,10 +307,7 @@ export interface ProgressCommand {
 
 export const PROGRESS_STATUSES = ['accepted', 'forbidden', 'not_active', 'expired'] as const;
 
-export type ProgressResult = {
-  status: (typeof PROGRESS_STATUSES)[number];
-  transitions: TransitionCounts;
-};
+export type ProgressResult = StatusOnlyResult<(typeof PROGRESS_STATUSES)[number]>;
 
 export interface StreamChunkCommand {
   sessionId: string;
@@ -321,11 +321,8 @@ export interface StreamChunkCommand {
 /** `full`: the session's own caps. `answers_full`: the answer bytes budget (503, retry). */
 export const STREAM_CHUNK_STATUSES = ['stored', 'unknown', 'full', 'answers_full'] as const;
 
-export type StreamChunkResult = {
-  status: (typeof STREAM_CHUNK_STATUSES)[number];
-  /** A final chunk completes the legacy request (outcome `completed`). */
-  transitions: TransitionCounts;
-};
+/** A final chunk completes the legacy request (outcome `completed` in its transitions). */
+export type StreamChunkResult = StatusOnlyResult<(typeof STREAM_CHUNK_STATUSES)[number]>;
 
 export const STREAM_TAKE_STATUSES = ['ok', 'none'] as const;
 export type StreamTakeStatus = (typeof STREAM_TAKE_STATUSES)[number];

@@ -1,6 +1,7 @@
 import type { TransitionCounts } from '../state.types';
 import type { TransitionSink } from '../transition.sink';
-import { ScriptReply } from './script-reply';
+import type { z } from 'zod';
+import { parseJson, ScriptReply } from './script-reply';
 
 export type ScriptArg = string | number;
 
@@ -49,37 +50,44 @@ export interface RedisScript<C = never, R = unknown> {
 }
 
 interface ScriptSpec<C, A extends string> {
-  readOnly?: boolean;
   args: readonly A[];
   /** The arguments by name; `args` alone orders them. */
   encode: (cmd: C) => Record<A, ScriptArg>;
   rest?: { name: string; values: (cmd: C) => ScriptArg[] };
   lane?: boolean;
-  idempotent: boolean | ((cmd: C) => boolean);
-  acknowledged: boolean | ((cmd: C) => boolean);
 }
+
+type Flags<C> =
+  /** A read-only script is idempotent and has nothing to acknowledge. */
+  | { readOnly: true; idempotent?: never; acknowledged?: never }
+  | {
+      readOnly?: false;
+      idempotent: boolean | ((cmd: C) => boolean);
+      acknowledged: boolean | ((cmd: C) => boolean);
+    };
 
 type Decoder<C, R> =
   /** A positional reply: status first, encoded transitions second (the hot paths). */
   | { reply: (r: ScriptReply, cmd: C) => R; parse?: never }
   /** A single value or one JSON document (the cold paths). */
-  | { parse: (reply: unknown, script: string) => R; reply?: never };
+  | { parse: (script: string, reply: unknown) => R; reply?: never };
 
 /** Declares a script (see {@link RedisScript}). */
 export function script<C, R, const A extends string = never>(
   name: string,
-  spec: ScriptSpec<C, A> & Decoder<C, R>,
+  spec: ScriptSpec<C, A> & Flags<C> & Decoder<C, R>,
 ): RedisScript<C, R> {
   const flag = (value: boolean | ((cmd: C) => boolean)) =>
     typeof value === 'boolean' ? () => value : value;
+  const readOnly = spec.readOnly === true;
   return {
     name,
-    readOnly: spec.readOnly ?? false,
+    readOnly,
     args: spec.args,
     rest: spec.rest?.name ?? null,
     lane: spec.lane ?? false,
-    idempotent: flag(spec.idempotent),
-    acknowledged: flag(spec.acknowledged),
+    idempotent: readOnly ? () => true : flag(spec.idempotent),
+    acknowledged: readOnly ? () => false : flag(spec.acknowledged),
     encode(cmd) {
       const named = spec.encode(cmd);
       const values = spec.args.map((a) => named[a]);
@@ -88,19 +96,42 @@ export function script<C, R, const A extends string = never>(
     decode(reply, cmd, sink) {
       return spec.reply
         ? spec.reply(ScriptReply.of(name, reply, sink), cmd)
-        : spec.parse(reply, name);
+        : spec.parse(name, reply);
     },
   };
 }
 
-/** The reader of a reply that holds a status of `statuses` and the transitions, nothing more. */
-export function statusReply<const V extends readonly string[]>(
+/** Reads the fields one status carries after the transitions. */
+type FieldReaders<S extends string> = { readonly [K in S]?: (r: ScriptReply) => object };
+
+/** For each status: the status, the fields its reader read, the transitions. */
+export type StatusResult<S extends string, F> = {
+  [K in S]: { status: K } & (F extends { readonly [P in K]: (r: ScriptReply) => infer X }
+    ? X
+    : unknown) & { transitions: TransitionCounts };
+}[S];
+
+/**
+ * The reader of a reply that holds a status of `statuses` and the transitions, then the fields
+ * `fields` reads for that status (none for a status it leaves out), nothing more.
+ */
+export function statusReply<const V extends readonly string[], F extends FieldReaders<V[number]>>(
   statuses: V,
-): (r: ScriptReply) => { status: V[number]; transitions: TransitionCounts } {
+  fields?: F & Record<Exclude<keyof F, V[number]>, never>,
+): (r: ScriptReply) => StatusResult<V[number], F> {
   return (r) => {
     const status = r.oneOf(statuses, 'status');
     const transitions = r.transitions();
+    const read = (fields as FieldReaders<V[number]> | undefined)?.[status]?.(r);
     r.end();
-    return { status, transitions };
+    return { status, ...read, transitions } as StatusResult<V[number], F>;
   };
+}
+
+/** A reply that is one JSON document checked against `schema`. */
+export function jsonReply<T>(
+  schema: z.ZodType<T>,
+  what: string,
+): (script: string, reply: unknown) => T {
+  return (script, reply) => parseJson(script, schema, reply, what);
 }

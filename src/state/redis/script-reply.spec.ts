@@ -30,33 +30,16 @@ describe(ScriptReply.name, () => {
     expect(() => r.end()).not.toThrow();
   });
 
+  const status = (r: ScriptReply) => r.oneOf(STATUSES, 's');
+  const transitions = (r: ScriptReply) => (r.text('s'), r.transitions());
+
   it.each([
-    [
-      'a status outside its vocabulary',
-      ['granted', '|'],
-      (r: ScriptReply) => r.oneOf(STATUSES, 's'),
-    ],
-    [
-      'an outcome name outside its vocabulary',
-      ['ok', 'stale_lease=1|'],
-      (r: ScriptReply) => (r.text('s'), r.transitions()),
-    ],
-    [
-      'an eviction reason outside its vocabulary',
-      ['ok', '|completed=1'],
-      (r: ScriptReply) => (r.text('s'), r.transitions()),
-    ],
-    [
-      'transitions without the separator',
-      ['ok', 'completed=1'],
-      (r: ScriptReply) => (r.text('s'), r.transitions()),
-    ],
-    [
-      'a count that is not a positive integer',
-      ['ok', 'completed=x|'],
-      (r: ScriptReply) => (r.text('s'), r.transitions()),
-    ],
-    ['a missing field', ['ok'], (r: ScriptReply) => (r.text('s'), r.transitions())],
+    ['a status outside its vocabulary', ['granted', '|'], status],
+    ['an outcome name outside its vocabulary', ['ok', 'stale_lease=1|'], transitions],
+    ['an eviction reason outside its vocabulary', ['ok', '|completed=1'], transitions],
+    ['transitions without the separator', ['ok', 'completed=1'], transitions],
+    ['a count that is not a positive integer', ['ok', 'completed=x|'], transitions],
+    ['a missing field', ['ok'], transitions],
     ['a trailing field', ['ok', 'extra'], (r: ScriptReply) => (r.text('s'), r.end())],
     ['a number that is not one', ['1.2.3'], (r: ScriptReply) => r.number('n')],
     ['a flag that is not 0 or 1', [2], (r: ScriptReply) => r.flag('f')],

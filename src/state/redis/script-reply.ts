@@ -181,6 +181,12 @@ export class ScriptReply {
     return parseJson(this.script, schema, this.text(what), what);
   }
 
+  /** A JSON field or nil. */
+  nullableJson<T>(schema: z.ZodType<T>, what: string): T | null {
+    const raw = this.nullableText(what);
+    return raw === null ? null : parseJson(this.script, schema, raw, what);
+  }
+
   /** The reply has no field left. */
   end(): void {
     if (this.at !== this.items.length) {

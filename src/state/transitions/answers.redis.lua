@@ -46,8 +46,8 @@ if not rid then
   return { 'stored', enc() }
 end
 local pk = ck .. '\n' .. rid
-local term = redis.call('HGET', P .. 'term', pk)
-if term then return { 'gone', enc(), split(term)[1] } end
+local term = getRecord(P .. 'term', pk)
+if term then return { 'gone', enc(), term[1] } end
 local jid = redis.call('HGET', P .. 'pairs', pk)
 local j = jid and getJob(jid)
 if not j then
@@ -133,11 +133,8 @@ if not rid then
   end
 end
 local pk = ck .. '\n' .. rid
-local term = redis.call('HGET', P .. 'term', pk)
-if term then
-  local f = split(term)
-  return { 'terminal', enc(), f[1], f[2] }
-end
+local term = getRecord(P .. 'term', pk)
+if term then return { 'terminal', enc(), term[1], term[2] } end
 local jid = redis.call('HGET', P .. 'pairs', pk)
 local j = jid and getJob(jid)
 if not j then return { 'unknown', enc() } end

@@ -3,7 +3,7 @@
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
 import { bit, opt, script, statusReply } from '../redis/script-call';
-import { envelopeSchema, flagReply, MalformedReplyError, parseJson } from '../redis/script-reply';
+import { envelopeSchema, flagReply, MalformedReplyError } from '../redis/script-reply';
 import {
   COMPLETE_STATUSES,
   GONE_CODES,
@@ -11,12 +11,10 @@ import {
   STREAM_TAKE_STATUSES,
   TAKE_RESPONSE_STATUSES,
   type CompleteCommand,
-  type CompleteResult,
   type ConfirmDeliveryCommand,
   type StreamChunkCommand,
   type StreamTakeResult,
   type TakeResponseCommand,
-  type TakeResponseResult,
 } from '../state-store';
 import { answerBytes, TERMINAL_REASONS, TERMINAL_STATUSES, type Dialect } from '../state.types';
 
@@ -46,17 +44,7 @@ export const complete = script('tpComplete', {
   // Idempotent only with a request id (API v1): the same answer is not stored twice.
   idempotent: (cmd) => cmd.requestId !== null,
   acknowledged: true,
-  reply: (r): CompleteResult => {
-    const status = r.oneOf(COMPLETE_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'gone') {
-      const code = r.oneOf(GONE_CODES, 'code');
-      r.end();
-      return { status, code, transitions };
-    }
-    r.end();
-    return { status, transitions };
-  },
+  reply: statusReply(COMPLETE_STATUSES, { gone: (r) => ({ code: r.oneOf(GONE_CODES, 'code') }) }),
 });
 
 /**
@@ -72,49 +60,19 @@ export const takeResponse = script('tpTakeResponse', {
   encode: (cmd: TakeResponseCommand) => answerArgs(cmd),
   idempotent: repeatable,
   acknowledged: repeatable,
-  reply: (r): TakeResponseResult => {
-    const status = r.oneOf(TAKE_RESPONSE_STATUSES, 'status');
-    const transitions = r.transitions();
-    let result: TakeResponseResult;
-    switch (status) {
-      case 'ok':
-        result = { status, envelope: r.json(envelopeSchema, 'envelope'), transitions };
-        break;
-      case 'pending': {
-        const deadlineAt = r.number('deadline');
-        const progress = r.nullableText('progress');
-        const queuePosition = r.integer('queue position');
-        const estimatedWaitSeconds = r.nullableNumber('estimated wait');
-        result = {
-          status,
-          deadlineAt,
-          progress:
-            progress === null ? null : parseJson(r.script, envelopeSchema, progress, 'progress'),
-          queuePosition,
-          estimatedWaitSeconds,
-          transitions,
-        };
-        break;
-      }
-      case 'terminal':
-        result = {
-          status,
-          terminal: r.oneOf(TERMINAL_STATUSES, 'terminal status'),
-          reason: r.oneOf(TERMINAL_REASONS, 'terminal reason'),
-          transitions,
-        };
-        break;
-      case 'unknown':
-        result = { status, transitions };
-        break;
-      default: {
-        const never: never = status;
-        return never;
-      }
-    }
-    r.end();
-    return result;
-  },
+  reply: statusReply(TAKE_RESPONSE_STATUSES, {
+    ok: (r) => ({ envelope: r.json(envelopeSchema, 'envelope') }),
+    pending: (r) => ({
+      deadlineAt: r.number('deadline'),
+      progress: r.nullableJson(envelopeSchema, 'progress'),
+      queuePosition: r.integer('queue position'),
+      estimatedWaitSeconds: r.nullableNumber('estimated wait'),
+    }),
+    terminal: (r) => ({
+      terminal: r.oneOf(TERMINAL_STATUSES, 'terminal status'),
+      reason: r.oneOf(TERMINAL_REASONS, 'terminal reason'),
+    }),
+  }),
 });
 
 /** What a response wait re-checks (see the in-memory twin, answers.memory.ts). */
@@ -122,9 +80,7 @@ export const hasResponse = script('tpHasResponse', {
   readOnly: true,
   args: ['client', 'requestId'],
   encode: (cmd: AnswerAddress) => ({ client: cmd.clientKey, requestId: opt(cmd.requestId) }),
-  idempotent: true,
-  acknowledged: false,
-  parse: (raw, name) => flagReply(name, raw),
+  parse: flagReply,
 });
 
 export const confirmDelivery = script('tpConfirmDelivery', {
@@ -132,7 +88,7 @@ export const confirmDelivery = script('tpConfirmDelivery', {
   encode: (cmd: ConfirmDeliveryCommand) => answerArgs(cmd),
   idempotent: true,
   acknowledged: true,
-  parse: (raw, name): void => {
+  parse: (name, raw): void => {
     if (raw !== 1) {
       throw new MalformedReplyError(name, `expected 1, got ${typeof raw}`);
     }

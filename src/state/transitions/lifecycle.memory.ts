@@ -7,12 +7,14 @@ import { constantTimeEquals } from '../../common/ids';
 import {
   outcomeOf,
   type Dialect,
+  type Envelope,
   type EvictionReason,
   type NodeView,
   type RequestOutcome,
   type TerminalReason,
   type TerminalStatus,
 } from '../state.types';
+import type { TtlIndex } from '../ttl-index';
 import { responseKey, workKey } from '../waiters';
 import type { JobRec, MemoryState, NodeRec, Tx } from './memory-state';
 
@@ -306,20 +308,28 @@ export function dropUntracked(s: MemoryState, id: string): void {
   }
 }
 
+/** Forgets a client's legacy answer held in one of two alike places: answers, bytes, TTL index. */
+function dropLegacyAnswer(
+  s: MemoryState,
+  clientKey: string,
+  answers: Map<string, Envelope>,
+  bytes: Map<string, number>,
+  ttl: TtlIndex<string>,
+): void {
+  s.answerBytes -= bytes.get(clientKey) ?? 0;
+  answers.delete(clientKey);
+  bytes.delete(clientKey);
+  ttl.delete(clientKey);
+}
+
 /** Empties a client's legacy mailbox (a new answer not handed out yet). */
 export function dropLegacyResponse(s: MemoryState, clientKey: string): void {
-  s.answerBytes -= s.legacyResponseBytes.get(clientKey) ?? 0;
-  s.legacyResponses.delete(clientKey);
-  s.legacyResponseBytes.delete(clientKey);
-  s.legacyResponseTtl.delete(clientKey);
+  dropLegacyAnswer(s, clientKey, s.legacyResponses, s.legacyResponseBytes, s.legacyResponseTtl);
 }
 
 /** Forgets a client's legacy answer handed out and not confirmed delivered. */
 export function dropLegacyHanded(s: MemoryState, clientKey: string): void {
-  s.answerBytes -= s.legacyHandedBytes.get(clientKey) ?? 0;
-  s.legacyHanded.delete(clientKey);
-  s.legacyHandedBytes.delete(clientKey);
-  s.legacyHandedTtl.delete(clientKey);
+  dropLegacyAnswer(s, clientKey, s.legacyHanded, s.legacyHandedBytes, s.legacyHandedTtl);
 }
 
 /**

@@ -64,6 +64,13 @@ local function split(s)
   end
 end
 
+-- A record written as '\n'-joined fields into one hash field (terminal, tombstone), split; false
+-- when there is none.
+local function getRecord(hash, field)
+  local v = redis.call('HGET', hash, field)
+  return v and split(v)
+end
+
 local function leaseMs(d) if d == 'v1' then return L.v1LeaseMs end return L.legacyLeaseMs end
 
 local function getNode(id)
@@ -297,21 +304,20 @@ local function dropUntracked(id)
   if c then redis.call('ZREM', P .. 'uc:' .. c, id) end
 end
 
--- Empties a client's legacy mailbox (a new answer not handed out yet).
-local function dropLegacyResponse(ck)
-  addAnswerBytes(-tonumber(redis.call('HGET', P .. 'lrb', ck) or '0'))
-  redis.call('DEL', P .. 'lr:' .. ck)
-  redis.call('HDEL', P .. 'lrb', ck)
-  redis.call('ZREM', P .. 'lrt', ck)
+-- Forgets a client's legacy answer held in one of two alike places: its answer key, bytes hash and
+-- TTL index.
+local function dropLegacyAnswer(ck, answer, bytes, ttl)
+  addAnswerBytes(-tonumber(redis.call('HGET', bytes, ck) or '0'))
+  redis.call('DEL', answer .. ck)
+  redis.call('HDEL', bytes, ck)
+  redis.call('ZREM', ttl, ck)
 end
 
+-- Empties a client's legacy mailbox (a new answer not handed out yet).
+local function dropLegacyResponse(ck) dropLegacyAnswer(ck, P .. 'lr:', P .. 'lrb', P .. 'lrt') end
+
 -- Forgets a client's legacy answer handed out and not confirmed delivered.
-local function dropLegacyHanded(ck)
-  addAnswerBytes(-tonumber(redis.call('HGET', P .. 'lhb', ck) or '0'))
-  redis.call('DEL', P .. 'lh:' .. ck)
-  redis.call('HDEL', P .. 'lhb', ck)
-  redis.call('ZREM', P .. 'lht', ck)
-end
+local function dropLegacyHanded(ck) dropLegacyAnswer(ck, P .. 'lh:', P .. 'lhb', P .. 'lht') end
 
 -- Whether an answer of b bytes fits the answer budget: up to maxAnswerBytes for accepted work,
 -- below the reserve for anything else; `replacing`: bytes it takes the place of.

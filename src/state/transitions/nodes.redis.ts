@@ -2,28 +2,27 @@
  * How the store calls the scripts of nodes.redis.lua (the twin of nodes.memory.ts): each one's
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
-import { bit, opt, script, statusReply } from '../redis/script-call';
+import { bit, jsonReply, opt, script, statusReply } from '../redis/script-call';
 import {
   flagReply,
   nodeListSchema,
   nodeSummarySchema,
   nullableTextReply,
-  parseJson,
   selectionSchema,
+  type ScriptReply,
 } from '../redis/script-reply';
 import {
   UNREGISTER_NODE_STATUSES,
   UPSERT_NODE_STATUSES,
   type SelectNodeCommand,
-  type SelectNodeResult,
   type SummarizeNodesCommand,
   type UnregisterNodeCommand,
   type UpsertNodeCommand,
-  type UpsertNodeResult,
 } from '../state-store';
-import type { NodeSummary, NodeView } from '../state.types';
 
 export const LUA_FILE = 'nodes.redis.lua';
+
+const credentialIssued = (r: ScriptReply) => ({ credentialIssued: r.flag('credential issued') });
 
 export const upsertNode = script('tpUpsertNode', {
   args: [
@@ -69,17 +68,10 @@ export const upsertNode = script('tpUpsertNode', {
   },
   idempotent: true,
   acknowledged: true,
-  reply: (r): UpsertNodeResult => {
-    const status = r.oneOf(UPSERT_NODE_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'created' || status === 'renewed') {
-      const credentialIssued = r.flag('credential issued');
-      r.end();
-      return { status, credentialIssued, transitions };
-    }
-    r.end();
-    return { status, transitions };
-  },
+  reply: statusReply(UPSERT_NODE_STATUSES, {
+    created: credentialIssued,
+    renewed: credentialIssued,
+  }),
 });
 
 export const unregisterNode = script('tpUnregisterNode', {
@@ -98,18 +90,14 @@ export const listNodes = script('tpListNodes', {
   readOnly: true,
   args: [],
   encode: (_: void) => ({}),
-  idempotent: true,
-  acknowledged: false,
-  parse: (raw, name): NodeView[] => parseJson(name, nodeListSchema, raw, 'node list'),
+  parse: jsonReply(nodeListSchema, 'node list'),
 });
 
 export const summarizeNodes = script('tpSummarizeNodes', {
   readOnly: true,
   args: ['mostNodesPerList'],
   encode: (cmd: SummarizeNodesCommand) => ({ mostNodesPerList: cmd.limit }),
-  idempotent: true,
-  acknowledged: false,
-  parse: (raw, name): NodeSummary => parseJson(name, nodeSummarySchema, raw, 'node summary'),
+  parse: jsonReply(nodeSummarySchema, 'node summary'),
 });
 
 export const markKeyUnusable = script('tpMarkKeyUnusable', {
@@ -117,16 +105,14 @@ export const markKeyUnusable = script('tpMarkKeyUnusable', {
   encode: (nodeId: string) => ({ nodeId }),
   idempotent: true,
   acknowledged: false,
-  parse: (raw, name) => flagReply(name, raw),
+  parse: flagReply,
 });
 
 export const pickLegacyNode = script('tpPickLegacyNode', {
   readOnly: true,
   args: ['random'],
   encode: (_: void) => ({ random: Math.random() }),
-  idempotent: true,
-  acknowledged: false,
-  parse: (raw, name) => nullableTextReply(name, raw),
+  parse: nullableTextReply,
 });
 
 export const selectNode = script('tpSelectNode', {
@@ -140,7 +126,7 @@ export const selectNode = script('tpSelectNode', {
   rest: { name: 'excludedNodeIds', values: (cmd) => [...(cmd.exclude ?? [])] },
   idempotent: true,
   acknowledged: false,
-  parse: (raw, name): SelectNodeResult => parseJson(name, selectionSchema, raw, 'selection'),
+  parse: jsonReply(selectionSchema, 'selection'),
 });
 
 export const SCRIPTS = [

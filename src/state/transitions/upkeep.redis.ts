@@ -2,11 +2,10 @@
  * How the store calls the scripts of upkeep.redis.lua (the twin of upkeep.memory.ts): each one's
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
-import { bit, script } from '../redis/script-call';
-import { parseJson, statsSchema } from '../redis/script-reply';
+import { bit, jsonReply, script } from '../redis/script-call';
+import { statsSchema } from '../redis/script-reply';
 import type { RateLimitCommand, RateLimitResult } from '../state-store';
 import type { TransitionCounts } from '../state.types';
-import type { StatsSnapshot } from './stats-snapshot';
 
 export const LUA_FILE = 'upkeep.redis.lua';
 
@@ -32,9 +31,7 @@ export const stats = script('tpStats', {
   readOnly: true,
   args: [],
   encode: (_: void) => ({}),
-  idempotent: true,
-  acknowledged: false,
-  parse: (raw, name): StatsSnapshot => parseJson(name, statsSchema, raw, 'stats'),
+  parse: jsonReply(statsSchema, 'stats'),
 });
 
 export const hitRateLimit = script('tpHitRateLimit', {

@@ -153,15 +153,14 @@ if liveV1 then
   end
 end
 local tk = node .. '\n' .. rid
-local tomb = redis.call('HGET', P .. 'tomb', tk)
+local tomb = getRecord(P .. 'tomb', tk)
 if tomb then
-  local f = split(tomb)
-  if f[2] == '' or f[2] ~= digest then return { 'forbidden', enc() } end
+  if tomb[2] == '' or tomb[2] ~= digest then return { 'forbidden', enc() } end
   if ARGV[7] == '1' then
     redis.call('HDEL', P .. 'tomb', tk)
     redis.call('ZREM', P .. 'tombt', tk)
   end
-  return { 'ok', enc(), f[1], f[3] ~= '' and f[3] or false }
+  return { 'ok', enc(), tomb[1], tomb[3] ~= '' and tomb[3] or false }
 end
 if liveV1 then return { 'ok', enc(), 'completed_unavailable', false } end
 return { 'forbidden', enc() }

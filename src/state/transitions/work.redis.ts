@@ -10,13 +10,10 @@ import {
   PROGRESS_STATUSES,
   PROOF_STATUSES,
   type CancelCommand,
-  type CancelResult,
   type ClaimCommand,
   type ClaimResult,
   type ControlCommand,
-  type ControlResult,
   type EnqueueCommand,
-  type EnqueueResult,
   type ProgressCommand,
 } from '../state-store';
 import { CONTROL_STATES, type ClaimedJob } from '../state.types';
@@ -51,17 +48,7 @@ export const enqueue = script('tpEnqueue', {
   // Idempotent only with a request id (API v1): the same request is not queued twice.
   idempotent: (cmd) => cmd.job.requestId !== null,
   acknowledged: true,
-  reply: (r): EnqueueResult => {
-    const status = r.oneOf(ENQUEUE_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'queued') {
-      const deadlineAt = r.number('deadline');
-      r.end();
-      return { status, deadlineAt, transitions };
-    }
-    r.end();
-    return { status, transitions };
-  },
+  reply: statusReply(ENQUEUE_STATUSES, { queued: (r) => ({ deadlineAt: r.number('deadline') }) }),
 });
 
 /**
@@ -110,18 +97,12 @@ export const control = script('tpControl', {
   }),
   idempotent: true,
   acknowledged: true,
-  reply: (r): ControlResult => {
-    const status = r.oneOf(PROOF_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'forbidden') {
-      r.end();
-      return { status, transitions };
-    }
-    const state = r.oneOf(CONTROL_STATES, 'control state');
-    const deadlineAt = r.nullableNumber('deadline');
-    r.end();
-    return { status, state, deadlineAt, transitions };
-  },
+  reply: statusReply(PROOF_STATUSES, {
+    ok: (r) => ({
+      state: r.oneOf(CONTROL_STATES, 'control state'),
+      deadlineAt: r.nullableNumber('deadline'),
+    }),
+  }),
 });
 
 export const cancel = script('tpCancel', {
@@ -135,17 +116,9 @@ export const cancel = script('tpCancel', {
   }),
   idempotent: true,
   acknowledged: true,
-  reply: (r): CancelResult => {
-    const status = r.oneOf(PROOF_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status === 'forbidden') {
-      r.end();
-      return { status, transitions };
-    }
-    const removedFromQueue = r.integer('removed from queue');
-    r.end();
-    return { status, removedFromQueue, transitions };
-  },
+  reply: statusReply(PROOF_STATUSES, {
+    ok: (r) => ({ removedFromQueue: r.integer('removed from queue') }),
+  }),
 });
 
 export const putProgress = script('tpPutProgress', {
@@ -167,9 +140,7 @@ export const hasWork = script('tpHasWork', {
   readOnly: true,
   args: ['nodeId'],
   encode: (nodeId: string) => ({ nodeId }),
-  idempotent: true,
-  acknowledged: false,
-  parse: (raw, name) => flagReply(name, raw),
+  parse: flagReply,
 });
 
 export const SCRIPTS = [enqueue, claimNext, control, cancel, putProgress, hasWork];
