@@ -1,5 +1,10 @@
-import { newIdentity, seal, type Identity, type Padding } from '../../src/smoke/e2ee';
-import { openAny } from './crypto';
+import {
+  newIdentity,
+  openAny,
+  seal,
+  type Identity,
+  type Padding,
+} from '../../src/peer/peer.crypto';
 import { simulatedAnswer, V1NodeSim, type ChatMessage, type V1Work } from './simulators';
 import { call, type WireResult } from './test-app';
 

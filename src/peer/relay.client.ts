@@ -1,0 +1,476 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  open,
+  openAny,
+  openAnyAsync,
+  seal,
+  type Padding,
+  type RsaKey,
+  type Sealed,
+} from './peer.crypto';
+import {
+  LEGACY_ROUTES,
+  PROTOCOL_ID,
+  PROTOCOL_VERSION,
+  V1_ROUTES,
+  type ChatMessage,
+} from './relay.protocol';
+
+/**
+ * Typed calls of both protocols, for the node side and the client side, and the inner envelopes of
+ * API v1 E2EE (spec §6.4). Each peer brings its own way of sending (fetch with a timeout, a keep-
+ * alive agent, a virtual-time driver): a {@link Send} gets a {@link RelayRequest} and returns at
+ * least the status and the parsed JSON body.
+ */
+export type Json = Record<string, unknown>;
+
+export interface RelayRequest {
+  method: 'GET' | 'POST';
+  /** The route, with its query string (GET). */
+  path: string;
+  body?: Json;
+  headers?: Record<string, string>;
+  /** A compute node's call: it carries the node token when the relay requires one. */
+  asNode: boolean;
+  /** The relay may hold it open (`/sink`, `/servers/poll`): a long-poll. */
+  mayHold: boolean;
+}
+
+export interface RelayReply {
+  status: number;
+  body: Json;
+}
+
+export type Send<R extends RelayReply = RelayReply> = (request: RelayRequest) => Promise<R>;
+
+const post = (path: string, body: Json, asNode: boolean, mayHold = false): RelayRequest => ({
+  method: 'POST',
+  path,
+  body,
+  asNode,
+  mayHold,
+});
+
+/** A JSON body's string field, or an error naming it. */
+function text(body: Json, field: string): string {
+  const value = body[field];
+  if (typeof value !== 'string') {
+    throw new Error(`the work item has no ${field}`);
+  }
+  return value;
+}
+
+/** The sealed fields of a body: the ciphertext under `chat_history` (or `ciphertext`). */
+export function sealedOf(body: Json): Sealed {
+  const ciphertext = typeof body.chat_history === 'string' ? body.chat_history : body.ciphertext;
+  if (typeof ciphertext !== 'string') {
+    throw new Error('the body carries no ciphertext');
+  }
+  return { ciphertext, cipherkey: text(body, 'cipherkey'), iv: text(body, 'iv') };
+}
+
+/** Whether a body carries a sealed value (work on `/sink` or a poll, an answer on a retrieve). */
+export function carriesSealed(body: Json): boolean {
+  return typeof body.chat_history === 'string' || typeof body.ciphertext === 'string';
+}
+
+/** The API v1 inner envelope: identity fields, then the request, progress or response. */
+export function innerEnvelope(
+  requestId: string,
+  clientKey: string,
+  payload: { api_v1_request: Json } | { api_v1_response: Json } | { api_v1_progress: Json },
+): Json {
+  return {
+    protocol: PROTOCOL_ID,
+    version: PROTOCOL_VERSION,
+    request_id: requestId,
+    client_public_key: clientKey,
+    ...payload,
+  };
+}
+
+// ------------------------------------------------------------------ legacy
+
+/** Work a legacy `/sink` answer carried, decrypted. */
+export interface LegacyWork {
+  raw: Json;
+  clientKey: string;
+  history: ChatMessage[];
+  padding: Padding;
+}
+
+/** A legacy compute node (`server.py` of Dec 2025): `/sink`, `/source`, `/unregister`. */
+export class LegacyNode<R extends RelayReply = RelayReply> {
+  constructor(
+    private readonly send: Send<R>,
+    readonly identity: RsaKey,
+  ) {}
+
+  get key(): string {
+    return this.identity.publicKeyB64;
+  }
+
+  /** Registers or pings; the answer may carry work. */
+  sink(extra: Json = {}): Promise<R> {
+    return this.send(
+      post(LEGACY_ROUTES.sink, { server_public_key: this.key, ...extra }, true, true),
+    );
+  }
+
+  /**
+   * Decrypts the work a `/sink` answer carried (the history, bare or under `chat_history`), or
+   * null when it carried none. Throws when it cannot be decrypted with this node's key.
+   */
+  openWork(body: Json): LegacyWork | null {
+    if (typeof body.chat_history !== 'string') {
+      return null;
+    }
+    const { value, padding } = openAny(this.identity, sealedOf(body));
+    const history = (
+      Array.isArray(value) ? value : (value as { chat_history: unknown }).chat_history
+    ) as ChatMessage[];
+    return { raw: body, clientKey: text(body, 'client_public_key'), history, padding };
+  }
+
+  /** Posts `history` (the conversation with the answer appended), sealed to the client. */
+  source(clientKey: string, history: ChatMessage[], padding: Padding = 'oaep'): Promise<R> {
+    const sealed = seal(history, clientKey, padding);
+    return this.send(
+      post(
+        LEGACY_ROUTES.source,
+        {
+          client_public_key: clientKey,
+          chat_history: sealed.ciphertext,
+          cipherkey: sealed.cipherkey,
+          iv: sealed.iv,
+        },
+        true,
+      ),
+    );
+  }
+
+  unregister(): Promise<R> {
+    return this.send(post(LEGACY_ROUTES.unregister, { server_public_key: this.key }, true));
+  }
+}
+
+/** A legacy client (`client.py` of Dec 2025): `/next_server`, `/faucet`, `/retrieve`. */
+export class LegacyClient<R extends RelayReply = RelayReply> {
+  constructor(
+    private readonly send: Send<R>,
+    readonly identity: RsaKey,
+  ) {}
+
+  get key(): string {
+    return this.identity.publicKeyB64;
+  }
+
+  nextServer(): Promise<R> {
+    return this.send({
+      method: 'GET',
+      path: LEGACY_ROUTES.nextServer,
+      asNode: false,
+      mayHold: false,
+    });
+  }
+
+  /** Sends the conversation so far, sealed to `serverKey`. */
+  async faucet(
+    serverKey: string,
+    history: ChatMessage[],
+    padding: Padding = 'oaep',
+  ): Promise<{ sealed: Sealed; reply: R }> {
+    const sealed = seal(history, serverKey, padding);
+    const reply = await this.send(
+      post(
+        LEGACY_ROUTES.faucet,
+        {
+          server_public_key: serverKey,
+          client_public_key: this.key,
+          chat_history: sealed.ciphertext,
+          cipherkey: sealed.cipherkey,
+          iv: sealed.iv,
+        },
+        false,
+      ),
+    );
+    return { sealed, reply };
+  }
+
+  retrieve(): Promise<R> {
+    return this.send(post(LEGACY_ROUTES.retrieve, { client_public_key: this.key }, false));
+  }
+
+  /** The conversation a `/retrieve` answer carried, decrypted, or null when it carried none. */
+  openAnswer(body: Json): ChatMessage[] | null {
+    return typeof body.chat_history === 'string'
+      ? (open(this.identity, sealedOf(body)) as ChatMessage[])
+      : null;
+  }
+}
+
+// ------------------------------------------------------------------ API v1 E2EE
+
+/** A work item a poll answer carried, decrypted. */
+export interface V1Work {
+  raw: Json;
+  requestId: string;
+  clientKey: string;
+  inner: Json;
+  padding: Padding;
+}
+
+/** Whether a work item's inner envelope names the outer request, client and protocol. */
+export function workMatches(work: V1Work): boolean {
+  return (
+    work.inner.client_public_key === work.clientKey &&
+    work.inner.request_id === work.requestId &&
+    work.inner.protocol === PROTOCOL_ID
+  );
+}
+
+/** An API v1 compute node (`server.py` at HEAD): register, long-poll, control, progress, respond. */
+export class V1Node<R extends RelayReply = RelayReply> {
+  constructor(
+    private readonly send: Send<R>,
+    readonly identity: RsaKey,
+  ) {}
+
+  get key(): string {
+    return this.identity.publicKeyB64;
+  }
+
+  register(capabilities: Json): Promise<R> {
+    return this.send(post(V1_ROUTES.register, { server_public_key: this.key, capabilities }, true));
+  }
+
+  poll(capabilities: Json): Promise<R> {
+    return this.send(
+      post(V1_ROUTES.poll, { server_public_key: this.key, capabilities }, true, true),
+    );
+  }
+
+  /** Decrypts the work item a poll answer carried, or null when it carried none; throws when it cannot. */
+  openWork(body: Json): V1Work | null {
+    if (!carriesSealed(body)) {
+      return null;
+    }
+    const { value, padding } = openAny(this.identity, sealedOf(body));
+    return this.work(body, value, padding);
+  }
+
+  /** {@link openWork} with the OAEP unwrap off the event loop. */
+  async openWorkAsync(body: Json): Promise<V1Work | null> {
+    if (!carriesSealed(body)) {
+      return null;
+    }
+    const { value, padding } = await openAnyAsync(this.identity, sealedOf(body));
+    return this.work(body, value, padding);
+  }
+
+  private work(body: Json, value: unknown, padding: Padding): V1Work {
+    const inner = value !== null && typeof value === 'object' ? (value as Json) : {};
+    return {
+      raw: body,
+      requestId: text(body, 'request_id'),
+      clientKey: text(body, 'client_public_key'),
+      inner,
+      padding,
+    };
+  }
+
+  control(requestId: string, credential: string | null, acknowledge = false): Promise<R> {
+    return this.send(
+      post(
+        V1_ROUTES.control,
+        {
+          server_public_key: this.key,
+          request_id: requestId,
+          control_credential: credential,
+          acknowledge,
+        },
+        true,
+      ),
+    );
+  }
+
+  progress(
+    work: Pick<V1Work, 'requestId' | 'clientKey'>,
+    progress: Json,
+    credential: string | null,
+    padding: Padding,
+  ): Promise<R> {
+    const sealed = seal(
+      innerEnvelope(work.requestId, work.clientKey, { api_v1_progress: progress }),
+      work.clientKey,
+      padding,
+    );
+    return this.send(
+      post(
+        V1_ROUTES.progress,
+        {
+          server_public_key: this.key,
+          client_public_key: work.clientKey,
+          request_id: work.requestId,
+          control_credential: credential,
+          protocol: PROTOCOL_ID,
+          version: PROTOCOL_VERSION,
+          ...sealed,
+        },
+        true,
+      ),
+    );
+  }
+
+  /**
+   * Answers a work item: `response` (the `api_v1_response`, or an `error`) sealed to the client,
+   * whose key may come already parsed.
+   */
+  respond(
+    work: Pick<V1Work, 'requestId' | 'clientKey'>,
+    response: Json,
+    padding: Padding,
+    clientKey: KeyObject | string = work.clientKey,
+  ): Promise<R> {
+    const sealed = seal(
+      innerEnvelope(work.requestId, work.clientKey, { api_v1_response: response }),
+      clientKey,
+      padding,
+    );
+    return this.send(
+      post(
+        V1_ROUTES.responses,
+        {
+          client_public_key: work.clientKey,
+          request_id: work.requestId,
+          protocol: PROTOCOL_ID,
+          version: PROTOCOL_VERSION,
+          chat_history: sealed.ciphertext,
+          cipherkey: sealed.cipherkey,
+          iv: sealed.iv,
+        },
+        true,
+      ),
+    );
+  }
+
+  unregister(credential: string | null): Promise<R> {
+    return this.send(
+      post(
+        V1_ROUTES.unregister,
+        { server_public_key: this.key, control_credential: credential },
+        true,
+      ),
+    );
+  }
+}
+
+export interface V1Submitted<R> {
+  requestId: string;
+  cancelToken: string;
+  sealed: Sealed;
+  reply: R;
+}
+
+/** An API v1 client (the web page, `client.py` at HEAD): next, requests, retrieve, cancel. */
+export class V1Client<R extends RelayReply = RelayReply> {
+  constructor(
+    private readonly send: Send<R>,
+    readonly identity: RsaKey,
+  ) {}
+
+  get key(): string {
+    return this.identity.publicKeyB64;
+  }
+
+  next(model: string, contextTier: string): Promise<R> {
+    return this.send({
+      method: 'GET',
+      path: `${V1_ROUTES.next}?model=${encodeURIComponent(model)}&context_tier=${contextTier}`,
+      asNode: false,
+      mayHold: false,
+    });
+  }
+
+  /** Submits `request` (the `api_v1_request`) sealed to `serverKey`; `extra` joins the outer body. */
+  async submit(
+    serverKey: string,
+    request: Json,
+    ids: { requestId: string; cancelToken: string },
+    padding: Padding = 'oaep',
+    extra: Json = {},
+  ): Promise<V1Submitted<R>> {
+    const { requestId, cancelToken } = ids;
+    const sealed = seal(
+      innerEnvelope(requestId, this.key, { api_v1_request: request }),
+      serverKey,
+      padding,
+    );
+    const reply = await this.send(
+      post(
+        V1_ROUTES.requests,
+        {
+          server_public_key: serverKey,
+          client_public_key: this.key,
+          request_id: requestId,
+          protocol: PROTOCOL_ID,
+          version: PROTOCOL_VERSION,
+          ciphertext: sealed.ciphertext,
+          cipherkey: sealed.cipherkey,
+          iv: sealed.iv,
+          cancel_token: cancelToken,
+          ...extra,
+        },
+        false,
+      ),
+    );
+    return { requestId, cancelToken, sealed, reply };
+  }
+
+  retrieve(requestId?: string, headers: Record<string, string> = {}): Promise<R> {
+    return this.send({
+      ...post(
+        V1_ROUTES.retrieve,
+        {
+          client_public_key: this.key,
+          ...(requestId !== undefined ? { request_id: requestId } : {}),
+        },
+        false,
+      ),
+      headers,
+    });
+  }
+
+  cancel(requestId: string, cancelToken: string, extra: Json = {}): Promise<R> {
+    return this.send(
+      post(
+        V1_ROUTES.cancel,
+        {
+          client_public_key: this.key,
+          request_id: requestId,
+          cancel_token: cancelToken,
+          status: 'cancelled',
+          reason: 'requester_cancelled',
+          ...extra,
+        },
+        false,
+      ),
+    );
+  }
+
+  /** Decrypts a 200 retrieve body's inner envelope (either padding); throws when it cannot. */
+  openAnswer(body: Json): { inner: Json; padding: Padding } {
+    const { value, padding } = openAny(this.identity, sealedOf(body));
+    return { inner: value !== null && typeof value === 'object' ? (value as Json) : {}, padding };
+  }
+
+  /** Whether an answer's inner envelope names this client, `requestId` and the protocol. */
+  answerMatches(inner: Json, requestId: string): boolean {
+    return (
+      inner.protocol === PROTOCOL_ID &&
+      inner.version === PROTOCOL_VERSION &&
+      inner.request_id === requestId &&
+      inner.client_public_key === this.key
+    );
+  }
+}
