@@ -46,13 +46,13 @@ const direct: Transport = (baseUrl, method, path, body, headers) =>
 
 /** A peer library `Send` over a simulator's transport; node calls carry the node token. */
 function sender(
-  baseUrl: () => string,
+  baseUrl: string,
   transport: Transport,
   token: string | undefined,
 ): (request: RelayRequest) => Promise<WireResult> {
   return (request) =>
     transport(
-      baseUrl(),
+      baseUrl,
       request.method,
       request.path,
       request.body,
@@ -80,14 +80,16 @@ export class LegacyNodeSim {
   readonly identity: Identity = newIdentity();
   /** Every raw work item received, for byte-identity assertions. */
   readonly received: Array<Record<string, unknown>> = [];
-  private readonly peer: LegacyNode<WireResult>;
 
   constructor(
     protected baseUrl: string,
     protected readonly opts: { token?: string; replyPadding?: Padding; transport?: Transport } = {},
-  ) {
-    this.peer = new LegacyNode(
-      sender(() => this.baseUrl, opts.transport ?? direct, opts.token),
+  ) {}
+
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  private get peer(): LegacyNode<WireResult> {
+    return new LegacyNode(
+      sender(this.baseUrl, this.opts.transport ?? direct, this.opts.token),
       this.identity,
     );
   }
@@ -129,14 +131,16 @@ export class LegacyClientSim {
   readonly identity: Identity = newIdentity();
   /** Ciphertext fields sent with the last `/faucet`. */
   lastSent: Sealed | null = null;
-  protected readonly peer: LegacyClient<WireResult>;
 
   constructor(
     private readonly baseUrl: string,
     private readonly opts: { padding?: Padding; pollMs?: number; transport?: Transport } = {},
-  ) {
-    this.peer = new LegacyClient(
-      sender(() => this.baseUrl, opts.transport ?? direct, undefined),
+  ) {}
+
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  protected get peer(): LegacyClient<WireResult> {
+    return new LegacyClient(
+      sender(this.baseUrl, this.opts.transport ?? direct, undefined),
       this.identity,
     );
   }
@@ -173,7 +177,6 @@ export class LegacyClientSim {
 export class V1NodeSim {
   readonly identity: Identity = newIdentity();
   credential: string | null = null;
-  private readonly peer: V1Node<WireResult>;
 
   constructor(
     protected baseUrl: string,
@@ -183,8 +186,11 @@ export class V1NodeSim {
       capabilities?: Record<string, unknown>;
       transport?: Transport;
     } = {},
-  ) {
-    this.peer = new V1Node(
+  ) {}
+
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  private get peer(): V1Node<WireResult> {
+    return new V1Node(
       (request: RelayRequest) =>
         this.send(request.method, request.path, request.body, request.mayHold),
       this.identity,
@@ -304,14 +310,16 @@ export interface V1Submission {
 /** The browser / `client.py` API v1 flow: next, requests, retrieve, cancel. */
 export class V1ClientSim {
   readonly identity: Identity = newIdentity();
-  private readonly peer: V1Client<WireResult>;
 
   constructor(
     protected readonly baseUrl: string,
     protected readonly opts: { padding?: Padding; transport?: Transport } = {},
-  ) {
-    this.peer = new V1Client(
-      sender(() => this.baseUrl, opts.transport ?? direct, undefined),
+  ) {}
+
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  private get peer(): V1Client<WireResult> {
+    return new V1Client(
+      sender(this.baseUrl, this.opts.transport ?? direct, undefined),
       this.identity,
     );
   }
