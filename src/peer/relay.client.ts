@@ -244,10 +244,10 @@ export class V1Node<R extends RelayReply = RelayReply> {
     return this.send(post(V1_ROUTES.register, { server_public_key: this.key, capabilities }, true));
   }
 
-  poll(capabilities: Json): Promise<R> {
-    return this.send(
-      post(V1_ROUTES.poll, { server_public_key: this.key, capabilities }, true, true),
-    );
+  /** Long-polls for work; `capabilities` renew what the node offers (today's nodes send them). */
+  poll(capabilities?: Json): Promise<R> {
+    const offer = capabilities === undefined ? {} : { capabilities };
+    return this.send(post(V1_ROUTES.poll, { server_public_key: this.key, ...offer }, true, true));
   }
 
   /** Decrypts the work item a poll answer carried, or null when it carried none; throws when it cannot. */
