@@ -32,6 +32,8 @@ export function peerLibrary() {
       ...load(join(dir, 'relay.protocol.js')),
       ...load(join(dir, 'peer.crypto.js')),
       ...load(join(dir, 'relay.client.js')),
+      ...load(join(dir, 'legacy.peer.js')),
+      ...load(join(dir, 'v1.peer.js')),
     });
   }
   return peer;

@@ -3,16 +3,9 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { processEnv } from '../config/relay-config';
 import { newIdentity } from '../peer/peer.crypto';
-import {
-  carriesSealed,
-  LegacyClient,
-  LegacyNode,
-  V1Client,
-  V1Node,
-  workMatches,
-  type Json,
-  type RelayRequest,
-} from '../peer/relay.client';
+import { LegacyClient, LegacyNode } from '../peer/legacy.peer';
+import { carriesSealed, type Json, type RelayRequest } from '../peer/relay.client';
+import { V1Client, V1Node, workMatches } from '../peer/v1.peer';
 import { NODE_TOKEN_HEADER } from '../peer/relay.protocol';
 
 /**

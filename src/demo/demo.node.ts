@@ -6,7 +6,8 @@ import { fingerprint } from '../common/ids';
 import { publicKeyFromB64 } from '../common/hybrid.crypto';
 import { estimateTokens } from '../gateway/openai.format';
 import { newIdentityAsync, type RsaKey } from '../peer/peer.crypto';
-import { V1Node, type Json, type RelayReply, type RelayRequest } from '../peer/relay.client';
+import type { Json, RelayReply, RelayRequest } from '../peer/relay.client';
+import { V1Node } from '../peer/v1.peer';
 import { NODE_TOKEN_HEADER, PROTOCOL_ID, PROTOCOL_VERSION } from '../peer/relay.protocol';
 import { DEFAULT_MODEL } from '../registry/capabilities';
 

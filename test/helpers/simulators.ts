@@ -1,15 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { newIdentity, type Identity, type Padding, type Sealed } from '../../src/peer/peer.crypto';
-import {
-  LegacyClient,
-  LegacyNode,
-  V1Client,
-  V1Node,
-  workMatches,
-  type LegacyWork,
-  type RelayRequest,
-  type V1Work,
-} from '../../src/peer/relay.client';
+import { LegacyClient, LegacyNode, type LegacyWork } from '../../src/peer/legacy.peer';
+import type { RelayRequest } from '../../src/peer/relay.client';
+import { V1Client, V1Node, workMatches, type V1Work } from '../../src/peer/v1.peer';
 import { NODE_TOKEN_HEADER, PROTOCOL_ID, type ChatMessage } from '../../src/peer/relay.protocol';
 import { call, type WireResult } from './test-app';
 

@@ -1,13 +1,7 @@
 import { newIdentity } from './peer.crypto';
-import {
-  LegacyClient,
-  LegacyNode,
-  V1Client,
-  V1Node,
-  workMatches,
-  type RelayReply,
-  type RelayRequest,
-} from './relay.client';
+import { LegacyClient, LegacyNode } from './legacy.peer';
+import type { RelayReply, RelayRequest } from './relay.client';
+import { V1Client, V1Node, workMatches } from './v1.peer';
 import { PROTOCOL_ID } from './relay.protocol';
 
 /** A relay stand-in that records each request and answers 200 with `reply`. */
