@@ -7,6 +7,7 @@ const LAYERS = [
   ['config'],
   ['lifecycle'],
   ['common'],
+  ['peer'],
   ['state'],
   ['metrics'],
   ['registry'],
@@ -21,7 +22,9 @@ const folder = (names) => `^src/(${names.join('|')})/`;
 
 const upward = LAYERS.slice(0, -1).map((layer, i) => ({
   name: `layer-${layer.join('-')}`,
-  comment: `${layer.join(', ')} may not import a higher layer (${LAYERS.slice(i + 1).flat().join(', ')})`,
+  comment: `${layer.join(', ')} may not import a higher layer (${LAYERS.slice(i + 1)
+    .flat()
+    .join(', ')})`,
   severity: 'error',
   from: { path: folder(layer) },
   to: { path: folder(LAYERS.slice(i + 1).flat()) },
@@ -54,10 +57,44 @@ module.exports = {
     },
     {
       name: 'cli-stays-out-of-the-app',
-      comment: 'the smoke CLI uses the crypto and config, never the Nest modules',
+      comment:
+        'the smoke CLI speaks through the peer library and reads config, never the Nest modules',
       severity: 'error',
-      from: { path: '^src/smoke/' },
-      to: { path: folder(LAYERS.flat().filter((n) => !['config', 'common'].includes(n))) },
+      from: { path: '^src/(cli|smoke)/' },
+      to: { path: folder(LAYERS.flat().filter((n) => !['config', 'peer'].includes(n))) },
+    },
+    {
+      name: 'nothing-imports-the-cli',
+      comment:
+        'src/cli/ (and its image alias src/smoke/) are entry points, not modules of the relay',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(cli|smoke)/' },
+      to: { path: '^src/(cli|smoke)/' },
+    },
+    {
+      name: 'peer-is-a-plain-library',
+      comment:
+        'src/peer/ (the protocol peer library) imports only itself and the hybrid crypto: no Nest, no relay module',
+      severity: 'error',
+      from: { path: '^src/peer/' },
+      to: { path: '^src/', pathNot: '^src/(peer/|common/hybrid\\.crypto\\.ts$)' },
+    },
+    {
+      name: 'peer-crypto-needs-only-node-forge',
+      comment: 'the peer library and the hybrid crypto it uses take no npm package but node-forge',
+      severity: 'error',
+      from: { path: '^src/(peer/|common/hybrid\\.crypto\\.ts$)' },
+      to: {
+        dependencyTypes: [
+          'npm',
+          'npm-dev',
+          'npm-optional',
+          'npm-peer',
+          'npm-no-pkg',
+          'npm-unknown',
+        ],
+        pathNot: 'node_modules/node-forge/',
+      },
     },
     ...upward,
     ...peers,

@@ -10,7 +10,7 @@
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { cli, nodePublicKeys } from './lib.mjs';
+import { cli, nodePublicKeys, peerLibrary } from './lib.mjs';
 
 const args = cli(
   'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL]',
@@ -25,6 +25,7 @@ const args = cli(
     'node-url': { type: 'string', default: '' },
   },
 );
+const { PROTOCOL_ID } = peerLibrary();
 
 const clientUrl = new URL(args.url);
 const nodeUrl = new URL(args['node-url'] || args.url);
@@ -117,7 +118,7 @@ async function v1Cycle(p, deliveries) {
     server_public_key: p.node,
     client_public_key: p.client,
     request_id: requestId,
-    protocol: 'tokenplace_api_v1_relay_e2ee',
+    protocol: PROTOCOL_ID,
     version: 1,
     ciphertext: payload,
     cipherkey: p.cipherkey,
@@ -138,7 +139,7 @@ async function v1Cycle(p, deliveries) {
   let res = await post(nodeUrl, '/api/v1/relay/responses', {
     client_public_key: p.client,
     request_id: requestId,
-    protocol: 'tokenplace_api_v1_relay_e2ee',
+    protocol: PROTOCOL_ID,
     version: 1,
     chat_history: payload,
     cipherkey: p.cipherkey,

@@ -26,13 +26,12 @@
 //          [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade]
 //          [--node-answers async|sync] [--cpus 0] [--bench-cpus 1] [--profile] [--demo-chats 500]
 //          [--node-bins BIN,BIN]
-import { constants, createCipheriv, createDecipheriv, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
-import forge from 'node-forge';
+import { randomBytes } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { cli, percentile as quantile, premadeKeys, request, ROOT, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
+import { cli, peerLibrary, percentile as quantile, premadeKeys, relaySend, request, ROOT, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100] [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade] [--node-answers async|sync] [--cpus LIST] [--bench-cpus LIST] [--profile] [--demo-chats 500] [--node-bins BIN,BIN]',
@@ -64,72 +63,42 @@ const ROOTS = values.roots.split(',').map((dir) => {
   return [`${dir === '.' ? 'this checkout' : dir}${commit ? ` (${commit})` : ''}`, join(root, 'dist/main.js')];
 });
 const nodeVersion = (bin) => spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout.trim();
-const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+const { newIdentity, V1Client, V1Node } = peerLibrary();
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const post = (base, path, body, headers) => request(base, 'POST', path, body, headers, 600_000);
 
-function identity() {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  return { privateKey, b64: Buffer.from(pem).toString('base64'), forge: forge.pki.privateKeyFromPem(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()) };
-}
-
-function seal(value, recipientB64, padding) {
-  const key = randomBytes(32);
-  const iv = randomBytes(16);
-  const c = createCipheriv('aes-256-cbc', key, iv);
-  const data = Buffer.concat([c.update(JSON.stringify(value)), c.final()]);
-  const pem = Buffer.from(recipientB64, 'base64').toString();
-  const opts = padding === 'oaep' ? { key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' } : { key: pem, padding: constants.RSA_PKCS1_PADDING };
-  return { ciphertext: data.toString('base64'), cipherkey: publicEncrypt(opts, Buffer.from(key.toString('base64'))).toString('base64'), iv: iv.toString('base64') };
-}
-
-function open(id, sealed) {
-  let text;
-  try {
-    text = privateDecrypt({ key: id.privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from(sealed.cipherkey, 'base64')).toString();
-  } catch {
-    text = id.forge.decrypt(Buffer.from(sealed.cipherkey, 'base64').toString('binary'), 'RSAES-PKCS1-V1_5');
-  }
-  const d = createDecipheriv('aes-256-cbc', Buffer.from(text, 'base64'), Buffer.from(sealed.iv, 'base64'));
-  return JSON.parse(Buffer.concat([d.update(Buffer.from(sealed.ciphertext, 'base64')), d.final()]).toString());
-}
+/** The bench's peers speak through the peer library (dist/peer/), as the smoke check and the demo node do. */
+const peerSend = (base) => relaySend(base, { timeoutMs: 600_000 });
+const OK_ANSWER = { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
 
 /** A node that answers the moment a poll hands it work (no control call, no model). */
 async function instantNode(base, padding, stop) {
-  const id = identity();
-  const registered = await post(base, '/api/v1/relay/servers/register', { server_public_key: id.b64, capabilities: CAPS });
-  id.credential = registered.body.control_credential;
+  const node = new V1Node(peerSend(base), newIdentity());
+  const registered = await node.register(CAPS);
   const loop = (async () => {
     while (!stop.done) {
-      const res = await post(base, '/api/v1/relay/servers/poll', { server_public_key: id.b64, capabilities: CAPS });
+      const res = await node.poll(CAPS);
       if (res.status !== 200 || typeof res.body.chat_history !== 'string') {
         continue;
       }
-      const inner = open(id, { ciphertext: res.body.chat_history, cipherkey: res.body.cipherkey, iv: res.body.iv });
-      const reply = seal(
-        { protocol: PROTOCOL, version: 1, request_id: inner.request_id, client_public_key: inner.client_public_key, api_v1_response: { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } },
-        res.body.client_public_key,
-        padding,
-      );
-      await post(base, '/api/v1/relay/responses', { client_public_key: res.body.client_public_key, request_id: res.body.request_id, protocol: PROTOCOL, version: 1, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv });
+      await node.respond(node.openWork(res.body), OK_ANSWER, padding);
     }
   })();
-  return { id, loop };
+  return { loop, unregister: () => node.unregister(registered.body.control_credential) };
 }
 
 /** The browser's way: one tab key, its own encryption, the raw E2EE routes. */
-async function rawChat(base, client) {
-  const next = await request(base, 'GET', '/api/v1/relay/servers/next?model=qwen3-8b-instruct&context_tier=8k-fast');
+async function rawChat(base, identity) {
+  const client = new V1Client(peerSend(base), identity);
+  const next = await client.next('qwen3-8b-instruct', '8k-fast');
   const requestId = randomBytes(16).toString('hex');
-  const sealed = seal({ protocol: PROTOCOL, version: 1, request_id: requestId, client_public_key: client.b64, api_v1_request: { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hi' }], options: {} } }, next.body.server_public_key, 'oaep');
-  await post(base, '/api/v1/relay/requests', { server_public_key: next.body.server_public_key, client_public_key: client.b64, request_id: requestId, protocol: PROTOCOL, version: 1, ...sealed, cancel_token: randomBytes(16).toString('hex') });
+  await client.submit(next.body.server_public_key, { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hi' }], options: {} }, { requestId, cancelToken: randomBytes(16).toString('hex') }, 'oaep');
   for (;;) {
-    const res = await post(base, '/api/v1/relay/responses/retrieve', { client_public_key: client.b64, request_id: requestId }, { Prefer: 'wait=8' });
+    const res = await client.retrieve(requestId, { Prefer: 'wait=8' });
     if (res.status === 200) {
-      return open(client, res.body).api_v1_response.message.content;
+      return client.openAnswer(res.body).inner.api_v1_response.message.content;
     }
     if (res.status !== 202) {
       throw new Error(`retrieve ${res.status}`);
@@ -171,7 +140,7 @@ async function latency() {
     const stop = { done: false };
     try {
       const node = await instantNode(relay.base, padding, stop);
-      const client = identity();
+      const client = newIdentity();
       for (let i = 0; i < 10; i += 1) {
         await gatewayChat(relay.base);
         await rawChat(relay.base, client);
@@ -195,7 +164,7 @@ async function latency() {
       });
       process.stdout.write(`${JSON.stringify(rows.at(-1))}\n`);
       stop.done = true;
-      await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: node.id.b64, control_credential: node.id.credential });
+      await node.unregister();
     } finally {
       await relay.stop();
     }
@@ -219,8 +188,8 @@ async function heldOne(label, main) {
   const N = Number(values.held);
   const relay = await startRelay(5182, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_GATEWAY_KEY_POOL_SIZE: '0', TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 10) }, [], main);
   try {
-    const silent = identity();
-    const registered = await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: silent.b64, capabilities: CAPS });
+    const silent = new V1Node(peerSend(relay.base), newIdentity());
+    const registered = await silent.register(CAPS);
     // One chat first so every lazily built piece exists before the baseline.
     const warm = post(relay.base, '/v1/chat/completions', { model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'warm' }] });
     while ((await metrics(relay.base)).queued < 1) {
@@ -238,7 +207,7 @@ async function heldOne(label, main) {
     const admittedS = (performance.now() - t0) / 1000;
     await sleep(2000);
     const after = await metrics(relay.base);
-    await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: silent.b64, control_credential: registered.body.control_credential });
+    await silent.unregister(registered.body.control_credential);
     const results = await Promise.all([warm, ...chats]);
     const statuses = {};
     for (const r of results) {
@@ -280,25 +249,18 @@ const CATEGORIES = [
 
 /** A node that answers each piece of work at once from its outer fields (no decryption of its own). */
 async function fastNode(base, stop, received) {
-  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const b64 = Buffer.from(publicKey.export({ type: 'spki', format: 'pem' })).toString('base64');
+  const node = new V1Node(peerSend(base), newIdentity());
   const caps = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 64 };
-  const registered = await post(base, '/api/v1/relay/servers/register', { server_public_key: b64, capabilities: caps });
+  const registered = await node.register(caps);
   const loop = async () => {
     while (!stop.done) {
-      const res = await post(base, '/api/v1/relay/servers/poll', { server_public_key: b64 });
+      const res = await node.poll();
       if (res.status !== 200 || typeof res.body.request_id !== 'string') {
         continue;
       }
       received.push(performance.now());
-      const answer = () => {
-        const reply = seal(
-        { protocol: PROTOCOL, version: 1, request_id: res.body.request_id, client_public_key: res.body.client_public_key, api_v1_response: { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } },
-        res.body.client_public_key,
-        'oaep',
-      );
-        return post(base, '/api/v1/relay/responses', { client_public_key: res.body.client_public_key, request_id: res.body.request_id, protocol: PROTOCOL, version: 1, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv });
-      };
+      // Answered from the outer fields alone: the bench's own CPU stays small.
+      const answer = () => node.respond({ requestId: res.body.request_id, clientKey: res.body.client_public_key }, OK_ANSWER, 'oaep');
       if (values['node-answers'] === 'sync') {
         await answer();
       } else {
@@ -309,7 +271,7 @@ async function fastNode(base, stop, received) {
   for (let i = 0; i < Number(values.polls); i += 1) {
     loop().catch(() => undefined); // the relay stops under it at the end
   }
-  return { b64, credential: registered.body.control_credential };
+  return { unregister: () => node.unregister(registered.body.control_credential) };
 }
 
 async function burst() {
@@ -349,7 +311,7 @@ async function burst() {
       const keys1 = await relay.probe('keygen');
       stop.done = true;
       for (const node of nodes) {
-        await post(relay.base, '/api/v1/relay/servers/unregister', { server_public_key: node.b64, control_credential: node.credential }).catch(() => undefined);
+        await node.unregister().catch(() => undefined);
       }
       const ok = chats.filter((c) => c.status === 200);
       const statuses = {};

@@ -156,9 +156,9 @@ export async function post(base, path, body, headers = {}) {
 
 // ---- opaque protocol bodies (the relay never decrypts; these have the wire shape only)
 import { randomBytes } from 'node:crypto';
-import { rsaKey } from './hostile-nodes.mjs';
+import { PROTOCOL, rsaKey } from './hostile-nodes.mjs';
 
-export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+export { PROTOCOL };
 export const V1 = '/api/v1/relay';
 
 /**

@@ -6,12 +6,12 @@ import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { ROOT } from './lib.mjs';
+import { peerLibrary, ROOT } from './lib.mjs';
 
 const forge = createRequire(join(ROOT, 'package.json'))('node-forge');
 
 export const V1 = '/api/v1/relay';
-export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+export const PROTOCOL = peerLibrary().PROTOCOL_ID;
 
 /** The n-th loopback source address after 127.0.0.1: 127.0.0.2, ..., 127.0.1.1, ... */
 export function loopback(n) {

@@ -6,41 +6,27 @@
 // /retrieve, ping 0), and prints send-to-decrypted-answer latency for each.
 //
 // usage: node bench/legacy-latency.mjs [--chats 12] [--pairs 4]   (needs `npm run build`)
-import { createRequire } from 'node:module';
-import { startRelay, table, cli } from './lib.mjs';
-
-const require = createRequire(import.meta.url);
-const { newIdentity, seal, open } = require('../dist/smoke/e2ee.js');
+import { peerLibrary, relaySend, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/legacy-latency.mjs [--chats N] [--pairs N]',
   { chats: { type: 'string', default: '12' }, pairs: { type: 'string', default: '4' } },
 );
+const { LegacyClient, LegacyNode, newIdentity } = peerLibrary();
 const CHATS = Number(values.chats);
 const PAIRS = Number(values.pairs);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function post(base, path, body) {
-  const res = await fetch(`${base}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(10_000),
-  });
-  return res.json();
-}
-
 /** server.py's loop: /sink, answer any work, sleep next_ping_in_x_seconds. */
-async function nodeLoop(base, node, stop) {
+async function nodeLoop(node, stop) {
   while (!stop.done) {
     let wait = 10;
     try {
-      const work = await post(base, '/sink', { server_public_key: node.publicKeyB64 });
-      wait = work.next_ping_in_x_seconds;
-      if (typeof work.chat_history === 'string') {
-        const history = open(node, { ciphertext: work.chat_history, cipherkey: work.cipherkey, iv: work.iv });
-        const reply = seal([...history, { role: 'assistant', content: 'ok' }], work.client_public_key, 'oaep');
-        await post(base, '/source', { client_public_key: work.client_public_key, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv });
+      const { body } = await node.sink();
+      wait = body.next_ping_in_x_seconds;
+      const work = node.openWork(body);
+      if (work !== null) {
+        await node.source(work.clientKey, [...work.history, { role: 'assistant', content: 'ok' }]);
       }
     } catch {
       wait = 10;
@@ -50,14 +36,12 @@ async function nodeLoop(base, node, stop) {
 }
 
 /** client.py: /faucet, then /retrieve every 2 s until the answer decrypts. */
-async function chat(base, client, nodeKey) {
+async function chat(client, nodeKey) {
   const started = performance.now();
-  const sealed = seal([{ role: 'user', content: 'hello' }], nodeKey, 'oaep');
-  await post(base, '/faucet', { server_public_key: nodeKey, client_public_key: client.publicKeyB64, chat_history: sealed.ciphertext, cipherkey: sealed.cipherkey, iv: sealed.iv });
+  await client.faucet(nodeKey, [{ role: 'user', content: 'hello' }]);
   for (let i = 0; i < 60; i += 1) {
-    const res = await post(base, '/retrieve', { client_public_key: client.publicKeyB64 });
-    if (typeof res.chat_history === 'string') {
-      const history = open(client, { ciphertext: res.chat_history, cipherkey: res.cipherkey, iv: res.iv });
+    const history = client.openAnswer((await client.retrieve()).body);
+    if (history !== null) {
       if (history.at(-1)?.role !== 'assistant') throw new Error('bad answer');
       return performance.now() - started;
     }
@@ -69,8 +53,9 @@ async function chat(base, client, nodeKey) {
 async function scenario(name, port, env) {
   const relay = await startRelay(port, env);
   const stop = { done: false };
-  const pairs = Array.from({ length: PAIRS }, () => ({ node: newIdentity(), client: newIdentity() }));
-  const loops = pairs.map((p) => nodeLoop(relay.base, p.node, stop));
+  const send = relaySend(relay.base, { timeoutMs: 10_000 });
+  const pairs = Array.from({ length: PAIRS }, () => ({ node: new LegacyNode(send, newIdentity()), client: new LegacyClient(send, newIdentity()) }));
+  const loops = pairs.map((p) => nodeLoop(p.node, stop));
   await sleep(300);
   const latencies = [];
   try {
@@ -79,7 +64,7 @@ async function scenario(name, port, env) {
         for (let n = i; n < CHATS; n += PAIRS) {
           // Send at a random point of the node's ping cycle, as real users do.
           await sleep(Math.random() * 3000);
-          latencies.push(await chat(relay.base, p.client, p.node.publicKeyB64));
+          latencies.push(await chat(p.client, p.node.key));
         }
       }),
     );

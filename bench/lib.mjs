@@ -2,6 +2,7 @@
 import { spawn, spawnSync, execFile } from 'node:child_process';
 import { generateKeyPair, generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,39 @@ import { parseArgs, promisify } from 'node:util';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
+
+let peer = null;
+/**
+ * The protocol peer library (src/peer/, compiled to dist/peer/ by `npm run build`): the protocol id
+ * and routes, typed calls of both protocols (legacy and API v1, node and client side) and the
+ * hybrid crypto, as the smoke CLI, the demo node and the test simulators use them. Loaded on first
+ * use, so a script's `--help` needs no build.
+ */
+export function peerLibrary() {
+  if (peer === null) {
+    const dir = join(ROOT, 'dist', 'peer');
+    if (!existsSync(join(dir, 'relay.client.js'))) {
+      process.stderr.write('bench: dist/peer/ is missing: run `npm run build` first\n');
+      process.exit(2);
+    }
+    const load = createRequire(import.meta.url);
+    peer = Object.freeze({
+      ...load(join(dir, 'relay.protocol.js')),
+      ...load(join(dir, 'peer.crypto.js')),
+      ...load(join(dir, 'relay.client.js')),
+      ...load(join(dir, 'legacy.peer.js')),
+      ...load(join(dir, 'v1.peer.js')),
+    });
+  }
+  return peer;
+}
+
+/** A peer library `Send` over {@link request}: the node token on node calls when one is given. */
+export function relaySend(base, { token = null, timeoutMs = 60_000 } = {}) {
+  const { NODE_TOKEN_HEADER } = peerLibrary();
+  return (r) =>
+    request(base, r.method, r.path, r.body, { ...(r.asNode && token ? { [NODE_TOKEN_HEADER]: token } : {}), ...r.headers }, timeoutMs);
+}
 
 /** Env for benchmarking: no rate limits, big caps, quiet logs. */
 export const BENCH_ENV = {

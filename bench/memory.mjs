@@ -12,7 +12,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chartEnv, cli, ROOT } from './lib.mjs';
+import { chartEnv, cli, peerLibrary, ROOT } from './lib.mjs';
 
 const values = cli('usage: node bench/memory.mjs [--limit 512Mi] [--fill queue|answers] [--concurrency 4] [--raw]', {
   limit: { type: 'string', default: '512Mi' },
@@ -20,6 +20,7 @@ const values = cli('usage: node bench/memory.mjs [--limit 512Mi] [--fill queue|a
   concurrency: { type: 'string', default: '4' },
   raw: { type: 'boolean', default: false },
 });
+const { PROTOCOL_ID } = peerLibrary();
 const MiB = 1024 * 1024;
 const units = { Ki: 1024, Mi: MiB, Gi: 1024 * MiB, '': 1 };
 const [, num, unit] = /^(\d+)(Ki|Mi|Gi|)$/.exec(values.limit);
@@ -108,7 +109,7 @@ try {
   const one = (n) =>
     values.fill === 'answers'
       ? post('/source', { client_public_key: `CLIENT-${n}`, chat_history: payload(n), cipherkey: 'K', iv: 'I' })
-      : post('/api/v1/relay/requests', { server_public_key: 'NODE', client_public_key: `CLIENT-${n}`, request_id: `r${n}`, protocol: 'tokenplace_api_v1_relay_e2ee', version: 1, ciphertext: payload(n), cipherkey: 'K', iv: 'I' });
+      : post('/api/v1/relay/requests', { server_public_key: 'NODE', client_public_key: `CLIENT-${n}`, request_id: `r${n}`, protocol: PROTOCOL_ID, version: 1, ciphertext: payload(n), cipherkey: 'K', iv: 'I' });
   const conc = Number(values.concurrency);
   let accepted = 0;
   let refusal = null;

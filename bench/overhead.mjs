@@ -9,7 +9,7 @@ import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys } from './lib.mjs';
+import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys, peerLibrary } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N]',
@@ -20,6 +20,7 @@ const values = cli(
     port: { type: 'string', default: '5095' },
   },
 );
+const { PROTOCOL_ID } = peerLibrary();
 const DURATION = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
 
@@ -63,7 +64,7 @@ const client = pemKey('client');
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 await fetch(`${base}/sink`, json({ server_public_key: node }));
 await fetch(`${base}/api/v1/relay/servers/register`, json({ server_public_key: v1node, capabilities: { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 64 } }));
-await fetch(`${base}/api/v1/relay/requests`, json({ server_public_key: v1node, client_public_key: client, request_id: 'pending-1', ciphertext: 'x'.repeat(2048), cipherkey: 'k'.repeat(344), iv: 'i'.repeat(24), protocol: 'tokenplace_api_v1_relay_e2ee', version: 1, cancel_token: 't' }));
+await fetch(`${base}/api/v1/relay/requests`, json({ server_public_key: v1node, client_public_key: client, request_id: 'pending-1', ciphertext: 'x'.repeat(2048), cipherkey: 'k'.repeat(344), iv: 'i'.repeat(24), protocol: PROTOCOL_ID, version: 1, cancel_token: 't' }));
 
 const sizeOf = async (path, init) => (await (await fetch(`${base}${path}`, init)).arrayBuffer()).byteLength;
 const scenarios = [

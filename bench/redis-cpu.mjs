@@ -15,11 +15,11 @@
 // usage: npm run build && node bench/redis-cpu.mjs [--relays 2] [--duration 10] [--pipelines 16]
 //          [--protocols legacy,v1,gateway] [--appendonly no|everysec|always]
 import { spawn } from 'node:child_process';
-import { constants, createCipheriv, generateKeyPairSync, publicEncrypt, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cli, cycle, freePort, request, startRelay, table } from './lib.mjs';
+import { cli, cycle, freePort, peerLibrary, relaySend, request, startRelay, table } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/redis-cpu.mjs [--relays N] [--duration S] [--pipelines N] [--protocols legacy,v1,gateway] [--appendonly no|everysec|always] [--port N (0: free ports)] [--json]',
@@ -36,7 +36,9 @@ const values = cli(
 
 const CLK_TCK = 100;
 const IDLE_MS = 3000;
-const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+/** The bench's compute nodes speak through the peer library (dist/peer/). */
+const { newIdentity, V1Node } = peerLibrary();
+const OK_ANSWER = { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 64 };
 
 async function startRedis() {
@@ -92,27 +94,13 @@ function processCpu(pid) {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-function seal(value, recipientB64) {
-  const key = randomBytes(32);
-  const iv = randomBytes(16);
-  const c = createCipheriv('aes-256-cbc', key, iv);
-  const data = Buffer.concat([c.update(JSON.stringify(value)), c.final()]);
-  const pem = Buffer.from(recipientB64, 'base64').toString();
-  return {
-    ciphertext: data.toString('base64'),
-    cipherkey: publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from(key.toString('base64'))).toString('base64'),
-    iv: iv.toString('base64'),
-  };
-}
-
 /** Gateway load: `pipelines` chats at a time on the client relay, answered at once by nodes on the node relay. */
 async function gatewayLoad(nodeBase, clientBase, pipelines, durationMs) {
   const stop = { done: false };
   const nodes = [];
   for (let i = 0; i < Math.max(1, Math.ceil(pipelines / 4)); i += 1) {
-    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const b64 = Buffer.from(publicKey.export({ type: 'spki', format: 'pem' }).toString()).toString('base64');
-    const reg = await request(nodeBase, 'POST', '/api/v1/relay/servers/register', { server_public_key: b64, capabilities: CAPS });
+    const node = new V1Node(relaySend(nodeBase), newIdentity());
+    const reg = await node.register(CAPS);
     if (reg.status !== 200) {
       throw new Error(`register ${reg.status}`);
     }
@@ -121,15 +109,13 @@ async function gatewayLoad(nodeBase, clientBase, pipelines, durationMs) {
       nodes.push(
         (async () => {
           while (!stop.done) {
-            const res = await request(nodeBase, 'POST', '/api/v1/relay/servers/poll', { server_public_key: b64, capabilities: CAPS }, {}, 60_000).catch(() => null);
+            const res = await node.poll(CAPS).catch(() => null);
             if (!res || res.status !== 200 || typeof res.body.chat_history !== 'string') {
               continue;
             }
-            const reply = seal(
-              { protocol: PROTOCOL, version: 1, request_id: res.body.request_id, client_public_key: res.body.client_public_key, api_v1_response: { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } } },
-              res.body.client_public_key,
-            );
-            await request(nodeBase, 'POST', '/api/v1/relay/responses', { client_public_key: res.body.client_public_key, request_id: res.body.request_id, protocol: PROTOCOL, version: 1, chat_history: reply.ciphertext, cipherkey: reply.cipherkey, iv: reply.iv }).catch(() => null);
+            // Answered from the outer fields alone (no decryption): the bench's CPU stays small.
+            const work = { requestId: res.body.request_id, clientKey: res.body.client_public_key };
+            await node.respond(work, OK_ANSWER, 'oaep').catch(() => null);
           }
         })(),
       );

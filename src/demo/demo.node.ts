@@ -1,19 +1,15 @@
-import { generateKeyPair, randomInt, type KeyObject } from 'node:crypto';
+import { randomInt, type KeyObject } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
 import { Logger } from '@nestjs/common';
 import { isPlainObject } from '../common/envelope-body';
 import { fingerprint } from '../common/ids';
-import {
-  identityOf,
-  openTextAsync,
-  publicKeyFromB64,
-  sealText,
-  type Padding,
-  type RsaKey,
-} from '../common/hybrid.crypto';
+import { publicKeyFromB64 } from '../common/hybrid.crypto';
 import { estimateTokens } from '../gateway/openai.format';
+import { newIdentityAsync, type RsaKey } from '../peer/peer.crypto';
+import type { Json, RelayReply, RelayRequest } from '../peer/relay.client';
+import { V1Node } from '../peer/v1.peer';
+import { NODE_TOKEN_HEADER, PROTOCOL_ID, PROTOCOL_VERSION } from '../peer/relay.protocol';
 import { DEFAULT_MODEL } from '../registry/capabilities';
-import { PROTOCOL_ID } from '../state/state.types';
 
 /** The existing relay's mock replies (gateway.md §5.2), verbatim. */
 export const MOCK_REPLIES = [
@@ -33,8 +29,6 @@ const CAPABILITIES = {
   backend_class: 'cpu',
 };
 
-type Json = Record<string, unknown>;
-
 export interface DemoNodeOptions {
   /** The relay's own listener, e.g. `http://127.0.0.1:5010`. */
   baseUrl: string;
@@ -48,11 +42,7 @@ export interface DemoNodeOptions {
 
 /** An RSA-2048 node key, made off the event loop. */
 export function newDemoNodeKey(): Promise<RsaKey> {
-  return new Promise((resolve, reject) => {
-    generateKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 }, (error, _p, priv) =>
-      error ? reject(error) : resolve(identityOf(priv)),
-    );
-  });
+  return newIdentityAsync();
 }
 
 /**
@@ -60,12 +50,16 @@ export function newDemoNodeKey(): Promise<RsaKey> {
  * `USE_MOCK_LLM=1`). It is a node like any other: an HTTP client of the relay's own listener that
  * registers, long-polls, calls `/servers/control`, decrypts with its own RSA key and answers with
  * the existing relay's mock texts, encrypted to the client. The relay stays blind to its traffic.
+ * What it says on the wire is the peer library's API v1 node (`peer/relay.client`).
  */
 export class DemoNode {
   private readonly logger = new Logger('DemoNode');
   private readonly stopper = new AbortController();
   private key: RsaKey | null = null;
+  private peer: V1Node | null = null;
   private credential: string | null = null;
+  /** Set while it unregisters on stop: that call gets a shorter timeout. */
+  private leaving = false;
   private loop: Promise<void> | null = null;
   /** Its own keep-alive connections, closed on stop so the relay's shutdown never waits on them. */
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 });
@@ -82,6 +76,7 @@ export class DemoNode {
   /** Generates the node's key, registers, and starts the poll loop in the background. */
   async start(): Promise<void> {
     this.key = await (this.opts.key ?? newDemoNodeKey());
+    this.peer = new V1Node((request) => this.call(request), this.key);
     await this.register();
     this.logger.log({
       msg: 'demo compute node registered',
@@ -99,13 +94,10 @@ export class DemoNode {
     }
     this.stopper.abort();
     await this.loop?.catch(() => undefined);
-    if (this.key && this.credential) {
+    if (this.peer && this.credential) {
+      this.leaving = true;
       try {
-        await this.call(
-          '/api/v1/relay/servers/unregister',
-          { server_public_key: this.key.publicKeyB64, control_credential: this.credential },
-          5000,
-        );
+        await this.peer.unregister(this.credential);
         this.logger.log({ msg: 'demo compute node unregistered' });
       } catch {
         // The relay is going away as well.
@@ -119,11 +111,7 @@ export class DemoNode {
   }
 
   private async register(): Promise<void> {
-    const key = this.key as RsaKey;
-    const res = await this.call('/api/v1/relay/servers/register', {
-      server_public_key: key.publicKeyB64,
-      capabilities: CAPABILITIES,
-    });
+    const res = await (this.peer as V1Node).register(CAPABILITIES);
     if (res.status !== 200) {
       throw new Error(`demo node registration answered ${res.status}`);
     }
@@ -133,15 +121,10 @@ export class DemoNode {
   }
 
   private async run(): Promise<void> {
-    const key = this.key as RsaKey;
+    const peer = this.peer as V1Node;
     while (!this.stopped) {
       try {
-        const res = await this.call(
-          '/api/v1/relay/servers/poll',
-          { server_public_key: key.publicKeyB64, capabilities: CAPABILITIES },
-          60_000,
-          true,
-        );
+        const res = await peer.poll(CAPABILITIES);
         if (res.status === 404) {
           await this.register();
         } else if (res.status === 200 && typeof res.body.chat_history === 'string') {
@@ -158,72 +141,43 @@ export class DemoNode {
   }
 
   /** One work item, as today's node handles it: checks, control, answer. */
-  private async serve(work: Json): Promise<void> {
-    const key = this.key as RsaKey;
-    const requestId = work.request_id;
-    const clientKey = work.client_public_key;
+  private async serve(body: Json): Promise<void> {
+    const peer = this.peer as V1Node;
+    const requestId = body.request_id;
+    const clientKey = body.client_public_key;
     if (
-      work.protocol !== PROTOCOL_ID ||
-      work.version !== 1 ||
+      body.protocol !== PROTOCOL_ID ||
+      body.version !== PROTOCOL_VERSION ||
       typeof requestId !== 'string' ||
       typeof clientKey !== 'string' ||
-      typeof work.cipherkey !== 'string' ||
-      typeof work.iv !== 'string'
+      typeof body.cipherkey !== 'string' ||
+      typeof body.iv !== 'string'
     ) {
       return; // not API v1 E2EE work: today's nodes ignore it too
     }
-    let inner: unknown;
-    let padding: Padding = 'oaep';
+    let work;
     try {
       // Off the event loop it shares with the relay (OAEP through WebCrypto).
-      const opened = await openTextAsync(key.privateKey, {
-        ciphertext: work.chat_history as string,
-        cipherkey: work.cipherkey,
-        iv: work.iv,
-      });
-      padding = opened.padding;
-      inner = JSON.parse(opened.text);
+      work = await peer.openWorkAsync(body);
     } catch {
       return; // not for this node's key
     }
-    const control = await this.call('/api/v1/relay/servers/control', {
-      server_public_key: key.publicKeyB64,
-      request_id: requestId,
-      control_credential: this.credential,
-      acknowledge: false,
-    });
-    const state = control.body.status;
-    if (state === 'cancelled' || state === 'expired') {
-      await this.call('/api/v1/relay/servers/control', {
-        server_public_key: key.publicKeyB64,
-        request_id: requestId,
-        control_credential: this.credential,
-        acknowledge: true,
-      });
+    if (work === null) {
       return;
     }
-    const answer = this.answer(inner, requestId, clientKey);
-    const sealed = sealText(
-      JSON.stringify({
-        protocol: PROTOCOL_ID,
-        version: 1,
-        request_id: requestId,
-        client_public_key: clientKey,
-        api_v1_response: answer,
-      }),
-      this.clientKeyObject(clientKey),
+    const control = await peer.control(requestId, this.credential);
+    const state = control.body.status;
+    if (state === 'cancelled' || state === 'expired') {
+      await peer.control(requestId, this.credential, true);
+      return;
+    }
+    const posted = await peer.respond(
+      work,
+      this.answer(work.inner, requestId, clientKey),
       // Reply the way the client wrapped its request: JSEncrypt-era clients read only PKCS#1 v1.5.
-      padding,
+      work.padding,
+      this.clientKeyObject(clientKey),
     );
-    const posted = await this.call('/api/v1/relay/responses', {
-      client_public_key: clientKey,
-      request_id: requestId,
-      protocol: PROTOCOL_ID,
-      version: 1,
-      chat_history: sealed.ciphertext,
-      cipherkey: sealed.cipherkey,
-      iv: sealed.iv,
-    });
     if (posted.status === 200) {
       this.answered += 1;
     }
@@ -289,26 +243,23 @@ export class DemoNode {
     });
   }
 
-  private call(
-    path: string,
-    body: Json,
-    timeoutMs = 10_000,
-    stoppable = false,
-  ): Promise<{ status: number; body: Json }> {
-    const url = new URL(path, this.opts.baseUrl);
-    const payload = JSON.stringify(body);
+  /** The node's way of sending: its own keep-alive agent; a long-poll ends when it stops. */
+  private call(request: RelayRequest): Promise<RelayReply> {
+    const timeoutMs = request.mayHold ? 60_000 : this.leaving ? 5000 : 10_000;
+    const url = new URL(request.path, this.opts.baseUrl);
+    const payload = request.body === undefined ? '' : JSON.stringify(request.body);
     return new Promise((resolve, reject) => {
       const req = httpRequest(
         url,
         {
-          method: 'POST',
+          method: request.method,
           agent: this.agent,
           timeout: timeoutMs,
-          signal: stoppable ? this.stopper.signal : undefined,
+          signal: request.mayHold ? this.stopper.signal : undefined,
           headers: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(payload),
-            ...(this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {}),
+            ...(request.asNode && this.opts.token ? { [NODE_TOKEN_HEADER]: this.opts.token } : {}),
           },
         },
         (res) => {

@@ -195,4 +195,5 @@ export function answerBytes(envelope: Envelope, clientKey: string): number {
   );
 }
 
-export const PROTOCOL_ID = 'tokenplace_api_v1_relay_e2ee';
+/** The API v1 E2EE protocol id, declared with the rest of the wire vocabulary. */
+export { PROTOCOL_ID } from '../peer/relay.protocol';

@@ -3,7 +3,7 @@ import { createMemoryCgroup, type MemoryCgroup } from '../helpers/memory-cgroup'
 import { MAIN_JS, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { describeIf, requirement } from '../helpers/requirements';
 import { chartRuntime, helmReady } from './chart.helper';
-import { fakeKey } from '../e2e/api-v1-fixtures';
+import { fakeKey, PROTOCOL } from '../e2e/api-v1-fixtures';
 
 /** The one node of these runs: API v1 registration wants a key shaped like an RSA one. */
 const NODE = fakeKey('node');
@@ -92,7 +92,7 @@ describeIf(ready)("queue caps under the chart's memory limit (built relay, chart
           server_public_key: NODE,
           client_public_key: `CLIENT-${n}`,
           request_id: `r${n}`,
-          protocol: 'tokenplace_api_v1_relay_e2ee',
+          protocol: PROTOCOL,
           version: 1,
           ciphertext: `${String(n).padStart(12, '0')}${'x'.repeat(ciphertext - 12)}`,
           cipherkey: 'K',

@@ -8,7 +8,7 @@ import { freePort, redisServerBin } from '../helpers/redis-server';
 import { MAIN_JS, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { describeIf, requirement } from '../helpers/requirements';
 import { envList, find, get, helmReady, render, type K8s } from './chart.helper';
-import { fakeKey } from '../e2e/api-v1-fixtures';
+import { fakeKey, PROTOCOL } from '../e2e/api-v1-fixtures';
 
 /** The one node of these runs: API v1 registration wants a key shaped like an RSA one. */
 const NODE = fakeKey('node');
@@ -143,7 +143,7 @@ describeIf(ready)(
             server_public_key: NODE,
             client_public_key: `C${n}`,
             request_id: `r${n}`,
-            protocol: 'tokenplace_api_v1_relay_e2ee',
+            protocol: PROTOCOL,
             version: 1,
             ciphertext: `${n}:${'y'.repeat(512 * 1024)}`,
             cipherkey: 'K',

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ManualClock } from '../../src/common/clock';
-import { seal } from '../../src/smoke/e2ee';
-import { openAny } from '../helpers/crypto';
+import { openAny, seal } from '../../src/peer/peer.crypto';
 import { PROTOCOL, simulatedAnswer, V1ClientSim, V1NodeSim } from '../helpers/simulators';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';
 import { apiError, MANUAL_SWEEP, parked, V1 } from './api-v1-fixtures';

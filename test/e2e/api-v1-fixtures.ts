@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import forge from 'node-forge';
+import { PROTOCOL_ID } from '../../src/peer/relay.protocol';
 import { deletePrefix, randomPrefix, sharedRedisUrl } from '../helpers/redis-server';
 import { call, type TestApp, type WireResult } from '../helpers/test-app';
 
@@ -10,7 +11,7 @@ import { call, type TestApp, type WireResult } from '../helpers/test-app';
  * real-crypto simulators of test/helpers/simulators.ts.
  */
 export const V1 = '/api/v1/relay';
-export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+export const PROTOCOL = PROTOCOL_ID;
 
 /**
  * For suites on a ManualClock: the background sweep runs on a real interval, so keep it out of

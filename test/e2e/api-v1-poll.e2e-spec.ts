@@ -13,6 +13,7 @@ import {
   submit,
   V1,
   type FakeNode,
+  PROTOCOL,
 } from './api-v1-fixtures';
 
 const NO_WORK = {
@@ -83,7 +84,7 @@ describe('API v1 /servers/poll long-poll', () => {
       cipherkey: body.cipherkey,
       iv: body.iv,
       request_id: body.request_id,
-      protocol: 'tokenplace_api_v1_relay_e2ee',
+      protocol: PROTOCOL,
       version: 1,
       cancel_token: body.cancel_token,
       e2ee_v1: true,

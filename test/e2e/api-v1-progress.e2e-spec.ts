@@ -16,6 +16,7 @@ import {
   V1,
   type FakeNode,
   type FakeRequest,
+  PROTOCOL,
 } from './api-v1-fixtures';
 
 const PROGRESS = `${V1}/progress`;
@@ -60,7 +61,7 @@ describe('API v1 /progress', () => {
       encrypted_progress: {
         client_public_key: req.clientKey,
         request_id: req.requestId,
-        protocol: 'tokenplace_api_v1_relay_e2ee',
+        protocol: PROTOCOL,
         version: 1,
         ciphertext: body.ciphertext,
         cipherkey: body.cipherkey,

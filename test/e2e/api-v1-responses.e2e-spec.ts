@@ -14,6 +14,7 @@ import {
   submit,
   V1,
   type FakeNode,
+  PROTOCOL,
 } from './api-v1-fixtures';
 
 const RESPONSES = `${V1}/responses`;
@@ -70,7 +71,7 @@ describe('API v1 /responses and /responses/retrieve', () => {
     expect(done.body).toEqual({
       client_public_key: req.clientKey,
       request_id: req.requestId,
-      protocol: 'tokenplace_api_v1_relay_e2ee',
+      protocol: PROTOCOL,
       version: 1,
       ciphertext: answer.chat_history,
       chat_history: answer.chat_history,

@@ -1,5 +1,5 @@
 import { constants, createCipheriv, publicEncrypt, randomBytes } from 'node:crypto';
-import { seal } from '../../src/smoke/e2ee';
+import { seal } from '../../src/peer/peer.crypto';
 import { EncryptedClient, sseData } from '../helpers/gateway';
 import { V1NodeSim } from '../helpers/simulators';
 import { call, createTestApp, type TestApp } from '../helpers/test-app';

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { seal, type Identity } from '../../src/smoke/e2ee';
-import { openAny } from './crypto';
+import { openAny, seal, type Identity } from '../../src/peer/peer.crypto';
 import { PROTOCOL } from './simulators';
 import { call } from './test-app';
 

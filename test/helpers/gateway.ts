@@ -1,5 +1,11 @@
-import { newIdentity, seal, type Identity, type Padding } from '../../src/smoke/e2ee';
-import { openAny } from './crypto';
+import {
+  newIdentity,
+  openAny,
+  seal,
+  type Identity,
+  type Padding,
+} from '../../src/peer/peer.crypto';
+import { PROTOCOL_ID } from '../../src/peer/relay.protocol';
 import { simulatedAnswer, V1NodeSim, type ChatMessage, type V1Work } from './simulators';
 import { call, type WireResult } from './test-app';
 
@@ -98,7 +104,7 @@ export class HeadNodeLoop {
     switch (b.kind) {
       case 'answer':
         inner = {
-          protocol: 'tokenplace_api_v1_relay_e2ee',
+          protocol: PROTOCOL_ID,
           version: 1,
           request_id: work.requestId,
           client_public_key: work.clientKey,
@@ -111,7 +117,7 @@ export class HeadNodeLoop {
         break;
       case 'error':
         inner = {
-          protocol: 'tokenplace_api_v1_relay_e2ee',
+          protocol: PROTOCOL_ID,
           version: 1,
           request_id: work.requestId,
           client_public_key: work.clientKey,
@@ -120,7 +126,7 @@ export class HeadNodeLoop {
         break;
       case 'wrong_request_id':
         inner = {
-          protocol: 'tokenplace_api_v1_relay_e2ee',
+          protocol: PROTOCOL_ID,
           version: 1,
           request_id: 'api-v1-someone-else',
           client_public_key: work.clientKey,
@@ -144,7 +150,7 @@ export class HeadNodeLoop {
       {
         client_public_key: work.clientKey,
         request_id: work.requestId,
-        protocol: 'tokenplace_api_v1_relay_e2ee',
+        protocol: PROTOCOL_ID,
         version: 1,
         chat_history: b.kind === 'garbage' ? sealed.ciphertext.slice(0, 24) : sealed.ciphertext,
         cipherkey: sealed.cipherkey,

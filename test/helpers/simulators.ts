@@ -1,11 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { newIdentity, seal, type Identity, type Padding, type Sealed } from '../../src/smoke/e2ee';
+import { newIdentity, type Identity, type Padding, type Sealed } from '../../src/peer/peer.crypto';
+import { LegacyClient, LegacyNode, type LegacyWork } from '../../src/peer/legacy.peer';
+import type { RelayRequest } from '../../src/peer/relay.client';
+import { V1Client, V1Node, workMatches, type V1Work } from '../../src/peer/v1.peer';
+import { NODE_TOKEN_HEADER, PROTOCOL_ID, type ChatMessage } from '../../src/peer/relay.protocol';
 import { call, type WireResult } from './test-app';
-import { openAny } from './crypto';
 
-export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
-
-export type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string };
+/**
+ * Simulated peers with the timing of the real ones. What they say on the wire is the peer library's
+ * (`src/peer/`); what is here is behaviour: when each peer calls, polls, sleeps and fails over.
+ */
+export { PROTOCOL_ID as PROTOCOL };
+export type { ChatMessage, V1Work };
 
 /** The simulated model: answers with the last user message, reversed, so answers are checkable. */
 export function simulatedAnswer(messages: ChatMessage[]): string {
@@ -31,6 +37,26 @@ export type Transport = (
 const direct: Transport = (baseUrl, method, path, body, headers) =>
   call(baseUrl, method, path, body, headers);
 
+/** A peer library `Send` over a simulator's transport; node calls carry the node token. */
+function sender(
+  baseUrl: string,
+  transport: Transport,
+  token: string | undefined,
+): (request: RelayRequest) => Promise<WireResult> {
+  return (request) =>
+    transport(
+      baseUrl,
+      request.method,
+      request.path,
+      request.body,
+      {
+        ...(request.asNode && token ? { [NODE_TOKEN_HEADER]: token } : {}),
+        ...request.headers,
+      },
+      request.mayHold,
+    );
+}
+
 /** Time as a simulated peer sees it: the wall clock in process tests, a ManualClock in e2e tests. */
 export interface PeerTime {
   now(): number;
@@ -53,27 +79,20 @@ export class LegacyNodeSim {
     protected readonly opts: { token?: string; replyPadding?: Padding; transport?: Transport } = {},
   ) {}
 
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  private get peer(): LegacyNode<WireResult> {
+    return new LegacyNode(
+      sender(this.baseUrl, this.opts.transport ?? direct, this.opts.token),
+      this.identity,
+    );
+  }
+
   get key(): string {
     return this.identity.publicKeyB64;
   }
 
-  private headers(): Record<string, string> {
-    return this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {};
-  }
-
-  private send(path: string, body: unknown, mayHold = false): Promise<WireResult> {
-    return (this.opts.transport ?? direct)(
-      this.baseUrl,
-      'POST',
-      path,
-      body,
-      this.headers(),
-      mayHold,
-    );
-  }
-
   sink(extra: Record<string, unknown> = {}): Promise<WireResult> {
-    return this.send('/sink', { server_public_key: this.key, ...extra }, true);
+    return this.peer.sink(extra);
   }
 
   /** One `/sink`; when work came back, answers it. Returns whether work was handled. */
@@ -87,27 +106,16 @@ export class LegacyNodeSim {
       return null;
     }
     this.received.push(res.body);
-    const sealed: Sealed = {
-      ciphertext: res.body.chat_history,
-      cipherkey: res.body.cipherkey as string,
-      iv: res.body.iv as string,
-    };
-    const { value } = openAny(this.identity, sealed);
-    const history = (
-      Array.isArray(value) ? value : (value as { chat_history: ChatMessage[] }).chat_history
-    ) as ChatMessage[];
-    const reply = [...history, { role: 'assistant', content: simulatedAnswer(history) }];
-    const out = seal(reply, res.body.client_public_key as string, this.opts.replyPadding ?? 'oaep');
-    const posted = await this.send('/source', {
-      client_public_key: res.body.client_public_key,
-      chat_history: out.ciphertext,
-      cipherkey: out.cipherkey,
-      iv: out.iv,
-    });
+    const work = this.peer.openWork(res.body) as LegacyWork;
+    const reply = [
+      ...work.history,
+      { role: 'assistant' as const, content: simulatedAnswer(work.history) },
+    ];
+    const posted = await this.peer.source(work.clientKey, reply, this.opts.replyPadding ?? 'oaep');
     if (posted.status !== 200) {
       throw new Error(`/source answered ${posted.status}: ${posted.text}`);
     }
-    return reply as ChatMessage[];
+    return reply;
   }
 }
 
@@ -119,49 +127,43 @@ export class LegacyClientSim {
 
   constructor(
     private readonly baseUrl: string,
-    private readonly opts: { padding?: Padding; pollMs?: number } = {},
+    private readonly opts: { padding?: Padding; pollMs?: number; transport?: Transport } = {},
   ) {}
+
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  protected get peer(): LegacyClient<WireResult> {
+    return new LegacyClient(
+      sender(this.baseUrl, this.opts.transport ?? direct, undefined),
+      this.identity,
+    );
+  }
 
   get key(): string {
     return this.identity.publicKeyB64;
   }
 
   async send(serverKey: string, history: ChatMessage[]): Promise<WireResult> {
-    const sealed = seal(history, serverKey, this.opts.padding ?? 'oaep');
+    const { sealed, reply } = await this.peer.faucet(
+      serverKey,
+      history,
+      this.opts.padding ?? 'oaep',
+    );
     this.lastSent = sealed;
-    return call(this.baseUrl, 'POST', '/faucet', {
-      server_public_key: serverKey,
-      client_public_key: this.key,
-      chat_history: sealed.ciphertext,
-      cipherkey: sealed.cipherkey,
-      iv: sealed.iv,
-    });
+    return reply;
   }
 
   /** Polls `/retrieve` until an answer arrives (or `attempts` run out) and decrypts it. */
   async receive(attempts = 100): Promise<ChatMessage[]> {
     for (let i = 0; i < attempts; i += 1) {
-      const res = await call(this.baseUrl, 'POST', '/retrieve', { client_public_key: this.key });
-      if (res.status === 200 && typeof res.body.chat_history === 'string') {
-        const { value } = openAny(this.identity, {
-          ciphertext: res.body.chat_history,
-          cipherkey: res.body.cipherkey as string,
-          iv: res.body.iv as string,
-        });
-        return value as ChatMessage[];
+      const res = await this.peer.retrieve();
+      const answer = res.status === 200 ? this.peer.openAnswer(res.body) : null;
+      if (answer !== null) {
+        return answer;
       }
       await delay(this.opts.pollMs ?? 20);
     }
     throw new Error('no answer');
   }
-}
-
-export interface V1Work {
-  raw: Record<string, unknown>;
-  requestId: string;
-  clientKey: string;
-  inner: Record<string, unknown>;
-  padding: Padding;
 }
 
 /** Today's compute node (`server.py` API v1 path): register, long-poll, control, progress, respond. */
@@ -178,6 +180,15 @@ export class V1NodeSim {
       transport?: Transport;
     } = {},
   ) {}
+
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  private get peer(): V1Node<WireResult> {
+    return new V1Node(
+      (request: RelayRequest) =>
+        this.send(request.method, request.path, request.body, request.mayHold),
+      this.identity,
+    );
+  }
 
   protected send(
     method: string,
@@ -200,7 +211,7 @@ export class V1NodeSim {
   }
 
   private headers(): Record<string, string> {
-    return this.opts.token ? { 'X-Relay-Server-Token': this.opts.token } : {};
+    return this.opts.token ? { [NODE_TOKEN_HEADER]: this.opts.token } : {};
   }
 
   capabilities(): Record<string, unknown> {
@@ -219,10 +230,7 @@ export class V1NodeSim {
   }
 
   async register(): Promise<WireResult> {
-    const res = await this.send('POST', '/api/v1/relay/servers/register', {
-      server_public_key: this.key,
-      capabilities: this.capabilities(),
-    });
+    const res = await this.peer.register(this.capabilities());
     if (typeof res.body.control_credential === 'string') {
       this.credential = res.body.control_credential;
     }
@@ -230,12 +238,7 @@ export class V1NodeSim {
   }
 
   poll(): Promise<WireResult> {
-    return this.send(
-      'POST',
-      '/api/v1/relay/servers/poll',
-      { server_public_key: this.key, capabilities: this.capabilities() },
-      true,
-    );
+    return this.peer.poll(this.capabilities());
   }
 
   /** Polls once; decrypts and checks the work item like the real node (inner key == outer key). */
@@ -252,26 +255,11 @@ export class V1NodeSim {
     if (typeof raw.chat_history !== 'string') {
       return null;
     }
-    const { value, padding } = openAny(this.identity, {
-      ciphertext: raw.chat_history,
-      cipherkey: raw.cipherkey as string,
-      iv: raw.iv as string,
-    });
-    const inner = value as Record<string, unknown>;
-    if (
-      inner.client_public_key !== raw.client_public_key ||
-      inner.request_id !== raw.request_id ||
-      inner.protocol !== PROTOCOL
-    ) {
+    const work = this.peer.openWork(raw);
+    if (work === null || !workMatches(work)) {
       throw new Error('inner envelope does not match the outer fields');
     }
-    return {
-      raw,
-      requestId: raw.request_id as string,
-      clientKey: raw.client_public_key as string,
-      inner,
-      padding,
-    };
+    return work;
   }
 
   control(
@@ -279,71 +267,29 @@ export class V1NodeSim {
     acknowledge = false,
     credential = this.credential,
   ): Promise<WireResult> {
-    return this.send('POST', '/api/v1/relay/servers/control', {
-      server_public_key: this.key,
-      request_id: requestId,
-      control_credential: credential,
-      acknowledge,
-    });
+    return this.peer.control(requestId, credential, acknowledge);
   }
 
   progress(work: V1Work, progress: Record<string, unknown>): Promise<WireResult> {
-    const sealed = seal(
-      {
-        protocol: PROTOCOL,
-        version: 1,
-        request_id: work.requestId,
-        client_public_key: work.clientKey,
-        api_v1_progress: progress,
-      },
-      work.clientKey,
-      this.opts.replyPadding ?? 'pkcs1',
-    );
-    return this.send('POST', '/api/v1/relay/progress', {
-      server_public_key: this.key,
-      client_public_key: work.clientKey,
-      request_id: work.requestId,
-      control_credential: this.credential,
-      protocol: PROTOCOL,
-      version: 1,
-      ...sealed,
-    });
+    return this.peer.progress(work, progress, this.credential, this.opts.replyPadding ?? 'pkcs1');
   }
 
   /** Answers a work item the way HEAD nodes do (PKCS#1 v1.5 wrap unless told otherwise). */
   respond(work: V1Work, content?: string): Promise<WireResult> {
     const request = work.inner.api_v1_request as { messages: ChatMessage[] };
-    const sealed = seal(
+    return this.peer.respond(
+      work,
       {
-        protocol: PROTOCOL,
-        version: 1,
-        request_id: work.requestId,
-        client_public_key: work.clientKey,
-        api_v1_response: {
-          message: { role: 'assistant', content: content ?? simulatedAnswer(request.messages) },
-          finish_reason: 'stop',
-          usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
-        },
+        message: { role: 'assistant', content: content ?? simulatedAnswer(request.messages) },
+        finish_reason: 'stop',
+        usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
       },
-      work.clientKey,
       this.opts.replyPadding ?? 'pkcs1',
     );
-    return this.send('POST', '/api/v1/relay/responses', {
-      client_public_key: work.clientKey,
-      request_id: work.requestId,
-      protocol: PROTOCOL,
-      version: 1,
-      chat_history: sealed.ciphertext,
-      cipherkey: sealed.cipherkey,
-      iv: sealed.iv,
-    });
   }
 
   unregister(credential = this.credential): Promise<WireResult> {
-    return this.send('POST', '/api/v1/relay/servers/unregister', {
-      server_public_key: this.key,
-      control_credential: credential,
-    });
+    return this.peer.unregister(credential);
   }
 }
 
@@ -363,16 +309,20 @@ export class V1ClientSim {
     protected readonly opts: { padding?: Padding; transport?: Transport } = {},
   ) {}
 
+  /** The library peer, made per call: a copy of the simulator with another `baseUrl` uses its own. */
+  private get peer(): V1Client<WireResult> {
+    return new V1Client(
+      sender(this.baseUrl, this.opts.transport ?? direct, undefined),
+      this.identity,
+    );
+  }
+
   get key(): string {
     return this.identity.publicKeyB64;
   }
 
   next(model = 'qwen3-8b-instruct', tier = '8k-fast'): Promise<WireResult> {
-    return (this.opts.transport ?? direct)(
-      this.baseUrl,
-      'GET',
-      `/api/v1/relay/servers/next?model=${encodeURIComponent(model)}&context_tier=${tier}`,
-    );
+    return this.peer.next(model, tier);
   }
 
   /** Submits one message; `requestId` repeats an earlier submission (a retry after a 503). */
@@ -393,53 +343,23 @@ export class V1ClientSim {
     requestId = randomBytes(16).toString('hex'),
   ): Promise<V1Submission> {
     const cancelToken = randomBytes(16).toString('hex');
-    const sealed = seal(
-      {
-        protocol: PROTOCOL,
-        version: 1,
-        request_id: requestId,
-        client_public_key: this.key,
-        api_v1_request: {
-          model: 'qwen3-8b-instruct',
-          messages,
-          options: { max_tokens: 256 },
-          routing: { context_tier: '8k-fast' },
-        },
-      },
+    const { sealed, reply } = await this.peer.submit(
       serverKey,
-      this.opts.padding ?? 'oaep',
-    );
-    const response = await (this.opts.transport ?? direct)(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/requests',
       {
-        server_public_key: serverKey,
-        client_public_key: this.key,
-        request_id: requestId,
-        protocol: PROTOCOL,
-        version: 1,
-        ciphertext: sealed.ciphertext,
-        cipherkey: sealed.cipherkey,
-        iv: sealed.iv,
-        cancel_token: cancelToken,
-        ...extra,
+        model: 'qwen3-8b-instruct',
+        messages,
+        options: { max_tokens: 256 },
+        routing: { context_tier: '8k-fast' },
       },
+      { requestId, cancelToken },
+      this.opts.padding ?? 'oaep',
+      extra,
     );
-    return { requestId, cancelToken, sealed, response };
+    return { requestId, cancelToken, sealed, response: reply };
   }
 
   retrieve(requestId?: string, headers: Record<string, string> = {}): Promise<WireResult> {
-    return (this.opts.transport ?? direct)(
-      this.baseUrl,
-      'POST',
-      '/api/v1/relay/responses/retrieve',
-      {
-        client_public_key: this.key,
-        ...(requestId !== undefined ? { request_id: requestId } : {}),
-      },
-      headers,
-    );
+    return this.peer.retrieve(requestId, headers);
   }
 
   /** Decrypts a 200 retrieve body and checks the inner identity fields like the web page. */
@@ -447,18 +367,8 @@ export class V1ClientSim {
     body: Record<string, unknown>,
     requestId: string,
   ): { content: string; padding: Padding } {
-    const { value, padding } = openAny(this.identity, {
-      ciphertext: (body.chat_history ?? body.ciphertext) as string,
-      cipherkey: body.cipherkey as string,
-      iv: body.iv as string,
-    });
-    const inner = value as Record<string, unknown>;
-    if (
-      inner.protocol !== PROTOCOL ||
-      inner.version !== 1 ||
-      inner.request_id !== requestId ||
-      inner.client_public_key !== this.key
-    ) {
+    const { inner, padding } = this.peer.openAnswer(body);
+    if (!this.peer.answerMatches(inner, requestId)) {
       throw new Error('response identity check failed');
     }
     const response = inner.api_v1_response as { message: { content: string } };
@@ -482,14 +392,7 @@ export class V1ClientSim {
     cancelToken: string,
     extra: Record<string, unknown> = {},
   ): Promise<WireResult> {
-    return call(this.baseUrl, 'POST', '/api/v1/relay/requests/cancel', {
-      client_public_key: this.key,
-      request_id: requestId,
-      cancel_token: cancelToken,
-      status: 'cancelled',
-      reason: 'requester_cancelled',
-      ...extra,
-    });
+    return this.peer.cancel(requestId, cancelToken, extra);
   }
 }
 
@@ -794,24 +697,21 @@ export class OldNodeSim extends LegacyNodeSim {
  */
 export class OldClientSim extends LegacyClientSim {
   constructor(
-    private readonly relay: string,
+    relay: string,
     opts: ConstructorParameters<typeof LegacyClientSim>[1] & {
       time?: PeerTime;
       timeoutMs?: number;
-      transport?: Transport;
     } = {},
   ) {
     super(relay, opts);
     this.time = opts.time ?? REAL_TIME;
     this.pollEveryMs = opts.pollMs ?? 2000;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
-    this.transport = opts.transport ?? direct;
   }
 
   private readonly time: PeerTime;
   private readonly pollEveryMs: number;
   private readonly timeoutMs: number;
-  private readonly transport: Transport;
 
   async converse(prompts: string[]): Promise<TurnResult[]> {
     let history: ChatMessage[] = [];
@@ -827,7 +727,7 @@ export class OldClientSim extends LegacyClientSim {
         failure,
         attempts: 1,
       });
-      const next = await this.transport(this.relay, 'GET', '/next_server');
+      const next = await this.peer.nextServer();
       if (next.status !== 200 || typeof next.body.server_public_key !== 'string') {
         results.push(result(`next_server ${next.status}`, null));
         history = asked;
@@ -841,15 +741,9 @@ export class OldClientSim extends LegacyClientSim {
       }
       let answer: ChatMessage[] | null = null;
       while (answer === null && this.time.now() - started < this.timeoutMs) {
-        const res = await this.transport(this.relay, 'POST', '/retrieve', {
-          client_public_key: this.key,
-        });
-        if (res.status === 200 && typeof res.body.chat_history === 'string') {
-          answer = openAny(this.identity, {
-            ciphertext: res.body.chat_history,
-            cipherkey: res.body.cipherkey as string,
-            iv: res.body.iv as string,
-          }).value as ChatMessage[];
+        const res = await this.peer.retrieve();
+        answer = res.status === 200 ? this.peer.openAnswer(res.body) : null;
+        if (answer !== null) {
           break;
         }
         await this.time.sleep(this.pollEveryMs);
@@ -863,15 +757,10 @@ export class OldClientSim extends LegacyClientSim {
     return results;
   }
 
-  private sendVia(serverKey: string, history: ChatMessage[]): Promise<WireResult> {
-    const sealed = seal(history, serverKey, 'oaep');
+  /** `/faucet` as client.py sends it: always RSA-OAEP. */
+  private async sendVia(serverKey: string, history: ChatMessage[]): Promise<WireResult> {
+    const { sealed, reply } = await this.peer.faucet(serverKey, history, 'oaep');
     this.lastSent = sealed;
-    return this.transport(this.relay, 'POST', '/faucet', {
-      server_public_key: serverKey,
-      client_public_key: this.key,
-      chat_history: sealed.ciphertext,
-      cipherkey: sealed.cipherkey,
-      iv: sealed.iv,
-    });
+    return reply;
   }
 }

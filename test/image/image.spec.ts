@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newIdentity } from '../../src/smoke/e2ee';
+import { newIdentity } from '../../src/peer/peer.crypto';
 import { ROOT, run } from '../chart/chart.helper';
 import { gatewayChat, MOCK, pageChat } from '../helpers/demo-chat';
 import { describeIf } from '../helpers/requirements';

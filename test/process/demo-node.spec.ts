@@ -1,5 +1,5 @@
 import { createServer } from 'node:net';
-import { newIdentity } from '../../src/smoke/e2ee';
+import { newIdentity } from '../../src/peer/peer.crypto';
 import { gatewayChat, MOCK, pageChat } from '../helpers/demo-chat';
 import { HeadNodeLoop } from '../helpers/gateway';
 import { eventually } from '../helpers/eventually';

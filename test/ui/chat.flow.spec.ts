@@ -1,4 +1,4 @@
-import { newIdentity, seal as nodeSeal } from '../../src/smoke/e2ee';
+import { newIdentity, seal as nodeSeal } from '../../src/peer/peer.crypto';
 import {
   ChatFlow,
   type ActiveRequest,

@@ -1,7 +1,6 @@
 import { constants, createPublicKey, privateDecrypt } from 'node:crypto';
-import { newIdentity, seal as nodeSeal, unwrapOaep } from '../../src/smoke/e2ee';
+import { newIdentity, openAny, seal as nodeSeal, unwrapOaep } from '../../src/peer/peer.crypto';
 import { DecryptError, TabIdentity, pemB64ToSpki, seal } from '../../src/ui/web/e2ee.crypto';
-import { openAny } from '../helpers/crypto';
 
 describe('page crypto (src/ui/web/e2ee.crypto.ts) against the Node peers', () => {
   let tab: TabIdentity;

@@ -2,7 +2,9 @@
  * The API v1 E2EE inner envelopes (spec §6.4) and the page's rules around them: context-tier
  * estimate, identity checks on answers and progress, progress validation. Pure functions, no DOM.
  */
-export const PROTOCOL = 'tokenplace_api_v1_relay_e2ee';
+import { PROTOCOL_ID } from '../../peer/relay.protocol';
+
+export const PROTOCOL = PROTOCOL_ID;
 export const FALLBACK_MODEL = 'qwen3-8b-instruct';
 
 export const CONTEXT_TIERS = { '8k-fast': 8192, '64k-full': 65536 } as const;
