@@ -9,6 +9,7 @@ import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { ClaimedJob, Dialect, NodeOrigin } from '../state/state.types';
+import type { WaitSignal } from '../state/waiters';
 import type { NodeHelloDto } from './sink.dto';
 
 export type LegacySinkBody = Record<string, unknown> & { next_ping_in_x_seconds: number };
@@ -174,7 +175,7 @@ export class SinkService {
     until: number,
     caller: CallerWatch,
   ): Promise<ClaimedJob[] | null> {
-    let signal: AbortSignal | null = null;
+    let signal: WaitSignal | null = null;
     for (;;) {
       if (caller.gone || this.lifecycle.lingering) {
         // Lingering (memory store, drain window over): work handed out now would die unanswered.

@@ -43,7 +43,7 @@ import * as nodes from './transitions/nodes.memory';
 import { statsFromSnapshot } from './transitions/stats-snapshot';
 import * as upkeep from './transitions/upkeep.memory';
 import * as work from './transitions/work.memory';
-import { responseKey, Waiters, workKey } from './waiters';
+import { responseKey, Waiters, workKey, type StopSignal } from './waiters';
 
 /**
  * The default store: all state in this process. A thin class over the synchronous transitions of
@@ -161,7 +161,7 @@ export class InMemoryStateStore implements StateStore {
     return Promise.resolve(answers.hasResponse(this.state, clientKey, requestId, now));
   }
 
-  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
+  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void> {
     // The check and the registration run in one synchronous step: no wake-up falls between.
     if (work.hasWork(this.state, nodeId)) {
       return Promise.resolve();
@@ -173,7 +173,7 @@ export class InMemoryStateStore implements StateStore {
     clientKey: string,
     requestId: string | null,
     until: number,
-    signal: AbortSignal,
+    signal: StopSignal,
   ): Promise<void> {
     if (answers.hasResponse(this.state, clientKey, requestId, this.clock.now())) {
       return Promise.resolve();

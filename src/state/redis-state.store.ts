@@ -87,7 +87,7 @@ import {
 } from './state.types';
 import { StoreUnavailableError } from './store-unavailable.error';
 import { statsFromSnapshot } from './transitions/stats-snapshot';
-import { responseKey, workKey } from './waiters';
+import { responseKey, workKey, type StopSignal } from './waiters';
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL (password and db included); with Sentinel or Cluster, '' or credentials. */
@@ -712,7 +712,7 @@ export class RedisStateStore implements StateStore {
     }
   }
 
-  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
+  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void> {
     return this.wake.wait(workKey(nodeId), until, signal, () =>
       this.hasWork(nodeId, this.clock.now()),
     );
@@ -722,7 +722,7 @@ export class RedisStateStore implements StateStore {
     clientKey: string,
     requestId: string | null,
     until: number,
-    signal: AbortSignal,
+    signal: StopSignal,
   ): Promise<void> {
     return this.wake.wait(responseKey(clientKey, requestId), until, signal, () =>
       this.hasResponse(clientKey, requestId, this.clock.now()),
