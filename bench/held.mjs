@@ -35,7 +35,8 @@
 // usage: node bench/held.mjs [--kinds poll,retrieve,sink,chat] [--counts 1000,5000,10000,20000]
 //          [--node-cap 1024] [--runs 3] [--window 10] [--port 5300] [--snapshots DIR] [--cpus 0]
 //          [--keygen] [--chart 512Mi] [--node-args=FLAGS]   (FLAGS: node options for the relay)
-//          [--roots [LABEL=]DIR,...]   (several built checkouts, runs interleaved, rows kind@LABEL)
+//          [--roots '[LABEL=]DIR[ FLAGS],...']   (several built checkouts, each with its own node
+//          options if given, runs interleaved, rows kind@LABEL)
 //        node bench/held.mjs --summarise out1.txt,out2.txt   (the tables again from saved JSON lines)
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -183,7 +184,7 @@ async function main() {
   // Ctrl-C or a kill: exit, so lib.mjs stops the relay and the holders go with their IPC channel.
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
   const values = cli(
-    'usage: node bench/held.mjs [--kinds poll,retrieve,sink,chat] [--counts 1000,5000,10000,20000] [--node-cap 1024] [--runs 3] [--window 10] [--port 5300] [--snapshots DIR] [--cpus LIST] [--keygen] [--chart 512Mi] [--node-args=FLAGS] [--roots [LABEL=]DIR,...] [--summarise FILE,...]',
+    'usage: node bench/held.mjs [--kinds poll,retrieve,sink,chat] [--counts 1000,5000,10000,20000] [--node-cap 1024] [--runs 3] [--window 10] [--port 5300] [--snapshots DIR] [--cpus LIST] [--keygen] [--chart 512Mi] [--node-args=FLAGS] [--roots "[LABEL=]DIR[ FLAGS],..."] [--summarise FILE,...]',
     {
       kinds: { type: 'string', default: 'poll,retrieve,sink,chat' },
       counts: { type: 'string', default: '1000,5000,10000,20000' },
@@ -252,12 +253,14 @@ async function main() {
     let port = Number(values.port);
     // --roots: several builds (checkouts with a dist/), their runs interleaved in one invocation so
     // that a busy machine's drift falls on all of them alike; rows are labelled kind@label.
+    // A root may carry its own node options after its directory: 'semi1=/tmp/b --max-semi-space-size=1'.
     const roots = values.roots
       ? values.roots.split(',').map((spec) => {
-          const [label, dir] = spec.includes('=') ? spec.split('=') : [spec.replace(/\/+$/, '').split('/').at(-1), spec];
-          return { label, dir };
+          const [dir, ...args] = (spec.includes('=') ? spec.slice(spec.indexOf('=') + 1) : spec).split(' ').filter(Boolean);
+          const label = spec.includes('=') ? spec.slice(0, spec.indexOf('=')) : dir.replace(/\/+$/, '').split('/').at(-1);
+          return { label, dir, args };
         })
-      : [{ label: null, dir: null }];
+      : [{ label: null, dir: null, args: [] }];
     for (const kind of kinds) {
       const cap = kind === 'poll' || kind === 'sink' ? Math.min(nodeCap, relayMax) : relayMax;
       const points = [...new Set(counts.map((n) => Math.min(n, kind === 'pod' ? cap - POD_NODES : cap)))];
@@ -265,7 +268,7 @@ async function main() {
         const runs = roots.map(() => []);
         for (let r = 0; r < Number(values.runs); r += 1) {
           for (const [i, root] of roots.entries()) {
-            const result = await oneRun({ kind, n, run: r, port: port++, nodeCap, keysFile, window: Number(values.window), snapshots: values.snapshots, cpus: values.cpus, chart, nodeArgs: values['node-args'].split(' ').filter(Boolean), root });
+            const result = await oneRun({ kind, n, run: r, port: port++, nodeCap, keysFile, window: Number(values.window), snapshots: values.snapshots, cpus: values.cpus, chart, nodeArgs: [...values['node-args'].split(' ').filter(Boolean), ...root.args], root });
             process.stdout.write(`${JSON.stringify(result)}\n`);
             runs[i].push(result);
             if (port > Number(values.port) + 500) port = Number(values.port);
