@@ -1,7 +1,7 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Response } from 'express';
 import type { Drainable, DrainNotifier } from '../lifecycle/lifecycle.service';
-import type { WaitListener, WaitSignal } from '../state/waiters';
+import type { WaitListener, WaitSignal } from './wait-signal';
 
 /**
  * Tells a long-poll whether its caller is still there, and is the stop signal of its waits. It

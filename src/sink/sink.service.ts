@@ -9,7 +9,7 @@ import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { ClaimedJob, Dialect, NodeOrigin } from '../state/state.types';
-import type { WaitSignal } from '../state/waiters';
+import type { WaitSignal } from '../common/wait-signal';
 import type { NodeHelloDto } from './sink.dto';
 
 export type LegacySinkBody = Record<string, unknown> & { next_ping_in_x_seconds: number };

@@ -43,7 +43,8 @@ import * as nodes from './transitions/nodes.memory';
 import { statsFromSnapshot } from './transitions/stats-snapshot';
 import * as upkeep from './transitions/upkeep.memory';
 import * as work from './transitions/work.memory';
-import { responseKey, Waiters, workKey, type StopSignal } from './waiters';
+import type { StopSignal } from '../common/wait-signal';
+import { responseKey, Waiters, workKey } from './waiters';
 
 /**
  * The default store: all state in this process. A thin class over the synchronous transitions of

@@ -87,7 +87,8 @@ import {
 } from './state.types';
 import { StoreUnavailableError } from './store-unavailable.error';
 import { statsFromSnapshot } from './transitions/stats-snapshot';
-import { responseKey, workKey, type StopSignal } from './waiters';
+import type { StopSignal } from '../common/wait-signal';
+import { responseKey, workKey } from './waiters';
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL (password and db included); with Sentinel or Cluster, '' or credentials. */

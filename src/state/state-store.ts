@@ -15,7 +15,7 @@ import {
   type TerminalStatus,
   type TransitionCounts,
 } from './state.types';
-import type { StopSignal } from './waiters';
+import type { StopSignal } from '../common/wait-signal';
 
 /** Injection token of the one {@link StateStore} the process uses. */
 export const STATE_STORE = Symbol('STATE_STORE');

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { ManualClock } from '../common/clock';
-import { Waiters, type WaitListener, type WaitSignal } from './waiters';
+import type { WaitListener, WaitSignal } from '../common/wait-signal';
+import { Waiters } from './waiters';
 
 class Slot implements WaitSignal {
   aborted = false;

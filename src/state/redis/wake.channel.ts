@@ -1,5 +1,6 @@
 import type { Clock } from '../../common/clock';
-import { Waiters, type StopSignal } from '../waiters';
+import type { StopSignal } from '../../common/wait-signal';
+import { Waiters } from '../waiters';
 import type { WakeSubscriber } from './connection';
 
 /** While the subscription is down, waits re-check the store this often instead of hanging. */
