@@ -201,8 +201,9 @@ async function main() {
       summarise: { type: 'string', default: '' },
     },
   );
-  // Node keys for every poll (up to the registry's cap) and the parking node, made once and cached.
-  await nodePublicKeys(PARKING_NODE + 1);
+  // Node keys for every poll (up to the registry's cap, or --node-cap) and the parking node, made
+  // once and cached.
+  await nodePublicKeys(Math.max(PARKING_NODE + 1, Number(values['node-cap']) + 1));
   let chart = null;
   if (values.chart) {
     const { RELAY_HOST: _host, RELAY_PORT: _port, ...env } = await chartEnv(values.chart);
