@@ -35,6 +35,8 @@
 // usage: node bench/held.mjs [--kinds poll,retrieve,sink,chat] [--counts 1000,5000,10000,20000]
 //          [--node-cap 1024] [--runs 3] [--window 10] [--port 5300] [--snapshots DIR] [--cpus 0]
 //          [--keygen] [--chart 512Mi] [--node-args=FLAGS]   (FLAGS: node options for the relay)
+//          [--roots '[LABEL=]DIR[ FLAGS],...']   (several built checkouts, each with its own node
+//          options if given, runs interleaved, rows kind@LABEL)
 //        node bench/held.mjs --summarise out1.txt,out2.txt   (the tables again from saved JSON lines)
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -182,7 +184,7 @@ async function main() {
   // Ctrl-C or a kill: exit, so lib.mjs stops the relay and the holders go with their IPC channel.
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
   const values = cli(
-    'usage: node bench/held.mjs [--kinds poll,retrieve,sink,chat] [--counts 1000,5000,10000,20000] [--node-cap 1024] [--runs 3] [--window 10] [--port 5300] [--snapshots DIR] [--cpus LIST] [--keygen] [--chart 512Mi] [--node-args=FLAGS] [--summarise FILE,...]',
+    'usage: node bench/held.mjs [--kinds poll,retrieve,sink,chat] [--counts 1000,5000,10000,20000] [--node-cap 1024] [--runs 3] [--window 10] [--port 5300] [--snapshots DIR] [--cpus LIST] [--keygen] [--chart 512Mi] [--node-args=FLAGS] [--roots "[LABEL=]DIR[ FLAGS],..."] [--summarise FILE,...]',
     {
       kinds: { type: 'string', default: 'poll,retrieve,sink,chat' },
       counts: { type: 'string', default: '1000,5000,10000,20000' },
@@ -195,11 +197,13 @@ async function main() {
       keygen: { type: 'boolean', default: false },
       chart: { type: 'string', default: '' },
       'node-args': { type: 'string', default: '' },
+      roots: { type: 'string', default: '' },
       summarise: { type: 'string', default: '' },
     },
   );
-  // Node keys for every poll (up to the registry's cap) and the parking node, made once and cached.
-  await nodePublicKeys(PARKING_NODE + 1);
+  // Node keys for every poll (up to the registry's cap, or --node-cap) and the parking node, made
+  // once and cached.
+  await nodePublicKeys(Math.max(PARKING_NODE + 1, Number(values['node-cap']) + 1));
   let chart = null;
   if (values.chart) {
     const { RELAY_HOST: _host, RELAY_PORT: _port, ...env } = await chartEnv(values.chart);
@@ -234,11 +238,12 @@ async function main() {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         if (!line.startsWith('{"kind"')) continue;
         const r = JSON.parse(line);
-        const key = `${r.kind} ${r.held}`;
+        const key = `${r.kind}${r.build ? `@${r.build}` : ''} ${r.held}`;
         byPoint.set(key, [...(byPoint.get(key) ?? []), r]);
       }
     }
-    for (const runs of [...byPoint.values()].sort((a, b) => a[0].kind.localeCompare(b[0].kind) || a[0].held - b[0].held)) add(runs[0].kind, runs[0].held, runs);
+    const label = (r) => `${r.kind}${r.build ? `@${r.build}` : ''}`;
+    for (const runs of [...byPoint.values()].sort((a, b) => label(a[0]).localeCompare(label(b[0])) || a[0].held - b[0].held)) add(label(runs[0]), runs[0].held, runs);
   } else {
     // The relay needs one descriptor per held connection, plus its own (~50); the holders split theirs.
     const fdLimit = ensureFdLimit(Math.max(...counts) + 4096);
@@ -247,18 +252,30 @@ async function main() {
       process.stderr.write(`counts above ${relayMax} are held at ${relayMax}: the open-file limit is ${fdLimit} per process\n`);
     }
     let port = Number(values.port);
+    // --roots: several builds (checkouts with a dist/), their runs interleaved in one invocation so
+    // that a busy machine's drift falls on all of them alike; rows are labelled kind@label.
+    // A root may carry its own node options after its directory: 'semi1=/tmp/b --max-semi-space-size=1'.
+    const roots = values.roots
+      ? values.roots.split(',').map((spec) => {
+          const [dir, ...args] = (spec.includes('=') ? spec.slice(spec.indexOf('=') + 1) : spec).split(' ').filter(Boolean);
+          const label = spec.includes('=') ? spec.slice(0, spec.indexOf('=')) : dir.replace(/\/+$/, '').split('/').at(-1);
+          return { label, dir, args };
+        })
+      : [{ label: null, dir: null, args: [] }];
     for (const kind of kinds) {
       const cap = kind === 'poll' || kind === 'sink' ? Math.min(nodeCap, relayMax) : relayMax;
       const points = [...new Set(counts.map((n) => Math.min(n, kind === 'pod' ? cap - POD_NODES : cap)))];
       for (const n of points) {
-        const runs = [];
+        const runs = roots.map(() => []);
         for (let r = 0; r < Number(values.runs); r += 1) {
-          const result = await oneRun({ kind, n, run: r, port: port++, nodeCap, keysFile, window: Number(values.window), snapshots: values.snapshots, cpus: values.cpus, chart, nodeArgs: values['node-args'].split(' ').filter(Boolean) });
-          process.stdout.write(`${JSON.stringify(result)}\n`);
-          runs.push(result);
-          if (port > Number(values.port) + 500) port = Number(values.port);
+          for (const [i, root] of roots.entries()) {
+            const result = await oneRun({ kind, n, run: r, port: port++, nodeCap, keysFile, window: Number(values.window), snapshots: values.snapshots, cpus: values.cpus, chart, nodeArgs: [...values['node-args'].split(' ').filter(Boolean), ...root.args], root });
+            process.stdout.write(`${JSON.stringify(result)}\n`);
+            runs[i].push(result);
+            if (port > Number(values.port) + 500) port = Number(values.port);
+          }
         }
-        add(kind, n, runs);
+        for (const [i, root] of roots.entries()) add(root.label ? `${kind}@${root.label}` : kind, n, runs[i]);
       }
     }
   }
@@ -376,7 +393,7 @@ const STEP = 500;
 /** The pod scenario's nodes: the registry's default cap (spec §9). */
 const POD_NODES = 1024;
 
-async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots, cpus, chart, nodeArgs }) {
+async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots, cpus, chart, nodeArgs, root = { label: null, dir: null } }) {
   const env = {
     TOKENPLACE_RELAY_MAX_NODES: String(Math.max(nodeCap, 1024) + 16),
     TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600',
@@ -391,7 +408,7 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
   const floor = KINDS[kind].floor;
   const relay = floor
     ? await startRelay(port, { BENCH_FLOOR: floor }, nodeArgs, join(ROOT, 'bench/held-floor.mjs'), { probe: true, cpus })
-    : await startRelay(port, env, nodeArgs, 'dist/main.js', { probe: true, cpus });
+    : await startRelay(port, env, nodeArgs, root.dir ? join(root.dir, 'dist/main.js') : 'dist/main.js', { probe: true, cpus });
   // Setup steps must succeed: a refused registration or request would make every held one a 404.
   const post = async (path, body) => {
     const res = await request(relay.base, 'POST', path, body);
@@ -399,7 +416,7 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
     return res;
   };
   const total = kind === 'pod' ? n + POD_NODES : n;
-  const out = { kind, held: total, run };
+  const out = { kind, ...(root.label ? { build: root.label } : {}), held: total, run };
   let clients = null;
   try {
     clients = holders(port, total);
@@ -441,7 +458,7 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
 
     const gc0 = await relay.probe('gc');
     const rssGc0 = procStatus(relay.pid).rssKiB;
-    if (snapshots) await relay.probe('snapshot', { path: join(snapshots, `${kind}-${n}-r${run}-0.heapsnapshot`) });
+    if (snapshots) await relay.probe('snapshot', { path: join(snapshots, `${kind}${root.label ? `@${root.label}` : ''}-${n}-r${run}-0.heapsnapshot`) });
     const idle = await observe(relay, 3);
     const open0 = Date.now();
     // Opened in steps of STEP, each once the relay holds everything sent before: a slow relay (a
@@ -467,7 +484,7 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
     const relayCount = await relayHeld(relay.base, kind, clients);
     const gcN = await relay.probe('gc');
     const rssGcN = procStatus(relay.pid).rssKiB;
-    if (snapshots) await relay.probe('snapshot', { path: join(snapshots, `${kind}-${n}-r${run}-${n}.heapsnapshot`) });
+    if (snapshots) await relay.probe('snapshot', { path: join(snapshots, `${kind}${root.label ? `@${root.label}` : ''}-${n}-r${run}-${n}.heapsnapshot`) });
     const client = await clients.ask({ cmd: 'stats' });
     const kib = (bytes) => Math.round((bytes / 1024) * 100) / 100;
     Object.assign(out, {

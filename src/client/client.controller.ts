@@ -98,12 +98,13 @@ export class V1ClientController {
   @Post('responses/retrieve')
   @HttpCode(200)
   @Header('Cache-Control', 'no-store')
-  async retrieve(
+  retrieve(
     @Body(new BodyOf(RetrieveDto)) dto: RetrieveDto,
     @Headers('prefer') prefer: string | undefined,
     @ClientGone() gone: CallerWatch,
     @Reply() reply: WireReply,
   ): Promise<unknown> {
-    return reply.send(await this.client.retrieve(dto, preferWait(prefer), gone));
+    // A callback, not an async frame: a held retrieve keeps less alive while it waits.
+    return this.client.retrieve(dto, preferWait(prefer), gone).then((r) => reply.send(r));
   }
 }

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import {
   ClientLifecycleService,
   type AdmitRefusal,
+  type Outcome,
   type OutcomeClient,
 } from '../client-lifecycle/client-lifecycle.service';
 import type { CallerWatch } from '../common/client-gone.decorator';
@@ -275,20 +276,22 @@ export class ClientService {
    * `/responses/retrieve`: 200 answer, 202 pending (with progress once), 404, 410. With
    * `Prefer: wait=N` a pending retrieve is held up to N seconds for the answer, progress or an end.
    */
-  async retrieve(
-    dto: RetrieveDto,
-    waitSeconds: number,
-    caller: CallerWatch,
-  ): Promise<WireResponse> {
+  retrieve(dto: RetrieveDto, waitSeconds: number, caller: CallerWatch): Promise<WireResponse> {
     const requestId = dto.request_id ?? null;
     const client: OutcomeClient = { dialect: 'v1', clientKey: dto.client_public_key };
     const hold = Math.min(Math.max(waitSeconds, 0), MAX_RETRIEVE_WAIT_SECONDS);
-    const outcome = await this.requests.awaitOutcome(
-      client,
-      requestId,
-      this.clock.now() + hold * 1000,
-      caller,
-    );
+    // A callback, not an async frame: a held retrieve keeps less alive while it waits.
+    return this.requests
+      .awaitOutcome(client, requestId, this.clock.now() + hold * 1000, caller)
+      .then((outcome) => this.retrieved(outcome, client, requestId, caller));
+  }
+
+  private retrieved(
+    outcome: Outcome,
+    client: OutcomeClient,
+    requestId: string | null,
+    caller: CallerWatch,
+  ): WireResponse {
     switch (outcome.status) {
       case 'answered': {
         const e = outcome.envelope;

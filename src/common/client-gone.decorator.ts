@@ -1,19 +1,30 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Response } from 'express';
-import type { DrainNotifier } from '../lifecycle/lifecycle.service';
+import type { Drainable, DrainNotifier } from '../lifecycle/lifecycle.service';
+import type { WaitListener, WaitSignal } from './wait-signal';
 
 /**
- * Tells a long-poll whether its caller is still there. The AbortSignal (and its `close`
- * listener) is only created when a request actually waits, so routes answered at once pay nothing.
+ * Tells a long-poll whether its caller is still there, and is the stop signal of its waits. It
+ * watches the caller only once a request actually waits (one `close` listener and one entry in
+ * the drain set), so routes answered at once pay nothing; it is its own signal, with one slot for
+ * the wait in progress, because an AbortController, its signal and their listeners cost several
+ * hundred bytes per held request (docs/performance-held-connections.md).
  */
-export class CallerWatch {
-  private controller: AbortController | null = null;
+export class CallerWatch implements WaitSignal, Drainable {
+  listener: WaitListener | null = null;
+  private stopped = false;
+  private watching = false;
 
   constructor(private readonly res: Response) {}
 
-  /** True once the caller has disconnected (or the answer is already sent). */
+  /** True once the caller has disconnected (or the answer is already sent), or the wait was stopped. */
   get gone(): boolean {
-    return this.res.closed || this.controller?.signal.aborted === true;
+    return this.res.closed || this.stopped;
+  }
+
+  /** True once the caller left before its answer was sent, or the relay started draining. */
+  get aborted(): boolean {
+    return this.stopped;
   }
 
   /** Runs `fn` once the answer has been completely written out to the caller. */
@@ -22,27 +33,39 @@ export class CallerWatch {
   }
 
   /**
-   * Aborts when the caller disconnects before the answer is sent, or when the relay starts to
-   * drain. The drain subscription ends with the exchange, so nothing accumulates per request.
+   * Stops the wait when the caller disconnects before the answer is sent, or when the relay starts
+   * to drain. The drain subscription ends with the exchange, so nothing accumulates per request.
    */
-  signal(drain?: DrainNotifier): AbortSignal {
-    if (this.controller === null) {
-      const controller = new AbortController();
-      this.controller = controller;
-      const abort = (): void => controller.abort();
+  signal(drain?: DrainNotifier): WaitSignal {
+    if (!this.watching) {
+      this.watching = true;
       if (this.res.closed) {
-        abort();
+        this.stop();
       } else {
-        const unsubscribe = drain?.onDrain(abort);
-        this.res.once('close', () => {
-          unsubscribe?.();
+        drain?.hold(this);
+        this.res.on('close', () => {
+          drain?.release(this);
           if (!this.res.writableFinished) {
-            abort();
+            this.stop();
           }
         });
       }
     }
-    return this.controller.signal;
+    return this;
+  }
+
+  drained(): void {
+    this.stop();
+  }
+
+  private stop(): void {
+    if (this.stopped) {
+      return;
+    }
+    this.stopped = true;
+    const listener = this.listener;
+    this.listener = null;
+    listener?.stop();
   }
 }
 

@@ -42,6 +42,9 @@ export const PublicRateLimit = (bucket: string): MethodDecorator =>
 export const EndpointRateLimit = (opts: { stream?: boolean } = {}): MethodDecorator =>
   SetMetadata(POLICY, { kind: 'endpoint', stream: opts.stream === true } satisfies RateLimitPolicy);
 
+/** Routes whose identity is proven by the node's control credential (spec §4.4.3, §4.4.4, §4.4.10). */
+const CREDENTIAL_ROUTES: ReadonlySet<ControlRoute> = new Set(['control', 'progress', 'unregister']);
+
 /**
  * Control-plane limiter: a per-address bucket plus a per-identity bucket (spec §2.4), charged so
  * that nobody can spend another's identity budget (docs/decisions.md, "Identity buckets"):
@@ -54,14 +57,19 @@ export const EndpointRateLimit = (opts: { stream?: boolean } = {}): MethodDecora
 export const ControlRateLimit = (
   route: ControlRoute,
   identity: 'server_public_key' | 'client_public_key' = 'server_public_key',
-): MethodDecorator =>
-  applyDecorators(
-    SetMetadata(POLICY, { kind: 'control', route, identity } satisfies RateLimitPolicy),
-    UseInterceptors(IdentityRefund),
-  );
-
-/** Routes whose identity is proven by the node's control credential (spec §4.4.3, §4.4.4, §4.4.10). */
-const CREDENTIAL_ROUTES: ReadonlySet<ControlRoute> = new Set(['control', 'progress', 'unregister']);
+): MethodDecorator => {
+  const policy = SetMetadata(POLICY, {
+    kind: 'control',
+    route,
+    identity,
+  } satisfies RateLimitPolicy);
+  // Only a credential route ever has a hit to give back. An interceptor wraps its handler in an
+  // RxJS pipeline that a held long-poll (`/servers/poll`, `/sink`) would keep alive for its whole
+  // wait: ~12 KiB of heap per held poll (docs/performance-held-connections.md).
+  return CREDENTIAL_ROUTES.has(route)
+    ? applyDecorators(policy, UseInterceptors(IdentityRefund))
+    : policy;
+};
 
 /** An identity hit the guard made that the request has yet to earn (see {@link IdentityRefund}). */
 interface PendingCharge {

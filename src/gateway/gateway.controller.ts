@@ -63,12 +63,12 @@ function sharedRoutes(api: ApiVersion) {
 
     @Post('completions')
     @EndpointRateLimit()
-    async completions(
+    completions(
       @Body() body: unknown,
       @ClientGone() caller: CallerWatch,
       @Reply() reply: WireReply,
     ): Promise<unknown> {
-      return reply.send(await this.chat.completion(api, body, caller));
+      return this.chat.completion(api, body, caller).then((r) => reply.send(r));
     }
   }
   return SharedRoutes;
@@ -79,12 +79,13 @@ function sharedRoutes(api: ApiVersion) {
 export class GatewayV1Controller extends sharedRoutes('v1') {
   @Post('chat/completions')
   @EndpointRateLimit()
-  async chatCompletions(
+  chatCompletions(
     @Body() body: unknown,
     @ClientGone() caller: CallerWatch,
     @Reply() reply: WireReply,
   ): Promise<unknown> {
-    return reply.send(await this.chat.v1Chat(body, caller));
+    // A callback, not an async frame: a held chat keeps less alive while it waits.
+    return this.chat.v1Chat(body, caller).then((r) => reply.send(r));
   }
 
   @Post('images/generations')
@@ -99,12 +100,12 @@ export class GatewayV1Controller extends sharedRoutes('v1') {
 export class GatewayV2Controller extends sharedRoutes('v2') {
   @Post('chat/completions')
   @EndpointRateLimit({ stream: true })
-  async chatCompletions(
+  chatCompletions(
     @Body() body: unknown,
     @ClientGone() caller: CallerWatch,
     @Reply() reply: WireReply,
   ): Promise<unknown> {
-    return reply.send(await this.chat.v2Chat(body, caller));
+    return this.chat.v2Chat(body, caller).then((r) => reply.send(r));
   }
 }
 

@@ -1,9 +1,20 @@
 import { Injectable, Logger } from '@nestjs/common';
 
+/** What is told once when the relay starts draining. */
+export interface Drainable {
+  drained(): void;
+}
+
 /** Tells waiters that the relay started draining. */
 export interface DrainNotifier {
   /** Calls `fn` once when draining starts (at once if it already has); returns an unsubscribe. */
   onDrain(fn: () => void): () => void;
+  /**
+   * Tells `d` once when draining starts (at once if it already has), until `release(d)`: one Set
+   * entry per held request, no closures.
+   */
+  hold(d: Drainable): void;
+  release(d: Drainable): void;
 }
 
 /**
@@ -17,7 +28,7 @@ export interface DrainNotifier {
 @Injectable()
 export class LifecycleService implements DrainNotifier {
   private readonly logger = new Logger(LifecycleService.name);
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Set<Drainable>();
   private skipWindow: (() => void) | null = null;
   private drainingSince: number | null = null;
   private lingeringSince: number | null = null;
@@ -51,12 +62,21 @@ export class LifecycleService implements DrainNotifier {
   }
 
   onDrain(fn: () => void): () => void {
+    const d: Drainable = { drained: fn };
+    this.hold(d);
+    return () => this.release(d);
+  }
+
+  hold(d: Drainable): void {
     if (this.drainingSince !== null) {
-      fn();
-      return () => undefined;
+      d.drained();
+    } else {
+      this.waiters.add(d);
     }
-    this.waiters.add(fn);
-    return () => this.waiters.delete(fn);
+  }
+
+  release(d: Drainable): void {
+    this.waiters.delete(d);
   }
 
   /** Flips readiness and wakes every waiter. Idempotent. */
@@ -68,8 +88,8 @@ export class LifecycleService implements DrainNotifier {
     this.logger.log({ msg: 'draining', reason });
     const waiters = [...this.waiters];
     this.waiters.clear();
-    for (const fn of waiters) {
-      fn();
+    for (const d of waiters) {
+      d.drained();
     }
   }
 

@@ -9,6 +9,7 @@ import { RelayMetrics } from '../metrics/relay-metrics';
 import { RegistryService } from '../registry/registry.service';
 import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { ClaimedJob, Dialect, NodeOrigin } from '../state/state.types';
+import type { WaitSignal } from '../common/wait-signal';
 import type { NodeHelloDto, UnregisterDto } from './sink.dto';
 
 export type LegacySinkBody = Record<string, unknown> & { next_ping_in_x_seconds: number };
@@ -58,7 +59,17 @@ export class SinkService {
     if (!(await this.registry.pingLegacy(nodeId, origin, holdMs > 0 ? until : undefined))) {
       return body;
     }
-    const jobs = await this.claimOrWait(nodeId, 'legacy', maxBatch, until, caller);
+    // Returned, not awaited: a held sink keeps no frame of this method alive while it waits.
+    return this.claimOrWait(nodeId, 'legacy', maxBatch, until, caller).then((jobs) =>
+      this.sinkBody(body, jobs, maxBatch),
+    );
+  }
+
+  private sinkBody(
+    body: LegacySinkBody,
+    jobs: ClaimedJob[] | null,
+    maxBatch: number,
+  ): LegacySinkBody {
     const first = jobs?.[0];
     if (!jobs || !first) {
       return body;
@@ -93,7 +104,13 @@ export class SinkService {
       origin,
       hello.control_credential,
     );
-    const jobs = await this.claimOrWait(nodeId, 'v1', 1, until, caller);
+    // Returned, not awaited: a held poll keeps no frame of this method alive while it waits.
+    return this.claimOrWait(nodeId, 'v1', 1, until, caller).then((jobs) =>
+      this.pollBody(jobs, draining, waitSeconds),
+    );
+  }
+
+  private pollBody(jobs: ClaimedJob[] | null, draining: boolean, waitSeconds: number): PollBody {
     if (jobs === null) {
       throw Errors.serverNotFound();
     }
@@ -174,7 +191,7 @@ export class SinkService {
     until: number,
     caller: CallerWatch,
   ): Promise<ClaimedJob[] | null> {
-    let signal: AbortSignal | null = null;
+    let signal: WaitSignal | null = null;
     for (;;) {
       if (caller.gone || this.lifecycle.lingering) {
         // Lingering (memory store, drain window over): work handed out now would die unanswered.

@@ -14,6 +14,7 @@ import * as nodes from './transitions/nodes.memory';
 import { statsFromSnapshot } from './transitions/stats-snapshot';
 import * as upkeep from './transitions/upkeep.memory';
 import * as work from './transitions/work.memory';
+import type { StopSignal } from '../common/wait-signal';
 import { responseKey, Waiters, workKey } from './waiters';
 
 /**
@@ -132,7 +133,7 @@ export class InMemoryStateStore implements store.StateStore {
     return Promise.resolve(answers.hasResponse(this.state, clientKey, requestId, now));
   }
 
-  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
+  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void> {
     // The check and the registration run in one synchronous step: no wake-up falls between.
     if (work.hasWork(this.state, nodeId)) {
       return Promise.resolve();
@@ -144,7 +145,7 @@ export class InMemoryStateStore implements store.StateStore {
     clientKey: string,
     requestId: string | null,
     until: number,
-    signal: AbortSignal,
+    signal: StopSignal,
   ): Promise<void> {
     if (answers.hasResponse(this.state, clientKey, requestId, this.clock.now())) {
       return Promise.resolve();

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Clock } from '../common/clock';
+import type { StopSignal } from '../common/wait-signal';
 import type { RedisTopology, RelayConfig } from '../config/relay-config';
 import { ConnectionSupervisor, ReadOnlyReply, type StoreLog } from './redis/connection.supervisor';
 import { ReplicaAcks, ReplicationTimeoutError } from './redis/replica-acks';
@@ -265,7 +266,7 @@ export class RedisStateStore implements store.StateStore {
     return this.connections.ping();
   }
 
-  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void> {
+  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void> {
     return this.wake.wait(workKey(nodeId), until, signal, () =>
       this.hasWork(nodeId, this.clock.now()),
     );
@@ -275,7 +276,7 @@ export class RedisStateStore implements store.StateStore {
     clientKey: string,
     requestId: string | null,
     until: number,
-    signal: AbortSignal,
+    signal: StopSignal,
   ): Promise<void> {
     return this.wake.wait(responseKey(clientKey, requestId), until, signal, () =>
       this.hasResponse(clientKey, requestId, this.clock.now()),

@@ -15,6 +15,7 @@ import {
   type TerminalStatus,
   type TransitionCounts,
 } from './state.types';
+import type { StopSignal } from '../common/wait-signal';
 
 /** Injection token of the one {@link StateStore} the process uses. */
 export const STATE_STORE = Symbol('STATE_STORE');
@@ -439,13 +440,13 @@ export interface StateStore {
    * Resolves when work may be available for `nodeId`, when `until` passes, or when `signal`
    * aborts; whichever comes first. Wake-ups reach waiters on every replica.
    */
-  waitForWork(nodeId: string, until: number, signal: AbortSignal): Promise<void>;
+  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void>;
   /** Resolves when an answer for the client (and request id) may be available, or as above. */
   waitForResponse(
     clientKey: string,
     requestId: string | null,
     until: number,
-    signal: AbortSignal,
+    signal: StopSignal,
   ): Promise<void>;
   /** Wakes every waiter at once (used when draining). */
   wakeAll(): void;

@@ -336,28 +336,40 @@ describeIf(ready)(
         ['512Mi', 384],
         ['1Gi', 768],
         ['2G', 1430],
-      ])('should give a %s pod --max-old-space-size=%d and the limit in bytes', (limit, heap) => {
-        const { docs } = render({ set: [`resources.limits.memory=${limit}`] });
-        const env = envMap(docs);
-        const limitMiB = /Gi$/.test(limit)
-          ? Number.parseInt(limit, 10) * 1024
-          : /G$/.test(limit)
-            ? (Number.parseInt(limit, 10) * 1e9) / MiB
-            : Number.parseInt(limit, 10);
+      ])(
+        'should give a %s pod --max-old-space-size=%d, --max-semi-space-size=1 and the limit',
+        (limit, heap) => {
+          const { docs } = render({ set: [`resources.limits.memory=${limit}`] });
+          const env = envMap(docs);
+          const limitMiB = /Gi$/.test(limit)
+            ? Number.parseInt(limit, 10) * 1024
+            : /G$/.test(limit)
+              ? (Number.parseInt(limit, 10) * 1e9) / MiB
+              : Number.parseInt(limit, 10);
 
-        expect(env.NODE_OPTIONS?.value).toBe(`--max-old-space-size=${heap}`);
-        expect(env.TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES).toEqual({
-          name: 'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES',
-          valueFrom: { resourceFieldRef: { containerName: 'relay', resource: 'limits.memory' } },
-        });
-        // The heap plus what Node keeps outside it (measured 63-80 MiB) stays inside the limit.
-        expect(heap + 96).toBeLessThanOrEqual(limitMiB);
-      });
+          expect(env.NODE_OPTIONS?.value).toBe(
+            `--max-old-space-size=${heap} --max-semi-space-size=1`,
+          );
+          expect(env.TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES).toEqual({
+            name: 'TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES',
+            valueFrom: { resourceFieldRef: { containerName: 'relay', resource: 'limits.memory' } },
+          });
+          // The heap plus what Node keeps outside it (measured 63-80 MiB) stays inside the limit.
+          expect(heap + 96).toBeLessThanOrEqual(limitMiB);
+        },
+      );
 
       it('should leave the heap to V8 without a memory limit or with relay.maxHeapMiB=0', () => {
         for (const set of [['resources.limits.memory=null'], ['relay.maxHeapMiB=0']]) {
-          expect(envMap(render({ set }).docs).NODE_OPTIONS).toBeUndefined();
+          expect(envMap(render({ set }).docs).NODE_OPTIONS?.value).toBe('--max-semi-space-size=1');
         }
+        expect(
+          envMap(render({ set: ['relay.maxHeapMiB=0', 'relay.maxSemiSpaceMiB=0'] }).docs)
+            .NODE_OPTIONS,
+        ).toBeUndefined();
+        expect(envMap(render({ set: ['relay.maxSemiSpaceMiB=4'] }).docs).NODE_OPTIONS?.value).toBe(
+          '--max-old-space-size=384 --max-semi-space-size=4',
+        );
         expect(
           envMap(render({ set: ['resources.limits.memory=null'] }).docs)
             .TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES,

@@ -277,7 +277,7 @@ describe('encrypted API v1 chats against time (ManualClock)', () => {
       const client = new V1ClientSim(t.baseUrl, { padding: 'pkcs1' });
       await node.register();
       const held = node.take();
-      await parked(clock);
+      await parked(t.lifecycle);
 
       const submission = await client.submit(node.key, 'wake up');
       const work = await held;

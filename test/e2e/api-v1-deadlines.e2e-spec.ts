@@ -252,7 +252,7 @@ describe('API v1 leases and eviction', () => {
     try {
       const node = await registerNode(held.t);
       const pending = poll(held.t, node);
-      await parked(held.clock);
+      await parked(held.t.lifecycle);
 
       held.clock.advance(5_000);
       await held.t.sweep();

@@ -349,18 +349,19 @@ export function sampleValue(
 }
 
 /**
- * Resolves once the relay has parked `count` more waiters on the manual clock (a long-poll is
- * holding). Checks on each event-loop turn; it waits for an event, never for time to pass.
+ * Resolves once the relay holds `count` more long-polls waiting (`LifecycleService.waiting`: one
+ * per request that waits, until its exchange ends). Checks on each event-loop turn; it waits for
+ * an event, never for time to pass.
  */
 export async function parked(
-  clock: { pendingTimers(): number },
+  lifecycle: { readonly waiting: number },
   count = 1,
   before = 0,
 ): Promise<void> {
   const giveUp = Date.now() + 5000;
-  while (clock.pendingTimers() < before + count) {
+  while (lifecycle.waiting < before + count) {
     if (Date.now() > giveUp) {
-      throw new Error(`expected ${before + count} parked waiters, found ${clock.pendingTimers()}`);
+      throw new Error(`expected ${before + count} parked waiters, found ${lifecycle.waiting}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 1));
   }

@@ -40,7 +40,7 @@ describe('API v1 /servers/poll long-poll', () => {
 
   it('should hold an idle poll for poll_wait_seconds and then answer no work', async () => {
     const pending = poll(t, node);
-    await parked(clock);
+    await parked(t.lifecycle);
 
     clock.advance(10_000);
     const res = await pending;
@@ -55,7 +55,7 @@ describe('API v1 /servers/poll long-poll', () => {
       settled = true;
       return r;
     });
-    await parked(clock);
+    await parked(t.lifecycle);
 
     clock.advance(9_999);
     await new Promise((resolve) => setImmediate(resolve));
@@ -68,7 +68,7 @@ describe('API v1 /servers/poll long-poll', () => {
 
   it('should wake a held poll the moment a request is queued and hand out the exact envelope', async () => {
     const pending = poll(t, node);
-    await parked(clock);
+    await parked(t.lifecycle);
     const client = fakeKey('client');
     const body = requestBody(node.key, client);
 
@@ -140,7 +140,7 @@ describe('API v1 /servers/poll long-poll', () => {
   it('should give one request to exactly one of two concurrent polls', async () => {
     const a = poll(t, node);
     const b = poll(t, node);
-    await parked(clock, 2);
+    await parked(t.lifecycle, 2);
 
     await submit(t, node.key);
     await Promise.race([a, b]);
@@ -161,10 +161,10 @@ describe('API v1 /servers/poll long-poll', () => {
       body: JSON.stringify({ server_public_key: node.key }),
       signal: controller.signal,
     }).catch(() => null);
-    await parked(clock);
+    await parked(t.lifecycle);
     controller.abort();
     await gone;
-    for (let i = 0; i < 200 && clock.pendingTimers() > 0; i += 1) {
+    for (let i = 0; i < 200 && t.lifecycle.waiting > 0; i += 1) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
 
@@ -189,7 +189,7 @@ describe('API v1 /servers/poll long-poll', () => {
 
   it('should answer 404 at once to a held poll whose node unregisters', async () => {
     const pending = poll(t, node);
-    await parked(clock);
+    await parked(t.lifecycle);
 
     const gone = await post(t, `${V1}/servers/unregister`, {
       server_public_key: node.key,
@@ -246,7 +246,7 @@ describe('API v1 /servers/poll long-poll', () => {
       server_public_key: node.key,
       capabilities: null,
     });
-    await parked(clock);
+    await parked(t.lifecycle);
     clock.advance(10_000);
 
     expect((await pending).status).toBe(200);
@@ -280,7 +280,7 @@ describe('API v1 poll without a hold and while draining', () => {
       const reg = await post(t, `${V1}/servers/register`, { server_public_key: node.key });
 
       const pending = poll(t, node);
-      await parked(clock);
+      await parked(t.lifecycle);
       clock.advance(2_500);
 
       expect(reg.body.poll_wait_seconds).toBe(2.5);
@@ -301,7 +301,7 @@ describe('API v1 poll without a hold and while draining', () => {
       const a = await registerNode(t);
       const b = await registerNode(t);
       const held = [poll(t, a), poll(t, b)];
-      await parked(clock, 2);
+      await parked(t.lifecycle, 2);
 
       t.lifecycle.startDraining('test');
       const results = await Promise.all(held);

@@ -404,7 +404,7 @@ describe('API v1 /responses and /responses/retrieve', () => {
         { client_public_key: req.clientKey, request_id: req.requestId },
         { Prefer: 'wait=5' },
       );
-      await parked(clock);
+      await parked(t.lifecycle);
 
       await respond(t, req);
       const res = await held;
@@ -420,7 +420,7 @@ describe('API v1 /responses and /responses/retrieve', () => {
         { client_public_key: req.clientKey, request_id: req.requestId },
         { Prefer: 'wait=3' },
       );
-      await parked(clock);
+      await parked(t.lifecycle);
 
       clock.advance(3_000);
       const res = await held;

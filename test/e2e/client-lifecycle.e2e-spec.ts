@@ -166,7 +166,7 @@ describe.each(storeVariants('client lifecycle'))('one client lifecycle ($label)'
         waiting = chat(app);
         requestId = (await claimed(app, node)).requestId;
       }
-      await parked(clock);
+      await parked(app.lifecycle);
 
       app.lifecycle.startDraining('SIGTERM');
       const res = await settled(waiting);
@@ -226,7 +226,7 @@ describe.each(storeVariants('client lifecycle'))('one client lifecycle ($label)'
         waiting = chat(app);
         requestId = (await claimed(app, node)).requestId;
       }
-      await parked(clock);
+      await parked(app.lifecycle);
 
       clock.advance(2001);
       const res = await settled(waiting);

@@ -174,7 +174,7 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
         readinessPath: '/healthz',
       });
       expect(shape.tmpfs.map((t) => t.path)).toEqual(['/tmp']);
-      expect(shape.env.NODE_OPTIONS).toMatch(/^--max-old-space-size=\d+$/);
+      expect(shape.env.NODE_OPTIONS).toMatch(/^--max-old-space-size=\d+ --max-semi-space-size=1$/);
       expect(shape.env.TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES).toBe(String(512 * MiB));
     });
 

@@ -267,8 +267,16 @@ name replaces an earlier one in place, so every name appears once. Setting a cha
 {{- $defaults = append $defaults (dict "name" "TOKENPLACE_RELAY_PUBLIC_URL" "value" (printf "https://%s" .Values.ingress.host)) }}
 {{- end }}
 {{- $heap := include "tokenplace-relay.maxHeapMiB" . | int }}
+{{- $nodeOptions := list }}
 {{- if gt $heap 0 }}
-{{- $defaults = append $defaults (dict "name" "NODE_OPTIONS" "value" (printf "--max-old-space-size=%d" $heap)) }}
+{{- $nodeOptions = append $nodeOptions (printf "--max-old-space-size=%d" $heap) }}
+{{- end }}
+{{- $semi := .Values.relay.maxSemiSpaceMiB | default 0 | int }}
+{{- if gt $semi 0 }}
+{{- $nodeOptions = append $nodeOptions (printf "--max-semi-space-size=%d" $semi) }}
+{{- end }}
+{{- if $nodeOptions }}
+{{- $defaults = append $defaults (dict "name" "NODE_OPTIONS" "value" (join " " $nodeOptions)) }}
 {{- end }}
 {{- $user := list }}
 {{- if kindIs "map" .Values.env }}

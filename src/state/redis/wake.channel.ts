@@ -1,4 +1,5 @@
 import type { Clock } from '../../common/clock';
+import type { StopSignal } from '../../common/wait-signal';
 import { Waiters } from '../waiters';
 import type { WakeSubscriber } from './connection';
 
@@ -71,7 +72,7 @@ export class WakeChannel {
   async wait(
     key: string,
     until: number,
-    signal: AbortSignal,
+    signal: StopSignal,
     recheck: () => Promise<boolean>,
   ): Promise<void> {
     const now = this.clock.now();
@@ -79,12 +80,7 @@ export class WakeChannel {
       return;
     }
     const bounded = this.subscribed ? until : Math.min(until, now + UNSUBSCRIBED_RECHECK_MS);
-    const local = new AbortController();
-    const forward = (): void => local.abort();
-    signal.addEventListener('abort', forward, { once: true });
-    const waiting = this.waiters
-      .wait(key, bounded, local.signal)
-      .finally(() => signal.removeEventListener('abort', forward));
+    const waiting = this.waiters.wait(key, bounded, signal);
     let ready: boolean;
     try {
       ready = await recheck();
@@ -92,7 +88,8 @@ export class WakeChannel {
       ready = true;
     }
     if (ready) {
-      local.abort();
+      // Wakes every local waiter of this key: one that finds nothing simply waits again.
+      this.waiters.notify(key);
     }
     await waiting;
   }
