@@ -377,17 +377,21 @@ async function held(relay) {
       );
     let chatsEnded = 0;
     let chatEnded = null;
-    for (let i = 0; i < chats; i += 1) {
-      void chat().then((res) => {
-        chatsEnded += 1;
-        chatEnded ??= res;
-      });
-    }
-    for (let waiting = 0, until = Date.now() + 60_000; Date.now() < until && waiting + chatsEnded < chats; await sleep(200)) {
-      waiting = await waitingRequests(relay);
+    // 128 at a time, each lot waiting before the next (a burst of 1,024 can outlast a slow Redis's
+    // command timeout: 503 state_store_unavailable, which is the door's answer to a burst).
+    for (let i = 0; i < chats; i += 128) {
+      for (let j = i; j < Math.min(chats, i + 128); j += 1) {
+        void chat().then((res) => {
+          chatsEnded += 1;
+          chatEnded ??= res;
+        });
+      }
+      const lot = Math.min(chats, i + 128);
+      for (let waiting = 0, until = Date.now() + 60_000; Date.now() < until && waiting + chatsEnded < lot; await sleep(100)) {
+        waiting = await waitingRequests(relay);
+      }
     }
     step(`${asks.length} requests queued, ${chats - chatsEnded} gateway chats waiting`);
-    // Every node claims and acknowledges what is queued for it, until a poll is held empty.
     clearInterval(renew);
     await renewing;
     // Every node claims and acknowledges what is queued for it, until a poll is held empty (a round
