@@ -325,6 +325,8 @@ async function collected(indexes, check) {
  */
 async function held(relay) {
   const t0 = Date.now();
+  // The clients' keys first: made while the nodes register, they would outlast their leases.
+  const clientKeys = Array.from({ length: Number(o.retrieves) }, () => fakeKey());
   const step = (what) => process.stderr.write(`  held: ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
   const nodes = [];
   let refusedNode = null;
@@ -346,8 +348,8 @@ async function held(relay) {
   let renewing = null;
   const renew = setInterval(() => {
     renewing ??= (async () => {
-      for (let i = 0; i < nodes.length; i += 64) {
-        await Promise.all(nodes.slice(i, i + 64).map((n) => post(relay, `${V1}/servers/register`, { server_public_key: n.server_public_key, capabilities: capabilities() })));
+      for (let i = 0; i < nodes.length; i += 256) {
+        await Promise.all(nodes.slice(i, i + 256).map((n) => post(relay, `${V1}/servers/register`, { server_public_key: n.server_public_key, capabilities: capabilities() })));
       }
     })().finally(() => (renewing = null));
   }, 10_000);
@@ -358,7 +360,7 @@ async function held(relay) {
     const asks = [];
     let refusedAsk = null;
     await lanes(32, retrieves, Date.now() + SECONDS * 1000, async (w, i) => {
-      const client = fakeKey();
+      const client = clientKeys[i];
       const res = await postFull(relay, `${V1}/requests`, { server_public_key: nodes[i % nodes.length].server_public_key, client_public_key: client, request_id: rid(i), protocol: PROTOCOL, version: 1, ciphertext: 'Y2lwaGVy', cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
       if (res.status !== 202 && res.status !== 200) {
         refusedAsk ??= res;
