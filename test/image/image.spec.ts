@@ -402,6 +402,9 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
           cpuMs: number;
           healthz: number;
         };
+        note(
+          `held: ${r.waitingAtOnce} of 7,048 at once; the 6,024 polls and retrieves taken in ${r.sentMs} ms, ${r.cpuMs} ms of the relay's CPU`,
+        );
 
         // Spec §9: at most 1,024 compute nodes; a new one fails at capacity, a renewal succeeds.
         expect(r.registry).toEqual({
@@ -415,14 +418,10 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
         expect(r.polls.ended).toEqual({ '200 no work': 1024 });
         expect(r.retrieves.ended).toEqual({ '202 pending': 5000 });
         // and the relay held all of them and the gateway's chats at one moment. A retrieve is held
-        // 8 s at most, so the relay must take the 6,024 in less: about 3.5 s of its CPU (sentMs and
-        // cpuMs tell a pod starved of CPU from one that dropped a connection).
+        // 8 s at most, so the relay must take the 6,024 in less: about 3.5 s of its CPU, so a pod
+        // starved of CPU fails here (the note tells it from one that dropped a connection).
         expect(r.chats).toMatchObject({ sent: 1024, held: 1024 });
-        expect({ atOnce: r.waitingAtOnce, sentMs: r.sentMs, cpuMs: r.cpuMs }).toEqual({
-          atOnce: 1024 + 5000 + 1024,
-          sentMs: expect.any(Number) as unknown,
-          cpuMs: expect.any(Number) as unknown,
-        });
+        expect(r.waitingAtOnce).toBe(1024 + 5000 + 1024);
         expect(r.chats.next).toMatch(/^503 RA \d+ gateway_busy$/);
         expect(r.healthz).toBe(200);
         expectNeverKilled({ held: r });
