@@ -10,14 +10,17 @@
 //   legacy     4 KiB legacy answers waiting (/faucet → /sink → /source, nobody retrieves), then
 //              every one collected with /retrieve and compared byte for byte
 //   v1         the same with API v1 (/requests → /servers/poll → /responses → /responses/retrieve)
-//   held       1,024 node polls (the registry cap) and --retrieves client retrieves (Prefer: wait)
-//              held at once, then --chats gateway chats to a node that never answers
+//   held       the registry filled to its cap (1,024 nodes: the next new key refused, a renewal
+//              accepted), --retrieves requests and --chats gateway chats (the gateway's cap) in
+//              flight at nodes that never answer; then every node holds a poll and every client a
+//              retrieve (Prefer: wait=8) at once, counted by the relay (tokenplace_relay_waiting_
+//              requests, /metrics opened for it), and chat --chats + 1 is refused
 //   flood      1 MiB legacy requests, 4 at a time, until refused
 // Per phase: what was held, what the next one got (status and Retry-After), the relay's RSS at the
 // end and its peak (VmHWM), and whether the container was OOM-killed or the relay died. The last
 // line is the table row. Only the chart's caps apply; rate limits and the per-address node share
 // are off (one loopback address drives the whole pod). The Redis store gets its own redis-server
-// (REDIS_SERVER_BIN), on an ephemeral loopback port, removed at the end.
+// (REDIS_SERVER_BIN) per phase, on an ephemeral loopback port, removed after it.
 //
 // usage: node bench/pod-capacity.mjs --limit 512Mi [--store memory|redis] [--runner podman|process]
 //          [--image localhost/tokenplace-relay:test] [--phases queued,legacy,v1,held,flood]
@@ -30,7 +33,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, chartEnv, cli, ensureFdLimit, freePort, procStatus, request, stopProcess } from './lib.mjs';
+import { ROOT, chartEnv, cli, ensureFdLimit, freePort, procStatus, request, stopProcess, threadCpuMs } from './lib.mjs';
 import { capabilities, fakeKey, PROTOCOL, V1 } from './hostile-lib.mjs';
 
 const o = cli('usage: node bench/pod-capacity.mjs --limit 512Mi [options]', {
@@ -63,6 +66,8 @@ const ONE_ADDRESS = {
   TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '1000000',
   TOKENPLACE_RELAY_TRUST_PROXY: 'loopback',
 };
+/** /metrics open (the chart closes it unless metrics.enabled): the held phase reads what the relay holds. */
+const OBSERVED = { TOKENPLACE_METRICS_DISABLED: '0' };
 
 // ------------------------------------------------------------------ the relay under test
 
@@ -86,7 +91,7 @@ function canConnect(port) {
 }
 
 async function startRelay(env, port) {
-  const full = { ...env, ...ONE_ADDRESS, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port) };
+  const full = { ...env, ...ONE_ADDRESS, ...OBSERVED, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port) };
   let pid;
   let stop;
   let dead = () => false;
@@ -309,78 +314,193 @@ async function collected(indexes, check) {
   return `${intact}/${indexes.length} intact`;
 }
 
-/** 1,024 node polls and N client retrieves held at once (raw sockets), then N gateway chats. */
+/**
+ * Held connections, all at once. The registry is filled until it refuses a new key (its cap,
+ * TOKENPLACE_RELAY_MAX_NODES; spec §9: new keys fail at capacity, renewals succeed). --retrieves
+ * requests are queued over the nodes and --chats gateway chats (its cap) wait for them; every node
+ * claims its share and acknowledges it (/servers/control, as today's nodes do), so nothing is
+ * queued and nothing is answered. Then every node holds a poll and every client a retrieve
+ * (Prefer: wait=8), raw sockets read at the end, while the relay's own count of the requests it
+ * holds (tokenplace_relay_waiting_requests) is read; then one chat more, refused.
+ */
 async function held(relay) {
-  const polls = [];
-  for (let i = 0; i < 1024; i += 1) {
+  const t0 = Date.now();
+  // The clients' keys first: made while the nodes register, they would outlast their leases.
+  const clientKeys = Array.from({ length: Number(o.retrieves) }, () => fakeKey());
+  const step = (what) => process.stderr.write(`  held: ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  const nodes = [];
+  let refusedNode = null;
+  await lanes(16, 8192, Date.now() + SECONDS * 1000, async () => {
     const key = fakeKey();
-    const reg = await post(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
-    if (reg.status !== 200) return { held: `${i} nodes`, next: refusal({ ...reg, headers: {} }) };
-    polls.push({ server_public_key: key, control_credential: reg.body.control_credential });
-  }
-  const nodeKey = polls[0].server_public_key;
-  // Registering 1,024 nodes can outlast the 30 s lease on a slow store: keep them all alive.
-  const renewAll = setInterval(() => {
-    for (const p of polls) void post(relay, `${V1}/servers/register`, { server_public_key: p.server_public_key, capabilities: capabilities() });
-  }, 10_000);
-  const retrieves = Number(o.retrieves);
-  const clients = [];
-  for (let i = 0; i < retrieves; i += 1) {
-    const client = fakeKey();
-    const asked = await post(relay, `${V1}/requests`, { server_public_key: polls[1 + (i % 1023)].server_public_key, client_public_key: client, request_id: rid(i), protocol: PROTOCOL, version: 1, ciphertext: 'Y2lwaGVy', cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
-    if (asked.status !== 202 && asked.status !== 200) break;
-    clients.push({ client_public_key: client, request_id: rid(i) });
-  }
-  // Every node but the first claims its queue (in flight), so its next poll is held empty.
-  for (const p of polls.slice(1)) {
-    for (;;) {
-      const w = await post(relay, `${V1}/servers/poll`, p);
-      if (!w.body?.request_id) break;
-      await post(relay, `${V1}/servers/control`, { ...p, request_id: w.body.request_id });
+    const reg = await postFull(relay, `${V1}/servers/register`, { server_public_key: key, capabilities: capabilities() });
+    if (reg.status === 200) {
+      nodes.push({ server_public_key: key, control_credential: reg.body.control_credential });
+      return true;
     }
-  }
-  const sockets = [];
-  const hold = (path, body, headers = '') =>
-    new Promise((resolve) => {
-      const data = JSON.stringify(body);
-      const s = net.connect({ port: Number(new URL(relay.base).port), host: '127.0.0.1' }, () => {
-        s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\n${headers}\r\n${data}`);
-        resolve();
-      });
-      s.on('error', () => resolve());
-      sockets.push(s);
-    });
-  for (let i = 1; i < polls.length; i += 250) await Promise.all(polls.slice(i, i + 250).map((p) => hold(`${V1}/servers/poll`, p)));
-  for (let i = 0; i < clients.length; i += 250) await Promise.all(clients.slice(i, i + 250).map((c) => hold(`${V1}/responses/retrieve`, c, 'Prefer: wait=8\r\n')));
-  await sleep(3000);
-  clearInterval(renewAll);
-  const atHold = relay.mem();
-  // Gateway chats to a node that never answers (the first one, which keeps renewing its lease).
-  const renew = setInterval(() => void post(relay, `${V1}/servers/register`, { server_public_key: nodeKey, capabilities: capabilities() }, {}), 10_000);
-  const chats = Number(o.chats);
-  let settled = 0;
-  let refusedChat = null;
+    refusedNode ??= reg;
+    return false;
+  });
+  // At the cap a registered node renews, and a new key is still refused.
+  const renewal = await postFull(relay, `${V1}/servers/register`, { server_public_key: nodes[0]?.server_public_key, capabilities: capabilities() });
+  const newKey = refusedNode ? await postFull(relay, `${V1}/servers/register`, { server_public_key: fakeKey(), capabilities: capabilities() }) : null;
+  step(`${nodes.length} nodes registered, the next ${refusal(refusedNode)}`);
+  // Until the nodes poll, their 30 s lease is renewed by registering again.
+  let renewing = null;
+  const renew = setInterval(() => {
+    renewing ??= (async () => {
+      for (let i = 0; i < nodes.length; i += 256) {
+        await Promise.all(nodes.slice(i, i + 256).map((n) => post(relay, `${V1}/servers/register`, { server_public_key: n.server_public_key, capabilities: capabilities() })));
+      }
+    })().finally(() => (renewing = null));
+  }, 10_000);
   const controller = new AbortController();
-  for (let i = 0; i <= chats; i += 1) {
-    fetch(`${relay.base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hold' }] }), signal: controller.signal })
-      .then(async (res) => {
-        settled += 1;
-        refusedChat ??= { status: res.status, body: await res.json().catch(() => null), headers: { 'retry-after': res.headers.get('retry-after') } };
-      })
-      .catch(() => {});
+  const sockets = [];
+  try {
+    const retrieves = Number(o.retrieves);
+    const asks = [];
+    let refusedAsk = null;
+    await lanes(32, retrieves, Date.now() + SECONDS * 1000, async (w, i) => {
+      const client = clientKeys[i];
+      const res = await postFull(relay, `${V1}/requests`, { server_public_key: nodes[i % nodes.length].server_public_key, client_public_key: client, request_id: rid(i), protocol: PROTOCOL, version: 1, ciphertext: 'Y2lwaGVy', cipherkey: 'a2V5', iv: 'aXY=', cancel_token: rid(i) });
+      if (res.status !== 202 && res.status !== 200) {
+        refusedAsk ??= res;
+        return false;
+      }
+      asks.push({ client_public_key: client, request_id: rid(i) });
+      return true;
+    });
+    if (refusedAsk) throw new Error(`request ${asks.length + 1} was refused: ${refusal(refusedAsk)}`);
+    // The gateway's chats, to nodes that never answer.
+    const chats = Number(o.chats);
+    const chat = () =>
+      fetch(`${relay.base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'qwen3-8b-instruct', messages: [{ role: 'user', content: 'hold' }] }), signal: controller.signal }).then(
+        async (res) => ({ status: res.status, body: await res.json().catch(() => null), headers: { 'retry-after': res.headers.get('retry-after') } }),
+        (error) => ({ status: 'error', body: error.message, headers: {} }),
+      );
+    let chatsEnded = 0;
+    let chatEnded = null;
+    // 16 at a time, each lot waiting before the next (a burst of 1,024 can outlast a slow Redis's
+    // 2 s command timeout: with Redis a placement costs ~20 ms of its time with 1,024 nodes).
+    for (let i = 0; i < chats; i += 16) {
+      for (let j = i; j < Math.min(chats, i + 16); j += 1) {
+        void chat().then((res) => {
+          chatsEnded += 1;
+          chatEnded ??= res;
+        });
+      }
+      const lot = Math.min(chats, i + 16);
+      for (let waiting = 0, until = Date.now() + 60_000; Date.now() < until && waiting + chatsEnded < lot; await sleep(100)) {
+        waiting = await waitingRequests(relay);
+      }
+    }
+    step(`${asks.length} requests queued, ${chats - chatsEnded} gateway chats waiting`);
+    clearInterval(renew);
+    await renewing;
+    // Every node claims and acknowledges what is queued for it, until a poll is held empty (a round
+    // again if work moved meanwhile: a gateway chat whose node lapsed goes to another).
+    const expected = asks.length + chats - chatsEnded;
+    let claimed = 0;
+    let emptyHeldMs = Infinity;
+    for (let round = 0; round < 3 && claimed < expected; round += 1) {
+      await Promise.all(
+        nodes.map(async (node) => {
+          for (;;) {
+            const asked = Date.now();
+            const work = await post(relay, `${V1}/servers/poll`, node);
+            if (typeof work.body?.request_id !== 'string') {
+              emptyHeldMs = Math.min(emptyHeldMs, Date.now() - asked);
+              return;
+            }
+            claimed += 1;
+            await post(relay, `${V1}/servers/control`, { ...node, request_id: work.body.request_id });
+          }
+        }),
+      );
+    }
+    step(`${claimed} claimed and acknowledged; each node's next poll held ≥ ${emptyHeldMs} ms`);
+    // Then at once: every node holds a poll, every client a retrieve.
+    const port = Number(new URL(relay.base).port);
+    const hold = (path, body, headers = '') =>
+      new Promise((resolve) => {
+        const data = JSON.stringify(body);
+        const h = { sentAt: 0, answeredAt: 0, text: '', closed: false };
+        const s = net.connect({ port, host: '127.0.0.1' }, () => {
+          h.sentAt = Date.now();
+          s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\nConnection: close\r\n${headers}\r\n${data}`);
+          resolve(h);
+        });
+        s.on('data', (c) => {
+          h.answeredAt ||= Date.now();
+          h.text += c.toString();
+        });
+        s.on('error', (e) => {
+          h.text ||= `error ${e.message}`;
+          resolve(h);
+        });
+        s.on('close', () => (h.closed = true));
+        sockets.push(s);
+      });
+    const cpu0 = threadCpuMs(relay.pid).main;
+    const polls = [];
+    const gets = [];
+    for (let i = 0; i < nodes.length; i += 256) polls.push(...(await Promise.all(nodes.slice(i, i + 256).map((n) => hold(`${V1}/servers/poll`, n)))));
+    for (let i = 0; i < asks.length; i += 256) gets.push(...(await Promise.all(asks.slice(i, i + 256).map((a) => hold(`${V1}/responses/retrieve`, a, 'Prefer: wait=8\r\n')))));
+    const sentMs = Date.now() - polls[0].sentAt;
+    const cpuMs = Math.round(threadCpuMs(relay.pid).main - cpu0);
+    // What the relay holds, read until everything is in or the first retrieve's hold ran out.
+    const all = polls.length + gets.length + chats - chatsEnded;
+    let atOnce = 0;
+    let full = null;
+    for (const until = Math.max(gets[0].sentAt + 8000, Date.now() + 500); Date.now() < until && atOnce < all; ) {
+      const now = await waitingRequests(relay);
+      if (now > atOnce) {
+        atOnce = now;
+        full = relay.mem();
+      }
+    }
+    const healthz = (await request(relay.base, 'GET', '/healthz').catch(() => ({ status: 'down' }))).status;
+    const nextChat = await chat();
+    step(`${polls.length} polls + ${gets.length} retrieves sent in ${sentMs} ms (${cpuMs} ms of the relay's CPU); ${atOnce} held at once; chat ${chats + 1}: ${refusal(nextChat)}`);
+    // Each ends when its hold runs out: poll 200 "No requests available", retrieve 202 pending.
+    await sleep(Math.max(0, polls.at(-1).sentAt + 11_000 - Date.now(), gets.at(-1).sentAt + 9_000 - Date.now()));
+    for (const until = Date.now() + 30_000; Date.now() < until && [...polls, ...gets].some((h) => !h.closed); ) await sleep(200);
+    const ended = (hs, holdMs) => {
+      const by = {};
+      for (const h of hs) {
+        const status = /^HTTP\/1\.1 (\d+)/.exec(h.text)?.[1] ?? 'none';
+        const what = h.text.includes('No requests available') ? ' no work' : h.text.includes('"status":"pending"') ? ' pending' : '';
+        const early = h.answeredAt && h.answeredAt - h.sentAt < holdMs ? ' early' : '';
+        by[`${status}${what}${early}`] = (by[`${status}${what}${early}`] ?? 0) + 1;
+      }
+      return by;
+    };
+    const chatsHeld = chats - chatsEnded;
+    return {
+      held: `${polls.length} polls + ${gets.length} retrieves + ${chatsHeld} gateway chats; ${atOnce} held at once`,
+      next: `node ${nodes.length + 1}: ${refusal(newKey ?? refusedNode)}, renewal ${renewal.status}; chat ${chats + 1}: ${refusal(nextChat)}`,
+      rssKiB: full?.rssKiB,
+      registry: { nodes: nodes.length, nextNode: refusal(newKey ?? refusedNode), renewal: renewal.status },
+      claimed,
+      polls: { sent: polls.length, ended: ended(polls, 9000) },
+      retrieves: { sent: gets.length, ended: ended(gets, 7000) },
+      sentMs,
+      cpuMs,
+      chats: { sent: chats, held: chatsHeld, ended: chatEnded ? refusal(chatEnded) : null, next: refusal(nextChat) },
+      waitingAtOnce: atOnce,
+      healthz,
+    };
+  } finally {
+    clearInterval(renew);
+    controller.abort();
+    for (const s of sockets) s.destroy();
   }
-  // One more chat than the cap: the last is refused; the rest stay open (the node never answers).
-  await sleep(Math.min(SECONDS, 30) * 1000);
-  const heldChats = chats + 1 - settled;
-  const full = relay.mem();
-  clearInterval(renew);
-  controller.abort();
-  for (const s of sockets) s.destroy();
-  return {
-    held: `${polls.length - 1} polls + ${clients.length} retrieves (RSS ${mib(atHold?.rssKiB)} MiB); ${heldChats} gateway chats`,
-    next: `chat: ${refusal(refusedChat)}`,
-    rssKiB: full?.rssKiB,
-  };
+}
+
+/** The relay's count of requests it holds open (tokenplace_relay_waiting_requests), or -1. */
+async function waitingRequests(relay) {
+  const res = await request(relay.base, 'GET', '/metrics').catch(() => null);
+  const m = typeof res?.body === 'string' ? /^tokenplace_relay_waiting_requests (\d+)/m.exec(res.body) : null;
+  return m ? Number(m[1]) : -1;
 }
 
 async function flood(relay) {
@@ -410,11 +530,6 @@ async function main() {
   const sets = o.store === 'redis' ? ['state.store=redis'] : [];
   const env = await chartEnv(o.limit, sets);
   let redis = null;
-  if (o.store === 'redis') {
-    redis = await startRedis();
-    env.TOKENPLACE_RELAY_STATE_STORE = 'redis';
-    env.TOKENPLACE_RELAY_REDIS_URL = redis.url;
-  }
   if (o.runner === 'podman' && spawnSync(PODMAN[0], [...PODMAN.slice(1), 'image', 'exists', o.image]).status !== 0) {
     throw new Error(`image ${o.image} not found: bash scripts/build-image.sh (or --runner process)`);
   }
@@ -425,6 +540,13 @@ async function main() {
   let port = Number(o.port);
   try {
     for (const phase of o.phases.split(',')) {
+      if (o.store === 'redis') {
+        // A fresh Redis per phase, as a fresh relay: what one phase filled must not refuse the next.
+        await redis?.stop();
+        redis = await startRedis();
+        env.TOKENPLACE_RELAY_STATE_STORE = 'redis';
+        env.TOKENPLACE_RELAY_REDIS_URL = redis.url;
+      }
       const relay = await startRelay(env, port++);
       const t0 = Date.now();
       let r;
