@@ -459,9 +459,10 @@ function placeError(
         : ProviderErrors.noNodes(noNodeCode);
     case 'no_capacity':
     case 'too_many_unusable':
-      return ProviderErrors.unreachable(2);
     case 'node_not_found':
-      return ProviderErrors.unreachable();
+      // The chosen node left before the work was admitted (twice, with the fail-over): another
+      // may register or renew at any moment, so the caller is told when to try again.
+      return ProviderErrors.unreachable(2);
     case 'node_queue_full':
     case 'client_pending_full':
     case 'queue_full':

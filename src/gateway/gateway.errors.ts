@@ -134,15 +134,13 @@ export const ProviderErrors = {
     new OpenAiError(503, 'No LLM servers are available right now.', 'service_unavailable_error', {
       code,
     }),
-  unreachable: (retryAfter?: number) =>
+  /** Every refusal for capacity or a vanished node says when to come back (Retry-After). */
+  unreachable: (retryAfter: number) =>
     new OpenAiError(
       503,
       'The LLM server is unavailable right now. Please try again.',
       'service_unavailable_error',
-      {
-        code: 'compute_node_unreachable',
-        ...(retryAfter ? { headers: { 'Retry-After': String(retryAfter) } } : {}),
-      },
+      { code: 'compute_node_unreachable', headers: { 'Retry-After': String(retryAfter) } },
     ),
   timeout: () =>
     new OpenAiError(

@@ -651,6 +651,32 @@ describe('gateway dispatch: time, cancellation and fail-over', () => {
     expect((second.body.error as Record<string, unknown>).code).toBe('gateway_busy');
     expect(done.status).toBe(200);
   });
+
+  it('should refuse with Retry-After when the chosen node is gone at admission, even after the fail-over', async () => {
+    const t = await createTestApp();
+    const a = await new HeadNodeLoop(t.baseUrl).start();
+    const b = await new HeadNodeLoop(t.baseUrl).start();
+    // Both nodes leave between their choice and the admission of the work (a race the store
+    // reports as node_not_found): the gateway replaces the node once, then refuses.
+    const enqueue = t.store.enqueue.bind(t.store);
+    let refused = 0;
+    t.store.enqueue = async (cmd) => {
+      refused += 1;
+      return enqueue({ ...cmd, job: { ...cmd.job, nodeId: `gone-${cmd.job.nodeId}` } });
+    };
+    const res = await chat(t, { model: 'qwen3-8b-instruct', messages: user('nobody home') });
+    t.store.enqueue = enqueue;
+    await a.stop();
+    await b.stop();
+    await t.close();
+
+    expect(refused).toBe(2);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('2');
+    expect((res.body.error as Record<string, unknown>).code).toBe('compute_node_unreachable');
+    expect(a.works).toHaveLength(0);
+    expect(b.works).toHaveLength(0);
+  });
 });
 
 describe('gateway: the relay keeps and logs no plaintext', () => {
