@@ -403,7 +403,7 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
           healthz: number;
         };
         note(
-          `held: ${r.waitingAtOnce} of 7,048 at once; the 6,024 polls and retrieves taken in ${r.sentMs} ms, ${r.cpuMs} ms of the relay's CPU`,
+          `held: ${r.waitingAtOnce} of 7,048 at once; the 6,024 polls and retrieves all held ${r.sentMs} ms after they were written, ${r.cpuMs} ms of the relay's CPU`,
         );
 
         // Spec §9: at most 1,024 compute nodes; a new one fails at capacity, a renewal succeeds.
@@ -417,13 +417,10 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
         // ...so each poll was held its whole wait and ended empty, each retrieve likewise pending;
         expect(r.polls.ended).toEqual({ '200 no work': 1024 });
         expect(r.retrieves.ended).toEqual({ '202 pending': 5000 });
-        // The relay's count at its fullest moment must pass the polls and chats together. All 7,048
-        // at one moment needs the 6,024 polls and retrieves taken within a retrieve's 8 s hold: on
-        // this 2-core machine that took 10 s even when quiet (6,573 at once), the relay's main
-        // thread busy 2.9 s of it; that gap is open (docs/operations.md).
+        // ...and all of them at one moment: the relay's own count (the bench opens every connection
+        // first and writes the 6,024 requests at once, so each retrieve's 8 s hold overlaps).
         expect(r.chats).toMatchObject({ sent: 1024, held: 1024 });
-        expect(r.waitingAtOnce).toBeGreaterThan(1024 + 1024);
-        expect(r.waitingAtOnce).toBeLessThanOrEqual(1024 + 5000 + 1024);
+        expect(r.waitingAtOnce).toBe(1024 + 5000 + 1024);
         expect(r.chats.next).toMatch(/^503 RA \d+ gateway_busy$/);
         expect(r.healthz).toBe(200);
         expectNeverKilled({ held: r });
