@@ -1,5 +1,5 @@
-import { open, openAny, seal, type Padding, type RsaKey, type Sealed } from './peer.crypto';
-import { post, sealedOf, text, type Json, type RelayReply, type Send } from './relay.client';
+import { open, openAny, seal, type Padding, type Sealed } from './peer.crypto';
+import { Peer, post, sealedOf, text, type Json, type RelayReply } from './relay.client';
 import { LEGACY_ROUTES, type ChatMessage } from './relay.protocol';
 
 /** Work a legacy `/sink` answer carried, decrypted. */
@@ -11,16 +11,7 @@ export interface LegacyWork {
 }
 
 /** A legacy compute node (`server.py` of Dec 2025): `/sink`, `/source`, `/unregister`. */
-export class LegacyNode<R extends RelayReply = RelayReply> {
-  constructor(
-    private readonly send: Send<R>,
-    readonly identity: RsaKey,
-  ) {}
-
-  get key(): string {
-    return this.identity.publicKeyB64;
-  }
-
+export class LegacyNode<R extends RelayReply = RelayReply> extends Peer<R> {
   /** Registers or pings; the answer may carry work. */
   sink(extra: Json = {}): Promise<R> {
     return this.send(
@@ -66,16 +57,7 @@ export class LegacyNode<R extends RelayReply = RelayReply> {
 }
 
 /** A legacy client (`client.py` of Dec 2025): `/next_server`, `/faucet`, `/retrieve`. */
-export class LegacyClient<R extends RelayReply = RelayReply> {
-  constructor(
-    private readonly send: Send<R>,
-    readonly identity: RsaKey,
-  ) {}
-
-  get key(): string {
-    return this.identity.publicKeyB64;
-  }
-
+export class LegacyClient<R extends RelayReply = RelayReply> extends Peer<R> {
   nextServer(): Promise<R> {
     return this.send({
       method: 'GET',

@@ -1,4 +1,4 @@
-import type { Sealed } from './peer.crypto';
+import type { RsaKey, Sealed } from './peer.crypto';
 import { PROTOCOL_ID, PROTOCOL_VERSION } from './relay.protocol';
 
 /**
@@ -73,4 +73,17 @@ export function innerEnvelope(
     client_public_key: clientKey,
     ...payload,
   };
+}
+
+/** What every peer of both protocols holds: its way of sending, and its RSA identity. */
+export abstract class Peer<R extends RelayReply = RelayReply> {
+  constructor(
+    protected readonly send: Send<R>,
+    readonly identity: RsaKey,
+  ) {}
+
+  /** The peer's public key as the wire carries it (base64 of the PEM). */
+  get key(): string {
+    return this.identity.publicKeyB64;
+  }
 }

@@ -1,14 +1,14 @@
 import type { KeyObject } from 'node:crypto';
-import { openAny, openAnyAsync, seal, type Padding, type RsaKey, type Sealed } from './peer.crypto';
+import { openAny, openAnyAsync, seal, type Padding, type Sealed } from './peer.crypto';
 import {
   carriesSealed,
   innerEnvelope,
+  Peer,
   post,
   sealedOf,
   text,
   type Json,
   type RelayReply,
-  type Send,
 } from './relay.client';
 import { PROTOCOL_ID, PROTOCOL_VERSION, V1_ROUTES } from './relay.protocol';
 
@@ -31,16 +31,7 @@ export function workMatches(work: V1Work): boolean {
 }
 
 /** An API v1 compute node (`server.py` at HEAD): register, long-poll, control, progress, respond. */
-export class V1Node<R extends RelayReply = RelayReply> {
-  constructor(
-    private readonly send: Send<R>,
-    readonly identity: RsaKey,
-  ) {}
-
-  get key(): string {
-    return this.identity.publicKeyB64;
-  }
-
+export class V1Node<R extends RelayReply = RelayReply> extends Peer<R> {
   register(capabilities: Json): Promise<R> {
     return this.send(post(V1_ROUTES.register, { server_public_key: this.key, capabilities }, true));
   }
@@ -174,16 +165,7 @@ export interface V1Submitted<R> {
 }
 
 /** An API v1 client (the web page, `client.py` at HEAD): next, requests, retrieve, cancel. */
-export class V1Client<R extends RelayReply = RelayReply> {
-  constructor(
-    private readonly send: Send<R>,
-    readonly identity: RsaKey,
-  ) {}
-
-  get key(): string {
-    return this.identity.publicKeyB64;
-  }
-
+export class V1Client<R extends RelayReply = RelayReply> extends Peer<R> {
   next(model: string, contextTier: string): Promise<R> {
     return this.send({
       method: 'GET',
