@@ -17,7 +17,7 @@ export interface CoreOptions {
 /**
  * The process-wide values every module may inject: the validated {@link RelayConfig} (every module
  * reads its slice), the {@link Clock} and the root logger. The configuration is held by
- * @nestjs/config's ConfigService, which never reads process.env or .env files here.
+ * @nestjs/config's ConfigService, which reads neither the environment nor .env files here.
  */
 @Global()
 @Module({})
