@@ -40,8 +40,14 @@ class Waiter implements WaitListener {
  * per wait: thousands of held polls are normal). Each is removed the moment it resolves, whether by
  * a wake-up, its deadline or its signal, so no state outlives its request.
  */
+/** A key's waiters in arrival order: both ends, so a new wait is appended in O(1). */
+interface KeyList {
+  head: Waiter;
+  tail: Waiter;
+}
+
 export class Waiters {
-  private readonly byKey = new Map<string, Waiter>();
+  private readonly byKey = new Map<string, KeyList>();
   private readonly deadlines: Waiter[] = [];
   private cancelTimer: (() => void) | null = null;
   private timerAt = Infinity;
@@ -60,15 +66,13 @@ export class Waiters {
       const abortSignal = signal instanceof AbortSignal ? signal : null;
       const w = new Waiter(this, key, until, resolve, abortSignal);
       // Appended: a key's waiters are woken in the order they came.
-      let tail = this.byKey.get(key);
-      if (tail) {
-        while (tail.next) {
-          tail = tail.next;
-        }
-        tail.next = w;
-        w.prev = tail;
+      const list = this.byKey.get(key);
+      if (list) {
+        list.tail.next = w;
+        w.prev = list.tail;
+        list.tail = w;
       } else {
-        this.byKey.set(key, w);
+        this.byKey.set(key, { head: w, tail: w });
       }
       this.push(w);
       if (abortSignal) {
@@ -81,7 +85,7 @@ export class Waiters {
   }
 
   notify(key: string): void {
-    let w = this.byKey.get(key);
+    let w = this.byKey.get(key)?.head;
     while (w) {
       const next = w.next;
       this.end(w);
@@ -100,15 +104,20 @@ export class Waiters {
     if (w.slot < 0) {
       return;
     }
-    if (w.prev) {
-      w.prev.next = w.next;
-    } else if (w.next) {
-      this.byKey.set(w.key, w.next);
-    } else {
+    const list = this.byKey.get(w.key) as KeyList;
+    if (!w.prev && !w.next) {
       this.byKey.delete(w.key);
-    }
-    if (w.next) {
-      w.next.prev = w.prev;
+    } else {
+      if (w.prev) {
+        w.prev.next = w.next;
+      } else {
+        list.head = w.next as Waiter;
+      }
+      if (w.next) {
+        w.next.prev = w.prev;
+      } else {
+        list.tail = w.prev as Waiter;
+      }
     }
     w.prev = null;
     w.next = null;
