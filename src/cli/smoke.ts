@@ -230,6 +230,13 @@ async function legacyRoundTrip(relay: Relay, step: StepFn, waitFor: WaitFn): Pro
   const question = `legacy ${randomBytes(6).toString('hex')}`;
   let registered = false;
 
+  /** Polls a legacy route until its 200 body carries a `chat_history` (work, or an answer). */
+  const legacyEnvelope = (what: string, call: () => Promise<Reply>): Promise<Json> =>
+    waitFor(what, async () => {
+      const body = expectStatus(200, await call());
+      return typeof body.chat_history === 'string' ? body : null;
+    });
+
   await inOrder(
     () =>
       step('legacy', 'register echo node POST /sink', async () => {
@@ -253,10 +260,7 @@ async function legacyRoundTrip(relay: Relay, step: StepFn, waitFor: WaitFn): Pro
       }),
     () =>
       step('legacy', 'node takes work POST /sink and answers POST /source', async () => {
-        const body = await waitFor('work on /sink', async () => {
-          const work = expectStatus(200, await node.sink());
-          return typeof work.chat_history === 'string' ? work : null;
-        });
+        const body = await legacyEnvelope('work on /sink', () => node.sink());
         str(body, 'cipherkey');
         str(body, 'iv');
         const work = decrypted(() => node.openWork(body));
@@ -273,10 +277,7 @@ async function legacyRoundTrip(relay: Relay, step: StepFn, waitFor: WaitFn): Pro
       }),
     () =>
       step('legacy', 'client retrieves and decrypts POST /retrieve', async () => {
-        const body = await waitFor('answer on /retrieve', async () => {
-          const reply = expectStatus(200, await client.retrieve());
-          return typeof reply.chat_history === 'string' ? reply : null;
-        });
+        const body = await legacyEnvelope('answer on /retrieve', () => client.retrieve());
         const answer = decrypted(() => client.openAnswer(body)) ?? [];
         const expected = echoOf(question);
         if (answer.at(-1)?.content !== expected) {

@@ -11,6 +11,7 @@ import {
   type EnqueueResult,
   type SelectNodeResult,
   type StateStore,
+  type StreamTakeResult,
 } from '../state/state-store';
 import type {
   ContextTier,
@@ -360,6 +361,11 @@ export class ClientLifecycleService {
     } else {
       writtenTo.afterDelivered(confirm);
     }
+  }
+
+  /** The chunks a legacy stream holds for its client, each handed out once (`/stream/retrieve`). */
+  takeStream(clientKey: string): Promise<StreamTakeResult> {
+    return this.store.takeStream(clientKey, this.clock.now());
   }
 
   /** Ends a request with its cancel token as proof; the node sees the status on its control. */

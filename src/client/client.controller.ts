@@ -13,7 +13,7 @@ import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
-import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
+import { PublicRateLimit } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CancelDto, FaucetDto, LegacyRetrieveDto, RequestsDto, RetrieveDto } from './client.dto';
 import { ClientService } from './client.service';
@@ -32,16 +32,14 @@ export class LegacyClientController {
   constructor(private readonly client: ClientService) {}
 
   @Get('next_server')
-  @UseGuards(LegacyGateGuard, RateLimitGuard)
-  @PublicRateLimit('next_server')
+  @PublicRateLimit('next_server', { legacyGate: true })
   nextServer(): Promise<object> {
     return this.client.nextServer();
   }
 
   @Post('faucet')
   @HttpCode(200)
-  @UseGuards(LegacyGateGuard, RateLimitGuard)
-  @PublicRateLimit('faucet')
+  @PublicRateLimit('faucet', { legacyGate: true })
   faucet(@Body(new BodyOf(FaucetDto)) dto: FaucetDto): Promise<object> {
     return this.client.faucet(dto);
   }
@@ -81,7 +79,6 @@ export class V1ClientController {
 
   @Post('requests')
   @HttpCode(200)
-  @UseGuards(RateLimitGuard)
   @PublicRateLimit('requests')
   submit(@Body(new BodyOf(RequestsDto)) dto: RequestsDto): Promise<object> {
     return this.client.submit(dto);
@@ -89,7 +86,6 @@ export class V1ClientController {
 
   @Post('requests/cancel')
   @HttpCode(200)
-  @UseGuards(RateLimitGuard)
   @PublicRateLimit('cancel')
   cancel(@Body(new BodyOf(CancelDto)) dto: CancelDto): Promise<object> {
     return this.client.cancel(dto);

@@ -14,7 +14,6 @@ import { RelayConfig } from '../config/relay-config';
 import { DEFAULT_MODEL, resolveModel } from '../registry/capabilities';
 import { RegistryViewService } from '../registry/registry-view.service';
 import { RegistryService } from '../registry/registry.service';
-import { STATE_STORE, type StateStore } from '../state/state-store';
 import {
   CONTEXT_TIERS,
   TERMINAL_REASONS,
@@ -60,7 +59,6 @@ function envelopeBytes(e: Envelope): number {
 @Injectable()
 export class ClientService {
   constructor(
-    @Inject(STATE_STORE) private readonly store: StateStore,
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly config: RelayConfig,
     private readonly registry: RegistryService,
@@ -125,7 +123,7 @@ export class ClientService {
   }
 
   async streamRetrieve(dto: LegacyRetrieveDto): Promise<object> {
-    const result = await this.store.takeStream(dto.client_public_key, this.clock.now());
+    const result = await this.requests.takeStream(dto.client_public_key);
     if (result.status === 'none') {
       return { error: 'No active stream for the given public key' };
     }

@@ -1,5 +1,5 @@
-import { Controller, Get, Header, Headers, HttpCode, Post, Query, UseGuards } from '@nestjs/common';
-import { PublicRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
+import { Controller, Get, Header, Headers, HttpCode, Post, Query } from '@nestjs/common';
+import { PublicRateLimit } from '../edge/rate-limit.guard';
 import { RelayError } from '../common/relay-error';
 import { AccessLog, Cors, ErrorDialect, OwnMetricsLabel } from '../common/route-facts';
 import { CallerOrigin } from '../registry/node-address';
@@ -28,7 +28,6 @@ export class DiscoveryController {
   }
 
   @Get(['api/v1/relay/server-nodes', 'v1/relay/server-nodes'])
-  @UseGuards(RateLimitGuard)
   @PublicRateLimit('server_nodes')
   serverNodes(): object {
     return this.discovery.serverNodes();
@@ -56,7 +55,6 @@ const STUB = (what: string): RelayError =>
 export class RelayApiStubController {
   @Post('chat/completions')
   @HttpCode(503)
-  @UseGuards(RateLimitGuard)
   @PublicRateLimit('relay_api_v1_chat')
   completions(): never {
     throw STUB('chat completions');
@@ -64,7 +62,6 @@ export class RelayApiStubController {
 
   @Post('source')
   @HttpCode(503)
-  @UseGuards(RateLimitGuard)
   @PublicRateLimit('relay_api_v1_source')
   source(): never {
     throw STUB('source dispatch');

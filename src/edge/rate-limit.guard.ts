@@ -8,6 +8,8 @@ import {
   Logger,
   NestInterceptor,
   SetMetadata,
+  Type,
+  UseGuards,
   UseInterceptors,
 } from '@nestjs/common';
 import { catchError, from, mergeMap, throwError, type Observable } from 'rxjs';
@@ -22,6 +24,8 @@ import { isPlainObject } from '../common/envelope-body';
 import { sha256Hex } from '../common/ids';
 import { isTruthy } from '../common/validators';
 import { Errors } from '../common/relay-error';
+import { LegacyGateGuard } from '../common/legacy-gate.guard';
+import { NodeTokenGuard } from '../registry/node-token.guard';
 
 export type RateLimitPolicy =
   | { kind: 'public'; bucket: string }
@@ -30,9 +34,33 @@ export type RateLimitPolicy =
 
 const POLICY = 'relay:rate-limit';
 
+/** What runs before a route's limiter. */
+export interface LimitOptions {
+  /** A gated legacy route: {@link LegacyGateGuard} answers 410 first when those routes are off. */
+  legacyGate?: boolean;
+}
+
+/**
+ * A route's limit and the guards that enforce it, in order: the legacy gate when asked for, the
+ * node token check when the limiter relies on it, then {@link RateLimitGuard}. Declaring a limit
+ * is all a route does; it cannot be declared and left unenforced, or enforced before the checks it
+ * trusts.
+ */
+function limited(
+  policy: RateLimitPolicy,
+  options: LimitOptions,
+  ...checks: Type<CanActivate>[]
+): MethodDecorator {
+  const gate = options.legacyGate === true ? [LegacyGateGuard] : [];
+  return applyDecorators(
+    UseGuards(...gate, ...checks, RateLimitGuard),
+    SetMetadata(POLICY, policy),
+  );
+}
+
 /** Public limiter (`API_RATE_LIMIT` and `API_DAILY_QUOTA`, per client address, per route). */
-export const PublicRateLimit = (bucket: string): MethodDecorator =>
-  SetMetadata(POLICY, { kind: 'public', bucket } satisfies RateLimitPolicy);
+export const PublicRateLimit = (bucket: string, options: LimitOptions = {}): MethodDecorator =>
+  limited({ kind: 'public', bucket }, options);
 
 /**
  * Public limiter with one bucket per route template, as the existing relay's per-endpoint buckets:
@@ -40,13 +68,14 @@ export const PublicRateLimit = (bucket: string): MethodDecorator =>
  * a body with a truthy `stream` is also charged to the shared `API_STREAM_RATE_LIMIT` bucket.
  */
 export const EndpointRateLimit = (opts: { stream?: boolean } = {}): MethodDecorator =>
-  SetMetadata(POLICY, { kind: 'endpoint', stream: opts.stream === true } satisfies RateLimitPolicy);
+  limited({ kind: 'endpoint', stream: opts.stream === true }, {});
 
 /** Routes whose identity is proven by the node's control credential (spec §4.4.3, §4.4.4, §4.4.10). */
 const CREDENTIAL_ROUTES: ReadonlySet<ControlRoute> = new Set(['control', 'progress', 'unregister']);
 
 /**
- * Control-plane limiter: a per-address bucket plus a per-identity bucket (spec §2.4), charged so
+ * Control-plane limiter of a compute node's route, behind the node token check it relies on
+ * ({@link NodeTokenGuard}): a per-address bucket plus a per-identity bucket (spec §2.4), charged so
  * that nobody can spend another's identity budget (docs/decisions.md, "Identity buckets"):
  * - a request carrying a control credential charges the identity, and gets the hit back if the
  *   request then fails (a wrong credential, an unknown node);
@@ -56,19 +85,16 @@ const CREDENTIAL_ROUTES: ReadonlySet<ControlRoute> = new Set(['control', 'progre
  */
 export const ControlRateLimit = (
   route: ControlRoute,
-  identity: 'server_public_key' | 'client_public_key' = 'server_public_key',
+  options: LimitOptions & { identity?: 'server_public_key' | 'client_public_key' } = {},
 ): MethodDecorator => {
-  const policy = SetMetadata(POLICY, {
-    kind: 'control',
-    route,
-    identity,
-  } satisfies RateLimitPolicy);
+  const identity = options.identity ?? 'server_public_key';
+  const limit = limited({ kind: 'control', route, identity }, options, NodeTokenGuard);
   // Only a credential route ever has a hit to give back. An interceptor wraps its handler in an
   // RxJS pipeline that a held long-poll (`/servers/poll`, `/sink`) would keep alive for its whole
   // wait: ~12 KiB of heap per held poll (docs/performance-held-connections.md).
   return CREDENTIAL_ROUTES.has(route)
-    ? applyDecorators(policy, UseInterceptors(IdentityRefund))
-    : policy;
+    ? applyDecorators(limit, UseInterceptors(IdentityRefund))
+    : limit;
 };
 
 /** An identity hit the guard made that the request has yet to earn (see {@link IdentityRefund}). */

@@ -1,7 +1,7 @@
-import { Body, Controller, Get, Headers, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, Headers, HttpCode, Param, Post } from '@nestjs/common';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { Cors, ErrorDialect } from '../common/route-facts';
-import { EndpointRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
+import { EndpointRateLimit } from '../edge/rate-limit.guard';
 import { Reply, type WireReply } from '../common/wire-response';
 import { CatalogService } from './catalog.service';
 import { ChatService } from './chat.service';
@@ -18,7 +18,6 @@ const V1_PREFIXES = ['/api/v1', '/v1'];
 function sharedRoutes(api: ApiVersion) {
   @ErrorDialect('openai')
   @Cors('public', { under: V1_PREFIXES })
-  @UseGuards(RateLimitGuard)
   class SharedRoutes {
     constructor(
       readonly catalog: CatalogService,
@@ -113,7 +112,6 @@ export class GatewayV2Controller extends sharedRoutes('v2') {
 @Controller()
 @ErrorDialect('openai')
 @Cors('public', { under: ['/api/v1'] })
-@UseGuards(RateLimitGuard)
 export class GatewayDirectoryController {
   constructor(private readonly catalog: CatalogService) {}
 

@@ -1,11 +1,9 @@
-import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
-import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { Cors, ErrorDialect } from '../common/route-facts';
-import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
+import { ControlRateLimit } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
-import { NodeTokenGuard } from '../registry/node-token.guard';
 import type { NodeOrigin } from '../state/state.types';
 import { SinkDto, UnregisterDto } from './sink.dto';
 import { SinkService, type LegacySinkBody } from './sink.service';
@@ -19,8 +17,7 @@ export class LegacySinkController {
 
   @Post('sink')
   @HttpCode(200)
-  @UseGuards(LegacyGateGuard, NodeTokenGuard, RateLimitGuard)
-  @ControlRateLimit('poll')
+  @ControlRateLimit('poll', { legacyGate: true })
   take(
     @Body(new BodyOf(SinkDto)) dto: SinkDto,
     @CallerOrigin() origin: NodeOrigin,
@@ -32,7 +29,6 @@ export class LegacySinkController {
   /** Not gated: today's nodes fall back to it when `/servers/unregister` is missing. */
   @Post('unregister')
   @HttpCode(200)
-  @UseGuards(NodeTokenGuard, RateLimitGuard)
   @ControlRateLimit('unregister')
   unregister(@Body(new BodyOf(UnregisterDto)) dto: UnregisterDto): Promise<object> {
     return this.sink.unregister(dto);

@@ -1,10 +1,9 @@
-import { Body, Controller, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Headers, HttpCode, Post } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
 import { ClientGone, type CallerWatch } from '../common/client-gone.decorator';
 import { Cors, ErrorDialect, JsonBody, OwnMetricsLabel } from '../common/route-facts';
-import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
+import { ControlRateLimit } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
-import { NodeTokenGuard } from '../registry/node-token.guard';
 import { OperatorService } from '../registry/operator.service';
 import { RegistryService } from '../registry/registry.service';
 import { RelayConfig } from '../config/relay-config';
@@ -17,7 +16,6 @@ import { SinkService, type PollBody } from './sink.service';
 @ErrorDialect('object')
 @Cors('none')
 @OwnMetricsLabel()
-@UseGuards(NodeTokenGuard, RateLimitGuard)
 export class NodeController {
   constructor(
     private readonly sink: SinkService,

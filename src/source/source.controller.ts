@@ -1,11 +1,9 @@
-import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { BodyOf } from '../common/body.pipe';
-import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { Errors } from '../common/relay-error';
 import { Cors, ErrorDialect, JsonBody, OwnMetricsLabel } from '../common/route-facts';
-import { ControlRateLimit, RateLimitGuard } from '../edge/rate-limit.guard';
+import { ControlRateLimit } from '../edge/rate-limit.guard';
 import { CallerOrigin } from '../registry/node-address';
-import { NodeTokenGuard } from '../registry/node-token.guard';
 import type { NodeOrigin } from '../state/state.types';
 import { ProgressDto, ResponsesDto, SourceDto, StreamSourceDto } from './source.dto';
 import { SourceService } from './source.service';
@@ -19,16 +17,14 @@ export class LegacySourceController {
 
   @Post('source')
   @HttpCode(200)
-  @UseGuards(LegacyGateGuard, NodeTokenGuard, RateLimitGuard)
-  @ControlRateLimit('response', 'client_public_key')
+  @ControlRateLimit('response', { identity: 'client_public_key', legacyGate: true })
   answer(@Body(new BodyOf(SourceDto)) dto: SourceDto): Promise<object> {
     return this.source.legacySource(dto);
   }
 
   @Post('stream/source')
   @HttpCode(200)
-  @UseGuards(NodeTokenGuard, RateLimitGuard)
-  @ControlRateLimit('progress', 'client_public_key')
+  @ControlRateLimit('progress', { identity: 'client_public_key' })
   chunk(@Body(new BodyOf(StreamSourceDto)) dto: StreamSourceDto): Promise<object> {
     return this.source.streamChunk(dto);
   }
@@ -39,13 +35,12 @@ export class LegacySourceController {
 @ErrorDialect('object')
 @Cors('none')
 @OwnMetricsLabel()
-@UseGuards(NodeTokenGuard, RateLimitGuard)
 export class V1SourceController {
   constructor(private readonly source: SourceService) {}
 
   @Post('responses')
   @HttpCode(200)
-  @ControlRateLimit('response', 'client_public_key')
+  @ControlRateLimit('response', { identity: 'client_public_key' })
   answer(
     @Body(new BodyOf(ResponsesDto)) dto: ResponsesDto,
     @CallerOrigin() origin: NodeOrigin,
