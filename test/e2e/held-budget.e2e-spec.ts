@@ -9,6 +9,7 @@ import {
   registerNode,
   respond,
   responseBody,
+  storeVariants,
   submit,
   V1,
   type FakeNode,
@@ -35,7 +36,7 @@ function heldRetrieve(t: TestApp, req: FakeRequest, seconds = 5): Promise<WireRe
  * with `Prefer: wait=0`, a poll and a gateway chat are refused 503 + Retry-After, a legacy /sink
  * gets no work; a wait inside it is held and woken as always, and the budget frees as waits end.
  */
-describe('held-wait budget', () => {
+describe.each(storeVariants('held-wait budget'))('held-wait budget ($label)', (variant) => {
   let t: TestApp;
   let clock: ManualClock;
   let node: FakeNode;
@@ -44,6 +45,7 @@ describe('held-wait budget', () => {
     clock = new ManualClock();
     t = await createTestApp(
       {
+        ...variant.env(),
         TOKENPLACE_RELAY_MAX_HELD_WAITS: '2',
         TOKENPLACE_RELAY_SINK_HOLD_SECONDS: '5',
         TOKENPLACE_RELAY_SINK_PING_SECONDS: '0',
@@ -55,6 +57,7 @@ describe('held-wait budget', () => {
 
   afterEach(async () => {
     await t.close();
+    await variant.cleanup();
   });
 
   /** Two requests claimed by `node` (in flight, nothing queued), each with a retrieve held. */
