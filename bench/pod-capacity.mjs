@@ -14,7 +14,9 @@
 //              accepted), --retrieves requests and --chats gateway chats (the gateway's cap) in
 //              flight at nodes that never answer; then every node holds a poll and every client a
 //              retrieve (Prefer: wait=8) at once, counted by the relay (tokenplace_relay_waiting_
-//              requests, /metrics opened for it), and chat --chats + 1 is refused
+//              requests, /metrics opened for it), and chat --chats + 1 is refused; past the relay's
+//              held-wait budget a retrieve is answered at once ("not held") and a poll or a chat
+//              refused 503, counted as refusedByBudget (tokenplace_relay_held_waits_refused_total)
 //   flood      1 MiB legacy requests, 4 at a time, until refused
 // Per phase: what was held, what the next one got (status and Retry-After), the relay's RSS at the
 // end and its peak (VmHWM), and whether the container was OOM-killed or the relay died. The last
@@ -477,15 +479,19 @@ async function held(relay) {
       const by = {};
       for (const h of hs) {
         const status = /^HTTP\/1\.1 (\d+)/.exec(h.text)?.[1] ?? 'none';
-        const what = h.text.includes('No requests available') ? ' no work' : h.text.includes('"status":"pending"') ? ' pending' : '';
+        const what = h.text.includes('No requests available') ? ' no work' : h.text.includes('"status":"pending"') ? ' pending' : h.text.includes('relay_overloaded') ? ' relay_overloaded' : '';
+        // Past the held-wait budget a retrieve is answered at once, saying so (RFC 7240).
+        const unheld = /^preference-applied: wait=0\r?$/im.test(h.text) ? ' not held' : '';
         const early = h.answeredAt && h.answeredAt - h.sentAt < holdMs ? ' early' : '';
-        by[`${status}${what}${early}`] = (by[`${status}${what}${early}`] ?? 0) + 1;
+        const key = `${status}${what}${unheld}${early}`;
+        by[key] = (by[key] ?? 0) + 1;
       }
       return by;
     };
     const chatsHeld = chats - chatsEnded;
+    const notHeld = await heldWaitsRefused(relay);
     return {
-      held: `${polls.length} polls + ${gets.length} retrieves + ${chatsHeld} gateway chats; ${atOnce} held at once`,
+      held: `${polls.length} polls + ${gets.length} retrieves + ${chatsHeld} gateway chats; ${atOnce} held at once${notHeld > 0 ? `; ${notHeld} not held (the held-wait budget)` : ''}`,
       next: `node ${nodes.length + 1}: ${refusal(newKey ?? refusedNode)}, renewal ${renewal.status}; chat ${chats + 1}: ${refusal(nextChat)}`,
       rssKiB: full?.rssKiB,
       registry: { nodes: nodes.length, nextNode: refusal(newKey ?? refusedNode), renewal: renewal.status },
@@ -496,6 +502,7 @@ async function held(relay) {
       cpuMs,
       chats: { sent: chats, held: chatsHeld, ended: chatEnded ? refusal(chatEnded) : null, next: refusal(nextChat) },
       waitingAtOnce: atOnce,
+      refusedByBudget: notHeld,
       healthz,
     };
   } finally {
@@ -509,6 +516,13 @@ async function held(relay) {
 async function waitingRequests(relay) {
   const res = await request(relay.base, 'GET', '/metrics').catch(() => null);
   const m = typeof res?.body === 'string' ? /^tokenplace_relay_waiting_requests (\d+)/m.exec(res.body) : null;
+  return m ? Number(m[1]) : -1;
+}
+
+/** Waits the relay did not hold for its held-wait budget (tokenplace_relay_held_waits_refused_total), or -1. */
+async function heldWaitsRefused(relay) {
+  const res = await request(relay.base, 'GET', '/metrics').catch(() => null);
+  const m = typeof res?.body === 'string' ? /^tokenplace_relay_held_waits_refused_total (\d+)/m.exec(res.body) : null;
   return m ? Number(m[1]) : -1;
 }
 

@@ -51,8 +51,11 @@ export interface PendingRequest {
   estimatedWaitSeconds: number | null;
 }
 
-/** Why a wait ended without an answer or an end. */
-export type WaitEnd = 'progress' | 'until' | 'draining' | 'caller_gone';
+/**
+ * Why a wait ended without an answer or an end. `no_room`: it was never held, the relay holding as
+ * many waits as its memory allows (the held-wait budget).
+ */
+export type WaitEnd = 'progress' | 'until' | 'draining' | 'caller_gone' | 'no_room';
 
 /** What {@link ClientLifecycleService.awaitOutcome} found. */
 export type Outcome =
@@ -64,7 +67,7 @@ export type Outcome =
   | { status: 'unknown' };
 
 /** The caller a wait belongs to: its leaving, or the drain, ends the wait. */
-export type Waiter = Pick<CallerWatch, 'gone' | 'signal'>;
+export type Waiter = Pick<CallerWatch, 'gone' | 'signal' | 'hold'>;
 
 export interface Placement {
   model: string;
@@ -257,7 +260,8 @@ export class ClientLifecycleService {
 
   /**
    * Waits for the request's outcome until `until` (never past its own deadline), the moment the
-   * node reports progress, the caller leaves or the relay starts draining. A legacy client has no
+   * node reports progress, the caller leaves or the relay starts draining; not at all when the
+   * relay holds as many waits as its memory allows (`no_room`). A legacy client has no
    * request id: anything but an answer means "nothing yet".
    */
   async awaitOutcome(
@@ -309,6 +313,9 @@ export class ClientLifecycleService {
       if (ended !== null) {
         return { status: 'pending', ended, request };
       }
+      if (!waiter.hold(this.lifecycle)) {
+        return { status: 'pending', ended: 'no_room', request };
+      }
       await this.store.waitForResponse(
         client.clientKey,
         requestId,
@@ -316,6 +323,14 @@ export class ClientLifecycleService {
         waiter.signal(this.lifecycle),
       );
     }
+  }
+
+  /**
+   * Takes the caller's place among the requests held open before work it will wait for is
+   * admitted (the gateway), so what is accepted is never refused its wait; false: no room.
+   */
+  holdPlace(waiter: Waiter): boolean {
+    return waiter.hold(this.lifecycle);
   }
 
   private waitEnd(

@@ -272,7 +272,8 @@ export class ClientService {
 
   /**
    * `/responses/retrieve`: 200 answer, 202 pending (with progress once), 404, 410. With
-   * `Prefer: wait=N` a pending retrieve is held up to N seconds for the answer, progress or an end.
+   * `Prefer: wait=N` a pending retrieve is held up to N seconds for the answer, progress or an end;
+   * past the held-wait budget it is answered at once, as with `Prefer: wait=0`.
    */
   retrieve(dto: RetrieveDto, waitSeconds: number, caller: CallerWatch): Promise<WireResponse> {
     const requestId = dto.request_id ?? null;
@@ -332,7 +333,10 @@ export class ClientService {
             iv: p.iv,
           };
         }
-        return new WireResponse(202, body);
+        // Not held (the relay holds as many waits as its memory allows): said as RFC 7240 does.
+        return outcome.ended === 'no_room'
+          ? new WireResponse(202, body, { 'Preference-Applied': 'wait=0' })
+          : new WireResponse(202, body);
       }
       default: {
         const never: never = outcome;

@@ -37,21 +37,43 @@ export class CallerWatch implements WaitSignal, Drainable {
    * to drain. The drain subscription ends with the exchange, so nothing accumulates per request.
    */
   signal(drain?: DrainNotifier): WaitSignal {
-    if (!this.watching) {
-      this.watching = true;
-      if (this.res.closed) {
-        this.stop();
-      } else {
-        drain?.hold(this);
-        this.res.on('close', () => {
-          drain?.release(this);
-          if (!this.res.writableFinished) {
-            this.stop();
-          }
-        });
-      }
-    }
+    this.watch(drain, false);
     return this;
+  }
+
+  /**
+   * Takes this caller's place among the requests held open (once; it is kept until the exchange
+   * ends) and watches it as {@link signal} does. False, and nothing watched, when the relay holds
+   * as many as its held-wait budget allows: the caller is then answered without being held.
+   */
+  hold(drain: DrainNotifier): boolean {
+    return this.watch(drain, true);
+  }
+
+  private watch(drain: DrainNotifier | undefined, budgeted: boolean): boolean {
+    if (this.watching) {
+      return true;
+    }
+    if (this.res.closed) {
+      this.watching = true;
+      this.stop();
+      return true;
+    }
+    if (budgeted) {
+      if (drain !== undefined && !drain.tryHold(this)) {
+        return false;
+      }
+    } else {
+      drain?.hold(this);
+    }
+    this.watching = true;
+    this.res.on('close', () => {
+      drain?.release(this);
+      if (!this.res.writableFinished) {
+        this.stop();
+      }
+    });
+    return true;
   }
 
   drained(): void {

@@ -17,7 +17,7 @@ describe(planMemory.name, () => {
     const { plan, problems, warnings } = planMemory(base());
 
     const data = Math.floor(Math.min(0.8 * 387, 512 - 96) * MiB - 48 * MiB - 32 * MiB);
-    const answers = Math.floor((0.45 * data) / 1.1);
+    const answers = Math.floor((0.32 * data) / 1.1);
     expect(problems).toEqual([]);
     expect(warnings).toEqual([]);
     expect(plan).toEqual({
@@ -25,22 +25,70 @@ describe(planMemory.name, () => {
       limitSource: 'cgroup',
       heapLimitBytes: 387 * MiB,
       dataBytes: data,
-      maxQueuedBytes: Math.floor((0.4 * data) / 1.1),
+      maxQueuedBytes: Math.floor((0.2 * data) / 1.1),
       maxAnswerBytes: answers,
       answerReserveBytes: Math.floor(answers * 0.25),
       maxStoredResponses: 50000,
       maxStreamSessions: 1024,
+      maxHeldWaits: Math.floor((0.38 * data) / (12 * 1024)),
+      derived: ['maxQueuedBytes', 'maxAnswerBytes', 'maxHeldWaits'],
+    });
+    // What the image test asks of this pod (bench/pod-capacity.mjs, up to 10,100 of each):
+    // 10,000 queued 4 KiB requests (4 KiB ciphertext, 8 bytes of key and iv)...
+    expect(10100 * (4096 + 8)).toBeLessThan(plan?.maxQueuedBytes ?? 0);
+    // ...10,000 waiting 4 KiB answers below the reserve (a 604-character client key, the records)...
+    expect(10100 * (4096 + 4 + 604 + 256)).toBeLessThan(answers * 0.75);
+    // ...and 1,024 node polls, 5,000 retrieves and 1,024 gateway chats held at once.
+    expect(plan?.maxHeldWaits).toBeGreaterThanOrEqual(1024 + 5000 + 1024);
+  });
+
+  it.each<[string, number, number, number]>([
+    // The chart's pod shapes: its --max-old-space-size (min(75 %, limit - 128 MiB)) and
+    // --max-semi-space-size=1 give these heap limits on Node 24.
+    ['256Mi', 256, 131, 804],
+    ['512Mi', 512, 387, 7445],
+    ['1Gi', 1024, 771, 17406],
+  ])(
+    'should budget the waits a %s pod holds at once from the heap left for them',
+    (_, limitMiB, heapMiB, held) => {
+      const runtime = { constrainedBytes: limitMiB * MiB, heapLimitBytes: heapMiB * MiB };
+
+      const memory = planMemory(base({ runtime })).plan;
+      const redis = planMemory(base({ runtime, store: 'redis' })).plan;
+
+      expect(memory?.maxHeldWaits).toBe(held);
+      expect(memory?.maxHeldWaits).toBe(
+        Math.floor((0.38 * (memory?.dataBytes ?? 0)) / MEMORY_MODEL.heldWaitBytes),
+      );
+      // With Redis the queue and the answers are not in this process: their shares hold waits.
+      expect(redis?.maxHeldWaits).toBe(
+        Math.floor((0.9 * (redis?.dataBytes ?? 0)) / MEMORY_MODEL.heldWaitBytes),
+      );
+    },
+  );
+
+  it('should keep an explicit held-wait budget that fits, and refuse one that cannot', () => {
+    const small = planMemory(base({ maxHeldWaits: 2 }));
+    const large = planMemory(base({ maxHeldWaits: 100000 }));
+
+    expect(small.plan).toMatchObject({
+      maxHeldWaits: 2,
       derived: ['maxQueuedBytes', 'maxAnswerBytes'],
     });
-    // 10,000 waiting answers of 4 KiB (with their client key and records) fit below the reserve.
-    expect(10000 * (4096 + 1024) * 1.1).toBeLessThan(answers * 0.75);
+    expect(large).toMatchObject({
+      plan: null,
+      problems: [
+        'TOKENPLACE_RELAY_MAX_HELD_WAITS=100000 needs about 1172 MiB of heap with every wait held, more than the 87 MiB the memory budget gives held waits (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower it, or leave it unset to derive it from the budget',
+      ],
+    });
   });
 
   it('should bound what a full queue and full answer store hold well below the pod limit', () => {
     const plan = planMemory(base()).plan;
 
     const heldAtCaps =
-      MEMORY_MODEL.amplification * ((plan?.maxQueuedBytes ?? 0) + (plan?.maxAnswerBytes ?? 0));
+      MEMORY_MODEL.amplification * ((plan?.maxQueuedBytes ?? 0) + (plan?.maxAnswerBytes ?? 0)) +
+      MEMORY_MODEL.heldWaitBytes * (plan?.maxHeldWaits ?? 0);
     const worstRss =
       MEMORY_MODEL.nativeReserveBytes + MEMORY_MODEL.heapBaselineBytes + 32 * MiB + heldAtCaps;
 
@@ -59,6 +107,7 @@ describe(planMemory.name, () => {
       maxQueuedBytes: 512 * MiB,
       maxAnswerBytes: 512 * MiB,
       maxStoredResponses: 50000,
+      maxHeldWaits: 100000,
     });
   });
 
@@ -76,7 +125,7 @@ describe(planMemory.name, () => {
     [
       'explicit caps that cannot fit, naming them and the budget',
       { maxQueuedBytes: 512 * MiB },
-      'TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB of heap when full, more than the 195 MiB the memory budget gives queued requests and waiting answers (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower them, or leave them unset to derive them from the budget',
+      'TOKENPLACE_RELAY_MAX_QUEUED_BYTES=536870912 need about 563 MiB of heap when full, more than the 119 MiB the memory budget gives queued requests and waiting answers (memory limit 512 MiB from the cgroup, heap limit 387 MiB): lower them, or leave them unset to derive them from the budget',
     ],
     [
       'a limit too small for the runtime and its request bodies',
@@ -103,8 +152,8 @@ describe(planMemory.name, () => {
   it('should give an unset cap what an explicit one leaves', () => {
     const { plan } = planMemory(base({ maxQueuedBytes: 10 * MiB }));
 
-    const capacity = 0.85 * (plan?.dataBytes ?? 0);
-    expect(plan?.derived).toEqual(['maxAnswerBytes']);
+    const capacity = 0.52 * (plan?.dataBytes ?? 0);
+    expect(plan?.derived).toEqual(['maxAnswerBytes', 'maxHeldWaits']);
     expect(plan?.maxAnswerBytes).toBe(Math.floor((capacity - 11 * MiB) / 1.1));
   });
 
@@ -135,7 +184,7 @@ describe(planMemory.name, () => {
       maxAnswerBytes: 512 * MiB,
       answerReserveBytes: 128 * MiB,
       maxStoredResponses: 20000,
-      derived: [],
+      derived: ['maxHeldWaits'],
     });
   });
 });
@@ -160,7 +209,8 @@ describe('RelayConfig memory caps', () => {
     expect(config.limits.maxQueuedBytes).toBe(config.memory.maxQueuedBytes);
     expect(config.limits.maxAnswerBytes).toBe(config.memory.maxAnswerBytes);
     expect(config.limits.answerReserveBytes).toBe(config.memory.answerReserveBytes);
-    expect(config.limits.maxAnswerBytes).toBeGreaterThan(90 * MiB);
+    expect(config.limits.maxAnswerBytes).toBeGreaterThan(60 * MiB);
+    expect(config.memory.maxHeldWaits).toBeGreaterThan(7048);
     expect(config.limits.maxStoredResponses).toBe(50000);
     expect(config.memory.limitSource).toBe('TOKENPLACE_RELAY_MEMORY_LIMIT_BYTES');
   });

@@ -46,9 +46,18 @@ export const MEMORY_MODEL = {
    * How the data budget is split. `queued`: request ciphertext waiting in queues. `answers`:
    * answers waiting for their clients and buffered legacy stream chunks, counted in bytes as they
    * really are (`answerBytes()` in state.types.ts). `inFlight` is headroom: claimed requests keep
-   * their ciphertext.
+   * their ciphertext. `held`: requests held open waiting (long-polls, `Prefer: wait` retrieves,
+   * gateway chats), counted at {@link heldWaitBytes} each. With the Redis store the queue and the
+   * answers live in Redis, and their shares go to held waits too.
    */
-  shares: { queued: 0.4, answers: 0.45, inFlight: 0.15 },
+  shares: { queued: 0.2, answers: 0.32, inFlight: 0.1, held: 0.38 },
+  /**
+   * Heap one held wait keeps (its request, response and socket objects in Node, Express and Nest,
+   * the waiter record): measured 10.9 KiB per held `/servers/poll` and 12.0 per held retrieve at
+   * 1,024 held, 15.8 per gateway chat of which 1.8 is its sealed request (counted in flight), after
+   * a forced GC with the chart's `--max-semi-space-size=1` (`bench/held.mjs`, Node 24).
+   */
+  heldWaitBytes: 12 * 1024,
   /**
    * The part of the answer budget kept for the answers of work already accepted: above
    * `1 - answerReserve` of it, new requests and answers nobody asked for are refused.
@@ -60,6 +69,8 @@ export const MEMORY_MODEL = {
   /** Sanity ceilings on counts: the bytes above are the budget. */
   maxStoredResponses: 50000,
   maxStreamSessions: 1024,
+  /** Ceiling of the derived held-wait budget (a relay without a memory limit). */
+  maxHeldWaits: 100000,
   /** A budget below this cannot hold a useful queue. */
   minimumDataBytes: 16 * MiB,
 } as const;
@@ -76,6 +87,8 @@ export interface MemoryPlanInput {
   maxAnswerBytes?: number;
   maxStoredResponses?: number;
   maxStreamSessions?: number;
+  /** TOKENPLACE_RELAY_MAX_HELD_WAITS, when set. */
+  maxHeldWaits?: number;
   /** With Redis the queue and the answers live in Redis, not in this process. */
   store: 'memory' | 'redis';
 }
@@ -95,7 +108,12 @@ export interface MemoryPlan {
   /** Count ceilings (sanity bounds; the bytes are the budget). */
   maxStoredResponses: number;
   maxStreamSessions: number;
-  derived: Array<'maxQueuedBytes' | 'maxAnswerBytes'>;
+  /**
+   * Requests this process holds open waiting at once (long-polls, `Prefer: wait` retrieves,
+   * gateway chats): past it a retrieve is answered at once, a poll or a chat refused 503.
+   */
+  maxHeldWaits: number;
+  derived: Array<'maxQueuedBytes' | 'maxAnswerBytes' | 'maxHeldWaits'>;
 }
 
 export interface MemoryPlanResult {
@@ -107,9 +125,10 @@ export interface MemoryPlanResult {
 const mib = (bytes: number): string => `${Math.round(bytes / MiB)} MiB`;
 
 /**
- * Sizes the in-memory store's byte-holding caps from the memory the process really has, so a full
- * queue is refused with 503 instead of the heap (or the container) running out. Explicit caps that
- * cannot fit are refused at boot; unset caps share what the explicit ones leave.
+ * Sizes the in-memory store's byte-holding caps, and the waits held open (with either store), from
+ * the memory the process really has, so a full queue is refused with 503 and a wait past the budget
+ * is not held, instead of the heap (or the container) running out. Explicit caps that cannot fit
+ * are refused at boot; unset caps share what the explicit ones leave.
  */
 export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
   const m = MEMORY_MODEL;
@@ -145,10 +164,24 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
     return { plan: null, problems, warnings };
   }
 
+  // Held waits live in this process whatever the store: their share of the budget, per wait.
+  const heldShare =
+    input.store === 'redis' ? m.shares.held + m.shares.queued + m.shares.answers : m.shares.held;
+  const heldBytes = dataBytes * heldShare;
+  const heldFits = Math.floor(heldBytes / m.heldWaitBytes);
+  if (input.maxHeldWaits !== undefined && input.maxHeldWaits > heldFits) {
+    problems.push(
+      `TOKENPLACE_RELAY_MAX_HELD_WAITS=${input.maxHeldWaits} needs about ${mib(input.maxHeldWaits * m.heldWaitBytes)} of heap with every wait held, more than the ${mib(heldBytes)} the memory budget gives held waits (${where}): lower it, or leave it unset to derive it from the budget`,
+    );
+    return { plan: null, problems, warnings };
+  }
   const ceilings = {
     maxStoredResponses: input.maxStoredResponses ?? m.maxStoredResponses,
     maxStreamSessions: input.maxStreamSessions ?? m.maxStreamSessions,
+    maxHeldWaits: input.maxHeldWaits ?? Math.min(m.maxHeldWaits, heldFits),
   };
+  const heldDerived: MemoryPlan['derived'] =
+    input.maxHeldWaits === undefined ? ['maxHeldWaits'] : [];
   if (input.store === 'redis') {
     const maxAnswerBytes = input.maxAnswerBytes ?? m.maxAnswerBytes;
     return {
@@ -161,7 +194,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
         maxAnswerBytes,
         answerReserveBytes: Math.floor(maxAnswerBytes * m.answerReserve),
         ...ceilings,
-        derived: [],
+        derived: heldDerived,
       },
       problems,
       warnings,
@@ -217,6 +250,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
   if (answersDerived) {
     derived.push('maxAnswerBytes');
   }
+  derived.push(...heldDerived);
   return {
     plan:
       problems.length > 0

@@ -14,6 +14,15 @@ export class MemoryEnv {
     { optional: true },
   )
   memoryLimitBytes?: number;
+
+  @IntEnv(
+    'TOKENPLACE_RELAY_MAX_HELD_WAITS',
+    'Most requests held open waiting at once in this process (node polls, held /sink, Prefer: wait retrieves, gateway chats); beyond, a retrieve is answered at once (as with Prefer: wait=0), a poll or a chat gets 503 + Retry-After; unset: derived from the memory budget (12 KiB of heap each), at most 100000',
+    1,
+    1_000_000,
+    { optional: true },
+  )
+  maxHeldWaits?: number;
 }
 
 /** Sizes the byte-holding caps from the memory limit, the body bounds and the caps set. */
@@ -30,6 +39,7 @@ export function memoryPlanOf(
     maxAnswerBytes: s.maxAnswerBytes,
     maxStoredResponses: s.maxStoredResponses,
     maxStreamSessions: s.maxStreamSessions,
+    maxHeldWaits: s.maxHeldWaits,
     store: storeKind(s),
   });
 }

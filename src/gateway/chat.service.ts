@@ -145,7 +145,7 @@ export class ChatService {
   }
 
   private async run(request: DispatchRequest, caller: CallerWatch): Promise<NodeReply> {
-    const d = await this.dispatch.begin(request);
+    const d = await this.dispatch.begin(request, caller);
     return this.dispatch.await(d, caller);
   }
 

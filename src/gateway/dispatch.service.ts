@@ -126,16 +126,18 @@ export class DispatchService {
 
   /**
    * Picks a node and queues the request; failures here are ordinary HTTP errors (503 no node ...).
+   * The caller's place among the requests held open is taken first (503 `gateway_busy` when the
+   * relay holds as many as its memory allows), so an admitted chat always waits for its answer.
    * The caller must `release()` the dispatch (`await` does).
    */
-  async begin(request: DispatchRequest): Promise<Dispatch> {
+  async begin(request: DispatchRequest, caller: CallerWatch): Promise<Dispatch> {
     if (!this.config.gateway.enabled) {
       throw GatewayErrors.disabled();
     }
     if (this.requests.refusesNewWork({ awaitedHere: true })) {
       throw GatewayErrors.draining();
     }
-    if (this.active >= this.config.gateway.maxConcurrent) {
+    if (this.active >= this.config.gateway.maxConcurrent || !this.requests.holdPlace(caller)) {
       throw GatewayErrors.busy();
     }
     this.active += 1;
@@ -198,6 +200,10 @@ export class DispatchService {
               // Nothing but this process could deliver the answer: the caller retries elsewhere.
               await this.cancel(d, 'cancelled', 'requester_gave_up');
               throw GatewayErrors.draining();
+            case 'no_room':
+              // Not reached: `begin` held the caller's place before the request was admitted.
+              await this.cancel(d, 'cancelled', 'requester_gave_up');
+              throw GatewayErrors.busy();
             case 'until':
               if (this.clock.now() >= d.deadline) {
                 await this.cancel(d, 'expired', 'provider_timeout');

@@ -100,7 +100,7 @@ export class SseService {
         return stream([data(pythonJson({ event: 'error', reason: 'encryption_failed' }))]);
       }
     }
-    const dispatch = await this.dispatch.begin(request);
+    const dispatch = await this.dispatch.begin(request, caller);
     return stream(this.events(env.model, dispatch, new ChunkWriter(clientKey), caller));
   }
 

@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { RelayConfig } from '../config/relay-config';
 
 /** What is told once when the relay starts draining. */
 export interface Drainable {
@@ -14,6 +15,11 @@ export interface DrainNotifier {
    * entry per held request, no closures.
    */
   hold(d: Drainable): void;
+  /**
+   * {@link hold} for a request about to be held open waiting: false, and nothing held, when this
+   * process already holds as many as the memory plan's held-wait budget allows.
+   */
+  tryHold(d: Drainable): boolean;
   release(d: Drainable): void;
 }
 
@@ -23,7 +29,8 @@ export interface DrainNotifier {
  * every waiter subscribed with `onDrain` is told at once, so every long-poll answers. Readiness,
  * long-polls and admission read it; nothing else does. Waiters live in a Set rather than as
  * listeners of one long-lived AbortSignal: thousands of held polls are normal, and an EventTarget
- * with more than ten listeners makes Node warn about a leak.
+ * with more than ten listeners makes Node warn about a leak. The Set is also the count of requests
+ * held open, which the memory plan bounds (`maxHeldWaits`: see {@link tryHold}).
  */
 @Injectable()
 export class LifecycleService implements DrainNotifier {
@@ -33,6 +40,12 @@ export class LifecycleService implements DrainNotifier {
   private drainingSince: number | null = null;
   private lingeringSince: number | null = null;
   private readonly pending = new Set<string>();
+  private readonly maxHeld: number;
+  private refused = 0;
+
+  constructor(config: RelayConfig) {
+    this.maxHeld = config.memory.maxHeldWaits;
+  }
 
   /** What readiness still waits for, in the order it was held (empty: ready to take work). */
   get starting(): string[] {
@@ -61,6 +74,11 @@ export class LifecycleService implements DrainNotifier {
     return this.waiters.size;
   }
 
+  /** Waits not held because the held-wait budget was spent, since boot. */
+  get heldRefused(): number {
+    return this.refused;
+  }
+
   onDrain(fn: () => void): () => void {
     const d: Drainable = { drained: fn };
     this.hold(d);
@@ -73,6 +91,15 @@ export class LifecycleService implements DrainNotifier {
     } else {
       this.waiters.add(d);
     }
+  }
+
+  tryHold(d: Drainable): boolean {
+    if (this.drainingSince === null && this.waiters.size >= this.maxHeld) {
+      this.refused += 1;
+      return false;
+    }
+    this.hold(d);
+    return true;
   }
 
   release(d: Drainable): void {

@@ -25,6 +25,7 @@ export class MetricsService {
       return new WireResponse(401, 'unauthorized\n', TEXT);
     }
     this.metrics.waitingRequests.set(this.lifecycle.waiting);
+    this.metrics.applyHeldWaitsRefused(this.lifecycle.heldRefused);
     try {
       this.metrics.applyStats(await this.store.stats(this.clock.now()));
       this.metrics.storeUp.set(1);

@@ -195,6 +195,11 @@ export class RelayMetrics implements TransitionSink {
     'tokenplace_relay_waiting_requests',
     'Requests this replica holds open waiting for work or an answer (long-polls)',
   );
+  private readonly heldWaitsRefused = this.counter(
+    'tokenplace_relay_held_waits_refused_total',
+    'Waits not held because this replica held as many as its memory allows (TOKENPLACE_RELAY_MAX_HELD_WAITS): retrieves answered at once, polls and gateway chats refused 503, legacy /sink answered without work',
+  );
+  private heldWaitsRefusedSeen = 0;
   readonly replicationTimeouts = this.counter(
     'tokenplace_relay_redis_replication_timeouts_total',
     'Acknowledged transitions answered 503 because fewer than TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS replicas confirmed them in time',
@@ -313,6 +318,14 @@ export class RelayMetrics implements TransitionSink {
     this.controlRequests.inc({ state });
     if (renewed) {
       this.leaseRenewals.inc();
+    }
+  }
+
+  /** The lifecycle's running count of waits not held (read on scrape, like the held count). */
+  applyHeldWaitsRefused(total: number): void {
+    if (total > this.heldWaitsRefusedSeen) {
+      this.heldWaitsRefused.inc(total - this.heldWaitsRefusedSeen);
+      this.heldWaitsRefusedSeen = total;
     }
   }
 

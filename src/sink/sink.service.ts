@@ -32,6 +32,9 @@ function legacyItem(job: ClaimedJob): Record<string, unknown> {
 
 const seconds = (ms: number): number => Math.max(0, Math.round(ms) / 1000);
 
+/** `Retry-After` of a poll refused for the held-wait budget: held waits end within seconds. */
+const HELD_FULL_RETRY_SECONDS = 5;
+
 /**
  * Compute nodes taking work, in both dialects: `/sink` (batch, optional bounded hold) and
  * `/servers/poll` (one item, long-poll woken the moment work arrives, answered at once on drain).
@@ -182,7 +185,9 @@ export class SinkService {
 
   /**
    * Claims work now, or waits until work is signalled, `until` passes, the caller disconnects or
-   * the relay starts draining; then claims once more. Null when the node vanished meanwhile.
+   * the relay starts draining; then claims once more. Null when the node vanished meanwhile. With
+   * no room for another held wait (the memory plan's budget) it does not wait: a legacy `/sink`
+   * gets no work, a `/servers/poll` 503 + `Retry-After`.
    */
   private async claimOrWait(
     nodeId: string,
@@ -204,7 +209,21 @@ export class SinkService {
       if (result.jobs.length > 0 || this.lifecycle.draining || this.clock.now() >= until) {
         return result.jobs;
       }
-      signal ??= caller.signal(this.lifecycle);
+      if (signal === null) {
+        if (!caller.hold(this.lifecycle)) {
+          // The relay holds as many waits as its memory allows: a legacy node gets its un-held
+          // answer (no work; it pings again), an API v1 node is told to poll again shortly.
+          if (dialect === 'legacy') {
+            return [];
+          }
+          throw Errors.capacity(
+            'The relay holds as many long-polls as its memory allows; poll again shortly',
+            HELD_FULL_RETRY_SECONDS,
+            503,
+          );
+        }
+        signal = caller.signal(this.lifecycle);
+      }
       await this.store.waitForWork(nodeId, until, signal);
       if (this.lifecycle.draining && !caller.gone) {
         // Draining: hand out what is already queued, then stop waiting.

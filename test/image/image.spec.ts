@@ -398,6 +398,7 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
           retrieves: { sent: number; ended: Record<string, number> };
           chats: { sent: number; held: number; next: string };
           waitingAtOnce: number;
+          refusedByBudget: number;
           sentMs: number;
           cpuMs: number;
           healthz: number;
@@ -421,6 +422,8 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
         // first and writes the 6,024 requests at once, so each retrieve's 8 s hold overlaps).
         expect(r.chats).toMatchObject({ sent: 1024, held: 1024 });
         expect(r.waitingAtOnce).toBe(1024 + 5000 + 1024);
+        // ...inside the held-wait budget the memory plan derives for this pod: none refused.
+        expect(r.refusedByBudget).toBe(0);
         expect(r.chats.next).toMatch(/^503 RA \d+ gateway_busy$/);
         expect(r.healthz).toBe(200);
         expectNeverKilled({ held: r });
