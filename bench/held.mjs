@@ -401,6 +401,8 @@ async function oneRun({ kind, n, run, port, nodeCap, keysFile, window, snapshots
     TOKENPLACE_RELAY_SINK_HOLD_SECONDS: '8',
     TOKENPLACE_RELAY_SINK_STALE_SECONDS: '3600',
     TOKENPLACE_GATEWAY_MAX_CONCURRENT: '100000',
+    // Every connection comes from loopback: one address may hold the whole held-wait budget.
+    TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS: '1000000',
     ...(keysFile ? { BENCH_PROBE_KEYS: keysFile } : {}),
     // --chart: the chart's environment and caps, so only the hold times and leases differ from a pod.
     ...(chart ? { ...chart, ...RELAY_DEFAULT_CAPS, TOKENPLACE_METRICS_DISABLED: '0', TOKENPLACE_LOG_LEVEL: 'warn' } : {}),

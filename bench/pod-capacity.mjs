@@ -66,6 +66,7 @@ const ONE_ADDRESS = {
   API_RELAY_CONTROL_PLANE_RATE_LIMIT: 'off',
   API_RELAY_CONTROL_PLANE_IP_RATE_LIMIT: 'off',
   TOKENPLACE_RELAY_MAX_NODES_PER_ADDRESS: '1000000',
+  TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS: '1000000',
   TOKENPLACE_RELAY_TRUST_PROXY: 'loopback',
 };
 /** /metrics open (the chart closes it unless metrics.enabled): the held phase reads what the relay holds. */

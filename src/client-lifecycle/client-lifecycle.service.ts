@@ -313,7 +313,7 @@ export class ClientLifecycleService {
       if (ended !== null) {
         return { status: 'pending', ended, request };
       }
-      if (!waiter.hold(this.lifecycle)) {
+      if (!waiter.hold(this.lifecycle, 'client')) {
         return { status: 'pending', ended: 'no_room', request };
       }
       await this.store.waitForResponse(
@@ -330,7 +330,7 @@ export class ClientLifecycleService {
    * admitted (the gateway), so what is accepted is never refused its wait; false: no room.
    */
   holdPlace(waiter: Waiter): boolean {
-    return waiter.hold(this.lifecycle);
+    return waiter.hold(this.lifecycle, 'client');
   }
 
   private waitEnd(

@@ -1,6 +1,7 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { Response } from 'express';
-import type { Drainable, DrainNotifier } from '../lifecycle/lifecycle.service';
+import type { Drainable, DrainNotifier, HeldPlace } from '../lifecycle/lifecycle.service';
+import { addressUnit, clientAddress } from './client-address';
 import type { WaitListener, WaitSignal } from './wait-signal';
 
 /**
@@ -14,6 +15,8 @@ export class CallerWatch implements WaitSignal, Drainable {
   listener: WaitListener | null = null;
   private stopped = false;
   private watching = false;
+  /** Set while this caller holds a place in the held-wait budget. */
+  private place: HeldPlace | undefined;
 
   constructor(private readonly res: Response) {}
 
@@ -37,20 +40,21 @@ export class CallerWatch implements WaitSignal, Drainable {
    * to drain. The drain subscription ends with the exchange, so nothing accumulates per request.
    */
   signal(drain?: DrainNotifier): WaitSignal {
-    this.watch(drain, false);
+    this.watch(drain);
     return this;
   }
 
   /**
    * Takes this caller's place among the requests held open (once; it is kept until the exchange
    * ends) and watches it as {@link signal} does. False, and nothing watched, when the relay holds
-   * as many as its held-wait budget allows: the caller is then answered without being held.
+   * as many as its held-wait budget allows, or this caller's address its share (`kind`: a node's
+   * poll or a client's wait): the caller is then answered without being held.
    */
-  hold(drain: DrainNotifier): boolean {
-    return this.watch(drain, true);
+  hold(drain: DrainNotifier, kind: HeldPlace['kind']): boolean {
+    return this.watch(drain, kind);
   }
 
-  private watch(drain: DrainNotifier | undefined, budgeted: boolean): boolean {
+  private watch(drain: DrainNotifier | undefined, kind?: HeldPlace['kind']): boolean {
     if (this.watching) {
       return true;
     }
@@ -59,16 +63,18 @@ export class CallerWatch implements WaitSignal, Drainable {
       this.stop();
       return true;
     }
-    if (budgeted) {
-      if (drain !== undefined && !drain.tryHold(this)) {
+    if (kind !== undefined && drain !== undefined) {
+      const place: HeldPlace = { kind, unit: addressUnit(clientAddress(this.res.req)) };
+      if (!drain.tryHold(this, place)) {
         return false;
       }
+      this.place = place;
     } else {
       drain?.hold(this);
     }
     this.watching = true;
     this.res.on('close', () => {
-      drain?.release(this);
+      drain?.release(this, this.place);
       if (!this.res.writableFinished) {
         this.stop();
       }

@@ -31,6 +31,7 @@ describe(planMemory.name, () => {
       maxStoredResponses: 50000,
       maxStreamSessions: 1024,
       maxHeldWaits: Math.floor((0.38 * data) / (12 * 1024)),
+      maxHeldWaitsPerAddress: Math.floor(Math.floor((0.38 * data) / (12 * 1024)) / 8),
       derived: ['maxQueuedBytes', 'maxAnswerBytes', 'maxHeldWaits'],
     });
     // What the image test asks of this pod (bench/pod-capacity.mjs, up to 10,100 of each):
@@ -66,6 +67,20 @@ describe(planMemory.name, () => {
       );
     },
   );
+
+  it('should give one address an eighth of the held-wait budget, at least 64 and at most all of it, unless set', () => {
+    const derived = planMemory(base()).plan;
+    const tiny = planMemory(base({ maxHeldWaits: 100 })).plan;
+    const two = planMemory(base({ maxHeldWaits: 2 })).plan;
+    const set = planMemory(base({ maxHeldWaitsPerAddress: 5 })).plan;
+    const above = planMemory(base({ maxHeldWaits: 10, maxHeldWaitsPerAddress: 50 })).plan;
+
+    expect(derived?.maxHeldWaitsPerAddress).toBe(Math.floor((derived?.maxHeldWaits ?? 0) / 8));
+    expect(tiny?.maxHeldWaitsPerAddress).toBe(64);
+    expect(two?.maxHeldWaitsPerAddress).toBe(2);
+    expect(set?.maxHeldWaitsPerAddress).toBe(5);
+    expect(above?.maxHeldWaitsPerAddress).toBe(10);
+  });
 
   it('should keep an explicit held-wait budget that fits, and refuse one that cannot', () => {
     const small = planMemory(base({ maxHeldWaits: 2 }));

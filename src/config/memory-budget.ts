@@ -71,6 +71,12 @@ export const MEMORY_MODEL = {
   maxStreamSessions: 1024,
   /** Ceiling of the derived held-wait budget (a relay without a memory limit). */
   maxHeldWaits: 100000,
+  /**
+   * Share of the held-wait budget one client address may hold by default (at least
+   * {@link minHeldWaitsPerAddress}): one stranger cannot take every place.
+   */
+  heldPerAddressShare: 1 / 8,
+  minHeldWaitsPerAddress: 64,
   /** A budget below this cannot hold a useful queue. */
   minimumDataBytes: 16 * MiB,
 } as const;
@@ -89,6 +95,8 @@ export interface MemoryPlanInput {
   maxStreamSessions?: number;
   /** TOKENPLACE_RELAY_MAX_HELD_WAITS, when set. */
   maxHeldWaits?: number;
+  /** TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS, when set. */
+  maxHeldWaitsPerAddress?: number;
   /** With Redis the queue and the answers live in Redis, not in this process. */
   store: 'memory' | 'redis';
 }
@@ -113,6 +121,8 @@ export interface MemoryPlan {
    * gateway chats): past it a retrieve is answered at once, a poll or a chat refused 503.
    */
   maxHeldWaits: number;
+  /** Of {@link maxHeldWaits}, the most one client address (IPv4, or IPv6 /64) may hold at once. */
+  maxHeldWaitsPerAddress: number;
   derived: Array<'maxQueuedBytes' | 'maxAnswerBytes' | 'maxHeldWaits'>;
 }
 
@@ -175,10 +185,16 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
     );
     return { plan: null, problems, warnings };
   }
+  const maxHeldWaits = input.maxHeldWaits ?? Math.min(m.maxHeldWaits, heldFits);
   const ceilings = {
     maxStoredResponses: input.maxStoredResponses ?? m.maxStoredResponses,
     maxStreamSessions: input.maxStreamSessions ?? m.maxStreamSessions,
-    maxHeldWaits: input.maxHeldWaits ?? Math.min(m.maxHeldWaits, heldFits),
+    maxHeldWaits,
+    maxHeldWaitsPerAddress: Math.min(
+      maxHeldWaits,
+      input.maxHeldWaitsPerAddress ??
+        Math.max(m.minHeldWaitsPerAddress, Math.floor(maxHeldWaits * m.heldPerAddressShare)),
+    ),
   };
   const heldDerived: MemoryPlan['derived'] =
     input.maxHeldWaits === undefined ? ['maxHeldWaits'] : [];

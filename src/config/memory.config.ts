@@ -23,6 +23,15 @@ export class MemoryEnv {
     { optional: true },
   )
   maxHeldWaits?: number;
+
+  @IntEnv(
+    'TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS',
+    'Most requests one client address (an IPv4 address or an IPv6 /64) may hold open waiting at once; beyond, its waits are treated as past TOKENPLACE_RELAY_MAX_HELD_WAITS; unset: an eighth of the held-wait budget, at least 64',
+    1,
+    1_000_000,
+    { optional: true },
+  )
+  maxHeldWaitsPerAddress?: number;
 }
 
 /** Sizes the byte-holding caps from the memory limit, the body bounds and the caps set. */
@@ -40,6 +49,7 @@ export function memoryPlanOf(
     maxStoredResponses: s.maxStoredResponses,
     maxStreamSessions: s.maxStreamSessions,
     maxHeldWaits: s.maxHeldWaits,
+    maxHeldWaitsPerAddress: s.maxHeldWaitsPerAddress,
     store: storeKind(s),
   });
 }

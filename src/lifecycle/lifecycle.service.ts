@@ -6,6 +6,15 @@ export interface Drainable {
   drained(): void;
 }
 
+/**
+ * Whose wait a held request is: a compute node's poll or a client's wait (a retrieve, a gateway
+ * chat), and the caller's address unit (`addressUnit()`: an IPv4 address or an IPv6 /64).
+ */
+export interface HeldPlace {
+  readonly kind: 'node' | 'client';
+  readonly unit: string;
+}
+
 /** Tells waiters that the relay started draining. */
 export interface DrainNotifier {
   /** Calls `fn` once when draining starts (at once if it already has); returns an unsubscribe. */
@@ -17,10 +26,13 @@ export interface DrainNotifier {
   hold(d: Drainable): void;
   /**
    * {@link hold} for a request about to be held open waiting: false, and nothing held, when this
-   * process already holds as many as the memory plan's held-wait budget allows.
+   * process already holds as many as the memory plan's held-wait budget allows, when the caller's
+   * address holds its share of it, or (a client's wait) when only the places kept for the nodes'
+   * polls are left.
    */
-  tryHold(d: Drainable): boolean;
-  release(d: Drainable): void;
+  tryHold(d: Drainable, place: HeldPlace): boolean;
+  /** Ends {@link hold}, or {@link tryHold} with the same place. */
+  release(d: Drainable, place?: HeldPlace): void;
 }
 
 /**
@@ -41,10 +53,22 @@ export class LifecycleService implements DrainNotifier {
   private lingeringSince: number | null = null;
   private readonly pending = new Set<string>();
   private readonly maxHeld: number;
+  private readonly maxHeldPerAddress: number;
+  /** Places clients' waits may take: the rest is kept for the nodes' polls. */
+  private readonly maxClientHeld: number;
+  private clientHeld = 0;
+  /** Held waits per address unit (entries removed at zero). */
+  private readonly heldByUnit = new Map<string, number>();
   private refused = 0;
 
   constructor(config: RelayConfig) {
-    this.maxHeld = config.memory.maxHeldWaits;
+    const { maxHeldWaits, maxHeldWaitsPerAddress } = config.memory;
+    this.maxHeld = maxHeldWaits;
+    this.maxHeldPerAddress = maxHeldWaitsPerAddress;
+    // Every registered node can hold its poll however many clients wait, up to a quarter of the
+    // budget: a flood of retrieves or chats leaves nodes polling, not shut out (docs/decisions.md).
+    this.maxClientHeld =
+      maxHeldWaits - Math.min(config.limits.maxNodes, Math.floor(maxHeldWaits / 4));
   }
 
   /** What readiness still waits for, in the order it was held (empty: ready to take work). */
@@ -93,17 +117,41 @@ export class LifecycleService implements DrainNotifier {
     }
   }
 
-  tryHold(d: Drainable): boolean {
-    if (this.drainingSince === null && this.waiters.size >= this.maxHeld) {
+  tryHold(d: Drainable, place: HeldPlace): boolean {
+    if (this.drainingSince !== null) {
+      d.drained();
+      return true;
+    }
+    const byUnit = this.heldByUnit.get(place.unit) ?? 0;
+    if (
+      this.waiters.size >= this.maxHeld ||
+      byUnit >= this.maxHeldPerAddress ||
+      (place.kind === 'client' && this.clientHeld >= this.maxClientHeld)
+    ) {
       this.refused += 1;
       return false;
     }
-    this.hold(d);
+    this.waiters.add(d);
+    this.heldByUnit.set(place.unit, byUnit + 1);
+    if (place.kind === 'client') {
+      this.clientHeld += 1;
+    }
     return true;
   }
 
-  release(d: Drainable): void {
-    this.waiters.delete(d);
+  release(d: Drainable, place?: HeldPlace): void {
+    if (!this.waiters.delete(d) || place === undefined) {
+      return;
+    }
+    const byUnit = (this.heldByUnit.get(place.unit) ?? 1) - 1;
+    if (byUnit > 0) {
+      this.heldByUnit.set(place.unit, byUnit);
+    } else {
+      this.heldByUnit.delete(place.unit);
+    }
+    if (place.kind === 'client') {
+      this.clientHeld -= 1;
+    }
   }
 
   /** Flips readiness and wakes every waiter. Idempotent. */
@@ -115,6 +163,8 @@ export class LifecycleService implements DrainNotifier {
     this.logger.log({ msg: 'draining', reason });
     const waiters = [...this.waiters];
     this.waiters.clear();
+    this.heldByUnit.clear();
+    this.clientHeld = 0;
     for (const d of waiters) {
       d.drained();
     }

@@ -2,6 +2,7 @@ import { ManualClock } from '../../src/common/clock';
 import { call, createTestApp, type TestApp, type WireResult } from '../helpers/test-app';
 import {
   apiError,
+  from,
   metric,
   parked,
   poll,
@@ -11,6 +12,7 @@ import {
   responseBody,
   storeVariants,
   submit,
+  TRUST_LOOPBACK,
   V1,
   type FakeNode,
   type FakeRequest,
@@ -18,15 +20,26 @@ import {
 
 const RETRIEVE = `${V1}/responses/retrieve`;
 const REFUSED = 'tokenplace_relay_held_waits_refused_total';
+/** An idle poll's answer when its wait ends (poll_wait_seconds as the shares' relay sets it). */
+const NO_WORK = {
+  message: 'No requests available',
+  next_ping_in_x_seconds: 0,
+  poll_wait_seconds: 5,
+};
 /** Resolves after every callback queued so far (a held request that answered has answered). */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function heldRetrieve(t: TestApp, req: FakeRequest, seconds = 5): Promise<WireResult> {
+function heldRetrieve(
+  t: TestApp,
+  req: FakeRequest,
+  seconds = 5,
+  headers: Record<string, string> = {},
+): Promise<WireResult> {
   return post(
     t,
     RETRIEVE,
     { client_public_key: req.clientKey, request_id: req.requestId },
-    { Prefer: `wait=${seconds}` },
+    { Prefer: `wait=${seconds}`, ...headers },
   );
 }
 
@@ -189,5 +202,87 @@ describe.each(storeVariants('held-wait budget'))('held-wait budget ($label)', (v
     expect(await metric(t, REFUSED)).toBe(1);
     clock.advance(5_000);
     await Promise.all(held);
+  });
+});
+
+/**
+ * How the budget is shared: one address holds at most TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS,
+ * and clients' waits never take the places kept for the nodes' polls (a quarter of the budget, at
+ * most the registry's cap). Budget 8: two places kept for polls, three per address.
+ */
+describe.each(storeVariants('held-wait shares'))('held-wait shares ($label)', (variant) => {
+  let t: TestApp;
+  let clock: ManualClock;
+  let node: FakeNode;
+
+  beforeEach(async () => {
+    clock = new ManualClock();
+    t = await createTestApp(
+      {
+        ...variant.env(),
+        ...TRUST_LOOPBACK,
+        TOKENPLACE_RELAY_MAX_HELD_WAITS: '8',
+        TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS: '3',
+        TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '5',
+      },
+      clock,
+    );
+    node = await registerNode(t);
+  });
+
+  afterEach(async () => {
+    await t.close();
+    await variant.cleanup();
+  });
+
+  async function submitted(n: number): Promise<FakeRequest[]> {
+    const reqs: FakeRequest[] = [];
+    for (let i = 0; i < n; i += 1) {
+      reqs.push(await submit(t, node.key));
+    }
+    return reqs;
+  }
+
+  it('should hold no more than its share for one address, and still hold another address', async () => {
+    const reqs = await submitted(5);
+    const held = reqs.slice(0, 3).map((req) => heldRetrieve(t, req, 5, from('203.0.113.7')));
+    await parked(t.lifecycle, 3);
+
+    const over = await heldRetrieve(t, reqs[3] as FakeRequest, 5, from('203.0.113.7'));
+    const other = heldRetrieve(t, reqs[4] as FakeRequest, 5, from('203.0.113.8'));
+    await parked(t.lifecycle, 4);
+
+    expect(over.status).toBe(202);
+    expect(over.headers.get('preference-applied')).toBe('wait=0');
+    expect(t.lifecycle.waiting).toBe(4);
+    expect(await metric(t, REFUSED)).toBe(1);
+    clock.advance(5_000);
+    const ended = await Promise.all([...held, other]);
+    expect(ended.map((r) => [r.status, r.headers.get('preference-applied')])).toEqual(
+      Array(4).fill([202, null]),
+    );
+  });
+
+  it("should keep the nodes' places: past the clients' part a retrieve is answered at once, a poll is still held", async () => {
+    const reqs = await submitted(7);
+    const addresses = ['203.0.113.1', '203.0.113.2'];
+    const held = reqs
+      .slice(0, 6)
+      .map((req, i) => heldRetrieve(t, req, 5, from(addresses[i % 2] as string)));
+    await parked(t.lifecycle, 6);
+
+    const over = await heldRetrieve(t, reqs[6] as FakeRequest, 5, from('203.0.113.3'));
+    const idle = await registerNode(t);
+    const pending = poll(t, idle);
+    await parked(t.lifecycle, 7);
+
+    expect(over.status).toBe(202);
+    expect(over.headers.get('preference-applied')).toBe('wait=0');
+    expect(t.lifecycle.waiting).toBe(7);
+    expect(await metric(t, REFUSED)).toBe(1);
+    clock.advance(5_000);
+    await Promise.all(held);
+    const empty = await pending;
+    expect([empty.status, empty.body]).toEqual([200, NO_WORK]);
   });
 });
