@@ -80,6 +80,37 @@ local function getNode(id)
     fb = r[6] == '1', own = r[7] or nil, grp = r[8] or nil, bad = r[9] == '1' }
 end
 
+-- The placement view tpSelectNode reads in a few calls whatever the registry holds, keyed by
+-- registration seq (short, where node ids are public keys of hundreds of bytes): `pv` packs each
+-- API v1 node's placement facts as 'ping|poll|fb|bad|digest|tier|mctx|conc|mset' (digest: the
+-- first 16 hex digits of the id's SHA-1, naming it in tie sets; then its capabilities, the model
+-- set last: only it may hold '|'), `pq` and `pa` hold each node's queue depth and active claims
+-- while not zero. Every script that changes one of them writes it again from the node's own keys.
+local function syncView(id)
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'fb', 'bad', 'tier', 'mctx',
+    'conc', 'mset')
+  if r[1] ~= 'v1' then return end
+  redis.call('HSET', P .. 'pv', r[2], table.concat({ r[3], r[4], r[5] == '1' and '1' or '0',
+    r[6] == '1' and '1' or '0', string.sub(redis.sha1hex(id), 1, 16), r[7] or '', r[8] or '', r[9] or '',
+    r[10] or '' }, '|'))
+end
+
+local function syncLoad(id)
+  local seq = redis.call('HGET', P .. 'n:' .. id, 'seq')
+  if not seq then return end
+  local q = redis.call('ZCARD', P .. 'q:' .. id)
+  if q > 0 then redis.call('HSET', P .. 'pq', seq, q) else redis.call('HDEL', P .. 'pq', seq) end
+  local a = redis.call('SCARD', P .. 'a:' .. id)
+  if a > 0 then redis.call('HSET', P .. 'pa', seq, a) else redis.call('HDEL', P .. 'pa', seq) end
+end
+
+-- Drops a node's placement facts (its registration ends).
+local function dropView(seq)
+  redis.call('HDEL', P .. 'pv', seq)
+  redis.call('HDEL', P .. 'pq', seq)
+  redis.call('HDEL', P .. 'pa', seq)
+end
+
 -- A node as the read scripts list it (NodeView as JSON; the capabilities as stored).
 local function nodeView(n)
   local view = cjson.encode({ nodeId = n.id, dialect = n.d, lastPingAt = n.ping,
@@ -112,6 +143,7 @@ local function touch(n)
   redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
   if n.grp then redis.call('PEXPIRE', P .. 'g:' .. n.grp, ttl(0)) end
   redis.call('ZADD', P .. 'lease', num(evictAt(n)), n.id)
+  if n.d == 'v1' then syncView(n.id) end
 end
 
 -- Touches a node that is not gone yet (a gone one is left to the sweep).
@@ -137,6 +169,7 @@ local function unqueue(j)
     redis.call('DECRBY', P .. 'qbytes', j.b)
   end
   redis.call('ZREM', P .. 'q:' .. j.node, j.id)
+  syncLoad(j.node)
 end
 
 -- Drops a claimed job from its node's accounting and from the in-flight indexes.
@@ -151,6 +184,7 @@ local function detach(j)
     redis.call('HDEL', P .. 'c:' .. j.node, j.rid)
   end
   redis.call('SREM', P .. 'a:' .. j.node, j.id)
+  syncLoad(j.node)
   if j.d == 'legacy' and j.ck then
     redis.call('ZREM', P .. 'lc:' .. j.ck, j.id)
   end
@@ -251,6 +285,7 @@ local function removeNode(n, reason, count)
     if s[1] == id and s[2] ~= '1' then dropStream(sid) end
   end
   redis.call('DEL', P .. 'n:' .. id, P .. 'q:' .. id, P .. 'c:' .. id, P .. 'a:' .. id, P .. 'sn:' .. id)
+  dropView(n.seq)
   if n.grp then
     redis.call('ZREM', P .. 'g:' .. n.grp, id)
     if tonumber(redis.call('ZINCRBY', P .. 'gz', -1, n.grp)) <= 0 then redis.call('ZREM', P .. 'gz', n.grp) end

@@ -63,6 +63,7 @@ redis.call('ZADD', P .. 'queued', num(NOW), jid)
 redis.call('INCRBY', P .. 'qbytes', bytes)
 redis.call('ZADD', P .. 'q:' .. node, redis.call('INCR', P .. 'ctr:q'), jid)
 redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
+syncLoad(node)
 if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
 if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
 wake('w\n' .. node)
@@ -125,6 +126,7 @@ while got < max do
     out[#out + 1] = num(j.dl)
   end
 end
+syncLoad(node)
 out[2] = enc()
 return out
 
@@ -147,6 +149,7 @@ if liveV1 then
     else
       redis.call('HSET', P .. 'j:' .. jid, 'ack', '1')
       redis.call('SADD', P .. 'a:' .. node, jid)
+      syncLoad(node)
       redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), jid)
       return { 'ok', enc(), 'active', num(j.dl) }
     end
