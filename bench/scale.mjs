@@ -220,6 +220,17 @@ async function placementPoint(N, port, label) {
       burst: Number(values.burst),
       burstAllAnsweredMs: burstMs,
       burstNot200: burst.filter((r) => r.status !== 200).length,
+      burstRefusals: Object.entries(
+        burst
+          .filter((r) => r.status !== 200)
+          .reduce((out, r) => {
+            const key = `${r.status} ${r.body?.error?.code ?? r.body?.error?.type ?? ''}`.trim();
+            out[key] = (out[key] ?? 0) + 1;
+            return out;
+          }, {}),
+      )
+        .map(([k, n]) => `${k} x${n}`)
+        .join(', '),
     };
   } finally {
     await relay.stop();
