@@ -341,7 +341,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
 
     await expect(attempt).rejects.toBeInstanceOf(StoreUnavailableError);
     await expect(a.ping()).rejects.toThrow(/layout tokenplace-relay\/0/);
-    await admin.set(`${prefix}schema`, 'tokenplace-relay/1');
+    await admin.set(`${prefix}schema`, SCHEMA_VERSION);
     await expect(a.ping()).resolves.toBeUndefined();
     await expect(a.listNodes(clock.now())).resolves.toEqual([]);
   });
