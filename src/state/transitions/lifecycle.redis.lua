@@ -95,13 +95,34 @@ local function syncView(id)
     r[10] or '' }, '|'))
 end
 
+-- A node's last ping (the first field) after a sign of life; the rest of its facts unchanged.
+local function syncPing(seq, ping)
+  local v = redis.call('HGET', P .. 'pv', seq)
+  if v then redis.call('HSET', P .. 'pv', seq, ping .. string.sub(v, (string.find(v, '|', 1, true)))) end
+end
+
+-- A node's polling-until (the second field), as stored in its hash.
+local function syncPoll(seq, poll)
+  local v = redis.call('HGET', P .. 'pv', seq)
+  if v then
+    local ping, rest = string.match(v, '^([^|]*)|[^|]*(|.*)$')
+    redis.call('HSET', P .. 'pv', seq, ping .. '|' .. poll .. rest)
+  end
+end
+
+-- Only API v1 nodes are placed: callers that know a job's dialect skip legacy ones themselves.
+local function syncCount(hash, id, family, count)
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'seq', 'd')
+  local seq = r[1]
+  if not seq or r[2] ~= 'v1' then return end
+  local n = redis.call(count, P .. family .. id)
+  if n > 0 then redis.call('HSET', P .. hash, seq, n) else redis.call('HDEL', P .. hash, seq) end
+end
+local function syncQueue(id) syncCount('pq', id, 'q:', 'ZCARD') end
+local function syncActive(id) syncCount('pa', id, 'a:', 'SCARD') end
 local function syncLoad(id)
-  local seq = redis.call('HGET', P .. 'n:' .. id, 'seq')
-  if not seq then return end
-  local q = redis.call('ZCARD', P .. 'q:' .. id)
-  if q > 0 then redis.call('HSET', P .. 'pq', seq, q) else redis.call('HDEL', P .. 'pq', seq) end
-  local a = redis.call('SCARD', P .. 'a:' .. id)
-  if a > 0 then redis.call('HSET', P .. 'pa', seq, a) else redis.call('HDEL', P .. 'pa', seq) end
+  syncQueue(id)
+  syncActive(id)
 end
 
 -- Drops a node's placement facts (its registration ends).
@@ -143,7 +164,7 @@ local function touch(n)
   redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
   if n.grp then redis.call('PEXPIRE', P .. 'g:' .. n.grp, ttl(0)) end
   redis.call('ZADD', P .. 'lease', num(evictAt(n)), n.id)
-  if n.d == 'v1' then syncView(n.id) end
+  if n.d == 'v1' then syncPing(n.seq, num(n.ping)) end
 end
 
 -- Touches a node that is not gone yet (a gone one is left to the sweep).
@@ -169,7 +190,7 @@ local function unqueue(j)
     redis.call('DECRBY', P .. 'qbytes', j.b)
   end
   redis.call('ZREM', P .. 'q:' .. j.node, j.id)
-  syncLoad(j.node)
+  if j.d == 'v1' then syncQueue(j.node) end
 end
 
 -- Drops a claimed job from its node's accounting and from the in-flight indexes.
@@ -184,7 +205,7 @@ local function detach(j)
     redis.call('HDEL', P .. 'c:' .. j.node, j.rid)
   end
   redis.call('SREM', P .. 'a:' .. j.node, j.id)
-  syncLoad(j.node)
+  if j.d == 'v1' then syncActive(j.node) end
   if j.d == 'legacy' and j.ck then
     redis.call('ZREM', P .. 'lc:' .. j.ck, j.id)
   end

@@ -113,7 +113,11 @@ if n.d == 'v1' and not n.dig and newDigest then
   redis.call('HSET', nkey, 'dig', newDigest)
   issued = 1
 end
-if n.d == 'v1' then syncView(id) end
+if n.d == 'v1' and (capsMode ~= 'keep' or fallback) then
+  syncView(id)
+elseif n.d == 'v1' and poll then
+  syncPoll(n.seq, poll)
+end
 return { 'renewed', enc(), issued }
 
 --[[ script tpUnregisterNode

@@ -60,7 +60,7 @@ for _, jid in ipairs(due('cl')) do
       redis.call('PEXPIRE', qkey, ttl(j.dl - NOW))
       wake('w\n' .. j.node)
     end
-    syncLoad(j.node)
+    if j.d == 'v1' then syncLoad(j.node) end
   end
 end
 for _, jid in ipairs(due('answered')) do
