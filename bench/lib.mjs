@@ -4,7 +4,7 @@ import { generateKeyPair, generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { existsSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -399,4 +399,38 @@ export function freePort() {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Starts a redis-server of its own (REDIS_SERVER_BIN or redis-server) on a free loopback port, without
+ * snapshots; `appendonly`: 'no', or an appendfsync policy. `{ url, admin (ioredis), pid, stop }`.
+ */
+export async function startRedis(appendonly = 'no') {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'tp-bench-redis-'));
+  const aof = appendonly === 'no' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', appendonly];
+  const child = spawn(process.env.REDIS_SERVER_BIN || 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, ...aof], { stdio: 'ignore' });
+  const { Redis } = await import('ioredis');
+  const admin = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 100, maxRetriesPerRequest: 0 });
+  admin.on('error', () => {});
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      await admin.connect();
+      await admin.ping();
+      return {
+        url: `redis://127.0.0.1:${port}`,
+        admin,
+        pid: child.pid,
+        stop: async () => {
+          admin.disconnect();
+          child.kill('SIGKILL');
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  child.kill('SIGKILL');
+  throw new Error('redis-server did not start');
 }

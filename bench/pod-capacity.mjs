@@ -27,6 +27,9 @@
 // usage: node bench/pod-capacity.mjs --limit 512Mi [--store memory|redis] [--runner podman|process]
 //          [--image localhost/tokenplace-relay:test] [--phases queued,legacy,v1,held,flood]
 //          [--max 60000] [--seconds 180] [--retrieves 5000] [--chats 1024] [--port 5400]
+//   A fill nothing refused names its bound: `none (count bound N)` (--max) or `none (time bound S s)`.
+//   The Redis rows of docs/operations.md fill the answers to a count: --phases legacy,v1 --max 20000
+//   --seconds 1800 (the count is reached long before the time on any machine that runs the bench).
 //   helm: HELM_BIN or .tools/bin/helm (bash scripts/install-tools.sh); the image: scripts/build-image.sh
 //   BENCH_RELAY_ROOT=<checkout> with --runner process measures another build (before/after).
 import { spawn, spawnSync } from 'node:child_process';
@@ -170,6 +173,9 @@ async function lanes(workers, max, deadline, worker) {
   );
 }
 
+/** Which bound ended a fill nothing refused: the count (--max) or the time (--seconds). */
+const bound = (held) => (held >= MAX ? `none (count bound ${MAX})` : `none (time bound ${SECONDS} s)`);
+
 /** What a refusal said: `503 RA 5 (relay_overloaded)`. */
 function refusal(res) {
   if (!res) return 'none (bound reached)';
@@ -223,7 +229,7 @@ async function queued(relay) {
     return false;
   });
   clearInterval(renew);
-  return { held, next: refusal(refused) };
+  return { held, next: refused ? refusal(refused) : bound(held) };
 }
 
 async function legacyAnswers(relay) {
@@ -233,10 +239,11 @@ async function legacyAnswers(relay) {
   const deadline = Date.now() + SECONDS * 1000;
   await lanes(NODES, MAX, deadline, async (w, i) => {
     const node = legacyNode(w);
-    const asked = await postFull(relay, '/faucet', { server_public_key: node, client_public_key: clientKey(i), chat_history: 'request', cipherkey: 'k', iv: 'i' });
+    const ask = () => postFull(relay, '/faucet', { server_public_key: node, client_public_key: clientKey(i), chat_history: 'request', cipherkey: 'k', iv: 'i' });
+    let asked = await ask();
     if (asked.status === 404) {
       await post(relay, '/sink', { server_public_key: node }); // registers the node
-      return true;
+      asked = await ask();
     }
     if (asked.status !== 200) {
       refused ??= asked;
@@ -259,7 +266,7 @@ async function legacyAnswers(relay) {
     const res = await post(relay, '/retrieve', { client_public_key: clientKey(i) });
     return res.status === 200 && res.body?.chat_history === payload('l', i);
   });
-  return { held, next: refusal(refused), collected: collect };
+  return { held, next: refused ? refusal(refused) : bound(held), collected: collect };
 }
 
 async function v1Answers(relay) {
@@ -301,7 +308,7 @@ async function v1Answers(relay) {
     const res = await post(relay, `${V1}/responses/retrieve`, { client_public_key: client(i), request_id: rid(i) });
     return res.status === 200 && (res.body?.chat_history ?? res.body?.ciphertext) === payload('v', i);
   });
-  return { held, next: refusal(refused), collected: collect };
+  return { held, next: refused ? refusal(refused) : bound(held), collected: collect };
 }
 
 async function collected(indexes, check) {

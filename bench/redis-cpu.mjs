@@ -14,12 +14,9 @@
 //
 // usage: npm run build && node bench/redis-cpu.mjs [--relays 2] [--duration 10] [--pipelines 16]
 //          [--protocols legacy,v1,gateway] [--appendonly no|everysec|always]
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { cli, cycle, freePort, peerLibrary, relaySend, request, startRelay, table } from './lib.mjs';
+import { readFileSync } from 'node:fs';
+import { cli, cycle, freePort, peerLibrary, relaySend, request, startRedis as startRedisServer, startRelay, table } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/redis-cpu.mjs [--relays N] [--duration S] [--pipelines N] [--protocols legacy,v1,gateway] [--appendonly no|everysec|always] [--port N (0: free ports)] [--json]',
@@ -41,35 +38,7 @@ const { newIdentity, V1Node } = peerLibrary();
 const OK_ANSWER = { message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } };
 const CAPS = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 64 };
 
-async function startRedis() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'tp-bench-cpu-'));
-  const aof = values.appendonly === 'no' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', values.appendonly];
-  const child = spawn(process.env.REDIS_SERVER_BIN || 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, ...aof], { stdio: 'ignore' });
-  const { Redis } = await import('ioredis');
-  const admin = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 100, maxRetriesPerRequest: 0 });
-  admin.on('error', () => {});
-  for (let i = 0; i < 100; i += 1) {
-    try {
-      await admin.connect();
-      await admin.ping();
-      return {
-        url: `redis://127.0.0.1:${port}`,
-        admin,
-        pid: child.pid,
-        stop: async () => {
-          admin.disconnect();
-          child.kill('SIGKILL');
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('redis-server did not start');
-}
+const startRedis = () => startRedisServer(values.appendonly);
 
 /** Redis main-thread CPU seconds and per-command calls/usec. */
 async function redisSample(admin) {

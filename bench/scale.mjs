@@ -4,11 +4,19 @@
 //     (`Prefer: wait=8`) at once; then every one of them is answered. Errors/timeouts counted.
 //  2. queued: 10,000 queued 2 KiB requests; RSS and heap growth per request.
 //  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests.
-// usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis]  (needs npm run build)
-import { cli, request, startRelay, table, nodePublicKeys } from './lib.mjs';
+//  4. placement (not in the default parts): the scheduler's cost by registry size. For each of
+//     --placement (1, 64 and 1,024 API v1 nodes, the registry's default cap), a relay on a
+//     redis-server of its own (--store redis) or on memory: --samples sequential
+//     `GET /api/v1/relay/servers/next` (every node matching: the scheduler weighs them all), their
+//     p50/p99, the Redis time of one placement script (INFO commandstats, EVALSHA + EVAL), and
+//     --burst of them at once (how long until the last is answered, and how many were not 200).
+//     --before <checkout> measures that build first in the same run (before/after).
+// usage: node bench/scale.mjs [--parts held,queued,curve,placement] [--store memory|redis]  (needs npm run build)
+//   e.g. node bench/scale.mjs --parts placement --store redis --before /tmp/relay-at-main
+import { cli, request, startRedis, startRelay, table, nodePublicKeys } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/scale.mjs [--parts held,queued,curve] [--store memory|redis] [--held N] [--queued N] [--curve 10,100,1000,10000] [--samples N]',
+  'usage: node bench/scale.mjs [--parts held,queued,curve,placement] [--store memory|redis] [--held N] [--queued N] [--curve 10,100,1000,10000] [--samples N] [--placement 1,64,1024] [--burst N] [--before <checkout>]',
   {
     parts: { type: 'string', default: 'held,queued,curve' },
     store: { type: 'string', default: 'memory' },
@@ -16,6 +24,9 @@ const values = cli(
     queued: { type: 'string', default: '10000' },
     curve: { type: 'string', default: '10,100,1000,10000' },
     samples: { type: 'string', default: '300' },
+    placement: { type: 'string', default: '1,64,1024' },
+    burst: { type: 'string', default: '1024' },
+    before: { type: 'string', default: '' },
   },
 );
 const storeEnv =
@@ -156,6 +167,77 @@ async function curvePoint(N, port) {
   }
 }
 
+function percentile(sorted, p) {
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] * 100) / 100;
+}
+
+/** Calls and microseconds Redis spent in scripts (EVALSHA, and EVAL the first time). */
+async function scriptTime(admin) {
+  const stats = await admin.info('commandstats');
+  let calls = 0;
+  let usec = 0;
+  for (const m of stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+),usec=(\d+)/gm)) {
+    calls += Number(m[1]);
+    usec += Number(m[2]);
+  }
+  return { calls, usec };
+}
+
+async function placementPoint(N, port, label) {
+  const redis = values.store === 'redis' ? await startRedis() : null;
+  const env = redis
+    ? { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: redis.url, TOKENPLACE_RELAY_REDIS_KEY_PREFIX: '{bench}:' }
+    : {};
+  const relay = await startRelay(port, { ...env, TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' });
+  const S = Number(values.samples);
+  const next = () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=qwen3-8b-instruct');
+  try {
+    const keys = await nodePublicKeys(N);
+    await inBatches(N, 64, async (i) => {
+      const r = await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: keys[i], capabilities: caps });
+      if (r.status !== 200) throw new Error(`register ${i}: ${r.status}`);
+    });
+    for (let i = 0; i < 50; i += 1) await next(); // warm-up (JIT, script cache), not measured
+    const before = redis ? await scriptTime(redis.admin) : null;
+    const times = [];
+    for (let i = 0; i < S; i += 1) {
+      const t = performance.now();
+      const r = await next();
+      times.push(performance.now() - t);
+      if (r.status !== 200) throw new Error(`servers/next: ${r.status}`);
+    }
+    const after = redis ? await scriptTime(redis.admin) : null;
+    times.sort((a, b) => a - b);
+    const t0 = performance.now();
+    const burst = await Promise.all(Array.from({ length: Number(values.burst) }, () => next().catch(() => ({ status: 0 }))));
+    const burstMs = Math.round(performance.now() - t0);
+    return {
+      build: label,
+      nodes: N,
+      p50Ms: percentile(times, 0.5),
+      p99Ms: percentile(times, 0.99),
+      redisMsPerPlacement: after ? Math.round(((after.usec - before.usec) / Math.max(1, after.calls - before.calls)) * 10) / 10000 : '',
+      burst: Number(values.burst),
+      burstAllAnsweredMs: burstMs,
+      burstNot200: burst.filter((r) => r.status !== 200).length,
+      burstRefusals: Object.entries(
+        burst
+          .filter((r) => r.status !== 200)
+          .reduce((out, r) => {
+            const key = `${r.status} ${r.body?.error?.code ?? r.body?.error?.type ?? ''}`.trim();
+            out[key] = (out[key] ?? 0) + 1;
+            return out;
+          }, {}),
+      )
+        .map(([k, n]) => `${k} x${n}`)
+        .join(', '),
+    };
+  } finally {
+    await relay.stop();
+    await redis?.stop();
+  }
+}
+
 const results = [];
 const parts = values.parts.split(',');
 if (parts.includes('held')) results.push(await held());
@@ -170,5 +252,20 @@ if (parts.includes('curve')) {
     rows.push(row);
   }
   process.stdout.write(`\nmedian ms per operation (sequential, one client):\n${table(rows, Object.keys(rows[0]))}\n`);
+}
+if (parts.includes('placement')) {
+  const rows = [];
+  const builds = values.before ? [['before', values.before], ['after', process.env.BENCH_RELAY_ROOT ?? '']] : [['this', process.env.BENCH_RELAY_ROOT ?? '']];
+  let port = 5130;
+  for (const [label, root] of builds) {
+    if (root) process.env.BENCH_RELAY_ROOT = root;
+    else delete process.env.BENCH_RELAY_ROOT;
+    for (const N of values.placement.split(',').map(Number)) {
+      const row = await placementPoint(N, port++, label);
+      process.stdout.write(`${JSON.stringify({ part: 'placement', store: values.store, ...row })}\n`);
+      rows.push(row);
+    }
+  }
+  process.stdout.write(`\nplacement (${values.store} store, ${values.samples} sequential GET /servers/next, then ${values.burst} at once):\n${table(rows, Object.keys(rows[0]))}\n`);
 }
 process.exit(0);

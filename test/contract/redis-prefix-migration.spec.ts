@@ -1,9 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { ManualClock } from '../../src/common/clock';
+import { SCHEMA_VERSION } from '../../src/state/redis/script.registry';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
-import { CapturedLog, deletePrefix, keysWithTtl, sharedRedisUrl } from '../helpers/redis-server';
+import {
+  CapturedLog,
+  checkPlacementView,
+  deletePrefix,
+  keysWithTtl,
+  sharedRedisUrl,
+} from '../helpers/redis-server';
 import { describeIf } from '../helpers/requirements';
 import { CAPS, CONTRACT_LIMITS, job } from './state-store.contract';
 
@@ -129,5 +136,48 @@ describeIf(REDIS_URL !== '')('Redis key prefix migration at boot', () => {
     for (const s of [old, nested, upgraded, again]) {
       await s.close();
     }
+  });
+
+  it('should move state of the previous layout too, then upgrade it: the placement view rebuilt', async () => {
+    const clock = new ManualClock();
+    const from = `${base}:v1layout:`;
+    const to = `{${base}:v1layout}:`;
+    const old = await open(from, clock);
+    await old.upsertNode({ nodeId: 'node-a', dialect: 'v1', capabilities: CAPS, now: clock.now() });
+    const queuedJob = job();
+    await old.enqueue({ job: queuedJob, now: clock.now() });
+    await old.close();
+    // What a release of layout /1 leaves: no placement view.
+    await admin.del(`${from}pv`, `${from}pq`, `${from}pa`);
+    await admin.set(`${from}schema`, 'tokenplace-relay/1');
+
+    const upgraded = await open(to, clock, from);
+    const view = await checkPlacementView(admin, to);
+    const placed = await upgraded.selectNode({
+      model: 'qwen3-8b-instruct',
+      tier: '8k-fast',
+      maxQueueDepth: 10,
+      now: clock.now(),
+    });
+    const next = await upgraded.claimNext({
+      nodeId: 'node-a',
+      dialect: 'v1',
+      max: 1,
+      now: clock.now(),
+    });
+    const layouts = [await admin.get(`${from}schema`), await admin.get(`${to}schema`)];
+    await upgraded.close();
+    await deletePrefix(REDIS_URL, from);
+    await deletePrefix(REDIS_URL, to);
+
+    expect(layouts).toEqual([`moved to ${to}`, SCHEMA_VERSION]);
+    expect(view.stored).toEqual(view.rebuilt);
+    expect(Object.keys(view.stored.pv ?? {})).toHaveLength(1);
+    expect(view.stored.pq).toEqual({ '1': '1' });
+    expect(placed.status === 'selected' && placed.selected).toMatchObject({
+      nodeId: 'node-a',
+      queueDepth: 1,
+    });
+    expect(next.status === 'ok' && next.jobs.map((j) => j.jobId)).toEqual([queuedJob.jobId]);
   });
 });

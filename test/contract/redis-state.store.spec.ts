@@ -1,5 +1,8 @@
 import { Redis } from 'ioredis';
 import { ManualClock } from '../../src/common/clock';
+import { InMemoryStateStore } from '../../src/state/in-memory-state.store';
+import type { SelectNodeCommand } from '../../src/state/state-store';
+import { SCHEMA_VERSION } from '../../src/state/redis/script.registry';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import type { StoreLimits, TransitionCounts } from '../../src/state/state.types';
 import type { TransitionSink } from '../../src/state/transition.sink';
@@ -7,6 +10,7 @@ import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
 import {
   CapturedLog,
+  checkPlacementView,
   deletePrefix,
   keysWithTtl,
   randomPrefix,
@@ -15,6 +19,7 @@ import {
 import { describeIf } from '../helpers/requirements';
 import {
   CAPS,
+  CAPS_64K,
   CONTRACT_LIMITS,
   counts,
   envelope,
@@ -336,9 +341,170 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
 
     await expect(attempt).rejects.toBeInstanceOf(StoreUnavailableError);
     await expect(a.ping()).rejects.toThrow(/layout tokenplace-relay\/0/);
-    await admin.set(`${prefix}schema`, 'tokenplace-relay/1');
+    await admin.set(`${prefix}schema`, SCHEMA_VERSION);
     await expect(a.ping()).resolves.toBeUndefined();
     await expect(a.listNodes(clock.now())).resolves.toEqual([]);
+  });
+
+  it('should keep the placement view as a rebuild writes it, and place as the memory store does, after every transition', async () => {
+    const memory = new InMemoryStateStore(CONTRACT_LIMITS, clock);
+    const now = (): number => clock.now();
+    const asks: Array<Omit<SelectNodeCommand, 'now'>> = [
+      { model: 'qwen3-8b-instruct', tier: '8k-fast', maxQueueDepth: 3 },
+      { model: 'qwen3-8b-instruct', tier: '8k-fast', maxQueueDepth: 3, atCapacity: 'least_loaded' },
+      { model: 'm2', tier: '64k-full', maxQueueDepth: 1, exclude: ['node-b'] },
+    ];
+    const steps: string[] = [];
+    const both = async (
+      step: string,
+      act: (s: InMemoryStateStore | RedisStateStore) => Promise<unknown>,
+    ) => {
+      const m = await act(memory);
+      const r = await act(a);
+      const view = await checkPlacementView(admin, prefix);
+      const placed = [];
+      for (const ask of asks) {
+        placed.push({
+          memory: await memory.selectNode({ ...ask, now: now() }),
+          redis: await b.selectNode({ ...ask, now: now() }),
+        });
+      }
+      steps.push(step);
+      expect({ step, reply: r, view: view.stored }).toEqual({ step, reply: m, view: view.rebuilt });
+      expect({ step, placed: placed.map((p) => p.redis) }).toEqual({
+        step,
+        placed: placed.map((p) => p.memory),
+      });
+    };
+    const claim = (nodeId: string) => (s: InMemoryStateStore | RedisStateStore) =>
+      s.claimNext({ nodeId, dialect: 'v1', max: 1, now: now() });
+    const control = (requestId: string) => (s: InMemoryStateStore | RedisStateStore) =>
+      s.control({
+        nodeId: 'node-a',
+        requestId,
+        credentialDigest: digest,
+        acknowledge: false,
+        now: now(),
+      });
+    const first = job();
+    const second = job();
+    const third = job({ nodeId: 'node-b' });
+
+    await both('register a', (s) =>
+      s.upsertNode({
+        nodeId: 'node-a',
+        dialect: 'v1',
+        capabilities: CAPS,
+        newCredentialDigest: digest,
+        now: now(),
+      }),
+    );
+    await both('register b (64k)', (s) =>
+      s.upsertNode({ nodeId: 'node-b', dialect: 'v1', capabilities: CAPS_64K, now: now() }),
+    );
+    await both('register fallback', (s) =>
+      s.upsertNode({
+        nodeId: 'node-f',
+        dialect: 'v1',
+        capabilities: CAPS,
+        fallback: true,
+        now: now(),
+      }),
+    );
+    await both('register legacy', (s) =>
+      s.upsertNode({ nodeId: 'node-l', dialect: 'legacy', now: now() }),
+    );
+    await both('enqueue 1', (s) => s.enqueue({ job: first, now: now() }));
+    await both('enqueue 2', (s) => s.enqueue({ job: second, now: now() }));
+    await both('enqueue 3 at b', (s) => s.enqueue({ job: third, now: now() }));
+    await both('claim 1', claim('node-a'));
+    await both('control 1', control(first.requestId as string));
+    clock.advance(CONTRACT_LIMITS.inFlightTtlMs + 1);
+    await both('claim lease lapsed, sweep', (s) => s.sweep(now()));
+    await both('control 1 again', control(first.requestId as string));
+    await both('renew a, polling', (s) =>
+      s.upsertNode({
+        nodeId: 'node-a',
+        dialect: 'v1',
+        requireExisting: true,
+        pollingUntil: now() + 60_000,
+        now: now(),
+      }),
+    );
+    await both('claim 3 at b', claim('node-b'));
+    clock.advance(CONTRACT_LIMITS.inFlightTtlMs + 1);
+    await both('unconfirmed claim requeued, sweep', (s) => s.sweep(now()));
+    await both('answer 1', (s) =>
+      s.complete({
+        dialect: 'v1',
+        clientKey: 'client-1',
+        requestId: first.requestId,
+        envelope: envelope('a'),
+        now: now(),
+      }),
+    );
+    await both('cancel 2', (s) =>
+      s.cancel({
+        clientKey: 'client-1',
+        requestId: second.requestId as string,
+        cancelToken: second.cancelToken as string,
+        status: 'cancelled',
+        reason: 'requester_cancelled',
+        now: now(),
+      }),
+    );
+    await both('capabilities dropped on b', (s) =>
+      s.upsertNode({ nodeId: 'node-b', dialect: 'v1', capabilities: null, now: now() }),
+    );
+    await both('b back with capabilities', (s) =>
+      s.upsertNode({ nodeId: 'node-b', dialect: 'v1', capabilities: CAPS_64K, now: now() }),
+    );
+    await both('mark a unusable', (s) => s.markKeyUnusable('node-a', now()));
+    clock.advance(CONTRACT_LIMITS.v1LeaseMs + 1);
+    await both('lapsed', (s) => s.sweep(now()));
+    await both('b renews', (s) =>
+      s.upsertNode({ nodeId: 'node-b', dialect: 'v1', requireExisting: true, now: now() }),
+    );
+    clock.advance(60_000);
+    await both('a gone (its poll ended), swept', (s) => s.sweep(now()));
+    await both('l again, as v1', (s) =>
+      s.upsertNode({ nodeId: 'node-l', dialect: 'v1', capabilities: CAPS, now: now() }),
+    );
+    await both('unregister b', (s) =>
+      s.unregisterNode({ nodeId: 'node-b', credentialDigest: null, force: true, now: now() }),
+    );
+    await memory.close();
+
+    expect(steps).toHaveLength(24);
+    expect(await admin.hlen(`${prefix}pv`)).toBe(1);
+  });
+
+  it('should upgrade the layout of the previous release at boot: the placement view rebuilt, the layout key moved on', async () => {
+    await registerNode();
+    await a.upsertNode({ nodeId: 'node-b', dialect: 'v1', capabilities: CAPS, now: clock.now() });
+    await a.enqueue({ job: job(), now: clock.now() });
+    const view = await checkPlacementView(admin, prefix);
+    await admin.del(`${prefix}pv`, `${prefix}pq`, `${prefix}pa`);
+    await admin.set(`${prefix}schema`, 'tokenplace-relay/1');
+    const log = new CapturedLog();
+
+    const upgraded = await RedisStateStore.open(
+      { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 2000, limits: CONTRACT_LIMITS },
+      clock,
+      log,
+    );
+    const picked = await upgraded.selectNode({
+      model: 'qwen3-8b-instruct',
+      tier: '8k-fast',
+      maxQueueDepth: 10,
+      now: clock.now(),
+    });
+    await upgraded.close();
+
+    expect(await admin.get(`${prefix}schema`)).toBe(SCHEMA_VERSION);
+    expect((await checkPlacementView(admin, prefix)).stored).toEqual(view.stored);
+    expect(picked.status === 'selected' && picked.selected.nodeId).toBe('node-b');
+    expect(JSON.stringify(log.entries)).toContain('upgraded the relay state');
   });
 
   it('should keep every key under its prefix, with a TTL or an index that removes it, and leave nothing behind', async () => {

@@ -23,6 +23,7 @@
  * to stop listing them in insertion order.
  */
 import fc from 'fast-check';
+import { Cluster, Redis } from 'ioredis';
 import { ManualClock } from '../../src/common/clock';
 import { InMemoryStateStore } from '../../src/state/in-memory-state.store';
 import { RedisStateStore } from '../../src/state/redis-state.store';
@@ -40,7 +41,9 @@ import {
 import { ClusterTopology } from '../helpers/redis-ha';
 import {
   CapturedLog,
+  checkPlacementView,
   deletePrefix,
+  type PlacementViewCheck,
   randomPrefix,
   randomTaggedPrefix,
   redisServerBin,
@@ -215,6 +218,8 @@ interface World {
   submitted: number;
   /** Jobs a node claimed, most recent last (control, progress and stream chunks aim here). */
   claimed: Submitted[];
+  /** The Redis twin's placement view, as stored and as rebuilt from scratch. */
+  placementView: () => Promise<PlacementViewCheck>;
 }
 
 type Twin = InMemoryStateStore | RedisStateStore;
@@ -276,6 +281,9 @@ async function sameState(w: World, now: number, after: string): Promise<void> {
     await w.redis.summarizeNodes({ limit: 2, now }),
   ];
   expect({ after, summary: rsum }).toStrictEqual({ after, summary: msum });
+  // tpSelectNode reads only the placement view: every transition must leave it as a rebuild would.
+  const view = await w.placementView();
+  expect({ after, view: view.stored }).toStrictEqual({ after, view: view.rebuilt });
 }
 
 /**
@@ -963,7 +971,11 @@ const commands: Array<fc.Arbitrary<AnyCommand>> = [
 
 /** How the Redis twin of one run is opened and cleaned. */
 interface RedisTwinFactory {
-  open(clock: ManualClock): Promise<{ store: RedisStateStore; dispose: () => Promise<void> }>;
+  open(clock: ManualClock): Promise<{
+    store: RedisStateStore;
+    placementView: () => Promise<PlacementViewCheck>;
+    dispose: () => Promise<void>;
+  }>;
 }
 
 /** The property: every command sequence gives the same replies, stats and node lists. */
@@ -974,7 +986,7 @@ async function lockstep(factory: RedisTwinFactory, runs: number): Promise<void> 
       async (cmds) => {
         const clock = new ManualClock();
         const memory = new InMemoryStateStore(LIMITS, clock);
-        const { store: redis, dispose } = await factory.open(clock);
+        const { store: redis, placementView, dispose } = await factory.open(clock);
         const world: World = {
           clock,
           memory,
@@ -983,6 +995,7 @@ async function lockstep(factory: RedisTwinFactory, runs: number): Promise<void> 
           jobs: [],
           claimed: [],
           submitted: 0,
+          placementView,
         };
         try {
           await fc.asyncModelRun(() => ({ model: world, real: world }), cmds);
@@ -1016,21 +1029,29 @@ describeIf(clusterAvailable)(
       async () => {
         await lockstep(
           {
-            open: async (clock) => ({
-              store: await RedisStateStore.open(
-                {
-                  url: '',
-                  topology: { kind: 'cluster', nodes: cluster.endpoints },
-                  keyPrefix: randomTaggedPrefix('model'),
-                  commandTimeoutMs: 10_000,
-                  limits: LIMITS,
+            open: async (clock) => {
+              const prefix = randomTaggedPrefix('model');
+              const admin = new Cluster(cluster.endpoints);
+              return {
+                store: await RedisStateStore.open(
+                  {
+                    url: '',
+                    topology: { kind: 'cluster', nodes: cluster.endpoints },
+                    keyPrefix: prefix,
+                    commandTimeoutMs: 10_000,
+                    limits: LIMITS,
+                  },
+                  clock,
+                  new CapturedLog(),
+                ),
+                placementView: () => checkPlacementView(admin, prefix),
+                // The cluster is this suite's own and goes away with it.
+                dispose: async () => {
+                  admin.disconnect();
+                  await Promise.resolve();
                 },
-                clock,
-                new CapturedLog(),
-              ),
-              // The cluster is this suite's own and goes away with it.
-              dispose: () => Promise.resolve(),
-            }),
+              };
+            },
           },
           CLUSTER_RUNS,
         );
@@ -1053,7 +1074,15 @@ describeIf(available)('InMemoryStateStore and RedisStateStore in lockstep (model
               clock,
               new CapturedLog(),
             );
-            return { store, dispose: () => deletePrefix(REDIS_URL, prefix) };
+            const admin = new Redis(REDIS_URL);
+            return {
+              store,
+              placementView: () => checkPlacementView(admin, prefix),
+              dispose: async () => {
+                admin.disconnect();
+                await deletePrefix(REDIS_URL, prefix);
+              },
+            };
           },
         },
         RUNS,

@@ -66,4 +66,7 @@ export const EMPTYING_KEYS = [
   'rl',
   'rlt',
   'rlu',
+  'pv',
+  'pq',
+  'pa',
 ];

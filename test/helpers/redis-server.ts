@@ -4,7 +4,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
+import { relayScripts } from '../../src/state/redis/script.registry';
 import type { StoreLog } from '../../src/state/redis-state.store';
 import { requirement } from './requirements';
 
@@ -258,4 +259,30 @@ export class RedisServer {
     await this.crash();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The placement view (`pv`, `pq`, `pa`) as stored, and as rebuilt from the nodes' own keys. */
+export interface PlacementViewCheck {
+  stored: Record<string, Record<string, string>>;
+  rebuilt: Record<string, Record<string, string>>;
+}
+
+/**
+ * Reads the placement view `tpSelectNode` relies on, rebuilds it from scratch with
+ * `tpRebuildPlacementView` (a no-op when the scripts kept it right) and reads it again: a view
+ * that drifted from the nodes' own keys shows as a difference.
+ */
+export async function checkPlacementView(
+  client: Redis | Cluster,
+  prefix: string,
+): Promise<PlacementViewCheck> {
+  const read = async (): Promise<Record<string, Record<string, string>>> => ({
+    pv: await client.hgetall(`${prefix}pv`),
+    pq: await client.hgetall(`${prefix}pq`),
+    pa: await client.hgetall(`${prefix}pa`),
+  });
+  const stored = await read();
+  const lua = relayScripts()['tpRebuildPlacementView'] as string;
+  await client.eval(lua, 1, `${prefix}schema`, prefix, '{}', '0');
+  return { stored, rebuilt: await read() };
 }

@@ -12,7 +12,7 @@ import {
 import { migratePrefix } from './prefix-migration';
 import { toStoreError } from './redis-error.mapper';
 import type { ScriptArg } from './script-call';
-import { SCHEMA_VERSION } from './script.registry';
+import { LAYOUT_UPGRADE_SCRIPT, SCHEMA_VERSION, UPGRADABLE_LAYOUTS } from './script.registry';
 import { WakeChannel } from './wake.channel';
 
 /** Where the store reports connection changes (Nest's Logger in the app). */
@@ -294,6 +294,7 @@ export class ConnectionSupervisor {
       }
       const schemaKey = this.routingKey;
       await this.migrate();
+      await this.upgradeLayout();
       await this.cmd.set(schemaKey, SCHEMA_VERSION, 'NX');
       const schema = await this.cmd.get(schemaKey);
       if (schema !== SCHEMA_VERSION) {
@@ -361,7 +362,10 @@ export class ConnectionSupervisor {
     if (this.migrateFrom === null || !(this.cmd instanceof Redis)) {
       return;
     }
-    const result = await migratePrefix(this.cmd, this.migrateFrom, this.prefix, SCHEMA_VERSION);
+    const result = await migratePrefix(this.cmd, this.migrateFrom, this.prefix, [
+      SCHEMA_VERSION,
+      ...UPGRADABLE_LAYOUTS,
+    ]);
     if (result.status === 'moved') {
       this.log.warn({
         msg: 'redis: moved the relay state to the new key prefix; replicas of earlier releases now refuse to serve',
@@ -370,6 +374,24 @@ export class ConnectionSupervisor {
         keys: result.keys,
       });
     }
+  }
+
+  /**
+   * Upgrades an earlier release's layout in place, once (one atomic script, see
+   * `tpRebuildPlacementView`): replicas of that release then refuse to serve (TPSCHEMA, 503).
+   */
+  private async upgradeLayout(): Promise<void> {
+    const layout = await this.cmd.get(this.routingKey);
+    if (layout === null || !UPGRADABLE_LAYOUTS.includes(layout)) {
+      return;
+    }
+    const nodes = await this.sendOn(this.cmd, LAYOUT_UPGRADE_SCRIPT, [this.prefix, '{}', 0]);
+    this.log.warn({
+      msg: "redis: upgraded the relay state to this release's layout; replicas of earlier releases now refuse to serve",
+      from: layout,
+      to: SCHEMA_VERSION,
+      nodes,
+    });
   }
 
   /** The server's maxmemory-policy, or null when INFO is not allowed (managed services). */

@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
  * (the relay's own state is small: a few keys per queued request and registered node).
  *
  * It runs at every (re)connection and does nothing unless the new prefix has no layout key yet and
- * the old prefix holds this layout. Every key under the old prefix is renamed (RENAME keeps its TTL),
+ * the old prefix holds one of the layouts this release reads (its own, or one it upgrades next:
+ * see `upgradeLayout` in connection.supervisor.ts). Every key under the old prefix is renamed (RENAME keeps its TTL),
  * except keys of other deployments whose prefix happens to start with the old one (each such
  * deployment has its own `<prefix>schema` holding a layout name, which is how they are told apart).
  * Then the old layout key is set to `moved to <new prefix>`: a replica still running the previous
@@ -14,9 +15,12 @@ import type { Redis } from 'ioredis';
  * Standalone and Sentinel only: the old layout never ran on a Cluster (it had no hash tag).
  */
 const MIGRATE = `#!lua
-local old, new, layout = ARGV[1], ARGV[2], ARGV[3]
+local old, new = ARGV[1], ARGV[2]
 if redis.call('EXISTS', new .. 'schema') == 1 then return { 'current', 0 } end
-if redis.call('GET', old .. 'schema') ~= layout then return { 'nothing', 0 } end
+local known = false
+local layout = redis.call('GET', old .. 'schema')
+for i = 3, #ARGV do known = known or layout == ARGV[i] end
+if not known then return { 'nothing', 0 } end
 local function glob(p) return (string.gsub(p, '[%*%?%[%]\\\\]', '\\\\%0')) end
 local function scan(pattern, each)
   local cursor = '0'
@@ -58,9 +62,9 @@ export async function migratePrefix(
   connection: Redis,
   from: string,
   to: string,
-  layout: string,
+  layouts: readonly string[],
 ): Promise<MigrationResult> {
-  const reply = (await connection.eval(MIGRATE, 0, from, to, layout)) as [string, number];
+  const reply = (await connection.eval(MIGRATE, 0, from, to, ...layouts)) as [string, number];
   const status = reply[0];
   if (status !== 'current' && status !== 'nothing' && status !== 'moved') {
     throw new Error(`prefix migration answered ${String(status)}`);

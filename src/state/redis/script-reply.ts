@@ -223,6 +223,14 @@ export function nullableTextReply(script: string, reply: unknown): string | null
   throw new MalformedReplyError(script, `expected a string or nil, got ${typeof reply}`);
 }
 
+/** A count: a non-negative integer reply. */
+export function countReply(script: string, reply: unknown): number {
+  if (typeof reply === 'number' && Number.isSafeInteger(reply) && reply >= 0) {
+    return reply;
+  }
+  throw new MalformedReplyError(script, `expected a count, got ${typeof reply}`);
+}
+
 /** A 0/1 integer reply. */
 export function flagReply(script: string, reply: unknown): boolean {
   if (reply === 0 || reply === 1) {

@@ -16,7 +16,16 @@ import * as work from '../transitions/work.redis';
 import type { RedisScript } from './script-call';
 
 /** Layout of the relay's keys; replicas that speak another layout refuse to serve. */
-export const SCHEMA_VERSION = 'tokenplace-relay/1';
+export const SCHEMA_VERSION = 'tokenplace-relay/2';
+
+/**
+ * Earlier layouts this release upgrades in place at boot: `/1` kept no placement view, which
+ * {@link nodes.rebuildPlacementView} writes from the nodes' own keys (docs/redis.md, "Upgrading").
+ */
+export const UPGRADABLE_LAYOUTS: readonly string[] = ['tokenplace-relay/1'];
+
+/** The script that upgrades an earlier layout: the only one that runs on one. */
+export const LAYOUT_UPGRADE_SCRIPT = nodes.rebuildPlacementView.name;
 
 /** The Lua of the Redis store, beside its in-memory twins (`*.memory.ts`), shipped as assets. */
 export const LUA_DIR = join(__dirname, '..', 'transitions');
@@ -58,6 +67,7 @@ export function scriptConstants(): Record<string, unknown> {
     }
   }
   return {
+    LAYOUT: SCHEMA_VERSION,
     SAFETY_MS: TTL_SAFETY_MS,
     TIERS: CONTEXT_TIERS,
     LOAD_SCORE_SCALE,
@@ -97,11 +107,12 @@ export function luaLiteral(value: unknown): string {
  * Redis is out of memory, instead of failing halfway), the prefix, the layout check (read-only
  * scripts never create the layout key) and the constants.
  */
-function header(readOnly: boolean, constants: string): string {
+function header(readOnly: boolean, constants: string, upgrade: boolean): string {
+  const accepted = upgrade ? [SCHEMA_VERSION, ...UPGRADABLE_LAYOUTS] : [SCHEMA_VERSION];
   return `#!lua${readOnly ? ' flags=no-writes' : ''}
 local P = ARGV[1]
 local schema = redis.call('GET', P .. 'schema')
-if schema and schema ~= '${SCHEMA_VERSION}' then
+if schema and ${accepted.map((l) => `schema ~= '${l}'`).join(' and ')} then
   return redis.error_reply('TPSCHEMA Redis holds relay state of layout ' .. schema .. '; this replica speaks ${SCHEMA_VERSION}')
 end
 ${readOnly ? '' : `if not schema then redis.call('SET', P .. 'schema', '${SCHEMA_VERSION}') end\n`}local K = ${constants}
@@ -182,7 +193,9 @@ export function loadRelayScripts(dir = LUA_DIR): Record<string, string> {
   const lifecycle = readLua(dir, LIFECYCLE_FILE);
   const out: Record<string, string> = {};
   for (const section of loadScriptSections(dir)) {
-    out[section.name] = `${header(section.readOnly, constants)}${lifecycle}\n${section.body}`;
+    const upgrade = section.name === LAYOUT_UPGRADE_SCRIPT;
+    out[section.name] =
+      `${header(section.readOnly, constants, upgrade)}${lifecycle}\n${section.body}`;
   }
   return out;
 }

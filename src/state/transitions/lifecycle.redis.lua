@@ -80,6 +80,58 @@ local function getNode(id)
     fb = r[6] == '1', own = r[7] or nil, grp = r[8] or nil, bad = r[9] == '1' }
 end
 
+-- The placement view tpSelectNode reads in a few calls whatever the registry holds, keyed by
+-- registration seq (short, where node ids are public keys of hundreds of bytes): `pv` packs each
+-- API v1 node's placement facts as 'ping|poll|fb|bad|digest|tier|mctx|conc|mset' (digest: the
+-- first 16 hex digits of the id's SHA-1, naming it in tie sets; then its capabilities, the model
+-- set last: only it may hold '|'), `pq` and `pa` hold each node's queue depth and active claims
+-- while not zero. Every script that changes one of them writes it again from the node's own keys.
+local function syncView(id)
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'd', 'seq', 'ping', 'poll', 'fb', 'bad', 'tier', 'mctx',
+    'conc', 'mset')
+  if r[1] ~= 'v1' then return end
+  redis.call('HSET', P .. 'pv', r[2], table.concat({ r[3], r[4], r[5] == '1' and '1' or '0',
+    r[6] == '1' and '1' or '0', string.sub(redis.sha1hex(id), 1, 16), r[7] or '', r[8] or '', r[9] or '',
+    r[10] or '' }, '|'))
+end
+
+-- A node's last ping (the first field) after a sign of life; the rest of its facts unchanged.
+local function syncPing(seq, ping)
+  local v = redis.call('HGET', P .. 'pv', seq)
+  if v then redis.call('HSET', P .. 'pv', seq, ping .. string.sub(v, (string.find(v, '|', 1, true)))) end
+end
+
+-- A node's polling-until (the second field), as stored in its hash.
+local function syncPoll(seq, poll)
+  local v = redis.call('HGET', P .. 'pv', seq)
+  if v then
+    local ping, rest = string.match(v, '^([^|]*)|[^|]*(|.*)$')
+    redis.call('HSET', P .. 'pv', seq, ping .. '|' .. poll .. rest)
+  end
+end
+
+-- Only API v1 nodes are placed: callers that know a job's dialect skip legacy ones themselves.
+local function syncCount(hash, id, family, count)
+  local r = redis.call('HMGET', P .. 'n:' .. id, 'seq', 'd')
+  local seq = r[1]
+  if not seq or r[2] ~= 'v1' then return end
+  local n = redis.call(count, P .. family .. id)
+  if n > 0 then redis.call('HSET', P .. hash, seq, n) else redis.call('HDEL', P .. hash, seq) end
+end
+local function syncQueue(id) syncCount('pq', id, 'q:', 'ZCARD') end
+local function syncActive(id) syncCount('pa', id, 'a:', 'SCARD') end
+local function syncLoad(id)
+  syncQueue(id)
+  syncActive(id)
+end
+
+-- Drops a node's placement facts (its registration ends).
+local function dropView(seq)
+  redis.call('HDEL', P .. 'pv', seq)
+  redis.call('HDEL', P .. 'pq', seq)
+  redis.call('HDEL', P .. 'pa', seq)
+end
+
 -- A node as the read scripts list it (NodeView as JSON; the capabilities as stored).
 local function nodeView(n)
   local view = cjson.encode({ nodeId = n.id, dialect = n.d, lastPingAt = n.ping,
@@ -112,6 +164,7 @@ local function touch(n)
   redis.call('PEXPIRE', P .. 'n:' .. n.id, ttl(0))
   if n.grp then redis.call('PEXPIRE', P .. 'g:' .. n.grp, ttl(0)) end
   redis.call('ZADD', P .. 'lease', num(evictAt(n)), n.id)
+  if n.d == 'v1' then syncPing(n.seq, num(n.ping)) end
 end
 
 -- Touches a node that is not gone yet (a gone one is left to the sweep).
@@ -137,6 +190,7 @@ local function unqueue(j)
     redis.call('DECRBY', P .. 'qbytes', j.b)
   end
   redis.call('ZREM', P .. 'q:' .. j.node, j.id)
+  if j.d == 'v1' then syncQueue(j.node) end
 end
 
 -- Drops a claimed job from its node's accounting and from the in-flight indexes.
@@ -151,6 +205,7 @@ local function detach(j)
     redis.call('HDEL', P .. 'c:' .. j.node, j.rid)
   end
   redis.call('SREM', P .. 'a:' .. j.node, j.id)
+  if j.d == 'v1' then syncActive(j.node) end
   if j.d == 'legacy' and j.ck then
     redis.call('ZREM', P .. 'lc:' .. j.ck, j.id)
   end
@@ -251,6 +306,7 @@ local function removeNode(n, reason, count)
     if s[1] == id and s[2] ~= '1' then dropStream(sid) end
   end
   redis.call('DEL', P .. 'n:' .. id, P .. 'q:' .. id, P .. 'c:' .. id, P .. 'a:' .. id, P .. 'sn:' .. id)
+  dropView(n.seq)
   if n.grp then
     redis.call('ZREM', P .. 'g:' .. n.grp, id)
     if tonumber(redis.call('ZINCRBY', P .. 'gz', -1, n.grp)) <= 0 then redis.call('ZREM', P .. 'gz', n.grp) end

@@ -49,7 +49,7 @@ local function createNode(own)
   redis.call('PEXPIRE', nkey, ttl(0))
   redis.call('ZADD', P .. 'nodes', seq, id)
   redis.call('ZADD', P .. 'lease', num(NOW + leaseMs(dialect) + L.lapseGraceMs), id)
-  if dialect == 'legacy' then redis.call('SADD', P .. 'legacy', id) end
+  if dialect == 'legacy' then redis.call('SADD', P .. 'legacy', id) else syncView(id) end
 end
 
 -- Whether the caller may act for a live node: with its credential from anywhere, without one
@@ -112,6 +112,11 @@ local issued = 0
 if n.d == 'v1' and not n.dig and newDigest then
   redis.call('HSET', nkey, 'dig', newDigest)
   issued = 1
+end
+if n.d == 'v1' and (capsMode ~= 'keep' or fallback) then
+  syncView(id)
+elseif n.d == 'v1' and poll then
+  syncPoll(n.seq, poll)
 end
 return { 'renewed', enc(), issued }
 
@@ -180,6 +185,7 @@ Reply: 1 when the node is registered (now marked), else 0
 ]]
 if not redis.call('HGET', P .. 'n:' .. ARGV[4], 'd') then return 0 end
 redis.call('HSET', P .. 'n:' .. ARGV[4], 'bad', '1')
+syncView(ARGV[4])
 return 1
 
 --[[ script tpPickLegacyNode (read-only)
@@ -223,51 +229,99 @@ local model, maxQ = ARGV[4], tonumber(ARGV[6])
 local wanted = K.TIERS[ARGV[5]]
 if not wanted then error('TPBUG unknown context tier ' .. ARGV[5]) end
 local leastLoaded = ARGV[7] == 'least_loaded'
-local excluded = {}
-for i = 8, #ARGV do excluded[ARGV[i]] = true end
+local skip = {}
+for i = 8, #ARGV do
+  local seq = redis.call('HGET', P .. 'n:' .. ARGV[i], 'seq')
+  if seq then skip[tonumber(seq)] = true end
+end
+-- Everything below reads the placement view (syncView, syncLoad): a few calls and one pass over
+-- short strings, whatever the registry holds.
+local function bySeq(key)
+  local flat, out = redis.call('HGETALL', P .. key), {}
+  for i = 1, #flat, 2 do out[tonumber(flat[i])] = flat[i + 1] end
+  return out
+end
+local view, queued, active = bySeq('pv'), bySeq('pq'), bySeq('pa')
+local order = {}
+for seq in pairs(view) do
+  if not skip[seq] then order[#order + 1] = seq end
+end
+table.sort(order)
+
+-- What a set of capabilities allows, worked out once per distinct set (most nodes share a few).
+local needle = '\n' .. model .. '\n'
 local modelOk = not string.find(model, '\n', 1, true)
--- Fresh nodes first; lapsed ones (past their lease, within the grace) and fallback ones (the demo
--- node) only when no other fresh node can take the request.
+local profiles = {}
+local function profile(caps)
+  local p = profiles[caps]
+  if not p then
+    local tier, mctx, conc, mset = string.match(caps, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    local size = K.TIERS[tier]
+    p = { tier = tier, size = size, conc = tonumber(conc),
+      fits = (size and size >= wanted and tonumber(mctx) >= wanted and modelOk
+        and string.find(mset, needle, 1, true)) and true or false }
+    profiles[caps] = p
+  end
+  return p
+end
+
+-- Fresh nodes first; lapsed ones (past their lease, within the grace: isLapsed, isGone) and
+-- fallback ones (the demo node) only when no other fresh node can take the request. Each node
+-- offered is an index k into parallel arrays: seq, tie name, profile, queue depth, active claims.
+local S, D, C, Q, A = {}, {}, {}, {}, {}
 local fresh, all, anySecondTier = {}, {}, false
-for _, id in ipairs(redis.call('ZRANGE', P .. 'nodes', 0, -1)) do
-  local n = getNode(id)
-  if n and n.d == 'v1' and not n.bad and not excluded[id] and not isGone(n, NOW) then
-    all[#all + 1] = n
-    if n.fb or isLapsed(n, NOW) then anySecondTier = true else fresh[#fresh + 1] = n end
+local lease, grace = L.v1LeaseMs, L.lapseGraceMs
+for _, seq in ipairs(order) do
+  local ping, poll, fb, bad, digest, caps = string.match(view[seq], '^([^|]*)|([^|]*)|(.)|(.)|([^|]*)|(.*)$')
+  if bad ~= '1' then
+    local a = tonumber(active[seq] or '0')
+    ping = tonumber(ping)
+    local late = NOW - ping > lease and tonumber(poll) <= NOW and a == 0
+    if not (late and NOW - ping > lease + grace) then
+      local k = #S + 1
+      S[k], D[k], C[k], Q[k], A[k] = seq, digest, profile(caps), tonumber(queued[seq] or '0'), a
+      all[#all + 1] = k
+      if fb == '1' or late then anySecondTier = true else fresh[#fresh + 1] = k end
+    end
   end
 end
 
 -- One scheduler pass; with busyOk a node at its concurrency still has room while its queue does.
+-- Among the nodes with room it keeps the best: the smallest tier, then the lowest load, and every
+-- node tied there (the tie set, in registration order).
+local SCALE = K.LOAD_SCORE_SCALE
 local function pass(nodes, busyOk)
   if #nodes == 0 then return { status = 'no_nodes' } end
   local eligible, limited = 0, 0
   local eligibleTiers, limitedTiers = {}, {}
-  local avail = {}
-  for _, n in ipairs(nodes) do
-    local id = n.id
-    local c = redis.call('HMGET', P .. 'n:' .. id, 'tier', 'mctx', 'conc', 'mset')
-    local size = c[1] and K.TIERS[c[1]]
-    if size and size >= wanted and tonumber(c[2]) >= wanted and modelOk
-      and string.find(c[4], '\n' .. model .. '\n', 1, true) then
+  local ties, bestSize, bestLoad = {}, nil, nil
+  for _, k in ipairs(nodes) do
+    local p = C[k]
+    if p.fits then
+      local tier = p.tier
       eligible = eligible + 1
-      eligibleTiers[c[1]] = (eligibleTiers[c[1]] or 0) + 1
-      local q = redis.call('ZCARD', P .. 'q:' .. id)
-      local a = redis.call('SCARD', P .. 'a:' .. id)
-      local conc = tonumber(c[3])
-      if (not busyOk and a >= conc) or q >= maxQ then
+      eligibleTiers[tier] = (eligibleTiers[tier] or 0) + 1
+      local q, a = Q[k], A[k]
+      if (not busyOk and a >= p.conc) or q >= maxQ then
         limited = limited + 1
-        limitedTiers[c[1]] = (limitedTiers[c[1]] or 0) + 1
-      else
-        avail[#avail + 1] = { id = id, seq = n.seq, tier = c[1], size = size, q = q, a = a,
-          load = math.floor(((q + a) / conc) * K.LOAD_SCORE_SCALE + 0.5) / K.LOAD_SCORE_SCALE }
+        limitedTiers[tier] = (limitedTiers[tier] or 0) + 1
+      elseif not bestSize or p.size <= bestSize then
+        local load = 0
+        if q + a > 0 then load = math.floor(((q + a) / p.conc) * SCALE + 0.5) / SCALE end
+        if not bestSize or p.size < bestSize or load < bestLoad then
+          bestSize, bestLoad, ties = p.size, load, { k }
+        elseif load == bestLoad then
+          ties[#ties + 1] = k
+        end
       end
     end
   end
-  if eligible == 0 or #avail == 0 then
+  if eligible == 0 or not bestSize then
     return { status = eligible == 0 and 'no_match' or 'no_capacity', eligibleTierCounts = eligibleTiers,
       eligibleCount = eligible, capacityLimitedCount = limited, capacityLimitedTierCounts = limitedTiers }
   end
-  return { status = 'selected', avail = avail, eligibleTierCounts = eligibleTiers, eligibleCount = eligible }
+  return { status = 'selected', ties = ties, load = bestLoad, eligibleTierCounts = eligibleTiers,
+    eligibleCount = eligible }
 end
 
 local function tiers(busyOk)
@@ -284,43 +338,52 @@ if r.status == 'no_capacity' and leastLoaded then
 end
 if r.status ~= 'selected' then return cjson.encode(r) end
 
-local avail = r.avail
-local smallest, lowest = nil, nil
-for _, x in ipairs(avail) do
-  if not smallest or x.size < smallest then smallest = x.size end
-end
-for _, x in ipairs(avail) do
-  if x.size == smallest and (not lowest or x.load < lowest) then lowest = x.load end
-end
-local ties = {}
-for _, x in ipairs(avail) do
-  if x.size == smallest and x.load == lowest then ties[#ties + 1] = x end
-end
+local ties = r.ties
 local picked = ties[1]
 if #ties > 1 then
+  -- The tie set is named by its node ids (their digests), in registration order.
   local names = {}
-  for i, x in ipairs(ties) do names[i] = x.id end
+  for i, k in ipairs(ties) do names[i] = D[k] end
   local tk = 't:' .. redis.sha1hex(table.concat(names, '\n'))
   local prev = redis.call('HGET', P .. 'rr', tk)
   picked = nil
   if prev then
     prev = tonumber(prev)
-    for _, x in ipairs(ties) do if x.seq > prev then picked = x break end end
+    for _, k in ipairs(ties) do if S[k] > prev then picked = k break end end
   else
     local g = tonumber(redis.call('HGET', P .. 'rr', 'g') or '0')
-    for _, x in ipairs(ties) do if x.seq >= g then picked = x break end end
+    for _, k in ipairs(ties) do if S[k] >= g then picked = k break end end
   end
   picked = picked or ties[1]
-  redis.call('HSET', P .. 'rr', tk, picked.seq)
+  redis.call('HSET', P .. 'rr', tk, S[picked])
   redis.call('ZADD', P .. 'rro', redis.call('INCR', P .. 'ctr:rr'), tk)
   if redis.call('ZCARD', P .. 'rro') > L.maxTieCursors then
     local oldest = redis.call('ZPOPMIN', P .. 'rro')[1]
     if oldest then redis.call('HDEL', P .. 'rr', oldest) end
   end
 end
-redis.call('HSET', P .. 'rr', 'g', picked.seq + 1)
-local selected = cjson.encode({ nodeId = picked.id, tier = picked.tier, queueDepth = picked.q,
-  inFlightCount = picked.a, loadScore = picked.load })
-local models = redis.call('HGET', P .. 'n:' .. picked.id, 'models')
+local seq = S[picked]
+redis.call('HSET', P .. 'rr', 'g', seq + 1)
+local id = redis.call('ZRANGEBYSCORE', P .. 'nodes', seq, seq, 'LIMIT', 0, 1)[1]
+local selected = cjson.encode({ nodeId = id, tier = C[picked].tier, queueDepth = Q[picked],
+  inFlightCount = A[picked], loadScore = r.load })
+local models = redis.call('HGET', P .. 'n:' .. id, 'models')
 return '{"status":"selected","selected":' .. string.sub(selected, 1, -2) .. ',"modelSupport":' .. models
   .. '},"eligibleTierCounts":' .. cjson.encode(r.eligibleTierCounts) .. ',"eligibleCount":' .. r.eligibleCount .. '}'
+
+--[[ script tpRebuildPlacementView
+KEYS: none
+ARGV: none of its own
+Reply: the number of registered nodes the placement view was written from
+Drops the placement view (pv, pq, pa: syncView, syncLoad) and writes it again from every node's own
+keys, then marks the keys as this layout. Runs at boot on the layout of an earlier release, which
+kept no view (the only script that accepts one); the tests run it to prove the view never drifts.
+]]
+redis.call('DEL', P .. 'pv', P .. 'pq', P .. 'pa')
+local ids = redis.call('ZRANGE', P .. 'nodes', 0, -1)
+for _, id in ipairs(ids) do
+  syncView(id)
+  syncLoad(id)
+end
+redis.call('SET', P .. 'schema', K.LAYOUT)
+return #ids

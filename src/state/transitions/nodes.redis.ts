@@ -4,6 +4,7 @@
  */
 import { bit, jsonReply, opt, script, statusReply } from '../redis/script-call';
 import {
+  countReply,
   flagReply,
   nodeListSchema,
   nodeSummarySchema,
@@ -129,6 +130,18 @@ export const selectNode = script('tpSelectNode', {
   parse: jsonReply(selectionSchema, 'selection'),
 });
 
+/**
+ * Writes the placement view again from the nodes' own keys and marks the keys as this layout: the
+ * boot's upgrade of an earlier release's layout (ConnectionSupervisor), and the tests' drift check.
+ */
+export const rebuildPlacementView = script('tpRebuildPlacementView', {
+  args: [],
+  encode: (_: void) => ({}),
+  idempotent: true,
+  acknowledged: false,
+  parse: countReply,
+});
+
 export const SCRIPTS = [
   upsertNode,
   unregisterNode,
@@ -137,4 +150,5 @@ export const SCRIPTS = [
   markKeyUnusable,
   pickLegacyNode,
   selectNode,
+  rebuildPlacementView,
 ];

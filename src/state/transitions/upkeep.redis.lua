@@ -60,6 +60,7 @@ for _, jid in ipairs(due('cl')) do
       redis.call('PEXPIRE', qkey, ttl(j.dl - NOW))
       wake('w\n' .. j.node)
     end
+    if j.d == 'v1' then syncLoad(j.node) end
   end
 end
 for _, jid in ipairs(due('answered')) do
@@ -82,6 +83,8 @@ for _, sid in ipairs(due('stt')) do dropStream(sid) end
 for _, id in ipairs(due('lease', true)) do
   local n = getNode(id)
   if not n then
+    local seq = redis.call('ZSCORE', P .. 'nodes', id)
+    if seq then dropView(seq) end
     redis.call('ZREM', P .. 'lease', id)
     redis.call('ZREM', P .. 'nodes', id)
     redis.call('SREM', P .. 'legacy', id)

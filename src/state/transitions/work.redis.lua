@@ -63,6 +63,7 @@ redis.call('ZADD', P .. 'queued', num(NOW), jid)
 redis.call('INCRBY', P .. 'qbytes', bytes)
 redis.call('ZADD', P .. 'q:' .. node, redis.call('INCR', P .. 'ctr:q'), jid)
 redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
+if dialect == 'v1' then syncQueue(node) end
 if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
 if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
 wake('w\n' .. node)
@@ -80,7 +81,7 @@ local n = getNode(node)
 if not n then return { 'not_found', enc() } end
 if n.d ~= dialect then return { 'dialect_conflict', enc() } end
 local out = { 'ok', '' }
-local got = 0
+local got, active = 0, false
 local qkey = P .. 'q:' .. node
 while got < max do
   local head = redis.call('ZRANGE', qkey, 0, 0)[1]
@@ -89,6 +90,7 @@ while got < max do
   if not j then
     redis.call('ZREM', qkey, head)
     redis.call('ZREM', P .. 'queued', head)
+    if dialect == 'v1' then syncQueue(node) end
   elseif j.dl <= NOW then
     endJob(j, 'expired', 'provider_timeout', true)
   else
@@ -106,6 +108,7 @@ while got < max do
       if j.d == 'v1' then
         redis.call('HSET', P .. 'c:' .. node, j.rid, head)
         redis.call('SADD', P .. 'a:' .. node, head)
+        active = true
         redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), head)
         redis.call('PEXPIRE', P .. 'c:' .. node, ttl(j.dl - NOW))
         redis.call('PEXPIRE', P .. 'a:' .. node, ttl(j.dl - NOW))
@@ -125,6 +128,7 @@ while got < max do
     out[#out + 1] = num(j.dl)
   end
 end
+if active then syncActive(node) end
 out[2] = enc()
 return out
 
@@ -147,6 +151,7 @@ if liveV1 then
     else
       redis.call('HSET', P .. 'j:' .. jid, 'ack', '1')
       redis.call('SADD', P .. 'a:' .. node, jid)
+      syncActive(node)
       redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), jid)
       return { 'ok', enc(), 'active', num(j.dl) }
     end
