@@ -48,13 +48,18 @@ export class CallerWatch implements WaitSignal, Drainable {
    * Takes this caller's place among the requests held open (once; it is kept until the exchange
    * ends) and watches it as {@link signal} does. False, and nothing watched, when the relay holds
    * as many as its held-wait budget allows, or this caller's address its share (`kind`: a node's
-   * poll or a client's wait): the caller is then answered without being held.
+   * poll or a client's wait; `byAddress` false: no address share applies): the caller is then
+   * answered without being held.
    */
-  hold(drain: DrainNotifier, kind: HeldPlace['kind']): boolean {
-    return this.watch(drain, kind);
+  hold(drain: DrainNotifier, kind: HeldPlace['kind'], byAddress = true): boolean {
+    return this.watch(drain, kind, byAddress);
   }
 
-  private watch(drain: DrainNotifier | undefined, kind?: HeldPlace['kind']): boolean {
+  private watch(
+    drain: DrainNotifier | undefined,
+    kind?: HeldPlace['kind'],
+    byAddress = true,
+  ): boolean {
     if (this.watching) {
       return true;
     }
@@ -64,7 +69,8 @@ export class CallerWatch implements WaitSignal, Drainable {
       return true;
     }
     if (kind !== undefined && drain !== undefined) {
-      const place: HeldPlace = { kind, unit: addressUnit(clientAddress(this.res.req)) };
+      const unit = byAddress ? addressUnit(clientAddress(this.res.req)) : null;
+      const place: HeldPlace = { kind, unit };
       if (!drain.tryHold(this, place)) {
         return false;
       }

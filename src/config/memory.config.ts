@@ -26,7 +26,7 @@ export class MemoryEnv {
 
   @IntEnv(
     'TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS',
-    'Most requests one client address (an IPv4 address or an IPv6 /64) may hold open waiting at once; beyond, its waits are treated as past TOKENPLACE_RELAY_MAX_HELD_WAITS; unset: an eighth of the held-wait budget, at least 64',
+    'Most requests one address (an IPv4 address or an IPv6 /64) may hold open waiting at once: client waits, and node polls while registration is open (nodes vouched for by a node token are bounded by the budget alone); beyond, its waits are treated as past TOKENPLACE_RELAY_MAX_HELD_WAITS; unset: an eighth of the held-wait budget, at least 64',
     1,
     1_000_000,
     { optional: true },

@@ -8,11 +8,12 @@ export interface Drainable {
 
 /**
  * Whose wait a held request is: a compute node's poll or a client's wait (a retrieve, a gateway
- * chat), and the caller's address unit (`addressUnit()`: an IPv4 address or an IPv6 /64).
+ * chat), and the caller's address unit (`addressUnit()`: an IPv4 address or an IPv6 /64), or null
+ * for a caller no address share bounds (nodes an operator vouched for with a node token).
  */
 export interface HeldPlace {
   readonly kind: 'node' | 'client';
-  readonly unit: string;
+  readonly unit: string | null;
 }
 
 /** Tells waiters that the relay started draining. */
@@ -122,7 +123,7 @@ export class LifecycleService implements DrainNotifier {
       d.drained();
       return true;
     }
-    const byUnit = this.heldByUnit.get(place.unit) ?? 0;
+    const byUnit = place.unit === null ? 0 : (this.heldByUnit.get(place.unit) ?? 0);
     if (
       this.waiters.size >= this.maxHeld ||
       byUnit >= this.maxHeldPerAddress ||
@@ -132,7 +133,9 @@ export class LifecycleService implements DrainNotifier {
       return false;
     }
     this.waiters.add(d);
-    this.heldByUnit.set(place.unit, byUnit + 1);
+    if (place.unit !== null) {
+      this.heldByUnit.set(place.unit, byUnit + 1);
+    }
     if (place.kind === 'client') {
       this.clientHeld += 1;
     }
@@ -143,11 +146,13 @@ export class LifecycleService implements DrainNotifier {
     if (!this.waiters.delete(d) || place === undefined) {
       return;
     }
-    const byUnit = (this.heldByUnit.get(place.unit) ?? 1) - 1;
-    if (byUnit > 0) {
-      this.heldByUnit.set(place.unit, byUnit);
-    } else {
-      this.heldByUnit.delete(place.unit);
+    if (place.unit !== null) {
+      const byUnit = (this.heldByUnit.get(place.unit) ?? 1) - 1;
+      if (byUnit > 0) {
+        this.heldByUnit.set(place.unit, byUnit);
+      } else {
+        this.heldByUnit.delete(place.unit);
+      }
     }
     if (place.kind === 'client') {
       this.clientHeld -= 1;

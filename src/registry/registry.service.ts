@@ -38,6 +38,14 @@ export class RegistryService {
   }
 
   /**
+   * Whether a node's address bounds what it may hold (its registrations, its held polls): only
+   * while registration is open, for the reason {@link share} gives.
+   */
+  get boundsNodesByAddress(): boolean {
+    return this.tokens.open;
+  }
+
+  /**
    * A `/sink` heartbeat. False when the key belongs to an API v1 node (no work crosses dialects),
    * or to a live node at another address: the caller is answered as if nothing were queued.
    */

@@ -210,7 +210,7 @@ export class SinkService {
         return result.jobs;
       }
       if (signal === null) {
-        if (!caller.hold(this.lifecycle, 'node')) {
+        if (!caller.hold(this.lifecycle, 'node', this.registry.boundsNodesByAddress)) {
           // The relay holds as many waits as its memory allows: a legacy node gets its un-held
           // answer (no work; it pings again), an API v1 node is told to poll again shortly.
           if (dialect === 'legacy') {

@@ -286,3 +286,77 @@ describe.each(storeVariants('held-wait shares'))('held-wait shares ($label)', (v
     expect([empty.status, empty.body]).toEqual([200, NO_WORK]);
   });
 });
+
+/**
+ * Node polls and the address share: while registration is open a node's address bounds its polls
+ * like any caller's; nodes an operator vouched for with a node token are bounded by the budget and
+ * the registry's cap only (as their registrations are), so a farm behind one address keeps polling.
+ */
+describe.each(storeVariants('held-wait shares of nodes'))(
+  'node polls and the address share ($label)',
+  (variant) => {
+    const TOKEN = 'held-share-node-token-0123456789abcdef';
+    let t: TestApp;
+    let clock: ManualClock;
+
+    afterEach(async () => {
+      await t.close();
+      await variant.cleanup();
+    });
+
+    /** Four nodes of one address (budget 8, 3 per address): three polls held, then the fourth. */
+    async function pollsFromOneAddress(token: string | null): Promise<{
+      first: Promise<WireResult>[];
+      fourth: Promise<WireResult>;
+    }> {
+      clock = new ManualClock();
+      t = await createTestApp(
+        {
+          ...variant.env(),
+          TOKENPLACE_RELAY_MAX_HELD_WAITS: '8',
+          TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS: '3',
+          TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '5',
+          ...(token === null ? {} : { TOKENPLACE_RELAY_SERVER_TOKEN: token }),
+        },
+        clock,
+      );
+      const nodes: FakeNode[] = [];
+      for (let i = 0; i < 4; i += 1) {
+        nodes.push(await registerNode(t, token === null ? {} : { token }));
+      }
+      const first = nodes.slice(0, 3).map((n) => poll(t, n));
+      await parked(t.lifecycle, 3);
+      return { first, fourth: poll(t, nodes[3] as FakeNode) };
+    }
+
+    it("should refuse a fourth node's poll from one address while registration is open", async () => {
+      const { first, fourth } = await pollsFromOneAddress(null);
+
+      const refused = await fourth;
+
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('5');
+      expect(refused.body).toEqual(
+        apiError(
+          'The relay holds as many long-polls as its memory allows; poll again shortly',
+          'relay_overloaded',
+        ),
+      );
+      clock.advance(5_000);
+      await Promise.all(first);
+    });
+
+    it('should hold every poll of nodes vouched for by a node token, whatever their address', async () => {
+      const { first, fourth } = await pollsFromOneAddress(TOKEN);
+      await parked(t.lifecycle, 4);
+
+      const heldAtOnce = t.lifecycle.waiting;
+      clock.advance(5_000);
+      const ended = await Promise.all([...first, fourth]);
+
+      expect(heldAtOnce).toBe(4);
+      expect(ended.map((r) => [r.status, r.body])).toEqual(Array(4).fill([200, NO_WORK]));
+      expect(await metric(t, REFUSED)).toBe(0);
+    });
+  },
+);
