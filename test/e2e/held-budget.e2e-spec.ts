@@ -12,6 +12,7 @@ import {
   responseBody,
   storeVariants,
   submit,
+  type StoreVariant,
   TRUST_LOOPBACK,
   V1,
   type FakeNode,
@@ -44,34 +45,42 @@ function heldRetrieve(
 }
 
 /**
+ * Hooks giving each test a fresh relay on `variant`'s store with `env`, its manual clock and one
+ * registered node; the relay is closed after the test.
+ */
+function relayPerTest(
+  variant: StoreVariant,
+  env: Record<string, string>,
+): { t: TestApp; clock: ManualClock; node: FakeNode } {
+  const r = {} as { t: TestApp; clock: ManualClock; node: FakeNode };
+  beforeEach(async () => {
+    r.clock = new ManualClock();
+    r.t = await createTestApp({ ...variant.env(), ...env }, r.clock);
+    r.node = await registerNode(r.t);
+  });
+  afterEach(async () => {
+    await r.t.close();
+    await variant.cleanup();
+  });
+  return r;
+}
+
+/**
  * The held-wait budget (TOKENPLACE_RELAY_MAX_HELD_WAITS, derived from the memory plan when unset)
  * on the wire: past it nothing dies and nothing accepted is lost. A retrieve is answered at once as
  * with `Prefer: wait=0`, a poll and a gateway chat are refused 503 + Retry-After, a legacy /sink
  * gets no work; a wait inside it is held and woken as always, and the budget frees as waits end.
  */
 describe.each(storeVariants('held-wait budget'))('held-wait budget ($label)', (variant) => {
+  const relay = relayPerTest(variant, {
+    TOKENPLACE_RELAY_MAX_HELD_WAITS: '2',
+    TOKENPLACE_RELAY_SINK_HOLD_SECONDS: '5',
+    TOKENPLACE_RELAY_SINK_PING_SECONDS: '0',
+  });
   let t: TestApp;
   let clock: ManualClock;
   let node: FakeNode;
-
-  beforeEach(async () => {
-    clock = new ManualClock();
-    t = await createTestApp(
-      {
-        ...variant.env(),
-        TOKENPLACE_RELAY_MAX_HELD_WAITS: '2',
-        TOKENPLACE_RELAY_SINK_HOLD_SECONDS: '5',
-        TOKENPLACE_RELAY_SINK_PING_SECONDS: '0',
-      },
-      clock,
-    );
-    node = await registerNode(t);
-  });
-
-  afterEach(async () => {
-    await t.close();
-    await variant.cleanup();
-  });
+  beforeEach(() => ({ t, clock, node } = relay));
 
   /** Two requests claimed by `node` (in flight, nothing queued), each with a retrieve held. */
   async function fillWithRetrieves(): Promise<{
@@ -211,29 +220,16 @@ describe.each(storeVariants('held-wait budget'))('held-wait budget ($label)', (v
  * most the registry's cap). Budget 8: two places kept for polls, three per address.
  */
 describe.each(storeVariants('held-wait shares'))('held-wait shares ($label)', (variant) => {
+  const relay = relayPerTest(variant, {
+    ...TRUST_LOOPBACK,
+    TOKENPLACE_RELAY_MAX_HELD_WAITS: '8',
+    TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS: '3',
+    TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '5',
+  });
   let t: TestApp;
   let clock: ManualClock;
   let node: FakeNode;
-
-  beforeEach(async () => {
-    clock = new ManualClock();
-    t = await createTestApp(
-      {
-        ...variant.env(),
-        ...TRUST_LOOPBACK,
-        TOKENPLACE_RELAY_MAX_HELD_WAITS: '8',
-        TOKENPLACE_RELAY_MAX_HELD_WAITS_PER_ADDRESS: '3',
-        TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '5',
-      },
-      clock,
-    );
-    node = await registerNode(t);
-  });
-
-  afterEach(async () => {
-    await t.close();
-    await variant.cleanup();
-  });
+  beforeEach(() => ({ t, clock, node } = relay));
 
   async function submitted(n: number): Promise<FakeRequest[]> {
     const reqs: FakeRequest[] = [];
