@@ -147,9 +147,19 @@ local function isLapsed(n, now)
   return n.poll <= now and redis.call('SCARD', P .. 'a:' .. n.id) == 0
 end
 
+-- The same rule on a node's plain facts (the placement view's, where `active` is already counted).
+local function lapsedFacts(ping, poll, active, lease, now)
+  return now - ping > lease and poll <= now and active == 0
+end
+
+-- Past the lapse grace too (isGone, once lapsed).
+local function pastGrace(ping, lease, now)
+  return now - ping > lease + L.lapseGraceMs
+end
+
 -- Lapsed for longer than the grace: evicted, its work ends cancelled/server_unregistered.
 local function isGone(n, now)
-  return isLapsed(n, now) and now - n.ping > leaseMs(n.d) + L.lapseGraceMs
+  return isLapsed(n, now) and pastGrace(n.ping, leaseMs(n.d), now)
 end
 
 -- The earliest instant a node that stays silent from now on could be gone.

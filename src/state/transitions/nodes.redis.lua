@@ -270,14 +270,14 @@ end
 -- offered is an index k into parallel arrays: seq, tie name, profile, queue depth, active claims.
 local S, D, C, Q, A = {}, {}, {}, {}, {}
 local fresh, all, anySecondTier = {}, {}, false
-local lease, grace = L.v1LeaseMs, L.lapseGraceMs
+local lease = L.v1LeaseMs
 for _, seq in ipairs(order) do
   local ping, poll, fb, bad, digest, caps = string.match(view[seq], '^([^|]*)|([^|]*)|(.)|(.)|([^|]*)|(.*)$')
   if bad ~= '1' then
     local a = tonumber(active[seq] or '0')
     ping = tonumber(ping)
-    local late = NOW - ping > lease and tonumber(poll) <= NOW and a == 0
-    if not (late and NOW - ping > lease + grace) then
+    local late = lapsedFacts(ping, tonumber(poll), a, lease, NOW)
+    if not (late and pastGrace(ping, lease, NOW)) then
       local k = #S + 1
       S[k], D[k], C[k], Q[k], A[k] = seq, digest, profile(caps), tonumber(queued[seq] or '0'), a
       all[#all + 1] = k
