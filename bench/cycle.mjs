@@ -4,16 +4,24 @@
 //   legacy: /faucet -> /sink -> /source -> /retrieve
 //   v1:     /servers/poll (long-poll, started first) + /requests -> /responses -> /responses/retrieve
 // Prints one JSON line: cycles/s, requests/s, p50/p99 cycle latency and, for v1, the delivery
-// latency (/requests answered -> the node's held long-poll answered).
+// latency (/requests answered -> the node's long-poll answered).
+// --poll (v1) says when a node's poll is sent:
+//   with-request (default, the figures of docs/performance.md): at the start of each cycle, at the
+//     same moment as the client's /requests, so the poll is often not yet held when the work arrives
+//     and the delivery includes the relay reaching that poll;
+//   held: the node polls again the moment it receives work, before it posts its answer (as a node
+//     that polls again at once does), so the next cycle's work finds a poll already held: the
+//     delivery is the wake-up of a held poll (issue 22's definition).
 //
 // usage: node bench/cycle.mjs --url http://127.0.0.1:5010 --protocol legacy|v1|bare
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
+//          [--poll with-request|held]
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { cli, nodePublicKeys, peerLibrary } from './lib.mjs';
 
 const args = cli(
-  'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL]',
+  'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL] [--poll with-request|held]',
   {
     url: { type: 'string', default: 'http://127.0.0.1:5010' },
     protocol: { type: 'string', default: 'legacy' },
@@ -23,8 +31,13 @@ const args = cli(
     payload: { type: 'string', default: '2048' },
     token: { type: 'string', default: '' },
     'node-url': { type: 'string', default: '' },
+    poll: { type: 'string', default: 'with-request' },
   },
 );
+if (!['with-request', 'held'].includes(args.poll)) {
+  process.stderr.write(`--poll takes with-request or held, not ${args.poll}\n`);
+  process.exit(2);
+}
 const { PROTOCOL_ID } = peerLibrary();
 
 const clientUrl = new URL(args.url);
@@ -108,12 +121,19 @@ async function legacyCycle(p) {
   return true;
 }
 
-async function v1Cycle(p, deliveries) {
-  const requestId = randomBytes(8).toString('hex');
-  const poll = post(nodeUrl, '/api/v1/relay/servers/poll', { server_public_key: p.node }, nodeHeaders).then((r) => ({
+/** A node's `/servers/poll`, stamped with the moment its answer was read. */
+function nodePoll(p) {
+  return post(nodeUrl, '/api/v1/relay/servers/poll', { server_public_key: p.node }, nodeHeaders).then((r) => ({
     ...r,
     at: performance.now(),
   }));
+}
+
+async function v1Cycle(p, deliveries) {
+  const requestId = randomBytes(8).toString('hex');
+  // With --poll held, the poll sent when the previous cycle's work arrived (or, first, a new one).
+  const poll = p.heldPoll ?? nodePoll(p);
+  p.heldPoll = null;
   const submitted = await post(clientUrl, '/api/v1/relay/requests', {
     server_public_key: p.node,
     client_public_key: p.client,
@@ -132,10 +152,13 @@ async function v1Cycle(p, deliveries) {
   }
   let work = await poll;
   while (work.status === 200 && work.body.request_id === undefined) {
-    work = await post(nodeUrl, '/api/v1/relay/servers/poll', { server_public_key: p.node }, nodeHeaders).then((r) => ({ ...r, at: performance.now() }));
+    work = await nodePoll(p);
   }
   if (work.status !== 200 || work.body.request_id !== requestId) return fail('poll', work);
   deliveries.push(Math.max(0, work.at - acceptedAt));
+  if (args.poll === 'held') {
+    p.heldPoll = nodePoll(p);
+  }
   let res = await post(nodeUrl, '/api/v1/relay/responses', {
     client_public_key: p.client,
     request_id: requestId,
@@ -244,6 +267,7 @@ async function main() {
     errors,
   };
   if (args.protocol === 'v1') {
+    out.poll = args.poll;
     out.deliveryP50Ms = percentile(deliveries, 0.5);
     out.deliveryP99Ms = percentile(deliveries, 0.99);
   }

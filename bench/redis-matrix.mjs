@@ -11,6 +11,7 @@
 // usage: npm run build && node bench/redis-matrix.mjs [--duration 10] [--pipelines 16,64]
 //          [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port 5191]
 //          [--appendonly no|everysec|always]   (only for the redis-server this script starts)
+//          [--poll with-request|held]   (API v1: when a node's poll is sent, see bench/cycle.mjs)
 // redis-2x combines two cycle processes: cycles/s and requests/s add up; p50 is the mean of the
 // two p50s and p99 the larger p99 (percentiles of separate runs cannot be merged exactly).
 // --trace (API v1): every relay runs with bench/relay-probe.cjs timing its Redis scripts and wake-up
@@ -25,7 +26,7 @@ import { join } from 'node:path';
 import { cycle, freePort, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST]',
+  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST] [--poll with-request|held]',
   {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
@@ -36,6 +37,7 @@ const values = cli(
     appendonly: { type: 'string', default: 'no' },
     trace: { type: 'boolean', default: false },
     cpus: { type: 'string', default: '' },
+    poll: { type: 'string', default: 'with-request' },
   },
 );
 
@@ -161,7 +163,7 @@ function breakdown(perRelay) {
   return out;
 }
 
-const common = { duration: values.duration, warmup: values.warmup };
+const common = { duration: values.duration, warmup: values.warmup, poll: values.poll };
 
 async function run(config, protocol, pipelines) {
   return withRelays(config, async (relays) => {

@@ -20,7 +20,8 @@
 //   npm run bench -- --suite admission  a burst of 2,000 gateway chats: admission rate, latency, relay
 //                                       CPU per chat, with keygen and with pre-made keys (gateway.mjs burst)
 //   npm run bench -- --suite delivery   API v1 delivery at 64 pipelines, memory / one / two replicas on
-//                                       Redis, with where the milliseconds go (redis-matrix.mjs --trace)
+//                                       Redis, with where the milliseconds go (redis-matrix.mjs --trace),
+//                                       the node's poll sent with the request, then held ahead (--poll held)
 //   npm run bench -- --suite all        everything above but the soak and hostile
 // Cycle options: --duration S (default 10), --pipelines 16,64, --protocols legacy,v1,
 //   --relay-node-args=FLAGS (node options for the relay, e.g. --max-semi-space-size=1),
@@ -76,7 +77,10 @@ const SCRIPTS = {
     ['held.mjs', '--kinds', 'floor-node,floor-express,floor-nest', '--counts', '4000'],
   ],
   admission: [['gateway.mjs', '--parts', 'burst', '--burst', '2000']],
-  delivery: [['redis-matrix.mjs', '--trace', '--protocols', 'v1', '--pipelines', '64', '--configs', 'memory,redis-1,redis-2', '--duration', values.duration]],
+  delivery: [
+    ['redis-matrix.mjs', '--trace', '--protocols', 'v1', '--pipelines', '64', '--configs', 'memory,redis-1,redis-2', '--duration', values.duration],
+    ['redis-matrix.mjs', '--trace', '--protocols', 'v1', '--pipelines', '64', '--configs', 'memory,redis-1,redis-2', '--duration', values.duration, '--poll', 'held'],
+  ],
 };
 
 function runScript(args) {
