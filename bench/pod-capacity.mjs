@@ -97,6 +97,11 @@ function canConnect(port) {
 }
 
 async function startRelay(env, port) {
+  // With --network host, a relay already listening there (another run's) would answer in this
+  // one's place and the figures would be its: refuse instead.
+  if (await canConnect(port)) {
+    throw new Error(`port ${port} is already in use on 127.0.0.1: stop what listens there or pass another --port`);
+  }
   const full = { ...env, ...ONE_ADDRESS, ...OBSERVED, RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port) };
   let pid;
   let stop;
