@@ -29,8 +29,10 @@ export interface RedisScript<C = never, R = unknown> {
   readonly args: readonly string[];
   /** A variadic tail after `args`, or null. */
   readonly rest: string | null;
-  /** Sent on the delivery lane (see ConnectionSupervisor): the call a woken long-poll makes. */
+  /** Defined on the delivery lane (see ConnectionSupervisor) as well as the command connection. */
   readonly lane: boolean;
+  /** This call goes on the delivery lane: the call a woken long-poll makes. */
+  onLane(cmd: C): boolean;
   /**
    * Repeating it leaves the same state and reply, so a call refused with READONLY (a demoted
    * primary) is sent again once the connection has found the new primary. The rest (claims,
@@ -54,7 +56,8 @@ interface ScriptSpec<C, A extends string> {
   /** The arguments by name; `args` alone orders them. */
   encode: (cmd: C) => Record<A, ScriptArg>;
   rest?: { name: string; values: (cmd: C) => ScriptArg[] };
-  lane?: boolean;
+  /** Which calls go on the delivery lane (the script is then defined there too). */
+  lane?: (cmd: C) => boolean;
 }
 
 type Flags<C> =
@@ -85,7 +88,8 @@ export function script<C, R, const A extends string = never>(
     readOnly,
     args: spec.args,
     rest: spec.rest?.name ?? null,
-    lane: spec.lane ?? false,
+    lane: spec.lane !== undefined,
+    onLane: spec.lane ?? (() => false),
     idempotent: readOnly ? () => true : flag(spec.idempotent),
     acknowledged: readOnly ? () => false : flag(spec.acknowledged),
     encode(cmd) {

@@ -58,7 +58,7 @@ export const enqueue = script('tpEnqueue', {
 export const claimNext = script('tpClaimNext', {
   args: ['nodeId', 'dialect', 'maxJobs'],
   encode: (cmd: ClaimCommand) => ({ nodeId: cmd.nodeId, dialect: cmd.dialect, maxJobs: cmd.max }),
-  lane: true,
+  lane: (cmd) => cmd.woken === true,
   idempotent: false,
   acknowledged: false,
   reply: (r, cmd): ClaimResult => {
