@@ -77,15 +77,7 @@ export function describeNode(
     queue_depth: node.queueDepth,
     in_flight_count: v1 ? node.inFlightCount : 0,
     max_concurrency: v1 ? (node.capabilities?.max_concurrency ?? null) : null,
-    load_score: v1
-      ? loadScore({
-          nodeId: node.nodeId,
-          seq: 0,
-          capabilities: node.capabilities,
-          queueDepth: node.queueDepth,
-          inFlightCount: node.inFlightCount,
-        })
-      : node.queueDepth,
+    load_score: v1 ? loadScore(node) : node.queueDepth,
     capabilities: v1 ? compactCapabilities(node.capabilities, models) : null,
   };
 }

@@ -5,11 +5,21 @@ import { CONTEXT_TIERS, type ContextTier, type NodeCapabilities } from './state.
 /** A live API v1 node as the scheduler sees it. */
 export interface SchedulableNode {
   nodeId: string;
+  /** Its name in tie sets ({@link tieName}), computed once when the node registers. */
+  tieName: string;
   /** Registration sequence number (registration order). */
   seq: number;
   capabilities: NodeCapabilities | null;
   queueDepth: number;
   inFlightCount: number;
+}
+
+/**
+ * A node id's name in tie sets: the first 16 hex digits of its SHA-1, as the Redis placement view
+ * names it (`lifecycle.redis.lua`), so both stores name the same tie set alike.
+ */
+export function tieName(nodeId: string): string {
+  return createHash('sha1').update(nodeId).digest('hex').slice(0, 16);
 }
 
 /** Round-robin memory of the scheduler: a global cursor plus one cursor per tie set. */
@@ -24,7 +34,9 @@ export interface CursorState {
 /** Load scores are rounded to this many parts per unit (both stores compute them). */
 export const LOAD_SCORE_SCALE = 1e6;
 
-export function loadScore(node: SchedulableNode): number {
+export function loadScore(
+  node: Pick<SchedulableNode, 'capabilities' | 'queueDepth' | 'inFlightCount'>,
+): number {
   const concurrency = node.capabilities?.max_concurrency ?? 1;
   const load = (node.queueDepth + node.inFlightCount) / concurrency;
   return Math.round(load * LOAD_SCORE_SCALE) / LOAD_SCORE_SCALE;
@@ -145,8 +157,10 @@ function pickRoundRobin(ties: SchedulableNode[], cursors: CursorState): Schedula
     cursors.globalCursor = first.seq + 1;
     return first;
   }
+  // Named by the ties' short names, not their ids: real ids are ~600-character keys, and hashing
+  // a thousand of them on every placement cost ~1 ms.
   const tieKey = createHash('sha256')
-    .update(ties.map((n) => n.nodeId).join('\n'))
+    .update(ties.map((n) => n.tieName).join('\n'))
     .digest('hex');
   const previous = cursors.tieCursors.get(tieKey);
   let picked: SchedulableNode;

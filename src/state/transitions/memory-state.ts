@@ -110,6 +110,8 @@ export interface MemoryState {
 
 export interface NodeRec {
   nodeId: string;
+  /** The id's name in tie sets (the placement view's digest): {@link tieName}. */
+  readonly tieName: string;
   dialect: Dialect;
   seq: number;
   lastPingAt: number;

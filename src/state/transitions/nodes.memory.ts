@@ -1,7 +1,7 @@
 /** Registry transitions; the twin of nodes.redis.lua (one function per script, same order). */
 import { randomInt } from 'node:crypto';
 import { QueueOrder } from '../queue-order';
-import { scheduleFreshFirst, type SchedulableNode } from '../scheduler';
+import { scheduleFreshFirst, tieName, type SchedulableNode } from '../scheduler';
 import type {
   SelectNodeCommand,
   SelectNodeResult,
@@ -135,6 +135,7 @@ function createNode(tx: Tx, cmd: UpsertNodeCommand, owner?: string | null): void
   const group = cmd.origin?.group ?? null;
   const node: NodeRec = {
     nodeId: cmd.nodeId,
+    tieName: tieName(cmd.nodeId),
     dialect: cmd.dialect,
     seq: s.nodeSeq++,
     lastPingAt: tx.now,
@@ -270,6 +271,7 @@ export function selectNode(s: MemoryState, cmd: SelectNodeCommand): SelectNodeRe
     }
     (node.fallback || isLapsed(s, node, cmd.now) ? lapsed : fresh).push({
       nodeId: node.nodeId,
+      tieName: node.tieName,
       seq: node.seq,
       capabilities: node.capabilities,
       queueDepth: node.queue.size,
