@@ -13,7 +13,8 @@
 //     --before <checkout> measures that build first in the same run (before/after).
 // usage: node bench/scale.mjs [--parts held,queued,curve,placement] [--store memory|redis]  (needs npm run build)
 //   e.g. node bench/scale.mjs --parts placement --store redis --before /tmp/relay-at-main
-import { cli, request, startRedis, startRelay, table, nodePublicKeys } from './lib.mjs';
+import { randomBytes } from 'node:crypto';
+import { cli, request, startRedis, startRelay, table, nodePublicKeys, peerLibrary } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/scale.mjs [--parts held,queued,curve,placement] [--store memory|redis] [--held N] [--queued N] [--curve 10,100,1000,10000] [--samples N] [--placement 1,64,1024] [--burst N] [--before <checkout>]',
@@ -37,6 +38,33 @@ const storeEnv =
 const post = (base, path, body, headers) => request(base, 'POST', path, body, headers);
 const PAYLOAD = 'c'.repeat(2048);
 const caps = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
+
+/**
+ * An API v1 `/requests` body the relay accepts (as bench/cycle.mjs sends it): the protocol id and
+ * version, a wrapped key of 256 bytes and an IV of 16 (base64), a cancel token. `node`: a key from
+ * nodePublicKeys, registered.
+ */
+function v1Request(node, client, requestId, ciphertext) {
+  return {
+    server_public_key: node,
+    client_public_key: client,
+    request_id: requestId,
+    protocol: peerLibrary().PROTOCOL_ID,
+    version: 1,
+    ciphertext,
+    cipherkey: randomBytes(256).toString('base64'),
+    iv: randomBytes(16).toString('base64'),
+    cancel_token: randomBytes(16).toString('hex'),
+  };
+}
+
+/** Throws, with the status and body, unless a call got `status`. */
+function expect(what, res, status = 200) {
+  if (res.status !== status) {
+    throw new Error(`${what}: expected ${status}, got ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+  }
+  return res;
+}
 
 async function processStats(base) {
   const { body } = await request(base, 'GET', '/metrics');
@@ -101,23 +129,32 @@ async function queued() {
     relay.child.kill('SIGUSR2');
     await new Promise((r) => setTimeout(r, 500));
   };
+  // Ten real node keys (API v1 admits nothing else); the requests are spread over them.
+  const nodes = await nodePublicKeys(10);
   try {
-    for (let n = 0; n < 10; n += 1) await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: `q-node-${n}`, capabilities: caps });
+    for (const [n, key] of nodes.entries()) expect(`register node ${n}`, await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: key, capabilities: caps }));
     const warm = 500;
-    await inBatches(warm, 100, (i) => post(relay.base, '/api/v1/relay/requests', { server_public_key: `q-node-${i % 10}`, client_public_key: `warm-${i}`, request_id: `w${i}`, ciphertext: PAYLOAD, cipherkey: 'k'.repeat(344), iv: 'i'.repeat(24) }));
+    await inBatches(warm, 100, async (i) => expect(`warm-up request ${i}`, await post(relay.base, '/api/v1/relay/requests', v1Request(nodes[i % 10], `warm-${i}`, `w${i}`, PAYLOAD))));
     await collect();
     const before = await processStats(relay.base);
-    const statuses = new Map();
+    const refused = new Map();
+    let accepted = 0;
     await inBatches(N, 200, async (i) => {
-      const r = await post(relay.base, '/api/v1/relay/requests', { server_public_key: `q-node-${i % 10}`, client_public_key: `qc-${i}`, request_id: `q${i}`, ciphertext: PAYLOAD, cipherkey: 'k'.repeat(344), iv: 'i'.repeat(24) });
-      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      const r = await post(relay.base, '/api/v1/relay/requests', v1Request(nodes[i % 10], `qc-${i}`, `q${i}`, PAYLOAD));
+      if (r.status === 200) {
+        accepted += 1;
+      } else {
+        const why = `${r.status} ${r.body?.error?.message ?? ''}`.trim();
+        refused.set(why, (refused.get(why) ?? 0) + 1);
+      }
     });
     await collect();
     const after = await processStats(relay.base);
     return {
       part: 'queued',
       queued: N,
-      accepted: statuses.get(200) ?? 0,
+      accepted,
+      ...(refused.size ? { refused: [...refused].map(([k, n]) => `${k} x${n}`).join(', ') } : {}),
       rssBeforeMiB: Math.round(before.rssMiB),
       rssAfterMiB: Math.round(after.rssMiB),
       rssPerRequestBytes: Math.round(((after.rssMiB - before.rssMiB) * 2 ** 20) / N),
