@@ -3,7 +3,13 @@
 //  1. held: 2,000 long-polling API v1 nodes and 2,000 clients holding a pending retrieve
 //     (`Prefer: wait=8`) at once; then every one of them is answered. Errors/timeouts counted.
 //  2. queued: 10,000 queued 2 KiB requests; RSS and heap growth per request.
-//  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests.
+//  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests. Every
+//     timed call must be accepted (its status, and the work or answer it carries): the run stops
+//     with the status and body otherwise. A point of N nodes needs 2N + 1 real RSA-2048 node keys
+//     (N API v1, one probe, N legacy: one key cannot be both), taken from the cache that
+//     nodePublicKeys keeps in the temp directory; the 10,000 point needs 20,001. Generating a key
+//     takes ~33 ms of a libuv thread on the 2-core bench machine (~30 keys/s), so the first run
+//     with 10,000 spends about 10 minutes making keys; later runs read them from the cache.
 //  4. placement (not in the default parts): the scheduler's cost by registry size. For each of
 //     --placement (1, 64 and 1,024 API v1 nodes, the registry's default cap), a relay on a
 //     redis-server of its own (--store redis) or on memory: --samples sequential
@@ -37,6 +43,7 @@ const storeEnv =
 
 const post = (base, path, body, headers) => request(base, 'POST', path, body, headers);
 const PAYLOAD = 'c'.repeat(2048);
+const ANSWER = Buffer.from('answer').toString('base64');
 const caps = { supported_model_ids: ['qwen3-8b-instruct'], max_concurrency: 1 };
 
 /**
@@ -165,39 +172,72 @@ async function queued() {
   }
 }
 
-async function timed(samples, fn) {
+/**
+ * Median ms of `samples` sequential calls of `fn(i)` (after 50 warm-up calls, `fn(samples + i)`).
+ * Every call, warm-up included, must get `status` and pass `ok(body)`: else it throws with the
+ * status and body, so an error answer is never timed as if it were the operation.
+ */
+const always = () => true;
+
+async function timed(what, samples, fn, { status = 200, ok = always } = {}) {
+  const check = (i, res) => {
+    if (res.status !== status || !ok(res.body)) {
+      throw new Error(`${what} #${i}: expected ${status}${ok === always ? '' : ` and ${ok.name}`}, got ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+    }
+  };
   for (let i = 0; i < 50; i += 1) {
-    await fn(samples + i).catch(() => undefined); // warm-up (JIT), not measured
+    check(samples + i, await fn(samples + i)); // warm-up (JIT), not measured
   }
   const times = [];
   for (let i = 0; i < samples; i += 1) {
     const t = performance.now();
-    await fn(i);
+    const res = await fn(i);
     times.push(performance.now() - t);
+    check(i, res);
   }
   times.sort((a, b) => a - b);
   return Math.round(times[Math.floor(times.length / 2)] * 1000) / 1000;
 }
 
+const claimsWork = (body) => typeof body?.request_id === 'string';
+const carriesAnswer = (body) => body?.ciphertext === ANSWER;
+const carriesChat = (body) => body?.chat_history === PAYLOAD;
+
+/**
+ * One point of the curve: N API v1 nodes and N legacy nodes, each v1 node with a request queued,
+ * then every operation timed against a probe node (v1) or the legacy nodes. Node keys are real
+ * (nodePublicKeys), 2N + 1 of them: a key is either a v1 or a legacy node on one relay, never both.
+ */
 async function curvePoint(N, port) {
+  const keys = await nodePublicKeys(2 * N + 1);
+  const v1Keys = keys.slice(0, N);
+  const probe = keys[N];
+  const legacyKeys = keys.slice(N + 1);
+  const namesProbe = (body) => body?.server_public_key === probe;
+  const v1Set = new Set(v1Keys);
+  const namesV1Node = (body) => v1Set.has(body?.server_public_key);
+  const legacySet = new Set(legacyKeys);
+  const namesLegacyNode = (body) => legacySet.has(body?.server_public_key);
   const relay = await startRelay(port, { ...storeEnv, TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600', TOKENPLACE_RELAY_SINK_STALE_SECONDS: '3600' });
   const S = Number(values.samples);
+  const sealed = () => ({ cipherkey: randomBytes(256).toString('base64'), iv: randomBytes(16).toString('base64') });
   try {
-    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/servers/register', { server_public_key: `n${i}`, capabilities: caps }));
-    await inBatches(N, 200, (i) => post(relay.base, '/sink', { server_public_key: `l${i}` }));
-    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/requests', { server_public_key: `n${i}`, client_public_key: `bg${i}`, request_id: `bg${i}`, ciphertext: PAYLOAD, cipherkey: 'k', iv: 'i' }));
-    const target = (i) => `n${(i * 7919) % N}`;
+    await inBatches(N, 200, async (i) => expect(`register v1 node ${i}`, await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: v1Keys[i], capabilities: caps })));
+    await inBatches(N, 200, async (i) => expect(`legacy node ${i} /sink`, await post(relay.base, '/sink', { server_public_key: legacyKeys[i] })));
+    await inBatches(N, 200, async (i) => expect(`background request ${i}`, await post(relay.base, '/api/v1/relay/requests', v1Request(v1Keys[i], `bg${i}`, `bg${i}`, PAYLOAD))));
     const row = { nodes: N, queued: N };
-    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: 'probe', capabilities: { supported_model_ids: ['probe-model'], max_concurrency: S + 10 } });
-    row['requests'] = await timed(S, (i) => post(relay.base, '/api/v1/relay/requests', { server_public_key: 'probe', client_public_key: `pc${i}`, request_id: `pr${i}`, ciphertext: PAYLOAD, cipherkey: 'k', iv: 'i' }));
-    row['poll(claim)'] = await timed(S, () => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: 'probe' }));
-    row['responses'] = await timed(S, (i) => post(relay.base, '/api/v1/relay/responses', { client_public_key: `pc${i}`, request_id: `pr${i}`, chat_history: 'a', cipherkey: 'k', iv: 'i' }));
-    row['retrieve'] = await timed(S, (i) => post(relay.base, '/api/v1/relay/responses/retrieve', { client_public_key: `pc${i}`, request_id: `pr${i}` }));
-    row['servers/next'] = await timed(S, () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=probe-model'));
-    row['servers/next(all N match)'] = await timed(S, () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=qwen3-8b-instruct'));
-    row['faucet'] = await timed(S, (i) => post(relay.base, '/faucet', { server_public_key: `l${i % N}`, client_public_key: `lc${i}`, chat_history: PAYLOAD, cipherkey: 'k', iv: 'i' }));
-    row['sink(claim)'] = await timed(S, (i) => post(relay.base, '/sink', { server_public_key: `l${i % N}` }));
-    row['next_server'] = await timed(S, () => request(relay.base, 'GET', '/next_server'));
+    // The probe may hold every claimed request at once (128 is the spec's ceiling).
+    expect('register probe', await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: probe, capabilities: { supported_model_ids: ['probe-model'], max_concurrency: 128 } }));
+    row['requests'] = await timed('requests', S, (i) => post(relay.base, '/api/v1/relay/requests', v1Request(probe, `pc${i}`, `pr${i}`, PAYLOAD)));
+    row['poll(claim)'] = await timed('poll(claim)', S, () => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: probe }), { ok: claimsWork });
+    row['responses'] = await timed('responses', S, (i) => post(relay.base, '/api/v1/relay/responses', { client_public_key: `pc${i}`, request_id: `pr${i}`, protocol: peerLibrary().PROTOCOL_ID, version: 1, ciphertext: ANSWER, ...sealed() }));
+    row['retrieve'] = await timed('retrieve', S, (i) => post(relay.base, '/api/v1/relay/responses/retrieve', { client_public_key: `pc${i}`, request_id: `pr${i}` }), { ok: carriesAnswer });
+    row['servers/next'] = await timed('servers/next', S, () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=probe-model'), { ok: namesProbe });
+    row['servers/next(all N match)'] = await timed('servers/next(all N match)', S, () => request(relay.base, 'GET', '/api/v1/relay/servers/next?model=qwen3-8b-instruct'), { ok: namesV1Node });
+    row['faucet'] = await timed('faucet', S, (i) => post(relay.base, '/faucet', { server_public_key: legacyKeys[i % N], client_public_key: `lc${i}`, chat_history: PAYLOAD, ...sealed() }));
+    // Claims what faucet queued: the same indexes, so each legacy node has one request per claim.
+    row['sink(claim)'] = await timed('sink(claim)', S, (i) => post(relay.base, '/sink', { server_public_key: legacyKeys[i % N] }), { ok: carriesChat });
+    row['next_server'] = await timed('next_server', S, () => request(relay.base, 'GET', '/next_server'), { ok: namesLegacyNode });
     return row;
   } finally {
     await relay.stop();
