@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Scale checks for one relay process (memory store unless --store redis with REDIS_URL):
 //  1. held: 2,000 long-polling API v1 nodes and 2,000 clients holding a pending retrieve
-//     (`Prefer: wait=8`) at once; then every one of them is answered. Errors/timeouts counted.
+//     (`Prefer: wait=8`) at once, on requests a worker node has claimed; then every one of them is
+//     answered (work for each node, the worker's answer for each client). A poll or retrieve that
+//     is not answered with its work or answer counts as an error.
 //  2. queued: 10,000 queued 2 KiB requests; RSS and heap growth per request.
 //  3. curve: per-operation latency with 10, 100, 1,000 and 10,000 nodes and queued requests. Every
 //     timed call must be accepted (its status, and the work or answer it carries): the run stops
@@ -88,14 +90,19 @@ async function inBatches(n, size, fn) {
 async function held() {
   const N = Number(values.held);
   const keys = await nodePublicKeys(N + 1); // API v1 admits only real RSA node keys
+  const worker = keys[N];
   const relay = await startRelay(5101, { ...storeEnv, TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS: '60', TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '120' });
   try {
     const before = await processStats(relay.base);
-    await inBatches(N, 200, (i) => post(relay.base, '/api/v1/relay/servers/register', { server_public_key: keys[i], capabilities: caps }));
-    await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: keys[N], capabilities: caps });
-    await inBatches(N, 200, (i) =>
-      post(relay.base, '/api/v1/relay/requests', { server_public_key: keys[N], client_public_key: `held-client-${i}`, request_id: `p${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
-    );
+    await inBatches(N, 200, async (i) => expect(`register node ${i}`, await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: keys[i], capabilities: caps })));
+    expect('register worker', await post(relay.base, '/api/v1/relay/servers/register', { server_public_key: worker, capabilities: caps }));
+    await inBatches(N, 200, async (i) => expect(`request p${i}`, await post(relay.base, '/api/v1/relay/requests', v1Request(worker, `held-client-${i}`, `p${i}`, 'c'))));
+    // The worker node claims every client's request, so the clients wait on requests in flight and
+    // the worker may answer them (only the node holding a request may: 403 otherwise).
+    for (let i = 0; i < N; i += 1) {
+      const claim = expect(`worker claim ${i}`, await post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: worker }));
+      if (typeof claim.body?.request_id !== 'string') throw new Error(`worker claim ${i}: no work in ${JSON.stringify(claim.body).slice(0, 300)}`);
+    }
     const t0 = performance.now();
     const polls = Array.from({ length: N }, (_, i) => post(relay.base, '/api/v1/relay/servers/poll', { server_public_key: keys[i] }).then((r) => ({ ...r, at: performance.now() }), (e) => ({ status: 0, error: String(e) })));
     const waits = Array.from({ length: N }, (_, i) =>
@@ -104,21 +111,25 @@ async function held() {
     await new Promise((r) => setTimeout(r, 1500));
     const during = await processStats(relay.base);
     const release = performance.now();
-    await inBatches(N, 200, (i) =>
-      Promise.all([
-        post(relay.base, '/api/v1/relay/requests', { server_public_key: keys[i], client_public_key: `w${i}`, request_id: `w${i}`, ciphertext: 'c', cipherkey: 'k', iv: 'i' }),
-        post(relay.base, '/api/v1/relay/responses', { client_public_key: `held-client-${i}`, request_id: `p${i}`, chat_history: 'a', cipherkey: 'k', iv: 'i' }),
-      ]),
-    );
+    await inBatches(N, 200, async (i) => {
+      const [work, answer] = await Promise.all([
+        post(relay.base, '/api/v1/relay/requests', v1Request(keys[i], `w${i}`, `w${i}`, 'c')),
+        post(relay.base, '/api/v1/relay/responses', { client_public_key: `held-client-${i}`, request_id: `p${i}`, protocol: peerLibrary().PROTOCOL_ID, version: 1, ciphertext: ANSWER, cipherkey: randomBytes(256).toString('base64'), iv: randomBytes(16).toString('base64') }),
+      ]);
+      expect(`work w${i}`, work);
+      expect(`answer p${i}`, answer);
+    });
     const [p, w] = await Promise.all([Promise.all(polls), Promise.all(waits)]);
     const releaseMs = Math.round(Math.max(...p.map((x) => x.at ?? 0), ...w.map((x) => x.at ?? 0)) - release);
+    const pollsWithWork = p.filter((x, i) => x.status === 200 && x.body?.request_id === `w${i}`).length;
+    const answered = w.filter((x) => x.status === 200 && x.body?.ciphertext === ANSWER).length;
     return {
       part: 'held',
       nodes: N,
       clients: N,
-      pollsAnsweredWithWork: p.filter((x) => x.status === 200 && typeof x.body?.request_id === 'string').length,
-      retrievesAnswered200: w.filter((x) => x.status === 200).length,
-      errors: p.filter((x) => x.status !== 200).length + w.filter((x) => x.status !== 200).length,
+      pollsAnsweredWithWork: pollsWithWork,
+      retrievesAnswered200: answered,
+      errors: 2 * N - pollsWithWork - answered,
       heldForMs: Math.round(release - t0),
       allAnsweredWithinMs: releaseMs,
       rssIdleMiB: Math.round(before.rssMiB),
