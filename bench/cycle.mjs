@@ -15,13 +15,16 @@
 //
 // usage: node bench/cycle.mjs --url http://127.0.0.1:5010 --protocol legacy|v1|bare
 //          [--pipelines 16] [--duration 10] [--warmup 2] [--payload 2048] [--token T]
-//          [--poll with-request|held]
+//          [--poll with-request|held] [--key-offset K]
+// --key-offset: the pipelines' node keys are the cached keys K .. K+pipelines-1 (bench/lib.mjs
+//   nodePublicKeys). Cycle runs at once on one store (several relays on one Redis) need disjoint
+//   ranges: a node key registered by two runs is one node, and one run's poll takes the other's work.
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { cli, nodePublicKeys, peerLibrary } from './lib.mjs';
 
 const args = cli(
-  'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL] [--poll with-request|held]',
+  'usage: node bench/cycle.mjs --url http://127.0.0.1:5010 [--protocol legacy|v1] [--pipelines N] [--duration S] [--warmup S] [--payload BYTES] [--token T] [--node-url URL] [--poll with-request|held] [--key-offset K]',
   {
     url: { type: 'string', default: 'http://127.0.0.1:5010' },
     protocol: { type: 'string', default: 'legacy' },
@@ -32,6 +35,7 @@ const args = cli(
     token: { type: 'string', default: '' },
     'node-url': { type: 'string', default: '' },
     poll: { type: 'string', default: 'with-request' },
+    'key-offset': { type: 'string', default: '0' },
   },
 );
 if (!['with-request', 'held'].includes(args.poll)) {
@@ -220,7 +224,8 @@ function percentile(sorted, q) {
 
 async function main() {
   // Node keys are real RSA-2048 public keys: the relay admits nothing else (issue 18).
-  const nodeKeys = await nodePublicKeys(pipelines);
+  const keyOffset = Number(args['key-offset']);
+  const nodeKeys = (await nodePublicKeys(keyOffset + pipelines)).slice(keyOffset);
   const pipes = await Promise.all(Array.from({ length: pipelines }, (_, i) => setup(i, nodeKeys[i])));
   const latencies = [];
   const deliveries = [];

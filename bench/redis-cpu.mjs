@@ -142,13 +142,20 @@ try {
         results = runs;
         await Promise.all(runs.map((r) => r.stop()));
       } else {
-        results = await Promise.all(pairs.map((p) => cycle({ url: p.client, 'node-url': p.node, protocol, pipelines: perPair, duration: values.duration, warmup: 0 })));
+        // Each pair's nodes get keys of their own: pairs sharing a key would be one node on the
+        // shared store, and one pair's poll would take the other's work (counted as errors).
+        results = await Promise.all(
+          pairs.map((p, i) => cycle({ url: p.client, 'node-url': p.node, protocol, pipelines: perPair, duration: values.duration, warmup: 0, 'key-offset': i * perPair })),
+        );
       }
       const seconds = (performance.now() - t0) / 1000;
       const after = await redisSample(redis.admin);
       const relayCpu = relays.reduce((sum, r, i) => sum + processCpu(r.child.pid) - relayBefore[i], 0);
       const cycles = results.reduce((s, r) => s + r.cycles, 0);
       const errors = results.reduce((s, r) => s + r.errors, 0);
+      for (const [i, r] of results.entries()) {
+        if (r.firstErrors?.length) process.stderr.write(`${protocol} pair ${i} (nodes on ${pairs[i].node}, clients on ${pairs[i].client}): first errors: ${JSON.stringify(r.firstErrors)}\n`);
+      }
       const redisCpu = Math.max(0, after.cpu - before.cpu - idlePerSecond * seconds);
       let calls = 0;
       let scripts = 0;

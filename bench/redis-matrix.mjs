@@ -177,7 +177,9 @@ async function run(config, protocol, pipelines) {
     const half = Math.max(1, Math.floor(pipelines / 2));
     const [x, y] = await Promise.all([
       cycle({ url: b.base, 'node-url': a.base, protocol, pipelines: half, ...common }),
-      cycle({ url: a.base, 'node-url': b.base, protocol, pipelines: pipelines - half, ...common }),
+      // Node keys of its own: the two runs share one store, and a shared key is one node whose
+      // polls take either run's work.
+      cycle({ url: a.base, 'node-url': b.base, protocol, pipelines: pipelines - half, 'key-offset': half, ...common }),
     ]);
     const mean = (k) => (x[k] === undefined ? undefined : Math.round(((x[k] + y[k]) / 2) * 100) / 100);
     const max = (k) => (x[k] === undefined ? undefined : Math.max(x[k], y[k]));
