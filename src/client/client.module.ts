@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ClientLifecycleModule } from '../client-lifecycle/client-lifecycle.module';
+import { RateLimitModule } from '../edge/rate-limit.module';
 import { MetricsModule } from '../metrics/metrics.module';
 import { RegistryModule } from '../registry/registry.module';
 import { StateModule } from '../state/state.module';
@@ -9,7 +10,7 @@ import { DiscoveryController, RelayApiStubController } from './discovery.control
 import { DiscoveryService } from './discovery.service';
 
 @Module({
-  imports: [StateModule, MetricsModule, RegistryModule, ClientLifecycleModule],
+  imports: [StateModule, MetricsModule, RegistryModule, ClientLifecycleModule, RateLimitModule],
   controllers: [
     V1ClientController,
     LegacyClientController,

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Inject, Injectable } from '@nestjs/common';
-import { CLOCK, type Clock } from '../common/clock';
+import { Injectable } from '@nestjs/common';
 import { Errors } from '../common/relay-error';
 import { RelayConfig } from '../config/relay-config';
 import {
@@ -9,8 +8,8 @@ import {
   RegistryViewService,
   type RegistryView,
 } from '../registry/registry-view.service';
+import { RateLimitService } from '../edge/rate-limit.service';
 import { loadScore } from '../state/scheduler';
-import { STATE_STORE, type StateStore } from '../state/state-store';
 import type { NodeCapabilities, NodeOrigin, NodeView } from '../state/state.types';
 
 /** The relay's own package version (package.json ships next to dist/ in every build). */
@@ -88,8 +87,7 @@ export class DiscoveryService {
   constructor(
     private readonly config: RelayConfig,
     private readonly views: RegistryViewService,
-    @Inject(STATE_STORE) private readonly store: StateStore,
-    @Inject(CLOCK) private readonly clock: Clock,
+    private readonly limits: RateLimitService,
   ) {}
 
   /** The upstream fields shared by `/healthz` and `/relay/diagnostics` (spec §5.3). */
@@ -178,12 +176,7 @@ export class DiscoveryService {
     if (limit === null) {
       return;
     }
-    const result = await this.store.hitRateLimit({
-      key: `d:diagnostics:${origin.group}`,
-      limit: limit.limit,
-      windowMs: limit.windowMs,
-      now: this.clock.now(),
-    });
+    const result = await this.limits.hit(`d:diagnostics:${origin.group}`, limit);
     if (!result.allowed) {
       throw Errors.rateLimited(limit.text, result.resetSeconds);
     }

@@ -59,48 +59,78 @@ const obj = (
   headers = {},
 ) => new RelayError(status, message, code, extra, headers);
 
+/**
+ * The errors of the catalogue that say nothing but a status and a message (the status is their
+ * `code`), grouped by status.
+ */
+const PLAIN = {
+  400: {
+    invalidRequest: 'Invalid request data',
+    invalidPublicKey: 'Invalid public key',
+    invalidBatchSize: 'Invalid max_batch_size',
+    missingServerKey: 'Missing server public key',
+    invalidServerKey: 'Invalid server public key',
+    missingClientKey: 'Missing client public key',
+    streamNeedsClientKey: 'Streaming requests require a client public key',
+    plaintextForbidden:
+      'Plaintext relay payload fields are forbidden; send ciphertext envelope only',
+    unexpectedFields:
+      'Unexpected relay payload fields are forbidden; send ciphertext envelope only',
+    progressSchema: 'Invalid encrypted progress schema',
+    progressProtocol: 'Invalid encrypted progress protocol',
+    progressEnvelope: 'Invalid encrypted progress envelope',
+    malformedJson: 'Malformed JSON body',
+  },
+  401: { serverToken: 'Missing or invalid relay server token' },
+  403: {
+    controlCredential: 'Missing or invalid relay server control credential',
+    cancelProof: 'Missing or invalid cancel proof',
+    notHolder: 'This request is not held by the answering node',
+  },
+  404: {
+    notFoundRoute: 'Not found',
+    serverNotFound: 'Server with the specified public key not found',
+    unknownStream: 'Unknown stream session',
+    noResponse: 'No response available for the given public key',
+  },
+  405: { methodNotAllowed: 'Method not allowed' },
+  409: {
+    requestInUse: 'request_id is already in use by a live request; its cancel_token is needed',
+  },
+  410: {
+    progressNotActive: 'Progress request is not active for this owner',
+    progressExpired: 'Progress request has expired',
+  },
+  413: {
+    progressTooLarge: 'Progress envelope too large',
+    streamFull: 'Stream session buffer is full',
+  },
+  415: { unsupportedMediaType: 'Content-Type must be application/json' },
+  503: { noServers: 'No servers available' },
+} as const;
+
+type PlainError = { [S in keyof typeof PLAIN]: keyof (typeof PLAIN)[S] }[keyof typeof PLAIN];
+
+/** A factory for each error of {@link PLAIN}. */
+function plainErrors(): Record<PlainError, () => RelayError> {
+  const factories = Object.entries(PLAIN).flatMap(([status, messages]) =>
+    Object.entries(messages).map(([name, message]) => [name, () => obj(Number(status), message)]),
+  );
+  return Object.fromEntries(factories) as Record<PlainError, () => RelayError>;
+}
+
 /** The error catalogue of spec §2–4, one factory per distinct wire error. */
 export const Errors = {
-  invalidRequest: () => obj(400, 'Invalid request data'),
-  invalidPublicKey: () => obj(400, 'Invalid public key'),
-  invalidBatchSize: () => obj(400, 'Invalid max_batch_size'),
-  missingServerKey: () => obj(400, 'Missing server public key'),
-  invalidServerKey: () => obj(400, 'Invalid server public key'),
-  missingClientKey: () => obj(400, 'Missing client public key'),
-  streamNeedsClientKey: () => obj(400, 'Streaming requests require a client public key'),
-  plaintextForbidden: () =>
-    obj(400, 'Plaintext relay payload fields are forbidden; send ciphertext envelope only'),
-  unexpectedFields: () =>
-    obj(400, 'Unexpected relay payload fields are forbidden; send ciphertext envelope only'),
+  ...plainErrors(),
   invalidCapabilities: (message: string) => obj(400, message, 'invalid_capabilities'),
   invalidContextTier: () => obj(400, 'Unsupported context_tier', 'invalid_context_tier'),
-  progressSchema: () => obj(400, 'Invalid encrypted progress schema'),
-  progressProtocol: () => obj(400, 'Invalid encrypted progress protocol'),
-  progressEnvelope: () => obj(400, 'Invalid encrypted progress envelope'),
-  progressTooLarge: () => obj(413, 'Progress envelope too large'),
   bodyTooLarge: (limit: number) => obj(413, `Request body too large (limit ${limit} bytes)`),
   bodyTimeout: () => obj(408, 'Request body not received in time', 'request_body_timeout'),
-  malformedJson: () => obj(400, 'Malformed JSON body'),
-  unsupportedMediaType: () => obj(415, 'Content-Type must be application/json'),
-  notFoundRoute: () => obj(404, 'Not found'),
-  methodNotAllowed: () => obj(405, 'Method not allowed'),
-  serverToken: () => obj(401, 'Missing or invalid relay server token'),
-  controlCredential: () => obj(403, 'Missing or invalid relay server control credential'),
-  cancelProof: () => obj(403, 'Missing or invalid cancel proof'),
-  serverNotFound: () => obj(404, 'Server with the specified public key not found'),
-  unknownStream: () => obj(404, 'Unknown stream session'),
-  streamFull: () => obj(413, 'Stream session buffer is full'),
   unknownRequestId: (requestId: string) => obj(404, `Unknown request_id: ${echo(requestId)}`),
-  noResponse: () => obj(404, 'No response available for the given public key'),
-  notHolder: () => obj(403, 'This request is not held by the answering node'),
-  requestInUse: () =>
-    obj(409, 'request_id is already in use by a live request; its cancel_token is needed'),
   noLongerWaiting: (code: string) =>
     obj(410, 'Request is no longer waiting for a response', code, { status: code }),
   requestEnded: (status: string, reason: string) =>
     obj(410, `Request ${status}`, status, { status, reason }),
-  progressNotActive: () => obj(410, 'Progress request is not active for this owner'),
-  progressExpired: () => obj(410, 'Progress request has expired'),
   legacyDisabled: (route: string) =>
     obj(
       410,
@@ -122,11 +152,8 @@ export const Errors = {
       message,
       status === 429 ? 'relay_capacity_exceeded' : 'relay_overloaded',
       {},
-      {
-        'Retry-After': String(retryAfter),
-      },
+      { 'Retry-After': String(retryAfter) },
     ),
-  noServers: () => obj(503, 'No servers available'),
   noComputeNodes: () =>
     obj(
       503,
@@ -145,9 +172,7 @@ export const Errors = {
       'Relay state store is unavailable; retry shortly',
       'state_store_unavailable',
       {},
-      {
-        'Retry-After': '2',
-      },
+      { 'Retry-After': '2' },
     ),
   draining: () =>
     obj(503, 'Relay is shutting down; retry', 'relay_draining', {}, { 'Retry-After': '1' }),

@@ -3,7 +3,6 @@ import {
   CanActivate,
   CallHandler,
   ExecutionContext,
-  Inject,
   Injectable,
   Logger,
   NestInterceptor,
@@ -17,8 +16,6 @@ import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { RelayConfig, type ControlRoute, type RateLimit } from '../config/relay-config';
 import { RelayMetrics } from '../metrics/relay-metrics';
-import { STATE_STORE, type StateStore } from '../state/state-store';
-import { CLOCK, type Clock } from '../common/clock';
 import { addressUnit, clientAddress } from '../common/client-address';
 import { isPlainObject } from '../common/envelope-body';
 import { sha256Hex } from '../common/ids';
@@ -26,6 +23,7 @@ import { isTruthy } from '../common/validators';
 import { Errors } from '../common/relay-error';
 import { LegacyGateGuard } from '../common/legacy-gate.guard';
 import { NodeTokenGuard } from '../registry/node-token.guard';
+import { RateLimitService } from './rate-limit.service';
 
 export type RateLimitPolicy =
   | { kind: 'public'; bucket: string }
@@ -152,8 +150,7 @@ export class RateLimitGuard implements CanActivate {
     private readonly reflector: Reflector,
     private readonly config: RelayConfig,
     private readonly metrics: RelayMetrics,
-    @Inject(STATE_STORE) private readonly store: StateStore,
-    @Inject(CLOCK) private readonly clock: Clock,
+    private readonly limits: RateLimitService,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -235,12 +232,7 @@ export class RateLimitGuard implements CanActivate {
   }
 
   private async charge(key: string, limit: RateLimit, countsAsOutcome: boolean): Promise<void> {
-    const result = await this.store.hitRateLimit({
-      key,
-      limit: limit.limit,
-      windowMs: limit.windowMs,
-      now: this.clock.now(),
-    });
+    const result = await this.limits.hit(key, limit);
     if (!result.allowed) {
       if (countsAsOutcome) {
         this.metrics.recordOutcome('rate_limited');
@@ -257,10 +249,7 @@ export class RateLimitGuard implements CanActivate {
  */
 @Injectable()
 export class IdentityRefund implements NestInterceptor {
-  constructor(
-    @Inject(STATE_STORE) private readonly store: StateStore,
-    @Inject(CLOCK) private readonly clock: Clock,
-  ) {}
+  constructor(private readonly limits: RateLimitService) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const req = context.switchToHttp().getRequest<WithPending>();
@@ -271,15 +260,7 @@ export class IdentityRefund implements NestInterceptor {
           return throwError(() => error);
         }
         req[PENDING] = undefined;
-        const refund = this.store
-          .hitRateLimit({
-            key: pending.key,
-            limit: pending.limit.limit,
-            windowMs: pending.limit.windowMs,
-            now: this.clock.now(),
-            refund: true,
-          })
-          .catch(() => undefined);
+        const refund = this.limits.refund(pending.key, pending.limit);
         return from(refund).pipe(mergeMap(() => throwError(() => error)));
       }),
     );

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ClientLifecycleModule } from '../client-lifecycle/client-lifecycle.module';
+import { RateLimitModule } from '../edge/rate-limit.module';
 import { LifecycleModule } from '../lifecycle/lifecycle.module';
 import { MetricsModule } from '../metrics/metrics.module';
 import { RegistryModule } from '../registry/registry.module';
@@ -17,7 +18,14 @@ import { SseService } from './sse.service';
 
 /** The OpenAI-compatible gateway: `/api/v1`, `/v1`, `/api/v2`, `/v2` (gateway.md). */
 @Module({
-  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule, ClientLifecycleModule],
+  imports: [
+    StateModule,
+    MetricsModule,
+    RegistryModule,
+    LifecycleModule,
+    ClientLifecycleModule,
+    RateLimitModule,
+  ],
   controllers: [GatewayV1Controller, GatewayV2Controller, GatewayDirectoryController],
   providers: [CatalogService, ChatService, DispatchService, SseService, GatewayKeysService],
   exports: [DispatchService, GatewayKeysService],

@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { RateLimitModule } from '../edge/rate-limit.module';
 import { LifecycleModule } from '../lifecycle/lifecycle.module';
 import { MetricsModule } from '../metrics/metrics.module';
 import { RegistryModule } from '../registry/registry.module';
@@ -8,7 +9,7 @@ import { NodeController, OperatorController } from './node.controller';
 import { SinkService } from './sink.service';
 
 @Module({
-  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule],
+  imports: [StateModule, MetricsModule, RegistryModule, LifecycleModule, RateLimitModule],
   controllers: [NodeController, LegacySinkController, OperatorController],
   providers: [SinkService],
 })

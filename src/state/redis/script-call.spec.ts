@@ -49,6 +49,23 @@ describe(script.name, () => {
     expect(probe.encode({ a: 'x', b: 1 })).toEqual([1, 'x']);
   });
 
+  it('should send the command field of the same name for an argument `encode` leaves out', () => {
+    const partly = script('tpPartly', {
+      readOnly: true,
+      args: ['a', 'flag', 'b'],
+      encode: (cmd: { a: string; b: number; on: boolean }) => ({ flag: cmd.on ? '1' : '0' }),
+      parse: (_name, raw) => raw,
+    });
+
+    expect(partly.encode({ a: 'x', b: 2, on: true })).toEqual(['x', '1', 2]);
+  });
+
+  it('should send no arguments of its own for a script that declares none', () => {
+    const bare = script('tpBare', { readOnly: true, parse: (_name, raw) => raw });
+
+    expect([bare.args, bare.encode()]).toEqual([[], []]);
+  });
+
   it('should treat a read-only script as idempotent and not acknowledged', () => {
     expect([probe.readOnly, probe.idempotent({ a: '', b: 0 })]).toEqual([true, true]);
     expect(probe.acknowledged({ a: '', b: 0 })).toBe(false);

@@ -51,10 +51,28 @@ export interface RedisScript<C = never, R = unknown> {
   decode(reply: unknown, cmd: C, sink: TransitionSink): R;
 }
 
-interface ScriptSpec<C, A extends string> {
-  args: readonly A[];
-  /** The arguments by name; `args` alone orders them. */
-  encode: (cmd: C) => Record<A, ScriptArg>;
+/** The fields of a command that travel as they are: a string or a number under the same name. */
+type PlainFields<C> = C extends object
+  ? { [K in keyof C & string]: C[K] extends ScriptArg ? K : never }[keyof C & string]
+  : never;
+
+/** Every argument the command does not hold as it is, and any other argument by name. */
+type Encoded<C, A extends string> = Record<Exclude<A, PlainFields<C>>, ScriptArg> &
+  Partial<Record<A, ScriptArg>>;
+
+type Arguments<C, A extends string> =
+  /** A script with no arguments of its own. */
+  | { args?: never; encode?: never }
+  | {
+      args: readonly A[];
+      /**
+       * The arguments by name (`args` alone orders them), except those the command holds as they
+       * are under the same name: an argument `encode` leaves out is the command's field.
+       */
+      encode: (cmd: C) => Encoded<C, NoInfer<A>>;
+    };
+
+interface ScriptSpec<C> {
   rest?: { name: string; values: (cmd: C) => ScriptArg[] };
   /** Which calls go on the delivery lane (the script is then defined there too). */
   lane?: (cmd: C) => boolean;
@@ -76,25 +94,26 @@ type Decoder<C, R> =
   | { parse: (script: string, reply: unknown) => R; reply?: never };
 
 /** Declares a script (see {@link RedisScript}). */
-export function script<C, R, const A extends string = never>(
+export function script<C = void, R = unknown, const A extends string = never>(
   name: string,
-  spec: ScriptSpec<C, A> & Flags<C> & Decoder<C, R>,
+  spec: Arguments<C, A> & ScriptSpec<C> & Flags<C> & Decoder<C, R>,
 ): RedisScript<C, R> {
   const flag = (value: boolean | ((cmd: C) => boolean)) =>
     typeof value === 'boolean' ? () => value : value;
   const readOnly = spec.readOnly === true;
+  const args: readonly A[] = spec.args ?? [];
   return {
     name,
     readOnly,
-    args: spec.args,
+    args,
     rest: spec.rest?.name ?? null,
     lane: spec.lane !== undefined,
     onLane: spec.lane ?? (() => false),
     idempotent: readOnly ? () => true : flag(spec.idempotent),
     acknowledged: readOnly ? () => false : flag(spec.acknowledged),
     encode(cmd) {
-      const named = spec.encode(cmd);
-      const values = spec.args.map((a) => named[a]);
+      const named: Partial<Record<A, ScriptArg>> = spec.encode?.(cmd) ?? {};
+      const values = args.map((a) => named[a] ?? (cmd as Record<A, ScriptArg>)[a]);
       return spec.rest ? [...values, ...spec.rest.values(cmd)] : values;
     },
     decode(reply, cmd, sink) {

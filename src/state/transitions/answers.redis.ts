@@ -16,7 +16,7 @@ import {
   type StreamTakeResult,
   type TakeResponseCommand,
 } from '../state-store';
-import { answerBytes, TERMINAL_REASONS, TERMINAL_STATUSES, type Dialect } from '../state.types';
+import { answerBytes, TERMINAL_REASONS, TERMINAL_STATUSES } from '../state.types';
 
 export const LUA_FILE = 'answers.redis.lua';
 
@@ -26,15 +26,14 @@ interface AnswerAddress {
   requestId: string | null;
 }
 
-/** The arguments naming one answer: who asks in which dialect (take and confirm alike). */
-function answerArgs(cmd: AnswerAddress & { dialect: Dialect }) {
-  return { dialect: cmd.dialect, client: cmd.clientKey, requestId: opt(cmd.requestId) };
+/** The arguments naming one answer (take, confirm and the wait's check alike). */
+function answerArgs(cmd: AnswerAddress) {
+  return { client: cmd.clientKey, requestId: opt(cmd.requestId) };
 }
 
 export const complete = script('tpComplete', {
   args: ['dialect', 'client', 'requestId', 'envelopeJson', 'answerer', 'answerBytes'],
   encode: (cmd: CompleteCommand) => ({
-    dialect: cmd.dialect,
     client: cmd.clientKey,
     requestId: opt(cmd.requestId),
     envelopeJson: JSON.stringify(cmd.envelope),
@@ -79,7 +78,7 @@ export const takeResponse = script('tpTakeResponse', {
 export const hasResponse = script('tpHasResponse', {
   readOnly: true,
   args: ['client', 'requestId'],
-  encode: (cmd: AnswerAddress) => ({ client: cmd.clientKey, requestId: opt(cmd.requestId) }),
+  encode: (cmd: AnswerAddress) => answerArgs(cmd),
   parse: flagReply,
 });
 
@@ -97,12 +96,7 @@ export const confirmDelivery = script('tpConfirmDelivery', {
 
 export const appendStreamChunk = script('tpAppendStreamChunk', {
   args: ['sessionId', 'chunkJson', 'chunkBytes', 'final'],
-  encode: (cmd: StreamChunkCommand) => ({
-    sessionId: cmd.sessionId,
-    chunkJson: cmd.chunk,
-    chunkBytes: cmd.chunkBytes,
-    final: bit(cmd.final),
-  }),
+  encode: (cmd: StreamChunkCommand) => ({ chunkJson: cmd.chunk, final: bit(cmd.final) }),
   idempotent: false,
   acknowledged: true,
   reply: statusReply(STREAM_CHUNK_STATUSES),

@@ -48,8 +48,6 @@ export const upsertNode = script('tpUpsertNode', {
   encode: (cmd: UpsertNodeCommand) => {
     const caps = cmd.capabilities;
     return {
-      nodeId: cmd.nodeId,
-      dialect: cmd.dialect,
       capabilitiesMode: caps === undefined ? 'keep' : caps === null ? 'null' : 'set',
       capabilitiesJson: caps ? JSON.stringify(caps) : '',
       tier: caps ? caps.active_context_tier : '',
@@ -78,7 +76,6 @@ export const upsertNode = script('tpUpsertNode', {
 export const unregisterNode = script('tpUnregisterNode', {
   args: ['nodeId', 'credentialDigest', 'force'],
   encode: (cmd: UnregisterNodeCommand) => ({
-    nodeId: cmd.nodeId,
     credentialDigest: opt(cmd.credentialDigest),
     force: bit(cmd.force),
   }),
@@ -89,8 +86,6 @@ export const unregisterNode = script('tpUnregisterNode', {
 
 export const listNodes = script('tpListNodes', {
   readOnly: true,
-  args: [],
-  encode: (_: void) => ({}),
   parse: jsonReply(nodeListSchema, 'node list'),
 });
 
@@ -119,9 +114,7 @@ export const pickLegacyNode = script('tpPickLegacyNode', {
 export const selectNode = script('tpSelectNode', {
   args: ['model', 'requestedTier', 'maxQueueDepth', 'atCapacity'],
   encode: (cmd: SelectNodeCommand) => ({
-    model: cmd.model,
     requestedTier: cmd.tier,
-    maxQueueDepth: cmd.maxQueueDepth,
     atCapacity: cmd.atCapacity ?? 'refuse',
   }),
   rest: { name: 'excludedNodeIds', values: (cmd) => [...(cmd.exclude ?? [])] },
@@ -135,8 +128,6 @@ export const selectNode = script('tpSelectNode', {
  * boot's upgrade of an earlier release's layout (ConnectionSupervisor), and the tests' drift check.
  */
 export const rebuildPlacementView = script('tpRebuildPlacementView', {
-  args: [],
-  encode: (_: void) => ({}),
   idempotent: true,
   acknowledged: false,
   parse: countReply,

@@ -29,19 +29,12 @@ export const sweep = script('tpSweep', {
 
 export const stats = script('tpStats', {
   readOnly: true,
-  args: [],
-  encode: (_: void) => ({}),
   parse: jsonReply(statsSchema, 'stats'),
 });
 
 export const hitRateLimit = script('tpHitRateLimit', {
   args: ['bucketKey', 'limit', 'windowMs', 'refund'],
-  encode: (cmd: RateLimitCommand) => ({
-    bucketKey: cmd.key,
-    limit: cmd.limit,
-    windowMs: cmd.windowMs,
-    refund: bit(cmd.refund),
-  }),
+  encode: (cmd: RateLimitCommand) => ({ bucketKey: cmd.key, refund: bit(cmd.refund) }),
   idempotent: false,
   acknowledged: false,
   reply: (r): RateLimitResult => {

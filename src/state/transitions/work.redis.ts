@@ -57,7 +57,7 @@ export const enqueue = script('tpEnqueue', {
  */
 export const claimNext = script('tpClaimNext', {
   args: ['nodeId', 'dialect', 'maxJobs'],
-  encode: (cmd: ClaimCommand) => ({ nodeId: cmd.nodeId, dialect: cmd.dialect, maxJobs: cmd.max }),
+  encode: (cmd: ClaimCommand) => ({ maxJobs: cmd.max }),
   lane: (cmd) => cmd.woken === true,
   idempotent: false,
   acknowledged: false,
@@ -89,12 +89,7 @@ export const claimNext = script('tpClaimNext', {
 
 export const control = script('tpControl', {
   args: ['nodeId', 'requestId', 'credentialDigest', 'acknowledge'],
-  encode: (cmd: ControlCommand) => ({
-    nodeId: cmd.nodeId,
-    requestId: cmd.requestId,
-    credentialDigest: cmd.credentialDigest,
-    acknowledge: bit(cmd.acknowledge),
-  }),
+  encode: (cmd: ControlCommand) => ({ acknowledge: bit(cmd.acknowledge) }),
   idempotent: true,
   acknowledged: true,
   reply: statusReply(PROOF_STATUSES, {
@@ -109,8 +104,6 @@ export const cancel = script('tpCancel', {
   args: ['client', 'requestId', 'cancelToken', 'terminalStatus', 'terminalReason'],
   encode: (cmd: CancelCommand) => ({
     client: cmd.clientKey,
-    requestId: cmd.requestId,
-    cancelToken: cmd.cancelToken,
     terminalStatus: cmd.status,
     terminalReason: cmd.reason,
   }),
@@ -124,10 +117,7 @@ export const cancel = script('tpCancel', {
 export const putProgress = script('tpPutProgress', {
   args: ['nodeId', 'credentialDigest', 'client', 'requestId', 'envelopeJson'],
   encode: (cmd: ProgressCommand) => ({
-    nodeId: cmd.nodeId,
-    credentialDigest: cmd.credentialDigest,
     client: cmd.clientKey,
-    requestId: cmd.requestId,
     envelopeJson: JSON.stringify(cmd.envelope),
   }),
   idempotent: true,
