@@ -202,13 +202,7 @@ export class SinkService {
         // Lingering (memory store, drain window over): work handed out now would die unanswered.
         return [];
       }
-      const result = await this.store.claimNext({
-        nodeId,
-        dialect,
-        max,
-        now: this.clock.now(),
-        woken: signal !== null,
-      });
+      const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });
       if (result.status !== 'ok') {
         return dialect === 'legacy' ? [] : null;
       }

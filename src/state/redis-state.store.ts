@@ -305,7 +305,7 @@ export class RedisStateStore implements store.StateStore {
     const args = script.encode(cmd);
     const acknowledged = script.acknowledged(cmd);
     const argv = [this.prefix, this.limitsJson, now, ...args];
-    const send = () => this.connections.send(script.name, script.onLane(cmd), argv);
+    const send = () => this.connections.send(script.name, script.lane, argv);
     let reply: unknown;
     try {
       reply = await this.replicated(script.name, acknowledged, await send());

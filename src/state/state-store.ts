@@ -178,11 +178,6 @@ export interface ClaimCommand {
   /** Most jobs to hand out (legacy `max_batch_size`; API v1 always 1). */
   max: number;
   now: number;
-  /**
-   * The claim of a held long-poll woken by new work (not its first look). The Redis store sends
-   * it on its delivery lane, so it does not queue behind the command connection's traffic.
-   */
-  woken?: boolean;
 }
 
 export const CLAIM_STATUSES = ['ok', 'not_found', 'dialect_conflict'] as const;

@@ -42,10 +42,9 @@ const QUIT_TIMEOUT_MS = 1_000;
 export class ConnectionSupervisor {
   private readonly cmd: RedisClient;
   /**
-   * The delivery lane: a second command connection that carries only the claims of woken
-   * long-polls (a poll's first look stays on `cmd`). Behind the bulk of a busy replica's commands
-   * on `cmd` (enqueues, answers, renewals, first claims), a woken claim would wait for every
-   * command already in flight there, and its reply for theirs to be handled; on its own socket
+   * The delivery lane: a second command connection that carries only claims, the call a woken
+   * long-poll makes. Behind the bulk of a busy replica's commands on `cmd` (enqueues, answers,
+   * renewals), a claim would wait for every command already in flight there; on its own socket
    * Redis serves it in its next turn. Claims are not acknowledged transitions (no WAIT), and a
    * later acknowledged transition on `cmd` has a larger replication offset, so WAIT still covers
    * them. When the lane is not ready, claims fall back to `cmd`.

@@ -29,10 +29,8 @@ export interface RedisScript<C = never, R = unknown> {
   readonly args: readonly string[];
   /** A variadic tail after `args`, or null. */
   readonly rest: string | null;
-  /** Defined on the delivery lane (see ConnectionSupervisor) as well as the command connection. */
+  /** Sent on the delivery lane (see ConnectionSupervisor): the call a woken long-poll makes. */
   readonly lane: boolean;
-  /** This call goes on the delivery lane: the call a woken long-poll makes. */
-  onLane(cmd: C): boolean;
   /**
    * Repeating it leaves the same state and reply, so a call refused with READONLY (a demoted
    * primary) is sent again once the connection has found the new primary. The rest (claims,
@@ -74,8 +72,7 @@ type Arguments<C, A extends string> =
 
 interface ScriptSpec<C> {
   rest?: { name: string; values: (cmd: C) => ScriptArg[] };
-  /** Which calls go on the delivery lane (the script is then defined there too). */
-  lane?: (cmd: C) => boolean;
+  lane?: boolean;
 }
 
 type Flags<C> =
@@ -107,8 +104,7 @@ export function script<C = void, R = unknown, const A extends string = never>(
     readOnly,
     args,
     rest: spec.rest?.name ?? null,
-    lane: spec.lane !== undefined,
-    onLane: spec.lane ?? (() => false),
+    lane: spec.lane ?? false,
     idempotent: readOnly ? () => true : flag(spec.idempotent),
     acknowledged: readOnly ? () => false : flag(spec.acknowledged),
     encode(cmd) {

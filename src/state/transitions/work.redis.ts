@@ -58,7 +58,7 @@ export const enqueue = script('tpEnqueue', {
 export const claimNext = script('tpClaimNext', {
   args: ['nodeId', 'dialect', 'maxJobs'],
   encode: (cmd: ClaimCommand) => ({ maxJobs: cmd.max }),
-  lane: (cmd) => cmd.woken === true,
+  lane: true,
   idempotent: false,
   acknowledged: false,
   reply: (r, cmd): ClaimResult => {
