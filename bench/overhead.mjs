@@ -59,7 +59,10 @@ const port = Number(values.port);
 const relay = await startRelay(port, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' });
 const base = relay.base;
 const node = pemKey('node');
-const [v1node] = await nodePublicKeys(1); // API v1 admits only real RSA public keys
+// API v1 admits only real RSA public keys. The full cycles below (bench/cycle.mjs) take the first
+// CONNECTIONS cached keys for their own nodes: this node is the next one, so no pipeline's node is
+// this one (a pipeline sharing it got the pending request, or a dialect conflict, every cycle).
+const v1node = (await nodePublicKeys(CONNECTIONS + 1))[CONNECTIONS];
 const client = pemKey('client');
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 await fetch(`${base}/sink`, json({ server_public_key: node }));
