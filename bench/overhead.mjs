@@ -5,21 +5,32 @@
 // same request body. Prints one JSON line per scenario and a table with relay/bare ratios.
 //
 // usage: node bench/overhead.mjs [--duration 8] [--connections 64] [--rounds 1]  (needs `npm run build`)
+//          [--cpus LIST --bench-cpus LIST]: pin the relay and the bare app (`taskset -c`) to one set
+//          of cores and this script with its load generators to another, e.g. `--cpus 0
+//          --bench-cpus 1`, so the ratio is per core and the load generator takes nothing from it.
 import autocannon from 'autocannon';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys, peerLibrary } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N]',
+  'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N] [--cpus LIST] [--bench-cpus LIST]',
   {
     duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '1' },
     port: { type: 'string', default: '5095' },
+    cpus: { type: 'string', default: '' },
+    'bench-cpus': { type: 'string', default: '' },
   },
 );
+if (values['bench-cpus']) {
+  // Every thread of this process, and the cycle processes it starts (they inherit the affinity).
+  execFileSync('taskset', ['-a', '-p', '-c', values['bench-cpus'], String(process.pid)], { stdio: 'ignore' });
+}
+/** The relay's and the bare app's command line: pinned with --cpus. */
+const pinned = (argv) => (values.cpus ? ['taskset', ['-c', values.cpus, ...argv]] : [argv[0], argv.slice(1)]);
 const { PROTOCOL_ID } = peerLibrary();
 const DURATION = Number(values.duration);
 const CONNECTIONS = Number(values.connections);
@@ -43,7 +54,8 @@ async function measure(url, opts) {
 }
 
 async function startBare(port, size) {
-  const child = spawn(process.execPath, [join(ROOT, 'bench/bare-app.mjs'), String(port), String(size)], { stdio: 'ignore' });
+  const [command, argv] = pinned([process.execPath, join(ROOT, 'bench/bare-app.mjs'), String(port), String(size)]);
+  const child = spawn(command, argv, { stdio: 'ignore' });
   for (let i = 0; i < 200; i += 1) {
     try {
       if ((await fetch(`http://127.0.0.1:${port}/bare`)).ok) return child;
@@ -56,7 +68,7 @@ async function startBare(port, size) {
 }
 
 const port = Number(values.port);
-const relay = await startRelay(port, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' });
+const relay = await startRelay(port, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' }, [], 'dist/main.js', { cpus: values.cpus });
 const base = relay.base;
 const node = pemKey('node');
 // API v1 admits only real RSA public keys. The full cycles below (bench/cycle.mjs) take the first
