@@ -45,6 +45,17 @@ function heldRetrieve(
 }
 
 /**
+ * A `Prefer: wait` retrieve past its place answered at once (202, `Preference-Applied: wait=0`),
+ * `waiting` waits still held, and that one refusal counted.
+ */
+async function expectAnsweredAtOnce(t: TestApp, over: WireResult, waiting: number): Promise<void> {
+  expect(over.status).toBe(202);
+  expect(over.headers.get('preference-applied')).toBe('wait=0');
+  expect(t.lifecycle.waiting).toBe(waiting);
+  expect(await metric(t, REFUSED)).toBe(1);
+}
+
+/**
  * Hooks giving each test a fresh relay on `variant`'s store with `env`, its manual clock and one
  * registered node; the relay is closed after the test.
  */
@@ -248,10 +259,7 @@ describe.each(storeVariants('held-wait shares'))('held-wait shares ($label)', (v
     const other = heldRetrieve(t, reqs[4] as FakeRequest, 5, from('203.0.113.8'));
     await parked(t.lifecycle, 4);
 
-    expect(over.status).toBe(202);
-    expect(over.headers.get('preference-applied')).toBe('wait=0');
-    expect(t.lifecycle.waiting).toBe(4);
-    expect(await metric(t, REFUSED)).toBe(1);
+    await expectAnsweredAtOnce(t, over, 4);
     clock.advance(5_000);
     const ended = await Promise.all([...held, other]);
     expect(ended.map((r) => [r.status, r.headers.get('preference-applied')])).toEqual(
@@ -272,10 +280,7 @@ describe.each(storeVariants('held-wait shares'))('held-wait shares ($label)', (v
     const pending = poll(t, idle);
     await parked(t.lifecycle, 7);
 
-    expect(over.status).toBe(202);
-    expect(over.headers.get('preference-applied')).toBe('wait=0');
-    expect(t.lifecycle.waiting).toBe(7);
-    expect(await metric(t, REFUSED)).toBe(1);
+    await expectAnsweredAtOnce(t, over, 7);
     clock.advance(5_000);
     await Promise.all(held);
     const empty = await pending;
