@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { ManualClock } from '../../src/common/clock';
 import { SCHEMA_VERSION } from '../../src/state/redis/script.registry';
+import type { ClaimResult } from '../../src/state/state-store';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import {
@@ -41,6 +42,11 @@ function open(
   );
 }
 
+/** One API v1 claim by the test's node, `node-a`. */
+function claimOne(store: RedisStateStore, clock: ManualClock): Promise<ClaimResult> {
+  return store.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+}
+
 describeIf(REDIS_URL !== '')('Redis key prefix migration at boot', () => {
   const base = `tpt:mig:${randomBytes(6).toString('hex')}`;
   const oldPrefix = `${base}:`;
@@ -73,7 +79,7 @@ describeIf(REDIS_URL !== '')('Redis key prefix migration at boot', () => {
     const claimedJob = job();
     const queuedJob = job();
     await old.enqueue({ job: claimedJob, now: clock.now() });
-    await old.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+    await claimOne(old, clock);
     await old.enqueue({ job: queuedJob, now: clock.now() });
     await nested.upsertNode({ nodeId: 'node-n', dialect: 'legacy', now: clock.now() });
     const before = await keysWithTtl(REDIS_URL, oldPrefix);
@@ -90,12 +96,7 @@ describeIf(REDIS_URL !== '')('Redis key prefix migration at boot', () => {
       envelope: claimedJob.envelope,
       now: clock.now(),
     });
-    const next = await upgraded.claimNext({
-      nodeId: 'node-a',
-      dialect: 'v1',
-      max: 1,
-      now: clock.now(),
-    });
+    const next = await claimOne(upgraded, clock);
     const stale = old.enqueue({ job: job(), now: clock.now() });
     const again = await open(newPrefix, clock, oldPrefix, new CapturedLog());
 
@@ -159,12 +160,7 @@ describeIf(REDIS_URL !== '')('Redis key prefix migration at boot', () => {
       maxQueueDepth: 10,
       now: clock.now(),
     });
-    const next = await upgraded.claimNext({
-      nodeId: 'node-a',
-      dialect: 'v1',
-      max: 1,
-      now: clock.now(),
-    });
+    const next = await claimOne(upgraded, clock);
     const layouts = [await admin.get(`${from}schema`), await admin.get(`${to}schema`)];
     await upgraded.close();
     await deletePrefix(REDIS_URL, from);

@@ -44,6 +44,18 @@ function heldRetrieve(
   );
 }
 
+/** A node's poll refused a held place: 503 `relay_overloaded` with `Retry-After: 5`. */
+function expectPollRefused(refused: WireResult): void {
+  expect(refused.status).toBe(503);
+  expect(refused.headers.get('retry-after')).toBe('5');
+  expect(refused.body).toEqual(
+    apiError(
+      'The relay holds as many long-polls as its memory allows; poll again shortly',
+      'relay_overloaded',
+    ),
+  );
+}
+
 /**
  * A `Prefer: wait` retrieve past its place answered at once (202, `Preference-Applied: wait=0`),
  * `waiting` waits still held, and that one refusal counted.
@@ -152,14 +164,7 @@ describe.each(storeVariants('held-wait budget'))('held-wait budget ($label)', (v
 
     const refused = await poll(t, node);
 
-    expect(refused.status).toBe(503);
-    expect(refused.headers.get('retry-after')).toBe('5');
-    expect(refused.body).toEqual(
-      apiError(
-        'The relay holds as many long-polls as its memory allows; poll again shortly',
-        'relay_overloaded',
-      ),
-    );
+    expectPollRefused(refused);
     expect(t.lifecycle.waiting).toBe(2);
     expect(await metric(t, REFUSED)).toBe(1);
     clock.advance(5_000);
@@ -335,14 +340,7 @@ describe.each(storeVariants('held-wait shares of nodes'))(
 
       const refused = await fourth;
 
-      expect(refused.status).toBe(503);
-      expect(refused.headers.get('retry-after')).toBe('5');
-      expect(refused.body).toEqual(
-        apiError(
-          'The relay holds as many long-polls as its memory allows; poll again shortly',
-          'relay_overloaded',
-        ),
-      );
+      expectPollRefused(refused);
       clock.advance(5_000);
       await Promise.all(first);
     });
