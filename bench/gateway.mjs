@@ -15,6 +15,9 @@
 //     for answers at once). Prints admission (the moment the last work reached a node) and
 //     completion rates, chat latency, the keygens the relay asked for, and the relay's CPU per chat
 //     from /proc (main thread; other threads: libuv pool and V8 GC), which survives a busy machine.
+//     --node-padding: how the nodes wrap their answers (pkcs1: today's HEAD nodes); --unwrap-threads
+//     runs one row per TOKENPLACE_GATEWAY_UNWRAP_THREADS value (0: the unwrap on the event loop), with
+//     the relay's event-loop delay (p99, max) over the burst.
 //     --profile adds the relay's CPU profile (--cpu-prof) per mode. --cpus pins the relay
 //     (`taskset -c`); --bench-cpus pins this script (run it on the other core).
 //  4. demo (issue 22): the relay with its demo node (`USE_MOCK_LLM=1`, what `npm start --
@@ -24,7 +27,7 @@
 // invocation: `--roots .,/work/baseline`.
 // usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100]
 //          [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade]
-//          [--node-answers async|sync] [--cpus 0] [--bench-cpus 1] [--profile] [--demo-chats 500]
+//          [--node-answers async|sync] [--node-padding oaep|pkcs1] [--unwrap-threads 0,1] [--cpus 0] [--bench-cpus 1] [--profile] [--demo-chats 500]
 //          [--node-bins BIN,BIN]
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -34,7 +37,7 @@ import { join, resolve } from 'node:path';
 import { cli, peerLibrary, percentile as quantile, premadeKeys, relaySend, request, ROOT, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100] [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade] [--node-answers async|sync] [--cpus LIST] [--bench-cpus LIST] [--profile] [--demo-chats 500] [--node-bins BIN,BIN]',
+  'usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100] [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade] [--node-answers async|sync] [--node-padding oaep|pkcs1] [--unwrap-threads N,N] [--cpus LIST] [--bench-cpus LIST] [--profile] [--demo-chats 500] [--node-bins BIN,BIN]',
   {
     parts: { type: 'string', default: 'latency,held' },
     roots: { type: 'string', default: '.' },
@@ -46,6 +49,8 @@ const values = cli(
     polls: { type: 'string', default: '4' },
     keys: { type: 'string', default: 'built,premade' },
     'node-answers': { type: 'string', default: 'async' },
+    'node-padding': { type: 'string', default: 'oaep' },
+    'unwrap-threads': { type: 'string', default: '' },
     cpus: { type: 'string', default: '' },
     'bench-cpus': { type: 'string', default: '' },
     profile: { type: 'boolean', default: false },
@@ -260,7 +265,7 @@ async function fastNode(base, stop, received) {
       }
       received.push(performance.now());
       // Answered from the outer fields alone: the bench's own CPU stays small.
-      const answer = () => node.respond({ requestId: res.body.request_id, clientKey: res.body.client_public_key }, OK_ANSWER, 'oaep');
+      const answer = () => node.respond({ requestId: res.body.request_id, clientKey: res.body.client_public_key }, OK_ANSWER, values['node-padding']);
       if (values['node-answers'] === 'sync') {
         await answer();
       } else {
@@ -279,9 +284,11 @@ async function burst() {
   const rows = [];
   const profiles = [];
   for (const [label, main] of ROOTS)
-  for (const mode of values.keys.split(',').map((k) => (k === 'keygen' ? 'built' : k))) {
+  for (const mode of values.keys.split(',').map((k) => (k === 'keygen' ? 'built' : k)))
+  for (const threads of values['unwrap-threads'].split(',')) {
     const dir = values.profile ? mkdtempSync(join(tmpdir(), 'relay-burst-prof-')) : null;
     const env = {
+      ...(threads === '' ? {} : { TOKENPLACE_GATEWAY_UNWRAP_THREADS: threads }),
       TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600',
       // The default cap (1,024) would refuse half of a 2,000 burst with 503: not what is measured.
       TOKENPLACE_GATEWAY_MAX_CONCURRENT: String(N + 100),
@@ -299,6 +306,7 @@ async function burst() {
       received.length = 0;
       const cpu0 = threadCpuMs(relay.pid);
       const keys0 = await relay.probe('keygen');
+      await relay.probe('eld'); // reset the event-loop delay histogram
       const t0 = performance.now();
       const chats = await Promise.all(
         Array.from({ length: N }, async (_, i) => {
@@ -309,6 +317,7 @@ async function burst() {
       );
       const cpu1 = threadCpuMs(relay.pid);
       const keys1 = await relay.probe('keygen');
+      const loop = await relay.probe('eld');
       stop.done = true;
       for (const node of nodes) {
         await node.unregister().catch(() => undefined);
@@ -323,6 +332,8 @@ async function burst() {
       rows.push({
         relay: label,
         keys: mode,
+        nodePadding: values['node-padding'],
+        unwrapThreads: threads === '' ? 'default' : threads,
         chats: N,
         relayCpus: values.cpus || 'any',
         nodes: `${values.nodes}×${values.polls}`,
@@ -335,6 +346,8 @@ async function burst() {
         cpuOtherThreadsMsPerChat: per(cpu1.others - cpu0.others),
         keygens: keys1.calls - keys0.calls,
         keygenWaitMsPerChat: per(keys1.waitMs - keys0.waitMs),
+        loopP99Ms: loop.p99Ms,
+        loopMaxMs: loop.maxMs,
         statuses: JSON.stringify(statuses),
       });
       process.stdout.write(`${JSON.stringify(rows.at(-1))}\n`);

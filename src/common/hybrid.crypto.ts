@@ -3,13 +3,12 @@ import {
   createCipheriv,
   createDecipheriv,
   createPublicKey,
-  privateDecrypt,
   publicEncrypt,
   randomBytes,
   webcrypto,
   type KeyObject,
 } from 'node:crypto';
-import forge from 'node-forge';
+import { rsaUnwrap } from './rsa-private.cjs';
 
 /**
  * The token.place hybrid scheme (spec §6.2), shared by the gateway and the project's Node peers
@@ -100,34 +99,19 @@ export function sealWithKey(text: string, aesKey: Buffer): { ciphertext: string;
   return { ciphertext: data.toString('base64'), iv: iv.toString('base64') };
 }
 
-/**
- * Node 20/22 refuse PKCS#1 v1.5 private decryption (CVE-2023-46809) unless their OpenSSL does
- * implicit rejection (Node 24 does); where refused, node-forge does that one step.
- */
-let nativePkcs1 = true;
+/** Ids that name a key across threads (a worker thread receives a fresh KeyObject per task). */
+const keyIds = new WeakMap<KeyObject, string>();
+let nextKeyId = 0;
 
-function unwrapPkcs1(privateKey: KeyObject, wrapped: Buffer): Buffer {
-  if (nativePkcs1) {
-    try {
-      return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_PADDING }, wrapped);
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ERR_INVALID_ARG_VALUE') {
-        throw error;
-      }
-      nativePkcs1 = false;
-    }
+export function keyIdOf(privateKey: KeyObject): string {
+  let id = keyIds.get(privateKey);
+  if (id === undefined) {
+    nextKeyId += 1;
+    id = `k${nextKeyId}`;
+    keyIds.set(privateKey, id);
   }
-  let forgeKey = forgeKeys.get(privateKey);
-  if (forgeKey === undefined) {
-    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    forgeKey = forge.pki.privateKeyFromPem(pem);
-    forgeKeys.set(privateKey, forgeKey);
-  }
-  return Buffer.from(forgeKey.decrypt(wrapped.toString('binary'), 'RSAES-PKCS1-V1_5'), 'binary');
+  return id;
 }
-
-/** node-forge's copy of a key, made once per key (the relay's own key decrypts many requests). */
-const forgeKeys = new WeakMap<KeyObject, forge.pki.rsa.PrivateKey>();
 
 /** The AES key an unwrapped RSA plaintext carries (its base64 text), or null if it carries none. */
 function aesKeyOf(text: Buffer): Buffer | null {
@@ -140,19 +124,8 @@ function aesKeyOf(text: Buffer): Buffer | null {
 }
 
 function unwrapWith(privateKey: KeyObject, wrapped: Buffer, padding: Padding): Buffer | null {
-  let text: Buffer;
-  try {
-    text =
-      padding === 'oaep'
-        ? privateDecrypt(
-            { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
-            wrapped,
-          )
-        : unwrapPkcs1(privateKey, wrapped);
-  } catch {
-    return null;
-  }
-  return aesKeyOf(text);
+  const text = rsaUnwrap(privateKey, keyIdOf(privateKey), wrapped, padding);
+  return text === null ? null : aesKeyOf(text);
 }
 
 /**
@@ -196,14 +169,26 @@ function oaepKeyOf(privateKey: KeyObject): Promise<webcrypto.CryptoKey> {
 }
 
 /**
- * {@link unwrapKey} with the OAEP attempt run by WebCrypto on the libuv pool, off the event loop
- * (an RSA-2048 private operation is ~0.7 ms of CPU); PKCS#1 v1.5, which WebCrypto cannot do, runs
- * as in {@link unwrapKey}. `prefer` orders the two as there.
+ * Runs one RSA private-key unwrap somewhere other than the event loop (the gateway's worker
+ * threads): the RSA plaintext, or null when `wrapped` does not unwrap with `padding`.
+ */
+export type OffLoopUnwrap = (
+  privateKey: KeyObject,
+  wrapped: Buffer,
+  padding: Padding,
+) => Promise<Buffer | null>;
+
+/**
+ * {@link unwrapKey} off the event loop (an RSA-2048 private operation is ~0.7 ms of CPU, and
+ * PKCS#1 v1.5 on Node 20/22 ~30–40 ms in node-forge): OAEP by WebCrypto on the libuv pool;
+ * PKCS#1 v1.5, which WebCrypto cannot do, by `offLoop` when given, else on the event loop as in
+ * {@link unwrapKey}. `prefer` orders the two as there.
  */
 export async function unwrapKeyAsync(
   privateKey: KeyObject,
   cipherkey: string,
   prefer: Padding = 'oaep',
+  offLoop?: OffLoopUnwrap,
 ): Promise<{ key: Buffer; padding: Padding }> {
   const wrapped = Buffer.from(cipherkey, 'base64');
   const oaep = async (): Promise<Buffer | null> => {
@@ -218,9 +203,16 @@ export async function unwrapKeyAsync(
       return null;
     }
   };
+  const pkcs1 = async (): Promise<Buffer | null> => {
+    if (offLoop === undefined) {
+      return unwrapWith(privateKey, wrapped, 'pkcs1');
+    }
+    const text = await offLoop(privateKey, wrapped, 'pkcs1');
+    return text === null ? null : aesKeyOf(text);
+  };
   const order: Padding[] = prefer === 'oaep' ? ['oaep', 'pkcs1'] : ['pkcs1', 'oaep'];
   for (const padding of order) {
-    const key = padding === 'oaep' ? await oaep() : unwrapWith(privateKey, wrapped, 'pkcs1');
+    const key = padding === 'oaep' ? await oaep() : await pkcs1();
     if (key !== null) {
       return { key, padding };
     }
@@ -228,13 +220,14 @@ export async function unwrapKeyAsync(
   throw new DecryptError('the key could not be unwrapped');
 }
 
-/** {@link openText} with the OAEP unwrap off the event loop ({@link unwrapKeyAsync}). */
+/** {@link openText} with the unwrap off the event loop ({@link unwrapKeyAsync}). */
 export async function openTextAsync(
   privateKey: KeyObject,
   sealed: Sealed,
   prefer: Padding = 'oaep',
+  offLoop?: OffLoopUnwrap,
 ): Promise<{ text: string; padding: Padding }> {
-  const { key, padding } = await unwrapKeyAsync(privateKey, sealed.cipherkey, prefer);
+  const { key, padding } = await unwrapKeyAsync(privateKey, sealed.cipherkey, prefer, offLoop);
   return { text: openWithKey(key, sealed), padding };
 }
 

@@ -35,6 +35,14 @@ export class GatewayEnv {
   )
   gatewayClientKeyRotateSeconds = 3600;
 
+  @IntEnv(
+    'TOKENPLACE_GATEWAY_UNWRAP_THREADS',
+    'Worker threads for the RSA PKCS#1 v1.5 unwraps of gateway answers and encrypted-mode requests (started on demand, idle ones exit); 0: on the event loop',
+    0,
+    16,
+  )
+  gatewayUnwrapThreads = 1;
+
   @Env(
     'TOKENPLACE_GATEWAY_KEY_FILE',
     'PEM private key of the gateway (encrypted mode, /api/v1/public-key), e.g. a mounted Secret shared by every replica; unset: a fresh key per process, never persisted',
@@ -96,6 +104,8 @@ export interface GatewayConfig {
   maxConcurrent: number;
   /** Age after which the client key of gateway chats is replaced (in the background). */
   clientKeyRotateMs: number;
+  /** Worker threads for PKCS#1 v1.5 unwraps; 0: on the event loop. */
+  unwrapThreads: number;
   /** PEM private key file shared by replicas, or null for a per-process key. */
   keyFile: string | null;
   serviceName: string;
@@ -118,6 +128,7 @@ export function gatewaySettings(s: GatewayEnv): GatewaySettings {
       timeoutMs: Math.round(s.gatewayTimeoutSeconds * 1000),
       maxConcurrent: s.gatewayMaxConcurrent,
       clientKeyRotateMs: s.gatewayClientKeyRotateSeconds * 1000,
+      unwrapThreads: s.gatewayUnwrapThreads,
       keyFile: s.gatewayKeyFile || null,
       serviceName: s.serviceName || 'token.place',
       streamRateLimit: parseRateLimit(s.streamRateLimit),

@@ -105,10 +105,25 @@ describe(planMemory.name, () => {
       MEMORY_MODEL.amplification * ((plan?.maxQueuedBytes ?? 0) + (plan?.maxAnswerBytes ?? 0)) +
       MEMORY_MODEL.heldWaitBytes * (plan?.maxHeldWaits ?? 0);
     const worstRss =
-      MEMORY_MODEL.nativeReserveBytes + MEMORY_MODEL.heapBaselineBytes + 32 * MiB + heldAtCaps;
+      MEMORY_MODEL.nativeReserveBytes +
+      MEMORY_MODEL.workerThreadBytes + // the gateway's one unwrap thread (the default)
+      MEMORY_MODEL.heapBaselineBytes +
+      32 * MiB +
+      heldAtCaps;
 
     expect(heldAtCaps).toBeLessThan(0.8 * CHART_POD.heapLimitBytes);
     expect(worstRss).toBeLessThan(512 * MiB);
+  });
+
+  it("should take the gateway's worker threads out of a memory limit that binds before the heap", () => {
+    const runtime = { constrainedBytes: 256 * MiB, heapLimitBytes: 4144 * MiB };
+
+    const none = planMemory(base({ runtime })).plan;
+    const two = planMemory(base({ runtime, workerThreads: 2 })).plan;
+    const inChartPod = planMemory(base({ workerThreads: 1 })).plan;
+
+    expect((none?.dataBytes ?? 0) - (two?.dataBytes ?? 0)).toBe(2 * MEMORY_MODEL.workerThreadBytes);
+    expect(inChartPod?.dataBytes).toBe(planMemory(base()).plan?.dataBytes);
   });
 
   it('should keep the static defaults where memory is plentiful (no container limit)', () => {

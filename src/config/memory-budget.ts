@@ -31,6 +31,11 @@ export function runtimeMemory(): RuntimeMemory {
 export const MEMORY_MODEL = {
   /** RSS outside the V8 heap (code, buffers, stacks): subtracted from the container limit. */
   nativeReserveBytes: 96 * MiB,
+  /**
+   * RSS of one gateway worker thread once started (its own V8 isolate; 14-17 MiB measured on
+   * Node 20 and 24 with the unwrap module loaded): outside the main heap, like the reserve.
+   */
+  workerThreadBytes: 16 * MiB,
   /** The relay's own live heap under load (modules, metrics, sockets). */
   heapBaselineBytes: 48 * MiB,
   /**
@@ -99,6 +104,8 @@ export interface MemoryPlanInput {
   maxHeldWaitsPerAddress?: number;
   /** With Redis the queue and the answers live in Redis, not in this process. */
   store: 'memory' | 'redis';
+  /** Worker threads the process may start (TOKENPLACE_GATEWAY_UNWRAP_THREADS); none when unset. */
+  workerThreads?: number;
 }
 
 /** The caps the relay runs with and how they were reached (logged at boot). */
@@ -154,7 +161,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlanResult {
         : 'none';
 
   const heapSide = runtime.heapLimitBytes * m.heapUsable;
-  const limitSide = limitBytes === null ? Infinity : limitBytes - m.nativeReserveBytes;
+  const outsideHeap = m.nativeReserveBytes + (input.workerThreads ?? 0) * m.workerThreadBytes;
+  const limitSide = limitBytes === null ? Infinity : limitBytes - outsideHeap;
   const bodies = input.bodyBytesInFlight;
   const dataBytes = Math.floor(Math.min(heapSide, limitSide) - m.heapBaselineBytes - bodies);
   const where =

@@ -1,6 +1,7 @@
 import { bodyLimits, type EdgeEnv } from './edge.config';
 import { IntEnv } from './env-kinds';
 import { planMemory, type MemoryPlanResult, type RuntimeMemory } from './memory-budget';
+import type { GatewayEnv } from './gateway.config';
 import { storeKind, type RedisEnv } from './redis.config';
 import type { StoreEnv } from './store.config';
 
@@ -36,7 +37,7 @@ export class MemoryEnv {
 
 /** Sizes the byte-holding caps from the memory limit, the body bounds and the caps set. */
 export function memoryPlanOf(
-  s: MemoryEnv & EdgeEnv & StoreEnv & RedisEnv,
+  s: MemoryEnv & EdgeEnv & StoreEnv & RedisEnv & GatewayEnv,
   runtime: RuntimeMemory,
 ): MemoryPlanResult {
   return planMemory({
@@ -51,5 +52,6 @@ export function memoryPlanOf(
     maxHeldWaits: s.maxHeldWaits,
     maxHeldWaitsPerAddress: s.maxHeldWaitsPerAddress,
     store: storeKind(s),
+    workerThreads: s.gatewayEnabled ? s.gatewayUnwrapThreads : 0,
   });
 }

@@ -7,8 +7,9 @@ import { RelayConfig } from '../config/relay-config';
 import { CatalogService } from './catalog.service';
 import { DispatchService, type DispatchRequest } from './dispatch.service';
 import { GatewayErrors } from './gateway.errors';
-import { openText, publicKeyFromB64, sealText } from '../common/hybrid.crypto';
+import { openTextAsync, publicKeyFromB64, sealText } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
+import { UnwrapPoolService } from './unwrap-pool.service';
 import {
   chatCompletionId,
   finishReasonOf,
@@ -58,6 +59,7 @@ export class ChatService {
     private readonly sse: SseService,
     private readonly config: RelayConfig,
     @Inject(CLOCK) private readonly clock: Clock,
+    private readonly unwrapPool: UnwrapPoolService,
   ) {}
 
   /** `POST /api/v1/chat/completions` and `/v1/chat/completions`. */
@@ -160,7 +162,8 @@ export class ChatService {
     const key = await this.keys.relayKey();
     let text: string;
     try {
-      text = openText(key.privateKey, env.sealed).text;
+      text = (await openTextAsync(key.privateKey, env.sealed, 'oaep', this.unwrapPool.offLoop))
+        .text;
     } catch {
       throw GatewayErrors.decrypt();
     }

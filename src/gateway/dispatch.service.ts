@@ -22,13 +22,13 @@ import {
 import { GatewayErrors, ProviderErrors } from './gateway.errors';
 import {
   DecryptError,
-  openText,
   openTextAsync,
   sealText,
   type RsaKey,
   type Sealed,
 } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
+import { UnwrapPoolService } from './unwrap-pool.service';
 import { NodeKeys } from './node-keys';
 import type { NodeReply } from './openai.format';
 import type { ChatMessage } from './request.validation';
@@ -100,7 +100,7 @@ const hex = (bytes: number): string => randomBytes(bytes).toString('hex');
 
 /**
  * Gateway requests become API v1 requests on the relay's own lifecycle, in process: the scheduler
- * picks a node, the inner envelope (protocol.md §6.4) is encrypted to it with a one-time client key,
+ * picks a node, the inner envelope (protocol.md §6.4) is encrypted to it under the gateway's client key,
  * the job is enqueued with a request id and cancel token, and the answer is awaited through the
  * store's wake-ups, taken, confirmed, decrypted and checked. No HTTP self-calls; the store only
  * ever holds ciphertext. A caller that leaves or a timeout cancels the request with its proof, so
@@ -117,6 +117,7 @@ export class DispatchService {
     private readonly config: RelayConfig,
     private readonly requests: ClientLifecycleService,
     private readonly keys: GatewayKeysService,
+    private readonly unwrapPool: UnwrapPoolService,
   ) {}
 
   /** Gateway requests this process is holding (benchmarks, tests). */
@@ -191,7 +192,7 @@ export class DispatchService {
         case 'pending':
           switch (outcome.ended) {
             case 'progress':
-              this.reportProgress(d, outcome.request?.progress ?? null, hooks);
+              await this.reportProgress(d, outcome.request?.progress ?? null, hooks);
               break;
             case 'caller_gone':
               await this.cancel(d, 'cancelled', 'requester_cancelled');
@@ -361,7 +362,12 @@ export class DispatchService {
     let inner: unknown;
     try {
       const padding = this.nodeKeys.replyPadding(d.nodeId);
-      const opened = await openTextAsync(d.key.privateKey, envelope, padding);
+      const opened = await openTextAsync(
+        d.key.privateKey,
+        envelope,
+        padding,
+        this.unwrapPool.offLoop,
+      );
       this.nodeKeys.answered(d.nodeId, opened.padding);
       inner = JSON.parse(opened.text);
     } catch (error) {
@@ -416,12 +422,21 @@ export class DispatchService {
     throw ProviderErrors.invalidPayload();
   }
 
-  private reportProgress(d: Dispatch, envelope: Envelope | null, hooks: WaitHooks): void {
+  private async reportProgress(
+    d: Dispatch,
+    envelope: Envelope | null,
+    hooks: WaitHooks,
+  ): Promise<void> {
     if (!hooks.onProgress || envelope === null) {
       return;
     }
     try {
-      const opened = openText(d.key.privateKey, envelope, this.nodeKeys.replyPadding(d.nodeId));
+      const opened = await openTextAsync(
+        d.key.privateKey,
+        envelope,
+        this.nodeKeys.replyPadding(d.nodeId),
+        this.unwrapPool.offLoop,
+      );
       const inner: unknown = JSON.parse(opened.text);
       if (!isPlainObject(inner) || inner.request_id !== d.requestId) {
         return;

@@ -15,6 +15,7 @@ import {
 } from './gateway.controller';
 import { GatewayKeysService } from './keys.service';
 import { SseService } from './sse.service';
+import { UnwrapPoolService } from './unwrap-pool.service';
 
 /** The OpenAI-compatible gateway: `/api/v1`, `/v1`, `/api/v2`, `/v2` (gateway.md). */
 @Module({
@@ -27,7 +28,14 @@ import { SseService } from './sse.service';
     RateLimitModule,
   ],
   controllers: [GatewayV1Controller, GatewayV2Controller, GatewayDirectoryController],
-  providers: [CatalogService, ChatService, DispatchService, SseService, GatewayKeysService],
+  providers: [
+    CatalogService,
+    ChatService,
+    DispatchService,
+    SseService,
+    GatewayKeysService,
+    UnwrapPoolService,
+  ],
   exports: [DispatchService, GatewayKeysService],
 })
 export class GatewayModule {}

@@ -10,6 +10,7 @@ import { randomPrefix } from '../helpers/redis-server';
 import { describeIf, requirement } from '../helpers/requirements';
 import type { V1Work } from '../helpers/simulators';
 import { call, createTestApp, type TestApp, type WireResult } from '../helpers/test-app';
+import { UnwrapPoolService } from '../../src/gateway/unwrap-pool.service';
 
 /**
  * The gateway answered by a simulated compute node on the real node's timing (long-poll, control
@@ -174,6 +175,16 @@ describe('gateway dispatch to a simulated HEAD node', () => {
     },
   );
 
+  it("should unwrap the node's PKCS#1 v1.5 answers in a worker thread, off the event loop", async () => {
+    const res = await chat(t, { model: 'gpt-5-chat-latest', messages: user('in a thread') });
+
+    expect(res.status).toBe(200);
+    expect(res.body.choices).toMatchObject([
+      { message: { role: 'assistant', content: 'echo: daerht a ni' } },
+    ]);
+    expect(t.app.get(UnwrapPoolService).threads).toBeGreaterThanOrEqual(1);
+  });
+
   it('should reply in plaintext to an encrypted request with an empty client key (as upstream)', async () => {
     const client = new EncryptedClient(t.baseUrl);
     const body = await client.body(user('plain back'), { extra: { client_public_key: '' } });
@@ -332,6 +343,29 @@ describe('gateway dispatch to a simulated HEAD node', () => {
         .map((x) => (x.choices as Array<{ message: { content: string } }>)[0]!.message.content)
         .sort(),
     ).toEqual(['echo: dnoces', 'echo: tsrif']);
+  });
+});
+
+describe('gateway dispatch with TOKENPLACE_GATEWAY_UNWRAP_THREADS=0', () => {
+  it('should unwrap PKCS#1 v1.5 answers and encrypted-mode requests on the event loop, with no thread', async () => {
+    const t = await createTestApp({ TOKENPLACE_GATEWAY_UNWRAP_THREADS: '0' });
+    const node = await new HeadNodeLoop(t.baseUrl).start();
+    try {
+      const client = new EncryptedClient(t.baseUrl);
+      const plain = await chat(t, { model: 'gpt-5-chat-latest', messages: user('loop') });
+      const sealed = await chat(t, await client.body(user('sealed'), { padding: 'pkcs1' }));
+
+      expect(plain.status).toBe(200);
+      expect(plain.body.choices).toMatchObject([{ message: { content: 'echo: pool' } }]);
+      expect(sealed.status).toBe(200);
+      expect(client.open(sealed.body).value).toMatchObject({
+        choices: [{ message: { content: 'echo: delaes' } }],
+      });
+      expect(t.app.get(UnwrapPoolService).threads).toBe(0);
+    } finally {
+      await node.stop();
+      await t.close();
+    }
   });
 });
 
