@@ -6,6 +6,7 @@ import { WireResponse } from '../common/wire-response';
 import { RelayConfig } from '../config/relay-config';
 import { CatalogService } from './catalog.service';
 import { DispatchService, type DispatchRequest } from './dispatch.service';
+import { OpenAiError } from '../common/relay-error';
 import { GatewayErrors } from './gateway.errors';
 import { openTextAsync, publicKeyFromB64, sealText } from '../common/hybrid.crypto';
 import { GatewayKeysService } from './keys.service';
@@ -162,10 +163,10 @@ export class ChatService {
     const key = await this.keys.relayKey();
     let text: string;
     try {
-      text = (await openTextAsync(key.privateKey, env.sealed, 'oaep', this.unwrapPool.offLoop))
+      text = (await openTextAsync(key.privateKey, env.sealed, 'oaep', this.unwrapPool.forRequests))
         .text;
-    } catch {
-      throw GatewayErrors.decrypt();
+    } catch (error) {
+      throw error instanceof OpenAiError ? error : GatewayErrors.decrypt();
     }
     return checkMessages(parseDecrypted(text), api);
   }

@@ -366,7 +366,7 @@ export class DispatchService {
         d.key.privateKey,
         envelope,
         padding,
-        this.unwrapPool.offLoop,
+        this.unwrapPool.forAnswers,
       );
       this.nodeKeys.answered(d.nodeId, opened.padding);
       inner = JSON.parse(opened.text);
@@ -435,7 +435,7 @@ export class DispatchService {
         d.key.privateKey,
         envelope,
         this.nodeKeys.replyPadding(d.nodeId),
-        this.unwrapPool.offLoop,
+        this.unwrapPool.forAnswers,
       );
       const inner: unknown = JSON.parse(opened.text);
       if (!isPlainObject(inner) || inner.request_id !== d.requestId) {

@@ -15,8 +15,8 @@ const keyPair = (): ReturnType<typeof generateKeyPairSync>['privateKey'] =>
 const mine = keyPair();
 const another = keyPair();
 
-function poolWith(unwrapThreads: number): UnwrapPoolService {
-  return new UnwrapPoolService({ gateway: { unwrapThreads } } as RelayConfig);
+function poolWith(unwrapThreads: number, maxConcurrent = 1024): UnwrapPoolService {
+  return new UnwrapPoolService({ gateway: { unwrapThreads, maxConcurrent } } as RelayConfig);
 }
 
 describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
@@ -31,7 +31,7 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
   });
 
   it('should start no thread before the first unwrap', () => {
-    expect(pool.offLoop).toBeDefined();
+    expect(pool.forAnswers).toBeDefined();
     expect(pool.threads).toBe(0);
   });
 
@@ -46,7 +46,7 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
       mine,
       wrapKey(aes, mine, sent),
       prefer,
-      pool.offLoop,
+      pool.forAnswers,
     );
 
     expect(key.equals(aes)).toBe(true);
@@ -59,9 +59,9 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
     const second = sealText('{"to":"another"}', another, 'pkcs1');
 
     const opened = await Promise.all([
-      openTextAsync(mine, first, 'pkcs1', pool.offLoop),
-      openTextAsync(another, second, 'pkcs1', pool.offLoop),
-      openTextAsync(mine, first, 'pkcs1', pool.offLoop),
+      openTextAsync(mine, first, 'pkcs1', pool.forAnswers),
+      openTextAsync(another, second, 'pkcs1', pool.forAnswers),
+      openTextAsync(mine, first, 'pkcs1', pool.forAnswers),
     ]);
 
     expect(opened.map((o) => o.text)).toEqual([
@@ -77,7 +77,7 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
     async (prefer) => {
       const wrapped = wrapKey(randomBytes(32), another, 'pkcs1');
 
-      await expect(unwrapKeyAsync(mine, wrapped, prefer, pool.offLoop)).rejects.toThrow(
+      await expect(unwrapKeyAsync(mine, wrapped, prefer, pool.forAnswers)).rejects.toThrow(
         DecryptError,
       );
     },
@@ -86,13 +86,13 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
   it('should refuse bytes that are no RSA block at all', async () => {
     const garbage = randomBytes(7).toString('base64');
 
-    await expect(unwrapKeyAsync(mine, garbage, 'pkcs1', pool.offLoop)).rejects.toThrow(
+    await expect(unwrapKeyAsync(mine, garbage, 'pkcs1', pool.forAnswers)).rejects.toThrow(
       DecryptError,
     );
   });
 
   it('should stop its threads on shutdown', async () => {
-    await openTextAsync(mine, sealText('x', mine, 'pkcs1'), 'pkcs1', pool.offLoop);
+    await openTextAsync(mine, sealText('x', mine, 'pkcs1'), 'pkcs1', pool.forAnswers);
     expect(pool.threads).toBe(1);
 
     await pool.onApplicationShutdown();
@@ -101,6 +101,28 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
   });
 
   it('should keep unwraps on the event loop with 0 threads', () => {
-    expect(poolWith(0).offLoop).toBeUndefined();
+    expect(poolWith(0).forAnswers).toBeUndefined();
+    expect(poolWith(0).forRequests).toBeUndefined();
+  });
+
+  it('should refuse new requests with 503 gateway_busy while the cap already waits, never answers', async () => {
+    await pool.onApplicationShutdown();
+    pool = poolWith(1, 2);
+    const sealed = sealText('{"n":1}', mine, 'pkcs1');
+    const open = (offLoop: typeof pool.forAnswers) => openTextAsync(mine, sealed, 'pkcs1', offLoop);
+    await open(pool.forAnswers); // the thread is up
+
+    const answers = Array.from({ length: 6 }, () => open(pool.forAnswers));
+    const waitingThen = pool.waiting;
+    const request = open(pool.forRequests);
+
+    expect(waitingThen).toBeGreaterThanOrEqual(2);
+    await expect(request).rejects.toMatchObject({
+      status: 503,
+      code: 'gateway_busy',
+    });
+    await expect(Promise.all(answers)).resolves.toHaveLength(6);
+    expect(pool.waiting).toBe(0);
+    await expect(open(pool.forRequests)).resolves.toEqual({ text: '{"n":1}', padding: 'pkcs1' });
   });
 });

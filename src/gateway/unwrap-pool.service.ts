@@ -5,6 +5,7 @@ import { Piscina } from 'piscina';
 import { keyIdOf, type OffLoopUnwrap, type Padding } from '../common/hybrid.crypto';
 import type { unwrapTask } from '../common/rsa-private.cjs';
 import { RelayConfig } from '../config/relay-config';
+import { GatewayErrors } from './gateway.errors';
 
 /** Threads left without work this long exit; the pool starts them again on demand. */
 const IDLE_THREAD_MS = 30_000;
@@ -17,8 +18,9 @@ const IDLE_THREAD_MS = 30_000;
  *
  * No thread starts until the first such unwrap, and idle ones exit, so a process that never sees
  * one (tests, a relay without the gateway) holds none. `TOKENPLACE_GATEWAY_UNWRAP_THREADS=0` keeps
- * the unwrap on the event loop. What waits here is bounded by the gateway's own caps (one unwrap
- * per chat in `TOKENPLACE_GATEWAY_MAX_CONCURRENT`, one per encrypted-mode request admitted).
+ * the unwrap on the event loop. What waits for a thread is bounded: a chat has at most one unwrap
+ * pending (its answer or a progress report), so chats add at most `TOKENPLACE_GATEWAY_MAX_CONCURRENT`,
+ * and an encrypted-mode request is refused 503 `gateway_busy` while that many already wait.
  */
 @Injectable()
 export class UnwrapPoolService implements OnApplicationShutdown {
@@ -26,15 +28,36 @@ export class UnwrapPoolService implements OnApplicationShutdown {
 
   constructor(private readonly config: RelayConfig) {}
 
-  /** What the gateway hands to `openTextAsync`: undefined when unwraps stay on the event loop. */
-  get offLoop(): OffLoopUnwrap | undefined {
+  /** Unwraps of node answers and progress: undefined when they stay on the event loop. */
+  get forAnswers(): OffLoopUnwrap | undefined {
     return this.config.gateway.unwrapThreads === 0 ? undefined : this.unwrap;
+  }
+
+  /**
+   * Unwraps of encrypted-mode requests: refused with 503 `gateway_busy` while
+   * `TOKENPLACE_GATEWAY_MAX_CONCURRENT` unwraps already wait for a thread, so new work never
+   * delays or displaces the answers of chats already running.
+   */
+  get forRequests(): OffLoopUnwrap | undefined {
+    return this.config.gateway.unwrapThreads === 0 ? undefined : this.admit;
   }
 
   /** Worker threads running now (0 until the first off-loop unwrap, and after idling). */
   get threads(): number {
     return this.pool?.threads.length ?? 0;
   }
+
+  /** Unwraps waiting for a thread. */
+  get waiting(): number {
+    return this.pool?.queueSize ?? 0;
+  }
+
+  private readonly admit: OffLoopUnwrap = (privateKey, wrapped, padding) => {
+    if (this.waiting >= this.config.gateway.maxConcurrent) {
+      return Promise.reject(GatewayErrors.busy());
+    }
+    return this.unwrap(privateKey, wrapped, padding);
+  };
 
   private readonly unwrap = async (
     privateKey: KeyObject,
