@@ -356,7 +356,7 @@ async function burst() {
       await relay.stop();
     }
     if (dir) {
-      const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+      const file = readdirSync(dir).find((f) => /\.\d+\.0\.\d+\.cpuprofile$/.test(f)); // thread 0: the main thread (workers write their own)
       if (file) profiles.push([`${label} ${mode}`, join(dir, file), rows.length - 1]);
     }
   }

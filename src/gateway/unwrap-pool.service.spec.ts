@@ -91,12 +91,18 @@ describe('UnwrapPoolService (PKCS#1 v1.5 unwraps in worker threads)', () => {
     );
   });
 
-  it('should stop its threads on shutdown', async () => {
+  it('should finish the unwraps already queued, then stop its threads, on shutdown', async () => {
     await openTextAsync(mine, sealText('x', mine, 'pkcs1'), 'pkcs1', pool.forAnswers);
     expect(pool.threads).toBe(1);
+    const queued = Array.from({ length: 4 }, (_, i) =>
+      openTextAsync(mine, sealText(`q${i}`, mine, 'pkcs1'), 'pkcs1', pool.forAnswers),
+    );
 
     await pool.onApplicationShutdown();
 
+    await expect(Promise.all(queued)).resolves.toEqual(
+      [0, 1, 2, 3].map((i) => ({ text: `q${i}`, padding: 'pkcs1' })),
+    );
     expect(pool.threads).toBe(0);
   });
 

@@ -80,9 +80,10 @@ export class UnwrapPoolService implements OnApplicationShutdown {
     return text === null ? null : Buffer.from(text.buffer, text.byteOffset, text.length);
   };
 
+  /** Lets the unwraps already queued finish (their chats are answered), then stops the threads. */
   async onApplicationShutdown(): Promise<void> {
     const pool = this.pool;
     this.pool = null;
-    await pool?.destroy();
+    await pool?.close();
   }
 }
