@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { newIdentity } from '../../src/peer/peer.crypto';
 import { ROOT, run } from '../chart/chart.helper';
 import { gatewayChat, MOCK, pageChat } from '../helpers/demo-chat';
+import { HeadNodeLoop } from '../helpers/gateway';
 import { describeIf } from '../helpers/requirements';
 import { call, type WireResult } from '../helpers/test-app';
 import {
@@ -195,6 +196,38 @@ describeIf(ready)("the relay image, built with podman and run in the chart's pod
       expect(live.body).toEqual({ status: 'alive' });
       expect(v1.status).toBe(200);
       expect(pod.exec(config.Healthcheck!.Test.slice(1)).status).toBe(0); // the image's HEALTHCHECK
+    });
+
+    it("should unwrap a HEAD node's PKCS#1 v1.5 answers in its worker thread (the worker file ships in the image)", async () => {
+      await until200(pod.baseUrl, shape.readinessPath);
+      const node = await new HeadNodeLoop(pod.baseUrl, undefined, { answerDelayMs: 0 }).start();
+      const chats: WireResult[] = [];
+      try {
+        // Two nodes serve the model (the demo node answers OAEP): round-robin reaches this one.
+        for (let i = 0; i < 4; i += 1) {
+          chats.push(
+            await call(pod.baseUrl, 'POST', '/v1/chat/completions', {
+              model: 'qwen3-8b-instruct',
+              messages: [{ role: 'user', content: `v1.5 #${i}` }],
+            }),
+          );
+        }
+      } finally {
+        await node.stop();
+      }
+      const contents = chats.map(
+        (c) =>
+          (c.body as { choices?: Array<{ message: { content: string } }> }).choices?.[0]?.message
+            .content,
+      );
+
+      expect(chats.map((c) => c.status)).toEqual([200, 200, 200, 200]);
+      expect(node.works.length).toBeGreaterThan(0);
+      expect(contents.filter((c) => c?.startsWith('echo: ')).length).toBe(node.works.length);
+      expect(
+        contents.every((c) => c !== undefined && (MOCK.test(c) || c.startsWith('echo: '))),
+      ).toBe(true);
+      expect(pod.exec(['test', '-f', '/app/dist/common/rsa-private.cjs']).status).toBe(0);
     });
 
     it('should run node as PID 1 and UID 1000, with no capabilities, no new privileges, a read-only root and the /tmp tmpfs', () => {
