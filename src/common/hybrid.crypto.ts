@@ -114,7 +114,10 @@ export function keyIdOf(privateKey: KeyObject): string {
 }
 
 /** The AES key an unwrapped RSA plaintext carries (its base64 text), or null if it carries none. */
-function aesKeyOf(text: Buffer): Buffer | null {
+function aesKeyOf(text: Buffer | null): Buffer | null {
+  if (text === null) {
+    return null;
+  }
   const keyText = text.toString('latin1');
   if (!isStrictBase64(keyText)) {
     return null;
@@ -124,8 +127,7 @@ function aesKeyOf(text: Buffer): Buffer | null {
 }
 
 function unwrapWith(privateKey: KeyObject, wrapped: Buffer, padding: Padding): Buffer | null {
-  const text = rsaUnwrap(privateKey, keyIdOf(privateKey), wrapped, padding);
-  return text === null ? null : aesKeyOf(text);
+  return aesKeyOf(rsaUnwrap(privateKey, keyIdOf(privateKey), wrapped, padding));
 }
 
 /**
@@ -203,13 +205,10 @@ export async function unwrapKeyAsync(
       return null;
     }
   };
-  const pkcs1 = async (): Promise<Buffer | null> => {
-    if (offLoop === undefined) {
-      return unwrapWith(privateKey, wrapped, 'pkcs1');
-    }
-    const text = await offLoop(privateKey, wrapped, 'pkcs1');
-    return text === null ? null : aesKeyOf(text);
-  };
+  const pkcs1 = async (): Promise<Buffer | null> =>
+    offLoop === undefined
+      ? unwrapWith(privateKey, wrapped, 'pkcs1')
+      : aesKeyOf(await offLoop(privateKey, wrapped, 'pkcs1'));
   const order: Padding[] = prefer === 'oaep' ? ['oaep', 'pkcs1'] : ['pkcs1', 'oaep'];
   for (const padding of order) {
     const key = padding === 'oaep' ? await oaep() : await pkcs1();
