@@ -224,7 +224,11 @@ export class SinkService {
         }
         signal = caller.signal(this.lifecycle);
       }
-      await this.store.waitForWork(nodeId, until, signal);
+      const handed = await this.store.waitForWork(nodeId, until, signal, dialect === 'v1');
+      if (handed !== null) {
+        // Claimed for this poll by the enqueue itself (Redis one-turn delivery).
+        return handed;
+      }
       if (this.lifecycle.draining && !caller.gone) {
         // Draining: hand out what is already queued, then stop waiting.
         until = this.clock.now();

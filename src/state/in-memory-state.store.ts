@@ -133,12 +133,13 @@ export class InMemoryStateStore implements store.StateStore {
     return Promise.resolve(answers.hasResponse(this.state, clientKey, requestId, now));
   }
 
-  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void> {
+  /** Always null: a wake-up here resolves the poll in the enqueue's own turn, and it claims. */
+  async waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<null> {
     // The check and the registration run in one synchronous step: no wake-up falls between.
-    if (work.hasWork(this.state, nodeId)) {
-      return Promise.resolve();
+    if (!work.hasWork(this.state, nodeId)) {
+      await this.waiters.wait(workKey(nodeId), until, signal);
     }
-    return this.waiters.wait(workKey(nodeId), until, signal);
+    return null;
   }
 
   waitForResponse(

@@ -11,6 +11,7 @@ import type { WakeChannel } from './redis/wake.channel';
 import { NO_TRANSITION_SINK, type TransitionSink } from './transition.sink';
 import type * as store from './state-store';
 import type {
+  ClaimedJob,
   NodeSummary,
   NodeView,
   StoreLimits,
@@ -114,7 +115,7 @@ export class RedisStateStore implements store.StateStore {
   private constructor(
     options: RedisStoreOptions,
     private readonly clock: Clock,
-    log: StoreLog,
+    private readonly log: StoreLog,
   ) {
     this.prefix = options.keyPrefix;
     this.commandTimeoutMs = options.commandTimeoutMs;
@@ -138,6 +139,12 @@ export class RedisStateStore implements store.StateStore {
       this.connections.define(name, lua, RELAY_SCRIPTS.get(name)?.lane === true);
     }
     this.wake = this.connections.wake;
+    this.wake.onOrphan = (jobs) => this.giveBack(jobs);
+    this.wake.onMalformed = (error) =>
+      this.log.warn({
+        msg: 'redis: an unreadable hand-off; its job waits for its in-flight lease',
+        reason: error.message,
+      });
     this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
       this.connections.primary(),
     );
@@ -176,11 +183,21 @@ export class RedisStateStore implements store.StateStore {
   // ---------------------------------------------------------------- work (work.redis.ts)
 
   async enqueue(cmd: store.EnqueueCommand): Promise<store.EnqueueResult> {
-    const result = await this.run(work.enqueue, cmd.now, cmd);
-    if (result.status === 'queued') {
+    const result = await this.run(work.enqueue, cmd.now, { ...cmd, caller: this.wake.self });
+    if (result.status !== 'queued') {
+      return result;
+    }
+    if (result.handOff) {
+      // A poll of this process was held for the node: the script claimed the job for it.
+      this.wake.handOver(result.handOff.token, result.handOff.jobs);
+    } else {
       this.wake.notifyLocal(workKey(cmd.job.nodeId));
     }
-    return result;
+    return {
+      status: result.status,
+      deadlineAt: result.deadlineAt,
+      transitions: result.transitions,
+    };
   }
 
   claimNext(cmd: store.ClaimCommand): Promise<store.ClaimResult> {
@@ -266,10 +283,36 @@ export class RedisStateStore implements store.StateStore {
     return this.connections.ping();
   }
 
-  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void> {
-    return this.wake.wait(workKey(nodeId), until, signal, () =>
+  async waitForWork(
+    nodeId: string,
+    until: number,
+    signal: StopSignal,
+    takeWork = false,
+  ): Promise<ClaimedJob[] | null> {
+    if (takeWork && this.wake.ready) {
+      return this.wake.hold(workKey(nodeId), until, signal, (holder) =>
+        this.run(work.holdForWork, this.clock.now(), { nodeId, holder, until }),
+      );
+    }
+    await this.wake.wait(workKey(nodeId), until, signal, () =>
       this.hasWork(nodeId, this.clock.now()),
     );
+    return null;
+  }
+
+  /**
+   * Jobs claimed for a held poll that had ended when they arrived: each back to the head of its
+   * queue. One that fails stays claimed until its in-flight lease lapses, as a lost poll answer.
+   */
+  private giveBack(jobs: ClaimedJob[]): void {
+    for (const job of jobs) {
+      this.run(work.giveBack, this.clock.now(), job.jobId).catch((error: Error) => {
+        this.log.warn({
+          msg: 'redis: a claim made for an ended poll waits for its in-flight lease',
+          reason: error.message,
+        });
+      });
+    }
   }
 
   waitForResponse(

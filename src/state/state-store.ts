@@ -438,9 +438,17 @@ export interface StateStore {
   ping(): Promise<void>;
   /**
    * Resolves when work may be available for `nodeId`, when `until` passes, or when `signal`
-   * aborts; whichever comes first. Wake-ups reach waiters on every replica.
+   * aborts; whichever comes first. Wake-ups reach waiters on every replica. With `takeWork` (an
+   * API v1 poll) a store may claim tracked work enqueued meanwhile for this wait and resolve with
+   * it (the Redis store: one-turn delivery); otherwise, and always in memory, null: the caller
+   * claims.
    */
-  waitForWork(nodeId: string, until: number, signal: StopSignal): Promise<void>;
+  waitForWork(
+    nodeId: string,
+    until: number,
+    signal: StopSignal,
+    takeWork?: boolean,
+  ): Promise<ClaimedJob[] | null>;
   /** Resolves when an answer for the client (and request id) may be available, or as above. */
   waitForResponse(
     clientKey: string,

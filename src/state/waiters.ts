@@ -63,25 +63,55 @@ export class Waiters {
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
-      const abortSignal = signal instanceof AbortSignal ? signal : null;
-      const w = new Waiter(this, key, until, resolve, abortSignal);
-      // Appended: a key's waiters are woken in the order they came.
-      const list = this.byKey.get(key);
-      if (list) {
-        list.tail.next = w;
-        w.prev = list.tail;
-        list.tail = w;
-      } else {
-        this.byKey.set(key, { head: w, tail: w });
-      }
-      this.push(w);
-      if (abortSignal) {
-        abortSignal.addEventListener('abort', w, { once: true });
-      } else {
-        (signal as WaitSignal).listener = w;
-      }
-      this.schedule();
+      this.add(key, until, signal, resolve);
     });
+  }
+
+  /**
+   * As {@link wait}, with `end`, which ends this wait alone and says whether it was still waiting
+   * (false once a wake-up, its deadline or its signal ended it).
+   */
+  waitOne(key: string, until: number, signal: StopSignal): { done: Promise<void>; end(): boolean } {
+    if (until - this.clock.now() <= 0 || signal.aborted) {
+      return { done: Promise.resolve(), end: () => false };
+    }
+    let w: Waiter | null = null;
+    const done = new Promise<void>((resolve) => {
+      w = this.add(key, until, signal, resolve);
+    });
+    const waiter = w as unknown as Waiter;
+    return {
+      done,
+      end: () => {
+        if (waiter.slot < 0) {
+          return false;
+        }
+        this.end(waiter);
+        return true;
+      },
+    };
+  }
+
+  private add(key: string, until: number, signal: StopSignal, resolve: () => void): Waiter {
+    const abortSignal = signal instanceof AbortSignal ? signal : null;
+    const w = new Waiter(this, key, until, resolve, abortSignal);
+    // Appended: a key's waiters are woken in the order they came.
+    const list = this.byKey.get(key);
+    if (list) {
+      list.tail.next = w;
+      w.prev = list.tail;
+      list.tail = w;
+    } else {
+      this.byKey.set(key, { head: w, tail: w });
+    }
+    this.push(w);
+    if (abortSignal) {
+      abortSignal.addEventListener('abort', w, { once: true });
+    } else {
+      (signal as WaitSignal).listener = w;
+    }
+    this.schedule();
+    return w;
   }
 
   notify(key: string): void {

@@ -17,6 +17,7 @@ import {
   sharedRedisUrl,
 } from '../helpers/redis-server';
 import { describeIf } from '../helpers/requirements';
+import { eventually } from '../helpers/eventually';
 import {
   CAPS,
   CAPS_64K,
@@ -182,6 +183,141 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
         now: clock.now(),
       }),
     ).toMatchObject({ status: 'ok', envelope: envelope('answer') });
+  });
+
+  describe('one-turn delivery to a held API v1 poll', () => {
+    const held = (): Promise<string | null> => admin.hget(`${prefix}hold`, 'node-a');
+    const stateOf = (jobId: string): Promise<string | null> =>
+      admin.hget(`${prefix}j:${jobId}`, 's');
+
+    /** A poll held on `store` for node-a, once Redis records the hold. */
+    async function holdOn(
+      store: RedisStateStore,
+      abort = new AbortController(),
+      until = clock.now() + 60_000,
+    ): Promise<{ polling: Promise<unknown> }> {
+      await store.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+      const polling = store.waitForWork('node-a', until, abort.signal, true);
+      await eventually(async () => ((await held()) === null ? undefined : true), 100, 10);
+      // Wrapped: an async function returning the promise itself would wait for it.
+      return { polling };
+    }
+
+    it('should answer a poll held on one replica with the job a client submits on another, claimed by the enqueue', async () => {
+      await registerNode();
+      const { polling } = await holdOn(a);
+      const input = job();
+
+      const enqueued = await b.enqueue({ job: input, now: clock.now() });
+      const handed = await polling;
+
+      expect(enqueued).toEqual({
+        status: 'queued',
+        deadlineAt: clock.now() + CONTRACT_LIMITS.v1DeadlineMs,
+        transitions: { outcomes: {}, evictions: {} },
+      });
+      expect(handed).toEqual([
+        {
+          jobId: input.jobId,
+          clientKey: 'client-1',
+          requestId: input.requestId,
+          cancelToken: input.cancelToken,
+          stream: false,
+          envelope: input.envelope,
+          deadlineAt: clock.now() + CONTRACT_LIMITS.v1DeadlineMs,
+        },
+      ]);
+      expect(await stateOf(input.jobId)).toBe('i');
+      expect(await held()).toBeNull();
+      expect(
+        await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() }),
+      ).toMatchObject({ status: 'ok', jobs: [] });
+      expect((await b.stats(clock.now())).inFlight).toBe(1);
+    });
+
+    it('should answer a poll held on the replica the client submits to from the enqueue reply itself', async () => {
+      await registerNode();
+      const { polling } = await holdOn(a);
+      const input = job();
+
+      await a.enqueue({ job: input, now: clock.now() });
+
+      expect(await polling).toEqual([expect.objectContaining({ jobId: input.jobId })]);
+      expect(await stateOf(input.jobId)).toBe('i');
+    });
+
+    it('should give a job claimed for a poll that ended meanwhile back to the head of its queue', async () => {
+      await registerNode();
+      const abort = new AbortController();
+      const { polling } = await holdOn(a, abort);
+      abort.abort();
+      expect(await polling).toBeNull();
+      const input = job();
+
+      await b.enqueue({ job: input, now: clock.now() });
+      await eventually(
+        async () => ((await stateOf(input.jobId)) === 'q' ? true : undefined),
+        100,
+        10,
+      );
+      const claimed = await b.claimNext({
+        nodeId: 'node-a',
+        dialect: 'v1',
+        max: 1,
+        now: clock.now(),
+      });
+
+      expect(claimed).toMatchObject({ status: 'ok', jobs: [{ jobId: input.jobId }] });
+    });
+
+    it('should not claim for a hold past its deadline, nor record one while work is queued', async () => {
+      await registerNode();
+      const { polling } = await holdOn(a, new AbortController(), clock.now() + 1000);
+      clock.advance(1000);
+      expect(await polling).toBeNull();
+      const input = job();
+
+      await b.enqueue({ job: input, now: clock.now() });
+      const ready = await a.waitForWork(
+        'node-a',
+        clock.now() + 60_000,
+        new AbortController().signal,
+        true,
+      );
+
+      expect(await stateOf(input.jobId)).toBe('q');
+      expect(ready).toBeNull();
+      expect(await held()).toBeNull();
+      expect(
+        await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() }),
+      ).toMatchObject({ status: 'ok', jobs: [{ jobId: input.jobId }] });
+    });
+
+    it('should wake, not claim for, a held poll when the work is untracked (no request id)', async () => {
+      await registerNode();
+      const { polling } = await holdOn(a);
+      const input = job({ requestId: null, cancelToken: null });
+
+      await b.enqueue({ job: input, now: clock.now() });
+
+      expect(await polling).toBeNull();
+      expect(
+        await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() }),
+      ).toMatchObject({ status: 'ok', jobs: [{ jobId: input.jobId }] });
+    });
+
+    it('should hand the second of two jobs to nobody: the first enqueue takes the hold', async () => {
+      await registerNode();
+      const { polling } = await holdOn(a);
+      const first = job();
+      const second = job();
+
+      await b.enqueue({ job: first, now: clock.now() });
+      await b.enqueue({ job: second, now: clock.now() });
+
+      expect(await polling).toEqual([expect.objectContaining({ jobId: first.jobId })]);
+      expect(await stateOf(second.jobId)).toBe('q');
+    });
   });
 
   it('should wake only local waiters on wakeAll', async () => {
@@ -590,6 +726,16 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     }
     await a.takeResponse({ dialect: 'legacy', clientKey: 'c7', requestId: null, now: now() });
     await a.hitRateLimit({ key: 'k', limit: 3, windowMs: 1000, now: now() });
+    // A held API v1 poll that ended before any work came: its hold stays until its deadline.
+    const abort = new AbortController();
+    const polling = a.waitForWork('node-b', now() + 60_000, abort.signal, true);
+    await eventually(
+      async () => ((await admin.hlen(`${prefix}hold`)) === 1 ? true : undefined),
+      100,
+      10,
+    );
+    abort.abort();
+    await polling;
     const during = await keysWithTtl(REDIS_URL, prefix);
 
     for (let round = 0; round < 2; round += 1) {

@@ -69,4 +69,6 @@ export const EMPTYING_KEYS = [
   'pv',
   'pq',
   'pa',
+  'hold',
+  'holdt',
 ];

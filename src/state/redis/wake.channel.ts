@@ -1,7 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../common/clock';
 import type { StopSignal } from '../../common/wait-signal';
+import type { ClaimedJob } from '../state.types';
+import { readClaims } from '../transitions/work.redis';
 import { Waiters } from '../waiters';
 import type { WakeSubscriber } from './connection';
+import { ScriptReply } from './script-reply';
+
+/** Marks a hand-off message on the wake-up channel (a wake-up key starts `w\n` or `r\n`). */
+const HAND_OFF = 'h\n';
 
 /** While the subscription is down, waits re-check the store this often instead of hanging. */
 const UNSUBSCRIBED_RECHECK_MS = 250;
@@ -17,7 +24,16 @@ const UNSUBSCRIBED_RECHECK_MS = 250;
  * re-checks; when it comes back every local waiter is woken to look again.
  */
 export class WakeChannel {
+  /** This process in the holds it records (tpHoldForWork): hand-offs name it. */
+  readonly self = randomBytes(8).toString('hex');
+  /** Told the jobs of a hand-off no held poll took (it ended first): they go back to the queue. */
+  onOrphan: (jobs: ClaimedJob[]) => void = () => {};
+  /** Told a hand-off message that cannot be read: its job waits for its in-flight lease. */
+  onMalformed: (error: Error) => void = () => {};
   private readonly waiters: Waiters;
+  /** This process's held polls, by token: each takes a hand-off while it still waits. */
+  private readonly holds = new Map<string, (jobs: ClaimedJob[]) => boolean>();
+  private holdSeq = 0;
   private subscribed = false;
 
   constructor(
@@ -27,7 +43,12 @@ export class WakeChannel {
   ) {
     this.waiters = new Waiters(clock);
     subscriber.on('message', (from: string, key: string) => {
-      if (from === this.channel) {
+      if (from !== this.channel) {
+        return;
+      }
+      if (key.startsWith(HAND_OFF)) {
+        this.handOffMessage(key);
+      } else {
         this.waiters.notify(key);
       }
     });
@@ -62,6 +83,83 @@ export class WakeChannel {
   /** Wakes every waiter of this process. */
   wakeAll(): void {
     this.waiters.notifyAll();
+  }
+
+  /**
+   * Jobs an enqueue claimed for the poll this process holds under `token`: that poll takes them,
+   * or, when it has ended, they are orphaned (given back to their queue).
+   */
+  handOver(token: string, jobs: ClaimedJob[]): void {
+    const take = this.holds.get(token);
+    if (!take || !take(jobs)) {
+      this.onOrphan(jobs);
+    }
+  }
+
+  /**
+   * A work wait that Redis records as held (one-turn delivery): `register` (run once the local
+   * waiter exists) records the hold under this process's id and a token, or reports work already
+   * there. An enqueue then claims for this poll, and the claim arrives with the wake-up: resolves
+   * with those jobs, or with null when woken, at `until`, on abort, or when `register` found work
+   * (the caller claims as usual). Only while subscribed: a hand-off needs the message.
+   */
+  async hold(
+    key: string,
+    until: number,
+    signal: StopSignal,
+    register: (holder: string) => Promise<boolean>,
+  ): Promise<ClaimedJob[] | null> {
+    if (until <= this.clock.now() || signal.aborted) {
+      return null;
+    }
+    const waiting = this.waiters.waitOne(key, until, signal);
+    this.holdSeq += 1;
+    const token = this.holdSeq.toString(36);
+    let handed: ClaimedJob[] | null = null;
+    this.holds.set(token, (jobs) => {
+      if (!waiting.end()) {
+        return false;
+      }
+      handed = jobs;
+      return true;
+    });
+    try {
+      let ready: boolean;
+      try {
+        ready = await register(`${this.self}\n${token}`);
+      } catch {
+        ready = true;
+      }
+      if (ready) {
+        waiting.end();
+      }
+      await waiting.done;
+    } finally {
+      this.holds.delete(token);
+    }
+    return handed;
+  }
+
+  /** `h\n<process>\n<token>\n<claim fields as JSON>`, published by tpEnqueue. */
+  private handOffMessage(message: string): void {
+    const at = message.indexOf('\n', HAND_OFF.length);
+    const tokenEnd = at < 0 ? -1 : message.indexOf('\n', at + 1);
+    if (tokenEnd < 0 || message.slice(HAND_OFF.length, at) !== this.self) {
+      return;
+    }
+    let jobs: ClaimedJob[];
+    try {
+      const fields = JSON.parse(message.slice(tokenEnd + 1)) as unknown;
+      // cjson writes a Lua false (a nil field) as false; a script reply carries it as null.
+      const items = Array.isArray(fields)
+        ? fields.map((f: unknown) => (f === false ? null : f))
+        : fields;
+      jobs = readClaims(ScriptReply.of('tpEnqueue hand-off', items), 1);
+    } catch (error) {
+      this.onMalformed(error as Error);
+      return;
+    }
+    this.handOver(message.slice(at + 1, tokenEnd), jobs);
   }
 
   /**

@@ -299,6 +299,12 @@ local function openStream(sid, ck, node)
   redis.call('PEXPIRE', P .. 'sn:' .. node, ttl(L.streamTtlMs))
 end
 
+-- Forgets a node's held poll (tpHoldForWork): taken by an enqueue, past its deadline, node gone.
+local function dropHold(id)
+  redis.call('HDEL', P .. 'hold', id)
+  redis.call('ZREM', P .. 'holdt', id)
+end
+
 -- Removes a node: queued and claimed work ends cancelled/server_unregistered (counted with
 -- `count`), its open stream sessions are dropped, and its waiters are woken.
 local function removeNode(n, reason, count)
@@ -324,6 +330,7 @@ local function removeNode(n, reason, count)
   redis.call('ZREM', P .. 'nodes', id)
   redis.call('ZREM', P .. 'lease', id)
   redis.call('SREM', P .. 'legacy', id)
+  dropHold(id)
   if count then evicted(reason) end
   wake('w\n' .. id)
 end
@@ -398,4 +405,72 @@ end
 local function retryClaimLater(j)
   redis.call('HDEL', P .. 'j:' .. j.id, 'ack')
   redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.answerRetryMs, j.dl)), j.id)
+end
+
+-- Hands a queued job to its node: out of the queue, in flight under a lease when tracked. Appends
+-- the claim's 7 reply fields to `out`; true when the node's active set changed (syncActive after).
+local function claimJob(j, out)
+  local jkey = P .. 'j:' .. j.id
+  local env = redis.call('HGET', jkey, 'env')
+  local active = false
+  unqueue(j)
+  j.s = 'i'
+  if j.d == 'v1' and not j.rid then
+    -- Untracked API v1 work: handed over once, nothing to account for afterwards.
+    forget(j)
+  else
+    redis.call('HSET', jkey, 's', 'i', 'ca', num(NOW))
+    redis.call('HDEL', jkey, 'prog')
+    redis.call('ZADD', P .. 'claimed', num(NOW), j.id)
+    if j.d == 'v1' then
+      redis.call('HSET', P .. 'c:' .. j.node, j.rid, j.id)
+      redis.call('SADD', P .. 'a:' .. j.node, j.id)
+      active = true
+      redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), j.id)
+      redis.call('PEXPIRE', P .. 'c:' .. j.node, ttl(j.dl - NOW))
+      redis.call('PEXPIRE', P .. 'a:' .. j.node, ttl(j.dl - NOW))
+    elseif j.ck then
+      redis.call('ZADD', P .. 'lc:' .. j.ck, redis.call('INCR', P .. 'ctr:q'), j.id)
+      redis.call('PEXPIRE', P .. 'lc:' .. j.ck, ttl(j.dl - NOW))
+      if j.st == '1' then openStream(j.id, j.ck, j.node) end
+    end
+  end
+  out[#out + 1] = j.id
+  out[#out + 1] = j.ck or false
+  out[#out + 1] = j.rid or false
+  out[#out + 1] = j.tok or false
+  out[#out + 1] = j.st == '1' and 1 or 0
+  out[#out + 1] = env
+  out[#out + 1] = num(j.dl)
+  return active
+end
+
+-- A tracked claim whose poll answer never reached its node (no control, no progress, still before
+-- its deadline, the node still registered): back to the head of its node's queue, and its node's
+-- waits woken. False when it is not such a claim (confirmed, answered, ended or untracked).
+local function requeueClaim(j)
+  local jkey = P .. 'j:' .. j.id
+  local extra = redis.call('HMGET', jkey, 'ack', 'qa')
+  if j.s ~= 'i' or not ((j.d == 'v1' and j.rid) or j.d == 'legacy') or extra[1] or j.dl <= NOW
+    or redis.call('EXISTS', P .. 'n:' .. j.node) == 0 then
+    return false
+  end
+  redis.call('ZREM', P .. 'cl', j.id)
+  redis.call('SREM', P .. 'a:' .. j.node, j.id)
+  redis.call('ZREM', P .. 'claimed', j.id)
+  if j.rid and redis.call('HGET', P .. 'c:' .. j.node, j.rid) == j.id then redis.call('HDEL', P .. 'c:' .. j.node, j.rid) end
+  if j.d == 'legacy' and j.ck then
+    redis.call('ZREM', P .. 'lc:' .. j.ck, j.id)
+    if j.st == '1' then dropStream(j.id) end
+  end
+  redis.call('HSET', jkey, 's', 'q')
+  redis.call('ZADD', P .. 'queued', extra[2], j.id)
+  redis.call('INCRBY', P .. 'qbytes', j.b)
+  local qkey = P .. 'q:' .. j.node
+  local head = redis.call('ZRANGE', qkey, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', qkey, (head[2] and tonumber(head[2]) or 0) - 1, j.id)
+  redis.call('PEXPIRE', qkey, ttl(j.dl - NOW))
+  if j.d == 'v1' then syncLoad(j.node) end
+  wake('w\n' .. j.node)
+  return true
 end

@@ -38,31 +38,13 @@ for _, jid in ipairs(due('cl')) do
   local j = getJob(jid)
   if j then
     redis.call('SREM', P .. 'a:' .. j.node, jid)
-    local jkey = P .. 'j:' .. jid
-    local extra = redis.call('HMGET', jkey, 'ack', 'qa')
-    if j.s == 'i' and ((j.d == 'v1' and j.rid) or j.d == 'legacy') and not extra[1] and j.dl > NOW
-      and redis.call('EXISTS', P .. 'n:' .. j.node) == 1 then
-      -- A claim its node never confirmed (no control, no progress) for a whole in-flight lease:
-      -- the poll answer never reached the node. Back to the head of its queue. A claim whose
-      -- answer was refused answers_full (API v1 or legacy) comes here answerRetryMs later.
-      redis.call('ZREM', P .. 'claimed', jid)
-      if j.rid and redis.call('HGET', P .. 'c:' .. j.node, j.rid) == jid then redis.call('HDEL', P .. 'c:' .. j.node, j.rid) end
-      if j.d == 'legacy' and j.ck then
-        redis.call('ZREM', P .. 'lc:' .. j.ck, jid)
-        if j.st == '1' then dropStream(jid) end
-      end
-      redis.call('HSET', jkey, 's', 'q')
-      redis.call('ZADD', P .. 'queued', extra[2], jid)
-      redis.call('INCRBY', P .. 'qbytes', j.b)
-      local qkey = P .. 'q:' .. j.node
-      local head = redis.call('ZRANGE', qkey, 0, 0, 'WITHSCORES')
-      redis.call('ZADD', qkey, (head[2] and tonumber(head[2]) or 0) - 1, jid)
-      redis.call('PEXPIRE', qkey, ttl(j.dl - NOW))
-      wake('w\n' .. j.node)
-    end
-    if j.d == 'v1' then syncLoad(j.node) end
+    -- A claim its node never confirmed (no control, no progress) for a whole in-flight lease: the
+    -- poll answer never reached the node, so it goes back to the head of its queue. A claim whose
+    -- answer was refused answers_full (API v1 or legacy) comes here answerRetryMs later.
+    if not requeueClaim(j) and j.d == 'v1' then syncLoad(j.node) end
   end
 end
+for _, id in ipairs(due('holdt')) do dropHold(id) end
 for _, jid in ipairs(due('answered')) do
   local j = getJob(jid)
   if j and j.s == 'a' then

@@ -4,8 +4,11 @@
 --[[ script tpEnqueue
 KEYS: none
 ARGV: 4 job id, 5 dialect, 6 node id, 7 client (opt), 8 request id (opt), 9 cancel token (opt),
-  10 stream ('1'), 11 envelope JSON, 12 bytes, 13 client cap (opt; maxPendingPerClient when empty)
+  10 stream ('1'), 11 envelope JSON, 12 bytes, 13 client cap (opt; maxPendingPerClient when empty),
+  14 caller (this process's id in holds)
 Reply: { 'queued', transitions, deadline }
+     | { 'queued', transitions, deadline, hold token, [the 7 claim fields of tpClaimNext] }: a
+       poll of the calling process held for this node (tpHoldForWork) took it at once
      | { 'node_not_found'|'node_queue_full'|'queue_full'|'client_pending_full'|'request_in_use',
          transitions }
 ]]
@@ -66,6 +69,31 @@ redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
 if dialect == 'v1' then syncQueue(node) end
 if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
 if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
+-- One-turn delivery: a poll held for this node (tpHoldForWork) takes tracked API v1 work here,
+-- when it is the only work queued (FIFO holds), instead of being woken to claim it. The claim
+-- goes to the poll's process with the wake-up (its own reply when that is the caller), so the
+-- poll is answered on its first turn. A process that no longer holds the poll gives it back
+-- (tpGiveBack); one that died leaves it to the in-flight lease, as a lost poll answer does.
+if rid and dialect == 'v1' then
+  local held = redis.call('HGET', P .. 'hold', node)
+  if held then
+    local live = tonumber(redis.call('ZSCORE', P .. 'holdt', node) or '0') > NOW
+    dropHold(node)
+    if live and redis.call('ZCARD', P .. 'q:' .. node) == 1 then
+      local claim = {}
+      claimJob(getJob(jid), claim)
+      syncActive(node)
+      local at = string.find(held, '\n', 1, true)
+      if at and string.sub(held, 1, at - 1) == ARGV[14] then
+        local out = { 'queued', enc(), num(dl), string.sub(held, at + 1) }
+        for _, v in ipairs(claim) do out[#out + 1] = v end
+        return out
+      end
+      redis.call('PUBLISH', P .. 'wake', 'h\n' .. held .. '\n' .. cjson.encode(claim))
+      return { 'queued', enc(), num(dl) }
+    end
+  end
+end
 wake('w\n' .. node)
 return { 'queued', enc(), num(dl) }
 
@@ -94,38 +122,8 @@ while got < max do
   elseif j.dl <= NOW then
     endJob(j, 'expired', 'provider_timeout', true)
   else
-    local jkey = P .. 'j:' .. head
-    local env = redis.call('HGET', jkey, 'env')
-    unqueue(j)
-    j.s = 'i'
-    if j.d == 'v1' and not j.rid then
-      -- Untracked API v1 work: handed over once, nothing to account for afterwards.
-      forget(j)
-    else
-      redis.call('HSET', jkey, 's', 'i', 'ca', num(NOW))
-      redis.call('HDEL', jkey, 'prog')
-      redis.call('ZADD', P .. 'claimed', num(NOW), head)
-      if j.d == 'v1' then
-        redis.call('HSET', P .. 'c:' .. node, j.rid, head)
-        redis.call('SADD', P .. 'a:' .. node, head)
-        active = true
-        redis.call('ZADD', P .. 'cl', num(math.min(NOW + L.inFlightTtlMs, j.dl)), head)
-        redis.call('PEXPIRE', P .. 'c:' .. node, ttl(j.dl - NOW))
-        redis.call('PEXPIRE', P .. 'a:' .. node, ttl(j.dl - NOW))
-      elseif j.ck then
-        redis.call('ZADD', P .. 'lc:' .. j.ck, redis.call('INCR', P .. 'ctr:q'), head)
-        redis.call('PEXPIRE', P .. 'lc:' .. j.ck, ttl(j.dl - NOW))
-        if j.st == '1' then openStream(head, j.ck, node) end
-      end
-    end
+    if claimJob(j, out) then active = true end
     got = got + 1
-    out[#out + 1] = head
-    out[#out + 1] = j.ck or false
-    out[#out + 1] = j.rid or false
-    out[#out + 1] = j.tok or false
-    out[#out + 1] = j.st == '1' and 1 or 0
-    out[#out + 1] = env
-    out[#out + 1] = num(j.dl)
   end
 end
 if active then syncActive(node) end
@@ -206,6 +204,29 @@ end
 redis.call('HSET', P .. 'j:' .. jid, 'prog', ARGV[8], 'ack', '1')
 wake('r\n' .. ck .. '\n' .. rid)
 return { 'accepted', enc() }
+
+--[[ script tpHoldForWork
+KEYS: none
+ARGV: 4 node id, 5 holder ('<process>\n<token>'), 6 until (epoch ms: the poll's deadline)
+Reply: 1 when the node has queued work or is gone (as tpHasWork), else 0 after recording the
+  poll as held until then: the next tracked API v1 enqueue for the node claims for it
+]]
+if redis.call('EXISTS', P .. 'n:' .. ARGV[4]) == 0 then return 1 end
+if redis.call('ZCARD', P .. 'q:' .. ARGV[4]) > 0 then return 1 end
+redis.call('HSET', P .. 'hold', ARGV[4], ARGV[5])
+redis.call('ZADD', P .. 'holdt', ARGV[6], ARGV[4])
+return 0
+
+--[[ script tpGiveBack
+KEYS: none
+ARGV: 4 job id
+Reply: 1 when the claim went back to the head of its node's queue, else 0 (already confirmed,
+  answered, ended, or its node gone)
+A claim made for a held poll that had ended by the time it arrived (tpEnqueue).
+]]
+local j = getJob(ARGV[4])
+if j and requeueClaim(j) then return 1 end
+return 0
 
 --[[ script tpHasWork (read-only)
 KEYS: none

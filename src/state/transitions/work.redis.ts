@@ -3,7 +3,7 @@
  * arguments in ARGV order and the reading of its reply, one declaration per script, same order.
  */
 import { bit, opt, script, statusReply } from '../redis/script-call';
-import { envelopeSchema, flagReply } from '../redis/script-reply';
+import { envelopeSchema, flagReply, type ScriptReply } from '../redis/script-reply';
 import {
   CLAIM_STATUSES,
   ENQUEUE_STATUSES,
@@ -20,6 +20,38 @@ import { CONTROL_STATES, type ClaimedJob } from '../state.types';
 
 export const LUA_FILE = 'work.redis.lua';
 
+/** The 7 fields of each claimed job (tpClaimNext's reply, a hand-off), at most `max` jobs. */
+export function readClaims(r: ScriptReply, max: number): ClaimedJob[] {
+  if (r.remaining % 7 !== 0 || r.remaining / 7 > max) {
+    r.fail(`${r.remaining} claim fields are not 7 per job for at most ${max}`);
+  }
+  const jobs: ClaimedJob[] = [];
+  while (r.remaining > 0) {
+    jobs.push({
+      jobId: r.text('job id'),
+      clientKey: r.nullableText('client'),
+      requestId: r.nullableText('request id'),
+      cancelToken: r.nullableText('cancel token'),
+      stream: r.flag('stream'),
+      envelope: r.json(envelopeSchema, 'envelope'),
+      deadlineAt: r.number('deadline'),
+    });
+  }
+  return jobs;
+}
+
+/**
+ * A job an enqueue claimed for a poll held by this process (tpHoldForWork): the hold's token and
+ * the claim. It reaches the poll in the enqueue's reply or in a hand-off message.
+ */
+export interface HandOff {
+  token: string;
+  jobs: ClaimedJob[];
+}
+
+/** The enqueue as this process sends it: with its id, so a poll it holds takes the job here. */
+export type CallerEnqueue = EnqueueCommand & { caller: string };
+
 export const enqueue = script('tpEnqueue', {
   args: [
     'jobId',
@@ -32,8 +64,9 @@ export const enqueue = script('tpEnqueue', {
     'envelopeJson',
     'bytes',
     'clientCap',
+    'caller',
   ],
-  encode: ({ job, clientCap }: EnqueueCommand) => ({
+  encode: ({ job, clientCap }: CallerEnqueue) => ({
     jobId: job.jobId,
     dialect: job.dialect,
     nodeId: job.nodeId,
@@ -48,7 +81,15 @@ export const enqueue = script('tpEnqueue', {
   // Idempotent only with a request id (API v1): the same request is not queued twice.
   idempotent: (cmd) => cmd.job.requestId !== null,
   acknowledged: true,
-  reply: statusReply(ENQUEUE_STATUSES, { queued: (r) => ({ deadlineAt: r.number('deadline') }) }),
+  reply: statusReply(ENQUEUE_STATUSES, {
+    queued: (r): { deadlineAt: number; handOff?: HandOff } => {
+      const deadlineAt = r.number('deadline');
+      if (r.remaining === 0) {
+        return { deadlineAt };
+      }
+      return { deadlineAt, handOff: { token: r.text('hold token'), jobs: readClaims(r, 1) } };
+    },
+  }),
 });
 
 /**
@@ -68,22 +109,7 @@ export const claimNext = script('tpClaimNext', {
       r.end();
       return { status, transitions };
     }
-    if (r.remaining % 7 !== 0 || r.remaining / 7 > cmd.max) {
-      r.fail(`${r.remaining} claim fields are not 7 per job for at most ${cmd.max}`);
-    }
-    const jobs: ClaimedJob[] = [];
-    while (r.remaining > 0) {
-      jobs.push({
-        jobId: r.text('job id'),
-        clientKey: r.nullableText('client'),
-        requestId: r.nullableText('request id'),
-        cancelToken: r.nullableText('cancel token'),
-        stream: r.flag('stream'),
-        envelope: r.json(envelopeSchema, 'envelope'),
-        deadlineAt: r.number('deadline'),
-      });
-    }
-    return { status, jobs, transitions };
+    return { status, jobs: readClaims(r, cmd.max), transitions };
   },
 });
 
@@ -133,4 +159,35 @@ export const hasWork = script('tpHasWork', {
   parse: flagReply,
 });
 
-export const SCRIPTS = [enqueue, claimNext, control, cancel, putProgress, hasWork];
+/**
+ * A work wait's re-check that also records the poll as held (one-turn delivery): 1 as hasWork, or
+ * 0 and the next tracked API v1 enqueue for the node claims for this poll. Not acknowledged: a
+ * hold lost in a failover only means the poll is woken as before.
+ */
+export const holdForWork = script('tpHoldForWork', {
+  args: ['nodeId', 'holder', 'until'],
+  encode: (cmd: { nodeId: string; holder: string; until: number }) => cmd,
+  idempotent: true,
+  acknowledged: false,
+  parse: flagReply,
+});
+
+/** A claim made for a poll that had ended: back to the head of its node's queue. */
+export const giveBack = script('tpGiveBack', {
+  args: ['jobId'],
+  encode: (jobId: string) => ({ jobId }),
+  idempotent: true,
+  acknowledged: true,
+  parse: flagReply,
+});
+
+export const SCRIPTS = [
+  enqueue,
+  claimNext,
+  control,
+  cancel,
+  putProgress,
+  holdForWork,
+  giveBack,
+  hasWork,
+];
