@@ -12,6 +12,7 @@
 //          [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port 5191]
 //          [--appendonly no|everysec|always]   (only for the redis-server this script starts)
 //          [--poll with-request|held]   (API v1: when a node's poll is sent, see bench/cycle.mjs)
+//          [--roots DIR,DIR [--rounds N]]   (each row per built checkout, alternated: before/after)
 // redis-2x combines two cycle processes: cycles/s and requests/s add up; p50 is the mean of the
 // two p50s and p99 the larger p99 (percentiles of separate runs cannot be merged exactly).
 // --trace (API v1): every relay runs with bench/relay-probe.cjs timing its Redis scripts and wake-up
@@ -22,11 +23,11 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { cycle, freePort, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST] [--poll with-request|held]',
+  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST] [--poll with-request|held] [--roots DIR,DIR [--rounds N]]',
   {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
@@ -38,8 +39,13 @@ const values = cli(
     trace: { type: 'boolean', default: false },
     cpus: { type: 'string', default: '' },
     poll: { type: 'string', default: 'with-request' },
+    roots: { type: 'string', default: '' },
+    rounds: { type: 'string', default: '1' },
   },
 );
+// --roots A,B: each row once per checkout (its dist/main.js), alternated --rounds times, so a
+// before/after comparison is one invocation on one Redis.
+const ROOTS = values.roots ? values.roots.split(',').map((r) => resolve(r)) : [null];
 
 async function startRedis() {
   const port = await freePort();
@@ -81,12 +87,13 @@ function redisEnv(prefix) {
   return { TOKENPLACE_RELAY_STATE_STORE: 'redis', TOKENPLACE_RELAY_REDIS_URL: redisUrl, TOKENPLACE_RELAY_REDIS_KEY_PREFIX: prefix };
 }
 
-async function withRelays(config, fn) {
+async function withRelays(config, root, fn) {
   const prefix = `bench:${randomBytes(4).toString('hex')}:`;
   const relays = [];
   const options = { probe: values.trace, cpus: values.cpus };
   const traced = values.trace ? { BENCH_PROBE_TRACE: '1' } : {};
-  const start = (port, env) => startRelay(port, { ...env, ...traced }, [], 'dist/main.js', options);
+  const script = root ? join(root, 'dist/main.js') : 'dist/main.js';
+  const start = (port, env) => startRelay(port, { ...env, ...traced }, [], script, options);
   try {
     if (config === 'memory') {
       relays.push(await start(basePort, { TOKENPLACE_RELAY_STATE_STORE: 'memory' }));
@@ -117,8 +124,15 @@ function breakdown(perRelay) {
   const ops = new Map();
   // An empty claim's reply is the script header alone; a claim with a job is longer.
   const emptyClaim = Math.min(...perRelay.flat().filter((r) => r.op === 'tpClaimNext' && r.replyItems !== undefined).map((r) => r.replyItems));
+  // One-turn delivery: a job claimed by its enqueue for a held poll reaches that poll in the
+  // enqueue's reply (same replica: a longer reply) or in a hand-off message (another replica).
+  const handoffs = new Map();
   perRelay.forEach((rows, replica) => {
     for (const r of rows) {
+      if (r.op === 'handoff') {
+        handoffs.set(r.job, { at: r.at, replica });
+        continue;
+      }
       if (r.op === 'message') {
         const node = r.key.startsWith('w\n') ? r.key.slice(2) : null;
         if (node !== null) (messages.get(`${replica} ${node}`) ?? messages.set(`${replica} ${node}`, []).get(`${replica} ${node}`)).push(r.at);
@@ -135,7 +149,24 @@ function breakdown(perRelay) {
   let woken = 0;
   let claimedBeforeMessage = 0;
   let sameReplica = 0;
+  let handedInReply = 0;
+  let handedByMessage = 0;
   for (const e of enqueues) {
+    if (e.replyItems > 3) {
+      handedInReply += 1;
+      sameReplica += 1;
+      parts.enqueueRoundTripMs.push(e.answered - e.sent);
+      parts.deliveryMs.push(0);
+      continue;
+    }
+    const h = handoffs.get(e.job);
+    if (h) {
+      handedByMessage += 1;
+      parts.enqueueRoundTripMs.push(e.answered - e.sent);
+      parts.deliveryMs.push(h.at - e.answered);
+      parts.hopMs.push(h.at - e.answered);
+      continue;
+    }
     const c = claims.get(e.node)?.find((x) => x.answered > e.sent);
     if (!c) continue;
     parts.enqueueRoundTripMs.push(e.answered - e.sent);
@@ -152,7 +183,7 @@ function breakdown(perRelay) {
     parts.hopMs.push(m - e.answered);
     parts.wakeToClaimSentMs.push(c.sent - m);
   }
-  const out = { deliveries: parts.deliveryMs.length, wokenByMessage: woken, claimedBeforeMessage, sameReplica };
+  const out = { deliveries: parts.deliveryMs.length, handedInReply, handedByMessage, wokenByMessage: woken, claimedBeforeMessage, sameReplica };
   for (const [k, v] of Object.entries(parts)) {
     v.sort((a, b) => a - b);
     const q = (p) => (v.length ? Math.round(v[Math.min(v.length - 1, Math.floor(p * v.length))] * 100) / 100 : null);
@@ -165,8 +196,8 @@ function breakdown(perRelay) {
 
 const common = { duration: values.duration, warmup: values.warmup, poll: values.poll };
 
-async function run(config, protocol, pipelines) {
-  return withRelays(config, async (relays) => {
+async function run(config, root, protocol, pipelines) {
+  return withRelays(config, root, async (relays) => {
     const [a, b] = relays;
     if (config === 'memory' || config === 'redis-1') {
       return cycle({ url: a.base, protocol, pipelines, ...common });
@@ -205,9 +236,13 @@ try {
   for (const protocol of values.protocols.split(',')) {
     for (const pipelines of values.pipelines.split(',').map(Number)) {
       for (const config of values.configs.split(',')) {
-        const result = { config, ...(await run(config, protocol, pipelines)) };
-        process.stdout.write(`${JSON.stringify(result)}\n`);
-        rows.push(result);
+        for (let round = 0; round < Number(values.rounds); round += 1) {
+          for (const root of ROOTS) {
+            const result = { config, ...(root ? { root } : {}), ...(await run(config, root, protocol, pipelines)) };
+            process.stdout.write(`${JSON.stringify(result)}\n`);
+            rows.push(result);
+          }
+        }
       }
     }
   }
@@ -215,13 +250,13 @@ try {
   await ownRedis?.stop();
 }
 process.stdout.write(
-  `\n${table(rows, ['config', 'protocol', 'pipelines', 'cyclesPerSecond', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'deliveryP50Ms', 'deliveryP99Ms', 'errors'])}\n`,
+  `\n${table(rows, [...(values.roots ? ['root'] : []), 'config', 'protocol', 'pipelines', 'cyclesPerSecond', 'requestsPerSecond', 'p50Ms', 'p99Ms', 'deliveryP50Ms', 'deliveryP99Ms', 'errors'])}\n`,
 );
 if (traces.length) {
   const v1 = traces.filter((t) => t.protocol === 'v1');
   process.stdout.write(
-    `\ndelivery on Redis, relay-side (p50 / p99 ms; enqueue answered → claim with the job answered; hop: enqueue answered → message received on the node's replica; in flight: commands ahead on that replica's command connection):\n` +
-      `${table(v1, ['config', 'pipelines', 'deliveries', 'wokenByMessage', 'claimedBeforeMessage', 'sameReplica', 'deliveryMs', 'hopMs', 'wakeToClaimSentMs', 'claimRoundTripMs', 'claimInFlight', 'enqueueRoundTripMs'])}\n`,
+    `\ndelivery on Redis, relay-side (p50 / p99 ms; enqueue answered → claim with the job answered, or the hand-off received (0 when in the enqueue's reply); hop: enqueue answered → message received on the node's replica; in flight: commands ahead on that replica's command connection):\n` +
+      `${table(v1, ['config', 'pipelines', 'deliveries', 'handedInReply', 'handedByMessage', 'wokenByMessage', 'claimedBeforeMessage', 'sameReplica', 'deliveryMs', 'hopMs', 'wakeToClaimSentMs', 'claimRoundTripMs', 'claimInFlight', 'enqueueRoundTripMs'])}\n`,
   );
   for (const t of v1) process.stdout.write(`scripts per cycle, ${t.config} ${t.pipelines}: ${JSON.stringify(t.scriptsPerCycle)}\n`);
 }

@@ -80,7 +80,7 @@ if (process.env.BENCH_PROBE_TRACE === '1') {
       trace.push(row);
       const done = (reply) => {
         row.answered = epoch();
-        if (name === 'tpClaimNext' && Array.isArray(reply)) row.replyItems = reply.length;
+        if ((name === 'tpClaimNext' || name === 'tpEnqueue') && Array.isArray(reply)) row.replyItems = reply.length;
         return reply;
       };
       return fn.apply(this, args).then(done);
@@ -89,7 +89,14 @@ if (process.env.BENCH_PROBE_TRACE === '1') {
   const emit = Redis.prototype.emit;
   Redis.prototype.emit = function observed(event, ...rest) {
     if (event === 'message') {
-      trace.push({ op: 'message', conn: this.options.connectionName, at: epoch(), key: String(rest[1]) });
+      const key = String(rest[1]);
+      if (key.startsWith('h\n')) {
+        // A hand-off (one-turn delivery): `h\n<process>\n<token>\n<claim fields>`, job id first.
+        const json = key.split('\n').slice(3).join('\n');
+        trace.push({ op: 'handoff', conn: this.options.connectionName, at: epoch(), job: JSON.parse(json)[0] });
+      } else {
+        trace.push({ op: 'message', conn: this.options.connectionName, at: epoch(), key });
+      }
     }
     return emit.call(this, event, ...rest);
   };
