@@ -20,6 +20,49 @@ function parse(address: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   }
 }
 
+/** An address's unit and group, as {@link addressUnit} and {@link addressGroup} give them. */
+interface Units {
+  unit: string;
+  group: string;
+}
+
+/**
+ * Most addresses whose units are remembered. A request asks for its address's unit or group two
+ * to four times (rate limits, held places, the registry), each a parse; a busy relay sees few
+ * addresses many times. A stranger cycling through addresses only empties the memo: it is cleared
+ * when full, so it never holds more than this.
+ */
+export const UNITS_MEMO_MAX = 4096;
+const memo = new Map<string, Units>();
+
+function unitsOf(address: string): Units {
+  let units = memo.get(address);
+  if (units === undefined) {
+    const parsed = parse(address);
+    if (parsed === null) {
+      units = { unit: address, group: address };
+    } else if (parsed.kind() === 'ipv4') {
+      const v4 = parsed.toString();
+      units = { unit: v4, group: v4 };
+    } else {
+      units = {
+        unit: prefix(parsed as ipaddr.IPv6, 64),
+        group: prefix(parsed as ipaddr.IPv6, 56),
+      };
+    }
+    if (memo.size >= UNITS_MEMO_MAX) {
+      memo.clear();
+    }
+    memo.set(address, units);
+  }
+  return units;
+}
+
+/** How many addresses the memo holds now (tests: it stays within {@link UNITS_MEMO_MAX}). */
+export function unitsMemoSize(): number {
+  return memo.size;
+}
+
 /** The first `bits` (a multiple of 8) of an IPv6 address, written as a prefix. */
 function prefix(address: ipaddr.IPv6, bits: 56 | 64): string {
   const parts = address.parts.slice(0, 4);
@@ -35,11 +78,7 @@ function prefix(address: ipaddr.IPv6, bits: 56 | 64): string {
  * it) and could otherwise spread itself over as many "addresses" as it likes.
  */
 export function addressUnit(address: string): string {
-  const parsed = parse(address);
-  if (parsed === null) {
-    return address;
-  }
-  return parsed.kind() === 'ipv4' ? parsed.toString() : prefix(parsed as ipaddr.IPv6, 64);
+  return unitsOf(address).unit;
 }
 
 /**
@@ -47,9 +86,5 @@ export function addressUnit(address: string): string {
  * (the smallest block home and cloud networks commonly delegate).
  */
 export function addressGroup(address: string): string {
-  const parsed = parse(address);
-  if (parsed === null) {
-    return address;
-  }
-  return parsed.kind() === 'ipv4' ? parsed.toString() : prefix(parsed as ipaddr.IPv6, 56);
+  return unitsOf(address).group;
 }
