@@ -141,7 +141,8 @@ function breakdown(perRelay) {
       ops.set(r.op, (ops.get(r.op) ?? 0) + 1);
       if (r.answered === undefined) continue;
       if (r.op === 'tpEnqueue') enqueues.push({ ...r, replica });
-      if (r.op === 'tpClaimNext' && r.replyItems > emptyClaim) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
+      // A poll's re-check (tpHoldForWork) claims what came before its hold was recorded.
+      if ((r.op === 'tpClaimNext' || r.op === 'tpHoldForWork') && r.replyItems > emptyClaim) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
     }
   });
   for (const list of claims.values()) list.sort((a, b) => a.answered - b.answered);
@@ -151,6 +152,7 @@ function breakdown(perRelay) {
   let sameReplica = 0;
   let handedInReply = 0;
   let handedByMessage = 0;
+  let claimedInRecheck = 0;
   for (const e of enqueues) {
     if (e.replyItems > 3) {
       handedInReply += 1;
@@ -169,6 +171,7 @@ function breakdown(perRelay) {
     }
     const c = claims.get(e.node)?.find((x) => x.answered > e.sent);
     if (!c) continue;
+    if (c.op === 'tpHoldForWork') claimedInRecheck += 1;
     parts.enqueueRoundTripMs.push(e.answered - e.sent);
     parts.claimRoundTripMs.push(c.answered - c.sent);
     parts.claimInFlight.push(c.inFlight);
@@ -183,7 +186,7 @@ function breakdown(perRelay) {
     parts.hopMs.push(m - e.answered);
     parts.wakeToClaimSentMs.push(c.sent - m);
   }
-  const out = { deliveries: parts.deliveryMs.length, handedInReply, handedByMessage, wokenByMessage: woken, claimedBeforeMessage, sameReplica };
+  const out = { deliveries: parts.deliveryMs.length, handedInReply, handedByMessage, claimedInRecheck, wokenByMessage: woken, claimedBeforeMessage, sameReplica };
   for (const [k, v] of Object.entries(parts)) {
     v.sort((a, b) => a - b);
     const q = (p) => (v.length ? Math.round(v[Math.min(v.length - 1, Math.floor(p * v.length))] * 100) / 100 : null);
@@ -256,7 +259,7 @@ if (traces.length) {
   const v1 = traces.filter((t) => t.protocol === 'v1');
   process.stdout.write(
     `\ndelivery on Redis, relay-side (p50 / p99 ms; enqueue answered → claim with the job answered, or the hand-off received (0 when in the enqueue's reply); hop: enqueue answered → message received on the node's replica; in flight: commands ahead on that replica's command connection):\n` +
-      `${table(v1, ['config', 'pipelines', 'deliveries', 'handedInReply', 'handedByMessage', 'wokenByMessage', 'claimedBeforeMessage', 'sameReplica', 'deliveryMs', 'hopMs', 'wakeToClaimSentMs', 'claimRoundTripMs', 'claimInFlight', 'enqueueRoundTripMs'])}\n`,
+      `${table(v1, ['config', 'pipelines', 'deliveries', 'handedInReply', 'handedByMessage', 'claimedInRecheck', 'wokenByMessage', 'claimedBeforeMessage', 'sameReplica', 'deliveryMs', 'hopMs', 'wakeToClaimSentMs', 'claimRoundTripMs', 'claimInFlight', 'enqueueRoundTripMs'])}\n`,
   );
   for (const t of v1) process.stdout.write(`scripts per cycle, ${t.config} ${t.pipelines}: ${JSON.stringify(t.scriptsPerCycle)}\n`);
 }

@@ -74,13 +74,13 @@ if (process.env.BENCH_PROBE_TRACE === '1') {
       if (name === 'tpEnqueue') {
         row.job = args[4];
         row.node = args[6];
-      } else if (name === 'tpClaimNext' || name === 'tpHasWork') {
+      } else if (name === 'tpClaimNext' || name === 'tpHasWork' || name === 'tpHoldForWork') {
         row.node = args[4];
       }
       trace.push(row);
       const done = (reply) => {
         row.answered = epoch();
-        if ((name === 'tpClaimNext' || name === 'tpEnqueue') && Array.isArray(reply)) row.replyItems = reply.length;
+        if (['tpClaimNext', 'tpEnqueue', 'tpHoldForWork'].includes(name) && Array.isArray(reply)) row.replyItems = reply.length;
         return reply;
       };
       return fn.apply(this, args).then(done);

@@ -224,9 +224,9 @@ export class SinkService {
         }
         signal = caller.signal(this.lifecycle);
       }
-      const handed = await this.store.waitForWork(nodeId, until, signal, dialect === 'v1');
+      const handed = await this.store.waitForWork(nodeId, until, signal, { dialect, max });
       if (handed !== null) {
-        // Claimed for this poll by the enqueue itself (Redis one-turn delivery).
+        // Claimed for this poll by its re-check or by the enqueue itself (Redis, API v1).
         return handed;
       }
       if (this.lifecycle.draining && !caller.gone) {

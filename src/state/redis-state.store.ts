@@ -287,12 +287,14 @@ export class RedisStateStore implements store.StateStore {
     nodeId: string,
     until: number,
     signal: StopSignal,
-    takeWork = false,
+    poll?: store.PollClaim,
   ): Promise<ClaimedJob[] | null> {
-    if (takeWork && this.wake.ready) {
-      return this.wake.hold(workKey(nodeId), until, signal, (holder) =>
-        this.run(work.holdForWork, this.clock.now(), { nodeId, holder, until }),
-      );
+    if (poll?.dialect === 'v1' && this.wake.ready) {
+      return this.wake.hold(workKey(nodeId), until, signal, async (holder) => {
+        const cmd = { nodeId, ...poll, holder, until, now: this.clock.now() };
+        const result = await this.run(work.holdForWork, cmd.now, cmd);
+        return result.status === 'ok' ? result.jobs : null;
+      });
     }
     await this.wake.wait(workKey(nodeId), until, signal, () =>
       this.hasWork(nodeId, this.clock.now()),

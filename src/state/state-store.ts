@@ -172,6 +172,9 @@ export type EnqueueResult =
   | { status: Extract<EnqueueStatus, 'queued'>; deadlineAt: number; transitions: TransitionCounts }
   | { status: Exclude<EnqueueStatus, 'queued'>; transitions: TransitionCounts };
 
+/** What a waiting poll would claim: its dialect and how many jobs it takes. */
+export type PollClaim = Pick<ClaimCommand, 'dialect' | 'max'>;
+
 export interface ClaimCommand {
   nodeId: string;
   dialect: Dialect;
@@ -438,16 +441,16 @@ export interface StateStore {
   ping(): Promise<void>;
   /**
    * Resolves when work may be available for `nodeId`, when `until` passes, or when `signal`
-   * aborts; whichever comes first. Wake-ups reach waiters on every replica. With `takeWork` (an
-   * API v1 poll) a store may claim tracked work enqueued meanwhile for this wait and resolve with
-   * it (the Redis store: one-turn delivery); otherwise, and always in memory, null: the caller
-   * claims.
+   * aborts; whichever comes first. Wake-ups reach waiters on every replica. Given the `poll`'s
+   * claim, a store may claim for this wait, work queued now or enqueued meanwhile, and resolve
+   * with the jobs (the Redis store, for API v1 polls: one-turn delivery); otherwise, and always
+   * in memory, null: the caller claims.
    */
   waitForWork(
     nodeId: string,
     until: number,
     signal: StopSignal,
-    takeWork?: boolean,
+    poll?: PollClaim,
   ): Promise<ClaimedJob[] | null>;
   /** Resolves when an answer for the client (and request id) may be available, or as above. */
   waitForResponse(

@@ -29,6 +29,8 @@ import {
 } from './state-store.contract';
 
 const REDIS_URL = sharedRedisUrl('Redis state store');
+/** What an API v1 poll's wait would claim (one job). */
+const V1_POLL = { dialect: 'v1', max: 1 } as const;
 const available = REDIS_URL !== '';
 
 function openStore(
@@ -197,7 +199,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
       until = clock.now() + 60_000,
     ): Promise<{ polling: Promise<unknown> }> {
       await store.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
-      const polling = store.waitForWork('node-a', until, abort.signal, true);
+      const polling = store.waitForWork('node-a', until, abort.signal, V1_POLL);
       await eventually(async () => ((await held()) === null ? undefined : true), 100, 10);
       // Wrapped: an async function returning the promise itself would wait for it.
       return { polling };
@@ -270,7 +272,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
       expect(claimed).toMatchObject({ status: 'ok', jobs: [{ jobId: input.jobId }] });
     });
 
-    it('should not claim for a hold past its deadline, nor record one while work is queued', async () => {
+    it('should not claim for a hold past its deadline', async () => {
       await registerNode();
       const { polling } = await holdOn(a, new AbortController(), clock.now() + 1000);
       clock.advance(1000);
@@ -278,19 +280,49 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
       const input = job();
 
       await b.enqueue({ job: input, now: clock.now() });
-      const ready = await a.waitForWork(
-        'node-a',
-        clock.now() + 60_000,
-        new AbortController().signal,
-        true,
-      );
 
       expect(await stateOf(input.jobId)).toBe('q');
-      expect(ready).toBeNull();
       expect(await held()).toBeNull();
       expect(
         await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() }),
       ).toMatchObject({ status: 'ok', jobs: [{ jobId: input.jobId }] });
+    });
+
+    it('should claim in the re-check what came between the empty claim and the wait, recording no hold', async () => {
+      await registerNode();
+      await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() });
+      const input = job();
+      await b.enqueue({ job: input, now: clock.now() });
+
+      const claimed = await a.waitForWork(
+        'node-a',
+        clock.now() + 60_000,
+        new AbortController().signal,
+        V1_POLL,
+      );
+
+      expect(claimed).toEqual([expect.objectContaining({ jobId: input.jobId })]);
+      expect(await stateOf(input.jobId)).toBe('i');
+      expect(await held()).toBeNull();
+    });
+
+    it('should hold no legacy poll: a legacy wait is woken and claims', async () => {
+      await a.upsertNode({ nodeId: 'node-l', dialect: 'legacy', now: clock.now() });
+      const input = job({
+        dialect: 'legacy',
+        nodeId: 'node-l',
+        requestId: null,
+        cancelToken: null,
+      });
+      const waiting = a.waitForWork('node-l', clock.now() + 60_000, new AbortController().signal, {
+        dialect: 'legacy',
+        max: 1,
+      });
+
+      await b.enqueue({ job: input, now: clock.now() });
+
+      expect(await waiting).toBeNull();
+      expect(await admin.hlen(`${prefix}hold`)).toBe(0);
     });
 
     it('should wake, not claim for, a held poll when the work is untracked (no request id)', async () => {
@@ -728,7 +760,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     await a.hitRateLimit({ key: 'k', limit: 3, windowMs: 1000, now: now() });
     // A held API v1 poll that ended before any work came: its hold stays until its deadline.
     const abort = new AbortController();
-    const polling = a.waitForWork('node-b', now() + 60_000, abort.signal, true);
+    const polling = a.waitForWork('node-b', now() + 60_000, abort.signal, V1_POLL);
     await eventually(
       async () => ((await admin.hlen(`${prefix}hold`)) === 1 ? true : undefined),
       100,

@@ -97,17 +97,18 @@ export class WakeChannel {
   }
 
   /**
-   * A work wait that Redis records as held (one-turn delivery): `register` (run once the local
-   * waiter exists) records the hold under this process's id and a token, or reports work already
-   * there. An enqueue then claims for this poll, and the claim arrives with the wake-up: resolves
-   * with those jobs, or with null when woken, at `until`, on abort, or when `register` found work
-   * (the caller claims as usual). Only while subscribed: a hand-off needs the message.
+   * A work wait that may take its work in one turn: `claim` (run once the local waiter exists)
+   * claims what is queued for the poll or records it in Redis as held under this process's id and
+   * a token; an enqueue then claims for the poll and its claim arrives with the wake-up. Resolves
+   * with the jobs claimed either way; with null when woken, at `until`, on abort, or when `claim`
+   * has nothing to hold (null: the node is gone, or it failed; the caller claims as usual and sees
+   * why). Only while subscribed: a hand-off needs the message.
    */
   async hold(
     key: string,
     until: number,
     signal: StopSignal,
-    register: (holder: string) => Promise<boolean>,
+    claim: (holder: string) => Promise<ClaimedJob[] | null>,
   ): Promise<ClaimedJob[] | null> {
     if (until <= this.clock.now() || signal.aborted) {
       return null;
@@ -124,14 +125,17 @@ export class WakeChannel {
       return true;
     });
     try {
-      let ready: boolean;
+      let claimed: ClaimedJob[] | null;
       try {
-        ready = await register(`${this.self}\n${token}`);
+        claimed = await claim(`${this.self}\n${token}`);
       } catch {
-        ready = true;
+        claimed = null;
       }
-      if (ready) {
+      if (claimed === null || claimed.length > 0) {
+        // Claimed in the re-check itself (the poll's own reply: its jobs even if a wake-up for
+        // them ended the wait first), or nothing to hold.
         waiting.end();
+        return claimed !== null && claimed.length > 0 ? claimed : null;
       }
       await waiting.done;
     } finally {

@@ -474,3 +474,27 @@ local function requeueClaim(j)
   wake('w\n' .. j.node)
   return true
 end
+
+-- Claims up to `max` of a node's queued jobs in order into `out` (7 fields each, see claimJob);
+-- jobs past their deadline expire on the way. Returns how many it claimed.
+local function claimQueued(node, dialect, max, out)
+  local got, active = 0, false
+  local qkey = P .. 'q:' .. node
+  while got < max do
+    local head = redis.call('ZRANGE', qkey, 0, 0)[1]
+    if not head then break end
+    local j = getJob(head)
+    if not j then
+      redis.call('ZREM', qkey, head)
+      redis.call('ZREM', P .. 'queued', head)
+      if dialect == 'v1' then syncQueue(node) end
+    elseif j.dl <= NOW then
+      endJob(j, 'expired', 'provider_timeout', true)
+    else
+      if claimJob(j, out) then active = true end
+      got = got + 1
+    end
+  end
+  if active then syncActive(node) end
+  return got
+end

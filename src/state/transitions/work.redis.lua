@@ -104,29 +104,12 @@ Reply: { 'ok', transitions, [job id, client|nil, request id|nil, cancel token|ni
          envelope JSON, deadline] * claimed }
      | { 'not_found'|'dialect_conflict', transitions }
 ]]
-local node, dialect, max = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local node, dialect = ARGV[4], ARGV[5]
 local n = getNode(node)
 if not n then return { 'not_found', enc() } end
 if n.d ~= dialect then return { 'dialect_conflict', enc() } end
 local out = { 'ok', '' }
-local got, active = 0, false
-local qkey = P .. 'q:' .. node
-while got < max do
-  local head = redis.call('ZRANGE', qkey, 0, 0)[1]
-  if not head then break end
-  local j = getJob(head)
-  if not j then
-    redis.call('ZREM', qkey, head)
-    redis.call('ZREM', P .. 'queued', head)
-    if dialect == 'v1' then syncQueue(node) end
-  elseif j.dl <= NOW then
-    endJob(j, 'expired', 'provider_timeout', true)
-  else
-    if claimJob(j, out) then active = true end
-    got = got + 1
-  end
-end
-if active then syncActive(node) end
+claimQueued(node, dialect, tonumber(ARGV[6]), out)
 out[2] = enc()
 return out
 
@@ -207,15 +190,23 @@ return { 'accepted', enc() }
 
 --[[ script tpHoldForWork
 KEYS: none
-ARGV: 4 node id, 5 holder ('<process>\n<token>'), 6 until (epoch ms: the poll's deadline)
-Reply: 1 when the node has queued work or is gone (as tpHasWork), else 0 after recording the
-  poll as held until then: the next tracked API v1 enqueue for the node claims for it
+ARGV: 4 node id, 5 dialect, 6 max jobs, 7 holder ('<process>\n<token>'), 8 until (epoch ms: the
+  poll's deadline)
+Reply: as tpClaimNext. A work wait's re-check: what is queued now is claimed for the poll; with
+  nothing queued ('ok' and no job) the poll is recorded as held until then, and the next tracked
+  API v1 enqueue for the node claims for it
 ]]
-if redis.call('EXISTS', P .. 'n:' .. ARGV[4]) == 0 then return 1 end
-if redis.call('ZCARD', P .. 'q:' .. ARGV[4]) > 0 then return 1 end
-redis.call('HSET', P .. 'hold', ARGV[4], ARGV[5])
-redis.call('ZADD', P .. 'holdt', ARGV[6], ARGV[4])
-return 0
+local node, dialect = ARGV[4], ARGV[5]
+local n = getNode(node)
+if not n then return { 'not_found', enc() } end
+if n.d ~= dialect then return { 'dialect_conflict', enc() } end
+local out = { 'ok', '' }
+if claimQueued(node, dialect, tonumber(ARGV[6]), out) == 0 then
+  redis.call('HSET', P .. 'hold', node, ARGV[7])
+  redis.call('ZADD', P .. 'holdt', ARGV[8], node)
+end
+out[2] = enc()
+return out
 
 --[[ script tpGiveBack
 KEYS: none

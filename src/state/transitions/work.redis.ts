@@ -102,16 +102,19 @@ export const claimNext = script('tpClaimNext', {
   lane: true,
   idempotent: false,
   acknowledged: false,
-  reply: (r, cmd): ClaimResult => {
-    const status = r.oneOf(CLAIM_STATUSES, 'status');
-    const transitions = r.transitions();
-    if (status !== 'ok') {
-      r.end();
-      return { status, transitions };
-    }
-    return { status, jobs: readClaims(r, cmd.max), transitions };
-  },
+  reply: claimReply,
 });
+
+/** tpClaimNext's reply (and tpHoldForWork's): a status, the transitions, each job claimed. */
+function claimReply(r: ScriptReply, cmd: { max: number }): ClaimResult {
+  const status = r.oneOf(CLAIM_STATUSES, 'status');
+  const transitions = r.transitions();
+  if (status !== 'ok') {
+    r.end();
+    return { status, transitions };
+  }
+  return { status, jobs: readClaims(r, cmd.max), transitions };
+}
 
 export const control = script('tpControl', {
   args: ['nodeId', 'requestId', 'credentialDigest', 'acknowledge'],
@@ -159,25 +162,32 @@ export const hasWork = script('tpHasWork', {
   parse: flagReply,
 });
 
+/** A poll's claim that records it as held when nothing is queued (see tpHoldForWork). */
+export type HoldCommand = ClaimCommand & { holder: string; until: number };
+
 /**
- * A work wait's re-check that also records the poll as held (one-turn delivery): 1 as hasWork, or
- * 0 and the next tracked API v1 enqueue for the node claims for this poll. Not acknowledged: a
- * hold lost in a failover only means the poll is woken as before.
+ * A work wait's re-check (one-turn delivery): claims what is queued now, or, with nothing queued,
+ * records the poll as held, and the next tracked API v1 enqueue for the node claims for it. Not
+ * acknowledged, like a claim; a hold lost in a failover only means the poll is woken as before.
  */
 export const holdForWork = script('tpHoldForWork', {
-  args: ['nodeId', 'holder', 'until'],
-  encode: (cmd: { nodeId: string; holder: string; until: number }) => cmd,
-  idempotent: true,
+  args: ['nodeId', 'dialect', 'maxJobs', 'holder', 'until'],
+  encode: (cmd: HoldCommand) => ({ maxJobs: cmd.max }),
+  lane: true,
+  idempotent: false,
   acknowledged: false,
-  parse: flagReply,
+  reply: claimReply,
 });
 
-/** A claim made for a poll that had ended: back to the head of its node's queue. */
+/**
+ * A claim made for a poll that had ended: back to the head of its node's queue. Not acknowledged:
+ * nobody waits for it, and one lost in a failover leaves the claim to its in-flight lease.
+ */
 export const giveBack = script('tpGiveBack', {
   args: ['jobId'],
   encode: (jobId: string) => ({ jobId }),
   idempotent: true,
-  acknowledged: true,
+  acknowledged: false,
   parse: flagReply,
 });
 
