@@ -65,7 +65,12 @@ function rsaUnwrap(key, keyId, wrapped, padding) {
 
 /** A worker thread's task (piscina): `wrapped` arrives as a Uint8Array. */
 function unwrapTask({ key, keyId, wrapped, padding }) {
-  return rsaUnwrap(key, keyId, Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.length), padding);
+  return rsaUnwrap(
+    key,
+    keyId,
+    Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.length),
+    padding,
+  );
 }
 
 module.exports = { rsaUnwrap, unwrapTask };

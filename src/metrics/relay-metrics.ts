@@ -9,7 +9,11 @@ import {
   type Histogram as HistogramT,
 } from 'prom-client';
 import { RelayConfig } from '../config/relay-config';
-import type { TransitionSink } from '../state/transition.sink';
+import {
+  HAND_OFF_RESULTS,
+  type HandOffResult,
+  type TransitionSink,
+} from '../state/transition.sink';
 import {
   CONTROL_STATES,
   EVICTION_REASONS,
@@ -204,6 +208,11 @@ export class RelayMetrics implements TransitionSink {
     'tokenplace_relay_redis_replication_timeouts_total',
     'Acknowledged transitions answered 503 because fewer than TOKENPLACE_RELAY_REDIS_WAIT_REPLICAS replicas confirmed them in time',
   );
+  private readonly handOffs = this.counter(
+    'tokenplace_relay_redis_handoffs_total',
+    "Jobs an enqueue claimed for a held API v1 poll (Redis one-turn delivery), counted on the poll's replica by what became of them: taken by the poll; given_back to the queue (the poll had ended); already_ended (answered, cancelled or expired meanwhile); left_to_lease (not given back: it returns when its in-flight lease lapses)",
+    ['result'],
+  );
   readonly storeUp = this.gauge(
     'tokenplace_relay_state_store_up',
     '1 when the state store (memory or redis, see /healthz) answered the last check',
@@ -232,6 +241,9 @@ export class RelayMetrics implements TransitionSink {
       this.controlRequests.inc({ state }, 0);
     }
     this.leaseRenewals.inc(0);
+    for (const result of HAND_OFF_RESULTS) {
+      this.handOffs.inc({ result }, 0);
+    }
     this.queueDepth.set({ provider_mode: 'relay' }, 0);
     this.oldestQueuedAge.set({ provider_mode: 'relay' }, 0);
     const version = config.imageTag || config.releaseVersion || 'dev';
@@ -295,6 +307,11 @@ export class RelayMetrics implements TransitionSink {
   /** {@link TransitionSink}: an acknowledged transition its replicas did not confirm in time. */
   replicationTimeout(): void {
     this.replicationTimeouts.inc();
+  }
+
+  /** {@link TransitionSink}: what became of a hand-off to a held poll of this replica. */
+  handOff(result: HandOffResult): void {
+    this.handOffs.inc({ result });
   }
 
   private recordTransitions(t: TransitionCounts): void {

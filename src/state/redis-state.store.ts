@@ -139,12 +139,20 @@ export class RedisStateStore implements store.StateStore {
       this.connections.define(name, lua, RELAY_SCRIPTS.get(name)?.lane === true);
     }
     this.wake = this.connections.wake;
-    this.wake.onOrphan = (jobs) => this.giveBack(jobs);
-    this.wake.onMalformed = (error) =>
+    this.wake.onHandOff = (jobs, taken) => {
+      if (taken) {
+        this.sink.handOff('taken');
+      } else {
+        this.giveBack(jobs);
+      }
+    };
+    this.wake.onMalformed = (error) => {
+      this.sink.handOff('left_to_lease');
       this.log.warn({
         msg: 'redis: an unreadable hand-off; its job waits for its in-flight lease',
         reason: error.message,
       });
+    };
     this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
       this.connections.primary(),
     );
@@ -308,12 +316,16 @@ export class RedisStateStore implements store.StateStore {
    */
   private giveBack(jobs: ClaimedJob[]): void {
     for (const job of jobs) {
-      this.run(work.giveBack, this.clock.now(), job.jobId).catch((error: Error) => {
-        this.log.warn({
-          msg: 'redis: a claim made for an ended poll waits for its in-flight lease',
-          reason: error.message,
-        });
-      });
+      this.run(work.giveBack, this.clock.now(), job.jobId).then(
+        (requeued) => this.sink.handOff(requeued ? 'given_back' : 'already_ended'),
+        (error: Error) => {
+          this.sink.handOff('left_to_lease');
+          this.log.warn({
+            msg: 'redis: a claim made for an ended poll waits for its in-flight lease',
+            reason: error.message,
+          });
+        },
+      );
     }
   }
 

@@ -37,6 +37,10 @@ class SummingSink implements TransitionSink {
   replicationTimeout(operation: string): void {
     this.timeouts.push(operation);
   }
+
+  handOff(): void {
+    // The in-memory store hands nothing off.
+  }
 }
 
 describe('TransitionSink (the in-memory store; the Redis twin in test/contract)', () => {

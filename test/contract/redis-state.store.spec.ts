@@ -5,7 +5,7 @@ import type { SelectNodeCommand } from '../../src/state/state-store';
 import { SCHEMA_VERSION } from '../../src/state/redis/script.registry';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import type { StoreLimits, TransitionCounts } from '../../src/state/state.types';
-import type { TransitionSink } from '../../src/state/transition.sink';
+import type { HandOffResult, TransitionSink } from '../../src/state/transition.sink';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
 import {
@@ -37,12 +37,22 @@ function openStore(
   prefix: string,
   clock: ManualClock,
   limits: StoreLimits = CONTRACT_LIMITS,
+  sink?: TransitionSink,
 ): Promise<RedisStateStore> {
   return RedisStateStore.open(
-    { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 2000, limits },
+    { url: REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 2000, limits, sink },
     clock,
     new CapturedLog(),
   );
+}
+
+/** A sink that keeps the hand-off results a store reports (and drops the rest). */
+function handOffSink(results: HandOffResult[]): TransitionSink {
+  return {
+    transitions: () => undefined,
+    replicationTimeout: () => undefined,
+    handOff: (result) => results.push(result),
+  };
 }
 
 if (available) {
@@ -59,13 +69,15 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
   let a: RedisStateStore;
   let b: RedisStateStore;
   let admin: Redis;
+  let handOffs: { a: HandOffResult[]; b: HandOffResult[] };
   const digest = 'digest-of-node-a';
 
   beforeEach(async () => {
     clock = new ManualClock();
     prefix = randomPrefix('replicas');
-    a = await openStore(prefix, clock);
-    b = await openStore(prefix, clock);
+    handOffs = { a: [], b: [] };
+    a = await openStore(prefix, clock, CONTRACT_LIMITS, handOffSink(handOffs.a));
+    b = await openStore(prefix, clock, CONTRACT_LIMITS, handOffSink(handOffs.b));
     admin = new Redis(REDIS_URL);
   });
 
@@ -235,6 +247,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
         await a.claimNext({ nodeId: 'node-a', dialect: 'v1', max: 1, now: clock.now() }),
       ).toMatchObject({ status: 'ok', jobs: [] });
       expect((await b.stats(clock.now())).inFlight).toBe(1);
+      expect(handOffs).toEqual({ a: ['taken'], b: [] });
     });
 
     it('should answer a poll held on the replica the client submits to from the enqueue reply itself', async () => {
@@ -246,6 +259,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
 
       expect(await polling).toEqual([expect.objectContaining({ jobId: input.jobId })]);
       expect(await stateOf(input.jobId)).toBe('i');
+      expect(handOffs).toEqual({ a: ['taken'], b: [] });
     });
 
     it('should give a job claimed for a poll that ended meanwhile back to the head of its queue', async () => {
@@ -257,11 +271,8 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
       const input = job();
 
       await b.enqueue({ job: input, now: clock.now() });
-      await eventually(
-        async () => ((await stateOf(input.jobId)) === 'q' ? true : undefined),
-        100,
-        10,
-      );
+      // Reported once the give-back's reply is read: the job is back in the queue by then.
+      await eventually(() => Promise.resolve(handOffs.a.length > 0 ? true : undefined), 100, 10);
       const claimed = await b.claimNext({
         nodeId: 'node-a',
         dialect: 'v1',
@@ -270,6 +281,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
       });
 
       expect(claimed).toMatchObject({ status: 'ok', jobs: [{ jobId: input.jobId }] });
+      expect(handOffs).toEqual({ a: ['given_back'], b: [] });
     });
 
     it('should not claim for a hold past its deadline', async () => {
@@ -847,6 +859,7 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
     const sinkOf = (list: TransitionCounts[]): TransitionSink => ({
       transitions: (t) => list.push(t),
       replicationTimeout: () => undefined,
+      handOff: () => undefined,
     });
     const sa = await RedisStateStore.open(
       {

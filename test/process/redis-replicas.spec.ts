@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { MAIN_JS, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
 import { randomPrefix, RedisServer, redisServerBin } from '../helpers/redis-server';
 import { describeIf, requirement } from '../helpers/requirements';
@@ -101,6 +102,47 @@ describeIf(available)('two relay processes sharing one Redis (real processes)', 
     expect(client.openResponse(answer.body, submission.requestId).content).toBe(
       simulatedAnswer([{ role: 'user', content: 'hello from replica b' }]),
     );
+  });
+
+  it('should hand a request sent to one replica to the node poll held on the other in one turn, counted there', async () => {
+    const prefix = randomPrefix('replicas');
+    const [a, b] = await Promise.all([replica(prefix), replica(prefix)]);
+    const admin = new Redis(redis.url);
+    const handOffs = async (relay: RelayProcess): Promise<Record<string, number>> => {
+      const text = (await call(relay.baseUrl, 'GET', '/metrics')).text;
+      const found: Record<string, number> = {};
+      for (const m of text.matchAll(
+        /^tokenplace_relay_redis_handoffs_total\{result="(\w+)"\} (\S+)$/gm,
+      )) {
+        found[m[1] as string] = Number(m[2]);
+      }
+      return found;
+    };
+    try {
+      const node = new V1NodeSim(a.baseUrl);
+      const client = new V1ClientSim(b.baseUrl);
+      expect((await node.register()).status).toBe(200);
+
+      const held = node.take();
+      await eventually(async () => ((await admin.hlen(`${prefix}hold`)) === 1 ? true : undefined));
+      const submission = await client.submit(node.key, 'handed over');
+      const work = await held;
+
+      expect(submission.response.status).toBe(200);
+      expect(work?.raw).toMatchObject({ request_id: submission.requestId });
+      expect(await admin.hlen(`${prefix}hold`)).toBe(0);
+      expect(await handOffs(a)).toEqual({
+        taken: 1,
+        given_back: 0,
+        already_ended: 0,
+        left_to_lease: 0,
+      });
+      expect((await handOffs(b)).taken).toBe(0);
+      expect((await node.respond(work!)).status).toBe(200);
+      expect((await client.await(submission.requestId)).status).toBe(200);
+    } finally {
+      admin.disconnect();
+    }
   });
 
   it('should carry a legacy chat from a client on one replica to a node holding /sink on the other and back', async () => {

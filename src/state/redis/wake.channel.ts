@@ -26,8 +26,8 @@ const UNSUBSCRIBED_RECHECK_MS = 250;
 export class WakeChannel {
   /** This process in the holds it records (tpHoldForWork): hand-offs name it. */
   readonly self = randomBytes(8).toString('hex');
-  /** Told the jobs of a hand-off no held poll took (it ended first): they go back to the queue. */
-  onOrphan: (jobs: ClaimedJob[]) => void = () => {};
+  /** Told each hand-off: taken by its held poll, or not (it ended first: give the jobs back). */
+  onHandOff: (jobs: ClaimedJob[], taken: boolean) => void = () => {};
   /** Told a hand-off message that cannot be read: its job waits for its in-flight lease. */
   onMalformed: (error: Error) => void = () => {};
   private readonly waiters: Waiters;
@@ -86,14 +86,12 @@ export class WakeChannel {
   }
 
   /**
-   * Jobs an enqueue claimed for the poll this process holds under `token`: that poll takes them,
-   * or, when it has ended, they are orphaned (given back to their queue).
+   * Jobs an enqueue claimed for the poll this process holds under `token`: that poll takes them
+   * unless it has ended ({@link onHandOff} is told which).
    */
   handOver(token: string, jobs: ClaimedJob[]): void {
     const take = this.holds.get(token);
-    if (!take || !take(jobs)) {
-      this.onOrphan(jobs);
-    }
+    this.onHandOff(jobs, take !== undefined && take(jobs));
   }
 
   /**
