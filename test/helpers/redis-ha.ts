@@ -76,6 +76,13 @@ export class SentinelTopology {
   private constructor(
     readonly data: RedisServer[],
     readonly sentinels: RedisServer[],
+    /** Sentinel's down-after-milliseconds: how long an instance may not answer before +sdown. */
+    readonly downAfterMs: number,
+    /**
+     * Sentinel's failover-timeout. Among other things, a Sentinel whose failover attempt did not
+     * complete (e.g. an election nobody won) does not try again for twice this long.
+     */
+    readonly failoverTimeoutMs: number,
   ) {}
 
   static async start(
@@ -115,7 +122,7 @@ export class SentinelTopology {
         }),
       );
     }
-    const topology = new SentinelTopology([primary, ...replicas], sentinels);
+    const topology = new SentinelTopology([primary, ...replicas], sentinels, down, failover);
     await until('every Sentinel to see the replicas and the other Sentinels', async () => {
       for (const s of sentinels) {
         const [seen, others] = await withAdmin(s.port, async (a) => [
@@ -129,6 +136,32 @@ export class SentinelTopology {
       return true;
     });
     return topology;
+  }
+
+  /** Every Sentinel's event lines (`+try-failover`, `+new-epoch 2`, …), prefixed with its port. */
+  sentinelEvents(): string[] {
+    return this.sentinels.flatMap((s) =>
+      s
+        .sentinelLog()
+        .split('\n')
+        .filter((line) => / [#*-] [+-][a-z]/.test(line))
+        .map((line) => `${s.port} ${line.replace(/^\d+:X /, '')}`),
+    );
+  }
+
+  /**
+   * How many failover attempts (elections) the Sentinels needed: the highest epoch they logged
+   * (`+new-epoch N`). 1 for a failover elected at the first try; 0 before any.
+   */
+  failoverAttempts(): number {
+    let epoch = 0;
+    for (const line of this.sentinelEvents()) {
+      const m = / \+new-epoch (\d+)/.exec(line);
+      if (m) {
+        epoch = Math.max(epoch, Number(m[1]));
+      }
+    }
+    return epoch;
   }
 
   /** `host:port,host:port,host:port` of the Sentinels. */

@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,7 +170,9 @@ export class RedisServer {
           `port ${this.port}`,
           'bind 127.0.0.1',
           `dir ${this.dir}`,
-          'logfile ""',
+          // Sentinel's events (+sdown, +try-failover, +new-epoch, -failover-abort-…) are logged at
+          // warning level: kept in a file, so a test can tell what Sentinel did (see sentinelLog).
+          `logfile ${join(this.dir, 'sentinel.log')}`,
           'loglevel warning',
           ...sentinel,
         ].join('\n') + '\n',
@@ -227,6 +229,12 @@ export class RedisServer {
       }
     }
     throw new Error(`redis-server on ${this.port} did not start: ${stderr}`);
+  }
+
+  /** What a Sentinel logged so far ('' for a data server, or before it logged anything). */
+  sentinelLog(): string {
+    const file = join(this.dir, 'sentinel.log');
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
   }
 
   /** kill -9: no shutdown, no final save (only what the AOF already holds survives). */

@@ -48,6 +48,10 @@ interface Figures {
   promotionMs: number;
   relaysReadyMs: number;
   longestStallMs: number;
+  /** Elections the Sentinels needed (1: the first one elected a leader that failed over). */
+  failoverAttempts: number;
+  /** What longestStallMs must stay under, given failoverAttempts (see stallBound). */
+  stallBoundMs: number;
   accepted: number;
   answered: number;
   lost: number;
@@ -59,6 +63,19 @@ interface Figures {
   gatewayAnswered: number;
   oldPrimaryRelayClients: number;
   oldPrimaryScriptCallsAsReplica: number;
+}
+
+/**
+ * The longest stall a failover may cause. 15 s when Sentinel elects a leader at its first try
+ * (observed: 4–4.5 s). Sentinel may need a second try: when an election ends without a winner (three
+ * Sentinels that reach ODOWN in the same instant each vote for themselves), no Sentinel tries again
+ * for 2 × failover-timeout after its attempt started, an attempt whose start Sentinel jitters by up
+ * to 1 s (SENTINEL_MAX_DESYNC). That wait is Sentinel's, not the relay's, so a second attempt adds
+ * exactly that much; a third is not allowed for.
+ */
+function stallBound(attempts: number, topology: SentinelTopology): number {
+  const retry = 2 * topology.failoverTimeoutMs + 1000;
+  return attempts === 2 ? 15_000 + retry : 15_000;
 }
 
 function report(figures: Figures): void {
@@ -187,12 +204,15 @@ describeIf(available)('the relay on Redis Sentinel: failover under load (real pr
     await load.stop();
 
     const tally = load.tally;
+    const failoverAttempts = topo.failoverAttempts();
     const figures: Figures = {
       fault,
       waitReplicas,
       promotionMs,
       relaysReadyMs,
       longestStallMs: longestStall(tally, faultAt - 1000, loadEnd),
+      failoverAttempts,
+      stallBoundMs: stallBound(failoverAttempts, topo),
       accepted: tally.accepted.size,
       answered: [...tally.accepted.keys()].filter((id) => tally.answered.has(id)).length,
       lost: [...tally.accepted.keys()].filter((id) => !tally.answered.has(id)).length,
@@ -218,6 +238,11 @@ describeIf(available)('the relay on Redis Sentinel: failover under load (real pr
     process.stderr.write(
       `failover ${JSON.stringify(figures)} statuses ${JSON.stringify(allStatuses(tally))}\n`,
     );
+    if (failoverAttempts !== 1 || figures.longestStallMs >= 15_000) {
+      // What Sentinel did, for a failover that needed more than one election or stalled long.
+      process.stderr.write(`sentinel events (fault at ${new Date(faultAt).toISOString()}):\n`);
+      process.stderr.write(`${topo.sentinelEvents().join('\n')}\n`);
+    }
     // Both relays followed without a restart and are ready on the new primary.
     expect([a.child.exitCode, b.child.exitCode]).toEqual([null, null]);
     expect([await readiness(a.baseUrl), await readiness(b.baseUrl)]).toEqual([200, 200]);
@@ -227,7 +252,8 @@ describeIf(available)('the relay on Redis Sentinel: failover under load (real pr
   function expectFollowed(f: Figures): void {
     expect(f.responses5xxOther).toEqual([]);
     expect(f.networkErrors).toBe(0);
-    expect(f.longestStallMs).toBeLessThan(15_000);
+    expect(f.failoverAttempts).toBeGreaterThanOrEqual(1);
+    expect(f.longestStallMs).toBeLessThan(f.stallBoundMs);
     expect(f.accepted).toBeGreaterThan(20);
     expect(f.gatewayAnswered).toBeGreaterThan(0);
     // No relay talks to (let alone writes to) the old primary once it is a replica.
