@@ -197,18 +197,35 @@ export class SinkService {
     caller: CallerWatch,
   ): Promise<ClaimedJob[] | null> {
     let signal: WaitSignal | null = null;
+    // A store whose wait claims (Redis, API v1: its re-check claims what is queued, else records
+    // the hold) lets a poll that can be held go straight to the wait: one script, not two.
+    let claim = true;
+    if (
+      dialect === 'v1' &&
+      this.store.claimsWhileWaiting &&
+      !this.lifecycle.draining &&
+      this.clock.now() < until &&
+      caller.hold(this.lifecycle, 'node', this.registry.boundsNodesByAddress)
+    ) {
+      signal = caller.signal(this.lifecycle);
+      claim = false;
+    }
     for (;;) {
       if (caller.gone || this.lifecycle.lingering) {
         // Lingering (memory store, drain window over): work handed out now would die unanswered.
         return [];
       }
-      const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });
-      if (result.status !== 'ok') {
-        return dialect === 'legacy' ? [] : null;
+      if (claim) {
+        const result = await this.store.claimNext({ nodeId, dialect, max, now: this.clock.now() });
+        if (result.status !== 'ok') {
+          return dialect === 'legacy' ? [] : null;
+        }
+        if (result.jobs.length > 0 || this.lifecycle.draining || this.clock.now() >= until) {
+          return result.jobs;
+        }
       }
-      if (result.jobs.length > 0 || this.lifecycle.draining || this.clock.now() >= until) {
-        return result.jobs;
-      }
+      // After a wake-up the poll claims first (the wait's re-check would find the same work).
+      claim = true;
       if (signal === null) {
         if (!caller.hold(this.lifecycle, 'node', this.registry.boundsNodesByAddress)) {
           // The relay holds as many waits as its memory allows: a legacy node gets its un-held

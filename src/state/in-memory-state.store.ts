@@ -24,6 +24,8 @@ import { responseKey, Waiters, workKey } from './waiters';
  * fixed-TTL category, so sweeps cost O(expired).
  */
 export class InMemoryStateStore implements store.StateStore {
+  /** A wake-up resolves a poll in the enqueue's own turn here; the poll claims. */
+  readonly claimsWhileWaiting = false;
   private readonly state: MemoryState;
   private readonly waiters: Waiters;
 

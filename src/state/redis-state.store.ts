@@ -291,6 +291,11 @@ export class RedisStateStore implements store.StateStore {
     return this.connections.ping();
   }
 
+  /** While subscribed: a hand-off needs the wake-up channel (else waits re-check, then claim). */
+  get claimsWhileWaiting(): boolean {
+    return this.wake.ready;
+  }
+
   async waitForWork(
     nodeId: string,
     until: number,

@@ -452,6 +452,11 @@ export interface StateStore {
     signal: StopSignal,
     poll?: PollClaim,
   ): Promise<ClaimedJob[] | null>;
+  /**
+   * True when {@link waitForWork} given an API v1 `poll` claims what is queued before it waits
+   * (so a poll that may wait need not claim first): the Redis store.
+   */
+  readonly claimsWhileWaiting: boolean;
   /** Resolves when an answer for the client (and request id) may be available, or as above. */
   waitForResponse(
     clientKey: string,
