@@ -49,16 +49,18 @@ export class CallerWatch implements WaitSignal, Drainable {
    * ends) and watches it as {@link signal} does. False, and nothing watched, when the relay holds
    * as many as its held-wait budget allows, or this caller's address its share (`kind`: a node's
    * poll or a client's wait; `byAddress` false: no address share applies): the caller is then
-   * answered without being held.
+   * answered without being held. `quiet`: a refusal is not counted yet (the caller first looks
+   * for work it can answer with, and tries again before it refuses).
    */
-  hold(drain: DrainNotifier, kind: HeldPlace['kind'], byAddress = true): boolean {
-    return this.watch(drain, kind, byAddress);
+  hold(drain: DrainNotifier, kind: HeldPlace['kind'], byAddress = true, quiet = false): boolean {
+    return this.watch(drain, kind, byAddress, quiet);
   }
 
   private watch(
     drain: DrainNotifier | undefined,
     kind?: HeldPlace['kind'],
     byAddress = true,
+    quiet = false,
   ): boolean {
     if (this.watching) {
       return true;
@@ -71,7 +73,7 @@ export class CallerWatch implements WaitSignal, Drainable {
     if (kind !== undefined && drain !== undefined) {
       const unit = byAddress ? addressUnit(clientAddress(this.res.req)) : null;
       const place: HeldPlace = { kind, unit };
-      if (!drain.tryHold(this, place)) {
+      if (!drain.tryHold(this, place, quiet)) {
         return false;
       }
       this.place = place;

@@ -29,9 +29,10 @@ export interface DrainNotifier {
    * {@link hold} for a request about to be held open waiting: false, and nothing held, when this
    * process already holds as many as the memory plan's held-wait budget allows, when the caller's
    * address holds its share of it, or (a client's wait) when only the places kept for the nodes'
-   * polls are left.
+   * polls are left. A refusal is counted (the held-waits-refused metric) unless `quiet`: the
+   * caller does not act on it yet (it looks for work first, and counts a refusal it answers).
    */
-  tryHold(d: Drainable, place: HeldPlace): boolean;
+  tryHold(d: Drainable, place: HeldPlace, quiet?: boolean): boolean;
   /** Ends {@link hold}, or {@link tryHold} with the same place. */
   release(d: Drainable, place?: HeldPlace): void;
 }
@@ -118,7 +119,7 @@ export class LifecycleService implements DrainNotifier {
     }
   }
 
-  tryHold(d: Drainable, place: HeldPlace): boolean {
+  tryHold(d: Drainable, place: HeldPlace, quiet = false): boolean {
     if (this.drainingSince !== null) {
       d.drained();
       return true;
@@ -129,7 +130,9 @@ export class LifecycleService implements DrainNotifier {
       byUnit >= this.maxHeldPerAddress ||
       (place.kind === 'client' && this.clientHeld >= this.maxClientHeld)
     ) {
-      this.refused += 1;
+      if (!quiet) {
+        this.refused += 1;
+      }
       return false;
     }
     this.waiters.add(d);

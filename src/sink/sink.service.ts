@@ -205,7 +205,8 @@ export class SinkService {
       this.store.claimsWhileWaiting &&
       !this.lifecycle.draining &&
       this.clock.now() < until &&
-      caller.hold(this.lifecycle, 'node', this.registry.boundsNodesByAddress)
+      // Quiet: with no room, the poll claims first and counts a refusal only if it answers one.
+      caller.hold(this.lifecycle, 'node', this.registry.boundsNodesByAddress, true)
     ) {
       signal = caller.signal(this.lifecycle);
       claim = false;
