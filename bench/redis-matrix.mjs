@@ -141,8 +141,8 @@ function breakdown(perRelay) {
       ops.set(r.op, (ops.get(r.op) ?? 0) + 1);
       if (r.answered === undefined) continue;
       if (r.op === 'tpEnqueue') enqueues.push({ ...r, replica });
-      // A poll's re-check (tpHoldForWork) claims what came before its hold was recorded.
-      if ((r.op === 'tpClaimNext' || r.op === 'tpHoldForWork') && r.replyItems > emptyClaim) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
+      // A waiting poll's claim-or-hold (a claim with a holder) claims what came before its hold.
+      if (r.op === 'tpClaimNext' && r.replyItems > emptyClaim) (claims.get(r.node) ?? claims.set(r.node, []).get(r.node)).push({ ...r, replica });
     }
   });
   for (const list of claims.values()) list.sort((a, b) => a.answered - b.answered);
@@ -171,7 +171,7 @@ function breakdown(perRelay) {
     }
     const c = claims.get(e.node)?.find((x) => x.answered > e.sent);
     if (!c) continue;
-    if (c.op === 'tpHoldForWork') claimedInRecheck += 1;
+    if (c.hold) claimedInRecheck += 1;
     parts.enqueueRoundTripMs.push(e.answered - e.sent);
     parts.claimRoundTripMs.push(c.answered - c.sent);
     parts.claimInFlight.push(c.inFlight);

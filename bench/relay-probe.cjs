@@ -74,13 +74,15 @@ if (process.env.BENCH_PROBE_TRACE === '1') {
       if (name === 'tpEnqueue') {
         row.job = args[4];
         row.node = args[6];
-      } else if (name === 'tpClaimNext' || name === 'tpHasWork' || name === 'tpHoldForWork') {
+      } else if (name === 'tpClaimNext' || name === 'tpHasWork') {
         row.node = args[4];
+        // A waiting poll's claim-or-hold carries its holder (ARGV 7).
+        if (name === 'tpClaimNext') row.hold = Boolean(args[7]);
       }
       trace.push(row);
       const done = (reply) => {
         row.answered = epoch();
-        if (['tpClaimNext', 'tpEnqueue', 'tpHoldForWork'].includes(name) && Array.isArray(reply)) row.replyItems = reply.length;
+        if ((name === 'tpClaimNext' || name === 'tpEnqueue') && Array.isArray(reply)) row.replyItems = reply.length;
         return reply;
       };
       return fn.apply(this, args).then(done);

@@ -304,8 +304,8 @@ export class RedisStateStore implements store.StateStore {
   ): Promise<ClaimedJob[] | null> {
     if (poll?.dialect === 'v1' && this.wake.ready) {
       return this.wake.hold(workKey(nodeId), until, signal, async (holder) => {
-        const cmd = { nodeId, ...poll, holder, until, now: this.clock.now() };
-        const result = await this.run(work.holdForWork, cmd.now, cmd);
+        const cmd = { nodeId, ...poll, hold: { holder, until }, now: this.clock.now() };
+        const result = await this.run(work.claimNext, cmd.now, cmd);
         return result.status === 'ok' ? result.jobs : null;
       });
     }

@@ -24,7 +24,7 @@ const UNSUBSCRIBED_RECHECK_MS = 250;
  * re-checks; when it comes back every local waiter is woken to look again.
  */
 export class WakeChannel {
-  /** This process in the holds it records (tpHoldForWork): hand-offs name it. */
+  /** This process in the holds it records (tpClaimNext with a holder): hand-offs name it. */
   readonly self = randomBytes(8).toString('hex');
   /** Told each hand-off: taken by its held poll, or not (it ended first: give the jobs back). */
   onHandOff: (jobs: ClaimedJob[], taken: boolean) => void = () => {};

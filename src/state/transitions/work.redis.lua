@@ -8,7 +8,7 @@ ARGV: 4 job id, 5 dialect, 6 node id, 7 client (opt), 8 request id (opt), 9 canc
   14 caller (this process's id in holds)
 Reply: { 'queued', transitions, deadline }
      | { 'queued', transitions, deadline, hold token, [the 7 claim fields of tpClaimNext] }: a
-       poll of the calling process held for this node (tpHoldForWork) took it at once
+       poll of the calling process held for this node (tpClaimNext with a holder) took it at once
      | { 'node_not_found'|'node_queue_full'|'queue_full'|'client_pending_full'|'request_in_use',
          transitions }
 ]]
@@ -69,7 +69,7 @@ redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
 if dialect == 'v1' then syncQueue(node) end
 if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
 if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
--- One-turn delivery: a poll held for this node (tpHoldForWork) takes tracked API v1 work here,
+-- One-turn delivery: a poll held for this node (tpClaimNext with a holder) takes tracked API v1 work here,
 -- when it is the only work queued (FIFO holds), instead of being woken to claim it. The claim
 -- goes to the poll's process with the wake-up (its own reply when that is the caller), so the
 -- poll is answered on its first turn. A process that no longer holds the poll gives it back
@@ -99,17 +99,24 @@ return { 'queued', enc(), num(dl) }
 
 --[[ script tpClaimNext
 KEYS: none
-ARGV: 4 node id, 5 dialect, 6 max jobs (most to hand out)
+ARGV: 4 node id, 5 dialect, 6 max jobs (most to hand out), 7 holder (opt; '<process>\n<token>'),
+  8 until (opt; epoch ms: the holding poll's deadline)
 Reply: { 'ok', transitions, [job id, client|nil, request id|nil, cancel token|nil, stream (0|1),
          envelope JSON, deadline] * claimed }
      | { 'not_found'|'dialect_conflict', transitions }
+With a holder (a waiting API v1 poll's claim-or-hold) and nothing claimed, the poll is recorded as
+held until then, and the next tracked API v1 enqueue for the node claims for it.
 ]]
 local node, dialect = ARGV[4], ARGV[5]
 local n = getNode(node)
 if not n then return { 'not_found', enc() } end
 if n.d ~= dialect then return { 'dialect_conflict', enc() } end
 local out = { 'ok', '' }
-claimQueued(node, dialect, tonumber(ARGV[6]), out)
+local holder = opt(ARGV[7])
+if claimQueued(node, dialect, tonumber(ARGV[6]), out) == 0 and holder then
+  redis.call('HSET', P .. 'hold', node, holder)
+  redis.call('ZADD', P .. 'holdt', opt(ARGV[8]), node)
+end
 out[2] = enc()
 return out
 
@@ -187,26 +194,6 @@ end
 redis.call('HSET', P .. 'j:' .. jid, 'prog', ARGV[8], 'ack', '1')
 wake('r\n' .. ck .. '\n' .. rid)
 return { 'accepted', enc() }
-
---[[ script tpHoldForWork
-KEYS: none
-ARGV: 4 node id, 5 dialect, 6 max jobs, 7 holder ('<process>\n<token>'), 8 until (epoch ms: the
-  poll's deadline)
-Reply: as tpClaimNext. A work wait's re-check: what is queued now is claimed for the poll; with
-  nothing queued ('ok' and no job) the poll is recorded as held until then, and the next tracked
-  API v1 enqueue for the node claims for it
-]]
-local node, dialect = ARGV[4], ARGV[5]
-local n = getNode(node)
-if not n then return { 'not_found', enc() } end
-if n.d ~= dialect then return { 'dialect_conflict', enc() } end
-local out = { 'ok', '' }
-if claimQueued(node, dialect, tonumber(ARGV[6]), out) == 0 then
-  redis.call('HSET', P .. 'hold', node, ARGV[7])
-  redis.call('ZADD', P .. 'holdt', ARGV[8], node)
-end
-out[2] = enc()
-return out
 
 --[[ script tpGiveBack
 KEYS: none

@@ -41,8 +41,8 @@ export function readClaims(r: ScriptReply, max: number): ClaimedJob[] {
 }
 
 /**
- * A job an enqueue claimed for a poll held by this process (tpHoldForWork): the hold's token and
- * the claim. It reaches the poll in the enqueue's reply or in a hand-off message.
+ * A job an enqueue claimed for a poll held by this process (tpClaimNext with a holder): the
+ * hold's token and the claim. It reaches the poll in the enqueue's reply or in a hand-off message.
  */
 export interface HandOff {
   token: string;
@@ -96,16 +96,26 @@ export const enqueue = script('tpEnqueue', {
  * Not acknowledged (no WAIT): a lost claim re-queues the work, delivered again (at-least-once),
  * while a claim answered 503 after it was applied would hide the work until its lease lapses.
  */
+/**
+ * A claim, or a waiting API v1 poll's claim-or-hold: with `hold` and nothing to claim, the poll is
+ * recorded as held (one-turn delivery, docs/redis.md).
+ */
+export type ClaimOrHold = ClaimCommand & { hold?: { holder: string; until: number } };
+
 export const claimNext = script('tpClaimNext', {
-  args: ['nodeId', 'dialect', 'maxJobs'],
-  encode: (cmd: ClaimCommand) => ({ maxJobs: cmd.max }),
+  args: ['nodeId', 'dialect', 'maxJobs', 'holder', 'until'],
+  encode: (cmd: ClaimOrHold) => ({
+    maxJobs: cmd.max,
+    holder: opt(cmd.hold?.holder),
+    until: opt(cmd.hold?.until),
+  }),
   lane: true,
   idempotent: false,
   acknowledged: false,
   reply: claimReply,
 });
 
-/** tpClaimNext's reply (and tpHoldForWork's): a status, the transitions, each job claimed. */
+/** tpClaimNext's reply: a status, the transitions, each job claimed. */
 function claimReply(r: ScriptReply, cmd: { max: number }): ClaimResult {
   const status = r.oneOf(CLAIM_STATUSES, 'status');
   const transitions = r.transitions();
@@ -162,23 +172,6 @@ export const hasWork = script('tpHasWork', {
   parse: flagReply,
 });
 
-/** A poll's claim that records it as held when nothing is queued (see tpHoldForWork). */
-export type HoldCommand = ClaimCommand & { holder: string; until: number };
-
-/**
- * A work wait's re-check (one-turn delivery): claims what is queued now, or, with nothing queued,
- * records the poll as held, and the next tracked API v1 enqueue for the node claims for it. Not
- * acknowledged, like a claim; a hold lost in a failover only means the poll is woken as before.
- */
-export const holdForWork = script('tpHoldForWork', {
-  args: ['nodeId', 'dialect', 'maxJobs', 'holder', 'until'],
-  encode: (cmd: HoldCommand) => ({ maxJobs: cmd.max }),
-  lane: true,
-  idempotent: false,
-  acknowledged: false,
-  reply: claimReply,
-});
-
 /**
  * A claim made for a poll that had ended: back to the head of its node's queue. Not acknowledged:
  * nobody waits for it, and one lost in a failover leaves the claim to its in-flight lease.
@@ -191,13 +184,4 @@ export const giveBack = script('tpGiveBack', {
   parse: flagReply,
 });
 
-export const SCRIPTS = [
-  enqueue,
-  claimNext,
-  control,
-  cancel,
-  putProgress,
-  holdForWork,
-  giveBack,
-  hasWork,
-];
+export const SCRIPTS = [enqueue, claimNext, control, cancel, putProgress, giveBack, hasWork];
