@@ -22,7 +22,10 @@ const dir = mkdtempSync(join(tmpdir(), 'relay-prof-'));
 const relay = await startRelay(5096, { TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS: '3600' }, ['--cpu-prof', '--cpu-prof-dir', dir]);
 const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const key = Buffer.from('-----BEGIN PUBLIC KEY-----\n' + 'A'.repeat(400) + '\n-----END PUBLIC KEY-----\n').toString('base64');
-const [v1key] = await nodePublicKeys(1); // API v1 admits only real RSA public keys
+// API v1 admits only real RSA public keys. Not one of the cycle pipelines' keys (the cached keys
+// 0..63): a pipeline sharing this node's key found its pending request in the way of every cycle.
+const PIPELINES = 64;
+const v1key = (await nodePublicKeys(PIPELINES + 1))[PIPELINES];
 await fetch(`${relay.base}/sink`, json({ server_public_key: key }));
 await fetch(`${relay.base}/api/v1/relay/servers/register`, json({ server_public_key: v1key, capabilities: { supported_model_ids: ['qwen3-8b-instruct'] } }));
 
@@ -34,7 +37,7 @@ const routes = {
 };
 await fetch(`${relay.base}/api/v1/relay/requests`, json({ server_public_key: v1key, client_public_key: key, request_id: 'pending-1', ciphertext: 'c', cipherkey: 'k', iv: 'i' }));
 if (values.scenario.endsWith('cycle')) {
-  const result = await cycle({ url: relay.base, protocol: values.scenario.replace('cycle', ''), pipelines: 64, duration: values.duration, warmup: 1 });
+  const result = await cycle({ url: relay.base, protocol: values.scenario.replace('cycle', ''), pipelines: PIPELINES, duration: values.duration, warmup: 1 });
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } else {
   const [path, init] = routes[values.scenario];
