@@ -27,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { cycle, freePort, startRelay, table, cli } from './lib.mjs';
 
 const values = cli(
-  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST] [--poll with-request|held] [--roots DIR,DIR [--rounds N]]',
+  'usage: node bench/redis-matrix.mjs [--duration S] [--warmup S] [--pipelines 16,64] [--protocols legacy,v1] [--configs memory,redis-1,redis-2,redis-2x] [--port N] [--appendonly yes|no] [--trace] [--cpus LIST[/LIST]] [--poll with-request|held] [--roots DIR,DIR [--rounds N]]',
   {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
@@ -90,10 +90,13 @@ function redisEnv(prefix) {
 async function withRelays(config, root, fn) {
   const prefix = `bench:${randomBytes(4).toString('hex')}:`;
   const relays = [];
-  const options = { probe: values.trace, cpus: values.cpus };
+  // `--cpus 0/1`: the first relay on core 0, the second on core 1 (one list for all without a '/').
+  const cpuLists = values.cpus.split('/');
+  let started = 0;
   const traced = values.trace ? { BENCH_PROBE_TRACE: '1' } : {};
   const script = root ? join(root, 'dist/main.js') : 'dist/main.js';
-  const start = (port, env) => startRelay(port, { ...env, ...traced }, [], script, options);
+  const start = (port, env) =>
+    startRelay(port, { ...env, ...traced }, [], script, { probe: values.trace, cpus: cpuLists[Math.min(started++, cpuLists.length - 1)] });
   try {
     if (config === 'memory') {
       relays.push(await start(basePort, { TOKENPLACE_RELAY_STATE_STORE: 'memory' }));
