@@ -134,25 +134,27 @@ export class RedisStateStore implements store.StateStore {
       options.migrateFromPrefix ?? null,
       clock,
       log,
+      {
+        handedOver: (jobs, taken) => {
+          if (taken) {
+            this.sink.handOff('taken');
+          } else {
+            this.giveBack(jobs);
+          }
+        },
+        unreadable: (error) => {
+          this.sink.handOff('left_to_lease');
+          this.log.warn({
+            msg: 'redis: an unreadable hand-off; its job waits for its in-flight lease',
+            reason: error.message,
+          });
+        },
+      },
     );
     for (const [name, lua] of Object.entries(relayScripts())) {
       this.connections.define(name, lua, RELAY_SCRIPTS.get(name)?.lane === true);
     }
     this.wake = this.connections.wake;
-    this.wake.onHandOff = (jobs, taken) => {
-      if (taken) {
-        this.sink.handOff('taken');
-      } else {
-        this.giveBack(jobs);
-      }
-    };
-    this.wake.onMalformed = (error) => {
-      this.sink.handOff('left_to_lease');
-      this.log.warn({
-        msg: 'redis: an unreadable hand-off; its job waits for its in-flight lease',
-        reason: error.message,
-      });
-    };
     this.acks = new ReplicaAcks(options.waitReplicas ?? 0, options.waitTimeoutMs ?? 500, () =>
       this.connections.primary(),
     );

@@ -284,6 +284,26 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
       expect(handOffs).toEqual({ a: ['given_back'], b: [] });
     });
 
+    it('should count a hand-off message it cannot read and leave the poll held', async () => {
+      await registerNode();
+      const abort = new AbortController();
+      const { polling } = await holdOn(a, abort);
+      const holder = await held();
+      let answered = false;
+      void polling.then(() => {
+        answered = true;
+      });
+
+      // Addressed to a's process and its poll, but the claim is not JSON.
+      await admin.publish(`${prefix}wake`, `h\n${holder}\n{"not json`);
+      await eventually(() => Promise.resolve(handOffs.a.length > 0 ? true : undefined), 100, 10);
+
+      expect(handOffs).toEqual({ a: ['left_to_lease'], b: [] });
+      expect(answered).toBe(false);
+      abort.abort();
+      expect(await polling).toBeNull();
+    });
+
     it('should not claim for a hold past its deadline', async () => {
       await registerNode();
       const { polling } = await holdOn(a, new AbortController(), clock.now() + 1000);

@@ -13,7 +13,7 @@ import { migratePrefix } from './prefix-migration';
 import { toStoreError } from './redis-error.mapper';
 import type { ScriptArg } from './script-call';
 import { LAYOUT_UPGRADE_SCRIPT, SCHEMA_VERSION, UPGRADABLE_LAYOUTS } from './script.registry';
-import { WakeChannel } from './wake.channel';
+import { WakeChannel, type HandOffHandlers } from './wake.channel';
 
 /** Where the store reports connection changes (Nest's Logger in the app). */
 export interface StoreLog {
@@ -74,12 +74,14 @@ export class ConnectionSupervisor {
     private readonly migrateFrom: string | null,
     clock: Clock,
     private readonly log: StoreLog,
+    /** Given to the wake-up channel: what becomes of the hand-offs it receives. */
+    handOffs: HandOffHandlers,
   ) {
     this.routingKey = `${prefix}schema`;
     this.cmd = createClient(settings, 'tokenplace-relay');
     this.lane = createClient(settings, 'tokenplace-relay-delivery');
     this.sub = createSubscriber(settings, 'tokenplace-relay-wake');
-    this.wake = new WakeChannel(this.sub, `${prefix}wake`, clock);
+    this.wake = new WakeChannel(this.sub, `${prefix}wake`, clock, handOffs);
     this.watch();
   }
 

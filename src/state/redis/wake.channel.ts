@@ -13,6 +13,14 @@ const HAND_OFF = 'h\n';
 /** While the subscription is down, waits re-check the store this often instead of hanging. */
 const UNSUBSCRIBED_RECHECK_MS = 250;
 
+/** What the store does with the hand-offs this process receives (one-turn delivery). */
+export interface HandOffHandlers {
+  /** Told each hand-off: taken by its held poll, or not (it ended first: give the jobs back). */
+  handedOver(jobs: ClaimedJob[], taken: boolean): void;
+  /** Told a hand-off message that cannot be read: its job waits for its in-flight lease. */
+  unreadable(error: Error): void;
+}
+
 /**
  * Long-poll wake-ups across replicas: every transition that may end a wait publishes the waiter's
  * key on one channel (from inside its Lua script); each process holds one dedicated subscriber
@@ -26,10 +34,6 @@ const UNSUBSCRIBED_RECHECK_MS = 250;
 export class WakeChannel {
   /** This process in the holds it records (tpClaimNext with a holder): hand-offs name it. */
   readonly self = randomBytes(8).toString('hex');
-  /** Told each hand-off: taken by its held poll, or not (it ended first: give the jobs back). */
-  onHandOff: (jobs: ClaimedJob[], taken: boolean) => void = () => {};
-  /** Told a hand-off message that cannot be read: its job waits for its in-flight lease. */
-  onMalformed: (error: Error) => void = () => {};
   private readonly waiters: Waiters;
   /** This process's held polls, by token: each takes a hand-off while it still waits. */
   private readonly holds = new Map<string, (jobs: ClaimedJob[]) => boolean>();
@@ -40,6 +44,7 @@ export class WakeChannel {
     private readonly subscriber: WakeSubscriber,
     private readonly channel: string,
     private readonly clock: Clock,
+    private readonly handOffs: HandOffHandlers,
   ) {
     this.waiters = new Waiters(clock);
     subscriber.on('message', (from: string, key: string) => {
@@ -87,11 +92,11 @@ export class WakeChannel {
 
   /**
    * Jobs an enqueue claimed for the poll this process holds under `token`: that poll takes them
-   * unless it has ended ({@link onHandOff} is told which).
+   * unless it has ended ({@link HandOffHandlers.handedOver} is told which).
    */
   handOver(token: string, jobs: ClaimedJob[]): void {
     const take = this.holds.get(token);
-    this.onHandOff(jobs, take !== undefined && take(jobs));
+    this.handOffs.handedOver(jobs, take !== undefined && take(jobs));
   }
 
   /**
@@ -158,7 +163,7 @@ export class WakeChannel {
         : fields;
       jobs = readClaims(ScriptReply.of('tpEnqueue hand-off', items), 1);
     } catch (error) {
-      this.onMalformed(error as Error);
+      this.handOffs.unreadable(error as Error);
       return;
     }
     this.handOver(message.slice(at + 1, tokenEnd), jobs);
