@@ -30,11 +30,11 @@
 //          [--node-answers async|sync] [--node-padding oaep|pkcs1] [--unwrap-threads 0,1] [--cpus 0] [--bench-cpus 1] [--profile] [--demo-chats 500]
 //          [--node-bins BIN,BIN]
 import { randomBytes } from 'node:crypto';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { cli, peerLibrary, percentile as quantile, premadeKeys, relaySend, request, ROOT, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
+import { cli, peerLibrary, percentile as quantile, pinSelf, premadeKeys, relaySend, request, ROOT, startRelay, summariseProfile, table, threadCpuMs } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100] [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade] [--node-answers async|sync] [--node-padding oaep|pkcs1] [--unwrap-threads N,N] [--cpus LIST] [--bench-cpus LIST] [--profile] [--demo-chats 500] [--node-bins BIN,BIN]',
@@ -59,7 +59,7 @@ const values = cli(
   },
 );
 if (values['bench-cpus']) {
-  execFileSync('taskset', ['-a', '-p', '-c', values['bench-cpus'], String(process.pid)], { stdio: 'ignore' });
+  pinSelf(values['bench-cpus']);
 }
 /** The relay checkouts to measure: [label, dist/main.js]. */
 const ROOTS = values.roots.split(',').map((dir) => {

@@ -93,6 +93,24 @@ process.once('exit', () => {
 });
 
 /**
+ * Pins this process, every thread of it, to `cpus` (`taskset -a -p`). taskset fails when one of
+ * the threads it lists ends before it is set (V8 and libuv start and stop helper threads), so it
+ * is tried a few times.
+ */
+export function pinSelf(cpus) {
+  for (let attempt = 1; ; attempt += 1) {
+    const result = spawnSync('taskset', ['-a', '-p', '-c', String(cpus), String(process.pid)], { stdio: 'ignore' });
+    if (result.status === 0) {
+      return;
+    }
+    if (attempt === 5) {
+      throw new Error(`taskset -a -p -c ${cpus} ${process.pid} failed ${attempt} times`);
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+}
+
+/**
  * Starts `node dist/main.js` on a port and waits until /livez answers.
  * `options.probe`: preload bench/relay-probe.cjs with an IPC channel (`relay.probe('gc')`, 'memory',
  * 'snapshot', 'eld', 'trace'; see that file). `options.cpus`: pin the relay (`taskset -c <cpus>`).

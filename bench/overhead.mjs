@@ -9,10 +9,10 @@
 //          of cores and this script with its load generators to another, e.g. `--cpus 0
 //          --bench-cpus 1`, so the ratio is per core and the load generator takes nothing from it.
 import autocannon from 'autocannon';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys, peerLibrary } from './lib.mjs';
+import { ROOT, startRelay, stopProcess, table, cycle, cli, nodePublicKeys, peerLibrary, pinSelf } from './lib.mjs';
 
 const values = cli(
   'usage: node bench/overhead.mjs [--duration S] [--connections N] [--rounds N] [--port N] [--cpus LIST] [--bench-cpus LIST]',
@@ -27,7 +27,7 @@ const values = cli(
 );
 if (values['bench-cpus']) {
   // Every thread of this process, and the cycle processes it starts (they inherit the affinity).
-  execFileSync('taskset', ['-a', '-p', '-c', values['bench-cpus'], String(process.pid)], { stdio: 'ignore' });
+  pinSelf(values['bench-cpus']);
 }
 /** The relay's and the bare app's command line: pinned with --cpus. */
 const pinned = (argv) => (values.cpus ? ['taskset', ['-c', values.cpus, ...argv]] : [argv[0], argv.slice(1)]);
