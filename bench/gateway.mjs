@@ -24,7 +24,8 @@
 //     --use_mock_llm` starts), --demo-chats chats sent at once; completion rate and latency, per
 //     Node binary of --node-bins (e.g. /usr/bin/node for Node 20).
 // Every part runs once per relay checkout of --roots (default: this one), so a before/after is one
-// invocation: `--roots .,/work/baseline`.
+// invocation: `--roots .,/work/baseline`. In the burst part, `floor` as a root runs the framework
+// floor of a chat instead of a relay (bench/gateway-floor-app.mjs): `--roots .,floor`.
 // usage: node bench/gateway.mjs [--parts latency,held,burst,demo] [--roots DIR,DIR] [--samples 100]
 //          [--held 500] [--gap 250] [--burst 2000] [--nodes 8] [--polls 4] [--keys built,premade]
 //          [--node-answers async|sync] [--node-padding oaep|pkcs1] [--unwrap-threads 0,1] [--cpus 0] [--bench-cpus 1] [--profile] [--demo-chats 500]
@@ -63,6 +64,10 @@ if (values['bench-cpus']) {
 }
 /** The relay checkouts to measure: [label, dist/main.js]. */
 const ROOTS = values.roots.split(',').map((dir) => {
+  if (dir === 'floor') {
+    // The framework floor of a chat (bench/gateway-floor-app.mjs): burst part only.
+    return ['floor (bare NestJS, same crypto)', join(ROOT, 'bench/gateway-floor-app.mjs')];
+  }
   const root = dir === '.' ? ROOT : resolve(dir);
   const commit = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
   return [`${dir === '.' ? 'this checkout' : dir}${commit ? ` (${commit})` : ''}`, join(root, 'dist/main.js')];

@@ -22,7 +22,13 @@ function node(args: string[]): { status: number | null; stdout: string; stderr: 
 const BENCH = readdirSync(join(ROOT, 'bench')).filter(
   (f) =>
     f.endsWith('.mjs') &&
-    !['lib.mjs', 'bare-app.mjs', 'hostile-lib.mjs', 'hostile-nodes.mjs'].includes(f),
+    ![
+      'lib.mjs',
+      'bare-app.mjs',
+      'gateway-floor-app.mjs',
+      'hostile-lib.mjs',
+      'hostile-nodes.mjs',
+    ].includes(f),
 );
 
 describe('commands a newcomer types', () => {
