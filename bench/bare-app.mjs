@@ -2,8 +2,8 @@
 // POST route answering a fixed JSON body of a given size. Nothing else: no pipes, guards, logging
 // or metrics. usage: node bench/bare-app.mjs <port> <responseBytes>
 import 'reflect-metadata';
-import { Body, Controller, Get, HttpCode, Module, Post, Query } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
+import { serveBareNest } from './lib.mjs';
 
 const port = Number(process.argv[2] ?? 5099);
 const size = Number(process.argv[3] ?? 64);
@@ -38,10 +38,4 @@ Query('size')(BareController.prototype, 'get', 0);
 Reflect.defineMetadata('design:paramtypes', [Object, String], BareController.prototype, 'post');
 Reflect.defineMetadata('design:paramtypes', [String], BareController.prototype, 'get');
 
-class BareModule {}
-Module({ controllers: [BareController] })(BareModule);
-
-const app = await NestFactory.create(BareModule, { logger: false });
-await app.listen(port, '127.0.0.1');
-process.on('SIGINT', () => void app.close().then(() => process.exit(0)));
-process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+await serveBareNest(BareController, port);

@@ -10,8 +10,8 @@
 import 'reflect-metadata';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { Body, Controller, Get, HttpCode, Module, Post } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
+import { serveBareNest } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { identityOf, openTextAsync, publicKeyFromB64, sealText } = require('../dist/common/hybrid.crypto.js');
@@ -131,10 +131,4 @@ for (const [name, verb, path] of routes) {
   }
 }
 
-class FloorModule {}
-Module({ controllers: [FloorController] })(FloorModule);
-
-const app = await NestFactory.create(FloorModule, { logger: false });
-await app.listen(port, '127.0.0.1');
-process.on('SIGINT', () => void app.close().then(() => process.exit(0)));
-process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+await serveBareNest(FloorController, port);

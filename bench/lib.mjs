@@ -93,6 +93,23 @@ process.once('exit', () => {
 });
 
 /**
+ * Serves one controller as a bare NestJS express app on 127.0.0.1:`port` (the framework floors:
+ * bare-app.mjs, gateway-floor-app.mjs): no logger, closed on SIGINT and SIGTERM.
+ */
+export async function serveBareNest(controller, port) {
+  const { Module } = await import('@nestjs/common');
+  const { NestFactory } = await import('@nestjs/core');
+  class BareModule {}
+  Module({ controllers: [controller] })(BareModule);
+  const app = await NestFactory.create(BareModule, { logger: false });
+  await app.listen(port, '127.0.0.1');
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => void app.close().then(() => process.exit(0)));
+  }
+  return app;
+}
+
+/**
  * Pins this process, every thread of it, to `cpus` (`taskset -a -p`). taskset fails when one of
  * the threads it lists ends before it is set (V8 and libuv start and stop helper threads), so it
  * is tried a few times.
