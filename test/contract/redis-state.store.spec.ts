@@ -5,7 +5,11 @@ import type { SelectNodeCommand } from '../../src/state/state-store';
 import { SCHEMA_VERSION } from '../../src/state/redis/script.registry';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import type { StoreLimits, TransitionCounts } from '../../src/state/state.types';
-import type { HandOffResult, TransitionSink } from '../../src/state/transition.sink';
+import {
+  NO_TRANSITION_SINK,
+  type HandOffResult,
+  type TransitionSink,
+} from '../../src/state/transition.sink';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
 import { EMPTYING_KEYS, LASTING_KEYS, PER_ENTITY_FAMILIES } from '../helpers/redis-keys';
 import {
@@ -877,9 +881,8 @@ describeIf(available)(`${RedisStateStore.name} across replicas`, () => {
   it('should report each transition to its sink once, on the replica that performed it', async () => {
     const told = { a: [] as TransitionCounts[], b: [] as TransitionCounts[] };
     const sinkOf = (list: TransitionCounts[]): TransitionSink => ({
+      ...NO_TRANSITION_SINK,
       transitions: (t) => list.push(t),
-      replicationTimeout: () => undefined,
-      handOff: () => undefined,
     });
     const sa = await RedisStateStore.open(
       {

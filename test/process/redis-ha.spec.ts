@@ -1,6 +1,7 @@
 import { ManualClock } from '../../src/common/clock';
 import { RedisStateStore } from '../../src/state/redis-state.store';
 import { StoreUnavailableError } from '../../src/state/store-unavailable.error';
+import { NO_TRANSITION_SINK } from '../../src/state/transition.sink';
 import { CONTRACT_LIMITS, CAPS } from '../contract/state-store.contract';
 import { eventually } from '../helpers/eventually';
 import {
@@ -284,11 +285,7 @@ describeIf(available)(
           commandTimeoutMs: 2000,
           waitReplicas: 1,
           waitTimeoutMs: 500,
-          sink: {
-            transitions: () => undefined,
-            replicationTimeout: (op) => timeouts.push(op),
-            handOff: () => undefined,
-          },
+          sink: { ...NO_TRANSITION_SINK, replicationTimeout: (op) => timeouts.push(op) },
           limits: { ...CONTRACT_LIMITS, maxNodes: 100 },
         },
         clock,
@@ -336,11 +333,7 @@ describeIf(available)(
           commandTimeoutMs: 2000,
           waitReplicas: 1,
           waitTimeoutMs: 100,
-          sink: {
-            transitions: () => undefined,
-            replicationTimeout: (op) => timeouts.push(op),
-            handOff: () => undefined,
-          },
+          sink: { ...NO_TRANSITION_SINK, replicationTimeout: (op) => timeouts.push(op) },
           limits: CONTRACT_LIMITS,
         },
         clock,

@@ -299,7 +299,8 @@ local function openStream(sid, ck, node)
   redis.call('PEXPIRE', P .. 'sn:' .. node, ttl(L.streamTtlMs))
 end
 
--- Forgets a node's held poll (tpClaimNext with a holder): taken by an enqueue, past its deadline, node gone.
+-- Forgets a node's held poll (tpClaimNext with a holder): taken by an enqueue, past its
+-- deadline, or its node gone.
 local function dropHold(id)
   redis.call('HDEL', P .. 'hold', id)
   redis.call('ZREM', P .. 'holdt', id)

@@ -69,10 +69,10 @@ redis.call('PEXPIRE', P .. 'q:' .. node, ttl(dl - NOW))
 if dialect == 'v1' then syncQueue(node) end
 if pk then redis.call('HSET', P .. 'pairs', pk, jid) end
 if ck then redis.call('HINCRBY', P .. 'live', ck, 1) end
--- One-turn delivery: a poll held for this node (tpClaimNext with a holder) takes tracked API v1 work here,
--- when it is the only work queued (FIFO holds), instead of being woken to claim it. The claim
--- goes to the poll's process with the wake-up (its own reply when that is the caller), so the
--- poll is answered on its first turn. A process that no longer holds the poll gives it back
+-- One-turn delivery: a poll held for this node (tpClaimNext with a holder) takes tracked API v1
+-- work here, when it is the only work queued (FIFO holds), instead of being woken to claim it. The
+-- claim goes to the poll's process with the wake-up (its own reply when that is the caller), so
+-- the poll is answered on its first turn. A process that no longer holds the poll gives it back
 -- (tpGiveBack); one that died leaves it to the in-flight lease, as a lost poll answer does.
 if rid and dialect == 'v1' then
   local held = redis.call('HGET', P .. 'hold', node)

@@ -93,15 +93,16 @@ export const enqueue = script('tpEnqueue', {
 });
 
 /**
- * Not acknowledged (no WAIT): a lost claim re-queues the work, delivered again (at-least-once),
- * while a claim answered 503 after it was applied would hide the work until its lease lapses.
- */
-/**
  * A claim, or a waiting API v1 poll's claim-or-hold: with `hold` and nothing to claim, the poll is
  * recorded as held (one-turn delivery, docs/redis.md).
  */
 export type ClaimOrHold = ClaimCommand & { hold?: { holder: string; until: number } };
 
+/**
+ * Not acknowledged (no WAIT): a lost claim re-queues the work, delivered again (at-least-once),
+ * while a claim answered 503 after it was applied would hide the work until its lease lapses. A
+ * hold lost in a failover only means the poll is woken as before.
+ */
 export const claimNext = script('tpClaimNext', {
   args: ['nodeId', 'dialect', 'maxJobs', 'holder', 'until'],
   encode: (cmd: ClaimOrHold) => ({
